@@ -1,0 +1,57 @@
+// swift-tools-version:6.0
+// sertrain: a data-parallel trainer for speech emotion recognition.
+import PackageDescription
+
+// MARK: - C libraries (system library targets found through pkg-config)
+
+let cTargets: [Target] = [
+  .systemLibrary(
+    name: "CMPI", pkgConfig: "ompi-c",
+    providers: [.apt(["libopenmpi-dev", "openmpi-bin"])]),
+  .systemLibrary(name: "CHDF5", pkgConfig: "hdf5", providers: [.apt(["libhdf5-dev"])]),
+  .systemLibrary(name: "CFFTW", pkgConfig: "fftw3f", providers: [.apt(["libfftw3-dev"])]),
+  .systemLibrary(name: "CSndfile", pkgConfig: "sndfile", providers: [.apt(["libsndfile1-dev"])]),
+  .systemLibrary(name: "COpenBLAS", pkgConfig: "openblas", providers: [.apt(["libopenblas-dev"])]),
+  .systemLibrary(name: "CSoxr", pkgConfig: "soxr", providers: [.apt(["libsoxr-dev"])]),
+  .target(name: "CSupport"),
+]
+
+// MARK: - Swift modules, C at the bottom, the command line on top
+
+let swiftTargets: [Target] = [
+  .target(name: "HDF5", dependencies: ["CHDF5"]),
+  .target(name: "FeatureStore", dependencies: ["HDF5", "CSupport"]),
+  .target(name: "Collective", dependencies: ["CMPI"]),
+  .target(name: "Training", dependencies: ["HDF5", "FeatureStore", "Collective"]),
+  .executableTarget(
+    name: "sertrain",
+    dependencies: [
+      "Training",
+      .product(name: "ArgumentParser", package: "swift-argument-parser"),
+    ]),
+]
+
+// MARK: - Tests
+
+let testTargets: [Target] = [
+  .target(name: "_TestSupport", path: "Tests/_TestSupport"),
+  .testTarget(
+    name: "SmokeTests",
+    dependencies: ["CMPI", "CHDF5", "CFFTW", "CSndfile", "COpenBLAS", "CSoxr", "_TestSupport"]),
+  .testTarget(name: "HDF5Tests", dependencies: ["HDF5", "_TestSupport"]),
+  .testTarget(name: "FeatureStoreTests", dependencies: ["FeatureStore", "_TestSupport"]),
+  .testTarget(name: "CLITests", dependencies: ["FeatureStore", "HDF5", "_TestSupport"]),
+  // Also run under mpirun by Launch/test.sh.
+  .testTarget(name: "MPITests", dependencies: ["Collective", "_TestSupport"]),
+]
+
+let package = Package(
+  name: "sertrain",
+  platforms: [.macOS(.v13)],
+  products: [.executable(name: "sertrain", targets: ["sertrain"])],
+  dependencies: [
+    .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0")
+  ],
+  targets: cTargets + swiftTargets + testTargets,
+  swiftLanguageModes: [.v5]
+)

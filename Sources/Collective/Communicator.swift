@@ -1,0 +1,177 @@
+// Communication between ranks: an MPI implementation and a single-process one with the same interface.
+import CMPI
+
+#if canImport(Glibc)
+  import Glibc
+#endif
+
+/// The operations training needs: in-place sum allreduce, broadcast, barrier.
+public protocol Communicator: AnyObject {
+  var rank: Int { get }
+  var size: Int { get }
+  /// Sums `buffer` elementwise over all ranks, in place.
+  func allreduceSum(_ buffer: UnsafeMutableBufferPointer<Float>)
+  func allreduceSum(_ buffer: UnsafeMutableBufferPointer<Double>)
+  /// Copies root's bytes to every rank.
+  func broadcast(_ buffer: UnsafeMutableRawBufferPointer, root: Int)
+  func barrier()
+  /// Ends every rank of the job with `code` (MPI_Abort); a single process just exits.
+  func abort(code: Int32) -> Never
+}
+
+extension Communicator {
+  public var isRoot: Bool { rank == 0 }
+
+  public func allreduceSum(_ values: inout [Double]) {
+    values.withUnsafeMutableBufferPointer { allreduceSum($0) }
+  }
+
+  /// Broadcasts a value of trivial layout from root.
+  public func broadcast<T: BitwiseCopyable>(_ value: inout T, root: Int = 0) {
+    withUnsafeMutableBytes(of: &value) { broadcast($0, root: root) }
+  }
+
+  /// Broadcasts a string from root (length first, then bytes).
+  public func broadcast(_ s: inout String, root: Int = 0) {
+    var bytes = Array(s.utf8)
+    var n = bytes.count
+    broadcast(&n, root: root)
+    if rank != root { bytes = [UInt8](repeating: 0, count: n) }
+    bytes.withUnsafeMutableBytes { broadcast($0, root: root) }
+    s = String(decoding: bytes, as: UTF8.self)
+  }
+}
+
+/// One process, no MPI: every collective is the identity.
+public final class SingleProcessCommunicator: Communicator {
+  public init() {}
+  public var rank: Int { 0 }
+  public var size: Int { 1 }
+  public func allreduceSum(_ buffer: UnsafeMutableBufferPointer<Float>) {}
+  public func allreduceSum(_ buffer: UnsafeMutableBufferPointer<Double>) {}
+  public func broadcast(_ buffer: UnsafeMutableRawBufferPointer, root: Int) {}
+  public func barrier() {}
+  public func abort(code: Int32) -> Never { exit(code) }
+}
+
+/// MPI_COMM_WORLD. MPI is initialised once per process and finalised at exit.
+public final class MPICommunicator: Communicator {
+  public let rank: Int
+  public let size: Int
+  private let comm: MPI_Comm
+
+  nonisolated(unsafe) private static var shared: MPICommunicator?
+
+  /// The world communicator, initialising MPI on first use.
+  public static func world() -> MPICommunicator {
+    if let s = shared { return s }
+    var initialized: Int32 = 0
+    MPI_Initialized(&initialized)
+    if initialized == 0 {
+      var provided: Int32 = 0
+      MPI_Init_thread(nil, nil, sertrain_MPI_THREAD_FUNNELED(), &provided)
+      atexit {
+        var finalized: Int32 = 0
+        MPI_Finalized(&finalized)
+        if finalized == 0 { MPI_Finalize() }
+      }
+    }
+    let c = MPICommunicator(comm: sertrain_MPI_COMM_WORLD())
+    shared = c
+    return c
+  }
+
+  private init(comm: MPI_Comm) {
+    self.comm = comm
+    var r: Int32 = 0
+    var s: Int32 = 0
+    MPI_Comm_rank(comm, &r)
+    MPI_Comm_size(comm, &s)
+    rank = Int(r)
+    size = Int(s)
+  }
+
+  public func allreduceSum(_ buffer: UnsafeMutableBufferPointer<Float>) {
+    guard size > 1, buffer.count > 0 else { return }
+    chunked(buffer.count) { off, n in
+      MPI_Allreduce(
+        sertrain_MPI_IN_PLACE(), buffer.baseAddress! + off, Int32(n), sertrain_MPI_FLOAT(), sertrain_MPI_SUM(),
+        comm)
+    }
+  }
+
+  public func allreduceSum(_ buffer: UnsafeMutableBufferPointer<Double>) {
+    guard size > 1, buffer.count > 0 else { return }
+    chunked(buffer.count) { off, n in
+      MPI_Allreduce(
+        sertrain_MPI_IN_PLACE(), buffer.baseAddress! + off, Int32(n), sertrain_MPI_DOUBLE(), sertrain_MPI_SUM(),
+        comm)
+    }
+  }
+
+  public func broadcast(_ buffer: UnsafeMutableRawBufferPointer, root: Int) {
+    guard size > 1, buffer.count > 0 else { return }
+    chunked(buffer.count) { off, n in
+      MPI_Bcast(buffer.baseAddress! + off, Int32(n), sertrain_MPI_BYTE(), Int32(root), comm)
+    }
+  }
+
+  public func barrier() { MPI_Barrier(comm) }
+
+  public func abort(code: Int32) -> Never {
+    MPI_Abort(comm, code)
+    exit(code)
+  }
+
+  /// MPI counts are Int32: split larger buffers.
+  private func chunked(_ count: Int, _ body: (Int, Int) -> Int32) {
+    let limit = 1 << 30
+    var off = 0
+    while off < count {
+      let n = min(limit, count - off)
+      _ = body(off, n)
+      off += n
+    }
+  }
+}
+
+/// Why the job cannot start as launched.
+public struct LaunchError: Error, CustomStringConvertible {
+  public let message: String
+  public var description: String { message }
+}
+
+/// True when a launcher (mpirun, srun with PMIx/PMI) started this process as part of a parallel job.
+public func launchedByMPI(_ env: [String: String] = environment()) -> Bool {
+  ["OMPI_COMM_WORLD_SIZE", "PMIX_RANK", "PMI_RANK", "PMI_SIZE", "MPI_LOCALNRANKS"].contains { env[$0] != nil }
+}
+
+/// The communicator for this process: MPI when a launcher started it, otherwise a single process (no MPI
+/// initialisation at all, so a laptop needs no MPI runtime set up). Fails when a scheduler asked for several
+/// tasks but MPI sees one, which would run P independent copies of the same job.
+public func makeCommunicator(_ env: [String: String] = environment()) throws -> Communicator {
+  let comm: Communicator = launchedByMPI(env) ? MPICommunicator.world() : SingleProcessCommunicator()
+  let expected = ["SLURM_NTASKS", "PBS_NP", "OMPI_COMM_WORLD_SIZE"].lazy.compactMap { env[$0].flatMap { Int($0) } }
+    .first
+  if let expected, expected > 1, comm.size == 1 {
+    throw LaunchError(
+      message:
+        "the scheduler asked for \(expected) tasks but MPI sees 1: launch with 'srun --mpi=pmix sertrain …' or 'mpirun -n \(expected) sertrain …' inside the allocation"
+    )
+  }
+  return comm
+}
+
+/// The process environment as a dictionary (no Foundation).
+public func environment() -> [String: String] {
+  var out: [String: String] = [:]
+  var p = environ
+  while let entry = p.pointee {
+    let s = String(cString: entry)
+    if let eq = s.firstIndex(of: "=") {
+      out[String(s[..<eq])] = String(s[s.index(after: eq)...])
+    }
+    p += 1
+  }
+  return out
+}

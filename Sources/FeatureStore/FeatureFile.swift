@@ -1,0 +1,290 @@
+// The feature file (DESIGN.md, "Files"): HDF5 with `format = "sertrain-features"`, `version = 1`.
+//
+//   features      float32 [N, width]  chunked by rows
+//   labels        int32 [N]           index into `classes`
+//   classes       strings [K]         sorted, as a one-hot encoder orders them
+//   source        int32 [N]           recording index; all augmented rows of one recording share it
+//   augmentation  int8 [N]            0 original, 1 noise, 2 pitch, 3 pitch+noise, -1 unknown (converted CSV)
+//   sources/path, sources/speaker, sources/corpus   strings, one per recording
+//   attributes    the feature recipe
+import HDF5
+
+public enum FeatureFormat {
+  public static let name = "sertrain-features"
+  public static let version = 1
+  /// The seed study's row width: ZCR, RMS and 20 MFCCs over 108 frames.
+  public static let seedWidth = 2376
+  /// Rows per chunk of `features`: a rank's shard read touches only the chunks it needs.
+  public static let chunkRows = 32
+  public static let augmentationNames = ["original", "noise", "pitch", "pitch+noise"]
+}
+
+/// How the rows were computed. Stored as attributes; `predict` checks a checkpoint against it.
+public struct FeatureRecipe: Equatable, Sendable, Codable {
+  public var sampleRate = 22050
+  public var offset = 0.6
+  public var duration = 2.5
+  public var frameLength = 2048
+  public var hopLength = 512
+  public var nMFCC = 20
+  public var nMels = 128
+  public var resampler = "soxr_hq"
+  public var width = FeatureFormat.seedWidth
+  /// "extract" (computed by sertrain) or "convert" (imported from a CSV whose recipe is assumed to be the seed's).
+  public var origin = "extract"
+
+  public init() {}
+
+  func write(to f: H5Object) throws {
+    try f.setAttribute("sample_rate", sampleRate)
+    try f.setAttribute("offset", offset)
+    try f.setAttribute("duration", duration)
+    try f.setAttribute("frame_length", frameLength)
+    try f.setAttribute("hop_length", hopLength)
+    try f.setAttribute("n_mfcc", nMFCC)
+    try f.setAttribute("n_mels", nMels)
+    try f.setAttribute("resampler", resampler)
+    try f.setAttribute("width", width)
+    try f.setAttribute("origin", origin)
+  }
+
+  static func read(from f: H5Object) throws -> FeatureRecipe {
+    var r = FeatureRecipe()
+    r.sampleRate = try f.intAttribute("sample_rate")
+    r.offset = try f.doubleAttribute("offset")
+    r.duration = try f.doubleAttribute("duration")
+    r.frameLength = try f.intAttribute("frame_length")
+    r.hopLength = try f.intAttribute("hop_length")
+    r.nMFCC = try f.intAttribute("n_mfcc")
+    r.nMels = try f.intAttribute("n_mels")
+    r.resampler = try f.stringAttribute("resampler")
+    r.width = try f.intAttribute("width")
+    r.origin = try f.stringAttribute("origin")
+    return r
+  }
+
+  /// The fields that change the numbers in a row (origin does not).
+  public func sameFeatures(as other: FeatureRecipe) -> Bool {
+    var a = self
+    var b = other
+    a.origin = ""
+    b.origin = ""
+    return a == b
+  }
+}
+
+/// One recording behind a group of rows.
+public struct RecordingInfo: Equatable, Sendable {
+  public var path: String
+  public var speaker: String
+  public var corpus: String
+  public init(path: String, speaker: String, corpus: String) {
+    self.path = path
+    self.speaker = speaker
+    self.corpus = corpus
+  }
+}
+
+/// A problem with a feature file's contents.
+public struct FeatureFileError: Error, CustomStringConvertible, Sendable {
+  public let path: String
+  public let message: String
+  public init(_ path: String, _ message: String) {
+    self.path = path
+    self.message = message
+  }
+  public var description: String { "\(path): \(message)" }
+}
+
+// MARK: - Writing
+
+/// Streams rows into a new feature file. Rows are appended in order; labels are given as class names and
+/// encoded against the sorted class list at `finish`. Nothing appears under the final path until `finish`
+/// succeeds (the file is written under a temporary name and renamed).
+public final class FeatureFileWriter {
+  public var path: String { pending.path }
+  public let width: Int
+  private let pending: PendingFile
+  private var file: H5File?
+  private var features: H5Dataset?
+  public private(set) var rowCount = 0
+  private var labelNames: [String] = []
+  private var sources: [Int32] = []
+  private var augmentations: [Int8] = []
+
+  /// Creates the temporary file. Refuses an existing `path` unless `overwrite`.
+  public init(path: String, width: Int, overwrite: Bool) throws {
+    precondition(width > 0)
+    pending = try PendingFile(path: path, overwrite: overwrite)
+    self.width = width
+    let f = try H5File(creating: pending.tempPath)
+    file = f
+    features = try f.createDataset(
+      "features", of: Float.self, dims: [0, width], maxDims: [-1, width],
+      chunk: [FeatureFormat.chunkRows, width])
+  }
+
+  /// Appends `buffer.count / width` rows with their labels, recording ids and augmentation codes.
+  public func append(
+    rows buffer: UnsafeBufferPointer<Float>, labels: [String], sources: [Int32], augmentations: [Int8]
+  ) throws {
+    let n = buffer.count / width
+    precondition(buffer.count == n * width && labels.count == n && sources.count == n && augmentations.count == n)
+    guard let features else { preconditionFailure("append after finish") }
+    try features.writeRows(at: rowCount, buffer)
+    rowCount += n
+    labelNames += labels
+    self.sources += sources
+    self.augmentations += augmentations
+  }
+
+  /// Writes labels, classes, recordings and the recipe, closes the file and renames it into place.
+  /// `classes` fixes the class list (and its order) when given; otherwise the sorted distinct labels.
+  public func finish(
+    recipe: FeatureRecipe, recordings: [RecordingInfo], classes: [String]? = nil,
+    attributes: [String: String] = [:], rowsPerRecording: Int? = nil
+  ) throws {
+    guard let f = file else { return }
+    defer { cleanUp() }
+    features = nil  // every object must be closed before the file is, or HDF5 keeps it open
+    let names = classes ?? Array(Set(labelNames)).sorted()
+    var index = [String: Int32]()
+    for (i, c) in names.enumerated() { index[c] = Int32(i) }
+    let labels = try labelNames.enumerated().map { (row, name) -> Int32 in
+      guard let i = index[name] else {
+        throw FeatureFileError(path, "row \(row): label '\(name)' is not one of \(names)")
+      }
+      return i
+    }
+    try f.write("labels", labels)
+    try f.write("classes", strings: names)
+    try f.write("source", sources)
+    try f.write("augmentation", augmentations)
+    try f.write("sources/path", strings: recordings.map(\.path))
+    try f.write("sources/speaker", strings: recordings.map(\.speaker))
+    try f.write("sources/corpus", strings: recordings.map(\.corpus))
+    try recipe.write(to: f)
+    if let rowsPerRecording { try f.setAttribute("rows_per_recording", rowsPerRecording) }
+    for (k, v) in attributes.sorted(by: { $0.key < $1.key }) { try f.setAttribute(k, v) }
+    try f.setAttribute("format", FeatureFormat.name)
+    try f.setAttribute("version", FeatureFormat.version)
+    try f.flush()
+    try f.close()
+    file = nil
+    try pending.commit()
+  }
+
+  /// Abandons the file: nothing is left under the final or the temporary name.
+  public func discard() { cleanUp() }
+
+  private func cleanUp() {
+    features = nil
+    if let f = file { try? f.close() }
+    file = nil
+    pending.discard()
+  }
+
+  deinit { cleanUp() }
+}
+
+// MARK: - Reading
+
+/// An open feature file. Small per-row metadata is read at open; feature rows are read on demand by range.
+public final class FeatureFile {
+  public let path: String
+  public let file: H5File
+  public let features: H5Dataset
+  public let rowCount: Int
+  public let width: Int
+  public let classes: [String]
+  public let labels: [Int32]
+  public let source: [Int32]
+  public let augmentation: [Int8]
+  public let recipe: FeatureRecipe
+
+  public init(path: String) throws {
+    self.path = path
+    file = try H5File(path: path)
+    let format = (try? file.stringAttribute("format")) ?? ""
+    guard format == FeatureFormat.name else {
+      throw FeatureFileError(
+        path, "not a sertrain feature file (format attribute is '\(format)', expected '\(FeatureFormat.name)')")
+    }
+    let version = try file.intAttribute("version")
+    guard version == FeatureFormat.version else {
+      throw FeatureFileError(
+        path, "feature file version \(version); this sertrain reads version \(FeatureFormat.version)")
+    }
+    features = try file.openDataset("features")
+    let shape = features.shape
+    guard shape.count == 2 else { throw FeatureFileError(path, "features has shape \(shape), expected [rows, width]") }
+    rowCount = shape[0]
+    width = shape[1]
+    classes = try file.readStrings("classes")
+    labels = try file.read("labels")
+    source = try file.read("source")
+    augmentation = try file.read("augmentation")
+    recipe = try FeatureRecipe.read(from: file)
+    for (name, n) in [("labels", labels.count), ("source", source.count), ("augmentation", augmentation.count)]
+    where n != rowCount {
+      throw FeatureFileError(path, "\(name) has \(n) entries for \(rowCount) feature rows")
+    }
+    if let bad = labels.firstIndex(where: { $0 < 0 || Int($0) >= classes.count }) {
+      throw FeatureFileError(path, "row \(bad): label \(labels[bad]) is outside the \(classes.count) classes")
+    }
+  }
+
+  /// The recordings behind the rows (paths are empty for a converted CSV).
+  public func recordings() throws -> [RecordingInfo] {
+    let p = try file.readStrings("sources/path")
+    let s = try file.readStrings("sources/speaker")
+    let c = try file.readStrings("sources/corpus")
+    return (0..<p.count).map { RecordingInfo(path: p[$0], speaker: s[$0], corpus: c[$0]) }
+  }
+
+  /// Rows per recording if the file declares one (a converted CSV with `--rows-per-recording`).
+  public var rowsPerRecording: Int? { try? file.intAttribute("rows_per_recording") }
+
+  /// Reads rows `range` into `buffer` (range.count * width floats); only their chunks are read from disk.
+  public func readRows(_ range: Range<Int>, into buffer: UnsafeMutableBufferPointer<Float>) throws {
+    try features.readRows(range, into: buffer)
+  }
+
+  public func readRows(_ range: Range<Int>) throws -> [Float] {
+    try features.readRows(range, as: Float.self)
+  }
+
+  /// Reads the rows at `indices` (any order) into `buffer`, row i of the buffer being row indices[i] of the
+  /// file. Consecutive runs of indices become one hyperslab read each.
+  public func readRows(at indices: [Int], into buffer: UnsafeMutableBufferPointer<Float>) throws {
+    precondition(buffer.count >= indices.count * width)
+    let order = indices.indices.sorted { indices[$0] < indices[$1] }
+    var i = 0
+    var scratch = [Float]()
+    while i < order.count {
+      var j = i + 1
+      while j < order.count && indices[order[j]] == indices[order[j - 1]] + 1 { j += 1 }
+      let start = indices[order[i]]
+      let n = j - i
+      scratch.removeAll(keepingCapacity: true)
+      scratch.append(contentsOf: repeatElement(0, count: n * width))
+      try scratch.withUnsafeMutableBufferPointer { try readRows(start..<(start + n), into: $0) }
+      for k in 0..<n {
+        let dst = order[i + k] * width
+        for c in 0..<width { buffer[dst + c] = scratch[k * width + c] }
+      }
+      i = j
+    }
+  }
+
+  /// Rows per class, in class order.
+  public func classCounts() -> [Int] {
+    var counts = [Int](repeating: 0, count: classes.count)
+    for l in labels { counts[Int(l)] += 1 }
+    return counts
+  }
+}
+
+#if canImport(Glibc)
+  import Glibc
+#endif

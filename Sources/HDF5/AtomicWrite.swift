@@ -1,0 +1,85 @@
+#if canImport(Glibc)
+  import Glibc
+#endif
+
+/// An error writing a file by the temporary-name-then-rename protocol.
+public struct FileWriteError: Error, CustomStringConvertible, Sendable {
+  public let path: String
+  public let reason: String
+  public init(path: String, reason: String) {
+    self.path = path
+    self.reason = reason
+  }
+  public var description: String { "\(path): \(reason)" }
+}
+
+/// A file being written under a temporary name beside its final path. `commit()` fsyncs it and renames it into
+/// place; `discard()` (or an uncommitted deinit) removes it. A crash or a full disk therefore never leaves a
+/// half-written file under the final name, and a file already there stays intact until the rename.
+public final class PendingFile {
+  public let path: String
+  public let tempPath: String
+  private var done = false
+
+  /// Refuses an existing `path` unless `overwrite`.
+  public init(path: String, overwrite: Bool) throws {
+    if !overwrite && access(path, F_OK) == 0 {
+      throw FileWriteError(path: path, reason: "already exists (pass --force to replace it)")
+    }
+    self.path = path
+    let slash = path.lastIndex(of: "/")
+    let dir = slash.map { String(path[...$0]) } ?? ""
+    let base = slash.map { String(path[path.index(after: $0)...]) } ?? path
+    tempPath = "\(dir).\(base).tmp-\(getpid())"
+    unlink(tempPath)
+  }
+
+  /// fsyncs the temporary file, renames it to `path` and fsyncs the directory.
+  public func commit() throws {
+    precondition(!done)
+    try syncFile(tempPath)
+    guard rename(tempPath, path) == 0 else {
+      throw FileWriteError(
+        path: path, reason: "cannot rename \(tempPath) into place: \(String(cString: strerror(errno)))")
+    }
+    done = true
+    let slash = path.lastIndex(of: "/")
+    let dir = slash.map { String(path[..<$0]) } ?? "."
+    let dfd = open(dir.isEmpty ? "/" : dir, O_RDONLY)
+    if dfd >= 0 {
+      fsync(dfd)
+      close(dfd)
+    }
+  }
+
+  public func discard() {
+    if !done { unlink(tempPath) }
+    done = true
+  }
+
+  deinit { discard() }
+}
+
+/// Writes a file through a `PendingFile`: `body` receives the temporary path and must close what it opened there.
+public func writeAtomically(to path: String, overwrite: Bool, _ body: (String) throws -> Void) throws {
+  let pending = try PendingFile(path: path, overwrite: overwrite)
+  do {
+    try body(pending.tempPath)
+    try pending.commit()
+  } catch {
+    pending.discard()
+    throw error
+  }
+}
+
+/// fsyncs a file by path; a failure (EIO, ENOSPC on some filesystems) is an error.
+public func syncFile(_ path: String) throws {
+  let fd = open(path, O_RDONLY)
+  guard fd >= 0 else {
+    throw FileWriteError(path: path, reason: "cannot open for fsync: \(String(cString: strerror(errno)))")
+  }
+  defer { close(fd) }
+  guard fsync(fd) == 0 else {
+    throw FileWriteError(path: path, reason: "fsync failed: \(String(cString: strerror(errno)))")
+  }
+}

@@ -1,0 +1,613 @@
+// A thin, safe Swift wrapper over the HDF5 C library: files, groups, datasets, attributes, hyperslab reads and
+// writes of rows. Every handle is owned by a final class and closed in deinit. HDF5's own error printing is
+// switched off; failures become `HDF5Error` values that carry the file, the object and HDF5's error stack.
+import CHDF5
+
+#if canImport(Glibc)
+  import Glibc
+#endif
+
+// MARK: - Errors
+
+/// A failed HDF5 call: what was being done, to which object of which file, and HDF5's innermost messages.
+public struct HDF5Error: Error, CustomStringConvertible, Sendable {
+  public let file: String
+  public let object: String
+  public let operation: String
+  public let detail: String
+
+  public var description: String {
+    var s = "\(file)"
+    if !object.isEmpty { s += ": \(object)" }
+    s += ": \(operation) failed"
+    if !detail.isEmpty { s += " (\(detail))" }
+    return s
+  }
+}
+
+/// Collects HDF5's error stack (innermost first) into one line, then clears it.
+private func takeErrorStack() -> String {
+  final class Box { var lines: [String] = [] }
+  let box = Box()
+  let stack = H5Eget_current_stack()
+  guard stack >= 0 else { return "" }
+  withExtendedLifetime(box) {
+    _ = H5Ewalk2(
+      stack, H5E_WALK_UPWARD,
+      { _, err, data in
+        guard let err, let data else { return 0 }
+        let box = Unmanaged<Box>.fromOpaque(data).takeUnretainedValue()
+        if let desc = err.pointee.desc {
+          var text = String(cString: desc)
+          // The file driver's message is a long record; its 'error message' field is the part people need.
+          if let r = text.firstRange(of: "error message = '") {
+            let rest = text[r.upperBound...]
+            text = String(rest.prefix { $0 != "'" })
+          }
+          text = text.split(whereSeparator: \.isNewline).joined(separator: " ")
+          if !text.isEmpty && !box.lines.contains(text) { box.lines.append(text) }
+        }
+        return 0
+      }, Unmanaged.passUnretained(box).toOpaque())
+  }
+  H5Eclose_stack(stack)
+  return box.lines.prefix(3).joined(separator: "; ")
+}
+
+private let silenceOnce: Void = {
+  H5Eset_auto2(sertrain_H5E_DEFAULT(), nil, nil)
+}()
+
+@inline(__always) func ensureQuiet() { _ = silenceOnce }
+
+@discardableResult
+func check(_ status: herr_t, _ file: String, _ object: String, _ operation: String) throws -> herr_t {
+  if status < 0 {
+    throw HDF5Error(file: file, object: object, operation: operation, detail: takeErrorStack())
+  }
+  return status
+}
+
+@discardableResult
+func checkID(_ id: hid_t, _ file: String, _ object: String, _ operation: String) throws -> hid_t {
+  if id < 0 {
+    throw HDF5Error(file: file, object: object, operation: operation, detail: takeErrorStack())
+  }
+  return id
+}
+
+// MARK: - Element types
+
+/// A Swift scalar with a native HDF5 type.
+public protocol H5Scalar {
+  static var h5Type: hid_t { get }
+}
+extension Float: H5Scalar { public static var h5Type: hid_t { sertrain_H5T_NATIVE_FLOAT() } }
+extension Double: H5Scalar { public static var h5Type: hid_t { sertrain_H5T_NATIVE_DOUBLE() } }
+extension Int8: H5Scalar { public static var h5Type: hid_t { sertrain_H5T_NATIVE_INT8() } }
+extension Int32: H5Scalar { public static var h5Type: hid_t { sertrain_H5T_NATIVE_INT32() } }
+extension Int64: H5Scalar { public static var h5Type: hid_t { sertrain_H5T_NATIVE_INT64() } }
+
+/// An owned handle to a variable-length UTF-8 string type.
+final class StringType {
+  let id: hid_t
+  init() {
+    id = H5Tcopy(sertrain_H5T_C_S1())
+    H5Tset_size(id, sertrain_H5T_VARIABLE())
+    H5Tset_cset(id, H5T_CSET_UTF8)
+  }
+  deinit { H5Tclose(id) }
+}
+
+/// An owned dataspace handle.
+final class Dataspace {
+  let id: hid_t
+  init(id: hid_t) { self.id = id }
+  convenience init(dims: [Int], maxDims: [Int]? = nil) {
+    if dims.isEmpty {
+      self.init(id: H5Screate(H5S_SCALAR))
+    } else {
+      let d = dims.map { hsize_t($0) }
+      let m = maxDims.map { $0.map { $0 < 0 ? sertrain_H5S_UNLIMITED() : hsize_t($0) } }
+      self.init(id: H5Screate_simple(Int32(d.count), d, m))
+    }
+  }
+  var dims: [Int] {
+    let rank = Int(H5Sget_simple_extent_ndims(id))
+    guard rank > 0 else { return [] }
+    var d = [hsize_t](repeating: 0, count: rank)
+    H5Sget_simple_extent_dims(id, &d, nil)
+    return d.map { Int($0) }
+  }
+  deinit { H5Sclose(id) }
+}
+
+// MARK: - Locations: files and groups
+
+/// Something that holds links and attributes: a file (its root group) or a group.
+public class H5Object {
+  public let id: hid_t
+  /// The file's path, for messages.
+  public let filePath: String
+  /// The object's path inside the file, for messages.
+  public let name: String
+
+  init(id: hid_t, filePath: String, name: String) {
+    self.id = id
+    self.filePath = filePath
+    self.name = name
+  }
+
+  func childName(_ n: String) -> String { name == "/" ? "/" + n : name + "/" + n }
+
+  // MARK: Attributes
+
+  public func hasAttribute(_ key: String) -> Bool { H5Aexists(id, key) > 0 }
+
+  /// Writes (replacing) a numeric attribute, a scalar when `values` has one element and `scalar` is true.
+  public func setAttribute<T: H5Scalar>(_ key: String, _ values: [T], scalar: Bool = false) throws {
+    if hasAttribute(key) { H5Adelete(id, key) }
+    let space = Dataspace(dims: scalar ? [] : [values.count])
+    let a = try checkID(
+      H5Acreate2(id, key, T.h5Type, space.id, sertrain_H5P_DEFAULT(), sertrain_H5P_DEFAULT()),
+      filePath, name, "create attribute '\(key)'")
+    defer { H5Aclose(a) }
+    try values.withUnsafeBufferPointer {
+      _ = try check(H5Awrite(a, T.h5Type, $0.baseAddress), filePath, name, "write attribute '\(key)'")
+    }
+  }
+  public func setAttribute<T: H5Scalar>(_ key: String, _ value: T) throws {
+    try setAttribute(key, [value], scalar: true)
+  }
+  public func setAttribute(_ key: String, _ value: Int) throws {
+    try setAttribute(key, [Int64(value)], scalar: true)
+  }
+
+  /// Writes (replacing) a scalar variable-length UTF-8 string attribute.
+  public func setAttribute(_ key: String, _ value: String) throws {
+    if hasAttribute(key) { H5Adelete(id, key) }
+    let type = StringType()
+    let space = Dataspace(dims: [])
+    let a = try checkID(
+      H5Acreate2(id, key, type.id, space.id, sertrain_H5P_DEFAULT(), sertrain_H5P_DEFAULT()),
+      filePath, name, "create attribute '\(key)'")
+    defer { H5Aclose(a) }
+    try value.withCString { cs in
+      var p: UnsafePointer<CChar>? = cs
+      _ = try check(H5Awrite(a, type.id, &p), filePath, name, "write attribute '\(key)'")
+    }
+  }
+
+  func openAttribute(_ key: String) throws -> hid_t {
+    guard hasAttribute(key) else {
+      throw HDF5Error(file: filePath, object: name, operation: "read attribute '\(key)'", detail: "no such attribute")
+    }
+    return try checkID(H5Aopen(id, key, sertrain_H5P_DEFAULT()), filePath, name, "open attribute '\(key)'")
+  }
+
+  /// Reads a numeric attribute (scalar or 1-D), converting to `T`.
+  public func attribute<T: H5Scalar>(_ key: String, as: T.Type = T.self) throws -> [T] {
+    let a = try openAttribute(key)
+    defer { H5Aclose(a) }
+    let space = Dataspace(id: H5Aget_space(a))
+    let n = Int(H5Sget_simple_extent_npoints(space.id))
+    let type = H5Aget_type(a)
+    defer { H5Tclose(type) }
+    guard H5Tget_class(type) == H5T_INTEGER || H5Tget_class(type) == H5T_FLOAT else {
+      throw HDF5Error(file: filePath, object: name, operation: "read attribute '\(key)'", detail: "not numeric")
+    }
+    var out = [T](unsafeUninitializedCapacity: n) { buf, count in
+      count = n
+      _ = H5Aread(a, T.h5Type, buf.baseAddress)
+    }
+    if out.count != n { out = [] }
+    return out
+  }
+
+  /// Reads a numeric scalar attribute as Int.
+  public func intAttribute(_ key: String) throws -> Int {
+    guard let v = try attribute(key, as: Int64.self).first else {
+      throw HDF5Error(file: filePath, object: name, operation: "read attribute '\(key)'", detail: "empty")
+    }
+    return Int(v)
+  }
+
+  public func doubleAttribute(_ key: String) throws -> Double {
+    guard let v = try attribute(key, as: Double.self).first else {
+      throw HDF5Error(file: filePath, object: name, operation: "read attribute '\(key)'", detail: "empty")
+    }
+    return v
+  }
+
+  /// Reads a string attribute, variable or fixed length (as h5py and Keras write them).
+  public func stringAttribute(_ key: String) throws -> String {
+    let a = try openAttribute(key)
+    defer { H5Aclose(a) }
+    let ftype = H5Aget_type(a)
+    defer { H5Tclose(ftype) }
+    guard H5Tget_class(ftype) == H5T_STRING else {
+      throw HDF5Error(file: filePath, object: name, operation: "read attribute '\(key)'", detail: "not a string")
+    }
+    let space = Dataspace(id: H5Aget_space(a))
+    let n = max(1, Int(H5Sget_simple_extent_npoints(space.id)))
+    let strings = try readStrings(
+      count: n, fileType: ftype,
+      read: { mem, buf in H5Aread(a, mem, buf) },
+      reclaim: { mem, buf in H5Dvlen_reclaim(mem, space.id, sertrain_H5P_DEFAULT(), buf) },
+      what: "attribute '\(key)'")
+    return strings.joined(separator: "\n")
+  }
+
+  /// Reads a string-array attribute (such as Keras's `layer_names`).
+  public func stringArrayAttribute(_ key: String) throws -> [String] {
+    let a = try openAttribute(key)
+    defer { H5Aclose(a) }
+    let ftype = H5Aget_type(a)
+    defer { H5Tclose(ftype) }
+    let space = Dataspace(id: H5Aget_space(a))
+    let n = Int(H5Sget_simple_extent_npoints(space.id))
+    if n == 0 { return [] }
+    return try readStrings(
+      count: n, fileType: ftype,
+      read: { mem, buf in H5Aread(a, mem, buf) },
+      reclaim: { mem, buf in H5Dvlen_reclaim(mem, space.id, sertrain_H5P_DEFAULT(), buf) },
+      what: "attribute '\(key)'")
+  }
+
+  func readStrings(
+    count n: Int, fileType: hid_t, read: (hid_t, UnsafeMutableRawPointer) -> herr_t,
+    reclaim: (hid_t, UnsafeMutableRawPointer) -> herr_t, what: String
+  ) throws -> [String] {
+    if H5Tis_variable_str(fileType) > 0 {
+      let mem = StringType()
+      var ptrs = [UnsafeMutablePointer<CChar>?](repeating: nil, count: n)
+      try ptrs.withUnsafeMutableBytes { raw in
+        _ = try check(read(mem.id, raw.baseAddress!), filePath, name, "read \(what)")
+      }
+      let out = ptrs.map { $0.map { String(cString: $0) } ?? "" }
+      ptrs.withUnsafeMutableBytes { raw in _ = reclaim(mem.id, raw.baseAddress!) }
+      return out
+    }
+    let size = H5Tget_size(fileType)
+    let mem = H5Tcopy(sertrain_H5T_C_S1())
+    defer { H5Tclose(mem) }
+    H5Tset_size(mem, size)
+    var bytes = [UInt8](repeating: 0, count: n * size)
+    try bytes.withUnsafeMutableBytes { raw in
+      _ = try check(read(mem, raw.baseAddress!), filePath, name, "read \(what)")
+    }
+    return (0..<n).map { i in
+      let slice = bytes[(i * size)..<((i + 1) * size)]
+      let end = slice.firstIndex(of: 0) ?? slice.endIndex
+      return String(decoding: bytes[slice.startIndex..<end], as: UTF8.self)
+    }
+  }
+
+  // MARK: Links
+
+  public func exists(_ path: String) -> Bool {
+    // Check each component so that a missing intermediate group is not an error.
+    var prefix = ""
+    for part in path.split(separator: "/") {
+      prefix += prefix.isEmpty ? String(part) : "/" + part
+      if H5Lexists(id, prefix, sertrain_H5P_DEFAULT()) <= 0 { return false }
+    }
+    return true
+  }
+
+  /// Names of the links directly below this group, in name order.
+  public func children() throws -> [String] {
+    final class Box { var names: [String] = [] }
+    let box = Box()
+    var idx: hsize_t = 0
+    try withExtendedLifetime(box) {
+      _ = try check(
+        H5Literate(
+          id, H5_INDEX_NAME, H5_ITER_INC, &idx,
+          { _, name, _, data in
+            guard let name, let data else { return 0 }
+            Unmanaged<Box>.fromOpaque(data).takeUnretainedValue().names.append(String(cString: name))
+            return 0
+          }, Unmanaged.passUnretained(box).toOpaque()),
+        filePath, name, "list members")
+    }
+    return box.names
+  }
+
+  public func isGroup(_ path: String) -> Bool {
+    guard exists(path) else { return false }
+    var info = H5O_info_t()
+    guard H5Oget_info_by_name2(id, path, &info, UInt32(H5O_INFO_BASIC), sertrain_H5P_DEFAULT()) >= 0 else {
+      return false
+    }
+    return info.type == H5O_TYPE_GROUP
+  }
+
+  public func createGroup(_ path: String) throws -> H5Group {
+    let lcpl = H5Pcreate(sertrain_H5P_LINK_CREATE())
+    defer { H5Pclose(lcpl) }
+    H5Pset_create_intermediate_group(lcpl, 1)
+    let g = try checkID(
+      H5Gcreate2(id, path, lcpl, sertrain_H5P_DEFAULT(), sertrain_H5P_DEFAULT()),
+      filePath, childName(path), "create group")
+    return H5Group(id: g, filePath: filePath, name: childName(path))
+  }
+
+  public func openGroup(_ path: String) throws -> H5Group {
+    guard exists(path) else {
+      throw HDF5Error(file: filePath, object: childName(path), operation: "open group", detail: "not found")
+    }
+    let g = try checkID(H5Gopen2(id, path, sertrain_H5P_DEFAULT()), filePath, childName(path), "open group")
+    return H5Group(id: g, filePath: filePath, name: childName(path))
+  }
+
+  public func openDataset(_ path: String) throws -> H5Dataset {
+    guard exists(path) else {
+      throw HDF5Error(file: filePath, object: childName(path), operation: "open dataset", detail: "not found")
+    }
+    let d = try checkID(H5Dopen2(id, path, sertrain_H5P_DEFAULT()), filePath, childName(path), "open dataset")
+    return H5Dataset(id: d, filePath: filePath, name: childName(path))
+  }
+
+  /// Creates a dataset of `T`. `maxDims` entries of -1 are unlimited; `chunk` turns on chunked layout.
+  public func createDataset<T: H5Scalar>(
+    _ path: String, of: T.Type, dims: [Int], maxDims: [Int]? = nil, chunk: [Int]? = nil
+  ) throws -> H5Dataset {
+    try createDataset(path, type: T.h5Type, dims: dims, maxDims: maxDims, chunk: chunk)
+  }
+
+  func createDataset(_ path: String, type: hid_t, dims: [Int], maxDims: [Int]?, chunk: [Int]?) throws
+    -> H5Dataset
+  {
+    let space = Dataspace(dims: dims, maxDims: maxDims)
+    let dcpl = H5Pcreate(sertrain_H5P_DATASET_CREATE())
+    defer { H5Pclose(dcpl) }
+    if let chunk {
+      let c = chunk.map { hsize_t(max(1, $0)) }
+      try check(H5Pset_chunk(dcpl, Int32(c.count), c), filePath, childName(path), "set chunking")
+    }
+    let lcpl = H5Pcreate(sertrain_H5P_LINK_CREATE())
+    defer { H5Pclose(lcpl) }
+    H5Pset_create_intermediate_group(lcpl, 1)
+    let d = try checkID(
+      H5Dcreate2(id, path, type, space.id, lcpl, dcpl, sertrain_H5P_DEFAULT()),
+      filePath, childName(path), "create dataset")
+    return H5Dataset(id: d, filePath: filePath, name: childName(path))
+  }
+
+  /// Writes a whole 1-D (or shaped) numeric dataset in one call.
+  @discardableResult
+  public func write<T: H5Scalar>(_ path: String, _ values: [T], shape: [Int]? = nil) throws -> H5Dataset {
+    let dims = shape ?? [values.count]
+    precondition(dims.reduce(1, *) == values.count, "shape \(dims) does not hold \(values.count) values")
+    let d = try createDataset(path, of: T.self, dims: dims)
+    try d.writeAll(values)
+    return d
+  }
+
+  /// Writes a 1-D variable-length UTF-8 string dataset.
+  @discardableResult
+  public func write(_ path: String, strings: [String]) throws -> H5Dataset {
+    let type = StringType()
+    let d = try createDataset(path, type: type.id, dims: [strings.count], maxDims: nil, chunk: nil)
+    if strings.isEmpty { return d }
+    // Keep the C strings alive while HDF5 copies them.
+    let cstrings = strings.map { strdup($0) }
+    defer { cstrings.forEach { free($0) } }
+    var ptrs = cstrings.map { UnsafePointer<CChar>($0) }
+    try check(
+      H5Dwrite(d.id, type.id, sertrain_H5S_ALL(), sertrain_H5S_ALL(), sertrain_H5P_DEFAULT(), &ptrs),
+      filePath, d.name, "write strings")
+    return d
+  }
+
+  /// Reads a whole numeric dataset, converting to `T`.
+  public func read<T: H5Scalar>(_ path: String, as: T.Type = T.self) throws -> [T] {
+    try openDataset(path).readAll(as: T.self)
+  }
+
+  /// Reads a 1-D string dataset.
+  public func readStrings(_ path: String) throws -> [String] {
+    try openDataset(path).readStrings()
+  }
+}
+
+/// A group inside a file.
+public final class H5Group: H5Object {
+  deinit { H5Gclose(id) }
+}
+
+/// An open HDF5 file. Closing happens in deinit (or `close()`), after every object opened from it.
+public final class H5File: H5Object {
+  public enum Mode { case readOnly, readWrite }
+  private var open = true
+
+  /// Opens an existing file. `locking: false` disables HDF5's file locks (NFS, Lustre); nil follows
+  /// `HDF5_USE_FILE_LOCKING` as the library does.
+  public init(path: String, mode: Mode = .readOnly, locking: Bool? = nil) throws {
+    ensureQuiet()
+    guard access(path, F_OK) == 0 else {
+      throw HDF5Error(file: path, object: "", operation: "open", detail: "no such file")
+    }
+    let fapl = try H5File.accessList(locking: locking, path: path)
+    defer { H5Pclose(fapl) }
+    if H5Fis_hdf5(path) <= 0 {
+      _ = takeErrorStack()
+      throw HDF5Error(file: path, object: "", operation: "open", detail: "not an HDF5 file")
+    }
+    let flags = mode == .readOnly ? sertrain_H5F_ACC_RDONLY() : sertrain_H5F_ACC_RDWR()
+    let fid = try checkID(H5Fopen(path, flags, fapl), path, "", "open")
+    super.init(id: fid, filePath: path, name: "/")
+  }
+
+  /// Creates (truncating) a file.
+  public init(creating path: String, locking: Bool? = nil) throws {
+    ensureQuiet()
+    let fapl = try H5File.accessList(locking: locking, path: path)
+    defer { H5Pclose(fapl) }
+    let fid = try checkID(
+      H5Fcreate(path, sertrain_H5F_ACC_TRUNC(), sertrain_H5P_DEFAULT(), fapl), path, "", "create")
+    super.init(id: fid, filePath: path, name: "/")
+  }
+
+  static func accessList(locking: Bool?, path: String) throws -> hid_t {
+    let fapl = H5Pcreate(sertrain_H5P_FILE_ACCESS())
+    // The latest format the 1.10 library writes; h5py and Keras read it.
+    H5Pset_libver_bounds(fapl, H5F_LIBVER_V18, H5F_LIBVER_V110)
+    if let locking {
+      try check(H5Pset_file_locking(fapl, locking, true), path, "", "set file locking")
+    }
+    return fapl
+  }
+
+  /// Flushes HDF5's buffers to the operating system.
+  public func flush() throws {
+    try check(H5Fflush(id, H5F_SCOPE_GLOBAL), filePath, "", "flush")
+  }
+
+  /// Closes the file now; further use is an error. Throws if HDF5 could not write what it held.
+  public func close() throws {
+    guard open else { return }
+    open = false
+    try check(H5Fclose(id), filePath, "", "close")
+  }
+
+  deinit { if open { H5Fclose(id) } }
+}
+
+// MARK: - Datasets
+
+/// A dataset: numeric N-D or 1-D strings. Row operations work on the first dimension.
+public final class H5Dataset {
+  public let id: hid_t
+  public let filePath: String
+  public let name: String
+
+  init(id: hid_t, filePath: String, name: String) {
+    self.id = id
+    self.filePath = filePath
+    self.name = name
+  }
+  deinit { H5Dclose(id) }
+
+  public var shape: [Int] { Dataspace(id: H5Dget_space(id)).dims }
+  public var count: Int { shape.reduce(1, *) }
+
+  /// The element class: true for floating-point, false for integers (strings answer false too).
+  public var isFloat: Bool {
+    let t = H5Dget_type(id)
+    defer { H5Tclose(t) }
+    return H5Tget_class(t) == H5T_FLOAT
+  }
+
+  public func readAll<T: H5Scalar>(as: T.Type = T.self) throws -> [T] {
+    let n = count
+    var out = [T]()
+    out.reserveCapacity(n)
+    var failed: herr_t = 0
+    out = [T](unsafeUninitializedCapacity: n) { buf, c in
+      failed =
+        n == 0
+        ? 0 : H5Dread(id, T.h5Type, sertrain_H5S_ALL(), sertrain_H5S_ALL(), sertrain_H5P_DEFAULT(), buf.baseAddress)
+      c = n
+    }
+    try check(failed, filePath, name, "read")
+    return out
+  }
+
+  public func writeAll<T: H5Scalar>(_ values: [T]) throws {
+    guard count == values.count else {
+      throw HDF5Error(
+        file: filePath, object: name, operation: "write",
+        detail: "dataset holds \(count) values, got \(values.count)")
+    }
+    if values.isEmpty { return }
+    try values.withUnsafeBufferPointer {
+      _ = try check(
+        H5Dwrite(id, T.h5Type, sertrain_H5S_ALL(), sertrain_H5S_ALL(), sertrain_H5P_DEFAULT(), $0.baseAddress),
+        filePath, name, "write")
+    }
+  }
+
+  /// Reads a 1-D string dataset (variable or fixed length).
+  public func readStrings() throws -> [String] {
+    let ftype = H5Dget_type(id)
+    defer { H5Tclose(ftype) }
+    guard H5Tget_class(ftype) == H5T_STRING else {
+      throw HDF5Error(file: filePath, object: name, operation: "read strings", detail: "not a string dataset")
+    }
+    let space = Dataspace(id: H5Dget_space(id))
+    let n = Int(H5Sget_simple_extent_npoints(space.id))
+    if n == 0 { return [] }
+    let helper = H5Object(id: id, filePath: filePath, name: name)
+    return try helper.readStrings(
+      count: n, fileType: ftype,
+      read: { mem, buf in H5Dread(id, mem, sertrain_H5S_ALL(), sertrain_H5S_ALL(), sertrain_H5P_DEFAULT(), buf) },
+      reclaim: { mem, buf in H5Dvlen_reclaim(mem, space.id, sertrain_H5P_DEFAULT(), buf) },
+      what: "strings")
+  }
+
+  /// Elements per row (the product of all dimensions but the first).
+  public var rowSize: Int { shape.dropFirst().reduce(1, *) }
+
+  private func rowSelection(_ rows: Range<Int>) throws -> (file: Dataspace, memory: Dataspace) {
+    let dims = shape
+    guard let n = dims.first, rows.lowerBound >= 0, rows.upperBound <= n else {
+      throw HDF5Error(
+        file: filePath, object: name, operation: "select rows \(rows.lowerBound)..<\(rows.upperBound)",
+        detail: "dataset has \(dims.first ?? 0) rows")
+    }
+    let fileSpace = Dataspace(id: H5Dget_space(id))
+    var start = [hsize_t](repeating: 0, count: dims.count)
+    start[0] = hsize_t(rows.lowerBound)
+    var cnt = dims.map { hsize_t($0) }
+    cnt[0] = hsize_t(rows.count)
+    try check(
+      H5Sselect_hyperslab(fileSpace.id, H5S_SELECT_SET, start, nil, cnt, nil), filePath, name, "select rows")
+    return (fileSpace, Dataspace(dims: cnt.map { Int($0) }))
+  }
+
+  /// Reads rows `rows` into `buffer` (rows.count * rowSize elements), reading nothing else from disk.
+  public func readRows<T: H5Scalar>(_ rows: Range<Int>, into buffer: UnsafeMutableBufferPointer<T>) throws {
+    if rows.isEmpty { return }
+    precondition(buffer.count >= rows.count * rowSize)
+    let (fs, ms) = try rowSelection(rows)
+    try check(
+      H5Dread(id, T.h5Type, ms.id, fs.id, sertrain_H5P_DEFAULT(), buffer.baseAddress), filePath, name,
+      "read rows \(rows.lowerBound)..<\(rows.upperBound)")
+  }
+
+  public func readRows<T: H5Scalar>(_ rows: Range<Int>, as: T.Type = T.self) throws -> [T] {
+    let n = rows.count * rowSize
+    var out = [T](repeating: T.zeroValue, count: n)
+    try out.withUnsafeMutableBufferPointer { try readRows(rows, into: $0) }
+    return out
+  }
+
+  /// Writes rows starting at `start` (extending an unlimited dataset if needed).
+  public func writeRows<T: H5Scalar>(at start: Int, _ buffer: UnsafeBufferPointer<T>) throws {
+    let rs = rowSize
+    precondition(rs > 0 && buffer.count % rs == 0)
+    let n = buffer.count / rs
+    if n == 0 { return }
+    var dims = shape
+    if start + n > dims[0] {
+      dims[0] = start + n
+      try check(H5Dset_extent(id, dims.map { hsize_t($0) }), filePath, name, "extend to \(dims[0]) rows")
+    }
+    let (fs, ms) = try rowSelection(start..<(start + n))
+    try check(
+      H5Dwrite(id, T.h5Type, ms.id, fs.id, sertrain_H5P_DEFAULT(), buffer.baseAddress), filePath, name,
+      "write rows \(start)..<\(start + n)")
+  }
+}
+
+extension H5Scalar {
+  static var zeroValue: Self {
+    withUnsafeTemporaryAllocation(of: Self.self, capacity: 1) { p in
+      UnsafeMutableRawPointer(p.baseAddress!).initializeMemory(
+        as: UInt8.self, repeating: 0, count: MemoryLayout<Self>.size)
+      return p[0]
+    }
+  }
+}

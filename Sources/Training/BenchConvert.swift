@@ -1,0 +1,91 @@
+import FeatureStore
+
+#if canImport(Glibc)
+  import Glibc
+#endif
+
+/// Writes a seed-shaped CSV: header `0,…,width-1,labels`, `rows` rows of values shaped like the seed's features
+/// (ZCR and RMS in [0, 1), MFCCs of a few hundred) with 8 significant digits, and one of the 7 emotions per row.
+public func writeSeedShapedCSV(path: String, rows: Int, width: Int = FeatureFormat.seedWidth, seed: UInt64 = 7) throws {
+  guard let f = fopen(path, "w") else {
+    throw ChildError(message: "\(path): cannot create: \(String(cString: strerror(errno)))")
+  }
+  defer { fclose(f) }
+  let emotions = ["angry", "disgust", "fear", "happy", "neutral", "sad", "surprise"]
+  var header = (0..<width).map(String.init).joined(separator: ",") + ",labels\n"
+  fputs(header, f)
+  header = ""
+  var state = seed
+  func next() -> UInt64 {
+    state &+= 0x9E37_79B9_7F4A_7C15
+    var z = state
+    z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
+    z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
+    return z ^ (z >> 31)
+  }
+  var line = [UInt8]()
+  line.reserveCapacity(width * 14)
+  var digits = [UInt8](repeating: 0, count: 24)
+  for r in 0..<rows {
+    line.removeAll(keepingCapacity: true)
+    for c in 0..<width {
+      // Value = m * 10^-decimals, m with up to 8 digits: "0.0712891", "-345.67891".
+      let r64 = next()
+      let negative = c >= 216 && (r64 & 1) == 1
+      let decimals = c < 216 ? 7 : 5
+      var m = (r64 >> 1) % (c < 216 ? 10_000_000 : 60_000_000)
+      if negative { line.append(UInt8(ascii: "-")) }
+      var n = 0
+      repeat {
+        digits[n] = UInt8(ascii: "0") + UInt8(m % 10)
+        m /= 10
+        n += 1
+      } while m > 0 || n <= decimals
+      for k in stride(from: n - 1, through: 0, by: -1) {
+        if k == decimals - 1 { line.append(UInt8(ascii: ".")) }
+        line.append(digits[k])
+      }
+      line.append(UInt8(ascii: ","))
+    }
+    line.append(contentsOf: emotions[r % 7].utf8)
+    line.append(UInt8(ascii: "\n"))
+    guard fwrite(line, 1, line.count, f) == line.count else {
+      throw ChildError(message: "\(path): write failed: \(String(cString: strerror(errno)))")
+    }
+  }
+}
+
+/// The Python peer: pandas.read_csv, then h5py writing the same datasets as `sertrain convert`.
+public let pandasPeerScript = """
+  import sys, time
+  import numpy as np, pandas as pd, h5py
+  csv, out = sys.argv[1], sys.argv[2]
+  t = time.perf_counter()
+  df = pd.read_csv(csv)
+  labels = df.pop("labels").astype(str)
+  x = df.fillna(0).to_numpy(dtype=np.float32)
+  classes = sorted(labels.unique())
+  index = {c: i for i, c in enumerate(classes)}
+  with h5py.File(out, "w") as h5:
+      h5.create_dataset("features", data=x, chunks=(32, x.shape[1]), maxshape=(None, x.shape[1]))
+      h5["labels"] = labels.map(index).to_numpy(dtype=np.int32)
+      h5["classes"] = np.array(classes, dtype=h5py.string_dtype())
+      h5["source"] = (np.arange(len(x)) // 4).astype(np.int32)
+      h5["augmentation"] = (np.arange(len(x)) % 4).astype(np.int8)
+  print(f"pandas+h5py: {len(x)} rows in {time.perf_counter() - t:.2f} s", file=sys.stderr)
+  """
+
+/// Creates (once) a virtual environment with `packages` and returns its python.
+public func benchmarkVenv(_ dir: String, packages: [String]) throws -> String {
+  let python = dir + "/bin/python"
+  if access(python, X_OK) != 0 {
+    let made = try runMeasured(["python3", "-m", "venv", dir])
+    guard made.status == 0 else { throw ChildError(message: "python3 -m venv \(dir) failed") }
+  }
+  let check = try runMeasured([python, "-c", "import " + packages.map { $0 == "tensorflow-cpu" ? "tensorflow" : $0 }.joined(separator: ",")])
+  if check.status != 0 {
+    let pip = try runMeasured([python, "-m", "pip", "install", "-q"] + packages)
+    guard pip.status == 0 else { throw ChildError(message: "pip install \(packages.joined(separator: " ")) failed") }
+  }
+  return python
+}

@@ -1,0 +1,83 @@
+#if canImport(Glibc)
+  import Glibc
+#endif
+
+/// Writes a line to standard error.
+public func printError(_ s: String) {
+  fputs(s + "\n", stderr)
+}
+
+/// Seconds on the monotonic clock.
+public func monotonicSeconds() -> Double {
+  var ts = timespec()
+  clock_gettime(CLOCK_MONOTONIC, &ts)
+  return Double(ts.tv_sec) + Double(ts.tv_nsec) * 1e-9
+}
+
+/// "1h02m", "3m05s", "12.3s".
+public func formatDuration(_ s: Double) -> String {
+  guard s.isFinite && s >= 0 else { return "?" }
+  if s < 60 { return String(format1(s)) + "s" }
+  let t = Int(s.rounded())
+  if t < 3600 { return "\(t / 60)m\(pad2(t % 60))s" }
+  return "\(t / 3600)h\(pad2((t % 3600) / 60))m"
+}
+
+func pad2(_ n: Int) -> String { n < 10 ? "0\(n)" : "\(n)" }
+func format1(_ x: Double) -> String {
+  let r = (x * 10).rounded() / 10
+  let whole = Int(r)
+  let tenth = Int(((abs(r) - Double(abs(whole))) * 10).rounded())
+  return "\(r < 0 && whole == 0 ? "-" : "")\(whole).\(tenth)"
+}
+
+/// Formats `x` with `digits` decimals (no Foundation).
+public func fixed(_ x: Double, _ digits: Int) -> String {
+  guard x.isFinite else { return "\(x)" }
+  var scale = 1.0
+  for _ in 0..<digits { scale *= 10 }
+  let r = (abs(x) * scale).rounded()
+  let whole = Int(r / scale)
+  var frac = String(Int(r - Double(whole) * scale))
+  while frac.count < digits { frac = "0" + frac }
+  let sign = x < 0 && r != 0 ? "-" : ""
+  return digits == 0 ? "\(sign)\(whole)" : "\(sign)\(whole).\(frac)"
+}
+
+/// A one-line progress bar on standard error, drawn only when standard error is a terminal and at most
+/// ten times a second: `label [#####.....] 45% 1234 rows/s ETA 12s`.
+public final class ProgressBar {
+  let label: String
+  let unit: String
+  let enabled: Bool
+  let start = monotonicSeconds()
+  var lastDraw = 0.0
+
+  public init(label: String, unit: String, enabled: Bool = isatty(2) != 0) {
+    self.label = label
+    self.unit = unit
+    self.enabled = enabled
+  }
+
+  /// `fraction` of the work is done; `count` items so far.
+  public func update(fraction: Double, count: Int, force: Bool = false) {
+    guard enabled else { return }
+    let now = monotonicSeconds()
+    if !force && now - lastDraw < 0.1 { return }
+    lastDraw = now
+    let elapsed = now - start
+    let f = min(max(fraction, 0), 1)
+    let width = 30
+    let filled = Int(Double(width) * f)
+    let bar = String(repeating: "#", count: filled) + String(repeating: ".", count: width - filled)
+    let rate = elapsed > 0 ? Double(count) / elapsed : 0
+    let eta = f > 0 ? elapsed * (1 - f) / f : .infinity
+    fputs("\r\(label) [\(bar)] \(Int(f * 100))% \(Int(rate)) \(unit)/s ETA \(formatDuration(eta))\u{1B}[K", stderr)
+  }
+
+  /// Clears the bar's line.
+  public func finish() {
+    guard enabled else { return }
+    fputs("\r\u{1B}[K", stderr)
+  }
+}

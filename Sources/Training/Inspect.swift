@@ -1,0 +1,47 @@
+import FeatureStore
+import HDF5
+
+/// A human-readable description of a feature file: schema, rows, classes, recipe.
+public func describeFeatureFile(_ f: FeatureFile) throws -> String {
+  var out: [String] = []
+  let r = f.recipe
+  out.append("\(f.path): sertrain feature file v\(FeatureFormat.version)")
+  out.append("  rows          \(f.rowCount) x \(f.width) float32 (chunks of \(FeatureFormat.chunkRows) rows)")
+  let recordings = try f.recordings()
+  let speakers = Set(recordings.map(\.speaker).filter { !$0.isEmpty })
+  var line = "  recordings    \(recordings.count)"
+  if let rpr = f.rowsPerRecording { line += " (\(rpr) rows each)" }
+  if !speakers.isEmpty { line += ", \(speakers.count) speakers" }
+  out.append(line)
+  let corpora = Dictionary(grouping: recordings.map(\.corpus).filter { !$0.isEmpty }, by: { $0 })
+  if !corpora.isEmpty {
+    out.append(
+      "  corpora       " + corpora.keys.sorted().map { "\($0) \(corpora[$0]!.count)" }.joined(separator: ", "))
+  }
+  var aug = [Int8: Int]()
+  for a in f.augmentation { aug[a, default: 0] += 1 }
+  let augText = aug.keys.sorted().map { k -> String in
+    let name =
+      k >= 0 && Int(k) < FeatureFormat.augmentationNames.count ? FeatureFormat.augmentationNames[Int(k)] : "unknown"
+    return "\(name) \(aug[k]!)"
+  }
+  out.append("  augmentation  " + augText.joined(separator: ", "))
+  out.append("  classes       \(f.classes.count)")
+  let counts = f.classCounts()
+  let nameWidth = f.classes.map(\.count).max() ?? 0
+  for (i, c) in f.classes.enumerated() {
+    let pct = f.rowCount > 0 ? fixed(100 * Double(counts[i]) / Double(f.rowCount), 1) : "0"
+    out.append("    \(i)  \(c.padding(nameWidth))  \(String(counts[i]).leftPadding(7))  \(pct)%")
+  }
+  out.append(
+    "  recipe        \(r.origin == "convert" ? "converted from CSV (assumed seed recipe): " : "")sr \(r.sampleRate) Hz, offset \(r.offset) s, duration \(r.duration) s, frame \(r.frameLength), hop \(r.hopLength), \(r.nMFCC) MFCC over \(r.nMels) mels, resampler \(r.resampler)"
+  )
+  if let src = try? f.file.stringAttribute("converted_from") { out.append("  converted     from \(src)") }
+  out.append("  datasets      " + (try f.file.children()).joined(separator: ", "))
+  return out.joined(separator: "\n")
+}
+
+extension String {
+  func padding(_ n: Int) -> String { count >= n ? self : self + String(repeating: " ", count: n - count) }
+  func leftPadding(_ n: Int) -> String { count >= n ? self : String(repeating: " ", count: n - count) + self }
+}

@@ -1,0 +1,135 @@
+import ArgumentParser
+import FeatureStore
+import Training
+
+#if canImport(Glibc)
+  import Glibc
+#endif
+
+struct Bench: ParsableCommand {
+  static let configuration = CommandConfiguration(
+    abstract: "Benchmarks (build with -c release); each measures a peer in the same run.",
+    subcommands: [BenchConvert.self])
+}
+
+struct BenchOptions: ParsableArguments {
+  @Option(help: "Timed repetitions of sertrain; the median is reported.")
+  var repeats = 3
+
+  @Option(help: "Timed repetitions of the peer.")
+  var peerRepeats = 1
+
+  @Flag(help: "Skip the Python peer.")
+  var noPeer = false
+
+  @Option(help: "Working directory for generated files (kept); default a temporary directory, removed.")
+  var workDir: String?
+
+  @Option(help: "Where the benchmark's Python virtual environment lives.")
+  var venv = ".build/bench-venv"
+}
+
+/// A work directory: the given one (kept) or a fresh temporary one (removed at the end).
+func withWorkDirectory(_ given: String?, _ body: (String) throws -> Void) throws {
+  if let given {
+    mkdir(given, 0o755)
+    try body(given)
+    return
+  }
+  var template = Array("/tmp/sertrain-bench-XXXXXX".utf8CString)
+  guard let p = mkdtemp(&template) else { throw ChildError(message: "mkdtemp failed") }
+  let dir = String(cString: p)
+  defer { _ = try? runMeasured(["rm", "-rf", dir]) }
+  try body(dir)
+}
+
+struct BenchConvert: ParsableCommand {
+  static let configuration = CommandConfiguration(
+    commandName: "convert", abstract: "Convert a generated seed-shaped CSV; peer: pandas.read_csv + h5py.")
+
+  @Option(help: "Rows of the generated CSV (the seed's features.csv has 48,648).")
+  var rows = 48_648
+
+  @OptionGroup var options: BenchOptions
+
+  func run() throws {
+    try runReportingErrors {
+      try withWorkDirectory(options.workDir) { dir in
+        let csv = dir + "/features.csv"
+        let out = dir + "/features.h5"
+        var st = stat()
+        let t0 = monotonicSeconds()
+        try writeSeedShapedCSV(path: csv, rows: rows)
+        stat(csv, &st)
+        let megabytes = Double(st.st_size) / 1e6
+        print("generated \(csv): \(rows) x 2377, \(fixed(megabytes, 0)) MB in \(fixed(monotonicSeconds() - t0, 1)) s")
+        print("machine: \(machineDescription())")
+
+        var ours: [ChildMeasurement] = []
+        for i in 0..<options.repeats {
+          let m = try runMeasured([
+            currentExecutable(), "convert", csv, "-o", out, "--rows-per-recording", "4", "--force",
+          ])
+          guard m.status == 0 else { throw ChildError(message: "sertrain convert exited \(m.status)") }
+          print("  sertrain convert   run \(i + 1): \(fixed(m.seconds, 2)) s, peak \(fixed(m.maxRSSMegabytes, 0)) MB")
+          ours.append(m)
+        }
+        let f = try FeatureFile(path: out)
+        guard f.rowCount == rows && f.width == FeatureFormat.seedWidth else {
+          throw ChildError(message: "converted file has \(f.rowCount) x \(f.width)")
+        }
+        let oursMedian = median(ours.map(\.seconds))
+        let oursPeak = ours.map(\.maxRSSMegabytes).max()!
+        print(
+          "sertrain convert: median \(fixed(oursMedian, 2)) s = \(fixed(megabytes / oursMedian, 0)) MB/s = \(Int(Double(rows) / oursMedian)) rows/s, peak RSS \(fixed(oursPeak, 0)) MB"
+        )
+        guard !options.noPeer else { return }
+        let python = try benchmarkVenv(options.venv, packages: ["pandas", "h5py"])
+        let script = dir + "/peer.py"
+        let fp = fopen(script, "w")!
+        fputs(pandasPeerScript, fp)
+        fclose(fp)
+        var peer: [ChildMeasurement] = []
+        for i in 0..<options.peerRepeats {
+          let m = try runMeasured([python, script, csv, dir + "/pandas.h5"])
+          guard m.status == 0 else { throw ChildError(message: "the pandas peer exited \(m.status)") }
+          print("  pandas+h5py       run \(i + 1): \(fixed(m.seconds, 2)) s, peak \(fixed(m.maxRSSMegabytes, 0)) MB")
+          peer.append(m)
+        }
+        let peerMedian = median(peer.map(\.seconds))
+        print(
+          "pandas+h5py: median \(fixed(peerMedian, 2)) s, peak RSS \(fixed(peer.map(\.maxRSSMegabytes).max()!, 0)) MB"
+        )
+        print("speed-up: \(fixed(peerMedian / oursMedian, 1))x (goal >= 5x); sertrain peak \(fixed(oursPeak, 0)) MB (goal < 200 MB)")
+      }
+    }
+  }
+}
+
+/// CPU model and core count, for benchmark records.
+func machineDescription() -> String {
+  var model = "unknown CPU"
+  if let f = fopen("/proc/cpuinfo", "r") {
+    defer { fclose(f) }
+    var line: UnsafeMutablePointer<CChar>? = nil
+    var cap = 0
+    while getline(&line, &cap, f) > 0 {
+      let s = String(cString: line!)
+      if s.hasPrefix("model name") {
+        model = String(s.drop { $0 != ":" }.dropFirst()).trimmingCharacters()
+        break
+      }
+    }
+    free(line)
+  }
+  return "\(model), \(availableCores()) cores"
+}
+
+extension String {
+  func trimmingCharacters() -> String {
+    var s = Substring(self)
+    while let c = s.first, c.isWhitespace { s = s.dropFirst() }
+    while let c = s.last, c.isWhitespace { s = s.dropLast() }
+    return String(s)
+  }
+}

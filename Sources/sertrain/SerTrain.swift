@@ -1,0 +1,127 @@
+import ArgumentParser
+import FeatureStore
+import HDF5
+import Training
+
+#if canImport(Glibc)
+  import Glibc
+#endif
+
+@main
+struct SerTrain: ParsableCommand {
+  static let configuration = CommandConfiguration(
+    commandName: "sertrain",
+    abstract: "A data-parallel trainer for speech emotion recognition.",
+    subcommands: [Convert.self, Inspect.self, Bench.self])
+
+  /// Exit codes of DESIGN.md: 0 done, 1 error, 2 usage, 75 stopped on a signal after a checkpoint.
+  ///
+  /// Errors leave through `_exit` after flushing standard output and error: HDF5 1.10's exit handler crashes
+  /// on a file whose close failed (a full disk), and nothing we write depends on exit handlers (every file is
+  /// closed, fsynced and renamed explicitly before success).
+  static func main() {
+    do {
+      var command = try parseAsRoot()
+      try command.run()
+    } catch {
+      let code = exitCode(for: error)
+      if code == .success {
+        print(fullMessage(for: error))
+        Glibc.exit(0)
+      }
+      let message = fullMessage(for: error)
+      if !message.isEmpty { fputs(message + "\n", stderr) }
+      fflush(nil)
+      _exit(code == .validationFailure ? 2 : code.rawValue)
+    }
+  }
+}
+
+/// Runs `body`, turning any error into one clear line on standard error and exit code 1.
+func runReportingErrors(_ body: () throws -> Void) throws {
+  do {
+    try body()
+  } catch let e as ValidationError {
+    throw e
+  } catch let e as ExitCode {
+    throw e
+  } catch {
+    printError("sertrain: error: \(error)")
+    throw ExitCode(1)
+  }
+}
+
+struct Convert: ParsableCommand {
+  static let configuration = CommandConfiguration(
+    abstract: "Stream a seed-style features.csv into a feature file.")
+
+  @Argument(help: "The CSV: numeric feature columns and a label column, with a header row.")
+  var csv: String
+
+  @Option(name: .shortAndLong, help: "The feature file to write.")
+  var output: String = "features.h5"
+
+  @Option(help: "The label column's name (default: 'labels', else 'Emotions').")
+  var labelColumn: String?
+
+  @Option(help: "Rows per recording in file order (the seed wrote 4: original, noise, pitch, pitch+noise).")
+  var rowsPerRecording: Int?
+
+  @Flag(help: "Skip rows with a wrong column count, text or infinities, and report them.")
+  var skipBadRows = false
+
+  @Flag(help: "Replace an existing output file.")
+  var force = false
+
+  func validate() throws {
+    if let r = rowsPerRecording, r < 1 { throw ValidationError("--rows-per-recording must be at least 1") }
+  }
+
+  func run() throws {
+    try runReportingErrors {
+      var options = CSVImportOptions()
+      options.labelColumn = labelColumn
+      options.rowsPerRecording = rowsPerRecording
+      options.skipBadRows = skipBadRows
+      options.overwrite = force
+      let bar = ProgressBar(label: "convert", unit: "rows")
+      let t0 = monotonicSeconds()
+      let report = try importCSV(from: csv, to: output, options: options) { done, total, rows in
+        bar.update(fraction: total > 0 ? Double(done) / Double(total) : 1, count: rows)
+      }
+      bar.finish()
+      let dt = monotonicSeconds() - t0
+      print(
+        "converted \(report.rows) rows x \(report.width) features, \(report.classes.count) classes, \(report.recordings) recordings in \(fixed(dt, 1)) s (\(Int(Double(report.rows) / max(dt, 1e-9))) rows/s) -> \(output)"
+      )
+      if report.emptyCells + report.nanCells > 0 {
+        print("filled with 0: \(report.emptyCells) empty cells, \(report.nanCells) NaN cells (as the seed did)")
+      }
+      if !report.skipped.isEmpty {
+        print("skipped \(report.skipped.count) bad rows:")
+        for s in report.skipped.prefix(20) { print("  \(s)") }
+        if report.skipped.count > 20 { print("  … and \(report.skipped.count - 20) more") }
+      }
+    }
+  }
+}
+
+struct Inspect: ParsableCommand {
+  static let configuration = CommandConfiguration(abstract: "Describe a feature file or a checkpoint.")
+
+  @Argument(help: "A feature file (.h5) or a checkpoint.")
+  var file: String
+
+  func run() throws {
+    try runReportingErrors {
+      let h5 = try H5File(path: file)
+      let format = (try? h5.stringAttribute("format")) ?? ""
+      switch format {
+      case FeatureFormat.name:
+        print(try describeFeatureFile(FeatureFile(path: file)))
+      default:
+        throw FeatureFileError(file, "unknown format '\(format)': expected a sertrain feature file or checkpoint")
+      }
+    }
+  }
+}

@@ -1,0 +1,37 @@
+// Run by Launch/test.sh under `mpirun -n 2` and `mpirun -n 4 --oversubscribe`; under plain `swift test` the
+// same checks run on one process.
+import Collective
+import XCTest
+
+final class AllreduceTests: XCTestCase {
+  let comm = try! makeCommunicator()
+
+  func testAllreduceSumsEveryRanksContribution() {
+    let n = 1000
+    var x = (0..<n).map { Float($0) * Float(comm.rank + 1) }
+    x.withUnsafeMutableBufferPointer { comm.allreduceSum($0) }
+    let p = Float(comm.size)
+    let factor = p * (p + 1) / 2  // 1 + 2 + ... + P
+    XCTAssertEqual(x, (0..<n).map { Float($0) * factor }, "rank \(comm.rank) of \(comm.size)")
+    var d = [Double(comm.rank), 1]
+    comm.allreduceSum(&d)
+    XCTAssertEqual(d, [Double(comm.size * (comm.size - 1) / 2), Double(comm.size)])
+  }
+
+  func testBroadcastFromRootAndFromTheLastRank() {
+    var value = comm.rank == 0 ? 42.5 : -1.0
+    comm.broadcast(&value)
+    XCTAssertEqual(value, 42.5)
+    var text = comm.rank == comm.size - 1 ? "from the last rank" : ""
+    comm.broadcast(&text, root: comm.size - 1)
+    XCTAssertEqual(text, "from the last rank")
+    comm.barrier()
+  }
+
+  func testSchedulerMismatchIsCaught() {
+    XCTAssertThrowsError(try makeCommunicator(["SLURM_NTASKS": "8"])) { e in
+      XCTAssertTrue("\(e)".contains("srun --mpi=pmix"), "\(e)")
+    }
+    XCTAssertNoThrow(try makeCommunicator(["SLURM_NTASKS": "1"]))
+  }
+}
