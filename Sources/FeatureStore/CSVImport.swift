@@ -64,7 +64,7 @@ public func importCSV(
     throw CSVImportError(path: csvPath, line: nil, message: "empty file; expected a header row and data rows")
   }
   // The header.
-  guard let headerBytes = try reader.firstLine() else {
+  guard let headerBytes = reader.firstLine() else {
     throw CSVImportError(path: csvPath, line: 1, message: "no complete header line")
   }
   if headerBytes.contains(0) {
@@ -103,20 +103,39 @@ public func importCSV(
 
   var lineNumber = 1  // lines consumed so far (the header is line 1)
   var dataIndex = 0  // data lines seen, skipped ones included: recording ids follow the file's layout
-  var rows = [Float]()
   var results = [LineResult]()
   var maxSource = -1
-  while let block = try reader.nextBlock() {
+  // Two row buffers: HDF5 writes one block on a serial queue while the next block is parsed into the other.
+  final class RowBuffer: @unchecked Sendable { var rows: [Float] = [] }
+  final class WriteState: @unchecked Sendable { var error: Error? }
+  let buffers = [RowBuffer(), RowBuffer()]
+  let free = [DispatchSemaphore(value: 1), DispatchSemaphore(value: 1)]
+  let writeQueue = DispatchQueue(label: "sertrain.convert.write")
+  let state = WriteState()
+  func drainWrites() throws {
+    writeQueue.sync {}
+    if let e = state.error { throw e }
+  }
+  var blockIndex = 0
+  while let block = reader.nextBlock() {
     let lines = splitLines(block)
     if lines.isEmpty { continue }
     let n = lines.count
-    rows.removeAll(keepingCapacity: true)
-    rows.append(contentsOf: repeatElement(0, count: n * width))
-    results = [LineResult](repeating: LineResult(), count: n)
+    let slot = blockIndex & 1
+    blockIndex += 1
+    free[slot].wait()  // this buffer's previous write has finished
+    if let e = state.error {
+      free[slot].signal()
+      throw e
+    }
+    // Buffers grow when a block has more lines than any before; every cell of a kept row is overwritten.
+    if buffers[slot].rows.count < n * width { buffers[slot].rows = [Float](repeating: 0, count: n * width) }
+    if results.count < n { results = [LineResult](repeating: LineResult(), count: n) }
     // Parse the block's lines in parallel: each line writes only its own row and result.
     let parts = min(options.threads, max(1, n / 8))
-    block.withUnsafeBufferPointer { text in
-      rows.withUnsafeMutableBufferPointer { out in
+    do {
+      let text = block
+      buffers[slot].rows.withUnsafeMutableBufferPointer { out in
         results.withUnsafeMutableBufferPointer { res in
           let text = text
           let out = out
@@ -148,31 +167,47 @@ public func importCSV(
           report.skipped.append(SkippedRow(line: line, reason: problem))
           continue
         }
+        free[slot].signal()
+        try drainWrites()
         throw CSVImportError(path: csvPath, line: line, message: problem + " (--skip-bad-rows skips such rows)")
       }
       report.emptyCells += Int(r.empty)
       report.nanCells += Int(r.nan)
       if kept != k {
-        rows.withUnsafeMutableBufferPointer { b in
+        buffers[slot].rows.withUnsafeMutableBufferPointer { b in
           let base = b.baseAddress!
           (base + kept * width).update(from: base + k * width, count: width)
         }
       }
       kept += 1
-      labels.append(unquote(String(decoding: block[r.labelStart..<r.labelEnd], as: UTF8.self)))
+      labels.append(
+        unquote(String(decoding: UnsafeBufferPointer(rebasing: block[r.labelStart..<r.labelEnd]), as: UTF8.self)))
       let source = options.rowsPerRecording.map { dataIndex / $0 } ?? dataIndex
       maxSource = max(maxSource, source)
       sources.append(Int32(source))
       augmentations.append(options.rowsPerRecording == 4 ? Int8(dataIndex % 4) : -1)
     }
     lineNumber += lines.last!.number + 1
-    try rows.withUnsafeBufferPointer { b in
-      try writer.append(
-        rows: UnsafeBufferPointer(rebasing: b[0..<(kept * width)]), labels: labels, sources: sources,
-        augmentations: augmentations)
+    let bytesRead = reader.bytesRead
+    let totalBytes = reader.totalBytes
+    let buffer = buffers[slot]
+    let done = free[slot]
+    writeQueue.async { [labels, sources, augmentations, kept] in
+      defer { done.signal() }
+      guard state.error == nil else { return }
+      do {
+        try buffer.rows.withUnsafeBufferPointer { b in
+          try writer.append(
+            rows: UnsafeBufferPointer(rebasing: b[0..<(kept * width)]), labels: labels, sources: sources,
+            augmentations: augmentations)
+        }
+        progress?(bytesRead, totalBytes, writer.rowCount)
+      } catch {
+        state.error = error
+      }
     }
-    progress?(reader.bytesRead, reader.totalBytes, writer.rowCount)
   }
+  try drainWrites()
   guard writer.rowCount > 0 else {
     writer.discard()
     let why =
@@ -232,10 +267,10 @@ struct LineResult {
 }
 
 /// Splits a block of complete lines (LF or CRLF) into spans.
-func splitLines(_ block: [UInt8]) -> [LineSpan] {
+func splitLines(_ b: UnsafeBufferPointer<UInt8>) -> [LineSpan] {
   var spans: [LineSpan] = []
   spans.reserveCapacity(256)
-  block.withUnsafeBufferPointer { b in
+  do {
     var start = 0
     var number = 0
     let n = b.count
@@ -268,7 +303,21 @@ func parseLine(
   var column = 0
   var feature = 0
   while true {
-    // Find the end of this cell (quotes allowed around a cell, with "" escapes, no line breaks inside).
+    // Fast path: a plain number followed by a comma or the end of the line, parsed in one pass.
+    if column != labelIndex && feature < columns - 1 && pos < span.end {
+      let (v, used, status) = parseDecimalPrefix(base + pos, span.end - pos)
+      let stop = pos + used
+      if used > 0 && status == .number && (stop == span.end || base[stop] == UInt8(ascii: ",")) {
+        out[feature] = v
+        feature += 1
+        column += 1
+        if stop >= span.end { break }
+        pos = stop + 1
+        continue
+      }
+    }
+    // General path. Find the end of this cell (quotes allowed around a cell, with "" escapes, no line breaks
+    // inside).
     var cellEnd = pos
     if pos < span.end && base[pos] == UInt8(ascii: "\"") {
       cellEnd += 1
@@ -322,8 +371,8 @@ func parseLine(
 }
 
 /// Header cells, with surrounding quotes and spaces removed (a UTF-8 byte-order mark too).
-func splitHeader(_ bytes: [UInt8]) -> [String] {
-  var b = bytes[...]
+func splitHeader(_ bytes: UnsafeBufferPointer<UInt8>) -> [String] {
+  var b = Array(bytes)[...]
   if b.starts(with: [0xEF, 0xBB, 0xBF]) { b = b.dropFirst(3) }
   if b.last == 0x0D { b = b.dropLast() }
   return b.split(separator: UInt8(ascii: ","), omittingEmptySubsequences: false).map {
@@ -347,15 +396,17 @@ extension String {
 
 // MARK: - Reading blocks of whole lines
 
-/// Reads a file in blocks that end at a line break; the partial last line carries into the next block.
+/// Maps a file and hands it out in blocks that end at a line break. Pages already handed out are released as it
+/// goes (`MADV_DONTNEED`), so resident memory stays at about one block however large the file.
 final class BlockReader {
   let path: String
-  let fd: Int32
   let totalBytes: Int
   let blockBytes: Int
+  private let fd: Int32
+  private let base: UnsafeMutableRawPointer?
   private(set) var bytesRead = 0
-  private var carry: [UInt8] = []
-  private var eof = false
+  private var released = 0
+  private let pageSize = Int(sysconf(Int32(_SC_PAGESIZE)))
 
   init(path: String, blockBytes: Int) throws {
     self.path = path
@@ -372,65 +423,60 @@ final class BlockReader {
       throw CSVImportError(path: path, line: nil, message: "cannot open: \(String(cString: strerror(errno)))")
     }
     totalBytes = Int(st.st_size)
-  }
-  deinit { close(fd) }
-
-  private func readMore(_ count: Int) throws -> [UInt8] {
-    var buf = [UInt8](repeating: 0, count: count)
-    var got = 0
-    while got < count {
-      let r = buf.withUnsafeMutableBytes { read(fd, $0.baseAddress! + got, count - got) }
-      if r < 0 {
-        if errno == EINTR { continue }
-        throw CSVImportError(path: path, line: nil, message: "read failed: \(String(cString: strerror(errno)))")
+    if totalBytes > 0 {
+      let p = mmap(nil, totalBytes, PROT_READ, MAP_PRIVATE, fd, 0)
+      guard let p, p != MAP_FAILED else {
+        close(fd)
+        throw CSVImportError(path: path, line: nil, message: "cannot map: \(String(cString: strerror(errno)))")
       }
-      if r == 0 { eof = true; break }
-      got += r
-    }
-    bytesRead += got
-    buf.removeLast(count - got)
-    return buf
-  }
-
-  /// The first line (the header), without its line break; the rest stays for `nextBlock`.
-  func firstLine() throws -> [UInt8]? {
-    while true {
-      if let nl = carry.firstIndex(of: 0x0A) {
-        let line = Array(carry[..<nl])
-        carry.removeFirst(nl + 1)
-        return line
-      }
-      if eof {
-        return carry.isEmpty
-          ? nil
-          : {
-            let l = carry; carry = []; return l
-          }()
-      }
-      // A header longer than a block grows the read; a file with no line break ends at EOF.
-      carry += try readMore(blockBytes)
-      if carry.count > 64 << 20 { return nil }
+      madvise(p, totalBytes, MADV_SEQUENTIAL)
+      base = p
+    } else {
+      base = nil
     }
   }
 
-  /// The next block of whole lines, or nil at the end of the file.
-  func nextBlock() throws -> [UInt8]? {
-    while true {
-      if eof {
-        if carry.isEmpty { return nil }
-        let block = carry
-        carry = []
-        return block
+  deinit {
+    if let base { munmap(base, totalBytes) }
+    close(fd)
+  }
+
+  private var bytes: UnsafePointer<UInt8> { UnsafePointer(base!.assumingMemoryBound(to: UInt8.self)) }
+
+  /// The first line (the header), without its line break; nil for an empty file.
+  func firstLine() -> UnsafeBufferPointer<UInt8>? {
+    guard totalBytes > 0 else { return nil }
+    let end = memchr(bytes, 0x0A, totalBytes).map { bytes.distance(to: $0.assumingMemoryBound(to: UInt8.self)) }
+    bytesRead = end.map { $0 + 1 } ?? totalBytes
+    return UnsafeBufferPointer(start: bytes, count: end ?? totalBytes)
+  }
+
+  /// The next block of whole lines (the last may lack its line break), or nil at the end of the file.
+  func nextBlock() -> UnsafeBufferPointer<UInt8>? {
+    releaseBehind(bytesRead)
+    let start = bytesRead
+    guard start < totalBytes else { return nil }
+    var end = min(start + blockBytes, totalBytes)
+    if end < totalBytes {
+      var k = end
+      while k > start && bytes[k - 1] != 0x0A { k -= 1 }
+      if k > start {
+        end = k
+      } else if let nl = memchr(bytes + end, 0x0A, totalBytes - end) {  // a line longer than a block
+        end = bytes.distance(to: nl.assumingMemoryBound(to: UInt8.self)) + 1
+      } else {
+        end = totalBytes
       }
-      let fresh = try readMore(blockBytes)
-      var block = carry
-      block += fresh
-      if let nl = block.lastIndex(of: 0x0A) {
-        carry = Array(block[(nl + 1)...])
-        block.removeLast(block.count - nl - 1)
-        return block
-      }
-      carry = block
+    }
+    bytesRead = end
+    return UnsafeBufferPointer(start: bytes + start, count: end - start)
+  }
+
+  private func releaseBehind(_ offset: Int) {
+    let upTo = offset / pageSize * pageSize
+    if upTo > released, let base {
+      madvise(base + released, upTo - released, MADV_DONTNEED)
+      released = upTo
     }
   }
 }

@@ -72,7 +72,7 @@ public let pandasPeerScript = """
       h5["classes"] = np.array(classes, dtype=h5py.string_dtype())
       h5["source"] = (np.arange(len(x)) // 4).astype(np.int32)
       h5["augmentation"] = (np.arange(len(x)) % 4).astype(np.int8)
-  print(f"pandas+h5py: {len(x)} rows in {time.perf_counter() - t:.2f} s", file=sys.stderr)
+
   """
 
 /// Creates (once) a virtual environment with `packages` and returns its python.
@@ -82,7 +82,9 @@ public func benchmarkVenv(_ dir: String, packages: [String]) throws -> String {
     let made = try runMeasured(["python3", "-m", "venv", dir])
     guard made.status == 0 else { throw ChildError(message: "python3 -m venv \(dir) failed") }
   }
-  let check = try runMeasured([python, "-c", "import " + packages.map { $0 == "tensorflow-cpu" ? "tensorflow" : $0 }.joined(separator: ",")])
+  let check = try runMeasured([
+    python, "-c", "import " + packages.map { $0 == "tensorflow-cpu" ? "tensorflow" : $0 }.joined(separator: ","),
+  ])
   if check.status != 0 {
     let pip = try runMeasured([python, "-m", "pip", "install", "-q"] + packages)
     guard pip.status == 0 else { throw ChildError(message: "pip install \(packages.joined(separator: " ")) failed") }

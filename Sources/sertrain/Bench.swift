@@ -61,18 +61,36 @@ struct BenchConvert: ParsableCommand {
         let t0 = monotonicSeconds()
         try writeSeedShapedCSV(path: csv, rows: rows)
         stat(csv, &st)
+        sync()  // the generated file's writeback must not land inside the timed runs
         let megabytes = Double(st.st_size) / 1e6
         print("generated \(csv): \(rows) x 2377, \(fixed(megabytes, 0)) MB in \(fixed(monotonicSeconds() - t0, 1)) s")
         print("machine: \(machineDescription())")
 
+        // Interleaved runs, so that both tools see the same machine state; medians are compared.
+        let python = options.noPeer ? nil : try benchmarkVenv(options.venv, packages: ["pandas", "h5py"])
+        let script = dir + "/peer.py"
+        if python != nil {
+          let fp = fopen(script, "w")!
+          fputs(pandasPeerScript, fp)
+          fclose(fp)
+        }
         var ours: [ChildMeasurement] = []
-        for i in 0..<options.repeats {
-          let m = try runMeasured([
-            currentExecutable(), "convert", csv, "-o", out, "--rows-per-recording", "4", "--force",
-          ])
-          guard m.status == 0 else { throw ChildError(message: "sertrain convert exited \(m.status)") }
-          print("  sertrain convert   run \(i + 1): \(fixed(m.seconds, 2)) s, peak \(fixed(m.maxRSSMegabytes, 0)) MB")
-          ours.append(m)
+        var peer: [ChildMeasurement] = []
+        for i in 0..<max(options.repeats, python == nil ? 0 : options.peerRepeats) {
+          if i < options.repeats {
+            let m = try runMeasured([
+              currentExecutable(), "convert", csv, "-o", out, "--rows-per-recording", "4", "--force",
+            ])
+            guard m.status == 0 else { throw ChildError(message: "sertrain convert exited \(m.status)") }
+            print("  sertrain convert  run \(i + 1): \(fixed(m.seconds, 2)) s, peak \(fixed(m.maxRSSMegabytes, 0)) MB")
+            ours.append(m)
+          }
+          if let python, i < options.peerRepeats {
+            let m = try runMeasured([python, script, csv, dir + "/pandas.h5"])
+            guard m.status == 0 else { throw ChildError(message: "the pandas peer exited \(m.status)") }
+            print("  pandas+h5py       run \(i + 1): \(fixed(m.seconds, 2)) s, peak \(fixed(m.maxRSSMegabytes, 0)) MB")
+            peer.append(m)
+          }
         }
         let f = try FeatureFile(path: out)
         guard f.rowCount == rows && f.width == FeatureFormat.seedWidth else {
@@ -81,26 +99,16 @@ struct BenchConvert: ParsableCommand {
         let oursMedian = median(ours.map(\.seconds))
         let oursPeak = ours.map(\.maxRSSMegabytes).max()!
         print(
-          "sertrain convert: median \(fixed(oursMedian, 2)) s = \(fixed(megabytes / oursMedian, 0)) MB/s = \(Int(Double(rows) / oursMedian)) rows/s, peak RSS \(fixed(oursPeak, 0)) MB"
+          "sertrain convert: median \(fixed(oursMedian, 2)) s = \(fixed(megabytes / oursMedian, 0)) MB/s = \(Int(Double(rows) / oursMedian)) rows/s, peak RSS \(fixed(oursPeak, 0)) MB (includes fsync of the output)"
         )
-        guard !options.noPeer else { return }
-        let python = try benchmarkVenv(options.venv, packages: ["pandas", "h5py"])
-        let script = dir + "/peer.py"
-        let fp = fopen(script, "w")!
-        fputs(pandasPeerScript, fp)
-        fclose(fp)
-        var peer: [ChildMeasurement] = []
-        for i in 0..<options.peerRepeats {
-          let m = try runMeasured([python, script, csv, dir + "/pandas.h5"])
-          guard m.status == 0 else { throw ChildError(message: "the pandas peer exited \(m.status)") }
-          print("  pandas+h5py       run \(i + 1): \(fixed(m.seconds, 2)) s, peak \(fixed(m.maxRSSMegabytes, 0)) MB")
-          peer.append(m)
-        }
+        guard !peer.isEmpty else { return }
         let peerMedian = median(peer.map(\.seconds))
         print(
           "pandas+h5py: median \(fixed(peerMedian, 2)) s, peak RSS \(fixed(peer.map(\.maxRSSMegabytes).max()!, 0)) MB"
         )
-        print("speed-up: \(fixed(peerMedian / oursMedian, 1))x (goal >= 5x); sertrain peak \(fixed(oursPeak, 0)) MB (goal < 200 MB)")
+        print(
+          "speed-up: \(fixed(peerMedian / oursMedian, 1))x (goal >= 5x); sertrain peak \(fixed(oursPeak, 0)) MB (goal < 200 MB)"
+        )
       }
     }
   }
