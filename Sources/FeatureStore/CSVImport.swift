@@ -124,30 +124,27 @@ public func importCSV(
     let slot = blockIndex & 1
     blockIndex += 1
     free[slot].wait()  // this buffer's previous write has finished
-    if let e = state.error {
+    if state.error != nil {
       free[slot].signal()
-      throw e
+      try drainWrites()  // throws the writer's error once nothing is queued
     }
     // Buffers grow when a block has more lines than any before; every cell of a kept row is overwritten.
     if buffers[slot].rows.count < n * width { buffers[slot].rows = [Float](repeating: 0, count: n * width) }
     if results.count < n { results = [LineResult](repeating: LineResult(), count: n) }
     // Parse the block's lines in parallel: each line writes only its own row and result.
     let parts = min(options.threads, max(1, n / 8))
-    do {
-      let text = block
-      buffers[slot].rows.withUnsafeMutableBufferPointer { out in
-        results.withUnsafeMutableBufferPointer { res in
-          let text = text
-          let out = out
-          let res = res
-          DispatchQueue.concurrentPerform(iterations: parts) { part in
-            let lo = n * part / parts
-            let hi = n * (part + 1) / parts
-            for k in lo..<hi {
-              res[k] = parseLine(
-                text, lines[k], columns: columns, labelIndex: labelIndex,
-                into: out.baseAddress! + k * width)
-            }
+    buffers[slot].rows.withUnsafeMutableBufferPointer { out in
+      results.withUnsafeMutableBufferPointer { res in
+        let text = block
+        let out = out
+        let res = res
+        DispatchQueue.concurrentPerform(iterations: parts) { part in
+          let lo = n * part / parts
+          let hi = n * (part + 1) / parts
+          for k in lo..<hi {
+            res[k] = parseLine(
+              text, lines[k], columns: columns, labelIndex: labelIndex,
+              into: out.baseAddress! + k * width)
           }
         }
       }
