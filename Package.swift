@@ -21,8 +21,9 @@ let cTargets: [Target] = [
 let swiftTargets: [Target] = [
   .target(name: "HDF5", dependencies: ["CHDF5"]),
   .target(name: "FeatureStore", dependencies: ["HDF5", "CSupport"]),
+  .target(name: "ConvNet", dependencies: ["COpenBLAS", "CSupport", "HDF5"]),
   .target(name: "Collective", dependencies: ["CMPI"]),
-  .target(name: "Training", dependencies: ["HDF5", "FeatureStore", "Collective"]),
+  .target(name: "Training", dependencies: ["HDF5", "FeatureStore", "ConvNet", "Collective"]),
   .executableTarget(
     name: "sertrain",
     dependencies: [
@@ -40,6 +41,7 @@ let testTargets: [Target] = [
     dependencies: ["CMPI", "CHDF5", "CFFTW", "CSndfile", "COpenBLAS", "CSoxr", "_TestSupport"]),
   .testTarget(name: "HDF5Tests", dependencies: ["HDF5", "_TestSupport"]),
   .testTarget(name: "FeatureStoreTests", dependencies: ["FeatureStore", "_TestSupport"]),
+  .testTarget(name: "ConvNetTests", dependencies: ["ConvNet", "HDF5", "_TestSupport"]),
   .testTarget(name: "CLITests", dependencies: ["FeatureStore", "HDF5", "_TestSupport"]),
   // Also run under mpirun by Launch/test.sh.
   .testTarget(name: "MPITests", dependencies: ["Collective", "_TestSupport"]),

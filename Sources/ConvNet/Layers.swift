@@ -1,0 +1,577 @@
+#if canImport(Glibc)
+  import Glibc
+#endif
+
+/// What a forward or backward pass needs besides tensors.
+struct StepContext {
+  var training: Bool
+  /// Seeds the dropout masks of this step (derived from the run's seed, epoch, step and rank).
+  var dropoutSeed: UInt64 = 0
+  /// Sums per-channel statistics across ranks in place (synchronised BatchNorm); nil on one process.
+  var reduce: ((UnsafeMutableBufferPointer<Double>) -> Void)?
+}
+
+/// One layer: a forward/backward pair over NLC tensors. Backward overwrites this layer's parameter gradients
+/// and, when `dx` is given, writes the gradient of its input.
+protocol Layer: AnyObject {
+  var plan: LayerPlan { get }
+  /// Allocates scratch for batches up to `batch`.
+  func reserve(batch: Int)
+  func forward(_ x: Tensor, _ y: Tensor, _ ctx: StepContext)
+  func backward(x: Tensor, y: Tensor, dy: Tensor, dx: Tensor?, _ ctx: StepContext)
+}
+
+/// Pointers into the parameter, gradient and state buffers for one layer's variables.
+struct Variables {
+  var values: [String: UnsafeMutablePointer<Float>] = [:]
+  var gradients: [String: UnsafeMutablePointer<Float>] = [:]
+}
+
+// MARK: - Conv1D
+
+/// Conv1D, padding `same`, stride 1, bias, optional fused ReLU. Kernel `[k, cin, cout]` as in Keras.
+///
+/// The batch is one GEMM per kernel tap, with no im2col copy: in a padded NLC buffer (each sample's rows
+/// surrounded by `k-1` zero rows) the rows starting at `j` read with leading dimension `cin` are tap `j`'s
+/// input matrix, so `y = Σ_j X[j:] · W_j` over all `B*(L+k-1) - (k-1)` rows; rows that straddle two samples are
+/// computed and ignored. BLAS forbids one GEMM over overlapping rows (`lda < k*cin`), hence one per tap (each
+/// `K = cin`). Inputs with `k*cin <= 16` (the first layer) are copied into an explicit im2col matrix instead.
+/// Backward: `dW_j = X[j:]ᵀ · dY` and `dX = Σ_j dYpad[k-1-j:] · W_jᵀ` (the flipped kernel on the padded
+/// output gradient). Cost: `2·B·L·k·cin·cout` flops per pass.
+final class Conv1DLayer: Layer {
+  let plan: LayerPlan
+  let k: Int, cin: Int, cout: Int, length: Int, padLeft: Int, padRight: Int, relu: Bool
+  let weight: UnsafeMutablePointer<Float>, bias: UnsafeMutablePointer<Float>
+  let dWeight: UnsafeMutablePointer<Float>, dBias: UnsafeMutablePointer<Float>
+  var useIm2col: Bool { k * cin <= 16 }
+  private var capacity = 0
+  private var im2col: FloatBuffer?
+  private var outScratch: FloatBuffer?
+  private var dyScratch: FloatBuffer?
+  private var dxScratch: FloatBuffer?
+
+  init(plan: LayerPlan, variables: Variables) {
+    self.plan = plan
+    k = plan.spec.kernelSize!
+    cin = plan.inputChannels
+    cout = plan.outputChannels
+    length = plan.inputLength
+    padLeft = (k - 1) / 2
+    padRight = k - 1 - padLeft
+    relu = plan.spec.activation == .relu
+    weight = variables.values["kernel"]!
+    bias = variables.values["bias"]!
+    dWeight = variables.gradients["kernel"]!
+    dBias = variables.gradients["bias"]!
+  }
+
+  var paddedLength: Int { length + k - 1 }
+  /// The input: each sample's rows surrounded by zero rows.
+  var inputLayout: Layout { Layout(stride: paddedLength, offset: padLeft, extra: 0) }
+  /// The GEMM's output (and the input gradient's): row `b*(L+k-1) + t`.
+  var rawLayout: Layout { Layout(stride: paddedLength, offset: 0, extra: 0) }
+  /// The output gradient as backward reads it: zero rows around each sample, `k-1` extra at the end.
+  var gradientLayout: Layout { Layout(stride: paddedLength, offset: padRight, extra: k - 1) }
+
+  func reserve(batch: Int) {
+    guard batch > capacity else { return }
+    capacity = batch
+    if useIm2col { im2col = FloatBuffer(count: batch * paddedLength * k * cin) }
+    outScratch = nil
+    dyScratch = nil
+    dxScratch = nil
+  }
+
+  private func scratch(_ buffer: inout FloatBuffer?, _ count: Int) -> UnsafeMutablePointer<Float> {
+    if buffer == nil || buffer!.count < count { buffer = FloatBuffer(count: count) }
+    return buffer!.pointer
+  }
+
+  func forward(_ x: Tensor, _ y: Tensor, _ ctx: StepContext) {
+    precondition(x.layout == inputLayout, "\(plan.name): input layout")
+    let batch = x.batch
+    x.zeroPadding()
+    let rows = batch * paddedLength - (k - 1)
+    let direct = y.layout == rawLayout
+    let out = direct ? y.base : scratch(&outScratch, batch * paddedLength * cout)
+    if useIm2col {
+      let kc = k * cin
+      let a = im2col!.pointer
+      for i in 0..<rows { (a + i * kc).update(from: x.base + i * cin, count: kc) }
+      sgemm(rows, cout, kc, a, kc, weight, cout, beta: 0, out, cout)
+    } else {
+      for j in 0..<k {
+        sgemm(rows, cout, cin, x.base + j * cin, cin, weight + j * cin * cout, cout, beta: j == 0 ? 0 : 1, out, cout)
+      }
+    }
+    let raw = Tensor(base: out, batch: batch, length: length, channels: cout, layout: rawLayout)
+    let c = cout
+    for b in 0..<batch {
+      for t in 0..<length {
+        let src = raw.row(b, t)
+        let dst = y.row(b, t)
+        if relu {
+          for i in 0..<c { dst[i] = max(src[i] + bias[i], 0) }
+        } else {
+          for i in 0..<c { dst[i] = src[i] + bias[i] }
+        }
+      }
+    }
+  }
+
+  func backward(x: Tensor, y: Tensor, dy: Tensor, dx: Tensor?, _ ctx: StepContext) {
+    let batch = x.batch
+    let c = cout
+    // The output gradient in the padded layout, masked by the ReLU, with zero padding rows.
+    let d: Tensor
+    if dy.layout == gradientLayout {
+      d = dy
+    } else {
+      let base = scratch(&dyScratch, gradientLayout.rows(batch: batch) * cout)
+      d = Tensor(base: base, batch: batch, length: length, channels: cout, layout: gradientLayout)
+      dy.copy(to: d)
+    }
+    d.zeroPadding()
+    for i in 0..<c { dBias[i] = 0 }
+    for b in 0..<batch {
+      for t in 0..<length {
+        let g = d.row(b, t)
+        if relu {
+          let out = y.row(b, t)
+          for i in 0..<c {
+            let v = out[i] > 0 ? g[i] : 0
+            g[i] = v
+            dBias[i] += v
+          }
+        } else {
+          for i in 0..<c { dBias[i] += g[i] }
+        }
+      }
+    }
+    let rows = batch * paddedLength - (k - 1)
+    let aligned = d.base + padRight * cout  // row i holds the gradient of output row i
+    if useIm2col {
+      let kc = k * cin
+      sgemm(transA: true, kc, cout, rows, im2col!.pointer, kc, aligned, cout, beta: 0, dWeight, cout)
+    } else {
+      for j in 0..<k {
+        sgemm(
+          transA: true, cin, cout, rows, x.base + j * cin, cin, aligned, cout, beta: 0, dWeight + j * cin * cout,
+          cout)
+      }
+    }
+    guard let dx else { return }
+    let direct = dx.layout == rawLayout
+    let out = direct ? dx.base : scratch(&dxScratch, batch * paddedLength * cin)
+    let allRows = batch * paddedLength
+    for j in 0..<k {
+      sgemm(
+        transB: true, allRows, cin, cout, d.base + (k - 1 - j) * cout, cout, weight + j * cin * cout, cout,
+        beta: j == 0 ? 0 : 1, out, cin)
+    }
+    if !direct {
+      Tensor(base: out, batch: batch, length: length, channels: cin, layout: rawLayout).copy(to: dx)
+    }
+  }
+}
+
+// MARK: - BatchNormalization
+
+/// BatchNormalization over the batch and length axes, per channel, as Keras computes it: training uses the batch
+/// mean and biased variance (summed in double precision, two passes) and updates the moving statistics with
+/// `m = m*momentum + stat*(1-momentum)`; inference uses the moving statistics. `y = x*s + (beta - mean*s)`
+/// with `s = gamma / sqrt(var + epsilon)`.
+final class BatchNormLayer: Layer {
+  let plan: LayerPlan
+  let channels: Int
+  let momentum: Float, epsilon: Float
+  let gamma: UnsafeMutablePointer<Float>, beta: UnsafeMutablePointer<Float>
+  let dGamma: UnsafeMutablePointer<Float>, dBeta: UnsafeMutablePointer<Float>
+  let movingMean: UnsafeMutablePointer<Float>, movingVariance: UnsafeMutablePointer<Float>
+  /// The last training forward's batch statistics, for backward.
+  private var mean: [Float], invStd: [Float]
+  private var count = 0.0
+  private var sums: [Double]
+
+  init(plan: LayerPlan, variables: Variables, state: Variables) {
+    self.plan = plan
+    channels = plan.inputChannels
+    let m = plan.spec.momentum ?? 0.99
+    momentum = Float(m)
+    oneMinusMomentum = Float(1.0 - m)
+    epsilon = Float(plan.spec.epsilon ?? 1e-3)
+    gamma = variables.values["gamma"]!
+    beta = variables.values["beta"]!
+    dGamma = variables.gradients["gamma"]!
+    dBeta = variables.gradients["beta"]!
+    movingMean = state.values["moving_mean"]!
+    movingVariance = state.values["moving_variance"]!
+    mean = Array(repeating: 0, count: channels)
+    invStd = Array(repeating: 1, count: channels)
+    sums = Array(repeating: 0, count: 2 * channels + 1)
+  }
+
+  private let oneMinusMomentum: Float
+
+  func reserve(batch: Int) {}
+
+  /// Per-channel sums of `x` (or of `(x - center)²`) over every position of every sample, in double.
+  private func channelSums(_ x: Tensor, _ out: UnsafeMutablePointer<Double>, center: UnsafePointer<Float>?) {
+    let c = channels
+    for i in 0..<c { out[i] = 0 }
+    for b in 0..<x.batch {
+      for t in 0..<x.length {
+        let r = x.row(b, t)
+        if let center {
+          for i in 0..<c {
+            let d = Double(r[i]) - Double(center[i])
+            out[i] += d * d
+          }
+        } else {
+          for i in 0..<c { out[i] += Double(r[i]) }
+        }
+      }
+    }
+  }
+
+  func forward(_ x: Tensor, _ y: Tensor, _ ctx: StepContext) {
+    let c = channels
+    var scale = [Float](repeating: 0, count: c)
+    var shift = [Float](repeating: 0, count: c)
+    if ctx.training {
+      sums.withUnsafeMutableBufferPointer { s in
+        let p = s.baseAddress!
+        // Pass 1: the mean.
+        p[2 * c] = Double(x.batch * x.length)
+        channelSums(x, p, center: nil)
+        ctx.reduce?(UnsafeMutableBufferPointer(start: p, count: 2 * c + 1))
+        count = p[2 * c]
+        for i in 0..<c { mean[i] = Float(p[i] / count) }
+        // Pass 2: the biased variance around the float32 mean.
+        mean.withUnsafeBufferPointer { channelSums(x, p + c, center: $0.baseAddress!) }
+        ctx.reduce?(UnsafeMutableBufferPointer(start: p + c, count: c))
+        for i in 0..<c {
+          let variance = Float(p[c + i] / count)
+          invStd[i] = 1 / (variance + epsilon).squareRoot()
+          scale[i] = gamma[i] * invStd[i]
+          shift[i] = beta[i] - mean[i] * scale[i]
+          movingMean[i] = movingMean[i] * momentum + mean[i] * oneMinusMomentum
+          movingVariance[i] = movingVariance[i] * momentum + variance * oneMinusMomentum
+        }
+      }
+    } else {
+      for i in 0..<c {
+        scale[i] = gamma[i] / (movingVariance[i] + epsilon).squareRoot()
+        shift[i] = beta[i] - movingMean[i] * scale[i]
+      }
+    }
+    scale.withUnsafeBufferPointer { s in
+      shift.withUnsafeBufferPointer { h in
+        for b in 0..<x.batch {
+          for t in 0..<x.length {
+            let src = x.row(b, t)
+            let dst = y.row(b, t)
+            for i in 0..<c { dst[i] = src[i] * s[i] + h[i] }
+          }
+        }
+      }
+    }
+  }
+
+  /// `dx = gamma/σ · (dy - Σdy/N - x̂·Σ(dy·x̂)/N)`, `dgamma = Σ dy·x̂`, `dbeta = Σ dy`.
+  func backward(x: Tensor, y: Tensor, dy: Tensor, dx: Tensor?, _ ctx: StepContext) {
+    let c = channels
+    sums.withUnsafeMutableBufferPointer { s in
+      let p = s.baseAddress!
+      for i in 0..<(2 * c) { p[i] = 0 }
+      mean.withUnsafeBufferPointer { m in
+        invStd.withUnsafeBufferPointer { inv in
+          for b in 0..<x.batch {
+            for t in 0..<x.length {
+              let xr = x.row(b, t)
+              let g = dy.row(b, t)
+              for i in 0..<c {
+                let gi = Double(g[i])
+                p[i] += gi
+                p[c + i] += gi * Double((xr[i] - m[i]) * inv[i])
+              }
+            }
+          }
+        }
+      }
+      ctx.reduce?(UnsafeMutableBufferPointer(start: p, count: 2 * c))
+      var k1 = [Float](repeating: 0, count: c)
+      var k2 = [Float](repeating: 0, count: c)
+      var gs = [Float](repeating: 0, count: c)
+      for i in 0..<c {
+        dBeta[i] = Float(p[i])
+        dGamma[i] = Float(p[c + i])
+        k1[i] = Float(p[i] / count)
+        k2[i] = Float(p[c + i] / count)
+        gs[i] = gamma[i] * invStd[i]
+      }
+      guard let dx else { return }
+      mean.withUnsafeBufferPointer { m in
+        invStd.withUnsafeBufferPointer { inv in
+          for b in 0..<x.batch {
+            for t in 0..<x.length {
+              let xr = x.row(b, t)
+              let g = dy.row(b, t)
+              let o = dx.row(b, t)
+              for i in 0..<c {
+                let xhat = (xr[i] - m[i]) * inv[i]
+                o[i] = gs[i] * (g[i] - k1[i] - xhat * k2[i])
+              }
+            }
+          }
+        }
+      }
+    }
+  }
+}
+
+// MARK: - MaxPooling1D
+
+/// MaxPooling1D with padding `same` by TensorFlow's rule: `L_out = ceil(L/s)`, total padding
+/// `max((L_out-1)*s + p - L, 0)`, `total/2` of it on the left; padded cells never win. The first maximum of a
+/// window wins ties; backward routes each output gradient to it.
+final class MaxPoolLayer: Layer {
+  let plan: LayerPlan
+  let pool: Int, stride: Int, padLeft: Int
+  private var argmax: [UInt8] = []
+
+  init(plan: LayerPlan) {
+    self.plan = plan
+    pool = plan.spec.poolSize!
+    stride = plan.spec.strides!
+    let total = max((plan.outputLength - 1) * stride + pool - plan.inputLength, 0)
+    padLeft = total / 2
+  }
+
+  func reserve(batch: Int) {
+    let n = batch * plan.outputLength * plan.outputChannels
+    if argmax.count < n { argmax = [UInt8](repeating: 0, count: n) }
+  }
+
+  func forward(_ x: Tensor, _ y: Tensor, _ ctx: StepContext) {
+    let c = plan.inputChannels
+    let (lin, lout) = (plan.inputLength, plan.outputLength)
+    argmax.withUnsafeMutableBufferPointer { am in
+      for b in 0..<x.batch {
+        for to in 0..<lout {
+          let start = to * stride - padLeft
+          let lo = max(start, 0)
+          let hi = min(start + pool, lin)
+          let out = y.row(b, to)
+          let idx = am.baseAddress! + (b * lout + to) * c
+          out.update(from: x.row(b, lo), count: c)
+          let first = UInt8(lo - start)
+          for i in 0..<c { idx[i] = first }
+          if hi - lo < 2 { continue }
+          for t in (lo + 1)..<hi {
+            let r = x.row(b, t)
+            let tag = UInt8(t - start)
+            for i in 0..<c {
+              let v = r[i]
+              let greater = v > out[i]
+              out[i] = greater ? v : out[i]
+              idx[i] = greater ? tag : idx[i]
+            }
+          }
+        }
+      }
+    }
+  }
+
+  func backward(x: Tensor, y: Tensor, dy: Tensor, dx: Tensor?, _ ctx: StepContext) {
+    guard let dx else { return }
+    let c = plan.inputChannels
+    let (lin, lout) = (plan.inputLength, plan.outputLength)
+    for b in 0..<dx.batch {
+      if dx.layout.stride == lin {
+        memset(dx.row(b, 0), 0, lin * c * 4)
+      } else {
+        for t in 0..<lin { memset(dx.row(b, t), 0, c * 4) }
+      }
+    }
+    argmax.withUnsafeBufferPointer { am in
+      for b in 0..<dx.batch {
+        let base = dx.row(b, 0)
+        let rowStride = c
+        for to in 0..<lout {
+          let start = to * stride - padLeft
+          let g = dy.row(b, to)
+          let idx = am.baseAddress! + (b * lout + to) * c
+          let windowBase = base + start * rowStride
+          for i in 0..<c {
+            windowBase[Int(idx[i]) &* rowStride &+ i] += g[i]
+          }
+        }
+      }
+    }
+  }
+}
+
+// MARK: - Dropout
+
+/// Inverted dropout: in training each value is kept with probability `1-rate` and scaled by `1/(1-rate)`, with
+/// a mask drawn from the step's dropout seed; identity in inference.
+final class DropoutLayer: Layer {
+  let plan: LayerPlan
+  let rate: Float
+  let index: UInt64
+  private var mask: [Float] = []
+
+  init(plan: LayerPlan, index: Int) {
+    self.plan = plan
+    rate = Float(plan.spec.rate!)
+    self.index = UInt64(index)
+  }
+
+  func reserve(batch: Int) {
+    let n = batch * plan.inputLength * plan.inputChannels
+    if mask.count < n { mask = [Float](repeating: 0, count: n) }
+  }
+
+  func forward(_ x: Tensor, _ y: Tensor, _ ctx: StepContext) {
+    let n = plan.inputLength * plan.inputChannels
+    guard ctx.training && rate > 0 else {
+      x.copy(to: y)
+      return
+    }
+    var rng = RandomStream(seed: ctx.dropoutSeed, stream: [index])
+    let keep = 1 / (1 - rate)
+    mask.withUnsafeMutableBufferPointer { m in
+      for b in 0..<x.batch {
+        let src = x.row(b, 0)
+        let dst = y.row(b, 0)
+        let mk = m.baseAddress! + b * n
+        for i in 0..<n {
+          mk[i] = rng.uniformFloat() >= rate ? keep : 0
+          dst[i] = src[i] * mk[i]
+        }
+      }
+    }
+  }
+
+  func backward(x: Tensor, y: Tensor, dy: Tensor, dx: Tensor?, _ ctx: StepContext) {
+    guard let dx else { return }
+    let n = plan.inputLength * plan.inputChannels
+    guard ctx.training && rate > 0 else {
+      dy.copy(to: dx)
+      return
+    }
+    mask.withUnsafeBufferPointer { m in
+      for b in 0..<dy.batch {
+        let g = dy.row(b, 0)
+        let o = dx.row(b, 0)
+        let mk = m.baseAddress! + b * n
+        for i in 0..<n { o[i] = g[i] * mk[i] }
+      }
+    }
+  }
+}
+
+// MARK: - Flatten
+
+/// `[B, L, C] → [B, L*C]` with index `t*C + c` (Keras channels-last).
+final class FlattenLayer: Layer {
+  let plan: LayerPlan
+  init(plan: LayerPlan) { self.plan = plan }
+  func reserve(batch: Int) {}
+
+  func forward(_ x: Tensor, _ y: Tensor, _ ctx: StepContext) {
+    let n = plan.inputLength * plan.inputChannels
+    for b in 0..<x.batch { y.row(b, 0).update(from: x.row(b, 0), count: n) }
+  }
+
+  func backward(x: Tensor, y: Tensor, dy: Tensor, dx: Tensor?, _ ctx: StepContext) {
+    guard let dx else { return }
+    let n = plan.inputLength * plan.inputChannels
+    for b in 0..<dy.batch { dx.row(b, 0).update(from: dy.row(b, 0), count: n) }
+  }
+}
+
+// MARK: - Dense
+
+/// Dense: `y = act(x·W + b)` with `W [in, out]` as in Keras. With softmax, `y` holds the probabilities and
+/// backward expects `dy` to be the gradient of the logits already (the loss computes `p - onehot`).
+final class DenseLayer: Layer {
+  let plan: LayerPlan
+  let inputs: Int, units: Int
+  let activation: Activation
+  let weight: UnsafeMutablePointer<Float>, bias: UnsafeMutablePointer<Float>
+  let dWeight: UnsafeMutablePointer<Float>, dBias: UnsafeMutablePointer<Float>
+  private var scratch: [Float] = []
+  /// The last forward's logits (softmax only), `[batch, units]`.
+  private(set) var logits: [Float] = []
+
+  init(plan: LayerPlan, variables: Variables) {
+    self.plan = plan
+    inputs = plan.inputChannels
+    units = plan.outputChannels
+    activation = plan.spec.activation ?? .linear
+    weight = variables.values["kernel"]!
+    bias = variables.values["bias"]!
+    dWeight = variables.gradients["kernel"]!
+    dBias = variables.gradients["bias"]!
+  }
+
+  func reserve(batch: Int) {
+    if scratch.count < batch * units { scratch = [Float](repeating: 0, count: batch * units) }
+    if activation == .softmax && logits.count < batch * units {
+      logits = [Float](repeating: 0, count: batch * units)
+    }
+  }
+
+  func forward(_ x: Tensor, _ y: Tensor, _ ctx: StepContext) {
+    let batch = x.batch
+    let n = units
+    precondition(y.layout.stride == 1 && y.layout.offset == 0, "\(plan.name): output layout")
+    sgemm(batch, n, inputs, x.row(0, 0), x.layout.stride * inputs, weight, n, beta: 0, y.base, n)
+    for b in 0..<batch {
+      let r = y.base + b * n
+      for i in 0..<n { r[i] += bias[i] }
+      switch activation {
+      case .linear: break
+      case .relu: for i in 0..<n { r[i] = max(r[i], 0) }
+      case .softmax:
+        logits.withUnsafeMutableBufferPointer { l in
+          (l.baseAddress! + b * n).update(from: r, count: n)
+        }
+        var m = -Float.infinity
+        for i in 0..<n { m = max(m, r[i]) }
+        var sum: Float = 0
+        for i in 0..<n {
+          r[i] = expf(r[i] - m)
+          sum += r[i]
+        }
+        for i in 0..<n { r[i] /= sum }
+      }
+    }
+  }
+
+  func backward(x: Tensor, y: Tensor, dy: Tensor, dx: Tensor?, _ ctx: StepContext) {
+    let batch = x.batch
+    let n = units
+    scratch.withUnsafeMutableBufferPointer { s in
+      let g = s.baseAddress!
+      for b in 0..<batch {
+        let src = dy.row(b, 0)
+        let out = y.row(b, 0)
+        let dst = g + b * n
+        for i in 0..<n { dst[i] = activation == .relu && !(out[i] > 0) ? 0 : src[i] }
+      }
+      for i in 0..<n { dBias[i] = 0 }
+      for b in 0..<batch {
+        for i in 0..<n { dBias[i] += g[b * n + i] }
+      }
+      let lda = x.layout.stride * inputs
+      sgemm(transA: true, inputs, n, batch, x.row(0, 0), lda, g, n, beta: 0, dWeight, n)
+      if let dx {
+        precondition(dx.layout.stride == 1, "\(plan.name): input gradient layout")
+        sgemm(transB: true, batch, inputs, n, g, n, weight, n, beta: 0, dx.row(0, 0), inputs)
+      }
+    }
+  }
+}

@@ -1,0 +1,276 @@
+#if canImport(Glibc)
+  import Glibc
+#endif
+
+/// A compiled model: its layers, one flat buffer of parameters, one of gradients with the same layout, one of
+/// BatchNorm moving statistics, and the activation buffers for a batch size.
+public final class Network {
+  public let spec: ModelSpec
+  public let classes: Int
+  public let plans: [LayerPlan]
+  /// Trainable variables, in layer order (Keras's `trainable_weights` order).
+  public let parameterLayout: ParameterLayout
+  /// Non-trainable variables (BatchNorm moving mean and variance), in layer order.
+  public let stateLayout: ParameterLayout
+  public let parameters: FloatBuffer
+  public let gradients: FloatBuffer
+  public let state: FloatBuffer
+  /// Sums per-channel BatchNorm statistics across ranks in place (synchronised BatchNorm). Nil: local batch.
+  public var statisticsReducer: ((UnsafeMutableBufferPointer<Double>) -> Void)?
+
+  let layers: [any Layer]
+  private var capacity = 0
+  private var forwardLayouts: [Layout] = []
+  private var gradientLayouts: [Layout] = []
+  private var activations: [FloatBuffer] = []
+  private var gradientBuffers: [FloatBuffer] = []
+  private var lastBatch = 0
+  private var lastTraining = false
+  private var lastDropoutSeed: UInt64 = 0
+
+  public var inputLength: Int { spec.inputLength }
+  public var inputChannels: Int { spec.inputChannels }
+  public var inputWidth: Int { spec.inputLength * spec.inputChannels }
+  public var trainableCount: Int { parameterLayout.count }
+  public var nonTrainableCount: Int { stateLayout.count }
+
+  /// Builds the network with glorot-uniform kernels drawn from `seed`, zero biases, BatchNorm gamma 1, beta 0,
+  /// moving mean 0 and moving variance 1.
+  public init(spec: ModelSpec, classes: Int, seed: UInt64 = 0) throws {
+    self.spec = spec
+    self.classes = classes
+    plans = try spec.plan(classes: classes)
+    var layout = ParameterLayout()
+    var stateLayout = ParameterLayout()
+    for plan in plans {
+      for (v, shape) in plan.trainable { layout.append("\(plan.name)/\(v)", shape: shape) }
+      for (v, shape) in plan.nonTrainable { stateLayout.append("\(plan.name)/\(v)", shape: shape) }
+    }
+    parameterLayout = layout
+    self.stateLayout = stateLayout
+    parameters = FloatBuffer(count: layout.count)
+    gradients = FloatBuffer(count: layout.count)
+    state = FloatBuffer(count: stateLayout.count)
+    var layers: [any Layer] = []
+    for (index, plan) in plans.enumerated() {
+      var vars = Variables()
+      var stateVars = Variables()
+      for view in layout.views where view.layer == plan.name {
+        vars.values[view.variable] = parameters.pointer + view.offset
+        vars.gradients[view.variable] = gradients.pointer + view.offset
+      }
+      for view in stateLayout.views where view.layer == plan.name {
+        stateVars.values[view.variable] = state.pointer + view.offset
+      }
+      switch plan.spec.type {
+      case .conv1D: layers.append(Conv1DLayer(plan: plan, variables: vars))
+      case .batchNormalization: layers.append(BatchNormLayer(plan: plan, variables: vars, state: stateVars))
+      case .maxPooling1D: layers.append(MaxPoolLayer(plan: plan))
+      case .dropout: layers.append(DropoutLayer(plan: plan, index: index))
+      case .flatten: layers.append(FlattenLayer(plan: plan))
+      case .dense: layers.append(DenseLayer(plan: plan, variables: vars))
+      }
+    }
+    self.layers = layers
+    initialize(seed: seed)
+    planLayouts()
+  }
+
+  /// Glorot-uniform kernels (limit `sqrt(6/(fan_in+fan_out))`, fans include the kernel width), zero biases,
+  /// gamma 1, beta 0, moving mean 0, moving variance 1.
+  public func initialize(seed: UInt64) {
+    var rng = RandomStream(seed: seed, stream: [0x1417])
+    for view in parameterLayout.views {
+      let p = parameters.pointer + view.offset
+      switch view.variable {
+      case "kernel":
+        let receptive = view.shape.dropLast(2).reduce(1, *)
+        let fanIn = Double(receptive * view.shape[view.shape.count - 2])
+        let fanOut = Double(receptive * view.shape[view.shape.count - 1])
+        let limit = (6 / (fanIn + fanOut)).squareRoot()
+        for i in 0..<view.count { p[i] = Float((2 * rng.uniform() - 1) * limit) }
+      case "gamma": for i in 0..<view.count { p[i] = 1 }
+      default: for i in 0..<view.count { p[i] = 0 }
+      }
+    }
+    for view in stateLayout.views {
+      let value: Float = view.variable == "moving_variance" ? 1 : 0
+      for i in 0..<view.count { state.pointer[view.offset + i] = value }
+    }
+  }
+
+  // MARK: Buffers
+
+  /// Chooses the layout of every activation `a_i` (the input of layer i) and of its gradient: padded where a
+  /// convolution reads it, a convolution's own GEMM layout where one writes it, compact otherwise.
+  private func planLayouts() {
+    let n = layers.count
+    forwardLayouts = []
+    gradientLayouts = []
+    for i in 0...n {
+      let consumer = i < n ? layers[i] as? Conv1DLayer : nil
+      let producer = i > 0 ? layers[i - 1] as? Conv1DLayer : nil
+      let length = i < n ? plans[i].inputLength : plans[n - 1].outputLength
+      if let consumer {
+        forwardLayouts.append(consumer.inputLayout)
+      } else if let producer {
+        forwardLayouts.append(producer.rawLayout)
+      } else {
+        forwardLayouts.append(.compact(length: length))
+      }
+      if let producer {
+        gradientLayouts.append(producer.gradientLayout)
+      } else if let consumer {
+        gradientLayouts.append(consumer.rawLayout)
+      } else {
+        gradientLayouts.append(.compact(length: length))
+      }
+    }
+  }
+
+  private func shape(_ i: Int) -> (length: Int, channels: Int) {
+    i < plans.count
+      ? (plans[i].inputLength, plans[i].inputChannels) : (plans[i - 1].outputLength, plans[i - 1].outputChannels)
+  }
+
+  /// Allocates activations and gradients for batches up to `batch`.
+  public func reserve(batch: Int) {
+    guard batch > capacity else { return }
+    capacity = batch
+    activations = []
+    var largestGradient = 0
+    for i in 0...layers.count {
+      let (_, channels) = shape(i)
+      activations.append(FloatBuffer(count: forwardLayouts[i].rows(batch: batch) * channels))
+      if i > 0 { largestGradient = max(largestGradient, gradientLayouts[i].rows(batch: batch) * channels) }
+    }
+    gradientBuffers = [FloatBuffer(count: largestGradient), FloatBuffer(count: largestGradient)]
+    for layer in layers { layer.reserve(batch: batch) }
+  }
+
+  /// Bytes held by parameters, gradients, state and the activation buffers.
+  public var allocatedBytes: Int {
+    4
+      * (parameters.count + gradients.count + state.count + activations.reduce(0) { $0 + $1.count }
+        + gradientBuffers.reduce(0) { $0 + $1.count })
+  }
+
+  private func activation(_ i: Int, batch: Int) -> Tensor {
+    let (length, channels) = shape(i)
+    return Tensor(
+      base: activations[i].pointer, batch: batch, length: length, channels: channels, layout: forwardLayouts[i])
+  }
+
+  private func gradient(_ i: Int, batch: Int) -> Tensor {
+    let (length, channels) = shape(i)
+    return Tensor(
+      base: gradientBuffers[i % 2].pointer, batch: batch, length: length, channels: channels,
+      layout: gradientLayouts[i])
+  }
+
+  // MARK: Passes
+
+  /// Runs the network on `batch` rows of `inputWidth` floats (NLC, compact) and returns the class
+  /// probabilities, `[batch, classes]`, valid until the next pass.
+  /// - Parameters:
+  ///   - training: BatchNorm uses (and updates its moving averages from) batch statistics; dropout is on.
+  ///   - dropoutSeed: seeds this step's dropout masks.
+  @discardableResult
+  public func forward(
+    _ input: UnsafePointer<Float>, batch: Int, training: Bool, dropoutSeed: UInt64 = 0
+  ) -> UnsafeBufferPointer<Float> {
+    precondition(batch > 0, "empty batch")
+    reserve(batch: batch)
+    let x0 = activation(0, batch: batch)
+    let width = inputWidth
+    for b in 0..<batch { x0.row(b, 0).update(from: input + b * width, count: width) }
+    let ctx = StepContext(training: training, dropoutSeed: dropoutSeed, reduce: training ? statisticsReducer : nil)
+    for (i, layer) in layers.enumerated() {
+      layer.forward(activation(i, batch: batch), activation(i + 1, batch: batch), ctx)
+    }
+    lastBatch = batch
+    lastTraining = training
+    lastDropoutSeed = dropoutSeed
+    return UnsafeBufferPointer(start: activations[layers.count].pointer, count: batch * classes)
+  }
+
+  /// The logits of the last forward, `[batch, classes]`.
+  var lastLogits: [Float] { Array((layers.last as! DenseLayer).logits.prefix(lastBatch * classes)) }
+
+  /// Categorical cross-entropy of the last forward's probabilities against `labels`, summed over the batch
+  /// (`logsumexp(z) - z_y` from the logits, as Keras computes it for a softmax output), and the number of rows
+  /// whose most probable class is the label.
+  public func loss(labels: UnsafeBufferPointer<Int32>) -> (sum: Double, correct: Int) {
+    let batch = lastBatch
+    precondition(labels.count >= batch)
+    let logits = (layers.last as! DenseLayer).logits
+    let probs = activations[layers.count].pointer
+    var total = 0.0
+    var correct = 0
+    for b in 0..<batch {
+      let z = logits.withUnsafeBufferPointer { $0.baseAddress! + b * classes }
+      var m = -Float.infinity
+      for i in 0..<classes { m = max(m, z[i]) }
+      var s = 0.0
+      for i in 0..<classes { s += Double(expf(z[i] - m)) }
+      let y = Int(labels[b])
+      total += Double(m) + log(s) - Double(z[y])
+      var best = 0
+      for i in 1..<classes where probs[b * classes + i] > probs[b * classes + best] { best = i }
+      if best == y { correct += 1 }
+    }
+    return (total, correct)
+  }
+
+  /// Back-propagates the cross-entropy of the last training forward, writing every parameter gradient:
+  /// `d logits = (p - onehot(label)) * scale`. With `scale = 1/B` the gradients are those of the batch mean;
+  /// data-parallel ranks pass `1/global batch` so that summing the ranks' gradients gives the global mean.
+  public func backward(labels: UnsafeBufferPointer<Int32>, scale: Float) {
+    let batch = lastBatch
+    precondition(lastTraining, "backward needs a training forward")
+    let n = layers.count
+    let top = gradient(n, batch: batch)
+    let probs = activations[n].pointer
+    for b in 0..<batch {
+      let y = Int(labels[b])
+      precondition(y >= 0 && y < classes, "label \(y) out of range 0..<\(classes)")
+      let g = top.row(b, 0)
+      for i in 0..<classes { g[i] = (probs[b * classes + i] - (i == y ? 1 : 0)) * scale }
+    }
+    let ctx = StepContext(training: true, dropoutSeed: lastDropoutSeed, reduce: statisticsReducer)
+    for i in stride(from: n - 1, through: 0, by: -1) {
+      layers[i].backward(
+        x: activation(i, batch: batch), y: activation(i + 1, batch: batch), dy: gradient(i + 1, batch: batch),
+        dx: i > 0 ? gradient(i, batch: batch) : nil, ctx)
+    }
+  }
+
+  // MARK: Access by name
+
+  public func parameter(_ name: String) -> UnsafeMutableBufferPointer<Float>? {
+    guard let v = parameterLayout[name] else { return nil }
+    return UnsafeMutableBufferPointer(start: parameters.pointer + v.offset, count: v.count)
+  }
+
+  public func gradient(_ name: String) -> UnsafeMutableBufferPointer<Float>? {
+    guard let v = parameterLayout[name] else { return nil }
+    return UnsafeMutableBufferPointer(start: gradients.pointer + v.offset, count: v.count)
+  }
+
+  public func stateVariable(_ name: String) -> UnsafeMutableBufferPointer<Float>? {
+    guard let v = stateLayout[name] else { return nil }
+    return UnsafeMutableBufferPointer(start: state.pointer + v.offset, count: v.count)
+  }
+
+  /// A variable by its Keras name, trainable or not.
+  public func variable(_ name: String) -> UnsafeMutableBufferPointer<Float>? {
+    parameter(name) ?? stateVariable(name)
+  }
+
+  /// Every variable in Keras's per-layer order (kernel, bias; gamma, beta, moving_mean, moving_variance).
+  public var variablesInLayerOrder: [(layer: LayerPlan, name: String, shape: [Int])] {
+    plans.flatMap { plan in
+      (plan.trainable + plan.nonTrainable).map { (plan, "\(plan.name)/\($0.0)", $0.1) }
+    }
+  }
+}

@@ -1,0 +1,119 @@
+/// A spec layer with its name, its resolved settings and its input and output shapes.
+public struct LayerPlan: Equatable, Sendable {
+  public var spec: LayerSpec
+  public var name: String
+  /// (length, channels) in and out.
+  public var inputLength: Int
+  public var inputChannels: Int
+  public var outputLength: Int
+  public var outputChannels: Int
+  /// Trainable variables (Keras's order and shapes) and non-trainable ones (BatchNorm's moving statistics).
+  public var trainable: [(String, [Int])]
+  public var nonTrainable: [(String, [Int])]
+
+  public var parameterCount: Int {
+    (trainable + nonTrainable).reduce(0) { $0 + $1.1.reduce(1, *) }
+  }
+
+  public static func == (a: LayerPlan, b: LayerPlan) -> Bool {
+    a.spec == b.spec && a.name == b.name && a.inputLength == b.inputLength && a.inputChannels == b.inputChannels
+      && a.outputLength == b.outputLength && a.outputChannels == b.outputChannels
+      && a.trainable.map(\.0) == b.trainable.map(\.0) && a.trainable.map(\.1) == b.trainable.map(\.1)
+  }
+}
+
+extension ModelSpec {
+  /// Resolves names, the output layer's width and every shape, or throws a `SpecError` naming the layer.
+  /// - Parameter classes: the number of classes (the width of a final `Dense` that leaves `units` out).
+  public func plan(classes: Int) throws -> [LayerPlan] {
+    guard inputLength > 0, inputChannels > 0 else {
+      throw SpecError("the input shape must be positive, got \(inputLength)×\(inputChannels)")
+    }
+    guard !layers.isEmpty else { throw SpecError("the spec has no layers") }
+    var plans: [LayerPlan] = []
+    var (length, channels) = (inputLength, inputChannels)
+    var counters: [LayerSpec.Kind: Int] = [:]
+    var names = Set<String>()
+    for (index, original) in layers.enumerated() {
+      var spec = original
+      counters[spec.type, default: 0] += 1
+      let number = counters[spec.type]!
+      let defaultName: String
+      switch spec.type {
+      case .conv1D: defaultName = "conv\(number)"
+      case .batchNormalization: defaultName = "bn\(number)"
+      case .maxPooling1D: defaultName = "pool\(number)"
+      case .dropout: defaultName = "dropout\(number)"
+      case .flatten: defaultName = number == 1 ? "flatten" : "flatten\(number)"
+      case .dense: defaultName = "dense\(number)"
+      }
+      let name = spec.name ?? defaultName
+      spec.name = name
+      func fail(_ message: String) -> SpecError {
+        SpecError("layer \(index + 1) (\(name), \(spec.type.rawValue)): \(message)")
+      }
+      guard !name.isEmpty, !name.contains("/"), names.insert(name).inserted else {
+        throw fail("the name must be unique, non-empty and without '/'")
+      }
+      let isLast = index == layers.count - 1
+      var plan = LayerPlan(
+        spec: spec, name: name, inputLength: length, inputChannels: channels, outputLength: length,
+        outputChannels: channels, trainable: [], nonTrainable: [])
+      switch spec.type {
+      case .conv1D:
+        guard let filters = spec.filters, filters > 0 else { throw fail("needs 'filters' > 0") }
+        guard let k = spec.kernelSize, k > 0 else { throw fail("needs 'kernel_size' > 0") }
+        guard (spec.strides ?? 1) == 1 else { throw fail("only strides 1 is supported") }
+        guard (spec.padding ?? "same") == "same" else { throw fail("only padding 'same' is supported") }
+        let activation = spec.activation ?? .linear
+        guard activation != .softmax else { throw fail("softmax is only for the last Dense layer") }
+        spec.activation = activation
+        plan.outputChannels = filters
+        plan.trainable = [("kernel", [k, channels, filters]), ("bias", [filters])]
+      case .batchNormalization:
+        if let m = spec.momentum, !(m >= 0 && m < 1) { throw fail("momentum must be in [0, 1)") }
+        if let e = spec.epsilon, !(e > 0) { throw fail("epsilon must be positive") }
+        plan.trainable = [("gamma", [channels]), ("beta", [channels])]
+        plan.nonTrainable = [("moving_mean", [channels]), ("moving_variance", [channels])]
+      case .maxPooling1D:
+        guard let p = spec.poolSize, p > 0, p < 256 else { throw fail("needs 'pool_size' in 1...255") }
+        let s = spec.strides ?? p
+        guard s > 0 else { throw fail("'strides' must be positive") }
+        guard (spec.padding ?? "same") == "same" else { throw fail("only padding 'same' is supported") }
+        spec.strides = s
+        plan.outputLength = (length + s - 1) / s
+      case .dropout:
+        guard let r = spec.rate, r >= 0, r < 1 else { throw fail("needs 'rate' in [0, 1)") }
+      case .flatten:
+        plan.outputLength = 1
+        plan.outputChannels = length * channels
+      case .dense:
+        guard length == 1 else {
+          throw fail("needs a flat input, got \(length)×\(channels); put a Flatten before it")
+        }
+        let units = spec.units ?? (isLast ? classes : 0)
+        guard units > 0 else { throw fail("needs 'units' > 0") }
+        let activation = spec.activation ?? .linear
+        if isLast {
+          guard activation == .softmax else { throw fail("the last layer must be Dense with softmax") }
+          guard units == classes else {
+            throw fail("has \(units) units but the data has \(classes) classes")
+          }
+        } else if activation == .softmax {
+          throw fail("softmax is only for the last Dense layer")
+        }
+        spec.units = units
+        spec.activation = activation
+        plan.outputChannels = units
+        plan.trainable = [("kernel", [channels, units]), ("bias", [units])]
+      }
+      if isLast && !(spec.type == .dense && spec.activation == .softmax) {
+        throw fail("the last layer must be Dense with softmax")
+      }
+      plan.spec = spec
+      plans.append(plan)
+      (length, channels) = (plan.outputLength, plan.outputChannels)
+    }
+    return plans
+  }
+}
