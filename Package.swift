@@ -27,7 +27,7 @@ let swiftTargets: [Target] = [
   .executableTarget(
     name: "sertrain",
     dependencies: [
-      "Training",
+      "Training", "ConvNet", "Collective",
       .product(name: "ArgumentParser", package: "swift-argument-parser"),
     ]),
 ]

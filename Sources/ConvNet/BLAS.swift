@@ -36,3 +36,20 @@ public func matrixMultiply(
 ) {
   sgemm(m, n, k, a, k, b, n, beta: 0, c, n)
 }
+
+/// The OpenBLAS kernel family in use (e.g. `Haswell`, `SkylakeX`).
+public var blasCoreName: String { String(cString: openblas_get_corename()) }
+
+/// The kernel family OpenBLAS should use instead of the one it detected, or nil when its choice is right.
+///
+/// OpenBLAS releases older than the CPU (Debian 12 ships 0.3.21) detect AMD Zen 4 and Zen 5 as `Haswell` or
+/// `Zen` and run 256-bit AVX2 kernels, although these CPUs execute AVX-512; the `SkylakeX` kernels are about
+/// twice as fast on Zen 5 (sgemm 495 vs 255 GFLOP/s on 2 cores here). OpenBLAS reads `OPENBLAS_CORETYPE` when
+/// the library loads, so the caller must re-execute the process with it set (`sertrain` does so at start-up).
+/// An explicit `OPENBLAS_CORETYPE` in the environment always wins.
+public func preferredBLASCoreType(environment: [String: String]) -> String? {
+  guard environment["OPENBLAS_CORETYPE"] == nil, environment["SERTRAIN_KEEP_BLAS_CORE"] == nil else { return nil }
+  let detected = blasCoreName.lowercased()
+  guard detected == "haswell" || detected == "zen", sertrain_cpu_has_avx512_skylakex() != 0 else { return nil }
+  return "SkylakeX"
+}

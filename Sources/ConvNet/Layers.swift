@@ -106,14 +106,22 @@ final class Conv1DLayer: Layer {
     }
     let raw = Tensor(base: out, batch: batch, length: length, channels: cout, layout: rawLayout)
     let c = cout
+    let c8 = c & ~7
+    let zero = F8(repeating: 0)
     for b in 0..<batch {
       for t in 0..<length {
         let src = raw.row(b, t)
         let dst = y.row(b, t)
-        if relu {
-          for i in 0..<c { dst[i] = max(src[i] + bias[i], 0) }
-        } else {
-          for i in 0..<c { dst[i] = src[i] + bias[i] }
+        var i = 0
+        while i < c8 {
+          let v = load8(src + i) + load8(bias + i)
+          store8(relu ? v.replacing(with: zero, where: v .< zero) : v, dst + i)
+          i &+= 8
+        }
+        while i < c {
+          let v = src[i] + bias[i]
+          dst[i] = relu ? max(v, 0) : v
+          i &+= 1
         }
       }
     }
@@ -132,22 +140,40 @@ final class Conv1DLayer: Layer {
       dy.copy(to: d)
     }
     d.zeroPadding()
-    for i in 0..<c { dBias[i] = 0 }
-    for b in 0..<batch {
-      for t in 0..<length {
-        let g = d.row(b, t)
-        if relu {
-          let out = y.row(b, t)
-          for i in 0..<c {
-            let v = out[i] > 0 ? g[i] : 0
-            g[i] = v
-            dBias[i] += v
+    // Mask by the ReLU (in place) and sum the bias gradient: float over 16 rows, double across blocks.
+    var partial = [Float](repeating: 0, count: c)
+    var total = [Double](repeating: 0, count: c)
+    let c8 = c & ~7
+    let zero = F8(repeating: 0)
+    partial.withUnsafeMutableBufferPointer { pb in
+      let acc = pb.baseAddress!
+      total.withUnsafeMutableBufferPointer { tb in
+        for b in 0..<batch {
+          for t in 0..<length {
+            let g = d.row(b, t)
+            let out = y.row(b, t)
+            var i = 0
+            while i < c8 {
+              var v = load8(g + i)
+              if relu {
+                v = v.replacing(with: zero, where: load8(out + i) .<= zero)
+                store8(v, g + i)
+              }
+              store8(load8(acc + i) + v, acc + i)
+              i &+= 8
+            }
+            while i < c {
+              let v = relu && !(out[i] > 0) ? 0 : g[i]
+              g[i] = v
+              acc[i] += v
+              i &+= 1
+            }
+            if t & 15 == 15 || t == length - 1 { addPartial(acc, into: tb.baseAddress!, c) }
           }
-        } else {
-          for i in 0..<c { dBias[i] += g[i] }
         }
       }
     }
+    for i in 0..<c { dBias[i] = Float(total[i]) }
     let rows = batch * paddedLength - (k - 1)
     let aligned = d.base + padRight * cout  // row i holds the gradient of output row i
     if useIm2col {
@@ -215,20 +241,41 @@ final class BatchNormLayer: Layer {
 
   func reserve(batch: Int) {}
 
-  /// Per-channel sums of `x` (or of `(x - center)²`) over every position of every sample, in double.
+  /// Per-channel sums of `x` (or of `(x - center)²`) over every position of every sample: float over blocks
+  /// of 16 rows, double across blocks (ill-conditioned channels need the precision).
   private func channelSums(_ x: Tensor, _ out: UnsafeMutablePointer<Double>, center: UnsafePointer<Float>?) {
     let c = channels
+    let c8 = c & ~7
     for i in 0..<c { out[i] = 0 }
-    for b in 0..<x.batch {
-      for t in 0..<x.length {
-        let r = x.row(b, t)
-        if let center {
-          for i in 0..<c {
-            let d = Double(r[i]) - Double(center[i])
-            out[i] += d * d
+    var partial = [Float](repeating: 0, count: c)
+    partial.withUnsafeMutableBufferPointer { pb in
+      let acc = pb.baseAddress!
+      for b in 0..<x.batch {
+        for t in 0..<x.length {
+          let r = x.row(b, t)
+          var i = 0
+          if let center {
+            while i < c8 {
+              let d = load8(r + i) - load8(center + i)
+              store8(load8(acc + i) + d * d, acc + i)
+              i &+= 8
+            }
+            while i < c {
+              let d = r[i] - center[i]
+              acc[i] += d * d
+              i &+= 1
+            }
+          } else {
+            while i < c8 {
+              store8(load8(acc + i) + load8(r + i), acc + i)
+              i &+= 8
+            }
+            while i < c {
+              acc[i] += r[i]
+              i &+= 1
+            }
           }
-        } else {
-          for i in 0..<c { out[i] += Double(r[i]) }
+          if t & 15 == 15 || t == x.length - 1 { addPartial(acc, into: out, c) }
         }
       }
     }
@@ -265,13 +312,23 @@ final class BatchNormLayer: Layer {
         shift[i] = beta[i] - movingMean[i] * scale[i]
       }
     }
-    scale.withUnsafeBufferPointer { s in
-      shift.withUnsafeBufferPointer { h in
+    let c8 = c & ~7
+    scale.withUnsafeBufferPointer { sb in
+      shift.withUnsafeBufferPointer { hb in
+        let (s, h) = (sb.baseAddress!, hb.baseAddress!)
         for b in 0..<x.batch {
           for t in 0..<x.length {
             let src = x.row(b, t)
             let dst = y.row(b, t)
-            for i in 0..<c { dst[i] = src[i] * s[i] + h[i] }
+            var i = 0
+            while i < c8 {
+              store8(load8(src + i) * load8(s + i) + load8(h + i), dst + i)
+              i &+= 8
+            }
+            while i < c {
+              dst[i] = src[i] * s[i] + h[i]
+              i &+= 1
+            }
           }
         }
       }
@@ -281,46 +338,74 @@ final class BatchNormLayer: Layer {
   /// `dx = gamma/σ · (dy - Σdy/N - x̂·Σ(dy·x̂)/N)`, `dgamma = Σ dy·x̂`, `dbeta = Σ dy`.
   func backward(x: Tensor, y: Tensor, dy: Tensor, dx: Tensor?, _ ctx: StepContext) {
     let c = channels
+    let c8 = c & ~7
+    var partial = [Float](repeating: 0, count: 2 * c)
     sums.withUnsafeMutableBufferPointer { s in
       let p = s.baseAddress!
       for i in 0..<(2 * c) { p[i] = 0 }
-      mean.withUnsafeBufferPointer { m in
-        invStd.withUnsafeBufferPointer { inv in
-          for b in 0..<x.batch {
-            for t in 0..<x.length {
-              let xr = x.row(b, t)
-              let g = dy.row(b, t)
-              for i in 0..<c {
-                let gi = Double(g[i])
-                p[i] += gi
-                p[c + i] += gi * Double((xr[i] - m[i]) * inv[i])
+      mean.withUnsafeBufferPointer { mb in
+        invStd.withUnsafeBufferPointer { ib in
+          partial.withUnsafeMutableBufferPointer { pb in
+            let (m, inv, s1, s2) = (mb.baseAddress!, ib.baseAddress!, pb.baseAddress!, pb.baseAddress! + c)
+            for b in 0..<x.batch {
+              for t in 0..<x.length {
+                let xr = x.row(b, t)
+                let g = dy.row(b, t)
+                var i = 0
+                while i < c8 {
+                  let gv = load8(g + i)
+                  store8(load8(s1 + i) + gv, s1 + i)
+                  store8(load8(s2 + i) + gv * ((load8(xr + i) - load8(m + i)) * load8(inv + i)), s2 + i)
+                  i &+= 8
+                }
+                while i < c {
+                  s1[i] += g[i]
+                  s2[i] += g[i] * ((xr[i] - m[i]) * inv[i])
+                  i &+= 1
+                }
+                if t & 15 == 15 || t == x.length - 1 { addPartial(s1, into: p, 2 * c) }
               }
             }
           }
         }
       }
       ctx.reduce?(UnsafeMutableBufferPointer(start: p, count: 2 * c))
-      var k1 = [Float](repeating: 0, count: c)
-      var k2 = [Float](repeating: 0, count: c)
-      var gs = [Float](repeating: 0, count: c)
-      for i in 0..<c {
-        dBeta[i] = Float(p[i])
-        dGamma[i] = Float(p[c + i])
-        k1[i] = Float(p[i] / count)
-        k2[i] = Float(p[c + i] / count)
-        gs[i] = gamma[i] * invStd[i]
-      }
-      guard let dx else { return }
-      mean.withUnsafeBufferPointer { m in
-        invStd.withUnsafeBufferPointer { inv in
-          for b in 0..<x.batch {
-            for t in 0..<x.length {
-              let xr = x.row(b, t)
-              let g = dy.row(b, t)
-              let o = dx.row(b, t)
-              for i in 0..<c {
-                let xhat = (xr[i] - m[i]) * inv[i]
-                o[i] = gs[i] * (g[i] - k1[i] - xhat * k2[i])
+    }
+    var k1 = [Float](repeating: 0, count: c)
+    var k2 = [Float](repeating: 0, count: c)
+    var gs = [Float](repeating: 0, count: c)
+    for i in 0..<c {
+      dBeta[i] = Float(sums[i])
+      dGamma[i] = Float(sums[c + i])
+      k1[i] = Float(sums[i] / count)
+      k2[i] = Float(sums[c + i] / count)
+      gs[i] = gamma[i] * invStd[i]
+    }
+    guard let dx else { return }
+    mean.withUnsafeBufferPointer { mb in
+      invStd.withUnsafeBufferPointer { ib in
+        let (m, inv) = (mb.baseAddress!, ib.baseAddress!)
+        k1.withUnsafeBufferPointer { k1b in
+          k2.withUnsafeBufferPointer { k2b in
+            gs.withUnsafeBufferPointer { gsb in
+              let (a1, a2, sc) = (k1b.baseAddress!, k2b.baseAddress!, gsb.baseAddress!)
+              for b in 0..<x.batch {
+                for t in 0..<x.length {
+                  let xr = x.row(b, t)
+                  let g = dy.row(b, t)
+                  let o = dx.row(b, t)
+                  var i = 0
+                  while i < c8 {
+                    let xhat = (load8(xr + i) - load8(m + i)) * load8(inv + i)
+                    store8(load8(sc + i) * (load8(g + i) - load8(a1 + i) - xhat * load8(a2 + i)), o + i)
+                    i &+= 8
+                  }
+                  while i < c {
+                    let xhat = (xr[i] - m[i]) * inv[i]
+                    o[i] = sc[i] * (g[i] - a1[i] - xhat * a2[i])
+                    i &+= 1
+                  }
+                }
               }
             }
           }
@@ -333,12 +418,13 @@ final class BatchNormLayer: Layer {
 // MARK: - MaxPooling1D
 
 /// MaxPooling1D with padding `same` by TensorFlow's rule: `L_out = ceil(L/s)`, total padding
-/// `max((L_out-1)*s + p - L, 0)`, `total/2` of it on the left; padded cells never win. The first maximum of a
-/// window wins ties; backward routes each output gradient to it.
+/// `max((L_out-1)*s + p - L, 0)`, `total/2` of it on the left; padded cells never win. Forward keeps only the
+/// maxima; backward routes each output gradient to the first input of its window equal to the maximum (the
+/// input and output are kept for backward anyway), so no index tensor is stored.
 final class MaxPoolLayer: Layer {
   let plan: LayerPlan
   let pool: Int, stride: Int, padLeft: Int
-  private var argmax: [UInt8] = []
+  private var remaining: [Float]
 
   init(plan: LayerPlan) {
     self.plan = plan
@@ -346,38 +432,38 @@ final class MaxPoolLayer: Layer {
     stride = plan.spec.strides!
     let total = max((plan.outputLength - 1) * stride + pool - plan.inputLength, 0)
     padLeft = total / 2
+    remaining = [Float](repeating: 0, count: plan.inputChannels)
   }
 
-  func reserve(batch: Int) {
-    let n = batch * plan.outputLength * plan.outputChannels
-    if argmax.count < n { argmax = [UInt8](repeating: 0, count: n) }
+  func reserve(batch: Int) {}
+
+  @inline(__always) private func window(_ to: Int) -> (start: Int, lo: Int, hi: Int) {
+    let start = to * stride - padLeft
+    return (start, max(start, 0), min(start + pool, plan.inputLength))
   }
 
   func forward(_ x: Tensor, _ y: Tensor, _ ctx: StepContext) {
     let c = plan.inputChannels
-    let (lin, lout) = (plan.inputLength, plan.outputLength)
-    argmax.withUnsafeMutableBufferPointer { am in
-      for b in 0..<x.batch {
-        for to in 0..<lout {
-          let start = to * stride - padLeft
-          let lo = max(start, 0)
-          let hi = min(start + pool, lin)
-          let out = y.row(b, to)
-          let idx = am.baseAddress! + (b * lout + to) * c
-          out.update(from: x.row(b, lo), count: c)
-          let first = UInt8(lo - start)
-          for i in 0..<c { idx[i] = first }
-          if hi - lo < 2 { continue }
-          for t in (lo + 1)..<hi {
-            let r = x.row(b, t)
-            let tag = UInt8(t - start)
-            for i in 0..<c {
-              let v = r[i]
-              let greater = v > out[i]
-              out[i] = greater ? v : out[i]
-              idx[i] = greater ? tag : idx[i]
-            }
+    let c8 = c & ~7
+    for b in 0..<x.batch {
+      for to in 0..<plan.outputLength {
+        let (_, lo, hi) = window(to)
+        let out = y.row(b, to)
+        out.update(from: x.row(b, lo), count: c)
+        var t = lo + 1
+        while t < hi {
+          let r = x.row(b, t)
+          var i = 0
+          while i < c8 {
+            let (m, v) = (load8(out + i), load8(r + i))
+            store8(m.replacing(with: v, where: v .> m), out + i)
+            i &+= 8
           }
+          while i < c {
+            out[i] = max(out[i], r[i])
+            i &+= 1
+          }
+          t &+= 1
         }
       }
     }
@@ -386,7 +472,8 @@ final class MaxPoolLayer: Layer {
   func backward(x: Tensor, y: Tensor, dy: Tensor, dx: Tensor?, _ ctx: StepContext) {
     guard let dx else { return }
     let c = plan.inputChannels
-    let (lin, lout) = (plan.inputLength, plan.outputLength)
+    let c8 = c & ~7
+    let lin = plan.inputLength
     for b in 0..<dx.batch {
       if dx.layout.stride == lin {
         memset(dx.row(b, 0), 0, lin * c * 4)
@@ -394,17 +481,32 @@ final class MaxPoolLayer: Layer {
         for t in 0..<lin { memset(dx.row(b, t), 0, c * 4) }
       }
     }
-    argmax.withUnsafeBufferPointer { am in
+    let zero = F8(repeating: 0)
+    remaining.withUnsafeMutableBufferPointer { rb in
+      let rem = rb.baseAddress!
       for b in 0..<dx.batch {
-        let base = dx.row(b, 0)
-        let rowStride = c
-        for to in 0..<lout {
-          let start = to * stride - padLeft
-          let g = dy.row(b, to)
-          let idx = am.baseAddress! + (b * lout + to) * c
-          let windowBase = base + start * rowStride
-          for i in 0..<c {
-            windowBase[Int(idx[i]) &* rowStride &+ i] += g[i]
+        for to in 0..<plan.outputLength {
+          let (_, lo, hi) = window(to)
+          let out = y.row(b, to)
+          rem.update(from: dy.row(b, to), count: c)
+          for t in lo..<hi {
+            let xr = x.row(b, t)
+            let o = dx.row(b, t)
+            var i = 0
+            while i < c8 {
+              let hit = load8(xr + i) .== load8(out + i)
+              let r = load8(rem + i)
+              store8(load8(o + i) + r.replacing(with: zero, where: .!hit), o + i)
+              store8(r.replacing(with: zero, where: hit), rem + i)
+              i &+= 8
+            }
+            while i < c {
+              if xr[i] == out[i] {
+                o[i] += rem[i]
+                rem[i] = 0
+              }
+              i &+= 1
+            }
           }
         }
       }

@@ -17,6 +17,8 @@ public final class Network {
   public let state: FloatBuffer
   /// Sums per-channel BatchNorm statistics across ranks in place (synchronised BatchNorm). Nil: local batch.
   public var statisticsReducer: ((UnsafeMutableBufferPointer<Double>) -> Void)?
+  /// When set, seconds spent in each layer's forward and backward accumulate here (`conv2 forward`, ...).
+  public var profile: [String: Double]?
 
   let layers: [any Layer]
   private var capacity = 0
@@ -186,7 +188,9 @@ public final class Network {
     for b in 0..<batch { x0.row(b, 0).update(from: input + b * width, count: width) }
     let ctx = StepContext(training: training, dropoutSeed: dropoutSeed, reduce: training ? statisticsReducer : nil)
     for (i, layer) in layers.enumerated() {
+      let t0 = profile == nil ? 0 : monotonicNow()
       layer.forward(activation(i, batch: batch), activation(i + 1, batch: batch), ctx)
+      if profile != nil { profile![layer.plan.name + " forward", default: 0] += monotonicNow() - t0 }
     }
     lastBatch = batch
     lastTraining = training
@@ -239,6 +243,8 @@ public final class Network {
     }
     let ctx = StepContext(training: true, dropoutSeed: lastDropoutSeed, reduce: statisticsReducer)
     for i in stride(from: n - 1, through: 0, by: -1) {
+      let t0 = profile == nil ? 0 : monotonicNow()
+      defer { if profile != nil { profile![layers[i].plan.name + " backward", default: 0] += monotonicNow() - t0 } }
       layers[i].backward(
         x: activation(i, batch: batch), y: activation(i + 1, batch: batch), dy: gradient(i + 1, batch: batch),
         dx: i > 0 ? gradient(i, batch: batch) : nil, ctx)
@@ -273,4 +279,11 @@ public final class Network {
       (plan.trainable + plan.nonTrainable).map { (plan, "\(plan.name)/\($0.0)", $0.1) }
     }
   }
+}
+
+/// Seconds on the monotonic clock.
+func monotonicNow() -> Double {
+  var ts = timespec()
+  clock_gettime(CLOCK_MONOTONIC, &ts)
+  return Double(ts.tv_sec) + Double(ts.tv_nsec) * 1e-9
 }

@@ -59,3 +59,57 @@ public func median(_ xs: [Double]) -> Double {
   let s = xs.sorted()
   return s.count % 2 == 1 ? s[s.count / 2] : (s[s.count / 2 - 1] + s[s.count / 2]) / 2
 }
+
+/// Runs `argv` like `runMeasured`, but captures its standard output (standard error stays inherited).
+public func runCapturing(
+  _ argv: [String], environment extra: [String: String] = [:]
+) throws -> (ChildMeasurement, String) {
+  var fds: [Int32] = [0, 0]
+  guard pipe(&fds) == 0 else { throw ChildError(message: "pipe failed") }
+  var actions = posix_spawn_file_actions_t()
+  posix_spawn_file_actions_init(&actions)
+  defer { posix_spawn_file_actions_destroy(&actions) }
+  posix_spawn_file_actions_adddup2(&actions, fds[1], 1)
+  posix_spawn_file_actions_addclose(&actions, fds[0])
+  var env = [String]()
+  var p = environ
+  while let e = p.pointee {
+    let s = String(cString: e)
+    if extra[String(s.prefix { $0 != "=" })] == nil { env.append(s) }
+    p += 1
+  }
+  for (k, v) in extra { env.append("\(k)=\(v)") }
+  let cArgs = argv.map { strdup($0) } + [nil]
+  let cEnv = env.map { strdup($0) } + [nil]
+  defer {
+    cArgs.forEach { free($0) }
+    cEnv.forEach { free($0) }
+  }
+  var pid: pid_t = 0
+  fflush(nil)
+  let t0 = monotonicSeconds()
+  let rc = posix_spawnp(&pid, argv[0], &actions, nil, cArgs, cEnv)
+  close(fds[1])
+  guard rc == 0 else {
+    close(fds[0])
+    throw ChildError(message: "cannot start \(argv[0]): \(String(cString: strerror(rc)))")
+  }
+  var output: [UInt8] = []
+  var chunk = [UInt8](repeating: 0, count: 65536)
+  while true {
+    let n = read(fds[0], &chunk, chunk.count)
+    if n > 0 {
+      output += chunk[0..<n]
+    } else if n == 0 || errno != EINTR {
+      break
+    }
+  }
+  close(fds[0])
+  var status: Int32 = 0
+  var usage = rusage()
+  while wait4(pid, &status, 0, &usage) < 0 && errno == EINTR {}
+  let exitCode: Int32 = (status & 0x7f) == 0 ? (status >> 8) & 0xff : 128 + (status & 0x7f)
+  let m = ChildMeasurement(
+    status: exitCode, seconds: monotonicSeconds() - t0, maxRSSMegabytes: Double(usage.ru_maxrss) / 1024)
+  return (m, String(decoding: output, as: UTF8.self))
+}

@@ -1,4 +1,6 @@
 import ArgumentParser
+import Collective
+import ConvNet
 import FeatureStore
 import HDF5
 import Training
@@ -20,6 +22,7 @@ struct SerTrain: ParsableCommand {
   /// on a file whose close failed (a full disk), and nothing we write depends on exit handlers (every file is
   /// closed, fsynced and renamed explicitly before success).
   static func main() {
+    useFasterBLASKernels()
     do {
       var command = try parseAsRoot()
       try command.run()
@@ -35,6 +38,16 @@ struct SerTrain: ParsableCommand {
       _exit(code == .validationFailure ? 2 : code.rawValue)
     }
   }
+}
+
+/// Re-executes this process with `OPENBLAS_CORETYPE` set when OpenBLAS misdetected the CPU (see
+/// `preferredBLASCoreType`); OpenBLAS reads it only when it loads, hence the exec, which keeps the PID, the
+/// arguments and the environment (mpirun's included). Nothing has started yet: MPI is initialised later.
+func useFasterBLASKernels() {
+  guard let core = preferredBLASCoreType(environment: environment()) else { return }
+  setenv("OPENBLAS_CORETYPE", core, 1)
+  execv("/proc/self/exe", CommandLine.unsafeArgv)
+  unsetenv("OPENBLAS_CORETYPE")  // exec failed: carry on with the detected kernels
 }
 
 /// Runs `body`, turning any error into one clear line on standard error and exit code 1.

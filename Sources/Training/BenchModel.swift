@@ -1,0 +1,154 @@
+import ConvNet
+import FoundationEssentials
+
+#if canImport(Glibc)
+  import Glibc
+#endif
+
+/// Floating-point operations of one sample's forward and backward pass (multiply-adds count 2): convolutions and
+/// dense layers only; the first layer computes no input gradient.
+public func trainingFlopsPerSample(_ network: Network) -> Double {
+  var total = 0.0
+  for (i, plan) in network.plans.enumerated() {
+    var forward = 0.0
+    switch plan.spec.type {
+    case .conv1D:
+      forward = 2 * Double(plan.inputLength * plan.spec.kernelSize! * plan.inputChannels * plan.outputChannels)
+    case .dense:
+      forward = 2 * Double(plan.inputChannels * plan.outputChannels)
+    default: continue
+    }
+    total += forward * (i == 0 ? 2 : 3)
+  }
+  return total
+}
+
+/// Forward-only flops per sample.
+public func inferenceFlopsPerSample(_ network: Network) -> Double {
+  network.plans.reduce(0.0) { total, plan in
+    switch plan.spec.type {
+    case .conv1D:
+      return total + 2 * Double(plan.inputLength * plan.spec.kernelSize! * plan.inputChannels * plan.outputChannels)
+    case .dense: return total + 2 * Double(plan.inputChannels * plan.outputChannels)
+    default: return total
+    }
+  }
+}
+
+/// The best of `repeats` square sgemm runs of `size`, in GFLOP/s: this machine's attainable peak with this
+/// OpenBLAS and thread count.
+public func measureSGEMMPeak(size: Int = 4096, repeats: Int = 3) -> Double {
+  let a = FloatBuffer(count: size * size)
+  let b = FloatBuffer(count: size * size)
+  let c = FloatBuffer(count: size * size)
+  for i in 0..<(size * size) {
+    a.pointer[i] = Float(i % 7) * 0.1
+    b.pointer[i] = Float(i % 5) * 0.1
+  }
+  var best = Double.infinity
+  for _ in 0..<repeats {
+    let t0 = monotonicSeconds()
+    matrixMultiply(a.pointer, b.pointer, c.pointer, m: size, n: size, k: size)
+    best = min(best, monotonicSeconds() - t0)
+  }
+  return 2 * Double(size) * Double(size) * Double(size) / best / 1e9
+}
+
+/// One process's measurements of the model benchmark (ours or the peer's), as a JSON line.
+public struct ModelBenchSample: Codable, Sendable {
+  public var stepSeconds: [Double]
+  public var predictSamplesPerSecond: Double
+  public var peakMegabytes: Double
+
+  enum CodingKeys: String, CodingKey {
+    case stepSeconds = "step_seconds"
+    case predictSamplesPerSecond = "predict_samples_per_second"
+    case peakMegabytes = "peak_mb"
+  }
+
+  public func json() -> String {
+    String(decoding: (try? JSONEncoder().encode(self)) ?? Data(), as: UTF8.self)
+  }
+
+  public static func parse(_ line: String) throws -> ModelBenchSample {
+    try JSONDecoder().decode(ModelBenchSample.self, from: Data(line.utf8))
+  }
+}
+
+/// Trains `steps` steps (after `warmup`) of `spec` at `batch` on random data with Adam, then runs inference on
+/// `predictBatches` batches; returns per-step seconds, inference throughput and this process's peak RSS.
+public func benchmarkTraining(
+  spec: ModelSpec, classes: Int = 7, batch: Int, steps: Int, warmup: Int, predictBatches: Int, profile: Bool = false
+) throws -> ModelBenchSample {
+  let network = try Network(spec: spec, classes: classes, seed: 1)
+  let adam = Adam(count: network.parameters.count)
+  var rng = RandomStream(seed: 3)
+  let x = (0..<(batch * network.inputWidth)).map { _ in Float(rng.normal()) }
+  let labels = (0..<batch).map { _ in Int32(rng.next() % UInt64(classes)) }
+  var times: [Double] = []
+  for step in 0..<(warmup + steps) {
+    let t0 = monotonicSeconds()
+    x.withUnsafeBufferPointer { network.forward($0.baseAddress!, batch: batch, training: true) }
+    labels.withUnsafeBufferPointer {
+      _ = network.loss(labels: $0)
+      network.backward(labels: $0, scale: 1 / Float(batch))
+    }
+    adam.update(network.parameters, network.gradients)
+    if step >= warmup { times.append(monotonicSeconds() - t0) }
+    if profile && step + 1 == warmup { network.profile = [:] }
+  }
+  if let p = network.profile {
+    let total = p.values.reduce(0, +)
+    for (name, seconds) in p.sorted(by: { $0.value > $1.value }) where seconds > 0.01 * total {
+      printError("  \(name): \(fixed(seconds / Double(steps), 3)) s per step")
+    }
+    network.profile = nil
+  }
+  x.withUnsafeBufferPointer { _ = network.forward($0.baseAddress!, batch: batch, training: false) }
+  let t0 = monotonicSeconds()
+  for _ in 0..<predictBatches {
+    x.withUnsafeBufferPointer { _ = network.forward($0.baseAddress!, batch: batch, training: false) }
+  }
+  let predictRate = Double(predictBatches * batch) / (monotonicSeconds() - t0)
+  var usage = rusage()
+  getrusage(RUSAGE_SELF.rawValue, &usage)
+  return ModelBenchSample(
+    stepSeconds: times, predictSamplesPerSecond: predictRate, peakMegabytes: Double(usage.ru_maxrss) / 1024)
+}
+
+/// The peer: Keras 3 on TensorFlow CPU, the same model, `train_on_batch` at the same batch on random data, then
+/// `predict`. Arguments: batch, steps, warmup, predict batches. Prints one JSON line like `ModelBenchSample`.
+public let kerasModelPeerScript = """
+  import json, os, resource, sys, time
+  os.environ.setdefault("KERAS_BACKEND", "tensorflow")
+  os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+  import numpy as np, keras
+  from keras import layers
+  batch, steps, warmup, predict_batches = map(int, sys.argv[1:5])
+  seq = [keras.Input(shape=(2376, 1))]
+  for f, k in zip([512, 512, 256, 256, 128], [5, 5, 5, 3, 3]):
+      seq += [layers.Conv1D(f, k, padding="same", activation="relu"), layers.BatchNormalization(),
+              layers.MaxPooling1D(pool_size=5, strides=2, padding="same")]
+  seq += [layers.Flatten(), layers.Dense(512, activation="relu"), layers.BatchNormalization(),
+          layers.Dense(7, activation="softmax")]
+  model = keras.Sequential(seq)
+  assert model.count_params() == 7193223, model.count_params()
+  model.compile(optimizer=keras.optimizers.Adam(1e-3), loss="categorical_crossentropy", metrics=["accuracy"])
+  rng = np.random.default_rng(3)
+  x = rng.normal(size=(batch, 2376, 1)).astype(np.float32)
+  y = np.eye(7, dtype=np.float32)[rng.integers(0, 7, size=batch)]
+  times = []
+  for i in range(warmup + steps):
+      t = time.perf_counter()
+      model.train_on_batch(x, y)
+      if i >= warmup:
+          times.append(time.perf_counter() - t)
+  xs = np.concatenate([x] * predict_batches)
+  model.predict(x, batch_size=batch, verbose=0)
+  t = time.perf_counter()
+  model.predict(xs, batch_size=batch, verbose=0)
+  rate = len(xs) / (time.perf_counter() - t)
+  peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+  print(json.dumps({"step_seconds": times, "predict_samples_per_second": rate, "peak_mb": peak}))
+
+  """

@@ -1,0 +1,126 @@
+import ConvNet
+import XCTest
+import _TestSupport
+
+/// Every variable of `network` by Keras name, in double.
+func variables(of network: Network) -> [String: [Double]] {
+  var out: [String: [Double]] = [:]
+  for (_, name, _) in network.variablesInLayerOrder { out[name] = network.variable(name)!.map(Double.init) }
+  return out
+}
+
+/// A spec with every layer type on odd sizes.
+func oddSpec(
+  length: Int, channels: [Int], kernels: [Int], pools: [Int], dense: Int, dropout: Double? = nil,
+  inputChannels: Int = 1
+) -> ModelSpec {
+  var layers: [LayerSpec] = []
+  for i in channels.indices {
+    layers += [.conv1D(channels[i], kernel: kernels[i]), .batchNormalization(), .maxPooling1D(pools[i])]
+    if let dropout, i == 0 { layers.append(.dropout(dropout)) }
+  }
+  layers += [.flatten(), .dense(dense, activation: .relu), .batchNormalization(), .dense(nil, activation: .softmax)]
+  return ModelSpec(name: "odd", inputLength: length, inputChannels: inputChannels, layers: layers)
+}
+
+/// The fast float32 kernels (GEMM convolutions over padded NLC buffers) against the naive double-precision
+/// reference on a sweep of shapes: lengths odd and even, pools 3 and 5, kernels 1 to 5, channels 1 to 9.
+final class FastVersusNaiveTests: XCTestCase {
+  func check(
+    _ spec: ModelSpec, classes: Int, batch: Int, seed: UInt64, file: StaticString = #filePath, line: UInt = #line
+  )
+    throws
+  {
+    let network = try Network(spec: spec, classes: classes, seed: seed)
+    var rng = TestRNG(seed: seed)
+    // Non-trivial BatchNorm parameters and moving statistics.
+    for view in network.parameterLayout.views where view.variable == "gamma" || view.variable == "beta" {
+      for i in 0..<view.count {
+        network.parameter(view.name)![i] = view.variable == "gamma" ? 0.5 + rng.normal().magnitude : rng.normal()
+      }
+    }
+    for view in network.stateLayout.views {
+      for i in 0..<view.count {
+        network.stateVariable(view.name)![i] =
+          view.variable == "moving_mean" ? 0.1 * rng.normal() : 0.5 + rng.normal().magnitude
+      }
+    }
+    let x = (0..<(batch * network.inputWidth)).map { _ in rng.normal() }
+    let labels = (0..<batch).map { _ in Int32.random(in: 0..<Int32(classes), using: &rng) }
+    let before = variables(of: network)
+    let context =
+      "\(spec.layers.map { "\($0.type.rawValue)\($0.filters ?? $0.poolSize ?? $0.units ?? 0)" }) L\(spec.inputLength)"
+
+    // Inference.
+    let inferred = x.withUnsafeBufferPointer { Array(network.forward($0.baseAddress!, batch: batch, training: false)) }
+    let refInfer = Reference.network(
+      network.plans, variables: before, x: x.map(Double.init), batch: batch, labels: labels.map(Int.init),
+      training: false)
+    assertClose(
+      inferred, refInfer.probs.map(Float.init), rtol: 1e-4, atol: 1e-6, "inference \(context)", file: file, line: line)
+
+    // Training: probabilities, loss, gradients, moving statistics.
+    let probs = x.withUnsafeBufferPointer {
+      Array(network.forward($0.baseAddress!, batch: batch, training: true, dropoutSeed: 99))
+    }
+    let loss = labels.withUnsafeBufferPointer { network.loss(labels: $0).sum } / Double(batch)
+    labels.withUnsafeBufferPointer { network.backward(labels: $0, scale: 1 / Float(batch)) }
+    let ref = Reference.network(
+      network.plans, variables: before, x: x.map(Double.init), batch: batch, labels: labels.map(Int.init),
+      training: true, dropoutSeed: 99)
+    assertClose(probs, ref.probs.map(Float.init), rtol: 1e-4, atol: 1e-6, "training \(context)", file: file, line: line)
+    XCTAssertEqual(loss, ref.loss, accuracy: 1e-4 * max(1, ref.loss), "loss \(context)", file: file, line: line)
+    // Relative to the tensor's largest value, floored at 1% of the largest gradient anywhere: some gradients are
+    // zero in exact arithmetic (a bias before BatchNorm, the sum of a BatchNorm's input gradients), and float
+    // rounding leaves them at noise level.
+    let globalMax = ref.gradients.values.map { $0.map(abs).max() ?? 0 }.max() ?? 0
+    for view in network.parameterLayout.views {
+      let ours = Array(network.gradient(view.name)!)
+      let theirs = ref.gradients[view.name]!
+      let scale = max(theirs.map(abs).max() ?? 0, 1e-2 * globalMax)
+      let worst = zip(ours, theirs).map { abs(Double($0) - $1) }.max() ?? 0
+      XCTAssertLessThan(worst / scale, 2e-4, "gradient \(view.name) \(context)", file: file, line: line)
+    }
+    for view in network.stateLayout.views where view.variable == "moving_mean" {
+      XCTAssertFalse(
+        network.stateVariable(view.name)!.elementsEqual(before[view.name]!.map(Float.init)),
+        "moving mean of \(view.layer) updated", file: file, line: line)
+    }
+  }
+
+  func testSweepOfShapes() throws {
+    var rng = TestRNG(seed: 11)
+    let lengths = [7, 8, 13, 16, 21]
+    for (n, length) in lengths.enumerated() {
+      for pool in [3, 5] {
+        let k1 = [1, 2, 3, 5][(n + pool) % 4]
+        let k2 = [5, 3, 2, 4][(n * 3 + pool) % 4]
+        let c1 = Int.random(in: 1...9, using: &rng)
+        let c2 = Int.random(in: 1...9, using: &rng)
+        let spec = oddSpec(length: length, channels: [c1, c2], kernels: [k1, k2], pools: [pool, 8 - pool], dense: 5)
+        try check(spec, classes: 3, batch: 3, seed: UInt64(n * 10 + pool))
+      }
+    }
+  }
+
+  /// Channel counts that are and are not multiples of the 8-wide vector loops, several input channels,
+  /// dropout, and two convolutions in a row (the layout copies between them).
+  func testWideChannelsDropoutAndConvAfterConv() throws {
+    try check(
+      oddSpec(
+        length: 19, channels: [9, 17], kernels: [5, 3], pools: [5, 3], dense: 7, dropout: 0.3, inputChannels: 2),
+      classes: 4, batch: 5, seed: 5)
+    let spec = ModelSpec(
+      name: "convs", inputLength: 15, inputChannels: 3,
+      layers: [
+        .conv1D(6, kernel: 3), .conv1D(5, kernel: 5, activation: .linear), .batchNormalization(),
+        .maxPooling1D(3, strides: 2), .flatten(), .dense(nil, activation: .softmax),
+      ])
+    try check(spec, classes: 2, batch: 4, seed: 6)
+  }
+
+  func testBatchSizesChangeBetweenCalls() throws {
+    let spec = oddSpec(length: 13, channels: [4, 3], kernels: [3, 3], pools: [3, 3], dense: 4)
+    for batch in [4, 1, 6, 2] { try check(spec, classes: 3, batch: batch, seed: UInt64(batch)) }
+  }
+}

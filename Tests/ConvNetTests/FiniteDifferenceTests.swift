@@ -1,0 +1,81 @@
+import ConvNet
+import XCTest
+import _TestSupport
+
+/// Gradients against central finite differences of the loss, for every layer type on small odd shapes.
+final class FiniteDifferenceTests: XCTestCase {
+  let spec = oddSpec(length: 11, channels: [3, 4], kernels: [3, 2], pools: [3, 5], dense: 5, dropout: 0.25)
+  let batch = 3
+
+  func data(_ network: Network) -> ([Double], [Int]) {
+    var rng = TestRNG(seed: 21)
+    let x = (0..<(batch * network.inputWidth)).map { _ in Double(rng.normal()) }
+    return (x, [2, 0, 1])
+  }
+
+  /// The naive double-precision backward (the oracle of the fast kernels) against differences with h = 1e-6.
+  func testReferenceBackwardMatchesFiniteDifferences() throws {
+    let network = try Network(spec: spec, classes: 3, seed: 4)
+    var vars = variables(of: network)
+    var rng = TestRNG(seed: 8)
+    for view in network.parameterLayout.views where view.variable == "beta" {
+      vars[view.name] = vars[view.name]!.map { _ in Double(rng.normal()) * 0.5 }
+    }
+    let (x, labels) = data(network)
+    func loss(_ v: [String: [Double]]) -> Double {
+      Reference.network(network.plans, variables: v, x: x, batch: batch, labels: labels, training: true, dropoutSeed: 5)
+        .loss
+    }
+    let analytic = Reference.network(
+      network.plans, variables: vars, x: x, batch: batch, labels: labels, training: true, dropoutSeed: 5
+    ).gradients
+    let h = 1e-6
+    for view in network.parameterLayout.views {
+      var worst = 0.0
+      for i in 0..<view.count {
+        var plus = vars
+        var minus = vars
+        plus[view.name]![i] += h
+        minus[view.name]![i] -= h
+        let numeric = (loss(plus) - loss(minus)) / (2 * h)
+        // Relative, floored at 1e-3: some gradients are zero in exact arithmetic (a bias before BatchNorm).
+        worst = max(worst, abs(numeric - analytic[view.name]![i]) / max(1e-3, abs(numeric)))
+      }
+      XCTAssertLessThan(worst, 1e-4, "\(view.name): worst relative error \(worst)")
+    }
+  }
+
+  /// The fast float32 network against float differences (h = 1e-2) on a sample of each variable's elements.
+  func testFastBackwardMatchesFiniteDifferences() throws {
+    let network = try Network(spec: spec, classes: 3, seed: 4)
+    let (xd, labels) = data(network)
+    let x = xd.map { Float($0) }
+    let y = labels.map { Int32($0) }
+    func loss() -> Double {
+      x.withUnsafeBufferPointer { _ = network.forward($0.baseAddress!, batch: batch, training: true, dropoutSeed: 5) }
+      return y.withUnsafeBufferPointer { network.loss(labels: $0).sum } / Double(batch)
+    }
+    let saved = network.state.array
+    _ = loss()
+    y.withUnsafeBufferPointer { network.backward(labels: $0, scale: 1 / Float(batch)) }
+    let analytic = network.gradients.array
+    var rng = TestRNG(seed: 3)
+    for view in network.parameterLayout.views {
+      let p = network.parameter(view.name)!
+      for _ in 0..<min(4, view.count) {
+        let i = Int.random(in: 0..<view.count, using: &rng)
+        let original = p[i]
+        let h: Float = 1e-2 * max(1, abs(original))
+        p[i] = original + h
+        let up = loss()
+        p[i] = original - h
+        let down = loss()
+        p[i] = original
+        let numeric = (up - down) / Double(2 * h)
+        let g = Double(analytic[view.offset + i])
+        XCTAssertEqual(g, numeric, accuracy: 2e-3 + 2e-2 * abs(numeric), "\(view.name)[\(i)]")
+      }
+    }
+    network.state.copy(from: UnsafeBufferPointer(start: saved, count: saved.count))
+  }
+}
