@@ -178,6 +178,23 @@ public class H5Object {
     }
   }
 
+  /// Writes (replacing) a 1-D attribute of variable-length UTF-8 strings (Keras's `layer_names`,
+  /// `weight_names`); an empty list gives an empty attribute.
+  public func setAttribute(_ key: String, strings: [String]) throws {
+    if hasAttribute(key) { H5Adelete(id, key) }
+    let type = StringType()
+    let space = Dataspace(dims: [strings.count])
+    let a = try checkID(
+      H5Acreate2(id, key, type.id, space.id, sertrain_H5P_DEFAULT(), sertrain_H5P_DEFAULT()),
+      filePath, name, "create attribute '\(key)'")
+    defer { H5Aclose(a) }
+    guard !strings.isEmpty else { return }
+    let copies = strings.map { strdup($0) }
+    defer { copies.forEach { free($0) } }
+    var pointers = copies.map { UnsafePointer<CChar>($0) }
+    _ = try check(H5Awrite(a, type.id, &pointers), filePath, name, "write attribute '\(key)'")
+  }
+
   func openAttribute(_ key: String) throws -> hid_t {
     guard hasAttribute(key) else {
       throw HDF5Error(file: filePath, object: name, operation: "read attribute '\(key)'", detail: "no such attribute")
@@ -259,7 +276,9 @@ public class H5Object {
     reclaim: (hid_t, UnsafeMutableRawPointer) -> herr_t, what: String
   ) throws -> [String] {
     if H5Tis_variable_str(fileType) > 0 {
+      // HDF5 does not convert between character sets: read in the file's (h5py writes ASCII or UTF-8).
       let mem = StringType()
+      H5Tset_cset(mem.id, H5Tget_cset(fileType))
       var ptrs = [UnsafeMutablePointer<CChar>?](repeating: nil, count: n)
       try ptrs.withUnsafeMutableBytes { raw in
         _ = try check(read(mem.id, raw.baseAddress!), filePath, name, "read \(what)")
@@ -272,6 +291,7 @@ public class H5Object {
     let mem = H5Tcopy(sertrain_H5T_C_S1())
     defer { H5Tclose(mem) }
     H5Tset_size(mem, size)
+    H5Tset_cset(mem, H5Tget_cset(fileType))
     var bytes = [UInt8](repeating: 0, count: n * size)
     try bytes.withUnsafeMutableBytes { raw in
       _ = try check(read(mem, raw.baseAddress!), filePath, name, "read \(what)")

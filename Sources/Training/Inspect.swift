@@ -45,3 +45,22 @@ extension String {
   func padding(_ n: Int) -> String { count >= n ? self : self + String(repeating: " ", count: n - count) }
   func leftPadding(_ n: Int) -> String { count >= n ? self : String(repeating: " ", count: n - count) + self }
 }
+
+/// A human-readable description of a checkpoint: model, classes, scaler, optimizer and training state.
+public func describeCheckpoint(_ path: String) throws -> String {
+  let c = try Checkpoint.read(path)
+  let network = try c.makeNetwork(path: path)
+  var out = ["\(path): sertrain checkpoint v\(Checkpoint.version)"]
+  out.append(
+    "  model         \(c.spec.name): \(network.plans.count) layers, \(network.trainableCount + network.nonTrainableCount) parameters (\(network.trainableCount) trainable), input \(c.spec.inputLength) x \(c.spec.inputChannels)"
+  )
+  out.append("  classes       \(c.classNames.count): \(c.classNames.joined(separator: ", "))")
+  let identity = c.scalerMean.allSatisfy { $0 == 0 } && c.scalerScale.allSatisfy { $0 == 1 }
+  out.append(
+    "  scaler        \(identity ? "identity (no standardisation)" : "standardise \(c.scalerMean.count) columns")")
+  out.append(
+    "  optimizer     Adam, learning rate \(c.learningRate), \(c.adamIterations) steps\(c.adamM == nil ? ", no moments" : "")"
+  )
+  if let t = c.training { out.append("  training      \(t)") }
+  return out.joined(separator: "\n")
+}

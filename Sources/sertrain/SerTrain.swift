@@ -14,7 +14,7 @@ struct SerTrain: ParsableCommand {
   static let configuration = CommandConfiguration(
     commandName: "sertrain",
     abstract: "A data-parallel trainer for speech emotion recognition.",
-    subcommands: [Convert.self, Inspect.self, Bench.self])
+    subcommands: [Convert.self, Inspect.self, Summary.self, ImportKeras.self, ExportKeras.self, Bench.self])
 
   /// Exit codes of DESIGN.md: 0 done, 1 error, 2 usage, 75 stopped on a signal after a checkpoint.
   ///
@@ -132,6 +132,8 @@ struct Inspect: ParsableCommand {
       switch format {
       case FeatureFormat.name:
         print(try describeFeatureFile(FeatureFile(path: file)))
+      case Checkpoint.format:
+        print(try describeCheckpoint(file))
       default:
         throw FeatureFileError(file, "unknown format '\(format)': expected a sertrain feature file or checkpoint")
       }

@@ -1,0 +1,183 @@
+import ConvNet
+import FeatureStore
+import HDF5
+
+/// The seed's classes, sorted as its label encoder sorted them.
+public let seedEmotions = ["angry", "disgust", "fear", "happy", "neutral", "sad", "surprise"]
+
+/// A training checkpoint (HDF5, `format = "sertrain-checkpoint"`, `version = 1`): the model spec, the flat
+/// parameters with their layout, the BatchNorm moving statistics, the scaler, the class names, and, when it
+/// comes from training, the Adam moments and the training state.
+public struct Checkpoint {
+  public static let format = "sertrain-checkpoint"
+  public static let version = 1
+
+  public var spec: ModelSpec
+  public var classNames: [String]
+  public var parameterLayout: ParameterLayout
+  public var parameters: [Float]
+  public var stateLayout: ParameterLayout
+  public var state: [Float]
+  /// Standardisation of the input features: `(x - mean) / scale` per column.
+  public var scalerMean: [Float]
+  public var scalerScale: [Float]
+  public var adamM: [Float]?
+  public var adamV: [Float]?
+  public var adamIterations = 0
+  public var learningRate = 1e-3
+  /// The training loop's own state (epoch, callbacks, configuration) as JSON, when it comes from training.
+  public var training: String?
+
+  /// A checkpoint of `network`'s current variables, with an identity scaler unless one is given.
+  public init(network: Network, classNames: [String], scalerMean: [Float]? = nil, scalerScale: [Float]? = nil) {
+    spec = network.spec
+    self.classNames = classNames
+    parameterLayout = network.parameterLayout
+    parameters = network.parameters.array
+    stateLayout = network.stateLayout
+    state = network.state.array
+    self.scalerMean = scalerMean ?? [Float](repeating: 0, count: network.inputWidth)
+    self.scalerScale = scalerScale ?? [Float](repeating: 1, count: network.inputWidth)
+  }
+
+  /// Builds the network and loads the variables, checking that the stored layout is the spec's.
+  public func makeNetwork(path: String = "checkpoint") throws -> Network {
+    let network = try Network(spec: spec, classes: classNames.count)
+    guard network.parameterLayout == parameterLayout, network.stateLayout == stateLayout else {
+      throw CheckpointError(path, "the stored parameter layout does not match its model spec")
+    }
+    network.parameters.copy(from: parameters.withUnsafeBufferPointer { $0 })
+    network.state.copy(from: state.withUnsafeBufferPointer { $0 })
+    return network
+  }
+
+  public func write(to path: String, overwrite: Bool = true) throws {
+    try writeAtomically(to: path, overwrite: overwrite) { temp in
+      let f = try H5File(creating: temp)
+      try f.setAttribute("format", Checkpoint.format)
+      try f.setAttribute("version", Checkpoint.version)
+      try f.setAttribute("spec", spec.encoded())
+      try f.setAttribute("learning_rate", learningRate)
+      try f.setAttribute("optimizer_iterations", adamIterations)
+      if let training { try f.setAttribute("training", training) }
+      _ = try f.write("class_names", strings: classNames)
+      _ = try f.write("parameters", parameters)
+      try writeLayout(parameterLayout, f, "layout")
+      _ = try f.write("state", state)
+      try writeLayout(stateLayout, f, "state_layout")
+      _ = try f.write("scaler/mean", scalerMean)
+      _ = try f.write("scaler/scale", scalerScale)
+      if let adamM, let adamV {
+        _ = try f.write("optimizer/m", adamM)
+        _ = try f.write("optimizer/v", adamV)
+      }
+      try f.close()
+    }
+  }
+
+  private func writeLayout(_ layout: ParameterLayout, _ f: H5File, _ group: String) throws {
+    _ = try f.write("\(group)/name", strings: layout.views.map(\.name))
+    _ = try f.write("\(group)/offset", layout.views.map { Int64($0.offset) })
+    _ = try f.write("\(group)/rank", layout.views.map { Int32($0.shape.count) })
+    _ = try f.write("\(group)/dims", layout.views.flatMap { $0.shape.map { Int64($0) } })
+  }
+
+  private static func readLayout(_ f: H5File, _ group: String, _ path: String) throws -> ParameterLayout {
+    let names = try f.readStrings("\(group)/name")
+    let offsets: [Int64] = try f.read("\(group)/offset")
+    let ranks: [Int32] = try f.read("\(group)/rank")
+    let dims: [Int64] = try f.read("\(group)/dims")
+    var layout = ParameterLayout()
+    var d = 0
+    for (i, name) in names.enumerated() {
+      guard i < ranks.count, i < offsets.count, d + Int(ranks[i]) <= dims.count else {
+        throw CheckpointError(path, "'\(group)' is inconsistent")
+      }
+      let shape = dims[d..<(d + Int(ranks[i]))].map { Int($0) }
+      d += Int(ranks[i])
+      guard layout.append(name, shape: shape) == Int(offsets[i]) else {
+        throw CheckpointError(path, "'\(group)' offsets are not packed")
+      }
+    }
+    return layout
+  }
+
+  public static func read(_ path: String) throws -> Checkpoint {
+    let f = try H5File(path: path)
+    guard f.hasAttribute("format"), (try? f.stringAttribute("format")) == format else {
+      throw CheckpointError(path, "not a sertrain checkpoint (no format = \"\(format)\" attribute)")
+    }
+    let v = try f.intAttribute("version")
+    guard v == version else { throw CheckpointError(path, "checkpoint version \(v); this sertrain reads \(version)") }
+    let spec = try ModelSpec.decode(Array(try f.stringAttribute("spec").utf8), source: "\(path): spec")
+    let names = try f.readStrings("class_names")
+    let network = try Network(spec: spec, classes: names.count)
+    var c = Checkpoint(network: network, classNames: names)
+    c.parameterLayout = try readLayout(f, "layout", path)
+    c.stateLayout = try readLayout(f, "state_layout", path)
+    c.parameters = try f.read("parameters")
+    c.state = try f.read("state")
+    guard c.parameters.count == c.parameterLayout.count, c.state.count == c.stateLayout.count else {
+      throw CheckpointError(
+        path, "parameters hold \(c.parameters.count) values, the layout needs \(c.parameterLayout.count)")
+    }
+    c.scalerMean = try f.read("scaler/mean")
+    c.scalerScale = try f.read("scaler/scale")
+    guard c.scalerMean.count == network.inputWidth, c.scalerScale.count == network.inputWidth else {
+      throw CheckpointError(path, "the scaler has \(c.scalerMean.count) columns, the model reads \(network.inputWidth)")
+    }
+    c.learningRate = try f.doubleAttribute("learning_rate")
+    c.adamIterations = try f.intAttribute("optimizer_iterations")
+    if f.exists("optimizer/m") {
+      c.adamM = try f.read("optimizer/m")
+      c.adamV = try f.read("optimizer/v")
+    }
+    if f.hasAttribute("training") { c.training = try f.stringAttribute("training") }
+    guard c.parameters.allSatisfy({ $0.isFinite }) else {
+      throw CheckpointError(path, "parameters hold NaN or infinity")
+    }
+    return c
+  }
+}
+
+public struct CheckpointError: Error, CustomStringConvertible {
+  public var message: String
+  public init(_ path: String, _ message: String) { self.message = "\(path): \(message)" }
+  public var description: String { message }
+}
+
+/// Per-column mean and standard deviation (population, as scikit-learn's StandardScaler; a zero deviation
+/// becomes 1) of every row of a feature file, streamed in row blocks with double accumulators.
+public func fitScaler(_ path: String) throws -> (mean: [Float], scale: [Float], classes: [String]) {
+  let file = try FeatureFile(path: path)
+  let width = file.width
+  var sum = [Double](repeating: 0, count: width)
+  var sumSquares = [Double](repeating: 0, count: width)
+  let block = 1024
+  var start = 0
+  // Shift by the first row so that the one-pass variance does not cancel.
+  let shift = try file.readRows(0..<min(1, file.rowCount))
+  while start < file.rowCount {
+    let end = min(start + block, file.rowCount)
+    let rows = try file.readRows(start..<end)
+    for r in 0..<(end - start) {
+      for c in 0..<width {
+        let v = Double(rows[r * width + c]) - Double(shift.isEmpty ? 0 : shift[c])
+        sum[c] += v
+        sumSquares[c] += v * v
+      }
+    }
+    start = end
+  }
+  let n = Double(max(file.rowCount, 1))
+  var mean = [Float](repeating: 0, count: width)
+  var scale = [Float](repeating: 1, count: width)
+  for c in 0..<width {
+    let m = sum[c] / n
+    let variance = max(sumSquares[c] / n - m * m, 0)
+    mean[c] = Float(m + Double(shift.isEmpty ? 0 : shift[c]))
+    let s = variance.squareRoot()
+    scale[c] = s > 0 ? Float(s) : 1
+  }
+  return (mean, scale, file.classes)
+}

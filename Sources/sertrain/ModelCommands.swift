@@ -1,0 +1,123 @@
+import ArgumentParser
+import ConvNet
+import HDF5
+import Training
+
+struct ModelOption: ParsableArguments {
+  @Option(help: "The model: a preset (seed, tiny) or a JSON spec file.")
+  var model = "seed"
+
+  @Option(help: "Number of classes (the width of the softmax layer).")
+  var classes = 7
+}
+
+struct Summary: ParsableCommand {
+  static let configuration = CommandConfiguration(
+    abstract: "Print a model's layers, output shapes and parameter counts, as Keras's summary does.")
+
+  @OptionGroup var model: ModelOption
+
+  func validate() throws {
+    if model.classes < 2 { throw ValidationError("--classes must be at least 2") }
+  }
+
+  func run() throws {
+    try runReportingErrors {
+      print(summary(try Network(spec: try ModelSpec.load(model.model), classes: model.classes)))
+    }
+  }
+}
+
+struct ImportKeras: ParsableCommand {
+  static let configuration = CommandConfiguration(
+    commandName: "import-keras",
+    abstract: "Make a checkpoint from Keras weights (Keras 3 .weights.h5, or a legacy tf.keras 2 .h5 file).")
+
+  @Argument(help: "The Keras file.")
+  var file: String
+
+  @Option(name: .shortAndLong, help: "The checkpoint to write.")
+  var output: String
+
+  @Option(
+    help: "The model (preset or JSON spec); default: the file's model_config when it has one, else seed.")
+  var model: String?
+
+  @Option(help: "Class names in the model's output order, comma-separated (default: the seed's 7 emotions).")
+  var classes: String?
+
+  @Option(help: "Fit the input standardisation on this feature file (default: none, identity scaler).")
+  var scaler: String?
+
+  @Flag(help: "Replace an existing output file.")
+  var force = false
+
+  func run() throws {
+    try runReportingErrors {
+      let weights = try KerasWeights.read(file)
+      let spec: ModelSpec
+      if let model {
+        spec = try ModelSpec.load(model)
+      } else if let fromFile = weights.spec {
+        spec = fromFile
+      } else {
+        spec = .seed()
+      }
+      var scalerFit: (mean: [Float], scale: [Float], classes: [String])?
+      if let scaler { scalerFit = try fitScaler(scaler) }
+      let outputs = weights.layers.last { $0.kind == "dense" }?.variables.last?.shape.first ?? 7
+      let names: [String]
+      if let classes {
+        names = classes.split(separator: ",").map { String($0).trimmingCharacters() }
+      } else if let fromData = scalerFit?.classes {
+        names = fromData
+      } else {
+        names = outputs == seedEmotions.count ? seedEmotions : (0..<outputs).map { "class\($0)" }
+      }
+      guard names.count == outputs else {
+        throw ValidationError("\(names.count) class names given; the file's output layer has \(outputs) units")
+      }
+      let network = try Network(spec: spec, classes: names.count)
+      try weights.apply(to: network, path: file)
+      if let fit = scalerFit, fit.mean.count != network.inputWidth {
+        throw ValidationError(
+          "\(scaler!): \(fit.mean.count) feature columns, but the model reads \(network.inputWidth)")
+      }
+      let checkpoint = Checkpoint(
+        network: network, classNames: names, scalerMean: scalerFit?.mean, scalerScale: scalerFit?.scale)
+      try checkpoint.write(to: output, overwrite: force)
+      print(
+        "imported \(file) (\(weights.format.rawValue), \(weights.layers.count) layers with weights) into \(output): "
+          + "model \(spec.name), \(network.trainableCount + network.nonTrainableCount) parameters, classes "
+          + names.joined(separator: ", ") + (scalerFit == nil ? ", identity scaler" : ", scaler fitted on \(scaler!)"))
+    }
+  }
+}
+
+struct ExportKeras: ParsableCommand {
+  static let configuration = CommandConfiguration(
+    commandName: "export-keras",
+    abstract:
+      "Write a checkpoint's weights for Keras: FILE.weights.h5 (Keras 3) or FILE.h5 (legacy, with model_config).")
+
+  @Argument(help: "The checkpoint.")
+  var checkpoint: String
+
+  @Option(name: .shortAndLong, help: "The Keras file to write.")
+  var output: String
+
+  @Flag(help: "Replace an existing output file.")
+  var force = false
+
+  func run() throws {
+    try runReportingErrors {
+      let c = try Checkpoint.read(checkpoint)
+      let network = try c.makeNetwork(path: checkpoint)
+      try KerasWeights.write(network, to: output, overwrite: force)
+      let identity = c.scalerMean.allSatisfy { $0 == 0 } && c.scalerScale.allSatisfy { $0 == 1 }
+      print(
+        "wrote \(output) (\(output.hasSuffix(".weights.h5") ? "Keras 3 weights" : "legacy HDF5 model with model_config"))"
+          + (identity ? "" : "; note: Keras does not carry the checkpoint's input standardisation, apply it yourself"))
+    }
+  }
+}
