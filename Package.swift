@@ -23,7 +23,7 @@ let swiftTargets: [Target] = [
   .target(name: "FeatureStore", dependencies: ["HDF5", "CSupport"]),
   .target(name: "ConvNet", dependencies: ["COpenBLAS", "CSupport", "HDF5"]),
   .target(name: "Collective", dependencies: ["CMPI"]),
-  .target(name: "Training", dependencies: ["HDF5", "FeatureStore", "ConvNet", "Collective"]),
+  .target(name: "Training", dependencies: ["HDF5", "FeatureStore", "ConvNet", "Collective", "CSupport"]),
   .executableTarget(
     name: "sertrain",
     dependencies: [
@@ -42,9 +42,11 @@ let testTargets: [Target] = [
   .testTarget(name: "HDF5Tests", dependencies: ["HDF5", "_TestSupport"]),
   .testTarget(name: "FeatureStoreTests", dependencies: ["FeatureStore", "_TestSupport"]),
   .testTarget(name: "ConvNetTests", dependencies: ["ConvNet", "HDF5", "_TestSupport"]),
+  .testTarget(name: "TrainingTests", dependencies: ["Training", "_TestSupport"]),
   .testTarget(name: "CLITests", dependencies: ["FeatureStore", "HDF5", "_TestSupport"]),
   // Also run under mpirun by Launch/test.sh.
-  .testTarget(name: "MPITests", dependencies: ["Collective", "_TestSupport"]),
+  .testTarget(
+    name: "MPITests", dependencies: ["Collective", "ConvNet", "FeatureStore", "Training", "CSupport", "_TestSupport"]),
 ]
 
 let package = Package(

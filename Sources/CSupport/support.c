@@ -24,3 +24,24 @@ int sertrain_cpu_has_avx512_skylakex(void) {
   return 0;
 #endif
 }
+
+#include <signal.h>
+#include <string.h>
+
+static volatile sig_atomic_t stop_signal = 0;
+
+static void record_stop(int sig) { stop_signal = sig; }
+
+void sertrain_install_stop_handlers(void) {
+  struct sigaction sa;
+  memset(&sa, 0, sizeof(sa));
+  sa.sa_handler = record_stop;
+  sigemptyset(&sa.sa_mask);
+  sa.sa_flags = SA_RESTART;
+  sigaction(SIGUSR1, &sa, NULL);
+  sigaction(SIGTERM, &sa, NULL);
+}
+
+int sertrain_stop_requested(void) { return stop_signal; }
+
+void sertrain_clear_stop_request(void) { stop_signal = 0; }

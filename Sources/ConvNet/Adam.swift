@@ -26,9 +26,9 @@ public final class Adam {
     v = FloatBuffer(count: count)
   }
 
-  /// One step on `parameters` with `gradients` (same layout).
+  /// One step on `parameters` with `gradients` (same layout; any floats past the parameters are ignored).
   public func update(_ parameters: FloatBuffer, _ gradients: FloatBuffer) {
-    precondition(parameters.count == m.count && gradients.count == m.count)
+    precondition(parameters.count == m.count && gradients.count >= m.count)
     iterations += 1
     let t = Float(iterations)
     let alpha = learningRate * (1 - powf(beta2, t)).squareRoot() / (1 - powf(beta1, t))

@@ -1,15 +1,17 @@
 import COpenBLAS
 import CSupport
 
-/// OpenBLAS's thread count, set in code from the cores this process may use unless `OPENBLAS_NUM_THREADS`
+/// OpenBLAS's thread count (and the element-wise kernels'), set in code from the cores this process may use unless `OPENBLAS_NUM_THREADS`
 /// (or `OMP_NUM_THREADS`) says otherwise. Returns the count in effect.
 @discardableResult
 public func configureBLASThreads(environment: [String: String]) -> Int {
+  let cores = max(1, Int(sertrain_available_cores()))
+  Parallel.threads = cores
   if let s = environment["OPENBLAS_NUM_THREADS"] ?? environment["OMP_NUM_THREADS"], let n = Int(s), n > 0 {
     openblas_set_num_threads(Int32(n))
+    Parallel.threads = n
     return n
   }
-  let cores = max(1, Int(sertrain_available_cores()))
   openblas_set_num_threads(Int32(cores))
   return cores
 }

@@ -105,23 +105,25 @@ final class Conv1DLayer: Layer {
       }
     }
     let raw = Tensor(base: out, batch: batch, length: length, channels: cout, layout: rawLayout)
-    let c = cout
+    let (c, length, relu, bias) = (cout, length, relu, bias)
     let c8 = c & ~7
-    let zero = F8(repeating: 0)
-    for b in 0..<batch {
-      for t in 0..<length {
-        let src = raw.row(b, t)
-        let dst = y.row(b, t)
-        var i = 0
-        while i < c8 {
-          let v = load8(src + i) + load8(bias + i)
-          store8(relu ? v.replacing(with: zero, where: v .< zero) : v, dst + i)
-          i &+= 8
-        }
-        while i < c {
-          let v = src[i] + bias[i]
-          dst[i] = relu ? max(v, 0) : v
-          i &+= 1
+    Parallel.forEach(batch) { _, samples in
+      let zero = F8(repeating: 0)
+      for b in samples {
+        for t in 0..<length {
+          let src = raw.row(b, t)
+          let dst = y.row(b, t)
+          var i = 0
+          while i < c8 {
+            let v = load8(src + i) + load8(bias + i)
+            store8(relu ? v.replacing(with: zero, where: v .< zero) : v, dst + i)
+            i &+= 8
+          }
+          while i < c {
+            let v = src[i] + bias[i]
+            dst[i] = relu ? max(v, 0) : v
+            i &+= 1
+          }
         }
       }
     }
@@ -141,39 +143,46 @@ final class Conv1DLayer: Layer {
     }
     d.zeroPadding()
     // Mask by the ReLU (in place) and sum the bias gradient: float over 16 rows, double across blocks.
-    var partial = [Float](repeating: 0, count: c)
-    var total = [Double](repeating: 0, count: c)
+    let (length, relu) = (length, relu)
     let c8 = c & ~7
-    let zero = F8(repeating: 0)
-    partial.withUnsafeMutableBufferPointer { pb in
-      let acc = pb.baseAddress!
-      total.withUnsafeMutableBufferPointer { tb in
-        for b in 0..<batch {
-          for t in 0..<length {
-            let g = d.row(b, t)
-            let out = y.row(b, t)
-            var i = 0
-            while i < c8 {
-              var v = load8(g + i)
-              if relu {
-                v = v.replacing(with: zero, where: load8(out + i) .<= zero)
-                store8(v, g + i)
+    let parts = Parallel.parts(batch)
+    withPartScratch(parts, c, Float.self) { partials in
+      withPartScratch(parts, c, Double.self) { totals in
+        Parallel.forEach(batch) { part, samples in
+          let acc = partials + part * c
+          let total = totals + part * c
+          let zero = F8(repeating: 0)
+          for b in samples {
+            for t in 0..<length {
+              let g = d.row(b, t)
+              let out = y.row(b, t)
+              var i = 0
+              while i < c8 {
+                var v = load8(g + i)
+                if relu {
+                  v = v.replacing(with: zero, where: load8(out + i) .<= zero)
+                  store8(v, g + i)
+                }
+                store8(load8(acc + i) + v, acc + i)
+                i &+= 8
               }
-              store8(load8(acc + i) + v, acc + i)
-              i &+= 8
+              while i < c {
+                let v = relu && !(out[i] > 0) ? 0 : g[i]
+                g[i] = v
+                acc[i] += v
+                i &+= 1
+              }
+              if t & 15 == 15 || t == length - 1 { addPartial(acc, into: total, c) }
             }
-            while i < c {
-              let v = relu && !(out[i] > 0) ? 0 : g[i]
-              g[i] = v
-              acc[i] += v
-              i &+= 1
-            }
-            if t & 15 == 15 || t == length - 1 { addPartial(acc, into: tb.baseAddress!, c) }
           }
+        }
+        for i in 0..<c {
+          var sum = 0.0
+          for part in 0..<parts { sum += totals[part * c + i] }
+          dBias[i] = Float(sum)
         }
       }
     }
-    for i in 0..<c { dBias[i] = Float(total[i]) }
     let rows = batch * paddedLength - (k - 1)
     let aligned = d.base + padRight * cout  // row i holds the gradient of output row i
     if useIm2col {
@@ -241,41 +250,53 @@ final class BatchNormLayer: Layer {
 
   func reserve(batch: Int) {}
 
+  /// The reductions a rank with no rows joins, in forward and backward order (synchronised BatchNorm).
+  func reductionSizes() -> (forward: [Int], backward: [Int]) { ([channels + 1, channels], [2 * channels]) }
+
   /// Per-channel sums of `x` (or of `(x - center)²`) over every position of every sample: float over blocks
-  /// of 16 rows, double across blocks (ill-conditioned channels need the precision).
+  /// of 16 rows, double across blocks (ill-conditioned channels need the precision), parts combined in order.
   private func channelSums(_ x: Tensor, _ out: UnsafeMutablePointer<Double>, center: UnsafePointer<Float>?) {
     let c = channels
     let c8 = c & ~7
-    for i in 0..<c { out[i] = 0 }
-    var partial = [Float](repeating: 0, count: c)
-    partial.withUnsafeMutableBufferPointer { pb in
-      let acc = pb.baseAddress!
-      for b in 0..<x.batch {
-        for t in 0..<x.length {
-          let r = x.row(b, t)
-          var i = 0
-          if let center {
-            while i < c8 {
-              let d = load8(r + i) - load8(center + i)
-              store8(load8(acc + i) + d * d, acc + i)
-              i &+= 8
-            }
-            while i < c {
-              let d = r[i] - center[i]
-              acc[i] += d * d
-              i &+= 1
-            }
-          } else {
-            while i < c8 {
-              store8(load8(acc + i) + load8(r + i), acc + i)
-              i &+= 8
-            }
-            while i < c {
-              acc[i] += r[i]
-              i &+= 1
+    let parts = Parallel.parts(x.batch)
+    withPartScratch(parts, c, Float.self) { partials in
+      withPartScratch(parts, c, Double.self) { totals in
+        Parallel.forEach(x.batch) { part, samples in
+          let acc = partials + part * c
+          let total = totals + part * c
+          for b in samples {
+            for t in 0..<x.length {
+              let r = x.row(b, t)
+              var i = 0
+              if let center {
+                while i < c8 {
+                  let d = load8(r + i) - load8(center + i)
+                  store8(load8(acc + i) + d * d, acc + i)
+                  i &+= 8
+                }
+                while i < c {
+                  let d = r[i] - center[i]
+                  acc[i] += d * d
+                  i &+= 1
+                }
+              } else {
+                while i < c8 {
+                  store8(load8(acc + i) + load8(r + i), acc + i)
+                  i &+= 8
+                }
+                while i < c {
+                  acc[i] += r[i]
+                  i &+= 1
+                }
+              }
+              if t & 15 == 15 || t == x.length - 1 { addPartial(acc, into: total, c) }
             }
           }
-          if t & 15 == 15 || t == x.length - 1 { addPartial(acc, into: out, c) }
+        }
+        for i in 0..<c {
+          var sum = 0.0
+          for part in 0..<parts { sum += totals[part * c + i] }
+          out[i] = sum
         }
       }
     }
@@ -288,11 +309,11 @@ final class BatchNormLayer: Layer {
     if ctx.training {
       sums.withUnsafeMutableBufferPointer { s in
         let p = s.baseAddress!
-        // Pass 1: the mean.
-        p[2 * c] = Double(x.batch * x.length)
+        // Pass 1: the mean. The reduction carries [sums, count] so that ranks with fewer rows weigh less.
         channelSums(x, p, center: nil)
-        ctx.reduce?(UnsafeMutableBufferPointer(start: p, count: 2 * c + 1))
-        count = p[2 * c]
+        p[c] = Double(x.batch * x.length)
+        ctx.reduce?(UnsafeMutableBufferPointer(start: p, count: c + 1))
+        count = p[c]
         for i in 0..<c { mean[i] = Float(p[i] / count) }
         // Pass 2: the biased variance around the float32 mean.
         mean.withUnsafeBufferPointer { channelSums(x, p + c, center: $0.baseAddress!) }
@@ -316,18 +337,20 @@ final class BatchNormLayer: Layer {
     scale.withUnsafeBufferPointer { sb in
       shift.withUnsafeBufferPointer { hb in
         let (s, h) = (sb.baseAddress!, hb.baseAddress!)
-        for b in 0..<x.batch {
-          for t in 0..<x.length {
-            let src = x.row(b, t)
-            let dst = y.row(b, t)
-            var i = 0
-            while i < c8 {
-              store8(load8(src + i) * load8(s + i) + load8(h + i), dst + i)
-              i &+= 8
-            }
-            while i < c {
-              dst[i] = src[i] * s[i] + h[i]
-              i &+= 1
+        Parallel.forEach(x.batch) { _, samples in
+          for b in samples {
+            for t in 0..<x.length {
+              let src = x.row(b, t)
+              let dst = y.row(b, t)
+              var i = 0
+              while i < c8 {
+                store8(load8(src + i) * load8(s + i) + load8(h + i), dst + i)
+                i &+= 8
+              }
+              while i < c {
+                dst[i] = src[i] * s[i] + h[i]
+                i &+= 1
+              }
             }
           }
         }
@@ -339,75 +362,75 @@ final class BatchNormLayer: Layer {
   func backward(x: Tensor, y: Tensor, dy: Tensor, dx: Tensor?, _ ctx: StepContext) {
     let c = channels
     let c8 = c & ~7
-    var partial = [Float](repeating: 0, count: 2 * c)
-    sums.withUnsafeMutableBufferPointer { s in
-      let p = s.baseAddress!
-      for i in 0..<(2 * c) { p[i] = 0 }
-      mean.withUnsafeBufferPointer { mb in
-        invStd.withUnsafeBufferPointer { ib in
-          partial.withUnsafeMutableBufferPointer { pb in
-            let (m, inv, s1, s2) = (mb.baseAddress!, ib.baseAddress!, pb.baseAddress!, pb.baseAddress! + c)
-            for b in 0..<x.batch {
-              for t in 0..<x.length {
-                let xr = x.row(b, t)
-                let g = dy.row(b, t)
-                var i = 0
-                while i < c8 {
-                  let gv = load8(g + i)
-                  store8(load8(s1 + i) + gv, s1 + i)
-                  store8(load8(s2 + i) + gv * ((load8(xr + i) - load8(m + i)) * load8(inv + i)), s2 + i)
-                  i &+= 8
-                }
-                while i < c {
-                  s1[i] += g[i]
-                  s2[i] += g[i] * ((xr[i] - m[i]) * inv[i])
-                  i &+= 1
-                }
-                if t & 15 == 15 || t == x.length - 1 { addPartial(s1, into: p, 2 * c) }
+    let parts = Parallel.parts(x.batch)
+    let m = UnsafeMutablePointer<Float>.allocate(capacity: 5 * c)
+    defer { m.deallocate() }
+    let inv = m + c
+    let (a1, a2, sc) = (m + 2 * c, m + 3 * c, m + 4 * c)
+    for i in 0..<c { (m[i], inv[i]) = (mean[i], invStd[i]) }
+    withPartScratch(parts, 2 * c, Float.self) { partials in
+      withPartScratch(parts, 2 * c, Double.self) { totals in
+        Parallel.forEach(x.batch) { part, samples in
+          let (s1, s2) = (partials + part * 2 * c, partials + part * 2 * c + c)
+          let total = totals + part * 2 * c
+          for b in samples {
+            for t in 0..<x.length {
+              let xr = x.row(b, t)
+              let g = dy.row(b, t)
+              var i = 0
+              while i < c8 {
+                let gv = load8(g + i)
+                store8(load8(s1 + i) + gv, s1 + i)
+                store8(load8(s2 + i) + gv * ((load8(xr + i) - load8(m + i)) * load8(inv + i)), s2 + i)
+                i &+= 8
               }
+              while i < c {
+                s1[i] += g[i]
+                s2[i] += g[i] * ((xr[i] - m[i]) * inv[i])
+                i &+= 1
+              }
+              if t & 15 == 15 || t == x.length - 1 { addPartial(s1, into: total, 2 * c) }
             }
           }
         }
+        sums.withUnsafeMutableBufferPointer { s in
+          for i in 0..<(2 * c) {
+            var sum = 0.0
+            for part in 0..<parts { sum += totals[part * 2 * c + i] }
+            s[i] = sum
+          }
+          // This rank's share of dgamma and dbeta (the gradient allreduce sums the shares); the input gradient
+          // needs the sums over every rank's rows.
+          for i in 0..<c {
+            dBeta[i] = Float(s[i])
+            dGamma[i] = Float(s[c + i])
+          }
+          ctx.reduce?(UnsafeMutableBufferPointer(start: s.baseAddress!, count: 2 * c))
+        }
       }
-      ctx.reduce?(UnsafeMutableBufferPointer(start: p, count: 2 * c))
     }
-    var k1 = [Float](repeating: 0, count: c)
-    var k2 = [Float](repeating: 0, count: c)
-    var gs = [Float](repeating: 0, count: c)
     for i in 0..<c {
-      dBeta[i] = Float(sums[i])
-      dGamma[i] = Float(sums[c + i])
-      k1[i] = Float(sums[i] / count)
-      k2[i] = Float(sums[c + i] / count)
-      gs[i] = gamma[i] * invStd[i]
+      a1[i] = Float(sums[i] / count)
+      a2[i] = Float(sums[c + i] / count)
+      sc[i] = gamma[i] * invStd[i]
     }
     guard let dx else { return }
-    mean.withUnsafeBufferPointer { mb in
-      invStd.withUnsafeBufferPointer { ib in
-        let (m, inv) = (mb.baseAddress!, ib.baseAddress!)
-        k1.withUnsafeBufferPointer { k1b in
-          k2.withUnsafeBufferPointer { k2b in
-            gs.withUnsafeBufferPointer { gsb in
-              let (a1, a2, sc) = (k1b.baseAddress!, k2b.baseAddress!, gsb.baseAddress!)
-              for b in 0..<x.batch {
-                for t in 0..<x.length {
-                  let xr = x.row(b, t)
-                  let g = dy.row(b, t)
-                  let o = dx.row(b, t)
-                  var i = 0
-                  while i < c8 {
-                    let xhat = (load8(xr + i) - load8(m + i)) * load8(inv + i)
-                    store8(load8(sc + i) * (load8(g + i) - load8(a1 + i) - xhat * load8(a2 + i)), o + i)
-                    i &+= 8
-                  }
-                  while i < c {
-                    let xhat = (xr[i] - m[i]) * inv[i]
-                    o[i] = sc[i] * (g[i] - a1[i] - xhat * a2[i])
-                    i &+= 1
-                  }
-                }
-              }
-            }
+    Parallel.forEach(x.batch) { _, samples in
+      for b in samples {
+        for t in 0..<x.length {
+          let xr = x.row(b, t)
+          let g = dy.row(b, t)
+          let o = dx.row(b, t)
+          var i = 0
+          while i < c8 {
+            let xhat = (load8(xr + i) - load8(m + i)) * load8(inv + i)
+            store8(load8(sc + i) * (load8(g + i) - load8(a1 + i) - xhat * load8(a2 + i)), o + i)
+            i &+= 8
+          }
+          while i < c {
+            let xhat = (xr[i] - m[i]) * inv[i]
+            o[i] = sc[i] * (g[i] - a1[i] - xhat * a2[i])
+            i &+= 1
           }
         }
       }
@@ -445,25 +468,27 @@ final class MaxPoolLayer: Layer {
   func forward(_ x: Tensor, _ y: Tensor, _ ctx: StepContext) {
     let c = plan.inputChannels
     let c8 = c & ~7
-    for b in 0..<x.batch {
-      for to in 0..<plan.outputLength {
-        let (_, lo, hi) = window(to)
-        let out = y.row(b, to)
-        out.update(from: x.row(b, lo), count: c)
-        var t = lo + 1
-        while t < hi {
-          let r = x.row(b, t)
-          var i = 0
-          while i < c8 {
-            let (m, v) = (load8(out + i), load8(r + i))
-            store8(m.replacing(with: v, where: v .> m), out + i)
-            i &+= 8
+    Parallel.forEach(x.batch) { _, samples in
+      for b in samples {
+        for to in 0..<plan.outputLength {
+          let (_, lo, hi) = window(to)
+          let out = y.row(b, to)
+          out.update(from: x.row(b, lo), count: c)
+          var t = lo + 1
+          while t < hi {
+            let r = x.row(b, t)
+            var i = 0
+            while i < c8 {
+              let (m, v) = (load8(out + i), load8(r + i))
+              store8(m.replacing(with: v, where: v .> m), out + i)
+              i &+= 8
+            }
+            while i < c {
+              out[i] = max(out[i], r[i])
+              i &+= 1
+            }
+            t &+= 1
           }
-          while i < c {
-            out[i] = max(out[i], r[i])
-            i &+= 1
-          }
-          t &+= 1
         }
       }
     }
@@ -474,39 +499,44 @@ final class MaxPoolLayer: Layer {
     let c = plan.inputChannels
     let c8 = c & ~7
     let lin = plan.inputLength
-    for b in 0..<dx.batch {
-      if dx.layout.stride == lin {
-        memset(dx.row(b, 0), 0, lin * c * 4)
-      } else {
-        for t in 0..<lin { memset(dx.row(b, t), 0, c * 4) }
-      }
-    }
-    let zero = F8(repeating: 0)
-    remaining.withUnsafeMutableBufferPointer { rb in
-      let rem = rb.baseAddress!
-      for b in 0..<dx.batch {
-        for to in 0..<plan.outputLength {
-          let (_, lo, hi) = window(to)
-          let out = y.row(b, to)
-          rem.update(from: dy.row(b, to), count: c)
-          for t in lo..<hi {
-            let xr = x.row(b, t)
-            let o = dx.row(b, t)
-            var i = 0
-            while i < c8 {
-              let hit = load8(xr + i) .== load8(out + i)
-              let r = load8(rem + i)
-              store8(load8(o + i) + r.replacing(with: zero, where: .!hit), o + i)
-              store8(r.replacing(with: zero, where: hit), rem + i)
-              i &+= 8
+    Parallel.forEach(dx.batch) { _, samples in
+      let zero = F8(repeating: 0)
+      withUnsafeTemporaryAllocation(of: Float.self, capacity: c) { rb in
+        let rem = rb.baseAddress!
+        for b in samples {
+          // Each input row is zeroed just before the first window that reaches it (while it is in cache).
+          var zeroed = 0
+          for to in 0..<plan.outputLength {
+            let (_, lo, hi) = window(to)
+            while zeroed < hi {
+              memset(dx.row(b, zeroed), 0, c * 4)
+              zeroed += 1
             }
-            while i < c {
-              if xr[i] == out[i] {
-                o[i] += rem[i]
-                rem[i] = 0
+            let out = y.row(b, to)
+            rem.update(from: dy.row(b, to), count: c)
+            for t in lo..<hi {
+              let xr = x.row(b, t)
+              let o = dx.row(b, t)
+              var i = 0
+              while i < c8 {
+                let hit = load8(xr + i) .== load8(out + i)
+                let r = load8(rem + i)
+                store8(load8(o + i) + r.replacing(with: zero, where: .!hit), o + i)
+                store8(r.replacing(with: zero, where: hit), rem + i)
+                i &+= 8
               }
-              i &+= 1
+              while i < c {
+                if xr[i] == out[i] {
+                  o[i] += rem[i]
+                  rem[i] = 0
+                }
+                i &+= 1
+              }
             }
+          }
+          while zeroed < lin {
+            memset(dx.row(b, zeroed), 0, c * 4)
+            zeroed += 1
           }
         }
       }

@@ -13,7 +13,10 @@ public final class Network {
   /// Non-trainable variables (BatchNorm moving mean and variance), in layer order.
   public let stateLayout: ParameterLayout
   public let parameters: FloatBuffer
+  /// Gradients in the parameters' layout, then `gradientTail` spare floats that ride along in the same
+  /// allreduce (a step's loss sum, correct count, flags).
   public let gradients: FloatBuffer
+  public static let gradientTail = 8
   public let state: FloatBuffer
   /// Sums per-channel BatchNorm statistics across ranks in place (synchronised BatchNorm). Nil: local batch.
   public var statisticsReducer: ((UnsafeMutableBufferPointer<Double>) -> Void)?
@@ -51,7 +54,7 @@ public final class Network {
     parameterLayout = layout
     self.stateLayout = stateLayout
     parameters = FloatBuffer(count: layout.count)
-    gradients = FloatBuffer(count: layout.count)
+    gradients = FloatBuffer(count: layout.count + Network.gradientTail)
     state = FloatBuffer(count: stateLayout.count)
     var layers: [any Layer] = []
     for (index, plan) in plans.enumerated() {
@@ -249,6 +252,26 @@ public final class Network {
         x: activation(i, batch: batch), y: activation(i + 1, batch: batch), dy: gradient(i + 1, batch: batch),
         dx: i > 0 ? gradient(i, batch: batch) : nil, ctx)
     }
+  }
+
+  /// Joins the collective reductions of a training step with no rows of its own (a rank whose share of a
+  /// short last batch is empty), so that the other ranks' synchronised BatchNorm does not wait forever.
+  public func emptyTrainingStep() {
+    guard let reduce = statisticsReducer else { return }
+    let norms = layers.compactMap { $0 as? BatchNormLayer }
+    for layer in norms {
+      for n in layer.reductionSizes().forward {
+        var zeros = [Double](repeating: 0, count: n)
+        zeros.withUnsafeMutableBufferPointer { reduce($0) }
+      }
+    }
+    for layer in norms.reversed() {
+      for n in layer.reductionSizes().backward {
+        var zeros = [Double](repeating: 0, count: n)
+        zeros.withUnsafeMutableBufferPointer { reduce($0) }
+      }
+    }
+    gradients.zero()
   }
 
   // MARK: Access by name

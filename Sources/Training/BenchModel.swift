@@ -59,11 +59,16 @@ public struct ModelBenchSample: Codable, Sendable {
   public var stepSeconds: [Double]
   public var predictSamplesPerSecond: Double
   public var peakMegabytes: Double
+  /// The OpenBLAS kernels and their sgemm peak in this process (sertrain only).
+  public var blasCore: String?
+  public var sgemmPeak: Double?
 
   enum CodingKeys: String, CodingKey {
     case stepSeconds = "step_seconds"
     case predictSamplesPerSecond = "predict_samples_per_second"
     case peakMegabytes = "peak_mb"
+    case blasCore = "blas_core"
+    case sgemmPeak = "sgemm_peak_gflops"
   }
 
   public func json() -> String {
@@ -80,6 +85,7 @@ public struct ModelBenchSample: Codable, Sendable {
 public func benchmarkTraining(
   spec: ModelSpec, classes: Int = 7, batch: Int, steps: Int, warmup: Int, predictBatches: Int, profile: Bool = false
 ) throws -> ModelBenchSample {
+  let peak = measureSGEMMPeak()
   let network = try Network(spec: spec, classes: classes, seed: 1)
   let adam = Adam(count: network.parameters.count)
   var rng = RandomStream(seed: 3)
@@ -113,7 +119,8 @@ public func benchmarkTraining(
   var usage = rusage()
   getrusage(RUSAGE_SELF.rawValue, &usage)
   return ModelBenchSample(
-    stepSeconds: times, predictSamplesPerSecond: predictRate, peakMegabytes: Double(usage.ru_maxrss) / 1024)
+    stepSeconds: times, predictSamplesPerSecond: predictRate, peakMegabytes: Double(usage.ru_maxrss) / 1024,
+    blasCore: blasCoreName, sgemmPeak: peak)
 }
 
 /// The peer: Keras 3 on TensorFlow CPU, the same model, `train_on_batch` at the same batch on random data, then

@@ -27,6 +27,8 @@ public struct Checkpoint {
   public var learningRate = 1e-3
   /// The training loop's own state (epoch, callbacks, configuration) as JSON, when it comes from training.
   public var training: String?
+  /// Each row's side of the split (0 train, 1 validation, 2 test), when it comes from training.
+  public var split: [Int8]?
 
   /// A checkpoint of `network`'s current variables, with an identity scaler unless one is given.
   public init(network: Network, classNames: [String], scalerMean: [Float]? = nil, scalerScale: [Float]? = nil) {
@@ -67,6 +69,7 @@ public struct Checkpoint {
       try writeLayout(stateLayout, f, "state_layout")
       _ = try f.write("scaler/mean", scalerMean)
       _ = try f.write("scaler/scale", scalerScale)
+      if let split { _ = try f.write("split", split) }
       if let adamM, let adamV {
         _ = try f.write("optimizer/m", adamM)
         _ = try f.write("optimizer/v", adamV)
@@ -133,6 +136,7 @@ public struct Checkpoint {
       c.adamV = try f.read("optimizer/v")
     }
     if f.hasAttribute("training") { c.training = try f.stringAttribute("training") }
+    if f.exists("split") { c.split = try f.read("split") }
     guard c.parameters.allSatisfy({ $0.isFinite }) else {
       throw CheckpointError(path, "parameters hold NaN or infinity")
     }

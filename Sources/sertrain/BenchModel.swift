@@ -48,12 +48,19 @@ struct BenchModelCommand: ParsableCommand {
       }
       let network = try Network(spec: spec, classes: 7)
       let flops = trainingFlopsPerSample(network)
-      print("machine: \(machineDescription()), OpenBLAS \(blasThreads) threads")
+      print("machine: \(machineDescription()), OpenBLAS \(blasThreads) threads, kernels \(blasCoreName)")
       print(
         "model \(spec.name): \(network.trainableCount + network.nonTrainableCount) parameters, "
           + "\(fixed(flops / 1e9, 2)) GFLOP per sample (forward + backward), batch \(batchSize)")
-      let peak = measureSGEMMPeak()
-      print("sgemm peak (4096^3, best of 3): \(fixed(peak, 1)) GFLOP/s")
+      // sertrain as configured, and also with the kernels it would pick on this CPU when the environment pins
+      // older ones (OPENBLAS_CORETYPE): each process measures its own sgemm peak first.
+      var configurations: [(String, [String: String])] = [("sertrain", [:])]
+      if let better = preferredBLASCoreType(environment: [:]), environment()["OPENBLAS_CORETYPE"] != nil {
+        configurations.append(("sertrain/\(better)", ["OPENBLAS_CORETYPE": better]))
+        print(
+          "note: the environment sets OPENBLAS_CORETYPE=\(environment()["OPENBLAS_CORETYPE"]!); this CPU runs "
+            + "\(better) kernels, which sertrain uses when the variable is unset: both are measured")
+      }
       let python =
         options.noPeer || model != "seed"
         ? nil : try benchmarkVenv(options.venv, packages: ["tensorflow-cpu", "h5py"])
@@ -66,22 +73,24 @@ struct BenchModelCommand: ParsableCommand {
       }
       defer { if !script.isEmpty { unlink(script) } }
       let args = ["\(batchSize)", "\(steps)", "\(warmup)", "\(predictBatches)"]
-      var ours: [ModelBenchSample] = []
+      var ours = [[ModelBenchSample]](repeating: [], count: configurations.count)
       var peer: [ModelBenchSample] = []
       for i in 0..<max(options.repeats, python == nil ? 0 : options.peerRepeats) {
         if i < options.repeats {
-          let (m, out) = try runCapturing(
-            [
-              currentExecutable(), "bench", "model", "--child", "--model", model, "--batch-size", args[0],
-              "--steps", args[1], "--warmup", args[2], "--predict-batches", args[3],
-            ] + (profile ? ["--profile"] : []))
-          guard m.status == 0, let line = out.split(separator: "\n").last(where: { $0.hasPrefix("{") }) else {
-            throw ChildError(message: "sertrain bench child exited \(m.status)")
+          for (c, (label, env)) in configurations.enumerated() {
+            let (m, out) = try runCapturing(
+              [
+                currentExecutable(), "bench", "model", "--child", "--model", model, "--batch-size", args[0],
+                "--steps", args[1], "--warmup", args[2], "--predict-batches", args[3],
+              ] + (profile ? ["--profile"] : []), environment: env)
+            guard m.status == 0, let line = out.split(separator: "\n").last(where: { $0.hasPrefix("{") }) else {
+              throw ChildError(message: "sertrain bench child exited \(m.status)")
+            }
+            var s = try ModelBenchSample.parse(String(line))
+            s.peakMegabytes = m.maxRSSMegabytes
+            report(label, i, s, flops: flops, peak: s.sgemmPeak)
+            ours[c].append(s)
           }
-          var s = try ModelBenchSample.parse(String(line))
-          s.peakMegabytes = m.maxRSSMegabytes
-          report("sertrain", i, s, flops: flops, peak: peak)
-          ours.append(s)
         }
         if let python, i < options.peerRepeats {
           let (m, out) = try runCapturing([python, script] + args)
@@ -90,37 +99,43 @@ struct BenchModelCommand: ParsableCommand {
           }
           var s = try ModelBenchSample.parse(String(line))
           s.peakMegabytes = m.maxRSSMegabytes
-          report("keras ", i, s, flops: flops, peak: peak)
+          report("keras", i, s, flops: flops, peak: nil)
           peer.append(s)
         }
       }
-      let oursStep = median(ours.flatMap(\.stepSeconds))
-      let oursRate = Double(batchSize) / oursStep
-      let oursPredict = median(ours.map(\.predictSamplesPerSecond))
-      print(
-        "sertrain: median step \(fixed(oursStep, 3)) s = \(fixed(oursRate, 2)) samples/s = "
-          + "\(fixed(oursRate * flops / 1e9, 1)) GFLOP/s = \(fixed(100 * oursRate * flops / 1e9 / peak, 1))% of sgemm "
-          + "peak; predict \(fixed(oursPredict, 1)) samples/s; peak RSS \(fixed(ours.map(\.peakMegabytes).max()!, 0)) MB"
-      )
-      guard !peer.isEmpty else { return }
-      let peerStep = median(peer.flatMap(\.stepSeconds))
-      let peerRate = Double(batchSize) / peerStep
-      let peerPredict = median(peer.map(\.predictSamplesPerSecond))
-      print(
-        "keras:    median step \(fixed(peerStep, 3)) s = \(fixed(peerRate, 2)) samples/s = "
-          + "\(fixed(peerRate * flops / 1e9, 1)) GFLOP/s; predict \(fixed(peerPredict, 1)) samples/s; "
-          + "peak RSS \(fixed(peer.map(\.peakMegabytes).max()!, 0)) MB")
-      print(
-        "ratio (sertrain / keras): training \(fixed(oursRate / peerRate, 2))x, predict "
-          + "\(fixed(oursPredict / peerPredict, 2))x")
+      let peerRate = peer.isEmpty ? nil : Double(batchSize) / median(peer.flatMap(\.stepSeconds))
+      let peerPredict = peer.isEmpty ? nil : median(peer.map(\.predictSamplesPerSecond))
+      for (c, (label, _)) in configurations.enumerated() {
+        let step = median(ours[c].flatMap(\.stepSeconds))
+        let rate = Double(batchSize) / step
+        let peak = median(ours[c].compactMap(\.sgemmPeak))
+        let predict = median(ours[c].map(\.predictSamplesPerSecond))
+        var line =
+          "\(label) (\(ours[c].first?.blasCore ?? "?") kernels): median step \(fixed(step, 3)) s = "
+          + "\(fixed(rate, 2)) samples/s = \(fixed(rate * flops / 1e9, 1)) GFLOP/s = "
+          + "\(fixed(100 * rate * flops / 1e9 / peak, 1))% of its sgemm peak \(fixed(peak, 1)) GFLOP/s; predict "
+          + "\(fixed(predict, 1)) samples/s; peak RSS \(fixed(ours[c].map(\.peakMegabytes).max()!, 0)) MB"
+        if let peerRate, let peerPredict {
+          line += "; vs keras: training \(fixed(rate / peerRate, 2))x, predict \(fixed(predict / peerPredict, 2))x"
+        }
+        print(line)
+      }
+      if let peerRate, let peerPredict {
+        print(
+          "keras (TensorFlow CPU): median step \(fixed(Double(batchSize) / peerRate, 3)) s = \(fixed(peerRate, 2)) "
+            + "samples/s = \(fixed(peerRate * flops / 1e9, 1)) GFLOP/s; predict \(fixed(peerPredict, 1)) samples/s; "
+            + "peak RSS \(fixed(peer.map(\.peakMegabytes).max()!, 0)) MB")
+      }
     }
   }
 
-  private func report(_ who: String, _ i: Int, _ s: ModelBenchSample, flops: Double, peak: Double) {
+  private func report(_ who: String, _ i: Int, _ s: ModelBenchSample, flops: Double, peak: Double?) {
     let rate = Double(batchSize) / median(s.stepSeconds)
+    let share = peak.map { " (\(fixed(100 * rate * flops / 1e9 / $0, 1))% of sgemm peak \(fixed($0, 0)))" } ?? ""
     print(
       "  \(who) run \(i + 1): steps \(s.stepSeconds.map { fixed($0, 2) }.joined(separator: ", ")) s -> "
-        + "\(fixed(rate, 2)) samples/s (\(fixed(100 * rate * flops / 1e9 / peak, 1))% of peak), predict "
-        + "\(fixed(s.predictSamplesPerSecond, 1)) samples/s, peak \(fixed(s.peakMegabytes, 0)) MB")
+        + "\(fixed(rate, 2)) samples/s\(share), predict \(fixed(s.predictSamplesPerSecond, 1)) samples/s, "
+        + "peak \(fixed(s.peakMegabytes, 0)) MB")
+    fflush(stdout)
   }
 }

@@ -14,7 +14,10 @@ struct SerTrain: ParsableCommand {
   static let configuration = CommandConfiguration(
     commandName: "sertrain",
     abstract: "A data-parallel trainer for speech emotion recognition.",
-    subcommands: [Convert.self, Inspect.self, Summary.self, ImportKeras.self, ExportKeras.self, Bench.self])
+    subcommands: [
+      Train.self, Convert.self, Inspect.self, Summary.self, ImportKeras.self, ExportKeras.self, Bench.self,
+    ],
+    defaultSubcommand: Train.self)
 
   /// Exit codes of DESIGN.md: 0 done, 1 error, 2 usage, 75 stopped on a signal after a checkpoint.
   ///

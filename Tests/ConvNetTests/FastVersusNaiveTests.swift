@@ -26,6 +26,10 @@ func oddSpec(
 /// The fast float32 kernels (GEMM convolutions over padded NLC buffers) against the naive double-precision
 /// reference on a sweep of shapes: lengths odd and even, pools 3 and 5, kernels 1 to 5, channels 1 to 9.
 final class FastVersusNaiveTests: XCTestCase {
+  /// Three element-wise parts (more than this machine's cores, and uneven splits of odd batches).
+  override func setUp() { Parallel.threads = 3 }
+  override func tearDown() { Parallel.threads = 1 }
+
   func check(
     _ spec: ModelSpec, classes: Int, batch: Int, seed: UInt64, file: StaticString = #filePath, line: UInt = #line
   )

@@ -1,0 +1,593 @@
+import CSupport
+import Collective
+import ConvNet
+import FeatureStore
+import FoundationEssentials
+import HDF5
+
+#if canImport(Glibc)
+  import Glibc
+#endif
+
+/// Everything a training run is told; saved in `config.json` and in every checkpoint.
+public struct TrainConfig: Codable, Equatable, Sendable {
+  public var data = "features.h5"
+  public var model = "seed"
+  public var epochs = 50
+  public var batchSize = 64
+  public var learningRate = 1e-3
+  public var split = SplitKind.recording
+  public var validationFraction = 0.1
+  public var testFraction = 0.1
+  public var seed: UInt64 = 0
+  /// Standardise the features (the seed's StandardScaler), fitted on the train rows.
+  public var standardize = true
+  public var earlyStopping = EarlyStopping()
+  public var reduceLR = ReduceLROnPlateau()
+  public init() {}
+}
+
+/// One epoch's metrics, as Keras's History records them.
+public struct HistoryRow: Codable, Equatable, Sendable {
+  public var epoch: Int
+  public var loss: Double
+  public var accuracy: Double
+  public var valLoss: Double?
+  public var valAccuracy: Double?
+  public var learningRate: Double
+  public var seconds: Double
+
+  public var metrics: [String: Double] {
+    var m = ["loss": loss, "accuracy": accuracy]
+    if let valLoss { m["val_loss"] = valLoss }
+    if let valAccuracy { m["val_accuracy"] = valAccuracy }
+    return m
+  }
+}
+
+/// The loop's position and memory, saved in checkpoints so that a run resumes where it stopped.
+public struct TrainingState: Codable, Sendable {
+  public var config: TrainConfig
+  /// The epoch in progress (0-based) and the steps of it already taken.
+  public var epoch = 0
+  public var step = 0
+  /// The epoch's running sums so far (a resumed epoch reports the same metrics).
+  public var epochLoss = 0.0
+  public var epochCorrect = 0.0
+  public var epochSamples = 0.0
+  public var epochSeconds = 0.0
+  public var finished = false
+  public var history: [HistoryRow] = []
+  public var ranks = 1
+  /// The best monitored value so far and its epoch (checkpoint-best).
+  public var bestValue: Double?
+  public var bestEpoch: Int?
+  public var savedEarlyStopping: EarlyStopping?
+  public var savedReduceLR: ReduceLROnPlateau?
+
+  public init(config: TrainConfig) { self.config = config }
+
+  func json() -> String {
+    let e = JSONEncoder()
+    e.outputFormatting = [.sortedKeys]
+    e.nonConformingFloatEncodingStrategy = .convertToString(
+      positiveInfinity: "inf", negativeInfinity: "-inf", nan: "nan")
+    return String(decoding: (try? e.encode(self)) ?? Data(), as: UTF8.self)
+  }
+
+  static func parse(_ text: String) throws -> TrainingState {
+    let d = JSONDecoder()
+    d.nonConformingFloatDecodingStrategy = .convertFromString(
+      positiveInfinity: "inf", negativeInfinity: "-inf", nan: "nan")
+    return try d.decode(TrainingState.self, from: Data(text.utf8))
+  }
+}
+
+public struct TrainingError: Error, CustomStringConvertible {
+  public var message: String
+  public init(_ message: String) { self.message = message }
+  public var description: String { message }
+}
+
+/// Data-parallel training: every rank takes a strided share of each global batch of the epoch's permutation,
+/// runs forward and backward with synchronised BatchNorm, and the flat gradients (with the step's loss, correct
+/// count and flags) are summed in one allreduce; rank 0 decides the callbacks and writes the run directory.
+public final class Trainer {
+  public static let exitStopped: Int32 = 75
+
+  let comm: Communicator
+  var config: TrainConfig
+  let runDir: String
+  let file: FeatureFile
+  let network: Network
+  let adam: Adam
+  var state: TrainingState
+  let split: DataSplit
+  var scalerMean: [Float]
+  var scalerScale: [Float]
+  let trainRows: [Int]
+  let validationRows: [Int]
+  var bestWeights: (parameters: [Float], state: [Float])?
+  var earlyStopping: EarlyStopping
+  var reduceLR: ReduceLROnPlateau
+  /// Printing on rank 0 only; warnings from any rank go to standard error with the rank.
+  let quiet: Bool
+  /// Called on every rank after each step with (epoch, steps done in it); tests raise signals from here.
+  public var onStep: ((Int, Int) -> Void)?
+
+  var isRoot: Bool { comm.rank == 0 }
+  var lastPath: String { runDir + "/checkpoint-last.h5" }
+  var bestPath: String { runDir + "/checkpoint-best.h5" }
+
+  public init(config: TrainConfig, runDir: String, resume: String?, comm: Communicator, quiet: Bool = false) throws {
+    self.comm = comm
+    self.runDir = runDir
+    self.quiet = quiet
+    var config = config
+    var resumeFrom: Checkpoint?
+    var resumePath: String?
+    if let resume {
+      let path = resume == "auto" ? runDir + "/checkpoint-last.h5" : resume
+      if access(path, R_OK) == 0 {
+        resumeFrom = try Checkpoint.read(path)
+        resumePath = path
+      } else if resume != "auto" {
+        throw TrainingError("--resume \(resume): no readable checkpoint there")
+      }
+    }
+    var restoredState: TrainingState?
+    if let c = resumeFrom {
+      guard let t = c.training else {
+        throw TrainingError("\(resumePath!): has no training state (an imported model?); train without --resume")
+      }
+      var s = try TrainingState.parse(t)
+      // What may change on resume: the epoch budget and where the data lives; the rest is the run's.
+      s.config.epochs = config.epochs
+      s.config.data = config.data
+      config = s.config
+      restoredState = s
+    }
+    self.config = config
+    file = try FeatureFile(path: config.data)
+    guard file.rowCount > 0, file.classes.count >= 2 else {
+      throw TrainingError(
+        "\(config.data): needs rows of at least 2 classes, has \(file.rowCount) rows of \(file.classes.count)")
+    }
+    var spec = try resumeFrom?.spec ?? ModelSpec.load(config.model)
+    if ModelSpec.presets.contains(config.model) && resumeFrom == nil {
+      spec.inputLength = file.width
+      spec.inputChannels = 1
+    }
+    guard spec.inputLength * spec.inputChannels == file.width else {
+      throw TrainingError(
+        "model '\(spec.name)' reads \(spec.inputLength) x \(spec.inputChannels) inputs but \(config.data) has "
+          + "\(file.width) features per row")
+    }
+    network = try Network(spec: spec, classes: file.classes.count, seed: config.seed)
+    adam = Adam(count: network.trainableCount, learningRate: Float(config.learningRate))
+
+    // Every rank must run the same model.
+    var specText = spec.encoded() + "#\(network.trainableCount)+\(network.nonTrainableCount)"
+    let mine = specText
+    comm.broadcast(&specText, root: 0)
+    var mismatch = mine == specText ? 0.0 : 1.0
+    comm.allreduceSum(UnsafeMutableBufferPointer(start: &mismatch, count: 1))
+    if mine != specText {
+      throw TrainingError("rank \(comm.rank): the model spec or parameter count differs from rank 0's")
+    }
+    if mismatch > 0 { throw TrainingError("rank \(comm.rank): another rank has a different model spec") }
+
+    if let c = resumeFrom {
+      guard c.classNames == file.classes else {
+        throw TrainingError("\(resumePath!): its classes \(c.classNames) are not \(config.data)'s \(file.classes)")
+      }
+      network.parameters.copy(from: c.parameters.withUnsafeBufferPointer { $0 })
+      network.state.copy(from: c.state.withUnsafeBufferPointer { $0 })
+      if let m = c.adamM, let v = c.adamV {
+        adam.m.copy(from: m.withUnsafeBufferPointer { $0 })
+        adam.v.copy(from: v.withUnsafeBufferPointer { $0 })
+      }
+      adam.iterations = c.adamIterations
+      adam.learningRate = Float(c.learningRate)
+      guard let membership = c.split, membership.count == file.rowCount else {
+        throw TrainingError("\(resumePath!): its split does not cover \(config.data)'s \(file.rowCount) rows")
+      }
+      split = DataSplit(membership: membership)
+      scalerMean = c.scalerMean
+      scalerScale = c.scalerScale
+      state = restoredState!
+    } else {
+      split = try DataSplit.make(
+        file, kind: config.split, validation: config.validationFraction, test: config.testFraction, seed: config.seed)
+      scalerMean = [Float](repeating: 0, count: file.width)
+      scalerScale = [Float](repeating: 1, count: file.width)
+      state = TrainingState(config: config)
+    }
+    trainRows = split.train
+    validationRows = split.validation
+    earlyStopping = state.savedEarlyStopping ?? config.earlyStopping
+    reduceLR = state.savedReduceLR ?? config.reduceLR
+    state.ranks = comm.size
+    guard !trainRows.isEmpty else { throw TrainingError("the split left no train rows") }
+    try checkMonitors()
+    if resumeFrom == nil {
+      if config.standardize { try fitScaler() }
+      broadcastInitialParameters()
+    }
+    if resumeFrom != nil, earlyStopping.restoreBestWeights, earlyStopping.hasBestWeights, isRoot,
+      access(bestPath, R_OK) == 0
+    {
+      let best = try Checkpoint.read(bestPath)
+      bestWeights = (best.parameters, best.state)
+    }
+    network.statisticsReducer = comm.size > 1 ? { [comm] in comm.allreduceSum($0) } : nil
+    if isRoot {
+      try makeDirectories(runDir)
+      if resumeFrom == nil { try writeConfig() }
+    }
+    if let resumePath, isRoot, !quiet {
+      print("resuming from \(resumePath): epoch \(state.epoch + 1), step \(state.step), \(comm.size) rank(s)")
+    }
+  }
+
+  /// A monitor no metric produces is an error (the seed's `val_acc` silently disabled both callbacks in Keras).
+  private func checkMonitors() throws {
+    var available = ["loss", "accuracy"]
+    if !validationRows.isEmpty { available += ["val_loss", "val_accuracy"] }
+    for (name, monitor) in [("early stopping", earlyStopping.monitor), ("learning-rate reduction", reduceLR.monitor)]
+    where !available.contains(monitor) {
+      throw TrainingError(
+        "\(name) monitors '\(monitor)', which no metric produces (available: \(available.joined(separator: ", ")))")
+    }
+    if EarlyStopping.increasing(earlyStopping.monitor, earlyStopping.mode) == nil {
+      throw TrainingError("early stopping cannot tell which way '\(earlyStopping.monitor)' improves: give a mode")
+    }
+  }
+
+  /// Per-column mean and population deviation of the train rows (each rank sums a strided share; the sums are
+  /// reduced), as scikit-learn's StandardScaler computes them; a zero deviation becomes 1.
+  private func fitScaler() throws {
+    let w = file.width
+    var sums = [Double](repeating: 0, count: 2 * w + 1)
+    let mine = Swift.stride(from: comm.rank, to: trainRows.count, by: comm.size).map { trainRows[$0] }
+    // Shift by the first train row so that the one-pass variance does not cancel.
+    let shift = try file.readRows(trainRows[0]..<(trainRows[0] + 1)).map(Double.init)
+    var buffer = [Float](repeating: 0, count: 256 * w)
+    var start = 0
+    while start < mine.count {
+      let rows = Array(mine[start..<min(start + 256, mine.count)])
+      try buffer.withUnsafeMutableBufferPointer { try file.readRows(at: rows, into: $0) }
+      for r in 0..<rows.count {
+        for c in 0..<w {
+          let v = Double(buffer[r * w + c]) - shift[c]
+          sums[c] += v
+          sums[w + c] += v * v
+        }
+      }
+      start += rows.count
+    }
+    sums[2 * w] = Double(mine.count)
+    comm.allreduceSum(&sums)
+    let n = sums[2 * w]
+    for c in 0..<w {
+      let m = sums[c] / n
+      let variance = max(sums[w + c] / n - m * m, 0)
+      scalerMean[c] = Float(m + shift[c])
+      scalerScale[c] = variance > 0 ? Float(variance.squareRoot()) : 1
+    }
+  }
+
+  /// Rank 0's initial parameters go to every rank, which checks them by checksum.
+  private func broadcastInitialParameters() {
+    guard comm.size > 1 else { return }
+    comm.broadcast(
+      UnsafeMutableRawBufferPointer(start: network.parameters.pointer, count: network.trainableCount * 4), root: 0)
+    comm.broadcast(
+      UnsafeMutableRawBufferPointer(start: network.state.pointer, count: network.nonTrainableCount * 4), root: 0)
+    var sum = checksum(network.parameters.pointer, network.trainableCount)
+    var root = sum
+    comm.broadcast(&root, root: 0)
+    var bad = sum == root ? 0.0 : 1.0
+    comm.allreduceSum(UnsafeMutableBufferPointer(start: &bad, count: 1))
+    if bad > 0 {
+      printError("rank \(comm.rank): parameter checksum \(sum) vs rank 0's \(root) after the broadcast")
+      comm.abort(code: 1)
+    }
+    sum = 0
+  }
+
+  private func checksum(_ p: UnsafePointer<Float>, _ n: Int) -> UInt64 {
+    var h: UInt64 = 0xcbf2_9ce4_8422_2325
+    for i in 0..<n { h = (h ^ UInt64(p[i].bitPattern)) &* 0x100_0000_01b3 }
+    return h
+  }
+
+  // MARK: Data
+
+  /// Reads `rows` (any order) standardised into `x`.
+  private func load(_ rows: [Int], into x: UnsafeMutableBufferPointer<Float>) throws {
+    try file.readRows(at: rows, into: x)
+    let w = file.width
+    scalerMean.withUnsafeBufferPointer { m in
+      scalerScale.withUnsafeBufferPointer { s in
+        for r in 0..<rows.count {
+          let row = x.baseAddress! + r * w
+          for c in 0..<w { row[c] = (row[c] - m[c]) / s[c] }
+        }
+      }
+    }
+  }
+
+  /// The epoch's order of the train rows: a permutation drawn from (seed, epoch) alone, whatever the ranks.
+  func permutation(epoch: Int) -> [Int] {
+    var rng = RandomStream(seed: config.seed, stream: [UInt64(epoch), 0xE90C])
+    return rng.permutation(trainRows.count).map { trainRows[$0] }
+  }
+
+  var stepsPerEpoch: Int { (trainRows.count + config.batchSize - 1) / config.batchSize }
+
+  // MARK: The loop
+
+  /// Trains to the end (0), or until a stop signal (checkpoint written, `exitStopped`).
+  public func run() throws -> Int32 {
+    sertrain_install_stop_handlers()
+    if state.finished {
+      if isRoot && !quiet { print("the run in \(runDir) already finished (epoch \(state.epoch))") }
+      return 0
+    }
+    let b = config.batchSize
+    let w = file.width
+    var x = [Float](repeating: 0, count: b * w)
+    var labels = [Int32](repeating: 0, count: b)
+    let tail = network.gradients.pointer + network.trainableCount
+    let reduced = UnsafeMutableBufferPointer(start: network.gradients.pointer, count: network.trainableCount + 5)
+    while state.epoch < config.epochs {
+      let epoch = state.epoch
+      let order = permutation(epoch: epoch)
+      let bar = isRoot && !quiet ? ProgressBar(label: "epoch \(epoch + 1)/\(config.epochs)", unit: "samples") : nil
+      var t0 = monotonicSeconds()
+      while state.step < stepsPerEpoch {
+        let step = state.step
+        let global = Array(order[(step * b)..<min((step + 1) * b, order.count)])
+        let local = Swift.stride(from: comm.rank, to: global.count, by: comm.size).map { global[$0] }
+        if local.isEmpty {
+          network.emptyTrainingStep()
+          for i in 0..<5 { tail[i] = 0 }
+        } else {
+          try x.withUnsafeMutableBufferPointer { try load(local, into: $0) }
+          for (i, r) in local.enumerated() { labels[i] = file.labels[r] }
+          var stream = RandomStream(seed: config.seed, stream: [UInt64(epoch), UInt64(step), UInt64(comm.rank)])
+          let dropoutSeed = stream.next()
+          x.withUnsafeBufferPointer {
+            _ = network.forward($0.baseAddress!, batch: local.count, training: true, dropoutSeed: dropoutSeed)
+          }
+          let (loss, correct) = labels.withUnsafeBufferPointer {
+            network.loss(labels: UnsafeBufferPointer(rebasing: $0[0..<local.count]))
+          }
+          labels.withUnsafeBufferPointer {
+            network.backward(labels: UnsafeBufferPointer(rebasing: $0[0..<local.count]), scale: 1 / Float(global.count))
+          }
+          tail[0] = Float(loss)
+          tail[1] = Float(correct)
+          tail[2] = Float(local.count)
+          tail[3] = loss.isFinite ? 0 : 1
+        }
+        tail[4] = sertrain_stop_requested() != 0 ? 1 : 0
+        comm.allreduceSum(reduced)
+        if tail[3] > 0 {
+          throw TrainingError(
+            "the loss is not finite at epoch \(epoch + 1), step \(step + 1) (NaN or infinity in the data or a diverging "
+              + "model: try a lower --learning-rate); the last checkpoint, \(lastPath), is intact")
+        }
+        adam.update(network.parameters, network.gradients)
+        state.epochLoss += Double(tail[0])
+        state.epochCorrect += Double(tail[1])
+        state.epochSamples += Double(tail[2])
+        state.step += 1
+        let now = monotonicSeconds()
+        state.epochSeconds += now - t0
+        t0 = now
+        bar?.update(
+          fraction: Double(state.step) / Double(stepsPerEpoch), count: Int(state.epochSamples))
+        onStep?(epoch, state.step)
+        if tail[4] > 0 {
+          bar?.finish()
+          try checkpoint(best: false)
+          if isRoot && !quiet {
+            print(
+              "stopped by a signal at epoch \(epoch + 1), step \(state.step): \(lastPath) written; resume with --resume auto"
+            )
+          }
+          return Trainer.exitStopped
+        }
+      }
+      bar?.finish()
+      try endEpoch(epoch)
+      if state.finished { break }
+    }
+    if !state.finished {
+      state.finished = true
+      try finish()
+    }
+    return 0
+  }
+
+  /// Validation, callbacks (decided on rank 0, broadcast), checkpoints and history.
+  private func endEpoch(_ epoch: Int) throws {
+    averageMovingStatistics()
+    let (valLoss, valAccuracy) = try validate()
+    let row = HistoryRow(
+      epoch: epoch + 1, loss: state.epochLoss / max(state.epochSamples, 1),
+      accuracy: state.epochCorrect / max(state.epochSamples, 1), valLoss: valLoss, valAccuracy: valAccuracy,
+      learningRate: Double(adam.learningRate), seconds: state.epochSeconds)
+    // Rank 0 decides: [stop, new learning rate (or -1), keep as best weights, new best checkpoint].
+    var decision: (Double, Double, Double, Double) = (0, -1, 0, 0)
+    if isRoot {
+      let logs = row.metrics
+      let es = earlyStopping.onEpochEnd(epoch: epoch, value: logs[earlyStopping.monitor])
+      let newLR = reduceLR.onEpochEnd(value: logs[reduceLR.monitor], learningRate: adam.learningRate)
+      var improved = false
+      if let v = logs[earlyStopping.monitor],
+        let up = EarlyStopping.increasing(earlyStopping.monitor, earlyStopping.mode)
+      {
+        improved = state.bestValue.map { up ? v > $0 : v < $0 } ?? true
+        if improved {
+          state.bestValue = v
+          state.bestEpoch = epoch + 1
+        }
+      }
+      // checkpoint-best holds the weights EarlyStopping would restore (its min_delta and baseline rules), or
+      // with restoring off, the best monitored value so far.
+      let best = earlyStopping.restoreBestWeights ? es.captureWeights : improved
+      decision = (es.stop ? 1 : 0, newLR.map(Double.init) ?? -1, es.captureWeights ? 1 : 0, best ? 1 : 0)
+    }
+    comm.broadcast(&decision, root: 0)
+    state.history.append(row)
+    if isRoot && !quiet { print(epochLine(row)) }
+    if decision.1 >= 0 {
+      adam.learningRate = Float(decision.1)
+      if isRoot && !quiet { print("  reducing the learning rate to \(adam.learningRate)") }
+    }
+    if decision.2 > 0 && isRoot { bestWeights = (network.parameters.array, network.state.array) }
+    state.epoch = epoch + 1
+    state.step = 0
+    (state.epochLoss, state.epochCorrect, state.epochSamples, state.epochSeconds) = (0, 0, 0, 0)
+    if decision.0 > 0 {
+      if isRoot && !quiet { print("early stopping at epoch \(epoch + 1)") }
+      state.finished = true
+      try finish()
+      return
+    }
+    try checkpoint(best: decision.3 > 0)
+  }
+
+  /// End of training: restore the best weights (Keras's EarlyStopping does at train end) and write the final
+  /// checkpoint.
+  private func finish() throws {
+    state.finished = true
+    if earlyStopping.restoreBestWeights, let best = bestWeights, isRoot {
+      network.parameters.copy(from: best.parameters.withUnsafeBufferPointer { $0 })
+      network.state.copy(from: best.state.withUnsafeBufferPointer { $0 })
+      if !quiet { print("restored the weights of the best epoch, \(earlyStopping.bestEpoch + 1)") }
+    }
+    try checkpoint(best: false)
+  }
+
+  /// Synchronised BatchNorm keeps the moving statistics equal on every rank; averaging guards against drift.
+  private func averageMovingStatistics() {
+    guard comm.size > 1 else { return }
+    let s = network.state
+    comm.allreduceSum(UnsafeMutableBufferPointer(start: s.pointer, count: network.nonTrainableCount))
+    let inv = 1 / Float(comm.size)
+    for i in 0..<network.nonTrainableCount { s.pointer[i] *= inv }
+  }
+
+  /// Loss and accuracy over the validation rows: each rank its strided share, sums and counts reduced.
+  func validate() throws -> (Double?, Double?) {
+    guard !validationRows.isEmpty else { return (nil, nil) }
+    let mine = Swift.stride(from: comm.rank, to: validationRows.count, by: comm.size).map { validationRows[$0] }
+    var sums = [0.0, 0.0, 0.0]
+    let b = config.batchSize
+    var x = [Float](repeating: 0, count: b * file.width)
+    var start = 0
+    while start < mine.count {
+      let rows = Array(mine[start..<min(start + b, mine.count)])
+      try x.withUnsafeMutableBufferPointer { try load(rows, into: $0) }
+      let labels = rows.map { file.labels[$0] }
+      x.withUnsafeBufferPointer { _ = network.forward($0.baseAddress!, batch: rows.count, training: false) }
+      let (loss, correct) = labels.withUnsafeBufferPointer { network.loss(labels: $0) }
+      sums[0] += loss
+      sums[1] += Double(correct)
+      sums[2] += Double(rows.count)
+      start += rows.count
+    }
+    comm.allreduceSum(&sums)
+    return (sums[0] / sums[2], sums[1] / sums[2])
+  }
+
+  /// checkpoint-last (and checkpoint-best) by rank 0, atomically; history.csv beside them.
+  private func checkpoint(best: Bool) throws {
+    guard isRoot else {
+      comm.barrier()
+      return
+    }
+    defer { comm.barrier() }
+    var saved = state
+    saved.callbacks = (earlyStopping, reduceLR)
+    var c = Checkpoint(network: network, classNames: file.classes, scalerMean: scalerMean, scalerScale: scalerScale)
+    c.adamM = adam.m.array
+    c.adamV = adam.v.array
+    c.adamIterations = adam.iterations
+    c.learningRate = Double(adam.learningRate)
+    c.training = saved.json()
+    c.split = split.membership
+    try c.write(to: lastPath, overwrite: true)
+    if best { try c.write(to: bestPath, overwrite: true) }
+    try writeHistory()
+  }
+
+  private func writeHistory() throws {
+    var text = "epoch,loss,accuracy,val_loss,val_accuracy,learning_rate,seconds\n"
+    func f(_ v: Double?) -> String { v.map { "\($0)" } ?? "" }
+    for r in state.history {
+      text +=
+        "\(r.epoch),\(r.loss),\(r.accuracy),\(f(r.valLoss)),\(f(r.valAccuracy)),\(Float(r.learningRate)),\(fixed(r.seconds, 3))\n"
+    }
+    try writeTextAtomically(text, to: runDir + "/history.csv")
+  }
+
+  private func writeConfig() throws {
+    let e = JSONEncoder()
+    e.outputFormatting = [.sortedKeys, .prettyPrinted]
+    e.nonConformingFloatEncodingStrategy = .convertToString(
+      positiveInfinity: "inf", negativeInfinity: "-inf", nan: "nan")
+    var text = String(decoding: try e.encode(config), as: UTF8.self) + "\n"
+    text = text.replacing("\\/", with: "/")
+    try writeTextAtomically(text, to: runDir + "/config.json")
+  }
+
+  func epochLine(_ r: HistoryRow) -> String {
+    var s = "Epoch \(r.epoch)/\(config.epochs): loss \(fixed(r.loss, 4)) - accuracy \(fixed(r.accuracy, 4))"
+    if let v = r.valLoss, let a = r.valAccuracy { s += " - val_loss \(fixed(v, 4)) - val_accuracy \(fixed(a, 4))" }
+    s += " - learning_rate \(Float(r.learningRate)) - \(fixed(r.seconds, 1)) s"
+    if r.seconds > 0 { s += " (\(Int(Double(trainRows.count) / r.seconds)) samples/s)" }
+    return s
+  }
+}
+
+extension TrainingState {
+  /// The callbacks' own state, saved beside the configuration.
+  var callbacks: (EarlyStopping, ReduceLROnPlateau)? {
+    get { savedEarlyStopping.flatMap { e in savedReduceLR.map { (e, $0) } } }
+    set {
+      savedEarlyStopping = newValue?.0
+      savedReduceLR = newValue?.1
+    }
+  }
+}
+
+/// Writes `text` to `path` through a temporary file, fsync and rename.
+public func writeTextAtomically(_ text: String, to path: String) throws {
+  let temp = path + ".tmp-\(getpid())"
+  guard let f = fopen(temp, "w") else {
+    throw TrainingError("\(temp): cannot create: \(String(cString: strerror(errno)))")
+  }
+  let bytes = Array(text.utf8)
+  let ok = fwrite(bytes, 1, bytes.count, f) == bytes.count && fflush(f) == 0 && fsync(fileno(f)) == 0
+  fclose(f)
+  guard ok, rename(temp, path) == 0 else {
+    unlink(temp)
+    throw TrainingError("\(path): write failed: \(String(cString: strerror(errno)))")
+  }
+}
+
+/// `mkdir -p`.
+public func makeDirectories(_ path: String) throws {
+  var current = path.hasPrefix("/") ? "" : "."
+  for part in path.split(separator: "/") {
+    current += "/" + part
+    if mkdir(current, 0o755) != 0 && errno != EEXIST {
+      throw TrainingError("\(current): cannot create the directory: \(String(cString: strerror(errno)))")
+    }
+  }
+}

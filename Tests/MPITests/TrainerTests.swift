@@ -1,0 +1,143 @@
+// Data-parallel training on whatever communicator runs the tests: one process under `swift test`, 2 and 4
+// ranks under Launch/test.sh's mpirun.
+import CSupport
+import Collective
+import ConvNet
+import FeatureStore
+import Training
+import XCTest
+import _TestSupport
+
+#if canImport(Glibc)
+  import Glibc
+#endif
+
+final class TrainerTests: XCTestCase {
+  let comm = try! makeCommunicator()
+
+  /// A directory every rank sees (rank 0 makes it), removed at the end.
+  func sharedDirectory() -> String {
+    var dir = comm.rank == 0 ? temporaryDirectory(self) : ""
+    comm.broadcast(&dir)
+    return dir
+  }
+
+  /// `rows` rows of `width` features in 3 classes, each class a noisy tone of its own frequency.
+  func writeFeatures(_ path: String, rows: Int, width: Int = 64) throws {
+    if comm.rank == 0 {
+      var rng = TestRNG(seed: 5)
+      let w = try FeatureFileWriter(path: path, width: width, overwrite: true)
+      var x = [Float](repeating: 0, count: rows * width)
+      var labels: [String] = []
+      for r in 0..<rows {
+        let c = r % 3
+        for t in 0..<width { x[r * width + t] = Float(sin(0.2 * Double((c + 1) * t))) + 0.7 * rng.normal() }
+        labels.append(["angry", "calm", "sad"][c])
+      }
+      try x.withUnsafeBufferPointer {
+        try w.append(
+          rows: $0, labels: labels, sources: (0..<rows).map { Int32($0 / 2) },
+          augmentations: [Int8](repeating: 0, count: rows))
+      }
+      var recipe = FeatureRecipe()
+      recipe.width = width
+      recipe.origin = "test"
+      try w.finish(
+        recipe: recipe,
+        recordings: (0..<((rows + 1) / 2)).map {
+          RecordingInfo(path: "r\($0).wav", speaker: "s\($0 % 5)", corpus: "test")
+        })
+    }
+    comm.barrier()
+  }
+
+  /// One step on the same global batch: the ranks' summed gradients equal one process's, up to summation order.
+  func testOneStepGradientsMatchASingleProcess() throws {
+    let spec = ModelSpec.tiny(inputLength: 64)
+    let batch = 12
+    var rng = TestRNG(seed: 3)
+    let x = (0..<(batch * 64)).map { _ in rng.normal() }
+    let labels = (0..<batch).map { Int32($0 % 3) }
+    let whole = try Network(spec: spec, classes: 3, seed: 7)
+    x.withUnsafeBufferPointer { _ = whole.forward($0.baseAddress!, batch: batch, training: true) }
+    labels.withUnsafeBufferPointer { whole.backward(labels: $0, scale: 1 / Float(batch)) }
+
+    let part = try Network(spec: spec, classes: 3, seed: 7)
+    part.statisticsReducer = comm.size > 1 ? { [comm] in comm.allreduceSum($0) } : nil
+    let mine = Array(Swift.stride(from: comm.rank, to: batch, by: comm.size))
+    let xs = mine.flatMap { x[($0 * 64)..<(($0 + 1) * 64)] }
+    let ys = mine.map { labels[$0] }
+    xs.withUnsafeBufferPointer { _ = part.forward($0.baseAddress!, batch: mine.count, training: true) }
+    ys.withUnsafeBufferPointer { part.backward(labels: $0, scale: 1 / Float(batch)) }
+    comm.allreduceSum(UnsafeMutableBufferPointer(start: part.gradients.pointer, count: part.trainableCount))
+    for view in whole.parameterLayout.views {
+      let error = relativeToMax(Array(part.gradient(view.name)!), Array(whole.gradient(view.name)!))
+      XCTAssertLessThan(error, 1e-4, "\(view.name) on \(comm.size) ranks")
+    }
+    assertClose(
+      part.state.array, whole.state.array, rtol: 1e-5, atol: 1e-7, "moving statistics, synchronised BatchNorm")
+  }
+
+  func config(_ data: String, epochs: Int) -> TrainConfig {
+    var c = TrainConfig()
+    c.data = data
+    c.model = "tiny"
+    c.epochs = epochs
+    c.batchSize = 8
+    c.split = .random
+    c.validationFraction = 0.2
+    c.testFraction = 0
+    c.seed = 11
+    c.earlyStopping.patience = 100
+    return c
+  }
+
+  func finalParameters(_ dir: String) throws -> [Float] {
+    try Checkpoint.read(dir + "/checkpoint-last.h5").parameters
+  }
+
+  /// 49 train rows in batches of 8 leave a last batch of 1: with several ranks some have no rows in it and
+  /// must still join the step. A run stopped by SIGUSR1 mid-epoch and resumed ends bit for bit where an
+  /// uninterrupted run ends.
+  func testUnevenShardsAndSignalResumeBitForBit() throws {
+    let dir = sharedDirectory()
+    let data = dir + "/features.h5"
+    try writeFeatures(data, rows: 61)
+    let straight = try Trainer(
+      config: config(data, epochs: 3), runDir: dir + "/straight", resume: nil, comm: comm, quiet: true)
+    XCTAssertEqual(try straight.run(), 0)
+
+    sertrain_clear_stop_request()
+    let interrupted = try Trainer(
+      config: config(data, epochs: 3), runDir: dir + "/resumed", resume: nil, comm: comm, quiet: true)
+    interrupted.onStep = { [comm] epoch, step in
+      if epoch == 1 && step == 3 && comm.rank == comm.size - 1 { raise(SIGUSR1) }
+    }
+    XCTAssertEqual(try interrupted.run(), Trainer.exitStopped)
+    sertrain_clear_stop_request()
+    let state = try Checkpoint.read(dir + "/resumed/checkpoint-last.h5")
+    XCTAssertNotNil(state.training)
+    let resumed = try Trainer(
+      config: config(data, epochs: 3), runDir: dir + "/resumed", resume: "auto", comm: comm, quiet: true)
+    XCTAssertEqual(try resumed.run(), 0)
+    if comm.rank == 0 {
+      XCTAssertEqual(try finalParameters(dir + "/straight"), try finalParameters(dir + "/resumed"))
+      let history = try String(contentsOfFile: dir + "/resumed/history.csv", encoding: .utf8)
+      XCTAssertEqual(history.split(separator: "\n").count, 4, history)
+    }
+    comm.barrier()
+  }
+
+  /// The seed monitored `val_acc`, which Keras 3 never produces: here that is an error on every rank.
+  func testUnknownMonitorIsAnErrorAtStartup() throws {
+    let dir = sharedDirectory()
+    let data = dir + "/features.h5"
+    try writeFeatures(data, rows: 30)
+    var c = config(data, epochs: 1)
+    c.earlyStopping.monitor = "val_acc"
+    XCTAssertThrowsError(try Trainer(config: c, runDir: dir + "/run", resume: nil, comm: comm, quiet: true)) {
+      XCTAssertTrue("\($0)".contains("val_acc") && "\($0)".contains("val_accuracy"), "\($0)")
+    }
+    comm.barrier()
+  }
+}
