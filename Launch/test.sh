@@ -47,4 +47,32 @@ for ranks in 2 4; do
   mpi_passed=$((mpi_passed + n))
 done
 
-echo "test.sh: $((passed + mpi_passed)) passed, 0 failed"
+echo "== MPI command line"
+# sertrain itself under mpirun: uneven shards (101 rows, 3 ranks), and a rank killed mid-run.
+exe="$(swift build --show-bin-path)/sertrain"
+work=$(mktemp -d /tmp/sertrain-mpi-cli-XXXXXX)
+trap 'rm -rf "$work"' EXIT
+awk 'BEGIN { srand(3); w = 64; for (i = 0; i < w; i++) printf "%d,", i; print "labels";
+  for (r = 0; r < 101; r++) { c = r % 3; for (t = 0; t < w; t++) printf "%.4f,", sin(0.15 * (c + 1) * t) + rand() - 0.5;
+  print (c == 0 ? "angry" : c == 1 ? "calm" : "sad") } }' >"$work/f.csv"
+(cd "$work" && "$exe" convert f.csv -o f.h5 >/dev/null)
+cli_passed=0
+(cd "$work" && timeout 300 mpirun -n 3 --oversubscribe --bind-to none "$exe" train --data f.h5 --model tiny \
+  --epochs 3 --batch-size 8 --split random --run-dir uneven -q) || { echo "mpirun -n 3 train failed"; exit 1; }
+[ "$(wc -l <"$work/uneven/history.csv")" -eq 4 ] || { echo "3 ranks: expected 3 epochs of history"; exit 1; }
+echo "mpirun -n 3 train on 101 rows: 3 epochs, history written"
+cli_passed=$((cli_passed + 1))
+(cd "$work" && exec mpirun -n 2 --oversubscribe --bind-to none "$exe" train --data f.h5 --model tiny --epochs 500 \
+  --patience 1000 --batch-size 8 --run-dir killed -q >killed.log 2>&1) &
+launcher=$!
+for _ in $(seq 1 600); do [ -f "$work/killed/checkpoint-last.h5" ] && break; sleep 0.05; done
+victim=$(pgrep -f -- "--run-dir killed" | while read -r p; do
+  [ "$(cat /proc/$p/comm 2>/dev/null)" = "sertrain" ] && echo "$p"; done | tail -1)
+[ -n "$victim" ] || { echo "no rank process found to kill"; exit 1; }
+kill -9 "$victim"
+if wait "$launcher"; then echo "a killed rank must fail the job"; exit 1; fi
+"$exe" inspect "$work/killed/checkpoint-last.h5" >/dev/null || { echo "the last checkpoint does not open"; exit 1; }
+echo "a rank killed mid-run: the job exits non-zero and the last checkpoint opens"
+cli_passed=$((cli_passed + 1))
+
+echo "test.sh: $((passed + mpi_passed + cli_passed)) passed, 0 failed"

@@ -1,0 +1,66 @@
+import Collective
+import ConvNet
+import FoundationEssentials
+
+#if canImport(Glibc)
+  import Glibc
+#endif
+
+/// One configuration's measurements in `bench train` (printed by rank 0 as a JSON line).
+public struct TrainBenchSample: Codable, Sendable {
+  public var ranks: Int
+  public var threads: Int
+  public var stepSeconds: [Double]
+  public var allreduceSeconds: [Double]
+  public var bareAllreduceSeconds: [Double]
+
+  public func json() -> String { String(decoding: (try? JSONEncoder().encode(self)) ?? Data(), as: UTF8.self) }
+  public static func parse(_ line: String) throws -> TrainBenchSample {
+    try JSONDecoder().decode(TrainBenchSample.self, from: Data(line.utf8))
+  }
+}
+
+/// Data-parallel train steps exactly as `Trainer` takes them (a strided share of a global batch per rank,
+/// synchronised BatchNorm, one in-place allreduce of the gradients with 5 spare floats, Adam), on random data;
+/// then a bare `MPI_Allreduce` of the same buffer, for comparison.
+public func benchmarkDataParallelSteps(
+  spec: ModelSpec, comm: Communicator, globalBatch: Int, steps: Int, warmup: Int
+) throws -> TrainBenchSample {
+  let network = try Network(spec: spec, classes: 7, seed: 1)
+  network.statisticsReducer = comm.size > 1 ? { [comm] in comm.allreduceSum($0) } : nil
+  let adam = Adam(count: network.trainableCount)
+  let local = Array(Swift.stride(from: comm.rank, to: globalBatch, by: comm.size))
+  var rng = RandomStream(seed: 3, stream: [UInt64(comm.rank)])
+  let x = (0..<(local.count * network.inputWidth)).map { _ in Float(rng.normal()) }
+  let labels = local.map { Int32($0 % 7) }
+  let reduced = UnsafeMutableBufferPointer(start: network.gradients.pointer, count: network.trainableCount + 5)
+  var stepTimes: [Double] = []
+  var reduceTimes: [Double] = []
+  for step in 0..<(warmup + steps) {
+    comm.barrier()
+    let t0 = monotonicSeconds()
+    x.withUnsafeBufferPointer { _ = network.forward($0.baseAddress!, batch: local.count, training: true) }
+    labels.withUnsafeBufferPointer {
+      _ = network.loss(labels: $0)
+      network.backward(labels: $0, scale: 1 / Float(globalBatch))
+    }
+    let t1 = monotonicSeconds()
+    comm.allreduceSum(reduced)
+    let t2 = monotonicSeconds()
+    adam.update(network.parameters, network.gradients)
+    if step >= warmup {
+      stepTimes.append(monotonicSeconds() - t0)
+      reduceTimes.append(t2 - t1)
+    }
+  }
+  var bare: [Double] = []
+  for _ in 0..<5 {
+    comm.barrier()
+    let t0 = monotonicSeconds()
+    comm.allreduceSum(reduced)
+    bare.append(monotonicSeconds() - t0)
+  }
+  return TrainBenchSample(
+    ranks: comm.size, threads: blasThreads, stepSeconds: stepTimes, allreduceSeconds: reduceTimes,
+    bareAllreduceSeconds: bare)
+}

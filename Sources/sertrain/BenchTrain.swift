@@ -1,0 +1,97 @@
+import ArgumentParser
+import Collective
+import ConvNet
+import Training
+
+#if canImport(Glibc)
+  import Glibc
+#endif
+
+struct BenchTrainCommand: ParsableCommand {
+  static let configuration = CommandConfiguration(
+    commandName: "train",
+    abstract: "Data-parallel train steps: 1 rank x N threads against N ranks x 1 thread under mpirun.")
+
+  @Option(help: "Model preset or spec.")
+  var model = "seed"
+
+  @Option(help: "Global batch size.")
+  var batchSize = 64
+
+  @Option(help: "Timed steps per configuration.")
+  var steps = 4
+
+  @Option(help: "Untimed steps first.")
+  var warmup = 1
+
+  @Option(help: "Ranks of the MPI configuration (each with one BLAS thread).")
+  var ranks = 2
+
+  @Option(help: "Repetitions of each configuration, interleaved.")
+  var repeats = 2
+
+  @Flag(help: .private)
+  var child = false
+
+  func run() throws {
+    try runReportingErrors {
+      let env = environment()
+      var spec = try ModelSpec.load(model)
+      spec.inputLength = 2376
+      if child {
+        let comm = try makeCommunicator(env)
+        configureBLASThreads(environment: env)
+        let s = try benchmarkDataParallelSteps(
+          spec: spec, comm: comm, globalBatch: batchSize, steps: steps, warmup: warmup)
+        if comm.rank == 0 { print(s.json()) }
+        return
+      }
+      configureBLASThreads(environment: env)
+      let threads = blasThreads
+      let network = try Network(spec: spec, classes: 7)
+      let flops = trainingFlopsPerSample(network)
+      print("machine: \(machineDescription()); model \(spec.name), batch \(batchSize), kernels \(blasCoreName)")
+      let args = [
+        currentExecutable(), "bench", "train", "--child", "--model", model, "--batch-size", "\(batchSize)",
+        "--steps", "\(steps)", "--warmup", "\(warmup)",
+      ]
+      let mpirun = ["mpirun", "-n", "\(ranks)", "--bind-to", "core", "--oversubscribe", "-x", "OPENBLAS_NUM_THREADS=1"]
+      var root: [String: String] = [:]
+      if getuid() == 0 { root = ["OMPI_ALLOW_RUN_AS_ROOT": "1", "OMPI_ALLOW_RUN_AS_ROOT_CONFIRM": "1"] }
+      var results: [[TrainBenchSample]] = [[], []]
+      for i in 0..<repeats {
+        for (c, (argv, extra)) in [
+          (args, ["OPENBLAS_NUM_THREADS": "\(threads)"]), (mpirun + args, root.merging(["OPENBLAS_NUM_THREADS": "1"]) { $1 }),
+        ].enumerated() {
+          let (m, out) = try runCapturing(argv, environment: extra)
+          guard m.status == 0, let line = out.split(separator: "\n").last(where: { $0.hasPrefix("{") }) else {
+            throw ChildError(message: "bench train child exited \(m.status)")
+          }
+          let s = try TrainBenchSample.parse(String(line))
+          results[c].append(s)
+          let rate = Double(batchSize) / median(s.stepSeconds)
+          print(
+            "  run \(i + 1): \(s.ranks) rank(s) x \(s.threads) thread(s): \(fixed(rate, 2)) samples/s "
+              + "(steps \(s.stepSeconds.map { fixed($0, 2) }.joined(separator: ", ")) s), allreduce "
+              + "\(fixed(1000 * median(s.allreduceSeconds), 1)) ms per step, bare allreduce "
+              + "\(fixed(1000 * median(s.bareAllreduceSeconds), 1)) ms")
+          fflush(stdout)
+        }
+      }
+      let megabytes = Double(network.trainableCount * 4) / 1e6
+      var rates: [Double] = []
+      for r in results {
+        let step = median(r.flatMap(\.stepSeconds))
+        let reduce = median(r.flatMap(\.allreduceSeconds))
+        let bare = median(r.flatMap(\.bareAllreduceSeconds))
+        rates.append(Double(batchSize) / step)
+        print(
+          "\(r[0].ranks) rank(s) x \(r[0].threads) thread(s): median step \(fixed(step, 3)) s = "
+            + "\(fixed(Double(batchSize) / step, 2)) samples/s = \(fixed(Double(batchSize) / step * flops / 1e9, 1)) "
+            + "GFLOP/s; gradient allreduce (\(fixed(megabytes, 1)) MB) \(fixed(1000 * reduce, 1)) ms = "
+            + "\(fixed(100 * reduce / step, 1))% of a step; bare MPI_Allreduce \(fixed(1000 * bare, 1)) ms")
+      }
+      print("\(ranks) ranks vs 1 rank x \(threads) threads: \(fixed(rates[1] / rates[0], 3))x")
+    }
+  }
+}
