@@ -16,7 +16,7 @@ if [ "$(id -u)" -eq 0 ]; then export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_
 
 echo "== a features.csv: 3 classes x 60 recordings x 4 rows of 2376 values (noisy tones), converted to HDF5"
 awk 'BEGIN { srand(7); w = 2376; for (i = 0; i < w; i++) printf "%d,", i; print "labels";
-  for (r = 0; r < 720; r++) { c = int(r / 4) % 3; for (t = 0; t < w; t++) printf "%.4f,", sin(0.01 * (c + 1) * t) + 1.5 * (rand() - 0.5);
+  for (r = 0; r < 720; r++) { c = int(r / 4) % 3; for (t = 0; t < w; t++) printf "%.4f,", sin(0.01 * (c + 1) * t) + 8 * (rand() - 0.5);
   print (c == 0 ? "angry" : c == 1 ? "happy" : "sad") } }' >features.csv
 "$bin" convert features.csv -o features.h5 --rows-per-recording 4
 "$bin" inspect features.h5

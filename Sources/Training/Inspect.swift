@@ -59,8 +59,26 @@ public func describeCheckpoint(_ path: String) throws -> String {
   out.append(
     "  scaler        \(identity ? "identity (no standardisation)" : "standardise \(c.scalerMean.count) columns")")
   out.append(
-    "  optimizer     Adam, learning rate \(c.learningRate), \(c.adamIterations) steps\(c.adamM == nil ? ", no moments" : "")"
+    "  optimizer     Adam, learning rate \(Float(c.learningRate)), \(c.adamIterations) steps\(c.adamM == nil ? ", no moments" : "")"
   )
-  if let t = c.training { out.append("  training      \(t)") }
+  if let text = c.training, let t = try? TrainingState.parse(text) {
+    var line =
+      "  training      \(t.finished ? "finished" : "in progress"): \(t.epoch) of \(t.config.epochs) epochs done"
+    if t.step > 0 { line += " and \(t.step) steps of epoch \(t.epoch + 1)" }
+    line += ", \(t.ranks) rank(s), batch \(t.config.batchSize), split \(t.config.split.rawValue)"
+    out.append(line)
+    if let best = t.bestValue, let epoch = t.bestEpoch {
+      out.append("  best          \(t.config.earlyStopping.monitor) \(fixed(best, 4)) at epoch \(epoch)")
+    }
+    if let last = t.history.last {
+      var h = "  last epoch    \(last.epoch): loss \(fixed(last.loss, 4)), accuracy \(fixed(last.accuracy, 4))"
+      if let v = last.valAccuracy { h += ", val_accuracy \(fixed(v, 4))" }
+      out.append(h)
+    }
+  }
+  if let split = c.split {
+    let counts = (0..<3).map { p in split.filter { $0 == Int8(p) }.count }
+    out.append("  split         train \(counts[0]), val \(counts[1]), test \(counts[2]) rows")
+  }
   return out.joined(separator: "\n")
 }

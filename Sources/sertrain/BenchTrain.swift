@@ -61,7 +61,8 @@ struct BenchTrainCommand: ParsableCommand {
       var results: [[TrainBenchSample]] = [[], []]
       for i in 0..<repeats {
         for (c, (argv, extra)) in [
-          (args, ["OPENBLAS_NUM_THREADS": "\(threads)"]), (mpirun + args, root.merging(["OPENBLAS_NUM_THREADS": "1"]) { $1 }),
+          (args, ["OPENBLAS_NUM_THREADS": "\(threads)"]),
+          (mpirun + args, root.merging(["OPENBLAS_NUM_THREADS": "1"]) { $1 }),
         ].enumerated() {
           let (m, out) = try runCapturing(argv, environment: extra)
           guard m.status == 0, let line = out.split(separator: "\n").last(where: { $0.hasPrefix("{") }) else {

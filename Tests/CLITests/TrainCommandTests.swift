@@ -15,7 +15,9 @@ final class TrainCommandTests: XCTestCase {
     for r in 0..<recordings {
       let c = r % 3
       for _ in 0..<4 {
-        let row = (0..<width).map { t in String(format: "%.5f", sin(0.15 * Double((c + 1) * t)) + 0.6 * Double(rng.normal())) }
+        let row = (0..<width).map { t in
+          String(format: "%.5f", sin(0.15 * Double((c + 1) * t)) + 0.6 * Double(rng.normal()))
+        }
         csv += row.joined(separator: ",") + "," + ["angry", "calm", "sad"][c] + "\n"
       }
     }
