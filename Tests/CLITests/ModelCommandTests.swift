@@ -75,5 +75,24 @@ final class ModelCommandTests: XCTestCase {
     XCTAssertEqual(wrongModel.status, 1)
     XCTAssertTrue(wrongModel.stderr.contains("not the architecture of model 'seed'"), wrongModel.stderr)
     XCTAssertFalse(FileManager.default.fileExists(atPath: dir + "/x.h5"), "nothing written on error")
+
+    // --scaler fits the input standardisation on a feature file (and takes its classes).
+    var csv = (0..<37).map(String.init).joined(separator: ",") + ",labels\n"
+    for r in 0..<6 {
+      csv += (0..<37).map { "\(r * 37 + $0)" }.joined(separator: ",") + ",\(["calm", "happy", "sad"][r % 3])\n"
+    }
+    FileManager.default.createFile(atPath: dir + "/small.csv", contents: Data(csv.utf8))
+    XCTAssertEqual(try runCommand(["convert", "small.csv", "-o", "small-features.h5"], directory: dir).status, 0)
+    let scaled = try runCommand(
+      ["import-keras", legacy, "-o", "scaled.h5", "--scaler", "small-features.h5"], directory: dir)
+    XCTAssertEqual(scaled.status, 0, scaled.stderr)
+    let s = try H5File(path: dir + "/scaled.h5")
+    let mean: [Float] = try s.read("scaler/mean")
+    let scale: [Float] = try s.read("scaler/scale")
+    XCTAssertEqual(mean[0], 92.5, accuracy: 1e-4, "column 0 holds 0, 37, ..., 185")
+    let deviations: [Double] = (0..<6).map { Double($0 * 37) - 92.5 }
+    let variance = deviations.map { $0 * $0 }.reduce(0, +) / 6
+    XCTAssertEqual(Double(scale[0]), variance.squareRoot(), accuracy: 1e-3)
+    XCTAssertEqual(try s.readStrings("class_names"), ["calm", "happy", "sad"])
   }
 }

@@ -128,6 +128,34 @@ final class TrainerTests: XCTestCase {
     comm.barrier()
   }
 
+  /// NaN in the data makes the first step's loss non-finite on some rank; every rank stops with a clear error
+  /// and no checkpoint is written from NaN weights.
+  func testNaNInTheDataStopsWithAClearError() throws {
+    let dir = sharedDirectory()
+    let data = dir + "/features.h5"
+    if comm.rank == 0 {
+      let w = try FeatureFileWriter(path: data, width: 64, overwrite: true)
+      var x = [Float](repeating: 0.25, count: 40 * 64)
+      for i in x.indices { x[i] = Float(i % 7) * 0.1 }
+      x[5 * 64 + 3] = .nan
+      try x.withUnsafeBufferPointer {
+        try w.append(
+          rows: $0, labels: (0..<40).map { ["a", "b"][$0 % 2] }, sources: (0..<40).map { Int32($0) },
+          augmentations: [Int8](repeating: 0, count: 40))
+      }
+      var recipe = FeatureRecipe()
+      recipe.width = 64
+      try w.finish(recipe: recipe, recordings: (0..<40).map { RecordingInfo(path: "\($0)", speaker: "", corpus: "") })
+    }
+    comm.barrier()
+    var c = config(data, epochs: 2)
+    c.standardize = false
+    let trainer = try Trainer(config: c, runDir: dir + "/nan", resume: nil, comm: comm, quiet: true)
+    XCTAssertThrowsError(try trainer.run()) { XCTAssertTrue("\($0)".contains("not finite"), "\($0)") }
+    XCTAssertFalse(FileManager.default.fileExists(atPath: dir + "/nan/checkpoint-last.h5"))
+    comm.barrier()
+  }
+
   /// The seed monitored `val_acc`, which Keras 3 never produces: here that is an error on every rank.
   func testUnknownMonitorIsAnErrorAtStartup() throws {
     let dir = sharedDirectory()
