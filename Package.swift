@@ -21,9 +21,11 @@ let cTargets: [Target] = [
 let swiftTargets: [Target] = [
   .target(name: "HDF5", dependencies: ["CHDF5"]),
   .target(name: "FeatureStore", dependencies: ["HDF5", "CSupport"]),
+  .target(name: "AudioFeatures", dependencies: ["CSndfile", "CSoxr", "CFFTW", "COpenBLAS"]),
   .target(name: "ConvNet", dependencies: ["COpenBLAS", "CSupport", "HDF5"]),
   .target(name: "Collective", dependencies: ["CMPI"]),
-  .target(name: "Training", dependencies: ["HDF5", "FeatureStore", "ConvNet", "Collective", "CSupport"]),
+  .target(
+    name: "Training", dependencies: ["HDF5", "FeatureStore", "AudioFeatures", "ConvNet", "Collective", "CSupport"]),
   .executableTarget(
     name: "sertrain",
     dependencies: [
@@ -42,6 +44,7 @@ let testTargets: [Target] = [
   .testTarget(name: "HDF5Tests", dependencies: ["HDF5", "_TestSupport"]),
   .testTarget(name: "FeatureStoreTests", dependencies: ["FeatureStore", "_TestSupport"]),
   .testTarget(name: "ConvNetTests", dependencies: ["ConvNet", "HDF5", "_TestSupport"]),
+  .testTarget(name: "AudioFeaturesTests", dependencies: ["AudioFeatures", "HDF5", "_TestSupport"]),
   .testTarget(name: "TrainingTests", dependencies: ["Training", "_TestSupport"]),
   .testTarget(name: "CLITests", dependencies: ["FeatureStore", "HDF5", "_TestSupport"]),
   // Also run under mpirun by Launch/test.sh.

@@ -1,0 +1,109 @@
+import CSndfile
+import CSoxr
+
+#if canImport(Glibc)
+  import Glibc
+#endif
+
+/// A file that cannot be used, with why.
+public struct AudioError: Error, CustomStringConvertible, Sendable {
+  public var path: String
+  public var message: String
+  public init(_ path: String, _ message: String) {
+    self.path = path
+    self.message = message
+  }
+  public var description: String { "\(path): \(message)" }
+}
+
+/// An open libsndfile handle (any format libsndfile reads, whatever the file's extension says).
+final class SoundFile {
+  let handle: OpaquePointer
+  let info: SF_INFO
+  let path: String
+
+  init(path: String) throws {
+    self.path = path
+    var info = SF_INFO()
+    guard let h = sf_open(path, Int32(SFM_READ), &info) else {
+      let why = String(cString: sf_strerror(nil))
+      throw AudioError(path, "cannot decode: \(why)")
+    }
+    handle = h
+    self.info = info
+    guard info.samplerate > 0, info.channels > 0 else { throw AudioError(path, "no sample rate or channels") }
+  }
+
+  deinit { sf_close(handle) }
+
+  var sampleRate: Int { Int(info.samplerate) }
+  var channels: Int { Int(info.channels) }
+  var frames: Int { Int(info.frames) }
+}
+
+/// What `loadClip` read.
+public struct Clip: Sendable {
+  /// Mono samples at the target rate.
+  public var samples: [Float]
+  public var nativeRate: Int
+  public var channels: Int
+  /// Frames the file has, at its own rate.
+  public var nativeFrames: Int
+}
+
+/// librosa's `load(path, sr=target, mono=True, offset=offset, duration=duration)` with the soundfile backend and
+/// `res_type="soxr_hq"`: seek `int(offset*sr)` frames, read up to `int(duration*sr)`, average the channels in
+/// float32, resample with libsoxr's HQ recipe.
+public func loadClip(_ path: String, offset: Double = 0.6, duration: Double = 2.5, targetRate: Int = 22050) throws
+  -> Clip
+{
+  let f = try SoundFile(path: path)
+  let sr = f.sampleRate
+  let start = Int(offset * Double(sr))
+  let wanted = Int(duration * Double(sr))
+  var mono: [Float] = []
+  if start < f.frames {
+    guard sf_seek(f.handle, sf_count_t(start), SEEK_SET) >= 0 else {
+      throw AudioError(path, "cannot seek to frame \(start): \(String(cString: sf_strerror(f.handle)))")
+    }
+    let n = min(wanted, f.frames - start)
+    var interleaved = [Float](repeating: 0, count: n * f.channels)
+    let got = Int(interleaved.withUnsafeMutableBufferPointer { sf_readf_float(f.handle, $0.baseAddress, sf_count_t(n)) })
+    if got < n && sf_error(f.handle) != 0 {
+      throw AudioError(path, "read failed after \(got) of \(n) frames: \(String(cString: sf_strerror(f.handle)))")
+    }
+    let c = f.channels
+    if c == 1 {
+      mono = Array(interleaved[0..<got])
+    } else {
+      mono = [Float](repeating: 0, count: got)
+      for i in 0..<got {
+        // numpy's mean over the channel axis: a float32 sum in channel order, then one division.
+        var s: Float = 0
+        for k in 0..<c { s += interleaved[i * c + k] }
+        mono[i] = s / Float(c)
+      }
+    }
+  }
+  let y = sr == targetRate ? mono : try resample(mono, from: Double(sr), to: Double(targetRate), path: path)
+  return Clip(samples: y, nativeRate: sr, channels: f.channels, nativeFrames: f.frames)
+}
+
+/// libsoxr's HQ recipe (linear phase), float32 in and out, as librosa's `soxr_hq` calls it; the output is fixed to
+/// `ceil(n * to / from)` samples (zero-padded at the end), as `librosa.resample` fixes it.
+public func resample(_ x: [Float], from: Double, to: Double, path: String = "") throws -> [Float] {
+  let target = Int((Double(x.count) * to / from).rounded(.up))
+  if x.isEmpty { return [Float](repeating: 0, count: target) }
+  var out = [Float](repeating: 0, count: target + 64)
+  var io = soxr_io_spec(SOXR_FLOAT32_I, SOXR_FLOAT32_I)
+  var q = soxr_quality_spec(UInt(SOXR_HQ), 0)
+  var done = 0
+  let err = x.withUnsafeBufferPointer { input in
+    out.withUnsafeMutableBufferPointer { output in
+      soxr_oneshot(from, to, 1, input.baseAddress, x.count, nil, output.baseAddress, output.count, &done, &io, &q, nil)
+    }
+  }
+  if let err { throw AudioError(path, "resampling \(from) Hz to \(to) Hz failed: \(String(cString: err))") }
+  if done < target { for i in done..<target { out[i] = 0 } }
+  return Array(out[0..<target])
+}
