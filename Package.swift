@@ -29,7 +29,7 @@ let swiftTargets: [Target] = [
   .executableTarget(
     name: "sertrain",
     dependencies: [
-      "Training", "ConvNet", "Collective",
+      "Training", "ConvNet", "Collective", "AudioFeatures",
       .product(name: "ArgumentParser", package: "swift-argument-parser"),
     ]),
 ]

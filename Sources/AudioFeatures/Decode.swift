@@ -68,7 +68,8 @@ public func loadClip(_ path: String, offset: Double = 0.6, duration: Double = 2.
     }
     let n = min(wanted, f.frames - start)
     var interleaved = [Float](repeating: 0, count: n * f.channels)
-    let got = Int(interleaved.withUnsafeMutableBufferPointer { sf_readf_float(f.handle, $0.baseAddress, sf_count_t(n)) })
+    let got = Int(
+      interleaved.withUnsafeMutableBufferPointer { sf_readf_float(f.handle, $0.baseAddress, sf_count_t(n)) })
     if got < n && sf_error(f.handle) != 0 {
       throw AudioError(path, "read failed after \(got) of \(n) frames: \(String(cString: sf_strerror(f.handle)))")
     }

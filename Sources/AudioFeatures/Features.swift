@@ -59,7 +59,9 @@ public final class FeatureExtractor {
       }
     }
     dct = d
-    let (input, output, size) = (fftwf_alloc_real(settings.frameLength)!, fftwf_alloc_complex(bins)!, settings.frameLength)
+    let (input, output, size) = (
+      fftwf_alloc_real(settings.frameLength)!, fftwf_alloc_complex(bins)!, settings.frameLength
+    )
     fftIn = input
     fftOut = output
     plan = fftFactory.lock { fftwf_plan_dft_r2c_1d(Int32(size), input, output, UInt32(FFTW_ESTIMATE))! }

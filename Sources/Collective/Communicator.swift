@@ -15,6 +15,8 @@ public protocol Communicator: AnyObject {
   /// Copies root's bytes to every rank.
   func broadcast(_ buffer: UnsafeMutableRawBufferPointer, root: Int)
   func barrier()
+  /// Every rank's bytes, in rank order, on root (empty elsewhere).
+  func gather(_ bytes: [UInt8], root: Int) -> [[UInt8]]
   /// Ends every rank of the job with `code` (MPI_Abort); a single process just exits.
   func abort(code: Int32) -> Never
 }
@@ -51,6 +53,7 @@ public final class SingleProcessCommunicator: Communicator {
   public func allreduceSum(_ buffer: UnsafeMutableBufferPointer<Double>) {}
   public func broadcast(_ buffer: UnsafeMutableRawBufferPointer, root: Int) {}
   public func barrier() {}
+  public func gather(_ bytes: [UInt8], root: Int) -> [[UInt8]] { [bytes] }
   public func abort(code: Int32) -> Never { exit(code) }
 }
 
@@ -117,6 +120,43 @@ public final class MPICommunicator: Communicator {
   }
 
   public func barrier() { MPI_Barrier(comm) }
+
+  public func gather(_ bytes: [UInt8], root: Int) -> [[UInt8]] {
+    // Sizes first (an allreduce of a vector with one slot per rank), then one message per rank to root.
+    var sizes = [Double](repeating: 0, count: size)
+    sizes[rank] = Double(bytes.count)
+    sizes.withUnsafeMutableBufferPointer { allreduceSum($0) }
+    var out: [[UInt8]] = []
+    if rank == root {
+      for r in 0..<size {
+        if r == rank {
+          out.append(bytes)
+          continue
+        }
+        var part = [UInt8](repeating: 0, count: Int(sizes[r]))
+        var off = 0
+        while off < part.count {
+          let n = min(1 << 30, part.count - off)
+          part.withUnsafeMutableBytes {
+            _ = MPI_Recv(
+              $0.baseAddress! + off, Int32(n), sertrain_MPI_BYTE(), Int32(r), 7, comm, sertrain_MPI_STATUS_IGNORE())
+          }
+          off += n
+        }
+        out.append(part)
+      }
+    } else {
+      var off = 0
+      while off < bytes.count {
+        let n = min(1 << 30, bytes.count - off)
+        bytes.withUnsafeBytes {
+          _ = MPI_Send($0.baseAddress! + off, Int32(n), sertrain_MPI_BYTE(), Int32(root), 7, comm)
+        }
+        off += n
+      }
+    }
+    return out
+  }
 
   public func abort(code: Int32) -> Never {
     MPI_Abort(comm, code)

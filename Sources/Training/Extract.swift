@@ -1,0 +1,182 @@
+import AudioFeatures
+import Collective
+import ConvNet
+import FeatureStore
+
+#if canImport(Glibc)
+  import Glibc
+#endif
+
+/// What `sertrain extract` is told.
+public struct ExtractOptions: Sendable {
+  public var root: String
+  public var output: String
+  public var manifest: String?
+  public var augmentations: [Augmentation] = Augmentation.allCases
+  public var strict = false
+  public var seed: UInt64 = 0
+  public var force = false
+  public var quiet = false
+  public init(root: String, output: String) {
+    self.root = root
+    self.output = output
+  }
+}
+
+/// What an extraction did.
+public struct ExtractReport: Sendable {
+  public var recordings = 0
+  public var rows = 0
+  public var skipped: [SkippedFile] = []
+  /// Kept, but worth a look (an empty read gives rows of zeros; a silent file).
+  public var flagged: [SkippedFile] = []
+  public var seconds = 0.0
+}
+
+/// The rows of one recording, in the order of `augmentations`. Each recording's noise comes from its own stream
+/// (seed, file index), so its rows do not depend on how many ranks extract the corpus.
+public func featureRows(
+  _ path: String, index: Int, augmentations: [Augmentation], seed: UInt64, extractor: FeatureExtractor
+) throws -> (rows: [Float], flag: String?) {
+  let clip = try loadClip(path)
+  let y = clip.samples
+  var rng = RandomStream(seed: seed, stream: [UInt64(index), 0xA0D1])
+  var pitched: [Float]?
+  var rows: [Float] = []
+  for a in augmentations {
+    switch a {
+    case .original: rows += extractor.row(y)
+    case .noise: rows += extractor.row(addNoise(y, rng: &rng))
+    case .pitch, .pitchNoise:
+      if pitched == nil { pitched = try pitchShift(y, sampleRate: extractor.settings.sampleRate, steps: 0.7) }
+      rows += extractor.row(a == .pitch ? pitched! : addNoise(pitched!, rng: &rng))
+    }
+  }
+  var flag: String?
+  if y.isEmpty {
+    flag = "shorter than the 0.6 s offset (\(clip.nativeFrames) frames at \(clip.nativeRate) Hz): its rows are zeros"
+  } else if y.allSatisfy({ $0 == 0 }) {
+    flag = "silent: every sample of the 2.5 s window is zero"
+  }
+  return (rows, flag)
+}
+
+/// Scans the corpus, spreads the recordings over the ranks (strided), and writes the feature file on rank 0.
+public func extractCorpus(_ o: ExtractOptions, comm: Communicator) throws -> ExtractReport {
+  let t0 = monotonicSeconds()
+  var report = ExtractReport()
+  var recordings: [LabelledRecording]
+  if let manifest = o.manifest {
+    recordings = try readManifest(manifest)
+  } else {
+    let scan = try scanCorpus(o.root)
+    recordings = scan.recordings
+    report.skipped = scan.skipped
+  }
+  guard !recordings.isEmpty else { throw FeatureFileError(o.root, "no labelled audio files found") }
+  let width = FeatureSettings().width
+  let perFile = o.augmentations.count * width
+  let extractor = FeatureExtractor()
+  var indices: [Int32] = []
+  var rows: [Float] = []
+  var notes: [String] = []  // "index\tkind\treason"
+  let mine = Array(Swift.stride(from: comm.rank, to: recordings.count, by: comm.size))
+  let bar = comm.rank == 0 && !o.quiet ? ProgressBar(label: "extract", unit: "files") : nil
+  for (done, i) in mine.enumerated() {
+    let r = recordings[i]
+    do {
+      let (x, flag) = try featureRows(
+        o.root + "/" + r.path, index: i, augmentations: o.augmentations, seed: o.seed, extractor: extractor)
+      indices.append(Int32(i))
+      rows += x
+      if let flag { notes.append("\(i)\tflag\t\(flag)") }
+    } catch let e as AudioError {
+      notes.append("\(i)\tskip\t\(e.message)")
+    }
+    bar?.update(fraction: Double(done + 1) / Double(mine.count), count: (done + 1) * comm.size)
+  }
+  bar?.finish()
+  // Everything to rank 0: indices, rows, notes.
+  let payload = encode(indices: indices, rows: rows, notes: notes.joined(separator: "\n"))
+  let parts = comm.gather(payload, root: 0)
+  guard comm.rank == 0 else {
+    comm.barrier()
+    return report
+  }
+  var byIndex: [Int: ArraySlice<Float>] = [:]
+  for part in parts {
+    let (idx, r, text) = decode(part, rowFloats: perFile)
+    for (k, i) in idx.enumerated() { byIndex[Int(i)] = r[(k * perFile)..<((k + 1) * perFile)] }
+    for line in text.split(separator: "\n") {
+      let c = line.split(separator: "\t", maxSplits: 2).map(String.init)
+      guard c.count == 3, let i = Int(c[0]) else { continue }
+      let f = SkippedFile(path: recordings[i].path, reason: c[2])
+      if c[1] == "flag" { report.flagged.append(f) } else { report.skipped.append(f) }
+    }
+  }
+  report.skipped.sort { $0.path < $1.path }
+  report.flagged.sort { $0.path < $1.path }
+  if o.strict && !report.skipped.isEmpty {
+    comm.barrier()
+    throw FeatureFileError(
+      o.root,
+      "\(report.skipped.count) files could not be used (--strict): "
+        + report.skipped.prefix(5).map { "\($0.path): \($0.reason)" }.joined(separator: "; "))
+  }
+  let writer = try FeatureFileWriter(path: o.output, width: width, overwrite: o.force)
+  do {
+    var infos: [RecordingInfo] = []
+    for i in 0..<recordings.count {
+      guard let r = byIndex[i] else { continue }
+      let source = Int32(infos.count)
+      let rec = recordings[i]
+      infos.append(RecordingInfo(path: rec.path, speaker: rec.speaker, corpus: rec.corpus))
+      try Array(r).withUnsafeBufferPointer {
+        try writer.append(
+          rows: $0, labels: [String](repeating: rec.emotion, count: o.augmentations.count),
+          sources: [Int32](repeating: source, count: o.augmentations.count), augmentations: o.augmentations.map(\.code))
+      }
+    }
+    var recipe = FeatureRecipe()
+    recipe.origin = "extract"
+    try writer.finish(
+      recipe: recipe, recordings: infos,
+      attributes: ["augmentations": o.augmentations.map(\.rawValue).joined(separator: ","), "corpus_root": o.root],
+      rowsPerRecording: o.augmentations.count)
+    report.recordings = infos.count
+    report.rows = infos.count * o.augmentations.count
+  } catch {
+    writer.discard()
+    comm.barrier()
+    throw error
+  }
+  report.seconds = monotonicSeconds() - t0
+  comm.barrier()
+  return report
+}
+
+private func encode(indices: [Int32], rows: [Float], notes: String) -> [UInt8] {
+  var out: [UInt8] = []
+  withUnsafeBytes(of: Int64(indices.count)) { out += $0 }
+  indices.withUnsafeBytes { out += $0 }
+  rows.withUnsafeBytes { out += $0 }
+  out += Array(notes.utf8)
+  return out
+}
+
+private func decode(_ bytes: [UInt8], rowFloats: Int) -> ([Int32], [Float], String) {
+  let n = bytes.withUnsafeBytes { Int($0.loadUnaligned(as: Int64.self)) }
+  var off = 8
+  let indices = (0..<n).map { k in
+    bytes.withUnsafeBytes { $0.loadUnaligned(fromByteOffset: off + 4 * k, as: Int32.self) }
+  }
+  off += 4 * n
+  var rows = [Float](repeating: 0, count: n * rowFloats)
+  rows.withUnsafeMutableBytes { dst in
+    bytes.withUnsafeBytes { src in
+      dst.copyMemory(from: UnsafeRawBufferPointer(rebasing: src[off..<(off + n * rowFloats * 4)]))
+    }
+  }
+  off += n * rowFloats * 4
+  return (indices, rows, String(decoding: bytes[off...], as: UTF8.self))
+}

@@ -1,0 +1,75 @@
+import ArgumentParser
+import AudioFeatures
+import Collective
+import ConvNet
+import Training
+
+struct Extract: ParsableCommand {
+  static let configuration = CommandConfiguration(
+    abstract: "Scan a corpus and extract the seed's 2376 features, four rows per recording, across all ranks.")
+
+  @Argument(
+    help:
+      "The corpus root (the Kaggle layout: Crema, Ravdess, Savee, Tess), or the root the manifest's paths are relative to."
+  )
+  var directory: String
+
+  @Option(name: .shortAndLong, help: "The feature file to write.")
+  var output = "features.h5"
+
+  @Option(help: "A CSV of path,emotion[,speaker] for any other corpus.")
+  var manifest: String?
+
+  @Option(help: "Rows per recording, in order (original, noise, pitch, pitch+noise).")
+  var augment = "original,noise,pitch,pitch+noise"
+
+  @Flag(help: "Fail when any file cannot be used, instead of reporting it.")
+  var strict = false
+
+  @Option(help: "Seed of the noise (per recording, so results do not depend on the rank count).")
+  var seed: UInt64 = 0
+
+  @Flag(help: "Replace an existing output file.")
+  var force = false
+
+  @Flag(name: .shortAndLong, help: "Print only the summary.")
+  var quiet = false
+
+  func validate() throws {
+    for a in augment.split(separator: ",") where Augmentation(rawValue: String(a)) == nil {
+      throw ValidationError(
+        "--augment: unknown '\(a)' (choose from \(Augmentation.allCases.map(\.rawValue).joined(separator: ", ")))")
+    }
+  }
+
+  func run() throws {
+    var comm: Communicator?
+    do {
+      comm = try makeCommunicator(environment())
+      configureBLASThreads(environment: ["OPENBLAS_NUM_THREADS": "1"])
+      var o = ExtractOptions(root: directory, output: output)
+      o.manifest = manifest
+      o.augmentations = augment.split(separator: ",").map { Augmentation(rawValue: String($0))! }
+      o.strict = strict
+      o.seed = seed
+      o.force = force
+      o.quiet = quiet
+      let report = try extractCorpus(o, comm: comm!)
+      guard comm!.rank == 0 else { return }
+      print(
+        "extracted \(report.recordings) recordings -> \(report.rows) rows x 2376 into \(output) in "
+          + "\(fixed(report.seconds, 1)) s (\(fixed(Double(report.recordings) / max(report.seconds, 1e-9), 1)) files/s, \(comm!.size) rank(s))"
+      )
+      for f in report.flagged { print("  flagged \(f.path): \(f.reason)") }
+      if !report.skipped.isEmpty {
+        print("skipped \(report.skipped.count) files:")
+        for f in report.skipped { print("  \(f.path): \(f.reason)") }
+      }
+    } catch {
+      let rank = comm.map { $0.size > 1 ? "rank \($0.rank): " : "" } ?? ""
+      printError("sertrain: error: \(rank)\(error)")
+      if let comm, comm.size > 1 { comm.abort(code: 1) }
+      throw ExitCode(1)
+    }
+  }
+}
