@@ -49,7 +49,8 @@ let testTargets: [Target] = [
   .testTarget(name: "CLITests", dependencies: ["FeatureStore", "HDF5", "_TestSupport"]),
   // Also run under mpirun by Launch/test.sh.
   .testTarget(
-    name: "MPITests", dependencies: ["Collective", "ConvNet", "FeatureStore", "Training", "CSupport", "_TestSupport"]),
+    name: "MPITests",
+    dependencies: ["Collective", "ConvNet", "FeatureStore", "Training", "AudioFeatures", "CSupport", "_TestSupport"]),
 ]
 
 let package = Package(

@@ -81,6 +81,11 @@ public final class FeatureExtractor {
 
   public func parts(_ y: [Float]) -> FeatureParts {
     let n = y.count
+    if n == 0 {
+      // An empty read (a clip shorter than the offset): a row of zeros, which the extractor flags.
+      return FeatureParts(
+        zcr: [], rms: [], logMel: [], mfcc: [], frames: 0, row: [Float](repeating: 0, count: settings.width))
+    }
     let frames = frameCount(n)
     let half = nFFT / 2
     let hop = settings.hopLength

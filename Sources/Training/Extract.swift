@@ -86,7 +86,8 @@ public func extractCorpus(_ o: ExtractOptions, comm: Communicator) throws -> Ext
     let r = recordings[i]
     do {
       let (x, flag) = try featureRows(
-        o.root + "/" + r.path, index: i, augmentations: o.augmentations, seed: o.seed, extractor: extractor)
+        r.path.hasPrefix("/") ? r.path : o.root + "/" + r.path, index: i, augmentations: o.augmentations, seed: o.seed,
+        extractor: extractor)
       indices.append(Int32(i))
       rows += x
       if let flag { notes.append("\(i)\tflag\t\(flag)") }

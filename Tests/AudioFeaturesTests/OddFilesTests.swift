@@ -1,0 +1,62 @@
+import AudioFeatures
+import XCTest
+import _TestSupport
+
+/// A 16-bit PCM mono WAV of `samples`.
+func wavBytes(_ samples: [Int16], rate: Int = 22050) -> Data {
+  var d = Data()
+  func u32(_ v: Int) { withUnsafeBytes(of: UInt32(v).littleEndian) { d.append(contentsOf: $0) } }
+  func u16(_ v: Int) { withUnsafeBytes(of: UInt16(v).littleEndian) { d.append(contentsOf: $0) } }
+  d.append(contentsOf: Array("RIFF".utf8))
+  u32(36 + 2 * samples.count)
+  d.append(contentsOf: Array("WAVEfmt ".utf8))
+  u32(16)
+  u16(1)
+  u16(1)
+  u32(rate)
+  u32(rate * 2)
+  u16(2)
+  u16(16)
+  d.append(contentsOf: Array("data".utf8))
+  u32(2 * samples.count)
+  for s in samples { withUnsafeBytes(of: s.littleEndian) { d.append(contentsOf: $0) } }
+  return d
+}
+
+/// The odd files a real corpus has: each is either a clear skip reason or a flagged row of zeros.
+final class OddFilesTests: XCTestCase {
+  func testOddFilesGiveClearReasons() throws {
+    let dir = temporaryDirectory(self)
+    let fx = FeatureExtractor()
+    func make(_ name: String, _ data: Data) -> String {
+      let p = dir + "/" + name
+      FileManager.default.createFile(atPath: p, contents: data)
+      return p
+    }
+    // Shorter than the 0.6 s offset: an empty read, a row of zeros.
+    let short = try loadClip(make("short.wav", wavBytes([Int16](repeating: 1000, count: 5000))))
+    XCTAssertEqual(short.samples.count, 0)
+    let zeros = fx.row(short.samples)
+    XCTAssertEqual(zeros.count, 2376)
+    XCTAssertTrue(zeros.allSatisfy { $0 == 0 }, "an empty read gives a row of zeros")
+    // Silent: features exist (ZCR 0, RMS 0, MFCC of the -100 dB floor).
+    let silent = try loadClip(make("silent.wav", wavBytes([Int16](repeating: 0, count: 22050 * 4))))
+    XCTAssertEqual(silent.samples.count, 55125)
+    XCTAssertTrue(fx.row(silent.samples).allSatisfy { $0.isFinite })
+    // Truncated: the header promises more than the file holds; libsndfile reads what is there.
+    var truncated = wavBytes((0..<(22050 * 3)).map { Int16(truncatingIfNeeded: $0 * 37) })
+    truncated = truncated.prefix(truncated.count / 2)
+    let t = try loadClip(make("truncated.wav", truncated))
+    XCTAssertGreaterThan(t.samples.count, 0)
+    for (name, data, expected) in [
+      ("empty.wav", Data(), "cannot decode"),
+      ("notes.wav", Data("these are my notes, not audio\n".utf8), "cannot decode"),
+      ("noise.flac", Data((0..<4000).map { UInt8(truncatingIfNeeded: $0 * 7) }), "cannot decode"),
+    ] {
+      XCTAssertThrowsError(try loadClip(make(name, data))) { error in
+        let message = "\(error)"
+        XCTAssertTrue(message.contains(name) && message.contains(expected), message)
+      }
+    }
+  }
+}

@@ -1,0 +1,76 @@
+import HDF5
+import XCTest
+import _TestSupport
+
+/// `sertrain extract` on real recordings plus the odd files a corpus has, then training on what it wrote.
+final class ExtractCommandTests: XCTestCase {
+  func testExtractReportsOddFilesAndASmallModelLearnsSerMini() throws {
+    let root = try requireShared("datasets/ser-mini")
+    let dir = temporaryDirectory(self)
+    // 20 recordings of each class, by speaker-mixed order; the manifest's paths are under ser-mini.
+    let manifest = try String(contentsOfFile: root + "/MANIFEST.tsv", encoding: .utf8)
+    var perClass: [String: [String]] = [:]
+    for line in manifest.split(separator: "\n").dropFirst() {
+      let c = line.split(separator: "\t").map(String.init)
+      perClass[c[3], default: []].append("\(c[0]),\(c[3]),\(c[2])")
+    }
+    var lines = ["path,emotion,speaker"]
+    for (_, files) in perClass.sorted(by: { $0.key < $1.key }) {
+      lines += Swift.stride(from: 0, to: files.count, by: max(1, files.count / 20)).prefix(20).map { files[$0] }
+    }
+    // Odd files, by absolute path (a manifest path that starts with / is taken as is).
+    let odd = dir + "/odd"
+    try FileManager.default.createDirectory(atPath: odd, withIntermediateDirectories: true)
+    FileManager.default.createFile(atPath: odd + "/notes.wav", contents: Data("not audio\n".utf8))
+    FileManager.default.createFile(atPath: odd + "/empty.wav", contents: Data())
+    FileManager.default.createFile(atPath: odd + "/short.wav", contents: wav([Int16](repeating: 500, count: 4000)))
+    lines += ["\(odd)/notes.wav,sad,x", "\(odd)/empty.wav,sad,x", "\(odd)/short.wav,sad,x"]
+    FileManager.default.createFile(atPath: dir + "/m.csv", contents: Data(lines.joined(separator: "\n").utf8))
+
+    let r = try runCommand(
+      ["extract", root, "-o", "f.h5", "--manifest", "m.csv", "--augment", "original,noise", "-q"], directory: dir)
+    XCTAssertEqual(r.status, 0, r.stderr)
+    XCTAssertTrue(r.stdout.contains("skipped 2 files"), r.stdout)
+    XCTAssertTrue(r.stdout.contains("notes.wav: cannot decode"), r.stdout)
+    XCTAssertTrue(r.stdout.contains("empty.wav: cannot decode"), r.stdout)
+    XCTAssertTrue(r.stdout.contains("flagged \(odd)/short.wav: shorter than the 0.6 s offset"), r.stdout)
+    let inspect = try runCommand(["inspect", "f.h5"], directory: dir)
+    XCTAssertTrue(inspect.stdout.contains("rows          282 x 2376"), inspect.stdout)
+
+    let strict = try runCommand(
+      ["extract", root, "-o", "g.h5", "--manifest", "m.csv", "--augment", "original", "--strict", "-q"], directory: dir)
+    XCTAssertEqual(strict.status, 1)
+    XCTAssertTrue(strict.stderr.contains("--strict"), strict.stderr)
+    XCTAssertFalse(FileManager.default.fileExists(atPath: dir + "/g.h5"))
+
+    let train = try runCommand(
+      [
+        "train", "--data", "f.h5", "--model", "tiny", "--epochs", "12", "--batch-size", "16", "--learning-rate", "0.01",
+        "--val-fraction", "0.25", "--test-fraction", "0", "--run-dir", "run", "--patience", "100",
+      ], directory: dir)
+    XCTAssertEqual(train.status, 0, train.stderr)
+    let history = try String(contentsOfFile: dir + "/run/history.csv", encoding: .utf8).split(separator: "\n")
+    let best = history.dropFirst().compactMap { Double($0.split(separator: ",")[4]) }.max() ?? 0
+    XCTAssertGreaterThan(best, 2.0 / 7, "validation accuracy on unseen recordings at least twice chance: \(history)")
+  }
+
+  func wav(_ samples: [Int16], rate: Int = 22050) -> Data {
+    var d = Data()
+    func u32(_ v: Int) { withUnsafeBytes(of: UInt32(v).littleEndian) { d.append(contentsOf: $0) } }
+    func u16(_ v: Int) { withUnsafeBytes(of: UInt16(v).littleEndian) { d.append(contentsOf: $0) } }
+    d.append(contentsOf: Array("RIFF".utf8))
+    u32(36 + 2 * samples.count)
+    d.append(contentsOf: Array("WAVEfmt ".utf8))
+    u32(16)
+    u16(1)
+    u16(1)
+    u32(rate)
+    u32(rate * 2)
+    u16(2)
+    u16(16)
+    d.append(contentsOf: Array("data".utf8))
+    u32(2 * samples.count)
+    for s in samples { withUnsafeBytes(of: s.littleEndian) { d.append(contentsOf: $0) } }
+    return d
+  }
+}
