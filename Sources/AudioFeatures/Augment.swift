@@ -15,15 +15,23 @@ public enum Augmentation: String, CaseIterable, Sendable {
   public var code: Int8 { Int8(Augmentation.allCases.firstIndex(of: self)!) }
 }
 
-/// The seed's noise: `x + 0.035 * U(0,1) * max(x) * N(0,1)` per sample, from `rng`.
+/// The seed's noise: `x + 0.035 * U(0,1) * max(x) * N(0,1)` per sample, from `rng` (Box–Muller, two normals per
+/// pair of uniforms). Inlinable so that it is specialised for the caller's generator.
+@inlinable
 public func addNoise<R: RandomNumberGenerator>(_ x: [Float], rng: inout R) -> [Float] {
-  let amplitude = 0.035 * Double.random(in: 0..<1, using: &rng) * Double(x.max() ?? 0)
-  return x.map { v in
-    let u1 = 1 - Double.random(in: 0..<1, using: &rng)
-    let u2 = Double.random(in: 0..<1, using: &rng)
-    let normal = (-2 * log(u1)).squareRoot() * cos(2 * Double.pi * u2)
-    return Float(Double(v) + amplitude * normal)
+  let amplitude = 0.035 * Double(rng.next() >> 11) * 0x1p-53 * Double(x.max() ?? 0)
+  var out = x
+  var i = 0
+  while i < out.count {
+    let u1 = 1 - Double(rng.next() >> 11) * 0x1p-53
+    let u2 = Double(rng.next() >> 11) * 0x1p-53
+    let radius = (-2 * log(u1)).squareRoot() * amplitude
+    let angle = 2 * Double.pi * u2
+    out[i] = Float(Double(out[i]) + radius * cos(angle))
+    if i + 1 < out.count { out[i + 1] = Float(Double(out[i + 1]) + radius * sin(angle)) }
+    i += 2
   }
+  return out
 }
 
 /// `librosa.effects.pitch_shift(y, sr, n_steps)`: a phase-vocoder time stretch by `2^(-n_steps/12)` (STFT 2048/512,
@@ -88,19 +96,26 @@ public func timeStretch(_ y: [Float], rate: Double) -> [Float] {
     s = Double(steps.count) * rate
   }
   let phiAdvance = (0..<bins).map { Double.pi * Double(hop) * Double($0) / Double(bins - 1) }
-  var phase = (0..<bins).map { atan2f(im[$0], re[$0]) }
+  // Every column's magnitude and angle once (each is used by two consecutive steps), as numpy computes them.
+  var magnitude = [Float](repeating: 0, count: re.count)
+  var angle = [Float](repeating: 0, count: re.count)
+  for i in 0..<re.count {
+    magnitude[i] = hypotf(re[i], im[i])
+    angle[i] = atan2f(im[i], re[i])
+  }
+  var phase = Array(angle[0..<bins])
   var outRe = [Float](repeating: 0, count: steps.count * bins)
   var outIm = [Float](repeating: 0, count: steps.count * bins)
   for (t, step) in steps.enumerated() {
     let c0 = Int(step)
     let alpha = step.truncatingRemainder(dividingBy: 1)
+    let a = c0 * bins
+    let b = (c0 + 1) * bins
     for k in 0..<bins {
-      let (r0, i0) = (re[c0 * bins + k], im[c0 * bins + k])
-      let (r1, i1) = (re[(c0 + 1) * bins + k], im[(c0 + 1) * bins + k])
-      let mag = (1 - alpha) * Double(hypotf(r0, i0)) + alpha * Double(hypotf(r1, i1))
+      let mag = (1 - alpha) * Double(magnitude[a + k]) + alpha * Double(magnitude[b + k])
       outRe[t * bins + k] = Float(Double(cosf(phase[k])) * mag)
       outIm[t * bins + k] = Float(Double(sinf(phase[k])) * mag)
-      var dphase = Double(atan2f(i1, r1) - atan2f(i0, r0)) - phiAdvance[k]
+      var dphase = Double(angle[b + k] - angle[a + k]) - phiAdvance[k]
       dphase -= 2 * Double.pi * (dphase / (2 * Double.pi)).rounded(.toNearestOrEven)
       phase[k] = Float(Double(phase[k]) + (phiAdvance[k] + dphase))
     }
