@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
-# The demo on a fresh machine: installs what is missing, builds in release, and runs sertrain end to end on
-# generated data: a learnable 3-class features.csv is converted to HDF5, the tiny model trains on one process
-# and then data-parallel on 2 MPI ranks, a killed run resumes, and the weights go out as Keras files.
-# (Audio extraction, evaluate, predict and the report join with their issues.)
+# The demo on a fresh machine: installs what is missing, builds in release, and runs sertrain end to end: a
+# synthetic speech corpus is written and its features extracted (and ser-mini's, when it is beside the project),
+# the tiny model trains on one process and data-parallel on 2 MPI ranks, a stopped run resumes, and the weights go
+# out as Keras files. (evaluate, predict and the report join with their issue.)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 Launch/install-deps.sh
@@ -14,23 +14,27 @@ out=${DEMO_DIR:-demo}
 rm -rf "$out" && mkdir -p "$out" && cd "$out"
 if [ "$(id -u)" -eq 0 ]; then export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1; fi
 
-echo "== a features.csv: 3 classes x 60 recordings x 4 rows of 2376 values (noisy tones), converted to HDF5"
-awk 'BEGIN { srand(7); w = 2376; for (i = 0; i < w; i++) printf "%d,", i; print "labels";
-  for (r = 0; r < 720; r++) { c = int(r / 4) % 3; for (t = 0; t < w; t++) printf "%.4f,", sin(0.01 * (c + 1) * t) + 8 * (rand() - 0.5);
-  print (c == 0 ? "angry" : c == 1 ? "happy" : "sad") } }' >features.csv
-"$bin" convert features.csv -o features.h5 --rows-per-recording 4
+echo "== a synthetic corpus (4 speakers x 7 emotions x 10 utterances of speech-like sound), then its features"
+"$bin" synth -o corpus --speakers 4 --per-class 10
+"$bin" extract corpus -o features.h5
 "$bin" inspect features.h5
+if [ -d ../../shared/datasets/ser-mini ] || [ -d "${SERMINI:-/nonexistent}" ]; then
+  echo "== real recordings: ser-mini (1,426 files of RAVDESS, SAVEE, TESS), extracted on 2 ranks"
+  mpirun -n 2 --oversubscribe --bind-to none "$bin" extract "${SERMINI:-../../shared/datasets/ser-mini}" \
+    -o ser-mini.h5 -q || true
+fi
 
 echo "== the models"
 "$bin" summary --model seed | tail -4
-"$bin" summary --model tiny --classes 3
+"$bin" summary --model tiny
 
-echo "== training the tiny model on one process (split by recording, Keras callbacks)"
-"$bin" train --model tiny --epochs 8 --batch-size 32 --learning-rate 0.01 --run-dir run-1
+echo "== training the tiny model on one process (split by speaker: validation on a voice it never heard)"
+"$bin" train --model tiny --epochs 12 --batch-size 32 --learning-rate 0.01 --split speaker --val-fraction 0.25 \
+  --test-fraction 0 --run-dir run-1
 if command -v mpirun >/dev/null; then
   echo "== the same on 2 MPI ranks (the global batch is split; results match up to summation order)"
-  mpirun -n 2 --oversubscribe --bind-to none -x OPENBLAS_NUM_THREADS=1 "$bin" train --model tiny --epochs 8 \
-    --batch-size 32 --learning-rate 0.01 --run-dir run-2
+  mpirun -n 2 --oversubscribe --bind-to none -x OPENBLAS_NUM_THREADS=1 "$bin" train --model tiny --epochs 12 \
+    --batch-size 32 --learning-rate 0.01 --split speaker --val-fraction 0.25 --test-fraction 0 --run-dir run-2
 fi
 
 echo "== stop a run with SIGUSR1 (checkpoint, exit 75), then resume it"

@@ -31,7 +31,7 @@ let audioExtensions: Set<String> = [
 
 /// Labels from the Kaggle layout's file names (`../shared/datasets/README.md`):
 /// RAVDESS `03-01-EE-II-SS-RR-AA` (02 calm counts as neutral), SAVEE `SS_cNN`, TESS `SPK_word_emotion` (`ps` is
-/// surprise), CREMA-D `AAAA_SSS_EMO_LL`. The corpus comes from the folder (`Ravdess`, `Savee`, `Tess`, `Crema`,
+/// surprise), CREMA-D `AAAA_SSS_EMO_LL`, and `sertrain synth`'s `Synth/SPK_nn_emotion`. The corpus comes from the folder (`Ravdess`, `Savee`, `Tess`, `Crema`,
 /// any case) or else from the name's pattern.
 public func labelFromName(_ relativePath: String) -> (corpus: String, speaker: String, emotion: String)? {
   let parts = relativePath.split(separator: "/").map(String.init)
@@ -59,6 +59,10 @@ public func labelFromName(_ relativePath: String) -> (corpus: String, speaker: S
     let map = ["sa": "sad", "su": "surprise", "a": "angry", "d": "disgust", "f": "fear", "h": "happy", "n": "neutral"]
     guard let e = map[String(code)] else { return nil }
     return ("savee", "savee-\(under[0])", e)
+  }
+  if corpus(["synth"]) {
+    guard under.count == 3, emotions.contains(under[2]) else { return nil }
+    return ("synth", "synth-\(under[0])", under[2])
   }
   if corpus(["tess"]) || under.count == 3 {
     guard under.count >= 3 else { return nil }

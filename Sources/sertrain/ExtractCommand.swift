@@ -73,3 +73,31 @@ struct Extract: ParsableCommand {
     }
   }
 }
+
+struct Synth: ParsableCommand {
+  static let configuration = CommandConfiguration(
+    abstract: "Write a small labelled corpus of speech-like sounds (7 emotions) that extract reads.")
+
+  @Option(name: .shortAndLong, help: "The directory to write (files go to DIR/Synth).")
+  var output: String
+
+  @Option(help: "Speakers.")
+  var speakers = 4
+
+  @Option(help: "Utterances per speaker and emotion.")
+  var perClass = 10
+
+  @Option(help: "Seed.")
+  var seed: UInt64 = 1
+
+  func validate() throws {
+    if speakers < 1 || perClass < 1 { throw ValidationError("--speakers and --per-class must be at least 1") }
+  }
+
+  func run() throws {
+    try runReportingErrors {
+      let files = try writeSyntheticCorpus(to: output, speakers: speakers, perClass: perClass, seed: seed)
+      print("wrote \(files.count) files (\(speakers) speakers x 7 emotions x \(perClass)) to \(output)/Synth")
+    }
+  }
+}
