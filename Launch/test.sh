@@ -75,4 +75,15 @@ if wait "$launcher"; then echo "a killed rank must fail the job"; exit 1; fi
 echo "a rank killed mid-run: the job exits non-zero and the last checkpoint opens"
 cli_passed=$((cli_passed + 1))
 
+if [ -d ../shared/datasets/ser-mini ]; then
+  # Every recording of ser-mini, four rows each, on 2 ranks (the rows do not depend on the rank count: MPI suite).
+  timeout 900 mpirun -n 2 --oversubscribe --bind-to none "$exe" extract ../shared/datasets/ser-mini \
+    -o "$work/ser-mini.h5" -q >"$work/extract.log" || { cat "$work/extract.log"; echo "extract failed"; exit 1; }
+  "$exe" inspect "$work/ser-mini.h5" >"$work/inspect.log"
+  grep -q "rows          5704 x 2376" "$work/inspect.log" && grep -q "1426 (4 rows each), 10 speakers" "$work/inspect.log" \
+    || { cat "$work/extract.log" "$work/inspect.log"; echo "ser-mini: expected 4 x 1,426 rows, 10 speakers"; exit 1; }
+  echo "mpirun -n 2 extract ser-mini: 1,426 recordings, 5,704 rows, 10 speakers, nothing skipped"
+  cli_passed=$((cli_passed + 1))
+fi
+
 echo "test.sh: $((passed + mpi_passed + cli_passed)) passed, 0 failed"

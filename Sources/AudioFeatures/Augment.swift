@@ -10,9 +10,25 @@ public enum Augmentation: String, CaseIterable, Sendable {
   case noise
   case pitch
   case pitchNoise = "pitch+noise"
+  /// The seed notebook's other two: `time_stretch(rate=0.8)` and `np.roll` by `U(-5, 5) * 1000` samples.
+  case stretch
+  case shift
 
-  /// The feature file's code (0 original, 1 noise, 2 pitch, 3 pitch+noise).
+  /// The seed's four rows per recording.
+  public static let seedRows: [Augmentation] = [.original, .noise, .pitch, .pitchNoise]
+
+  /// The feature file's code (0 original, 1 noise, 2 pitch, 3 pitch+noise, 4 stretch, 5 shift).
   public var code: Int8 { Int8(Augmentation.allCases.firstIndex(of: self)!) }
+}
+
+/// The seed's shift: `np.roll(x, int(U(-5, 5) * 1000))`, from `rng`.
+@inlinable
+public func rollShift<R: RandomNumberGenerator>(_ x: [Float], rng: inout R) -> [Float] {
+  guard !x.isEmpty else { return x }
+  let amount = Int((Double(rng.next() >> 11) * 0x1p-53 * 10 - 5) * 1000)
+  let n = x.count
+  let k = ((amount % n) + n) % n
+  return Array(x[(n - k)...] + x[..<(n - k)])
 }
 
 /// The seed's noise: `x + 0.035 * U(0,1) * max(x) * N(0,1)` per sample, from `rng` (Box–Muller, two normals per

@@ -16,7 +16,7 @@ public enum FeatureFormat {
   public static let seedWidth = 2376
   /// Rows per chunk of `features`: a rank's shard read touches only the chunks it needs.
   public static let chunkRows = 32
-  public static let augmentationNames = ["original", "noise", "pitch", "pitch+noise"]
+  public static let augmentationNames = ["original", "noise", "pitch", "pitch+noise", "stretch", "shift"]
 }
 
 /// How the rows were computed. Stored as attributes; `predict` checks a checkpoint against it.

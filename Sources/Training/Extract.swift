@@ -12,7 +12,7 @@ public struct ExtractOptions: Sendable {
   public var root: String
   public var output: String
   public var manifest: String?
-  public var augmentations: [Augmentation] = Augmentation.allCases
+  public var augmentations: [Augmentation] = Augmentation.seedRows
   public var strict = false
   public var seed: UInt64 = 0
   public var force = false
@@ -50,6 +50,8 @@ public func featureRows(
     case .pitch, .pitchNoise:
       if pitched == nil { pitched = try pitchShift(y, sampleRate: extractor.settings.sampleRate, steps: 0.7) }
       rows += extractor.row(a == .pitch ? pitched! : addNoise(pitched!, rng: &rng))
+    case .stretch: rows += extractor.row(y.isEmpty ? y : timeStretch(y, rate: 0.8))
+    case .shift: rows += extractor.row(rollShift(y, rng: &rng))
     }
   }
   var flag: String?

@@ -20,7 +20,7 @@ struct Extract: ParsableCommand {
   @Option(help: "A CSV of path,emotion[,speaker] for any other corpus.")
   var manifest: String?
 
-  @Option(help: "Rows per recording, in order (original, noise, pitch, pitch+noise).")
+  @Option(help: "Rows per recording, in order: original, noise, pitch, pitch+noise (the seed's), stretch, shift.")
   var augment = "original,noise,pitch,pitch+noise"
 
   @Flag(help: "Fail when any file cannot be used, instead of reporting it.")
