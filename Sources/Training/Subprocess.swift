@@ -11,15 +11,7 @@ public struct ChildMeasurement: Sendable {
 
 /// Runs `argv` (searched on PATH), inheriting stdio, and measures it with wait4.
 public func runMeasured(_ argv: [String], environment extra: [String: String] = [:]) throws -> ChildMeasurement {
-  var env = [String]()
-  var p = environ
-  while let e = p.pointee {
-    let s = String(cString: e)
-    let key = String(s.prefix { $0 != "=" })
-    if extra[key] == nil { env.append(s) }
-    p += 1
-  }
-  for (k, v) in extra { env.append("\(k)=\(v)") }
+  let env = childEnvironment(extra)
   let cArgs = argv.map { strdup($0) } + [nil]
   let cEnv = env.map { strdup($0) } + [nil]
   defer {
@@ -71,14 +63,7 @@ public func runCapturing(
   defer { posix_spawn_file_actions_destroy(&actions) }
   posix_spawn_file_actions_adddup2(&actions, fds[1], 1)
   posix_spawn_file_actions_addclose(&actions, fds[0])
-  var env = [String]()
-  var p = environ
-  while let e = p.pointee {
-    let s = String(cString: e)
-    if extra[String(s.prefix { $0 != "=" })] == nil { env.append(s) }
-    p += 1
-  }
-  for (k, v) in extra { env.append("\(k)=\(v)") }
+  let env = childEnvironment(extra)
   let cArgs = argv.map { strdup($0) } + [nil]
   let cEnv = env.map { strdup($0) } + [nil]
   defer {
@@ -112,4 +97,17 @@ public func runCapturing(
   let m = ChildMeasurement(
     status: exitCode, seconds: monotonicSeconds() - t0, maxRSSMegabytes: Double(usage.ru_maxrss) / 1024)
   return (m, String(decoding: output, as: UTF8.self))
+}
+
+/// This process's environment as `KEY=value` strings, with `extra` replacing or adding entries.
+func childEnvironment(_ extra: [String: String]) -> [String] {
+  var env = [String]()
+  var p = environ
+  while let e = p.pointee {
+    let s = String(cString: e)
+    if extra[String(s.prefix { $0 != "=" })] == nil { env.append(s) }
+    p += 1
+  }
+  for (k, v) in extra { env.append("\(k)=\(v)") }
+  return env
 }

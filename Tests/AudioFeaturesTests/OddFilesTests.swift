@@ -2,27 +2,6 @@ import AudioFeatures
 import XCTest
 import _TestSupport
 
-/// A 16-bit PCM mono WAV of `samples`.
-func wavBytes(_ samples: [Int16], rate: Int = 22050) -> Data {
-  var d = Data()
-  func u32(_ v: Int) { withUnsafeBytes(of: UInt32(v).littleEndian) { d.append(contentsOf: $0) } }
-  func u16(_ v: Int) { withUnsafeBytes(of: UInt16(v).littleEndian) { d.append(contentsOf: $0) } }
-  d.append(contentsOf: Array("RIFF".utf8))
-  u32(36 + 2 * samples.count)
-  d.append(contentsOf: Array("WAVEfmt ".utf8))
-  u32(16)
-  u16(1)
-  u16(1)
-  u32(rate)
-  u32(rate * 2)
-  u16(2)
-  u16(16)
-  d.append(contentsOf: Array("data".utf8))
-  u32(2 * samples.count)
-  for s in samples { withUnsafeBytes(of: s.littleEndian) { d.append(contentsOf: $0) } }
-  return d
-}
-
 /// The odd files a real corpus has: each is either a clear skip reason or a flagged row of zeros.
 final class OddFilesTests: XCTestCase {
   func testOddFilesGiveClearReasons() throws {

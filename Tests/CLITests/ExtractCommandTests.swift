@@ -23,7 +23,7 @@ final class ExtractCommandTests: XCTestCase {
     try FileManager.default.createDirectory(atPath: odd, withIntermediateDirectories: true)
     FileManager.default.createFile(atPath: odd + "/notes.wav", contents: Data("not audio\n".utf8))
     FileManager.default.createFile(atPath: odd + "/empty.wav", contents: Data())
-    FileManager.default.createFile(atPath: odd + "/short.wav", contents: wav([Int16](repeating: 500, count: 4000)))
+    FileManager.default.createFile(atPath: odd + "/short.wav", contents: wavBytes([Int16](repeating: 500, count: 4000)))
     lines += ["\(odd)/notes.wav,sad,x", "\(odd)/empty.wav,sad,x", "\(odd)/short.wav,sad,x"]
     FileManager.default.createFile(atPath: dir + "/m.csv", contents: Data(lines.joined(separator: "\n").utf8))
 
@@ -52,26 +52,6 @@ final class ExtractCommandTests: XCTestCase {
     let history = try String(contentsOfFile: dir + "/run/history.csv", encoding: .utf8).split(separator: "\n")
     let best = history.dropFirst().compactMap { Double($0.split(separator: ",")[4]) }.max() ?? 0
     XCTAssertGreaterThan(best, 2.0 / 7, "validation accuracy on unseen recordings at least twice chance: \(history)")
-  }
-
-  func wav(_ samples: [Int16], rate: Int = 22050) -> Data {
-    var d = Data()
-    func u32(_ v: Int) { withUnsafeBytes(of: UInt32(v).littleEndian) { d.append(contentsOf: $0) } }
-    func u16(_ v: Int) { withUnsafeBytes(of: UInt16(v).littleEndian) { d.append(contentsOf: $0) } }
-    d.append(contentsOf: Array("RIFF".utf8))
-    u32(36 + 2 * samples.count)
-    d.append(contentsOf: Array("WAVEfmt ".utf8))
-    u32(16)
-    u16(1)
-    u16(1)
-    u32(rate)
-    u32(rate * 2)
-    u16(2)
-    u16(16)
-    d.append(contentsOf: Array("data".utf8))
-    u32(2 * samples.count)
-    for s in samples { withUnsafeBytes(of: s.littleEndian) { d.append(contentsOf: $0) } }
-    return d
   }
 }
 
