@@ -1,5 +1,6 @@
 import ConvNet
 import FeatureStore
+import FoundationEssentials
 import HDF5
 
 /// The seed's classes, sorted as its label encoder sorted them.
@@ -29,6 +30,8 @@ public struct Checkpoint {
   public var training: String?
   /// Each row's side of the split (0 train, 1 validation, 2 test), when it comes from training.
   public var split: [Int8]?
+  /// The feature recipe of the data it was trained on (JSON attribute `recipe`), when known.
+  public var recipe: FeatureRecipe?
 
   /// A checkpoint of `network`'s current variables, with an identity scaler unless one is given.
   public init(network: Network, classNames: [String], scalerMean: [Float]? = nil, scalerScale: [Float]? = nil) {
@@ -70,6 +73,7 @@ public struct Checkpoint {
       _ = try f.write("scaler/mean", scalerMean)
       _ = try f.write("scaler/scale", scalerScale)
       if let split { _ = try f.write("split", split) }
+      if let recipe { try f.setAttribute("recipe", String(decoding: try JSONEncoder().encode(recipe), as: UTF8.self)) }
       if let adamM, let adamV {
         _ = try f.write("optimizer/m", adamM)
         _ = try f.write("optimizer/v", adamV)
@@ -137,6 +141,9 @@ public struct Checkpoint {
     }
     if f.hasAttribute("training") { c.training = try f.stringAttribute("training") }
     if f.exists("split") { c.split = try f.read("split") }
+    if f.hasAttribute("recipe") {
+      c.recipe = try? JSONDecoder().decode(FeatureRecipe.self, from: Data(try f.stringAttribute("recipe").utf8))
+    }
     guard c.parameters.allSatisfy({ $0.isFinite }) else {
       throw CheckpointError(path, "parameters hold NaN or infinity")
     }

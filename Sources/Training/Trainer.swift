@@ -64,6 +64,8 @@ public struct TrainingState: Codable, Sendable {
   public var bestEpoch: Int?
   public var savedEarlyStopping: EarlyStopping?
   public var savedReduceLR: ReduceLROnPlateau?
+  /// The data file's absolute path when training started (reports and evaluate find it from anywhere).
+  public var dataPath: String?
 
   public init(config: TrainConfig) { self.config = config }
 
@@ -75,7 +77,7 @@ public struct TrainingState: Codable, Sendable {
     return String(decoding: (try? e.encode(self)) ?? Data(), as: UTF8.self)
   }
 
-  static func parse(_ text: String) throws -> TrainingState {
+  public static func parse(_ text: String) throws -> TrainingState {
     let d = JSONDecoder()
     d.nonConformingFloatDecodingStrategy = .convertFromString(
       positiveInfinity: "inf", negativeInfinity: "-inf", nan: "nan")
@@ -208,6 +210,10 @@ public final class Trainer {
     earlyStopping = state.savedEarlyStopping ?? config.earlyStopping
     reduceLR = state.savedReduceLR ?? config.reduceLR
     state.ranks = comm.size
+    if let resolved = realpath(config.data, nil) {
+      state.dataPath = String(cString: resolved)
+      free(resolved)
+    }
     guard !trainRows.isEmpty else { throw TrainingError("the split left no train rows") }
     try checkMonitors()
     if resumeFrom == nil {
@@ -521,6 +527,7 @@ public final class Trainer {
     c.learningRate = Double(adam.learningRate)
     c.training = saved.json()
     c.split = split.membership
+    c.recipe = file.recipe
     try c.write(to: lastPath, overwrite: true)
     if best { try c.write(to: bestPath, overwrite: true) }
     try writeHistory()

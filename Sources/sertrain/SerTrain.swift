@@ -15,7 +15,8 @@ struct SerTrain: ParsableCommand {
     commandName: "sertrain",
     abstract: "A data-parallel trainer for speech emotion recognition.",
     subcommands: [
-      Train.self, Extract.self, Convert.self, Inspect.self, Synth.self, Summary.self, ImportKeras.self,
+      Train.self, Extract.self, Convert.self, Evaluate.self, Predict.self, Report.self, Inspect.self, Synth.self,
+      Summary.self, ImportKeras.self,
       ExportKeras.self,
       Bench.self,
     ],

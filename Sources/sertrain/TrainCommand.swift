@@ -116,6 +116,15 @@ struct Train: ParsableCommand {
       let trainer = try Trainer(config: config, runDir: dir, resume: resume, comm: comm!, quiet: quiet)
       let code = try trainer.run()
       if code != 0 { throw ExitCode(code) }
+      // The final weights on the held-out rows, and the report.
+      if let (path, evaluation) = try makeReport(runDir: dir, data: nil, split: nil, comm: comm!), !quiet {
+        if let e = evaluation {
+          print(
+            "\n\(e.split) split, \(e.rows) rows: loss \(fixed(e.loss, 4)), accuracy \(fixed(e.accuracy, 4))\n\n\(e.report)"
+          )
+        }
+        print("report: \(path)")
+      }
     } catch let e as ExitCode {
       throw e
     } catch {

@@ -1,0 +1,255 @@
+import AudioFeatures
+import Collective
+import ConvNet
+import FeatureStore
+import FoundationEssentials
+
+#if canImport(Glibc)
+  import Glibc
+#endif
+
+/// Loss, accuracy, confusion matrix and per-class precision, recall and F1 of a checkpoint on some rows.
+public struct Evaluation: Codable, Sendable {
+  public struct ClassScore: Codable, Sendable {
+    public var name: String
+    public var precision: Double
+    public var recall: Double
+    public var f1: Double
+    public var support: Int
+  }
+  public var split: String
+  public var rows: Int
+  public var loss: Double
+  public var accuracy: Double
+  public var classes: [String]
+  /// `confusion[true][predicted]`.
+  public var confusion: [[Int]]
+  public var perClass: [ClassScore]
+  public var macro: ClassScore
+  public var weighted: ClassScore
+
+  init(split: String, loss: Double, classes: [String], confusion: [[Int]]) {
+    self.split = split
+    self.classes = classes
+    self.confusion = confusion
+    let k = classes.count
+    let total = confusion.reduce(0) { $0 + $1.reduce(0, +) }
+    rows = total
+    self.loss = total > 0 ? loss / Double(total) : .nan
+    accuracy = total > 0 ? Double((0..<k).reduce(0) { $0 + confusion[$1][$1] }) / Double(total) : .nan
+    // scikit-learn's rule: a ratio with a zero denominator is 0.
+    func ratio(_ a: Int, _ b: Int) -> Double { b > 0 ? Double(a) / Double(b) : 0 }
+    let scores = (0..<k).map { c in
+      let tp = confusion[c][c]
+      let predicted = (0..<k).reduce(0) { $0 + confusion[$1][c] }
+      let support = confusion[c].reduce(0, +)
+      let p = ratio(tp, predicted)
+      let r = ratio(tp, support)
+      return ClassScore(
+        name: classes[c], precision: p, recall: r, f1: p + r > 0 ? 2 * p * r / (p + r) : 0, support: support)
+    }
+    func average(_ weights: [Double], _ name: String) -> ClassScore {
+      let w = weights.reduce(0, +)
+      func avg(_ f: (ClassScore) -> Double) -> Double {
+        w > 0 ? zip(scores, weights).reduce(0) { $0 + f($1.0) * $1.1 } / w : 0
+      }
+      return ClassScore(name: name, precision: avg(\.precision), recall: avg(\.recall), f1: avg(\.f1), support: total)
+    }
+    perClass = scores
+    macro = average([Double](repeating: 1, count: k), "macro avg")
+    weighted = average(scores.map { Double($0.support) }, "weighted avg")
+  }
+
+  /// The per-class table laid out as scikit-learn's `classification_report`.
+  public var report: String {
+    let width = max(12, (classes.map(\.count) + ["weighted avg".count]).max()!)
+    func pad(_ s: String, _ n: Int) -> String { String(repeating: " ", count: max(0, n - s.count)) + s }
+    func line(_ name: String, _ p: Double?, _ r: Double?, _ f: Double, _ s: Int) -> String {
+      pad(name, width) + pad(p.map { fixed($0, 2) } ?? "", 11) + pad(r.map { fixed($0, 2) } ?? "", 10)
+        + pad(fixed(f, 2), 10) + pad("\(s)", 10)
+    }
+    var out = [
+      pad("", width) + pad("precision", 11) + pad("recall", 10) + pad("f1-score", 10) + pad("support", 10), "",
+    ]
+    for c in perClass { out.append(line(c.name, c.precision, c.recall, c.f1, c.support)) }
+    out.append("")
+    out.append(line("accuracy", nil, nil, accuracy, rows))
+    out.append(line(macro.name, macro.precision, macro.recall, macro.f1, macro.support))
+    out.append(line(weighted.name, weighted.precision, weighted.recall, weighted.f1, weighted.support))
+    return out.joined(separator: "\n")
+  }
+
+  /// The confusion matrix with class names (rows: true class, columns: predicted).
+  public var confusionTable: String {
+    let w = max(8, classes.map(\.count).max() ?? 0) + 1
+    func pad(_ s: String) -> String { String(repeating: " ", count: max(0, w - s.count)) + s }
+    var out = [pad("true \\ pred") + classes.map { pad(String($0.prefix(w - 1))) }.joined()]
+    for (i, row) in confusion.enumerated() { out.append(pad(classes[i]) + row.map { pad("\($0)") }.joined()) }
+    return out.joined(separator: "\n")
+  }
+
+  public func json() -> String {
+    let e = JSONEncoder()
+    e.outputFormatting = [.sortedKeys, .prettyPrinted]
+    e.nonConformingFloatEncodingStrategy = .convertToString(
+      positiveInfinity: "inf", negativeInfinity: "-inf", nan: "nan")
+    return String(decoding: (try? e.encode(self)) ?? Data(), as: UTF8.self)
+  }
+}
+
+/// Rows of a feature file standardised with a checkpoint's scaler, and the network's probabilities for them.
+final class Predictor {
+  let checkpoint: Checkpoint
+  let network: Network
+  let batch: Int
+
+  init(_ checkpoint: Checkpoint, path: String, batch: Int = 64) throws {
+    self.checkpoint = checkpoint
+    network = try checkpoint.makeNetwork(path: path)
+    self.batch = batch
+  }
+
+  /// Probabilities `[rows.count][classes]` of already standardised rows.
+  func probabilities(_ x: [Float], count: Int) -> [Float] {
+    var out: [Float] = []
+    out.reserveCapacity(count * network.classes)
+    let w = network.inputWidth
+    var start = 0
+    while start < count {
+      let n = min(batch, count - start)
+      x.withUnsafeBufferPointer { p in
+        out += network.forward(p.baseAddress! + start * w, batch: n, training: false)
+      }
+      start += n
+    }
+    return out
+  }
+
+  func standardise(_ x: inout [Float]) {
+    let w = network.inputWidth
+    for r in 0..<(x.count / w) {
+      for c in 0..<w { x[r * w + c] = (x[r * w + c] - checkpoint.scalerMean[c]) / checkpoint.scalerScale[c] }
+    }
+  }
+}
+
+/// Which rows a split name selects, from the checkpoint's saved split.
+public func rowsOf(split: String, checkpoint: Checkpoint, file: FeatureFile, checkpointPath: String) throws -> [Int] {
+  if split == "all" { return Array(0..<file.rowCount) }
+  guard let part = DataSplit.names.firstIndex(of: split) else {
+    throw TrainingError("--split \(split): expected train, val, test or all")
+  }
+  guard let membership = checkpoint.split else {
+    throw TrainingError("\(checkpointPath) has no saved split (an imported model): use --split all")
+  }
+  guard membership.count == file.rowCount else {
+    throw TrainingError(
+      "\(checkpointPath)'s split covers \(membership.count) rows but \(file.path) has \(file.rowCount): it was "
+        + "trained on another file; use --split all")
+  }
+  return membership.indices.filter { membership[$0] == Int8(part) }
+}
+
+/// Evaluates a checkpoint on a split of a feature file; under MPI each rank takes a strided share and the counts
+/// are summed (never means of means).
+public func evaluate(
+  checkpointPath: String, dataPath: String, split: String, comm: Communicator
+) throws -> Evaluation {
+  let checkpoint = try Checkpoint.read(checkpointPath)
+  let file = try FeatureFile(path: dataPath)
+  guard file.classes == checkpoint.classNames else {
+    throw TrainingError("\(dataPath)'s classes \(file.classes) are not the checkpoint's \(checkpoint.classNames)")
+  }
+  let predictor = try Predictor(checkpoint, path: checkpointPath)
+  guard predictor.network.inputWidth == file.width else {
+    throw TrainingError("the model reads \(predictor.network.inputWidth) features, \(dataPath) has \(file.width)")
+  }
+  let rows = try rowsOf(split: split, checkpoint: checkpoint, file: file, checkpointPath: checkpointPath)
+  let k = checkpoint.classNames.count
+  var counts = [Double](repeating: 0, count: k * k + 1)
+  let mine = Swift.stride(from: comm.rank, to: rows.count, by: comm.size).map { rows[$0] }
+  var start = 0
+  while start < mine.count {
+    let chunk = Array(mine[start..<min(start + 256, mine.count)])
+    var x = [Float](repeating: 0, count: chunk.count * file.width)
+    try x.withUnsafeMutableBufferPointer { try file.readRows(at: chunk, into: $0) }
+    predictor.standardise(&x)
+    let p = predictor.probabilities(x, count: chunk.count)
+    for (i, r) in chunk.enumerated() {
+      let truth = Int(file.labels[r])
+      var best = 0
+      for c in 1..<k where p[i * k + c] > p[i * k + best] { best = c }
+      counts[truth * k + best] += 1
+      counts[k * k] -= Double(log(max(p[i * k + truth], 1e-7)))
+    }
+    start += chunk.count
+  }
+  comm.allreduceSum(&counts)
+  let confusion = (0..<k).map { t in (0..<k).map { Int(counts[t * k + $0]) } }
+  return Evaluation(split: split, loss: counts[k * k], classes: checkpoint.classNames, confusion: confusion)
+}
+
+/// One prediction: what was predicted from, the most probable class, every class's probability.
+public struct Prediction: Codable, Sendable {
+  public var source: String
+  public var emotion: String
+  public var probabilities: [String: Double]
+}
+
+/// Predicts recordings (their original row, extracted as in training) with a checkpoint.
+public func predictFiles(_ paths: [String], checkpointPath: String) throws -> [Prediction] {
+  let checkpoint = try Checkpoint.read(checkpointPath)
+  let predictor = try Predictor(checkpoint, path: checkpointPath)
+  let extractor = FeatureExtractor()
+  guard predictor.network.inputWidth == extractor.settings.width else {
+    throw TrainingError(
+      "\(checkpointPath) reads \(predictor.network.inputWidth) features per row; audio gives the seed's "
+        + "\(extractor.settings.width): predict with --features instead")
+  }
+  if let recipe = checkpoint.recipe, !recipe.sameFeatures(as: FeatureRecipe()) {
+    throw TrainingError(
+      "\(checkpointPath) was trained on features of another recipe (\(recipe.sampleRate) Hz, offset \(recipe.offset) s, "
+        + "duration \(recipe.duration) s, \(recipe.nMFCC) MFCC) than sertrain extracts: predict with --features")
+  }
+  var x: [Float] = []
+  for p in paths {
+    do {
+      x += extractor.row(try loadClip(p).samples)
+    } catch let e as AudioError {
+      throw TrainingError("\(p): cannot predict: \(e.message)")
+    }
+  }
+  predictor.standardise(&x)
+  return label(predictor.probabilities(x, count: paths.count), sources: paths, classes: checkpoint.classNames)
+}
+
+/// Predicts stored rows (all, or a split) of a feature file.
+public func predictRows(featuresPath: String, split: String, checkpointPath: String) throws -> [Prediction] {
+  let checkpoint = try Checkpoint.read(checkpointPath)
+  let file = try FeatureFile(path: featuresPath)
+  let predictor = try Predictor(checkpoint, path: checkpointPath)
+  guard predictor.network.inputWidth == file.width else {
+    throw TrainingError(
+      "\(checkpointPath) reads \(predictor.network.inputWidth) features, \(featuresPath) has \(file.width)")
+  }
+  if let recipe = checkpoint.recipe, !recipe.sameFeatures(as: file.recipe) {
+    throw TrainingError("\(featuresPath)'s feature recipe differs from the one \(checkpointPath) was trained on")
+  }
+  let rows = try rowsOf(split: split, checkpoint: checkpoint, file: file, checkpointPath: checkpointPath)
+  var x = [Float](repeating: 0, count: rows.count * file.width)
+  try x.withUnsafeMutableBufferPointer { try file.readRows(at: rows, into: $0) }
+  predictor.standardise(&x)
+  return label(
+    predictor.probabilities(x, count: rows.count), sources: rows.map(String.init), classes: checkpoint.classNames)
+}
+
+private func label(_ p: [Float], sources: [String], classes: [String]) -> [Prediction] {
+  let k = classes.count
+  return sources.enumerated().map { i, s in
+    var best = 0
+    for c in 1..<k where p[i * k + c] > p[i * k + best] { best = c }
+    var probs: [String: Double] = [:]
+    for c in 0..<k { probs[classes[c]] = Double(p[i * k + c]) }
+    return Prediction(source: s, emotion: classes[best], probabilities: probs)
+  }
+}

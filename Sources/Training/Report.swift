@@ -1,0 +1,171 @@
+#if canImport(Glibc)
+  import Glibc
+#endif
+
+/// An HTML page with inline SVG: accuracy, loss and learning rate per epoch, the confusion matrix as a heat map
+/// and the per-class table. No scripts, no external files.
+public func reportHTML(title: String, facts: [(String, String)], history: [HistoryRow], evaluation: Evaluation?)
+  -> String
+{
+  func esc(_ s: String) -> String {
+    s.replacing("&", with: "&amp;").replacing("<", with: "&lt;").replacing(">", with: "&gt;")
+  }
+  var body = "<h1>\(esc(title))</h1>\n<table class=\"facts\">"
+  for (k, v) in facts { body += "<tr><th>\(esc(k))</th><td>\(esc(v))</td></tr>" }
+  body += "</table>\n<div class=\"charts\">\n"
+  let epochs = history.map { Double($0.epoch) }
+  body += lineChart(
+    "Accuracy", x: epochs,
+    series: [
+      ("train", "#1f77b4", history.map(\.accuracy)), ("validation", "#ff7f0e", history.map { $0.valAccuracy ?? .nan }),
+    ],
+    yRange: (0, 1))
+  body += lineChart(
+    "Loss", x: epochs,
+    series: [("train", "#1f77b4", history.map(\.loss)), ("validation", "#ff7f0e", history.map { $0.valLoss ?? .nan })])
+  body += lineChart("Learning rate", x: epochs, series: [("Adam", "#2ca02c", history.map(\.learningRate))], log: true)
+  body += "</div>\n"
+  if let e = evaluation {
+    body +=
+      "<h2>\(esc(e.split)) split: accuracy \(fixed(e.accuracy, 3)), loss \(fixed(e.loss, 3)), \(e.rows) rows</h2>\n"
+    body += "<div class=\"charts\">" + heatMap(e) + classTable(e) + "</div>\n"
+  }
+  return """
+    <!DOCTYPE html>
+    <html lang="en"><head><meta charset="utf-8"><title>\(esc(title))</title>
+    <style>
+    body { font: 14px/1.4 system-ui, sans-serif; margin: 24px; color: #222; background: #fff; }
+    h1 { font-size: 20px; margin: 0 0 12px; } h2 { font-size: 16px; margin: 24px 0 8px; }
+    table.facts th { text-align: left; padding-right: 16px; font-weight: 600; color: #555; }
+    .charts { display: flex; flex-wrap: wrap; gap: 24px; align-items: flex-start; }
+    svg text { font: 12px system-ui, sans-serif; fill: #333; }
+    table.scores { border-collapse: collapse; } table.scores td, table.scores th { padding: 4px 10px; text-align: right; }
+    table.scores tr:nth-child(even) { background: #f4f4f4; } table.scores tr:first-child th { border-bottom: 1px solid #999; }
+    </style></head><body>
+    \(body)
+    </body></html>
+
+    """
+}
+
+func lineChart(
+  _ title: String, x: [Double], series: [(String, String, [Double])], yRange: (Double, Double)? = nil, log: Bool = false
+) -> String {
+  let (w, h, left, right, top, bottom) = (420.0, 280.0, 56.0, 16.0, 28.0, 40.0)
+  let values = series.flatMap(\.2).filter { $0.isFinite && (!log || $0 > 0) }
+  guard !x.isEmpty, !values.isEmpty else { return "" }
+  func t(_ v: Double) -> Double { log ? Glibc.log10(v) : v }
+  var (lo, hi) = yRange ?? (t(values.min()!), t(values.max()!))
+  if yRange == nil {
+    let pad = max((hi - lo) * 0.08, log ? 0.1 : 1e-6)
+    (lo, hi) = (!log && lo >= 0 ? max(0, lo - pad) : lo - pad, hi + pad)
+  }
+  let (x0, x1) = (x.min()!, max(x.max()!, x.min()! + 1))
+  func px(_ v: Double) -> Double { left + (v - x0) / (x1 - x0) * (w - left - right) }
+  func py(_ v: Double) -> Double { top + (1 - (t(v) - lo) / (hi - lo)) * (h - top - bottom) }
+  var s = "<svg width=\"\(Int(w))\" height=\"\(Int(h))\" viewBox=\"0 0 \(Int(w)) \(Int(h))\" role=\"img\">"
+  s += "<text x=\"\(Int(left))\" y=\"18\" style=\"font-weight:600\">\(title)</text>"
+  for i in 0...4 {
+    let v = lo + (hi - lo) * Double(i) / 4
+    let y = top + (1 - Double(i) / 4) * (h - top - bottom)
+    let label = log ? String(format3(Glibc.pow(10, v))) : fixed(v, abs(hi - lo) < 0.5 ? 3 : 2)
+    s += "<line x1=\"\(left)\" x2=\"\(w - right)\" y1=\"\(y)\" y2=\"\(y)\" stroke=\"#e5e5e5\"/>"
+    s += "<text x=\"\(left - 6)\" y=\"\(y + 4)\" text-anchor=\"end\">\(label)</text>"
+  }
+  let step = max(1, Int((x1 - x0) / 8))
+  for e in Swift.stride(from: Int(x0), through: Int(x1), by: step) {
+    s += "<text x=\"\(px(Double(e)))\" y=\"\(h - bottom + 16)\" text-anchor=\"middle\">\(e)</text>"
+  }
+  s += "<text x=\"\((left + w - right) / 2)\" y=\"\(h - 6)\" text-anchor=\"middle\">epoch</text>"
+  s += "<line x1=\"\(left)\" x2=\"\(left)\" y1=\"\(top)\" y2=\"\(h - bottom)\" stroke=\"#999\"/>"
+  s += "<line x1=\"\(left)\" x2=\"\(w - right)\" y1=\"\(h - bottom)\" y2=\"\(h - bottom)\" stroke=\"#999\"/>"
+  for (k, (name, color, ys)) in series.enumerated() {
+    let points = zip(x, ys).filter { $0.1.isFinite && (!log || $0.1 > 0) }.map { "\(px($0.0)),\(py($0.1))" }
+    if points.isEmpty { continue }
+    s += "<polyline fill=\"none\" stroke=\"\(color)\" stroke-width=\"2\" points=\"\(points.joined(separator: " "))\"/>"
+    for p in points {
+      let c = p.split(separator: ",")
+      s += "<circle cx=\"\(c[0])\" cy=\"\(c[1])\" r=\"2.5\" fill=\"\(color)\"/>"
+    }
+    // Legends in the title row, clear of the curves.
+    let lx = w - right - 95 * Double(series.count - k)
+    let ly = 14.0
+    s += "<line x1=\"\(lx)\" x2=\"\(lx + 18)\" y1=\"\(ly)\" y2=\"\(ly)\" stroke=\"\(color)\" stroke-width=\"2\"/>"
+    s += "<text x=\"\(lx + 24)\" y=\"\(ly + 4)\">\(name)</text>"
+  }
+  return s + "</svg>\n"
+}
+
+private func format3(_ v: Double) -> String {
+  if v >= 0.01 { return fixed(v, 3) }
+  var e = 0
+  var m = v
+  while m < 1 {
+    m *= 10
+    e += 1
+  }
+  return "\(fixed(m, 1))e-\(e)"
+}
+
+/// The confusion matrix, each row shaded by its share of the true class.
+func heatMap(_ e: Evaluation) -> String {
+  let k = e.classes.count
+  let cell = 52.0
+  let left = 84.0
+  let top = 40.0
+  let w = left + cell * Double(k) + 12
+  let h = top + cell * Double(k) + 56
+  var s = "<svg width=\"\(Int(w))\" height=\"\(Int(h))\" viewBox=\"0 0 \(Int(w)) \(Int(h))\" role=\"img\">"
+  s += "<text x=\"\(left)\" y=\"18\" style=\"font-weight:600\">Confusion matrix (rows: true, columns: predicted)</text>"
+  for i in 0..<k {
+    let total = max(1, e.confusion[i].reduce(0, +))
+    s +=
+      "<text x=\"\(left - 6)\" y=\"\(top + cell * (Double(i) + 0.5) + 4)\" text-anchor=\"end\">\(e.classes[i])</text>"
+    for j in 0..<k {
+      let share = Double(e.confusion[i][j]) / Double(total)
+      let shade = Int(255 - share * 200)
+      let color = i == j ? "rgb(\(shade),\(min(255, shade + 40)),255)" : "rgb(255,\(shade),\(shade))"
+      let x = left + cell * Double(j)
+      let y = top + cell * Double(i)
+      s += "<rect x=\"\(x)\" y=\"\(y)\" width=\"\(cell - 2)\" height=\"\(cell - 2)\" fill=\"\(color)\"/>"
+      s +=
+        "<text x=\"\(x + cell / 2 - 1)\" y=\"\(y + cell / 2 + 4)\" text-anchor=\"middle\">\(e.confusion[i][j])</text>"
+    }
+  }
+  for j in 0..<k {
+    let x = left + cell * (Double(j) + 0.5)
+    let y = top + cell * Double(k) + 14
+    s += "<text x=\"\(x)\" y=\"\(y)\" text-anchor=\"end\" transform=\"rotate(-35 \(x) \(y))\">\(e.classes[j])</text>"
+  }
+  return s + "</svg>\n"
+}
+
+func classTable(_ e: Evaluation) -> String {
+  var s = "<table class=\"scores\"><tr><th></th><th>precision</th><th>recall</th><th>f1-score</th><th>support</th></tr>"
+  for c in e.perClass + [e.macro, e.weighted] {
+    s += "<tr><th>\(c.name)</th><td>\(fixed(c.precision, 2))</td><td>\(fixed(c.recall, 2))</td>"
+    s += "<td>\(fixed(c.f1, 2))</td><td>\(c.support)</td></tr>"
+  }
+  return s + "<tr><th>accuracy</th><td></td><td></td><td>\(fixed(e.accuracy, 2))</td><td>\(e.rows)</td></tr></table>\n"
+}
+
+/// Writes `RUN_DIR/report.html` from the run's last checkpoint (history, configuration) and an evaluation.
+public func writeRunReport(runDir: String, evaluation: Evaluation?) throws -> String {
+  let last = try Checkpoint.read(runDir + "/checkpoint-last.h5")
+  guard let text = last.training, let state = try? TrainingState.parse(text) else {
+    throw TrainingError("\(runDir)/checkpoint-last.h5 has no training state")
+  }
+  var facts: [(String, String)] = [
+    ("run", runDir), ("model", "\(last.spec.name) (\(state.config.model))"), ("data", state.config.data),
+    ("classes", last.classNames.joined(separator: ", ")),
+    ("epochs", "\(state.history.count) of \(state.config.epochs)\(state.finished ? ", finished" : ", in progress")"),
+    ("split", "\(state.config.split.rawValue), batch \(state.config.batchSize), \(state.ranks) rank(s)"),
+  ]
+  if let b = state.bestValue, let epoch = state.bestEpoch {
+    facts.append(("best", "\(state.config.earlyStopping.monitor) \(fixed(b, 4)) at epoch \(epoch)"))
+  }
+  let html = reportHTML(title: "sertrain report", facts: facts, history: state.history, evaluation: evaluation)
+  let path = runDir + "/report.html"
+  try writeTextAtomically(html, to: path)
+  return path
+}

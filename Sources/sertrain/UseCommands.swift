@@ -1,0 +1,168 @@
+import ArgumentParser
+import Collective
+import ConvNet
+import FoundationEssentials
+import Training
+
+#if canImport(Glibc)
+  import Glibc
+#endif
+
+/// The data file a checkpoint was trained on, when `--data` is not given.
+func defaultData(_ checkpoint: String, _ given: String?) -> String {
+  if let given { return given }
+  if let c = try? Checkpoint.read(checkpoint), let t = c.training, let s = try? TrainingState.parse(t) {
+    if access(s.config.data, R_OK) != 0, let absolute = s.dataPath, access(absolute, R_OK) == 0 { return absolute }
+    return s.config.data
+  }
+  return "features.h5"
+}
+
+/// The split a report evaluates: test when the run held one out, else validation.
+func reportSplit(_ checkpoint: String) -> String {
+  guard let c = try? Checkpoint.read(checkpoint), let split = c.split else { return "all" }
+  return split.contains(2) ? "test" : split.contains(1) ? "val" : "train"
+}
+
+struct Evaluate: ParsableCommand {
+  static let configuration = CommandConfiguration(
+    abstract: "Loss, accuracy, per-class report and confusion matrix of a checkpoint (across ranks under mpirun).")
+
+  @Option(help: "The checkpoint.")
+  var checkpoint: String
+
+  @Option(help: "The feature file (default: the one the checkpoint was trained on).")
+  var data: String?
+
+  @Option(help: "Rows: test, val, train (the checkpoint's split) or all.")
+  var split = "test"
+
+  @Flag(help: "Print JSON.")
+  var json = false
+
+  func run() throws {
+    var comm: Communicator?
+    do {
+      comm = try makeCommunicator(environment())
+      configureBLASThreads(environment: environment())
+      let e = try evaluate(
+        checkpointPath: checkpoint, dataPath: defaultData(checkpoint, data), split: split, comm: comm!)
+      guard comm!.rank == 0 else { return }
+      if json {
+        print(e.json())
+      } else {
+        print("\(checkpoint) on \(e.rows) \(split) rows: loss \(fixed(e.loss, 4)), accuracy \(fixed(e.accuracy, 4))\n")
+        print(e.report + "\n")
+        print(e.confusionTable)
+      }
+    } catch {
+      let rank = comm.map { $0.size > 1 ? "rank \($0.rank): " : "" } ?? ""
+      printError("sertrain: error: \(rank)\(error)")
+      if let comm, comm.size > 1 { comm.abort(code: 1) }
+      throw ExitCode(1)
+    }
+  }
+}
+
+struct Predict: ParsableCommand {
+  static let configuration = CommandConfiguration(
+    abstract: "The emotion and class probabilities of recordings (or of stored feature rows).")
+
+  @Option(help: "The checkpoint.")
+  var checkpoint: String
+
+  @Argument(help: "Audio files (any format libsndfile reads).")
+  var files: [String] = []
+
+  @Option(help: "Predict the rows of this feature file instead.")
+  var features: String?
+
+  @Option(help: "With --features: test, val, train (the checkpoint's split) or all.")
+  var split = "all"
+
+  @Flag(help: "Print JSON.")
+  var json = false
+
+  @Flag(help: "Print CSV: path_or_row,emotion,<one column per class>.")
+  var csv = false
+
+  func validate() throws {
+    if files.isEmpty == (features == nil) { throw ValidationError("give audio files or --features, not both") }
+    if json && csv { throw ValidationError("--json or --csv, not both") }
+  }
+
+  func run() throws {
+    try runReportingErrors {
+      configureBLASThreads(environment: environment())
+      let predictions =
+        features == nil
+        ? try predictFiles(files, checkpointPath: checkpoint)
+        : try predictRows(featuresPath: features!, split: split, checkpointPath: checkpoint)
+      let classes = try Checkpoint.read(checkpoint).classNames
+      if json {
+        let e = JSONEncoder()
+        e.outputFormatting = [.sortedKeys, .prettyPrinted]
+        print(String(decoding: try e.encode(predictions), as: UTF8.self).replacing("\\/", with: "/"))
+      } else if csv {
+        print((["path_or_row", "emotion"] + classes).joined(separator: ","))
+        for p in predictions {
+          print(
+            ([csvCell(p.source), p.emotion] + classes.map { fixed(p.probabilities[$0] ?? 0, 6) }).joined(separator: ",")
+          )
+        }
+      } else {
+        let w = max(12, predictions.map(\.source.count).max() ?? 0)
+        func pad(_ s: String, _ n: Int) -> String { s + String(repeating: " ", count: max(0, n - s.count)) }
+        print(pad("file", w) + "  " + pad("emotion", 9) + classes.map { pad(String($0.prefix(8)), 9) }.joined())
+        for p in predictions {
+          print(
+            pad(p.source, w) + "  " + pad(p.emotion, 9)
+              + classes.map { pad(fixed(p.probabilities[$0] ?? 0, 3), 9) }.joined())
+        }
+      }
+    }
+  }
+}
+
+func csvCell(_ s: String) -> String {
+  s.contains(",") || s.contains("\"") ? "\"" + s.replacing("\"", with: "\"\"") + "\"" : s
+}
+
+struct Report: ParsableCommand {
+  static let configuration = CommandConfiguration(
+    abstract: "Write RUN_DIR/report.html: curves per epoch, confusion matrix, per-class table.")
+
+  @Argument(help: "The run directory.")
+  var runDir: String
+
+  @Option(help: "The feature file (default: the one the run trained on).")
+  var data: String?
+
+  @Option(help: "Rows to evaluate (default: test if the run held some out, else val).")
+  var split: String?
+
+  func run() throws {
+    try runReportingErrors {
+      configureBLASThreads(environment: environment())
+      if let (path, _) = try makeReport(runDir: runDir, data: data, split: split, comm: SingleProcessCommunicator()) {
+        print("wrote \(path)")
+      }
+    }
+  }
+}
+
+/// Evaluates the run's final weights and writes its report on rank 0; returns the report's path and the
+/// evaluation there.
+func makeReport(runDir: String, data: String?, split: String?, comm: Communicator) throws -> (String, Evaluation?)? {
+  let checkpoint = runDir + "/checkpoint-last.h5"
+  let part = split ?? reportSplit(checkpoint)
+  var evaluation: Evaluation?
+  do {
+    evaluation = try evaluate(
+      checkpointPath: checkpoint, dataPath: defaultData(checkpoint, data), split: part, comm: comm)
+  } catch {
+    if comm.rank == 0 { printError("sertrain: warning: the report has no evaluation: \(error)") }
+  }
+  guard comm.rank == 0 else { return nil }
+  return (try writeRunReport(runDir: runDir, evaluation: evaluation), evaluation)
+}
