@@ -1,0 +1,65 @@
+import FeatureStore
+import HDF5
+import XCTest
+import _TestSupport
+
+/// evaluate, predict and report on a trained run: they agree with each other, and bad input is a clear error.
+final class UseCommandTests: XCTestCase {
+  func testEvaluateAndPredictAgreeAndReportRenders() throws {
+    let dir = temporaryDirectory(self)
+    XCTAssertEqual(
+      try runCommand(["synth", "-o", "corpus", "--speakers", "2", "--per-class", "5"], directory: dir).status, 0)
+    XCTAssertEqual(
+      try runCommand(["extract", "corpus", "-o", "f.h5", "--augment", "original,noise", "-q"], directory: dir).status, 0
+    )
+    let train = try runCommand(
+      [
+        "train", "--data", "f.h5", "--model", "tiny", "--epochs", "4", "--batch-size", "16", "--learning-rate", "0.01",
+        "--val-fraction", "0.2", "--test-fraction", "0.2", "--run-dir", "run",
+      ], directory: dir)
+    XCTAssertEqual(train.status, 0, train.stderr)
+    XCTAssertTrue(train.stdout.contains("test split") && train.stdout.contains("weighted avg"), train.stdout)
+    XCTAssertTrue(train.stdout.contains("report: run/report.html"), train.stdout)
+    let html = try String(contentsOfFile: dir + "/run/report.html", encoding: .utf8)
+    XCTAssertTrue(html.contains("<svg") && html.contains("Confusion matrix") && html.contains("Learning rate"))
+
+    // evaluate --json against predict --csv on the same test rows.
+    let e = try runCommand(["evaluate", "--checkpoint", "run/checkpoint-last.h5", "--json"], directory: dir)
+    XCTAssertEqual(e.status, 0, e.stderr)
+    let evaluation = try JSONSerialization.jsonObject(with: Data(e.stdout.utf8)) as! [String: Any]
+    let p = try runCommand(
+      ["predict", "--checkpoint", "run/checkpoint-last.h5", "--features", "f.h5", "--split", "test", "--csv"],
+      directory: dir)
+    XCTAssertEqual(p.status, 0, p.stderr)
+    let lines = p.stdout.split(separator: "\n")
+    XCTAssertEqual(lines.first, "path_or_row,emotion,angry,disgust,fear,happy,neutral,sad,surprise")
+    let file = try FeatureFile(path: dir + "/f.h5")
+    var correct = 0
+    for line in lines.dropFirst() {
+      let cells = line.split(separator: ",")
+      let row = Int(cells[0])!
+      if String(cells[1]) == file.classes[Int(file.labels[row])] { correct += 1 }
+    }
+    XCTAssertEqual(evaluation["rows"] as? Int, lines.count - 1)
+    XCTAssertEqual(evaluation["accuracy"] as! Double, Double(correct) / Double(lines.count - 1), accuracy: 1e-12)
+
+    // Audio files: a table, JSON; an unreadable file is a clear error.
+    let audio = ["corpus/Synth/S1_00_angry.wav", "corpus/Synth/S2_01_sad.wav", "corpus/Synth/S1_02_fear.wav"]
+    let table = try runCommand(["predict", "--checkpoint", "run/checkpoint-last.h5"] + audio, directory: dir)
+    XCTAssertEqual(table.status, 0, table.stderr)
+    XCTAssertEqual(table.stdout.split(separator: "\n").count, 4, table.stdout)
+    let json = try runCommand(["predict", "--checkpoint", "run/checkpoint-last.h5", "--json"] + audio, directory: dir)
+    let predictions = try JSONSerialization.jsonObject(with: Data(json.stdout.utf8)) as! [[String: Any]]
+    XCTAssertEqual(predictions.count, 3)
+    let probabilities = predictions[0]["probabilities"] as! [String: Double]
+    XCTAssertEqual(probabilities.values.reduce(0, +), 1, accuracy: 1e-5)
+    FileManager.default.createFile(atPath: dir + "/notes.wav", contents: Data("text".utf8))
+    let bad = try runCommand(["predict", "--checkpoint", "run/checkpoint-last.h5", "notes.wav"], directory: dir)
+    XCTAssertEqual(bad.status, 1)
+    XCTAssertTrue(bad.stderr.contains("notes.wav") && bad.stderr.contains("cannot"), bad.stderr)
+    let report = try runCommand(["report", "run"], directory: dir)
+    XCTAssertEqual(report.status, 0, report.stderr)
+    let usage = try runCommand(["predict", "--checkpoint", "run/checkpoint-last.h5"], directory: dir)
+    XCTAssertEqual(usage.status, 2)
+  }
+}
