@@ -43,9 +43,7 @@ struct Extract: ParsableCommand {
   }
 
   func run() throws {
-    var comm: Communicator?
-    do {
-      comm = try makeCommunicator(environment())
+    try runOnRanks { comm in
       configureBLASThreads(environment: ["OPENBLAS_NUM_THREADS": "1"])
       var o = ExtractOptions(root: directory, output: output)
       o.manifest = manifest
@@ -54,22 +52,17 @@ struct Extract: ParsableCommand {
       o.seed = seed
       o.force = force
       o.quiet = quiet
-      let report = try extractCorpus(o, comm: comm!)
-      guard comm!.rank == 0 else { return }
+      let report = try extractCorpus(o, comm: comm)
+      guard comm.rank == 0 else { return }
       print(
         "extracted \(report.recordings) recordings -> \(report.rows) rows x 2376 into \(output) in "
-          + "\(fixed(report.seconds, 1)) s (\(fixed(Double(report.recordings) / max(report.seconds, 1e-9), 1)) files/s, \(comm!.size) rank(s))"
+          + "\(fixed(report.seconds, 1)) s (\(fixed(Double(report.recordings) / max(report.seconds, 1e-9), 1)) files/s, \(comm.size) rank(s))"
       )
       for f in report.flagged { print("  flagged \(f.path): \(f.reason)") }
       if !report.skipped.isEmpty {
         print("skipped \(report.skipped.count) files:")
         for f in report.skipped { print("  \(f.path): \(f.reason)") }
       }
-    } catch {
-      let rank = comm.map { $0.size > 1 ? "rank \($0.rank): " : "" } ?? ""
-      printError("sertrain: error: \(rank)\(error)")
-      if let comm, comm.size > 1 { comm.abort(code: 1) }
-      throw ExitCode(1)
     }
   }
 }

@@ -56,6 +56,25 @@ func useFasterBLASKernels() {
   unsetenv("OPENBLAS_CORETYPE")  // exec failed: carry on with the detected kernels
 }
 
+/// Runs `body` with this job's communicator (MPI under a launcher, else one process). An error is printed with
+/// the rank and, under MPI, ends every rank, so that no rank waits forever in a collective.
+func runOnRanks(_ body: (Communicator) throws -> Void) throws {
+  var comm: Communicator?
+  do {
+    comm = try makeCommunicator(environment())
+    try body(comm!)
+  } catch let e as ExitCode {
+    throw e
+  } catch let e as ValidationError {
+    throw e
+  } catch {
+    let rank = comm.map { $0.size > 1 ? "rank \($0.rank): " : "" } ?? ""
+    printError("sertrain: error: \(rank)\(error)")
+    if let comm, comm.size > 1 { comm.abort(code: 1) }
+    throw ExitCode(1)
+  }
+}
+
 /// Runs `body`, turning any error into one clear line on standard error and exit code 1.
 func runReportingErrors(_ body: () throws -> Void) throws {
   do {

@@ -87,10 +87,8 @@ struct Train: ParsableCommand {
   }
 
   func run() throws {
-    var comm: Communicator?
-    do {
+    try runOnRanks { comm in
       let env = environment()
-      comm = try makeCommunicator(env)
       configureBLASThreads(environment: env)
       var config = TrainConfig()
       config.data = data
@@ -112,12 +110,12 @@ struct Train: ParsableCommand {
       config.reduceLR.minLR = minLR
       config.reduceLR.cooldown = cooldown
       var dir = runDir ?? defaultRunDirectory(resume: resume)
-      comm!.broadcast(&dir, root: 0)  // one directory for every rank, whatever their clocks say
-      let trainer = try Trainer(config: config, runDir: dir, resume: resume, comm: comm!, quiet: quiet)
+      comm.broadcast(&dir, root: 0)  // one directory for every rank, whatever their clocks say
+      let trainer = try Trainer(config: config, runDir: dir, resume: resume, comm: comm, quiet: quiet)
       let code = try trainer.run()
       if code != 0 { throw ExitCode(code) }
       // The final weights on the held-out rows, and the report.
-      if let (path, evaluation) = try makeReport(runDir: dir, data: nil, split: nil, comm: comm!), !quiet {
+      if let (path, evaluation) = try makeReport(runDir: dir, data: nil, split: nil, comm: comm), !quiet {
         if let e = evaluation {
           print(
             "\n\(e.split) split, \(e.rows) rows: loss \(fixed(e.loss, 4)), accuracy \(fixed(e.accuracy, 4))\n\n\(e.report)"
@@ -125,13 +123,6 @@ struct Train: ParsableCommand {
         }
         print("report: \(path)")
       }
-    } catch let e as ExitCode {
-      throw e
-    } catch {
-      let rank = comm.map { $0.size > 1 ? "rank \($0.rank): " : "" } ?? ""
-      printError("sertrain: error: \(rank)\(error)")
-      if let comm, comm.size > 1 { comm.abort(code: 1) }
-      throw ExitCode(1)
     }
   }
 }

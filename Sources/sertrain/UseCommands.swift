@@ -41,13 +41,11 @@ struct Evaluate: ParsableCommand {
   var json = false
 
   func run() throws {
-    var comm: Communicator?
-    do {
-      comm = try makeCommunicator(environment())
+    try runOnRanks { comm in
       configureBLASThreads(environment: environment())
       let e = try evaluate(
-        checkpointPath: checkpoint, dataPath: defaultData(checkpoint, data), split: split, comm: comm!)
-      guard comm!.rank == 0 else { return }
+        checkpointPath: checkpoint, dataPath: defaultData(checkpoint, data), split: split, comm: comm)
+      guard comm.rank == 0 else { return }
       if json {
         print(e.json())
       } else {
@@ -55,11 +53,6 @@ struct Evaluate: ParsableCommand {
         print(e.report + "\n")
         print(e.confusionTable)
       }
-    } catch {
-      let rank = comm.map { $0.size > 1 ? "rank \($0.rank): " : "" } ?? ""
-      printError("sertrain: error: \(rank)\(error)")
-      if let comm, comm.size > 1 { comm.abort(code: 1) }
-      throw ExitCode(1)
     }
   }
 }
