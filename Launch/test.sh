@@ -137,7 +137,7 @@ cli_passed=$((cli_passed + 1))
 echo "== report"
 (cd "$work" && "$exe" report local >/dev/null) || { echo "sertrain report failed"; exit 1; }
 if command -v chromium >/dev/null; then
-  chromium --headless --no-sandbox --disable-gpu --hide-scrollbars --window-size=1000,1250 \
+  chromium --headless --no-sandbox --disable-gpu --disable-dev-shm-usage --hide-scrollbars --window-size=1000,1250 \
     --screenshot="$work/report.png" "file://$work/local/report.html" >/dev/null 2>&1 || true
   size=$(stat -c %s "$work/report.png" 2>/dev/null || echo 0)
   [ "$size" -gt 20000 ] || { echo "the report did not render (screenshot: $size bytes)"; exit 1; }
