@@ -1,6 +1,7 @@
 import AudioFeatures
 import Collective
 import ConvNet
+import Dispatch
 import FeatureStore
 
 #if canImport(Glibc)
@@ -17,6 +18,8 @@ public struct ExtractOptions: Sendable {
   public var seed: UInt64 = 0
   public var force = false
   public var quiet = false
+  /// Threads for this rank's files (default: the cores this process may use).
+  public var threads: Int?
   public init(root: String, output: String) {
     self.root = root
     self.output = output
@@ -78,25 +81,41 @@ public func extractCorpus(_ o: ExtractOptions, comm: Communicator) throws -> Ext
   guard !recordings.isEmpty else { throw FeatureFileError(o.root, "no labelled audio files found") }
   let width = FeatureSettings().width
   let perFile = o.augmentations.count * width
-  let extractor = FeatureExtractor()
   var indices: [Int32] = []
   var rows: [Float] = []
   var notes: [String] = []  // "index\tkind\treason"
   let mine = Array(Swift.stride(from: comm.rank, to: recordings.count, by: comm.size))
   let bar = comm.rank == 0 && !o.quiet ? ProgressBar(label: "extract", unit: "files") : nil
-  for (done, i) in mine.enumerated() {
-    let r = recordings[i]
-    do {
-      let (x, flag) = try featureRows(
-        r.path.hasPrefix("/") ? r.path : o.root + "/" + r.path, index: i, augmentations: o.augmentations, seed: o.seed,
-        extractor: extractor)
+  // The rank's files over its cores (one extractor each); results land in per-file slots, so the output does
+  // not depend on the thread count either.
+  let threads = max(1, min(o.threads ?? availableCores(), mine.count))
+  let results = UnsafeMutableBufferPointer<FileResult>.allocate(capacity: max(1, mine.count))
+  results.initialize(repeating: FileResult())
+  defer { results.deallocate() }
+  DispatchQueue.concurrentPerform(iterations: threads) { worker in
+    let extractor = FeatureExtractor()
+    for k in Swift.stride(from: worker, to: mine.count, by: threads) {
+      let i = mine[k]
+      let r = recordings[i]
+      do {
+        let (x, flag) = try featureRows(
+          r.path.hasPrefix("/") ? r.path : o.root + "/" + r.path, index: i, augmentations: o.augmentations,
+          seed: o.seed, extractor: extractor)
+        results[k] = FileResult(rows: x, note: flag.map { "\(i)\tflag\t\($0)" })
+      } catch let e as AudioError {
+        results[k] = FileResult(rows: nil, note: "\(i)\tskip\t\(e.message)")
+      } catch {
+        results[k] = FileResult(rows: nil, note: "\(i)\tskip\t\(error)")
+      }
+      if worker == 0 { bar?.update(fraction: Double(k + 1) / Double(mine.count), count: (k + 1) * comm.size) }
+    }
+  }
+  for (k, i) in mine.enumerated() {
+    if let x = results[k].rows {
       indices.append(Int32(i))
       rows += x
-      if let flag { notes.append("\(i)\tflag\t\(flag)") }
-    } catch let e as AudioError {
-      notes.append("\(i)\tskip\t\(e.message)")
     }
-    bar?.update(fraction: Double(done + 1) / Double(mine.count), count: (done + 1) * comm.size)
+    if let n = results[k].note { notes.append(n) }
   }
   bar?.finish()
   // Everything to rank 0: indices, rows, notes.
@@ -156,6 +175,12 @@ public func extractCorpus(_ o: ExtractOptions, comm: Communicator) throws -> Ext
   report.seconds = monotonicSeconds() - t0
   comm.barrier()
   return report
+}
+
+/// One file's rows (nil when skipped) and its skip or flag note.
+struct FileResult {
+  var rows: [Float]?
+  var note: String?
 }
 
 private func encode(indices: [Int32], rows: [Float], notes: String) -> [UInt8] {

@@ -1,5 +1,6 @@
 import ArgumentParser
 import AudioFeatures
+import FeatureStore
 import Training
 
 #if canImport(Glibc)
@@ -27,27 +28,36 @@ struct BenchExtractCommand: ParsableCommand {
       let (found, _) = try scanCorpus(corpus)
       print("machine: \(machineDescription()); corpus \(corpus): \(found.count) files")
       try withWorkDirectory(options.workDir) { dir in
-        var ours: [[Double]] = [[], []]
+        var ours: [[Double]] = [[], [], []]
         var root: [String: String] = [:]
         if getuid() == 0 { root = ["OMPI_ALLOW_RUN_AS_ROOT": "1", "OMPI_ALLOW_RUN_AS_ROOT_CONFIRM": "1"] }
         let args = [currentExecutable(), "extract", corpus, "-o", dir + "/f.h5", "--force", "-q"]
+        let cores = availableCores()
+        let configurations: [(String, [String])] = [
+          ("1 rank x 1 thread", args + ["--threads", "1"]),
+          ("1 rank x \(cores) threads", args),
+          (
+            "\(ranks) ranks x 1 thread",
+            ["mpirun", "-n", "\(ranks)", "--bind-to", "core", "--oversubscribe"] + args + ["--threads", "1"]
+          ),
+        ]
         for i in 0..<options.repeats {
-          for (c, argv) in [args, ["mpirun", "-n", "\(ranks)", "--bind-to", "core", "--oversubscribe"] + args]
-            .enumerated()
-          {
+          for (c, (label, argv)) in configurations.enumerated() {
             let m = try runMeasured(argv, environment: root)
             guard m.status == 0 else { throw ChildError(message: "\(argv.joined(separator: " ")) exited \(m.status)") }
             ours[c].append(m.seconds)
             print(
-              "  run \(i + 1): sertrain extract on \(c == 0 ? 1 : ranks) rank(s): \(fixed(m.seconds, 2)) s = "
+              "  run \(i + 1): sertrain extract, \(label): \(fixed(m.seconds, 2)) s = "
                 + "\(fixed(Double(found.count) / m.seconds, 1)) files/s")
           }
         }
-        let one = Double(found.count) / median(ours[0])
-        let many = Double(found.count) / median(ours[1])
-        print(
-          "sertrain extract: 1 rank \(fixed(one, 1)) files/s, \(ranks) ranks \(fixed(many, 1)) files/s "
-            + "(\(fixed(many / one, 2))x; medians of \(options.repeats), process start and the HDF5 write included)")
+        let rates = ours.map { Double(found.count) / median($0) }
+        for (c, (label, _)) in configurations.enumerated() {
+          print(
+            "sertrain extract, \(label): \(fixed(rates[c], 1)) files/s (\(fixed(rates[c] / rates[0], 2))x of 1 thread)")
+        }
+        let one = rates[1]
+        let many = rates[2]
         guard !options.noPeer else { return }
         let python = try benchmarkVenv(options.venv, packages: ["librosa", "soundfile"])
         let list = dir + "/files.txt"
@@ -68,7 +78,8 @@ struct BenchExtractCommand: ParsableCommand {
         }
         let p = median(peer)
         print(
-          "ratio: sertrain 1 rank / librosa = \(fixed(one / p, 1))x; \(ranks) ranks / librosa = \(fixed(many / p, 1))x")
+          "ratio to librosa: 1 rank x 1 thread \(fixed(rates[0] / p, 1))x, 1 rank (all cores) \(fixed(one / p, 1))x, "
+            + "\(ranks) ranks \(fixed(many / p, 1))x")
       }
     }
   }

@@ -32,10 +32,14 @@ struct Extract: ParsableCommand {
   @Flag(help: "Replace an existing output file.")
   var force = false
 
+  @Option(help: "Threads per rank (default: the cores this rank may use).")
+  var threads: Int?
+
   @Flag(name: .shortAndLong, help: "Print only the summary.")
   var quiet = false
 
   func validate() throws {
+    if let t = threads, t < 1 { throw ValidationError("--threads must be at least 1") }
     for a in augment.split(separator: ",") where Augmentation(rawValue: String(a)) == nil {
       throw ValidationError(
         "--augment: unknown '\(a)' (choose from \(Augmentation.allCases.map(\.rawValue).joined(separator: ", ")))")
@@ -52,6 +56,7 @@ struct Extract: ParsableCommand {
       o.seed = seed
       o.force = force
       o.quiet = quiet
+      o.threads = threads
       let report = try extractCorpus(o, comm: comm)
       guard comm.rank == 0 else { return }
       print(
