@@ -36,7 +36,7 @@ public func fixed(_ x: Double, _ digits: Int) -> String {
   guard x.isFinite else { return "\(x)" }
   var scale = 1.0
   for _ in 0..<digits { scale *= 10 }
-  let r = (abs(x) * scale).rounded()
+  let r = (abs(x) * scale).rounded(.toNearestOrEven)  // exact ties to even, as printf and Python do
   let whole = Int(r / scale)
   var frac = String(Int(r - Double(whole) * scale))
   while frac.count < digits { frac = "0" + frac }

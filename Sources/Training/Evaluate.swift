@@ -28,7 +28,10 @@ public struct Evaluation: Codable, Sendable {
   public var macro: ClassScore
   public var weighted: ClassScore
 
-  init(split: String, loss: Double, classes: [String], confusion: [[Int]]) {
+  /// - Parameters:
+  ///   - loss: the summed loss over the rows (divided by their count here).
+  ///   - confusion: `confusion[true][predicted]` counts.
+  public init(split: String, loss: Double, classes: [String], confusion: [[Int]]) {
     self.split = split
     self.classes = classes
     self.confusion = confusion
@@ -39,7 +42,9 @@ public struct Evaluation: Codable, Sendable {
     accuracy = total > 0 ? Double((0..<k).reduce(0) { $0 + confusion[$1][$1] }) / Double(total) : .nan
     // scikit-learn's rule: a ratio with a zero denominator is 0.
     func ratio(_ a: Int, _ b: Int) -> Double { b > 0 ? Double(a) / Double(b) : 0 }
-    let scores = (0..<k).map { c in
+    // As scikit-learn without `labels`: the classes that occur in the truth or the predictions.
+    let present = (0..<k).filter { c in confusion[c].reduce(0, +) > 0 || (0..<k).contains { confusion[$0][c] > 0 } }
+    let scores = present.map { c in
       let tp = confusion[c][c]
       let predicted = (0..<k).reduce(0) { $0 + confusion[$1][c] }
       let support = confusion[c].reduce(0, +)
@@ -56,7 +61,7 @@ public struct Evaluation: Codable, Sendable {
       return ClassScore(name: name, precision: avg(\.precision), recall: avg(\.recall), f1: avg(\.f1), support: total)
     }
     perClass = scores
-    macro = average([Double](repeating: 1, count: k), "macro avg")
+    macro = average([Double](repeating: 1, count: scores.count), "macro avg")
     weighted = average(scores.map { Double($0.support) }, "weighted avg")
   }
 
