@@ -11,9 +11,16 @@ public struct ChildMeasurement: Sendable {
 
 /// Runs `argv` (searched on PATH), inheriting stdio, and measures it with wait4.
 public func runMeasured(_ argv: [String], environment extra: [String: String] = [:]) throws -> ChildMeasurement {
-  let env = childEnvironment(extra)
+  let (pid, t0) = try spawn(argv, extra, actions: nil)
+  return waitMeasured(pid, since: t0)
+}
+
+/// Starts `argv` with this environment plus `extra`; returns the pid and the start time.
+private func spawn(
+  _ argv: [String], _ extra: [String: String], actions: UnsafePointer<posix_spawn_file_actions_t>?
+) throws -> (pid_t, Double) {
   let cArgs = argv.map { strdup($0) } + [nil]
-  let cEnv = env.map { strdup($0) } + [nil]
+  let cEnv = childEnvironment(extra).map { strdup($0) } + [nil]
   defer {
     cArgs.forEach { free($0) }
     cEnv.forEach { free($0) }
@@ -21,16 +28,21 @@ public func runMeasured(_ argv: [String], environment extra: [String: String] = 
   var pid: pid_t = 0
   fflush(nil)  // the child inherits our stdout: keep the lines in order
   let t0 = monotonicSeconds()
-  let rc = posix_spawnp(&pid, argv[0], nil, nil, cArgs, cEnv)
+  let rc = posix_spawnp(&pid, argv[0], actions, nil, cArgs, cEnv)
   guard rc == 0 else {
     throw ChildError(message: "cannot start \(argv[0]): \(String(cString: strerror(rc)))")
   }
+  return (pid, t0)
+}
+
+/// Waits for `pid`: its exit code (128 + signal when killed), wall seconds since `t0`, peak RSS.
+private func waitMeasured(_ pid: pid_t, since t0: Double) -> ChildMeasurement {
   var status: Int32 = 0
   var usage = rusage()
   while wait4(pid, &status, 0, &usage) < 0 && errno == EINTR {}
-  let dt = monotonicSeconds() - t0
   let exitCode: Int32 = (status & 0x7f) == 0 ? (status >> 8) & 0xff : 128 + (status & 0x7f)
-  return ChildMeasurement(status: exitCode, seconds: dt, maxRSSMegabytes: Double(usage.ru_maxrss) / 1024)
+  return ChildMeasurement(
+    status: exitCode, seconds: monotonicSeconds() - t0, maxRSSMegabytes: Double(usage.ru_maxrss) / 1024)
 }
 
 public struct ChildError: Error, CustomStringConvertible {
@@ -63,22 +75,15 @@ public func runCapturing(
   defer { posix_spawn_file_actions_destroy(&actions) }
   posix_spawn_file_actions_adddup2(&actions, fds[1], 1)
   posix_spawn_file_actions_addclose(&actions, fds[0])
-  let env = childEnvironment(extra)
-  let cArgs = argv.map { strdup($0) } + [nil]
-  let cEnv = env.map { strdup($0) } + [nil]
-  defer {
-    cArgs.forEach { free($0) }
-    cEnv.forEach { free($0) }
-  }
-  var pid: pid_t = 0
-  fflush(nil)
-  let t0 = monotonicSeconds()
-  let rc = posix_spawnp(&pid, argv[0], &actions, nil, cArgs, cEnv)
-  close(fds[1])
-  guard rc == 0 else {
+  let started: (pid_t, Double)
+  do {
+    started = try spawn(argv, extra, actions: &actions)
+  } catch {
+    close(fds[1])
     close(fds[0])
-    throw ChildError(message: "cannot start \(argv[0]): \(String(cString: strerror(rc)))")
+    throw error
   }
+  close(fds[1])
   var output: [UInt8] = []
   var chunk = [UInt8](repeating: 0, count: 65536)
   while true {
@@ -90,12 +95,7 @@ public func runCapturing(
     }
   }
   close(fds[0])
-  var status: Int32 = 0
-  var usage = rusage()
-  while wait4(pid, &status, 0, &usage) < 0 && errno == EINTR {}
-  let exitCode: Int32 = (status & 0x7f) == 0 ? (status >> 8) & 0xff : 128 + (status & 0x7f)
-  let m = ChildMeasurement(
-    status: exitCode, seconds: monotonicSeconds() - t0, maxRSSMegabytes: Double(usage.ru_maxrss) / 1024)
+  let m = waitMeasured(started.0, since: started.1)
   return (m, String(decoding: output, as: UTF8.self))
 }
 
