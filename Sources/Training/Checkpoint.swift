@@ -35,14 +35,25 @@ public struct Checkpoint {
 
   /// A checkpoint of `network`'s current variables, with an identity scaler unless one is given.
   public init(network: Network, classNames: [String], scalerMean: [Float]? = nil, scalerScale: [Float]? = nil) {
-    spec = network.spec
+    self.init(
+      spec: network.spec, classNames: classNames, parameterLayout: network.parameterLayout,
+      parameters: network.parameters.array, stateLayout: network.stateLayout, state: network.state.array,
+      scalerMean: scalerMean ?? [Float](repeating: 0, count: network.inputWidth),
+      scalerScale: scalerScale ?? [Float](repeating: 1, count: network.inputWidth))
+  }
+
+  private init(
+    spec: ModelSpec, classNames: [String], parameterLayout: ParameterLayout, parameters: [Float],
+    stateLayout: ParameterLayout, state: [Float], scalerMean: [Float], scalerScale: [Float]
+  ) {
+    self.spec = spec
     self.classNames = classNames
-    parameterLayout = network.parameterLayout
-    parameters = network.parameters.array
-    stateLayout = network.stateLayout
-    state = network.state.array
-    self.scalerMean = scalerMean ?? [Float](repeating: 0, count: network.inputWidth)
-    self.scalerScale = scalerScale ?? [Float](repeating: 1, count: network.inputWidth)
+    self.parameterLayout = parameterLayout
+    self.parameters = parameters
+    self.stateLayout = stateLayout
+    self.state = state
+    self.scalerMean = scalerMean
+    self.scalerScale = scalerScale
   }
 
   /// Builds the network and loads the variables, checking that the stored layout is the spec's.
@@ -118,20 +129,18 @@ public struct Checkpoint {
     guard v == version else { throw CheckpointError(path, "checkpoint version \(v); this sertrain reads \(version)") }
     let spec = try ModelSpec.decode(Array(try f.stringAttribute("spec").utf8), source: "\(path): spec")
     let names = try f.readStrings("class_names")
-    let network = try Network(spec: spec, classes: names.count)
-    var c = Checkpoint(network: network, classNames: names)
-    c.parameterLayout = try readLayout(f, "layout", path)
-    c.stateLayout = try readLayout(f, "state_layout", path)
-    c.parameters = try f.read("parameters")
-    c.state = try f.read("state")
+    _ = try spec.plan(classes: names.count)  // a spec that cannot be built is an error here, not later
+    var c = Checkpoint(
+      spec: spec, classNames: names, parameterLayout: try readLayout(f, "layout", path),
+      parameters: try f.read("parameters"), stateLayout: try readLayout(f, "state_layout", path),
+      state: try f.read("state"), scalerMean: try f.read("scaler/mean"), scalerScale: try f.read("scaler/scale"))
     guard c.parameters.count == c.parameterLayout.count, c.state.count == c.stateLayout.count else {
       throw CheckpointError(
         path, "parameters hold \(c.parameters.count) values, the layout needs \(c.parameterLayout.count)")
     }
-    c.scalerMean = try f.read("scaler/mean")
-    c.scalerScale = try f.read("scaler/scale")
-    guard c.scalerMean.count == network.inputWidth, c.scalerScale.count == network.inputWidth else {
-      throw CheckpointError(path, "the scaler has \(c.scalerMean.count) columns, the model reads \(network.inputWidth)")
+    let width = spec.inputLength * spec.inputChannels
+    guard c.scalerMean.count == width, c.scalerScale.count == width else {
+      throw CheckpointError(path, "the scaler has \(c.scalerMean.count) columns, the model reads \(width)")
     }
     c.learningRate = try f.doubleAttribute("learning_rate")
     c.adamIterations = try f.intAttribute("optimizer_iterations")
