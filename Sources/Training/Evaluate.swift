@@ -158,9 +158,8 @@ public func rowsOf(split: String, checkpoint: Checkpoint, file: FeatureFile, che
 /// Evaluates a checkpoint on a split of a feature file; under MPI each rank takes a strided share and the counts
 /// are summed (never means of means).
 public func evaluate(
-  checkpointPath: String, dataPath: String, split: String, comm: Communicator
+  _ checkpoint: Checkpoint, path checkpointPath: String, dataPath: String, split: String, comm: Communicator
 ) throws -> Evaluation {
-  let checkpoint = try Checkpoint.read(checkpointPath)
   let file = try FeatureFile(path: dataPath)
   guard file.classes == checkpoint.classNames else {
     throw TrainingError("\(dataPath)'s classes \(file.classes) are not the checkpoint's \(checkpoint.classNames)")
@@ -202,8 +201,9 @@ public struct Prediction: Codable, Sendable {
 }
 
 /// Predicts recordings (their original row, extracted as in training) with a checkpoint.
-public func predictFiles(_ paths: [String], checkpointPath: String) throws -> [Prediction] {
-  let checkpoint = try Checkpoint.read(checkpointPath)
+public func predictFiles(_ paths: [String], checkpoint: Checkpoint, path checkpointPath: String) throws
+  -> [Prediction]
+{
   let predictor = try Predictor(checkpoint, path: checkpointPath)
   let extractor = FeatureExtractor()
   guard predictor.network.inputWidth == extractor.settings.width else {
@@ -229,8 +229,9 @@ public func predictFiles(_ paths: [String], checkpointPath: String) throws -> [P
 }
 
 /// Predicts stored rows (all, or a split) of a feature file.
-public func predictRows(featuresPath: String, split: String, checkpointPath: String) throws -> [Prediction] {
-  let checkpoint = try Checkpoint.read(checkpointPath)
+public func predictRows(
+  featuresPath: String, split: String, checkpoint: Checkpoint, path checkpointPath: String
+) throws -> [Prediction] {
   let file = try FeatureFile(path: featuresPath)
   let predictor = try Predictor(checkpoint, path: checkpointPath)
   guard predictor.network.inputWidth == file.width else {

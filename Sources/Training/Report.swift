@@ -150,8 +150,7 @@ func classTable(_ e: Evaluation) -> String {
 }
 
 /// Writes `RUN_DIR/report.html` from the run's last checkpoint (history, configuration) and an evaluation.
-public func writeRunReport(runDir: String, evaluation: Evaluation?) throws -> String {
-  let last = try Checkpoint.read(runDir + "/checkpoint-last.h5")
+public func writeRunReport(runDir: String, last: Checkpoint, evaluation: Evaluation?) throws -> String {
   guard let text = last.training, let state = try? TrainingState.parse(text) else {
     throw TrainingError("\(runDir)/checkpoint-last.h5 has no training state")
   }

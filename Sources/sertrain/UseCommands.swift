@@ -9,9 +9,9 @@ import Training
 #endif
 
 /// The data file a checkpoint was trained on, when `--data` is not given.
-func defaultData(_ checkpoint: String, _ given: String?) -> String {
+func defaultData(_ c: Checkpoint, _ given: String?) -> String {
   if let given { return given }
-  if let c = try? Checkpoint.read(checkpoint), let t = c.training, let s = try? TrainingState.parse(t) {
+  if let t = c.training, let s = try? TrainingState.parse(t) {
     if access(s.config.data, R_OK) != 0, let absolute = s.dataPath, access(absolute, R_OK) == 0 { return absolute }
     return s.config.data
   }
@@ -19,8 +19,8 @@ func defaultData(_ checkpoint: String, _ given: String?) -> String {
 }
 
 /// The split a report evaluates: test when the run held one out, else validation.
-func reportSplit(_ checkpoint: String) -> String {
-  guard let c = try? Checkpoint.read(checkpoint), let split = c.split else { return "all" }
+func reportSplit(_ c: Checkpoint) -> String {
+  guard let split = c.split else { return "all" }
   return split.contains(2) ? "test" : split.contains(1) ? "val" : "train"
 }
 
@@ -43,8 +43,8 @@ struct Evaluate: ParsableCommand {
   func run() throws {
     try runOnRanks { comm in
       configureBLASThreads(environment: environment())
-      let e = try evaluate(
-        checkpointPath: checkpoint, dataPath: defaultData(checkpoint, data), split: split, comm: comm)
+      let c = try Checkpoint.read(checkpoint)
+      let e = try evaluate(c, path: checkpoint, dataPath: defaultData(c, data), split: split, comm: comm)
       guard comm.rank == 0 else { return }
       if json {
         print(e.json())
@@ -87,11 +87,12 @@ struct Predict: ParsableCommand {
   func run() throws {
     try runReportingErrors {
       configureBLASThreads(environment: environment())
+      let c = try Checkpoint.read(checkpoint)
       let predictions =
         features == nil
-        ? try predictFiles(files, checkpointPath: checkpoint)
-        : try predictRows(featuresPath: features!, split: split, checkpointPath: checkpoint)
-      let classes = try Checkpoint.read(checkpoint).classNames
+        ? try predictFiles(files, checkpoint: c, path: checkpoint)
+        : try predictRows(featuresPath: features!, split: split, checkpoint: c, path: checkpoint)
+      let classes = c.classNames
       if json {
         let e = JSONEncoder()
         e.outputFormatting = [.sortedKeys, .prettyPrinted]
@@ -147,15 +148,15 @@ struct Report: ParsableCommand {
 /// Evaluates the run's final weights and writes its report on rank 0; returns the report's path and the
 /// evaluation there.
 func makeReport(runDir: String, data: String?, split: String?, comm: Communicator) throws -> (String, Evaluation?)? {
-  let checkpoint = runDir + "/checkpoint-last.h5"
-  let part = split ?? reportSplit(checkpoint)
+  let path = runDir + "/checkpoint-last.h5"
+  let last = try Checkpoint.read(path)
   var evaluation: Evaluation?
   do {
     evaluation = try evaluate(
-      checkpointPath: checkpoint, dataPath: defaultData(checkpoint, data), split: part, comm: comm)
+      last, path: path, dataPath: defaultData(last, data), split: split ?? reportSplit(last), comm: comm)
   } catch {
     if comm.rank == 0 { printError("sertrain: warning: the report has no evaluation: \(error)") }
   }
   guard comm.rank == 0 else { return nil }
-  return (try writeRunReport(runDir: runDir, evaluation: evaluation), evaluation)
+  return (try writeRunReport(runDir: runDir, last: last, evaluation: evaluation), evaluation)
 }
