@@ -170,34 +170,14 @@ public struct CheckpointError: Error, CustomStringConvertible {
 /// becomes 1) of every row of a feature file, streamed in row blocks with double accumulators.
 public func fitScaler(_ path: String) throws -> (mean: [Float], scale: [Float], classes: [String]) {
   let file = try FeatureFile(path: path)
-  let width = file.width
-  var sum = [Double](repeating: 0, count: width)
-  var sumSquares = [Double](repeating: 0, count: width)
-  let block = 1024
+  let shift = file.rowCount > 0 ? try file.readRows(0..<1) : [Float](repeating: 0, count: file.width)
+  var sums = ScalerSums(shift: shift)
   var start = 0
-  // Shift by the first row so that the one-pass variance does not cancel.
-  let shift = try file.readRows(0..<min(1, file.rowCount))
   while start < file.rowCount {
-    let end = min(start + block, file.rowCount)
-    let rows = try file.readRows(start..<end)
-    for r in 0..<(end - start) {
-      for c in 0..<width {
-        let v = Double(rows[r * width + c]) - Double(shift.isEmpty ? 0 : shift[c])
-        sum[c] += v
-        sumSquares[c] += v * v
-      }
-    }
+    let end = min(start + 1024, file.rowCount)
+    try file.readRows(start..<end).withUnsafeBufferPointer { sums.add($0, rows: end - start) }
     start = end
   }
-  let n = Double(max(file.rowCount, 1))
-  var mean = [Float](repeating: 0, count: width)
-  var scale = [Float](repeating: 1, count: width)
-  for c in 0..<width {
-    let m = sum[c] / n
-    let variance = max(sumSquares[c] / n - m * m, 0)
-    mean[c] = Float(m + Double(shift.isEmpty ? 0 : shift[c]))
-    let s = variance.squareRoot()
-    scale[c] = s > 0 ? Float(s) : 1
-  }
+  let (mean, scale) = sums.finish()
   return (mean, scale, file.classes)
 }

@@ -131,9 +131,9 @@ final class Predictor {
   }
 
   func standardise(_ x: inout [Float]) {
-    let w = network.inputWidth
-    for r in 0..<(x.count / w) {
-      for c in 0..<w { x[r * w + c] = (x[r * w + c] - checkpoint.scalerMean[c]) / checkpoint.scalerScale[c] }
+    let rows = x.count / network.inputWidth
+    x.withUnsafeMutableBufferPointer {
+      Training.standardise($0, rows: rows, mean: checkpoint.scalerMean, scale: checkpoint.scalerScale)
     }
   }
 }

@@ -254,33 +254,18 @@ public final class Trainer {
   /// reduced), as scikit-learn's StandardScaler computes them; a zero deviation becomes 1.
   private func fitScaler() throws {
     let w = file.width
-    var sums = [Double](repeating: 0, count: 2 * w + 1)
     let mine = Swift.stride(from: comm.rank, to: trainRows.count, by: comm.size).map { trainRows[$0] }
-    // Shift by the first train row so that the one-pass variance does not cancel.
-    let shift = try file.readRows(trainRows[0]..<(trainRows[0] + 1)).map(Double.init)
+    var sums = ScalerSums(shift: try file.readRows(trainRows[0]..<(trainRows[0] + 1)))
     var buffer = [Float](repeating: 0, count: 256 * w)
     var start = 0
     while start < mine.count {
       let rows = Array(mine[start..<min(start + 256, mine.count)])
       try buffer.withUnsafeMutableBufferPointer { try file.readRows(at: rows, into: $0) }
-      for r in 0..<rows.count {
-        for c in 0..<w {
-          let v = Double(buffer[r * w + c]) - shift[c]
-          sums[c] += v
-          sums[w + c] += v * v
-        }
-      }
+      buffer.withUnsafeBufferPointer { sums.add($0, rows: rows.count) }
       start += rows.count
     }
-    sums[2 * w] = Double(mine.count)
-    comm.allreduceSum(&sums)
-    let n = sums[2 * w]
-    for c in 0..<w {
-      let m = sums[c] / n
-      let variance = max(sums[w + c] / n - m * m, 0)
-      scalerMean[c] = Float(m + shift[c])
-      scalerScale[c] = variance > 0 ? Float(variance.squareRoot()) : 1
-    }
+    comm.allreduceSum(&sums.values)
+    (scalerMean, scalerScale) = sums.finish()
   }
 
   /// Rank 0's initial parameters go to every rank, which checks them by checksum.
@@ -313,15 +298,7 @@ public final class Trainer {
   /// Reads `rows` (any order) standardised into `x`.
   private func load(_ rows: [Int], into x: UnsafeMutableBufferPointer<Float>) throws {
     try file.readRows(at: rows, into: x)
-    let w = file.width
-    scalerMean.withUnsafeBufferPointer { m in
-      scalerScale.withUnsafeBufferPointer { s in
-        for r in 0..<rows.count {
-          let row = x.baseAddress! + r * w
-          for c in 0..<w { row[c] = (row[c] - m[c]) / s[c] }
-        }
-      }
-    }
+    standardise(x, rows: rows.count, mean: scalerMean, scale: scalerScale)
   }
 
   /// The epoch's order of the train rows: a permutation drawn from (seed, epoch) alone, whatever the ranks.
