@@ -243,7 +243,7 @@ final class BatchNormLayer: Layer {
     movingVariance = state.values["moving_variance"]!
     mean = Array(repeating: 0, count: channels)
     invStd = Array(repeating: 1, count: channels)
-    sums = Array(repeating: 0, count: 2 * channels + 1)
+    sums = Array(repeating: 0, count: 2 * channels)  // [sums, count] then [variance sums]; backward [Σdy, Σdy·x̂]
   }
 
   private let oneMinusMomentum: Float

@@ -201,30 +201,29 @@ public final class Network {
     return UnsafeBufferPointer(start: activations[layers.count].pointer, count: batch * classes)
   }
 
-  /// The logits of the last forward, `[batch, classes]`.
-  var lastLogits: [Float] { Array((layers.last as! DenseLayer).logits.prefix(lastBatch * classes)) }
-
   /// Categorical cross-entropy of the last forward's probabilities against `labels`, summed over the batch
   /// (`logsumexp(z) - z_y` from the logits, as Keras computes it for a softmax output), and the number of rows
   /// whose most probable class is the label.
   public func loss(labels: UnsafeBufferPointer<Int32>) -> (sum: Double, correct: Int) {
     let batch = lastBatch
     precondition(labels.count >= batch)
-    let logits = (layers.last as! DenseLayer).logits
     let probs = activations[layers.count].pointer
     var total = 0.0
     var correct = 0
-    for b in 0..<batch {
-      let z = logits.withUnsafeBufferPointer { $0.baseAddress! + b * classes }
-      var m = -Float.infinity
-      for i in 0..<classes { m = max(m, z[i]) }
-      var s = 0.0
-      for i in 0..<classes { s += Double(expf(z[i] - m)) }
-      let y = Int(labels[b])
-      total += Double(m) + log(s) - Double(z[y])
-      var best = 0
-      for i in 1..<classes where probs[b * classes + i] > probs[b * classes + best] { best = i }
-      if best == y { correct += 1 }
+    // The pointer stays inside the closure (the logits array's storage is not pinned outside it).
+    (layers.last as! DenseLayer).logits.withUnsafeBufferPointer { logits in
+      for b in 0..<batch {
+        let z = logits.baseAddress! + b * classes
+        var m = -Float.infinity
+        for i in 0..<classes { m = max(m, z[i]) }
+        var s = 0.0
+        for i in 0..<classes { s += Double(expf(z[i] - m)) }
+        let y = Int(labels[b])
+        total += Double(m) + log(s) - Double(z[y])
+        var best = 0
+        for i in 1..<classes where probs[b * classes + i] > probs[b * classes + best] { best = i }
+        if best == y { correct += 1 }
+      }
     }
     return (total, correct)
   }

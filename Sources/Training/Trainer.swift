@@ -275,7 +275,7 @@ public final class Trainer {
       UnsafeMutableRawBufferPointer(start: network.parameters.pointer, count: network.trainableCount * 4), root: 0)
     comm.broadcast(
       UnsafeMutableRawBufferPointer(start: network.state.pointer, count: network.nonTrainableCount * 4), root: 0)
-    var sum = checksum(network.parameters.pointer, network.trainableCount)
+    let sum = checksum(network.parameters.pointer, network.trainableCount)
     var root = sum
     comm.broadcast(&root, root: 0)
     var bad = sum == root ? 0.0 : 1.0
@@ -284,7 +284,6 @@ public final class Trainer {
       printError("rank \(comm.rank): parameter checksum \(sum) vs rank 0's \(root) after the broadcast")
       comm.abort(code: 1)
     }
-    sum = 0
   }
 
   private func checksum(_ p: UnsafePointer<Float>, _ n: Int) -> UInt64 {
