@@ -49,8 +49,7 @@ final class ExtractCommandTests: XCTestCase {
         "--val-fraction", "0.25", "--test-fraction", "0", "--run-dir", "run", "--patience", "100",
       ], directory: dir)
     XCTAssertEqual(train.status, 0, train.stderr)
-    let history = try String(contentsOfFile: dir + "/run/history.csv", encoding: .utf8).split(separator: "\n")
-    let best = history.dropFirst().compactMap { Double($0.split(separator: ",")[4]) }.max() ?? 0
+    let (best, history) = try bestValidationAccuracy(dir + "/run")
     XCTAssertGreaterThan(best, 2.0 / 7, "validation accuracy on unseen recordings at least twice chance: \(history)")
   }
 }
@@ -73,8 +72,7 @@ final class SynthCommandTests: XCTestCase {
         "--val-fraction", "0.2", "--test-fraction", "0", "--run-dir", "run", "--patience", "100",
       ], directory: dir)
     XCTAssertEqual(t.status, 0, t.stderr)
-    let history = try String(contentsOfFile: dir + "/run/history.csv", encoding: .utf8).split(separator: "\n")
-    let best = history.dropFirst().compactMap { Double($0.split(separator: ",")[4]) }.max() ?? 0
+    let (best, history) = try bestValidationAccuracy(dir + "/run")
     XCTAssertGreaterThan(best, 2.0 / 7, "well above chance (1/7): \(history)")
   }
 }

@@ -41,9 +41,8 @@ final class TrainCommandTests: XCTestCase {
     for f in ["checkpoint-last.h5", "checkpoint-best.h5", "history.csv", "config.json"] {
       XCTAssertTrue(FileManager.default.fileExists(atPath: "\(dir)/run/\(f)"), f)
     }
-    let history = try String(contentsOfFile: dir + "/run/history.csv", encoding: .utf8).split(separator: "\n")
+    let (best, history) = try bestValidationAccuracy(dir + "/run")
     XCTAssertEqual(history.first, "epoch,loss,accuracy,val_loss,val_accuracy,learning_rate,seconds")
-    let best = history.dropFirst().compactMap { Double($0.split(separator: ",")[4]) }.max() ?? 0
     XCTAssertGreaterThan(best, 0.7, "validation accuracy well above chance (1/3): \(history)")
     let inspect = try runCommand(["inspect", "run/checkpoint-last.h5"], directory: dir)
     XCTAssertTrue(inspect.stdout.contains("angry, calm, sad") && inspect.stdout.contains("standardise"), inspect.stdout)

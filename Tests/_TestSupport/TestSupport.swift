@@ -169,3 +169,10 @@ public func wavBytes(_ samples: [Int16], rate: Int = 22050) -> Data {
   for s in samples { withUnsafeBytes(of: s.littleEndian) { d.append(contentsOf: $0) } }
   return d
 }
+
+/// A run directory's `history.csv` lines and the best `val_accuracy` in them (0 when none).
+public func bestValidationAccuracy(_ runDir: String) throws -> (best: Double, history: [Substring]) {
+  let history = try String(contentsOfFile: runDir + "/history.csv", encoding: .utf8).split(separator: "\n")
+  let best = history.dropFirst().compactMap { Double($0.split(separator: ",")[4]) }.max() ?? 0
+  return (best, history)
+}
