@@ -25,6 +25,15 @@ int sertrain_cpu_has_avx512_skylakex(void) {
 #endif
 }
 
+int sertrain_cpu_has_avx2_fma(void) {
+#if defined(__x86_64__)
+  __builtin_cpu_init();
+  return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
+#else
+  return 0;
+#endif
+}
+
 #include <signal.h>
 #include <string.h>
 

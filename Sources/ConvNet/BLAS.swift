@@ -44,14 +44,32 @@ public var blasCoreName: String { String(cString: openblas_get_corename()) }
 
 /// The kernel family OpenBLAS should use instead of the one it detected, or nil when its choice is right.
 ///
-/// OpenBLAS releases older than the CPU (Debian 12 ships 0.3.21) detect AMD Zen 4 and Zen 5 as `Haswell` or
-/// `Zen` and run 256-bit AVX2 kernels, although these CPUs execute AVX-512; the `SkylakeX` kernels are about
-/// twice as fast on Zen 5 (sgemm 495 vs 255 GFLOP/s on 2 cores here). OpenBLAS reads `OPENBLAS_CORETYPE` when
-/// the library loads, so the caller must re-execute the process with it set (`sertrain` does so at start-up).
-/// An explicit `OPENBLAS_CORETYPE` in the environment always wins.
+/// OpenBLAS releases older than the CPU (Debian 12 ships 0.3.21) fall back to older kernels on CPUs they do not
+/// know: AMD Zen 4 and Zen 5 come out as `Haswell` or `Zen` (256-bit AVX2), and Intel Emerald Rapids (family 6,
+/// model 207) as `Prescott` (SSE3), although both execute AVX-512. The fallback costs 2x (Zen 5: sgemm 255 vs 495
+/// GFLOP/s on 2 cores) to 10x (Emerald Rapids: 50 GFLOP/s with Prescott kernels). So the choice is made from
+/// what the CPU runs, not from its name: `SkylakeX` kernels where AVX-512 (F, CD, BW, DQ, VL) is there, `Haswell`
+/// where AVX2 and FMA are, and only when OpenBLAS picked something weaker. OpenBLAS reads `OPENBLAS_CORETYPE`
+/// when the library loads, so the caller must re-execute the process with it set (`sertrain` does so at
+/// start-up). An explicit `OPENBLAS_CORETYPE` in the environment always wins.
 public func preferredBLASCoreType(environment: [String: String]) -> String? {
   guard environment["OPENBLAS_CORETYPE"] == nil, environment["SERTRAIN_KEEP_BLAS_CORE"] == nil else { return nil }
-  let detected = blasCoreName.lowercased()
-  guard detected == "haswell" || detected == "zen", sertrain_cpu_has_avx512_skylakex() != 0 else { return nil }
-  return "SkylakeX"
+  let cpuLevel =
+    sertrain_cpu_has_avx512_skylakex() != 0 ? 3 : sertrain_cpu_has_avx2_fma() != 0 ? 2 : 0
+  guard let detected = blasKernelLevel(blasCoreName), cpuLevel > detected else { return nil }
+  return cpuLevel == 3 ? "SkylakeX" : "Haswell"
+}
+
+/// How wide the vector kernels of an OpenBLAS x86-64 core family are: 3 for the AVX-512 families, 2 for AVX2 with
+/// FMA, 1 for AVX, 0 for SSE; nil for a name this table does not know (a newer OpenBLAS's), which is trusted.
+func blasKernelLevel(_ coreName: String) -> Int? {
+  switch coreName.lowercased() {
+  case "skylakex", "cooperlake", "sapphirerapids": return 3
+  case "haswell", "zen", "excavator", "steamroller": return 2
+  case "sandybridge", "bulldozer", "piledriver": return 1
+  case "generic", "katmai", "coppermine", "northwood", "prescott", "banias", "atom", "core2", "penryn", "dunnington",
+    "nehalem", "athlon", "opteron", "opteron_sse3", "barcelona", "nano", "bobcat":
+    return 0
+  default: return nil
+  }
 }

@@ -7,6 +7,9 @@ int sertrain_available_cores(void);
 /// 1 if the CPU runs the AVX-512 subsets OpenBLAS's SkylakeX kernels use (F, CD, BW, DQ, VL), else 0.
 int sertrain_cpu_has_avx512_skylakex(void);
 
+/// 1 if the CPU runs AVX2 and FMA (what OpenBLAS's Haswell kernels use), else 0.
+int sertrain_cpu_has_avx2_fma(void);
+
 /// Installs handlers for SIGUSR1 and SIGTERM that only record the request (async-signal-safe).
 void sertrain_install_stop_handlers(void);
 /// The signal that asked to stop (SIGUSR1 or SIGTERM), or 0.
