@@ -1,3 +1,5 @@
+import COpenBLAS
+
 #if canImport(Glibc)
   import Glibc
 #endif
@@ -31,24 +33,27 @@ struct Variables {
 
 /// Conv1D, padding `same`, stride 1, bias, optional fused ReLU. Kernel `[k, cin, cout]` as in Keras.
 ///
-/// The batch is one GEMM per kernel tap, with no im2col copy: in a padded NLC buffer (each sample's rows
-/// surrounded by `k-1` zero rows) the rows starting at `j` read with leading dimension `cin` are tap `j`'s
-/// input matrix, so `y = Σ_j X[j:] · W_j` over all `B*(L+k-1) - (k-1)` rows; rows that straddle two samples are
-/// computed and ignored. BLAS forbids one GEMM over overlapping rows (`lda < k*cin`), hence one per tap (each
-/// `K = cin`). Inputs with `k*cin <= 16` (the first layer) are copied into an explicit im2col matrix instead.
-/// Backward: `dW_j = X[j:]ᵀ · dY` and `dX = Σ_j dYpad[k-1-j:] · W_jᵀ` (the flipped kernel on the padded
-/// output gradient). Cost: `2·B·L·k·cin·cout` flops per pass.
+/// The batch is `k` GEMMs with `K = k*cin`, with no im2col copy. Each sample sits in a zero-padded NLC buffer of
+/// `S` rows, `S` the smallest multiple of `k` that holds its `L+k-1` padded rows, so output row `i` (over the
+/// whole batch, `B*S` rows) is `X[i..<i+k] · W`: the `k` input rows that start at `i`, laid end to end, times the
+/// kernel as a `k*cin × cout` matrix. BLAS forbids one GEMM over such overlapping rows (`lda < K`), but the rows
+/// `i = k*s + r` of one phase `r` do not overlap: they start `k*cin` floats apart, so phase `r` is one ordinary
+/// GEMM with `lda = k*cin` on the buffer offset by `r` rows, writing every `k`-th output row (`ldc = k*cout`).
+/// Rows past a sample's length (at most `2k-2` of every `S`) are computed and ignored. Backward is the same
+/// decomposition: `dW = Σ_r Xᵣᵀ · dYᵣ`, and `dX` is the flipped, transposed kernel run over the padded output
+/// gradient. Cost: `2·B·L·k·cin·cout` flops per pass, plus under 1% for the ignored rows. With `K = k*cin` the
+/// GEMMs run near the square sgemm's speed, where one GEMM per tap (`K = cin`, the output read and written `k`
+/// times) reached about 83% of it (BENCHMARKS.md).
 final class Conv1DLayer: Layer {
   let plan: LayerPlan
   let k: Int, cin: Int, cout: Int, length: Int, padLeft: Int, padRight: Int, relu: Bool
   let weight: UnsafeMutablePointer<Float>, bias: UnsafeMutablePointer<Float>
   let dWeight: UnsafeMutablePointer<Float>, dBias: UnsafeMutablePointer<Float>
-  var useIm2col: Bool { k * cin <= 16 }
-  private var capacity = 0
-  private var im2col: FloatBuffer?
   private var outScratch: FloatBuffer?
   private var dyScratch: FloatBuffer?
   private var dxScratch: FloatBuffer?
+  /// The kernel flipped and transposed for the input gradient: tap `k-1-j` of `W`, `cout × cin`, at block `j`.
+  private let flipped: FloatBuffer
 
   init(plan: LayerPlan, variables: Variables) {
     self.plan = plan
@@ -63,47 +68,45 @@ final class Conv1DLayer: Layer {
     bias = variables.values["bias"]!
     dWeight = variables.gradients["kernel"]!
     dBias = variables.gradients["bias"]!
+    flipped = FloatBuffer(count: k * cin * cout)
   }
 
-  var paddedLength: Int { length + k - 1 }
-  /// The input: each sample's rows surrounded by zero rows.
-  var inputLayout: Layout { Layout(stride: paddedLength, offset: padLeft, extra: 0) }
-  /// The GEMM's output (and the input gradient's): row `b*(L+k-1) + t`.
-  var rawLayout: Layout { Layout(stride: paddedLength, offset: 0, extra: 0) }
+  /// Rows per sample: the padded length `L+k-1` rounded up to a multiple of `k`.
+  var sampleRows: Int { (length + 2 * (k - 1)) / k * k }
+  /// The input: each sample's rows surrounded by zero rows, `k-1` more at the end for the last phase's reads.
+  var inputLayout: Layout { Layout(stride: sampleRows, offset: padLeft, extra: k - 1) }
+  /// The GEMM's output (and the input gradient's): row `b*S + t`.
+  var rawLayout: Layout { Layout(stride: sampleRows, offset: 0, extra: 0) }
   /// The output gradient as backward reads it: zero rows around each sample, `k-1` extra at the end.
-  var gradientLayout: Layout { Layout(stride: paddedLength, offset: padRight, extra: k - 1) }
+  var gradientLayout: Layout { Layout(stride: sampleRows, offset: padRight, extra: k - 1) }
 
-  func reserve(batch: Int) {
-    guard batch > capacity else { return }
-    capacity = batch
-    if useIm2col { im2col = FloatBuffer(count: batch * paddedLength * k * cin) }
-    outScratch = nil
-    dyScratch = nil
-    dxScratch = nil
-  }
+  func reserve(batch: Int) {}
 
   private func scratch(_ buffer: inout FloatBuffer?, _ count: Int) -> UnsafeMutablePointer<Float> {
     if buffer == nil || buffer!.count < count { buffer = FloatBuffer(count: count) }
     return buffer!.pointer
   }
 
+  /// `out[i] = in[i..<i+k] · w` for the `B*S` rows `i`: one GEMM per phase (see the type's comment).
+  private func phaseGEMMs(
+    batch: Int, _ input: UnsafePointer<Float>, _ inChannels: Int, _ w: UnsafePointer<Float>,
+    _ out: UnsafeMutablePointer<Float>, _ outChannels: Int
+  ) {
+    let rows = batch * sampleRows / k
+    for r in 0..<k {
+      sgemm(
+        rows, outChannels, k * inChannels, input + r * inChannels, k * inChannels, w, outChannels, beta: 0,
+        out + r * outChannels, k * outChannels)
+    }
+  }
+
   func forward(_ x: Tensor, _ y: Tensor, _ ctx: StepContext) {
     precondition(x.layout == inputLayout, "\(plan.name): input layout")
     let batch = x.batch
     x.zeroPadding()
-    let rows = batch * paddedLength - (k - 1)
     let direct = y.layout == rawLayout
-    let out = direct ? y.base : scratch(&outScratch, batch * paddedLength * cout)
-    if useIm2col {
-      let kc = k * cin
-      let a = im2col!.pointer
-      for i in 0..<rows { (a + i * kc).update(from: x.base + i * cin, count: kc) }
-      sgemm(rows, cout, kc, a, kc, weight, cout, beta: 0, out, cout)
-    } else {
-      for j in 0..<k {
-        sgemm(rows, cout, cin, x.base + j * cin, cin, weight + j * cin * cout, cout, beta: j == 0 ? 0 : 1, out, cout)
-      }
-    }
+    let out = direct ? y.base : scratch(&outScratch, rawLayout.rows(batch: batch) * cout)
+    phaseGEMMs(batch: batch, x.base, cin, weight, out, cout)
     let raw = Tensor(base: out, batch: batch, length: length, channels: cout, layout: rawLayout)
     let (c, length, relu, bias) = (cout, length, relu, bias)
     let c8 = c & ~7
@@ -183,27 +186,22 @@ final class Conv1DLayer: Layer {
         }
       }
     }
-    let rows = batch * paddedLength - (k - 1)
+    let rows = batch * sampleRows / k
     let aligned = d.base + padRight * cout  // row i holds the gradient of output row i
-    if useIm2col {
-      let kc = k * cin
-      sgemm(transA: true, kc, cout, rows, im2col!.pointer, kc, aligned, cout, beta: 0, dWeight, cout)
-    } else {
-      for j in 0..<k {
-        sgemm(
-          transA: true, cin, cout, rows, x.base + j * cin, cin, aligned, cout, beta: 0, dWeight + j * cin * cout,
-          cout)
-      }
+    for r in 0..<k {
+      sgemm(
+        transA: true, k * cin, cout, rows, x.base + r * cin, k * cin, aligned + r * cout, k * cout,
+        beta: r == 0 ? 0 : 1, dWeight, cout)
     }
     guard let dx else { return }
-    let direct = dx.layout == rawLayout
-    let out = direct ? dx.base : scratch(&dxScratch, batch * paddedLength * cin)
-    let allRows = batch * paddedLength
     for j in 0..<k {
-      sgemm(
-        transB: true, allRows, cin, cout, d.base + (k - 1 - j) * cout, cout, weight + j * cin * cout, cout,
-        beta: j == 0 ? 0 : 1, out, cin)
+      cblas_somatcopy(
+        CblasRowMajor, CblasTrans, Int32(cin), Int32(cout), 1, weight + (k - 1 - j) * cin * cout, Int32(cout),
+        flipped.pointer + j * cout * cin, Int32(cin))
     }
+    let direct = dx.layout == rawLayout
+    let out = direct ? dx.base : scratch(&dxScratch, rawLayout.rows(batch: batch) * cin)
+    phaseGEMMs(batch: batch, d.base, cout, flipped.pointer, out, cin)
     if !direct {
       Tensor(base: out, batch: batch, length: length, channels: cin, layout: rawLayout).copy(to: dx)
     }
