@@ -54,6 +54,9 @@ final class Conv1DLayer: Layer {
   private var dxScratch: FloatBuffer?
   /// The kernel flipped and transposed for the input gradient: tap `k-1-j` of `W`, `cout × cin`, at block `j`.
   private let flipped: FloatBuffer
+  /// Set by the network when the BatchNorm that reads this layer's output applies the ReLU mask to the output
+  /// gradient and writes the bias gradient in its own backward pass (one sweep over the rows instead of two).
+  var gradientPrepared = false
 
   init(plan: LayerPlan, variables: Variables) {
     self.plan = plan
@@ -132,6 +135,17 @@ final class Conv1DLayer: Layer {
     }
   }
 
+  /// Masks the output gradient `d` by the ReLU (in place) and writes the bias gradient.
+  private func maskAndSumBias(_ d: Tensor, _ y: Tensor) {
+    let (c, relu) = (cout, relu)
+    withUnsafeTemporaryAllocation(of: Double.self, capacity: c) { sums in
+      sweepSums(batch: d.batch, length: length, width: c, into: sums.baseAddress!) { _, b, t, acc in
+        maskRow(d.row(b, t), y.row(b, t), acc, c, relu: relu)
+      }
+      for i in 0..<c { dBias[i] = Float(sums[i]) }
+    }
+  }
+
   func backward(x: Tensor, y: Tensor, dy: Tensor, dx: Tensor?, _ ctx: StepContext) {
     let batch = x.batch
     let c = cout
@@ -145,47 +159,7 @@ final class Conv1DLayer: Layer {
       dy.copy(to: d)
     }
     d.zeroPadding()
-    // Mask by the ReLU (in place) and sum the bias gradient: float over 16 rows, double across blocks.
-    let (length, relu) = (length, relu)
-    let c8 = c & ~7
-    let parts = Parallel.parts(batch)
-    withPartScratch(parts, c, Float.self) { partials in
-      withPartScratch(parts, c, Double.self) { totals in
-        Parallel.forEach(batch) { part, samples in
-          let acc = partials + part * c
-          let total = totals + part * c
-          let zero = F8(repeating: 0)
-          for b in samples {
-            for t in 0..<length {
-              let g = d.row(b, t)
-              let out = y.row(b, t)
-              var i = 0
-              while i < c8 {
-                var v = load8(g + i)
-                if relu {
-                  v = v.replacing(with: zero, where: load8(out + i) .<= zero)
-                  store8(v, g + i)
-                }
-                store8(load8(acc + i) + v, acc + i)
-                i &+= 8
-              }
-              while i < c {
-                let v = relu && !(out[i] > 0) ? 0 : g[i]
-                g[i] = v
-                acc[i] += v
-                i &+= 1
-              }
-              if t & 15 == 15 || t == length - 1 { addPartial(acc, into: total, c) }
-            }
-          }
-        }
-        for i in 0..<c {
-          var sum = 0.0
-          for part in 0..<parts { sum += totals[part * c + i] }
-          dBias[i] = Float(sum)
-        }
-      }
-    }
+    if !gradientPrepared { maskAndSumBias(d, y) }
     let rows = batch * sampleRows / k
     let aligned = d.base + padRight * cout  // row i holds the gradient of output row i
     for r in 0..<k {
@@ -208,12 +182,49 @@ final class Conv1DLayer: Layer {
   }
 }
 
+// MARK: - ReLU mask (a Conv1D's, applied by the Conv1D or by the BatchNorm that reads it)
+
+/// One row of a Conv1D's output gradient: zeroed in place where the layer's output `out` is not positive (when
+/// `relu`), then added to `acc` (the bias gradient's partial sums).
+@inline(__always) func maskRow(
+  _ g: UnsafeMutablePointer<Float>, _ out: UnsafeMutablePointer<Float>, _ acc: UnsafeMutablePointer<Float>,
+  _ c: Int, relu: Bool
+) {
+  let c8 = c & ~7
+  let zero = F8(repeating: 0)
+  var i = 0
+  while i < c8 {
+    var v = load8(g + i)
+    if relu {
+      v = v.replacing(with: zero, where: load8(out + i) .<= zero)
+      store8(v, g + i)
+    }
+    store8(load8(acc + i) + v, acc + i)
+    i &+= 8
+  }
+  while i < c {
+    let v = relu && !(out[i] > 0) ? 0 : g[i]
+    g[i] = v
+    acc[i] += v
+    i &+= 1
+  }
+}
+
 // MARK: - BatchNormalization
 
 /// BatchNormalization over the batch and length axes, per channel, as Keras computes it: training uses the batch
 /// mean and biased variance (summed in double precision, two passes) and updates the moving statistics with
 /// `m = m*momentum + stat*(1-momentum)`; inference uses the moving statistics. `y = x*s + (beta - mean*s)`
 /// with `s = gamma / sqrt(var + epsilon)`.
+///
+/// The network fuses its neighbours into it where the model allows (the seed's blocks are all
+/// Conv1D → BatchNorm → MaxPool), to save sweeps over the largest tensors, which are memory-bound:
+/// - `pool`: the MaxPooling1D that follows. Forward pools `x*s + h` straight from the input, so the normalised
+///   tensor is never stored; backward routes the pooled gradient into `dx` and takes the sums in one sweep,
+///   then normalises `dx` in place in a second.
+/// - `producer`: the Conv1D that wrote the input. Backward's second sweep also applies its ReLU mask and sums its
+///   bias gradient (`Conv1DLayer.gradientPrepared`).
+/// Every value is computed by the same operations in the same order as unfused, so results are bit-identical.
 final class BatchNormLayer: Layer {
   let plan: LayerPlan
   let channels: Int
@@ -221,8 +232,13 @@ final class BatchNormLayer: Layer {
   let gamma: UnsafeMutablePointer<Float>, beta: UnsafeMutablePointer<Float>
   let dGamma: UnsafeMutablePointer<Float>, dBeta: UnsafeMutablePointer<Float>
   let movingMean: UnsafeMutablePointer<Float>, movingVariance: UnsafeMutablePointer<Float>
+  /// The fused MaxPooling1D and Conv1D (see the type's comment); set by the network.
+  var pool: MaxPoolLayer?
+  var producer: Conv1DLayer?
   /// The last training forward's batch statistics, for backward.
   private var mean: [Float], invStd: [Float]
+  /// The last forward's affine map `y = x*scale + shift`.
+  private var scale: [Float], shift: [Float]
   private var count = 0.0
   private var sums: [Double]
 
@@ -241,6 +257,8 @@ final class BatchNormLayer: Layer {
     movingVariance = state.values["moving_variance"]!
     mean = Array(repeating: 0, count: channels)
     invStd = Array(repeating: 1, count: channels)
+    scale = Array(repeating: 1, count: channels)
+    shift = Array(repeating: 0, count: channels)
     sums = Array(repeating: 0, count: 2 * channels)  // [sums, count] then [variance sums]; backward [Σdy, Σdy·x̂]
   }
 
@@ -251,59 +269,40 @@ final class BatchNormLayer: Layer {
   /// The reductions a rank with no rows joins, in forward and backward order (synchronised BatchNorm).
   func reductionSizes() -> (forward: [Int], backward: [Int]) { ([channels + 1, channels], [2 * channels]) }
 
-  /// Per-channel sums of `x` (or of `(x - center)²`) over every position of every sample: float over blocks
-  /// of 16 rows, double across blocks (ill-conditioned channels need the precision), parts combined in order.
+  /// Per-channel sums of `x` (or of `(x - center)²`) over every position of every sample.
   private func channelSums(_ x: Tensor, _ out: UnsafeMutablePointer<Double>, center: UnsafePointer<Float>?) {
     let c = channels
     let c8 = c & ~7
-    let parts = Parallel.parts(x.batch)
-    withPartScratch(parts, c, Float.self) { partials in
-      withPartScratch(parts, c, Double.self) { totals in
-        Parallel.forEach(x.batch) { part, samples in
-          let acc = partials + part * c
-          let total = totals + part * c
-          for b in samples {
-            for t in 0..<x.length {
-              let r = x.row(b, t)
-              var i = 0
-              if let center {
-                while i < c8 {
-                  let d = load8(r + i) - load8(center + i)
-                  store8(load8(acc + i) + d * d, acc + i)
-                  i &+= 8
-                }
-                while i < c {
-                  let d = r[i] - center[i]
-                  acc[i] += d * d
-                  i &+= 1
-                }
-              } else {
-                while i < c8 {
-                  store8(load8(acc + i) + load8(r + i), acc + i)
-                  i &+= 8
-                }
-                while i < c {
-                  acc[i] += r[i]
-                  i &+= 1
-                }
-              }
-              if t & 15 == 15 || t == x.length - 1 { addPartial(acc, into: total, c) }
-            }
-          }
+    sweepSums(batch: x.batch, length: x.length, width: c, into: out) { _, b, t, acc in
+      let r = x.row(b, t)
+      var i = 0
+      if let center {
+        while i < c8 {
+          let d = load8(r + i) - load8(center + i)
+          store8(load8(acc + i) + d * d, acc + i)
+          i &+= 8
         }
-        for i in 0..<c {
-          var sum = 0.0
-          for part in 0..<parts { sum += totals[part * c + i] }
-          out[i] = sum
+        while i < c {
+          let d = r[i] - center[i]
+          acc[i] += d * d
+          i &+= 1
+        }
+      } else {
+        while i < c8 {
+          store8(load8(acc + i) + load8(r + i), acc + i)
+          i &+= 8
+        }
+        while i < c {
+          acc[i] += r[i]
+          i &+= 1
         }
       }
     }
   }
 
+  /// With a fused pool, `y` is the pool's output.
   func forward(_ x: Tensor, _ y: Tensor, _ ctx: StepContext) {
     let c = channels
-    var scale = [Float](repeating: 0, count: c)
-    var shift = [Float](repeating: 0, count: c)
     if ctx.training {
       sums.withUnsafeMutableBufferPointer { s in
         let p = s.baseAddress!
@@ -335,6 +334,10 @@ final class BatchNormLayer: Layer {
     scale.withUnsafeBufferPointer { sb in
       shift.withUnsafeBufferPointer { hb in
         let (s, h) = (sb.baseAddress!, hb.baseAddress!)
+        if let pool {
+          pool.pool(x, y, affine: (s, h))
+          return
+        }
         Parallel.forEach(x.batch) { _, samples in
           for b in samples {
             for t in 0..<x.length {
@@ -356,56 +359,55 @@ final class BatchNormLayer: Layer {
     }
   }
 
-  /// `dx = gamma/σ · (dy - Σdy/N - x̂·Σ(dy·x̂)/N)`, `dgamma = Σ dy·x̂`, `dbeta = Σ dy`.
+  /// `dx = gamma/σ · (dy - Σdy/N - x̂·Σ(dy·x̂)/N)`, `dgamma = Σ dy·x̂`, `dbeta = Σ dy`. With a fused pool, `y` and
+  /// `dy` are the pool's output and its gradient.
   func backward(x: Tensor, y: Tensor, dy: Tensor, dx: Tensor?, _ ctx: StepContext) {
     let c = channels
     let c8 = c & ~7
-    let parts = Parallel.parts(x.batch)
-    let m = UnsafeMutablePointer<Float>.allocate(capacity: 5 * c)
+    precondition(pool == nil || dx != nil, "\(plan.name): a fused pool needs the input gradient")
+    let m = UnsafeMutablePointer<Float>.allocate(capacity: 7 * c)
     defer { m.deallocate() }
     let inv = m + c
-    let (a1, a2, sc) = (m + 2 * c, m + 3 * c, m + 4 * c)
-    for i in 0..<c { (m[i], inv[i]) = (mean[i], invStd[i]) }
-    withPartScratch(parts, 2 * c, Float.self) { partials in
-      withPartScratch(parts, 2 * c, Double.self) { totals in
-        Parallel.forEach(x.batch) { part, samples in
-          let (s1, s2) = (partials + part * 2 * c, partials + part * 2 * c + c)
-          let total = totals + part * 2 * c
-          for b in samples {
-            for t in 0..<x.length {
-              let xr = x.row(b, t)
-              let g = dy.row(b, t)
-              var i = 0
-              while i < c8 {
-                let gv = load8(g + i)
-                store8(load8(s1 + i) + gv, s1 + i)
-                store8(load8(s2 + i) + gv * ((load8(xr + i) - load8(m + i)) * load8(inv + i)), s2 + i)
-                i &+= 8
-              }
-              while i < c {
-                s1[i] += g[i]
-                s2[i] += g[i] * ((xr[i] - m[i]) * inv[i])
-                i &+= 1
-              }
-              if t & 15 == 15 || t == x.length - 1 { addPartial(s1, into: total, 2 * c) }
-            }
-          }
+    let (a1, a2, sc, s, h) = (m + 2 * c, m + 3 * c, m + 4 * c, m + 5 * c, m + 6 * c)
+    for i in 0..<c { (m[i], inv[i], s[i], h[i]) = (mean[i], invStd[i], scale[i], shift[i]) }
+    // The gradient of the normalised output, row by row: dy itself, or (fused) the pooled gradient routed into
+    // dx's rows, each final once every window that reaches it is done.
+    let pooled = pool == nil ? nil : dx
+    let routes = UnsafeMutablePointer<MaxPoolLayer.Route>.allocate(capacity: Parallel.parts(x.batch))
+    routes.initialize(repeating: MaxPoolLayer.Route(), count: Parallel.parts(x.batch))
+    defer { routes.deallocate() }
+    sums.withUnsafeMutableBufferPointer { sb in
+      let total = sb.baseAddress!
+      sweepSums(batch: x.batch, length: x.length, width: 2 * c, into: total) { part, b, t, acc in
+        let g: UnsafeMutablePointer<Float>
+        if let pool, let pooled {
+          pool.route(&routes[part], b, through: t, x: x, out: y, dy: dy, dx: pooled, affine: (UnsafePointer(s), UnsafePointer(h)))
+          g = pooled.row(b, t)
+        } else {
+          g = dy.row(b, t)
         }
-        sums.withUnsafeMutableBufferPointer { s in
-          for i in 0..<(2 * c) {
-            var sum = 0.0
-            for part in 0..<parts { sum += totals[part * 2 * c + i] }
-            s[i] = sum
-          }
-          // This rank's share of dgamma and dbeta (the gradient allreduce sums the shares); the input gradient
-          // needs the sums over every rank's rows.
-          for i in 0..<c {
-            dBeta[i] = Float(s[i])
-            dGamma[i] = Float(s[c + i])
-          }
-          ctx.reduce?(UnsafeMutableBufferPointer(start: s.baseAddress!, count: 2 * c))
+        let xr = x.row(b, t)
+        let (s1, s2) = (acc, acc + c)
+        var i = 0
+        while i < c8 {
+          let gv = load8(g + i)
+          store8(load8(s1 + i) + gv, s1 + i)
+          store8(load8(s2 + i) + gv * ((load8(xr + i) - load8(m + i)) * load8(inv + i)), s2 + i)
+          i &+= 8
+        }
+        while i < c {
+          s1[i] += g[i]
+          s2[i] += g[i] * ((xr[i] - m[i]) * inv[i])
+          i &+= 1
         }
       }
+      // This rank's share of dgamma and dbeta (the gradient allreduce sums the shares); the input gradient
+      // needs the sums over every rank's rows.
+      for i in 0..<c {
+        dBeta[i] = Float(total[i])
+        dGamma[i] = Float(total[c + i])
+      }
+      ctx.reduce?(UnsafeMutableBufferPointer(start: total, count: 2 * c))
     }
     for i in 0..<c {
       a1[i] = Float(sums[i] / count)
@@ -413,23 +415,36 @@ final class BatchNormLayer: Layer {
       sc[i] = gamma[i] * invStd[i]
     }
     guard let dx else { return }
-    Parallel.forEach(x.batch) { _, samples in
-      for b in samples {
-        for t in 0..<x.length {
-          let xr = x.row(b, t)
-          let g = dy.row(b, t)
-          let o = dx.row(b, t)
-          var i = 0
-          while i < c8 {
-            let xhat = (load8(xr + i) - load8(m + i)) * load8(inv + i)
-            store8(load8(sc + i) * (load8(g + i) - load8(a1 + i) - xhat * load8(a2 + i)), o + i)
-            i &+= 8
-          }
-          while i < c {
-            let xhat = (xr[i] - m[i]) * inv[i]
-            o[i] = sc[i] * (g[i] - a1[i] - xhat * a2[i])
-            i &+= 1
-          }
+    let source = pooled ?? dy
+    @inline(__always) func normalise(_ b: Int, _ t: Int) {
+      let xr = x.row(b, t)
+      let g = source.row(b, t)
+      let o = dx.row(b, t)
+      var i = 0
+      while i < c8 {
+        let xhat = (load8(xr + i) - load8(m + i)) * load8(inv + i)
+        store8(load8(sc + i) * (load8(g + i) - load8(a1 + i) - xhat * load8(a2 + i)), o + i)
+        i &+= 8
+      }
+      while i < c {
+        let xhat = (xr[i] - m[i]) * inv[i]
+        o[i] = sc[i] * (g[i] - a1[i] - xhat * a2[i])
+        i &+= 1
+      }
+    }
+    if let producer {
+      let relu = producer.relu
+      withUnsafeTemporaryAllocation(of: Double.self, capacity: c) { bias in
+        sweepSums(batch: x.batch, length: x.length, width: c, into: bias.baseAddress!) { _, b, t, acc in
+          normalise(b, t)
+          maskRow(dx.row(b, t), x.row(b, t), acc, c, relu: relu)
+        }
+        for i in 0..<c { producer.dBias[i] = Float(bias[i]) }
+      }
+    } else {
+      Parallel.forEach(x.batch) { _, samples in
+        for b in samples {
+          for t in 0..<x.length { normalise(b, t) }
         }
       }
     }
@@ -441,11 +456,11 @@ final class BatchNormLayer: Layer {
 /// MaxPooling1D with padding `same` by TensorFlow's rule: `L_out = ceil(L/s)`, total padding
 /// `max((L_out-1)*s + p - L, 0)`, `total/2` of it on the left; padded cells never win. Forward keeps only the
 /// maxima; backward routes each output gradient to the first input of its window equal to the maximum (the
-/// input and output are kept for backward anyway), so no index tensor is stored.
+/// input and output are kept for backward anyway), so no index tensor is stored. A BatchNorm before it may run
+/// it on its own input through its affine map (`affine`), so that the normalised tensor is never stored.
 final class MaxPoolLayer: Layer {
   let plan: LayerPlan
   let pool: Int, stride: Int, padLeft: Int
-  private var remaining: [Float]
 
   init(plan: LayerPlan) {
     self.plan = plan
@@ -453,90 +468,115 @@ final class MaxPoolLayer: Layer {
     stride = plan.spec.strides!
     let total = max((plan.outputLength - 1) * stride + pool - plan.inputLength, 0)
     padLeft = total / 2
-    remaining = [Float](repeating: 0, count: plan.inputChannels)
   }
 
   func reserve(batch: Int) {}
 
-  @inline(__always) private func window(_ to: Int) -> (start: Int, lo: Int, hi: Int) {
+  @inline(__always) private func window(_ to: Int) -> (lo: Int, hi: Int) {
     let start = to * stride - padLeft
-    return (start, max(start, 0), min(start + pool, plan.inputLength))
+    return (max(start, 0), min(start + pool, plan.inputLength))
   }
 
-  func forward(_ x: Tensor, _ y: Tensor, _ ctx: StepContext) {
+  func forward(_ x: Tensor, _ y: Tensor, _ ctx: StepContext) { self.pool(x, y, affine: nil) }
+
+  /// Pools `x`, or `x*scale + shift` per channel when `affine` is given.
+  func pool(
+    _ x: Tensor, _ y: Tensor, affine: (scale: UnsafePointer<Float>, shift: UnsafePointer<Float>)?
+  ) {
     let c = plan.inputChannels
     let c8 = c & ~7
     Parallel.forEach(x.batch) { _, samples in
       for b in samples {
         for to in 0..<plan.outputLength {
-          let (_, lo, hi) = window(to)
+          let (lo, hi) = window(to)
           let out = y.row(b, to)
-          out.update(from: x.row(b, lo), count: c)
-          var t = lo + 1
-          while t < hi {
+          for t in lo..<hi {
             let r = x.row(b, t)
             var i = 0
             while i < c8 {
-              let (m, v) = (load8(out + i), load8(r + i))
-              store8(m.replacing(with: v, where: v .> m), out + i)
+              var v = load8(r + i)
+              if let a = affine { v = v * load8(a.scale + i) + load8(a.shift + i) }
+              store8(t == lo ? v : load8(out + i).replacing(with: v, where: v .> load8(out + i)), out + i)
               i &+= 8
             }
             while i < c {
-              out[i] = max(out[i], r[i])
+              var v = r[i]
+              if let a = affine { v = v * a.scale[i] + a.shift[i] }
+              out[i] = t == lo ? v : max(out[i], v)
               i &+= 1
             }
-            t &+= 1
           }
         }
       }
     }
   }
 
-  func backward(x: Tensor, y: Tensor, dy: Tensor, dx: Tensor?, _ ctx: StepContext) {
-    guard let dx else { return }
+  /// How far the routing of one sample's gradient has got: the next window, and the rows zeroed so far.
+  struct Route {
+    var window = 0
+    var zeroed = 0
+  }
+
+  /// Routes the output gradient of sample `b`'s windows into `dx` until row `row` is final (no window left
+  /// reaches it), zeroing each `dx` row just before the first window that reaches it (while it is in cache).
+  /// Rows must be asked for in order; asking for row 0 starts the sample afresh.
+  @inline(__always)
+  func route(
+    _ state: inout Route, _ b: Int, through row: Int, x: Tensor, out y: Tensor, dy: Tensor, dx: Tensor,
+    affine: (scale: UnsafePointer<Float>, shift: UnsafePointer<Float>)?
+  ) {
     let c = plan.inputChannels
     let c8 = c & ~7
-    let lin = plan.inputLength
-    Parallel.forEach(dx.batch) { _, samples in
-      let zero = F8(repeating: 0)
-      withUnsafeTemporaryAllocation(of: Float.self, capacity: c) { rb in
-        let rem = rb.baseAddress!
-        for b in samples {
-          // Each input row is zeroed just before the first window that reaches it (while it is in cache).
-          var zeroed = 0
-          for to in 0..<plan.outputLength {
-            let (_, lo, hi) = window(to)
-            while zeroed < hi {
-              memset(dx.row(b, zeroed), 0, c * 4)
-              zeroed += 1
-            }
-            let out = y.row(b, to)
-            rem.update(from: dy.row(b, to), count: c)
-            for t in lo..<hi {
-              let xr = x.row(b, t)
-              let o = dx.row(b, t)
-              var i = 0
-              while i < c8 {
-                let hit = load8(xr + i) .== load8(out + i)
-                let r = load8(rem + i)
-                store8(load8(o + i) + r.replacing(with: zero, where: .!hit), o + i)
-                store8(r.replacing(with: zero, where: hit), rem + i)
-                i &+= 8
-              }
-              while i < c {
-                if xr[i] == out[i] {
-                  o[i] += rem[i]
-                  rem[i] = 0
-                }
-                i &+= 1
-              }
-            }
+    if row == 0 { state = Route() }
+    let zero = F8(repeating: 0)
+    withUnsafeTemporaryAllocation(of: Float.self, capacity: c) { rb in
+      let rem = rb.baseAddress!
+      while state.window < plan.outputLength, window(state.window).lo <= row {
+        let (lo, hi) = window(state.window)
+        while state.zeroed < hi {
+          memset(dx.row(b, state.zeroed), 0, c * 4)
+          state.zeroed += 1
+        }
+        let out = y.row(b, state.window)
+        rem.update(from: dy.row(b, state.window), count: c)
+        for t in lo..<hi {
+          let xr = x.row(b, t)
+          let o = dx.row(b, t)
+          var i = 0
+          while i < c8 {
+            var v = load8(xr + i)
+            if let a = affine { v = v * load8(a.scale + i) + load8(a.shift + i) }
+            let hit = v .== load8(out + i)
+            let r = load8(rem + i)
+            store8(load8(o + i) + r.replacing(with: zero, where: .!hit), o + i)
+            store8(r.replacing(with: zero, where: hit), rem + i)
+            i &+= 8
           }
-          while zeroed < lin {
-            memset(dx.row(b, zeroed), 0, c * 4)
-            zeroed += 1
+          while i < c {
+            var v = xr[i]
+            if let a = affine { v = v * a.scale[i] + a.shift[i] }
+            if v == out[i] {
+              o[i] += rem[i]
+              rem[i] = 0
+            }
+            i &+= 1
           }
         }
+        state.window += 1
+      }
+      while state.zeroed <= row {  // rows no window reaches (strides longer than the pool)
+        memset(dx.row(b, state.zeroed), 0, c * 4)
+        state.zeroed += 1
+      }
+    }
+  }
+
+  func backward(x: Tensor, y: Tensor, dy: Tensor, dx: Tensor?, _ ctx: StepContext) {
+    guard let dx else { return }
+    Parallel.forEach(dx.batch) { _, samples in
+      for b in samples {
+        var state = Route()
+        route(&state, b, through: plan.inputLength - 1, x: x, out: y, dy: dy, dx: dx, affine: nil)
       }
     }
   }

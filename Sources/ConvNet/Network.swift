@@ -78,6 +78,7 @@ public final class Network {
     }
     self.layers = layers
     initialize(seed: seed)
+    fuseNeighbours()
     planLayouts()
   }
 
@@ -105,6 +106,26 @@ public final class Network {
   }
 
   // MARK: Buffers
+
+  /// Layers whose work a BatchNorm before them does (`BatchNormLayer.pool`): skipped in both passes.
+  private var fusedIntoPrevious = Set<Int>()
+
+  /// Lets each BatchNorm do the work of a MaxPool right after it and of the ReLU mask and bias gradient of a
+  /// Conv1D right before it (see `BatchNormLayer`). Not for a BatchNorm that is the first layer (a fused pool
+  /// routes its gradient through the input gradient, which the first layer does not compute).
+  private func fuseNeighbours() {
+    for (i, layer) in layers.enumerated() {
+      guard let norm = layer as? BatchNormLayer, i > 0 else { continue }
+      if let conv = layers[i - 1] as? Conv1DLayer {
+        norm.producer = conv
+        conv.gradientPrepared = true
+      }
+      if i + 1 < layers.count, let pool = layers[i + 1] as? MaxPoolLayer {
+        norm.pool = pool
+        fusedIntoPrevious.insert(i + 1)
+      }
+    }
+  }
 
   /// Chooses the layout of every activation `a_i` (the input of layer i) and of its gradient: padded where a
   /// convolution reads it, a convolution's own GEMM layout where one writes it, compact otherwise.
@@ -146,10 +167,15 @@ public final class Network {
     var largestGradient = 0
     for i in 0...layers.count {
       let (_, channels) = shape(i)
-      activations.append(FloatBuffer(count: forwardLayouts[i].rows(batch: batch) * channels))
-      if i > 0 { largestGradient = max(largestGradient, gradientLayouts[i].rows(batch: batch) * channels) }
+      // The input of a fused pool (the normalised tensor) is never stored, nor its gradient.
+      let stored = !fusedIntoPrevious.contains(i)
+      activations.append(FloatBuffer(count: stored ? forwardLayouts[i].rows(batch: batch) * channels : 1))
+      if i > 0 && stored {
+        largestGradient = max(largestGradient, gradientLayouts[i].rows(batch: batch) * channels)
+      }
     }
-    gradientBuffers = [FloatBuffer(count: largestGradient), FloatBuffer(count: largestGradient)]
+    // Three, used in turn: a fused BatchNorm reads the gradient two layers up while writing its own.
+    gradientBuffers = (0..<3).map { _ in FloatBuffer(count: largestGradient) }
     for layer in layers { layer.reserve(batch: batch) }
   }
 
@@ -169,7 +195,7 @@ public final class Network {
   private func gradient(_ i: Int, batch: Int) -> Tensor {
     let (length, channels) = shape(i)
     return Tensor(
-      base: gradientBuffers[i % 2].pointer, batch: batch, length: length, channels: channels,
+      base: gradientBuffers[i % 3].pointer, batch: batch, length: length, channels: channels,
       layout: gradientLayouts[i])
   }
 
@@ -190,9 +216,10 @@ public final class Network {
     let width = inputWidth
     for b in 0..<batch { x0.row(b, 0).update(from: input + b * width, count: width) }
     let ctx = StepContext(training: training, dropoutSeed: dropoutSeed, reduce: training ? statisticsReducer : nil)
-    for (i, layer) in layers.enumerated() {
+    for (i, layer) in layers.enumerated() where !fusedIntoPrevious.contains(i) {
       let t0 = profile == nil ? 0 : monotonicNow()
-      layer.forward(activation(i, batch: batch), activation(i + 1, batch: batch), ctx)
+      let out = fusedIntoPrevious.contains(i + 1) ? i + 2 : i + 1
+      layer.forward(activation(i, batch: batch), activation(out, batch: batch), ctx)
       if profile != nil { profile![layer.plan.name + " forward", default: 0] += monotonicNow() - t0 }
     }
     lastBatch = batch
@@ -244,11 +271,12 @@ public final class Network {
       for i in 0..<classes { g[i] = (probs[b * classes + i] - (i == y ? 1 : 0)) * scale }
     }
     let ctx = StepContext(training: true, dropoutSeed: lastDropoutSeed, reduce: statisticsReducer)
-    for i in stride(from: n - 1, through: 0, by: -1) {
+    for i in stride(from: n - 1, through: 0, by: -1) where !fusedIntoPrevious.contains(i) {
       let t0 = profile == nil ? 0 : monotonicNow()
       defer { if profile != nil { profile![layers[i].plan.name + " backward", default: 0] += monotonicNow() - t0 } }
+      let out = fusedIntoPrevious.contains(i + 1) ? i + 2 : i + 1
       layers[i].backward(
-        x: activation(i, batch: batch), y: activation(i + 1, batch: batch), dy: gradient(i + 1, batch: batch),
+        x: activation(i, batch: batch), y: activation(out, batch: batch), dy: gradient(out, batch: batch),
         dx: i > 0 ? gradient(i, batch: batch) : nil, ctx)
     }
   }

@@ -29,3 +29,33 @@ func withPartScratch<T: Numeric, R>(
   defer { p.deallocate() }
   return body(p)
 }
+
+/// Per-channel sums over every position of a batch, split across the cores: `row(part, b, t, acc)` handles
+/// position `t` of sample `b` (positions come in order within each part) and adds its `width` values into `acc`. Sums are float over blocks of 16 positions and double
+/// across blocks (ill-conditioned channels need the precision); parts are combined in order, so the result does
+/// not depend on scheduling. Writes the `width` sums to `out`.
+func sweepSums(
+  batch: Int, length: Int, width: Int, into out: UnsafeMutablePointer<Double>,
+  _ row: (_ part: Int, _ b: Int, _ t: Int, _ acc: UnsafeMutablePointer<Float>) -> Void
+) {
+  let parts = Parallel.parts(batch)
+  withPartScratch(parts, width, Float.self) { partials in
+    withPartScratch(parts, width, Double.self) { totals in
+      Parallel.forEach(batch) { part, samples in
+        let acc = partials + part * width
+        let total = totals + part * width
+        for b in samples {
+          for t in 0..<length {
+            row(part, b, t, acc)
+            if t & 15 == 15 || t == length - 1 { addPartial(acc, into: total, width) }
+          }
+        }
+      }
+      for i in 0..<width {
+        var sum = 0.0
+        for part in 0..<parts { sum += totals[part * width + i] }
+        out[i] = sum
+      }
+    }
+  }
+}

@@ -123,6 +123,21 @@ final class FastVersusNaiveTests: XCTestCase {
     try check(spec, classes: 2, batch: 4, seed: 6)
   }
 
+  /// The fusions the network makes (BatchNorm with the MaxPool after it and the Conv1D before it) and the places
+  /// it must not: a BatchNorm first, a BatchNorm after a Conv1D without a pool, a pool without a BatchNorm, and
+  /// pools with strides longer than their windows (rows no window reaches, fused and not).
+  func testFusedAndUnfusedNeighbours() throws {
+    let spec = ModelSpec(
+      name: "fusions", inputLength: 23, inputChannels: 2,
+      layers: [
+        .batchNormalization(), .conv1D(4, kernel: 3), .batchNormalization(), .conv1D(3, kernel: 2),
+        .maxPooling1D(2, strides: 3), .conv1D(9, kernel: 3), .batchNormalization(), .maxPooling1D(2, strides: 3),
+        .conv1D(5, kernel: 1, activation: .linear), .batchNormalization(), .maxPooling1D(3),
+        .flatten(), .dense(nil, activation: .softmax),
+      ])
+    for batch in [1, 4] { try check(spec, classes: 3, batch: batch, seed: 40 + UInt64(batch)) }
+  }
+
   func testBatchSizesChangeBetweenCalls() throws {
     let spec = oddSpec(length: 13, channels: [4, 3], kernels: [3, 3], pools: [3, 3], dense: 4)
     for batch in [4, 1, 6, 2] { try check(spec, classes: 3, batch: batch, seed: UInt64(batch)) }
