@@ -63,6 +63,28 @@ public func pitchShift(_ y: [Float], sampleRate: Int, steps: Double) throws -> [
   return out
 }
 
+/// The vocoder's FFT plans, made once (planning is not thread-safe) and executed concurrently on each call's own
+/// buffers with FFTW's new-array functions; buffers from `fftw_alloc` have the alignment the plans assume.
+private let vocoderPlans: (forward: fftw_plan, inverse: fftwf_plan) = fftFactory.lock {
+  let inputD = fftw_alloc_real(2048)!
+  let spectrumD = fftw_alloc_complex(1025)!
+  let input = fftwf_alloc_real(2048)!
+  let spectrum = fftwf_alloc_complex(1025)!
+  defer {
+    fftw_free(inputD)
+    fftw_free(spectrumD)
+    fftwf_free(input)
+    fftwf_free(spectrum)
+  }
+  return (
+    fftw_plan_dft_r2c_1d(2048, inputD, spectrumD, UInt32(FFTW_ESTIMATE))!,
+    fftwf_plan_dft_c2r_1d(2048, spectrum, input, UInt32(FFTW_ESTIMATE))!
+  )
+}
+
+/// The periodic Hann window of 2048 points, in double (scipy's `get_window('hann', 2048)`).
+private let vocoderWindow: [Double] = (0..<2048).map { 0.5 - 0.5 * cos(2 * Double.pi * Double($0) / 2048) }
+
 /// `librosa.effects.time_stretch`: STFT, phase vocoder at `rate`, inverse STFT of length `round(n / rate)`.
 public func timeStretch(_ y: [Float], rate: Double) -> [Float] {
   let nFFT = 2048
@@ -71,40 +93,50 @@ public func timeStretch(_ y: [Float], rate: Double) -> [Float] {
   let half = nFFT / 2
   let n = y.count
   let frames = 1 + n / hop
-  let window = (0..<nFFT).map { 0.5 - 0.5 * cos(2 * Double.pi * Double($0) / Double(nFFT)) }
-  // STFT as librosa computes it: the window (double) times the float32 frame, a double FFT, stored as complex64.
-  var re = [Float](repeating: 0, count: (frames + 2) * bins)
-  var im = [Float](repeating: 0, count: (frames + 2) * bins)
-  let input = fftwf_alloc_real(nFFT)!
-  let spectrum = fftwf_alloc_complex(bins)!
+  // Every buffer of the call in one allocation: the STFT (two zero columns after the last, as librosa pads),
+  // its magnitudes and angles, the phase accumulator with its cosines and sines, and phiAdvance.
+  let columns = frames + 2
+  let storage = UnsafeMutablePointer<Float>.allocate(capacity: 4 * columns * bins + 3 * bins)
+  defer { storage.deallocate() }
+  let (re, im) = (storage, storage + columns * bins)
+  let (magnitude, angle) = (storage + 2 * columns * bins, storage + 3 * columns * bins)
+  let (phase, cosPhase, sinPhase) = (storage + 4 * columns * bins, storage + 4 * columns * bins + bins, storage + 4 * columns * bins + 2 * bins)
+  (re + frames * bins).initialize(repeating: 0, count: 2 * bins)
+  (im + frames * bins).initialize(repeating: 0, count: 2 * bins)
   let inputD = fftw_alloc_real(nFFT)!
   let spectrumD = fftw_alloc_complex(bins)!
+  let input = fftwf_alloc_real(nFFT)!
+  let spectrum = fftwf_alloc_complex(bins)!
   defer {
-    fftwf_free(input)
-    fftwf_free(spectrum)
     fftw_free(inputD)
     fftw_free(spectrumD)
+    fftwf_free(input)
+    fftwf_free(spectrum)
   }
-  let forward = fftFactory.lock { fftw_plan_dft_r2c_1d(Int32(nFFT), inputD, spectrumD, UInt32(FFTW_ESTIMATE))! }
-  let inverse = fftFactory.lock { fftwf_plan_dft_c2r_1d(Int32(nFFT), spectrum, input, UInt32(FFTW_ESTIMATE))! }
-  defer {
-    fftFactory.lock {
-      fftw_destroy_plan(forward)
-      fftwf_destroy_plan(inverse)
+  let window = vocoderWindow
+  // STFT as librosa computes it: the window (double) times the float32 frame, a double FFT, stored as complex64.
+  window.withUnsafeBufferPointer { w in
+    y.withUnsafeBufferPointer { yp in
+      for t in 0..<frames {
+        let start = t * hop - half
+        if start >= 0 && start + nFFT <= n {
+          for i in 0..<nFFT { inputD[i] = w[i] * Double(yp[start + i]) }
+        } else {
+          for i in 0..<nFFT {
+            let j = start + i
+            inputD[i] = j >= 0 && j < n ? w[i] * Double(yp[j]) : 0
+          }
+        }
+        fftw_execute_dft_r2c(vocoderPlans.forward, inputD, spectrumD)
+        for k in 0..<bins {
+          re[t * bins + k] = Float(spectrumD[k].0)
+          im[t * bins + k] = Float(spectrumD[k].1)
+        }
+      }
     }
   }
-  for t in 0..<frames {
-    for i in 0..<nFFT {
-      let j = t * hop + i - half
-      inputD[i] = window[i] * Double(j >= 0 && j < n ? y[j] : 0)
-    }
-    fftw_execute(forward)
-    for k in 0..<bins {
-      re[t * bins + k] = Float(spectrumD[k].0)
-      im[t * bins + k] = Float(spectrumD[k].1)
-    }
-  }
-  // Phase vocoder (librosa.phase_vocoder), with its float32 phase accumulator.
+  // Phase vocoder (librosa.phase_vocoder), with its float32 phase accumulator. Every column's magnitude and angle
+  // once (each is used by two consecutive steps), as numpy computes them.
   var steps: [Double] = []
   var s = 0.0
   while s < Double(frames) {
@@ -112,28 +144,27 @@ public func timeStretch(_ y: [Float], rate: Double) -> [Float] {
     s = Double(steps.count) * rate
   }
   let phiAdvance = (0..<bins).map { Double.pi * Double(hop) * Double($0) / Double(bins - 1) }
-  // Every column's magnitude and angle once (each is used by two consecutive steps), as numpy computes them.
-  var magnitude = [Float](repeating: 0, count: re.count)
-  var angle = [Float](repeating: 0, count: re.count)
-  for i in 0..<re.count {
-    magnitude[i] = hypotf(re[i], im[i])
-    angle[i] = atan2f(im[i], re[i])
-  }
-  var phase = Array(angle[0..<bins])
-  var outRe = [Float](repeating: 0, count: steps.count * bins)
-  var outIm = [Float](repeating: 0, count: steps.count * bins)
-  for (t, step) in steps.enumerated() {
-    let c0 = Int(step)
-    let alpha = step.truncatingRemainder(dividingBy: 1)
-    let a = c0 * bins
-    let b = (c0 + 1) * bins
-    for k in 0..<bins {
-      let mag = (1 - alpha) * Double(magnitude[a + k]) + alpha * Double(magnitude[b + k])
-      outRe[t * bins + k] = Float(Double(cosf(phase[k])) * mag)
-      outIm[t * bins + k] = Float(Double(sinf(phase[k])) * mag)
-      var dphase = Double(angle[b + k] - angle[a + k]) - phiAdvance[k]
-      dphase -= 2 * Double.pi * (dphase / (2 * Double.pi)).rounded(.toNearestOrEven)
-      phase[k] = Float(Double(phase[k]) + (phiAdvance[k] + dphase))
+  magnitudeAndAngle(re: re, im: im, magnitude: magnitude, angle: angle, count: columns * bins)
+  phase.update(from: angle, count: bins)
+  let out = UnsafeMutablePointer<Float>.allocate(capacity: 2 * steps.count * bins)
+  defer { out.deallocate() }
+  let (outRe, outIm) = (out, out + steps.count * bins)
+  let twoPi = 2 * Double.pi
+  phiAdvance.withUnsafeBufferPointer { advance in
+    for (t, step) in steps.enumerated() {
+      let c0 = Int(step)
+      let alpha = step.truncatingRemainder(dividingBy: 1)
+      let (a, b) = (c0 * bins, (c0 + 1) * bins)
+      cosSin(phase, cos: cosPhase, sin: sinPhase, count: bins)
+      for k in 0..<bins {
+        let mag = (1 - alpha) * Double(magnitude[a + k]) + alpha * Double(magnitude[b + k])
+        outRe[t * bins + k] = Float(Double(cosPhase[k]) * mag)
+        outIm[t * bins + k] = Float(Double(sinPhase[k]) * mag)
+        var dphase = Double(angle[b + k] - angle[a + k]) - advance[k]
+        // np.round: to nearest, ties to even (|dphase| is far below 2^51).
+        dphase -= twoPi * ((dphase / twoPi + 0x1.8p52) - 0x1.8p52)
+        phase[k] = Float(Double(phase[k]) + (advance[k] + dphase))
+      }
     }
   }
   // Inverse STFT with the window-sum-square normalisation, centred, fixed to round(n / rate).
@@ -142,21 +173,28 @@ public func timeStretch(_ y: [Float], rate: Double) -> [Float] {
   let total = nFFT + hop * (outFrames - 1)
   var signal = [Float](repeating: 0, count: total)
   var norm = [Float](repeating: 0, count: total)
-  for t in 0..<outFrames {
-    for k in 0..<bins {
-      spectrum[k].0 = outRe[t * bins + k]
-      spectrum[k].1 = k == 0 || k == bins - 1 ? 0 : outIm[t * bins + k]
-    }
-    fftwf_execute(inverse)
-    for i in 0..<nFFT {
-      // float32 accumulators, float64 addends (librosa's overlap-add and window-sum-square).
-      signal[t * hop + i] = Float(Double(signal[t * hop + i]) + window[i] * Double(input[i] / Float(nFFT)))
-      norm[t * hop + i] = Float(Double(norm[t * hop + i]) + window[i] * window[i])
+  window.withUnsafeBufferPointer { w in
+    signal.withUnsafeMutableBufferPointer { sig in
+      norm.withUnsafeMutableBufferPointer { nrm in
+        for t in 0..<outFrames {
+          for k in 0..<bins {
+            spectrum[k].0 = outRe[t * bins + k]
+            spectrum[k].1 = k == 0 || k == bins - 1 ? 0 : outIm[t * bins + k]
+          }
+          fftwf_execute_dft_c2r(vocoderPlans.inverse, spectrum, input)
+          let (sp, np) = (sig.baseAddress! + t * hop, nrm.baseAddress! + t * hop)
+          for i in 0..<nFFT {
+            // float32 accumulators, float64 addends (librosa's overlap-add and window-sum-square).
+            sp[i] = Float(Double(sp[i]) + w[i] * Double(input[i] / Float(nFFT)))
+            np[i] = Float(Double(np[i]) + w[i] * w[i])
+          }
+        }
+      }
     }
   }
   let tiny = Float.leastNormalMagnitude
   for i in 0..<total where norm[i] > tiny { signal[i] /= norm[i] }
-  var out = [Float](repeating: 0, count: length)
-  for i in 0..<length where half + i < total { out[i] = signal[half + i] }
-  return out
+  var result = [Float](repeating: 0, count: length)
+  for i in 0..<length where half + i < total { result[i] = signal[half + i] }
+  return result
 }

@@ -1,0 +1,128 @@
+/// Vectorised float32 `hypot`, `atan2`, `sin` and `cos` for the phase vocoder, evaluated in double precision and
+/// rounded to float once. The double evaluation is accurate to about 1e-13 relative, so the float result is the
+/// correctly rounded one except when the exact value lies within that distance of a rounding boundary; glibc's
+/// float functions, which this replaces, are correctly rounded in the same cases (they are within an ulp), so the
+/// vocoder's float32 phase accumulator sees the same values bar a rare ulp. Four lanes of double at a time, so the
+/// compiler uses two-lane SSE2 on any x86-64 (and NEON on arm64) without CPU-specific builds.
+typealias D4 = SIMD4<Double>
+typealias F4 = SIMD4<Float>
+
+@inline(__always) private func loadF4(_ p: UnsafePointer<Float>) -> F4 {
+  UnsafeRawPointer(p).loadUnaligned(as: F4.self)
+}
+
+@inline(__always) private func storeF4(_ v: F4, _ p: UnsafeMutablePointer<Float>) {
+  UnsafeMutableRawPointer(p).storeBytes(of: v, as: F4.self)
+}
+
+@inline(__always) private func widen(_ v: F4) -> D4 { D4(Double(v[0]), Double(v[1]), Double(v[2]), Double(v[3])) }
+@inline(__always) private func narrow(_ v: D4) -> F4 { F4(Float(v[0]), Float(v[1]), Float(v[2]), Float(v[3])) }
+
+/// `2^52 + 2^51`: adding and subtracting it rounds a double below 2^51 in magnitude to the nearest integer (ties to
+/// even), and leaves that integer in the low bits of the sum's bit pattern.
+private let roundingMagic = 0x1.8p52
+
+/// `|v|` (the sign bits cleared).
+@inline(__always) private func magnitude(_ v: D4) -> D4 {
+  unsafeBitCast(unsafeBitCast(v, to: SIMD4<UInt64>.self) & 0x7fff_ffff_ffff_ffff, to: D4.self)
+}
+
+/// The sign bits of `v` as a mask (true for -0.0 and negative values).
+@inline(__always) private func signBits(_ v: D4) -> SIMDMask<SIMD4<Int64>> {
+  unsafeBitCast(v, to: SIMD4<Int64>.self) .< 0
+}
+
+/// `|z|` and `arg z` of `count` complex numbers given as real and imaginary parts (numpy's `abs` and `angle` of
+/// complex64).
+func magnitudeAndAngle(
+  re: UnsafePointer<Float>, im: UnsafePointer<Float>, magnitude: UnsafeMutablePointer<Float>,
+  angle: UnsafeMutablePointer<Float>, count: Int
+) {
+  var i = 0
+  while i + 4 <= count {
+    let (x, y) = (widen(loadF4(re + i)), widen(loadF4(im + i)))
+    storeF4(narrow((x * x + y * y).squareRoot()), magnitude + i)
+    storeF4(narrow(atan2(y, x)), angle + i)
+    i += 4
+  }
+  if i < count {
+    var (x, y) = (D4(), D4())
+    for j in 0..<(count - i) { (x[j], y[j]) = (Double(re[i + j]), Double(im[i + j])) }
+    let (m, a) = ((x * x + y * y).squareRoot(), atan2(y, x))
+    for j in 0..<(count - i) { (magnitude[i + j], angle[i + j]) = (Float(m[j]), Float(a[j])) }
+  }
+}
+
+/// `cos` and `sin` of `count` float angles of magnitude below 1.6e6 (2^20 quarter turns; the vocoder's reach 2e5).
+func cosSin(_ angles: UnsafePointer<Float>, cos: UnsafeMutablePointer<Float>, sin: UnsafeMutablePointer<Float>, count: Int) {
+  var i = 0
+  while i + 4 <= count {
+    let (c, s) = cosSin(widen(loadF4(angles + i)))
+    storeF4(narrow(c), cos + i)
+    storeF4(narrow(s), sin + i)
+    i += 4
+  }
+  if i < count {
+    var x = D4()
+    for j in 0..<(count - i) { x[j] = Double(angles[i + j]) }
+    let (c, s) = cosSin(x)
+    for j in 0..<(count - i) { (cos[i + j], sin[i + j]) = (Float(c[j]), Float(s[j])) }
+  }
+}
+
+/// `atan2(y, x)` with IEEE signed zeros (`atan2(±0, -0) = ±π`), for finite inputs.
+@inline(__always) func atan2(_ y: D4, _ x: D4) -> D4 {
+  let (ax, ay) = (magnitude(x), magnitude(y))
+  let swap = ay .> ax
+  let num = ax.replacing(with: ay, where: .!swap)
+  let den = ay.replacing(with: ax, where: .!swap)
+  // t = min/max in [0, 1] (0 when both are zero); u = (t-1)/(t+1) above tan(π/8), so |u| <= tan(π/8).
+  let t = (num / den).replacing(with: D4(), where: den .== D4())
+  let big = t .> D4(repeating: 0.41421356237309503)
+  let u = t.replacing(with: (t - D4(repeating: 1)) / (t + D4(repeating: 1)), where: big)
+  let z = u * u
+  // atan(u) = u - u³/3 + u⁵/5 - ...: with |u| <= 0.4142 the 15 terms to u²⁹ leave under 3e-13.
+  var p = D4(repeating: 1.0 / 29)
+  for n in stride(from: 27, through: 3, by: -2) {
+    p = p * z + D4(repeating: (n % 4 == 1 ? 1.0 : -1.0) / Double(n))
+  }
+  var r = u + u * z * p
+  r = r.replacing(with: r + D4(repeating: .pi / 4), where: big)
+  r = r.replacing(with: D4(repeating: .pi / 2) - r, where: swap)
+  r = r.replacing(with: D4(repeating: .pi) - r, where: signBits(x))
+  return r.replacing(with: -r, where: signBits(y))
+}
+
+/// `(cos x, sin x)`: `x = k·π/2 + r` with `|r| <= π/4` (Cody–Waite with fdlibm's 33-bit `π/2`, exact for
+/// `|k| < 2^20`), Taylor series to `r¹⁴` and `r¹⁵` (error under 1e-15), and the quadrant `k mod 4`.
+@inline(__always) func cosSin(_ x: D4) -> (D4, D4) {
+  let magic = D4(repeating: roundingMagic)
+  let shifted = x * (2 / Double.pi) + magic
+  let k = shifted - magic
+  let quadrant = unsafeBitCast(shifted, to: SIMD4<Int64>.self) & 3
+  let r = (x - k * 1.57079632673412561417e+00) - k * 6.07710050650619224932e-11
+  let z = r * r
+  // sin r = r(1 - z/3! + z²/5! - ... - z⁷/15!), cos r = 1 - z/2! + ... - z⁷/14!.
+  var s = D4(repeating: -1 / factorial(15))
+  var c = D4(repeating: -1 / factorial(14))
+  for m in stride(from: 6, through: 0, by: -1) {
+    let sign = m % 2 == 0 ? 1.0 : -1.0
+    s = s * z + D4(repeating: sign / factorial(2 * m + 1))
+    c = c * z + D4(repeating: sign / factorial(2 * m))
+  }
+  s = s * r
+  // Quadrants 1 and 3 swap sine and cosine; the signs follow (k mod 4).
+  let odd = (quadrant & 1) .== 1
+  let sinAbs = s.replacing(with: c, where: odd)
+  let cosAbs = c.replacing(with: s, where: odd)
+  let sinNegative = quadrant .>= 2
+  let cosNegative = (quadrant .== 1) .| (quadrant .== 2)
+  return (cosAbs.replacing(with: -cosAbs, where: cosNegative), sinAbs.replacing(with: -sinAbs, where: sinNegative))
+}
+
+/// `n!` in double (exact up to 22!).
+@inline(__always) private func factorial(_ n: Int) -> Double {
+  var f = 1.0
+  for i in stride(from: 2, through: n, by: 1) { f *= Double(i) }
+  return f
+}
