@@ -27,10 +27,23 @@ private let roundingMagic = 0x1.8p52
   unsafeBitCast(unsafeBitCast(v, to: SIMD4<UInt64>.self) & 0x7fff_ffff_ffff_ffff, to: D4.self)
 }
 
-/// The sign bits of `v` as a mask (true for -0.0 and negative values).
-@inline(__always) private func signBits(_ v: D4) -> SIMDMask<SIMD4<Int64>> {
-  unsafeBitCast(v, to: SIMD4<Int64>.self) .< 0
+/// Lanes whose sign bit is set (negative values and -0.0). Built from a double comparison: SSE2, which every
+/// x86-64 has, has no 64-bit integer comparison, and Swift would do that one lane at a time.
+@inline(__always) private func isNegative(_ v: D4) -> SIMDMask<SIMD4<Int64>> {
+  let one = unsafeBitCast(
+    unsafeBitCast(D4(repeating: 1), to: SIMD4<UInt64>.self) | (unsafeBitCast(v, to: SIMD4<UInt64>.self) & signMask),
+    to: D4.self)
+  return one .< D4()
 }
+
+/// `|v|` with the sign of `s`.
+@inline(__always) private func withSign(_ v: D4, of s: D4) -> D4 {
+  unsafeBitCast(
+    (unsafeBitCast(v, to: SIMD4<UInt64>.self) & ~signMask) | (unsafeBitCast(s, to: SIMD4<UInt64>.self) & signMask),
+    to: D4.self)
+}
+
+private let signMask = SIMD4<UInt64>(repeating: 0x8000_0000_0000_0000)
 
 /// `|z|` and `arg z` of `count` complex numbers given as real and imaginary parts (numpy's `abs` and `angle` of
 /// complex64).
@@ -83,46 +96,58 @@ func cosSin(_ angles: UnsafePointer<Float>, cos: UnsafeMutablePointer<Float>, si
   let z = u * u
   // atan(u) = u - u³/3 + u⁵/5 - ...: with |u| <= 0.4142 the 15 terms to u²⁹ leave under 3e-13.
   var p = D4(repeating: 1.0 / 29)
-  for n in stride(from: 27, through: 3, by: -2) {
-    p = p * z + D4(repeating: (n % 4 == 1 ? 1.0 : -1.0) / Double(n))
-  }
+  p = p * z - D4(repeating: 1.0 / 27)
+  p = p * z + D4(repeating: 1.0 / 25)
+  p = p * z - D4(repeating: 1.0 / 23)
+  p = p * z + D4(repeating: 1.0 / 21)
+  p = p * z - D4(repeating: 1.0 / 19)
+  p = p * z + D4(repeating: 1.0 / 17)
+  p = p * z - D4(repeating: 1.0 / 15)
+  p = p * z + D4(repeating: 1.0 / 13)
+  p = p * z - D4(repeating: 1.0 / 11)
+  p = p * z + D4(repeating: 1.0 / 9)
+  p = p * z - D4(repeating: 1.0 / 7)
+  p = p * z + D4(repeating: 1.0 / 5)
+  p = p * z - D4(repeating: 1.0 / 3)
   var r = u + u * z * p
   r = r.replacing(with: r + D4(repeating: .pi / 4), where: big)
   r = r.replacing(with: D4(repeating: .pi / 2) - r, where: swap)
-  r = r.replacing(with: D4(repeating: .pi) - r, where: signBits(x))
-  return r.replacing(with: -r, where: signBits(y))
+  r = r.replacing(with: D4(repeating: .pi) - r, where: isNegative(x))
+  return withSign(r, of: y)  // r >= 0 here
 }
 
 /// `(cos x, sin x)`: `x = k·π/2 + r` with `|r| <= π/4` (Cody–Waite with fdlibm's 33-bit `π/2`, exact for
 /// `|k| < 2^20`), Taylor series to `r¹⁴` and `r¹⁵` (error under 1e-15), and the quadrant `k mod 4`.
 @inline(__always) func cosSin(_ x: D4) -> (D4, D4) {
   let magic = D4(repeating: roundingMagic)
-  let shifted = x * (2 / Double.pi) + magic
-  let k = shifted - magic
-  let quadrant = unsafeBitCast(shifted, to: SIMD4<Int64>.self) & 3
+  let k = (x * (2 / Double.pi) + magic) - magic
   let r = (x - k * 1.57079632673412561417e+00) - k * 6.07710050650619224932e-11
+  // The quadrant k mod 4, in double (0...3): k - 4*round((k - 1.5)/4).
+  let q = k - 4 * (((k - 1.5) * 0.25 + magic) - magic)
   let z = r * r
   // sin r = r(1 - z/3! + z²/5! - ... - z⁷/15!), cos r = 1 - z/2! + ... - z⁷/14!.
-  var s = D4(repeating: -1 / factorial(15))
-  var c = D4(repeating: -1 / factorial(14))
-  for m in stride(from: 6, through: 0, by: -1) {
-    let sign = m % 2 == 0 ? 1.0 : -1.0
-    s = s * z + D4(repeating: sign / factorial(2 * m + 1))
-    c = c * z + D4(repeating: sign / factorial(2 * m))
-  }
-  s = s * r
-  // Quadrants 1 and 3 swap sine and cosine; the signs follow (k mod 4).
-  let odd = (quadrant & 1) .== 1
+  var s = D4(repeating: -1.0 / 1_307_674_368_000)
+  s = s * z + D4(repeating: 1.0 / 6_227_020_800)
+  s = s * z - D4(repeating: 1.0 / 39_916_800)
+  s = s * z + D4(repeating: 1.0 / 362_880)
+  s = s * z - D4(repeating: 1.0 / 5_040)
+  s = s * z + D4(repeating: 1.0 / 120)
+  s = s * z - D4(repeating: 1.0 / 6)
+  s = (s * z + D4(repeating: 1)) * r
+  var c = D4(repeating: -1.0 / 87_178_291_200)
+  c = c * z + D4(repeating: 1.0 / 479_001_600)
+  c = c * z - D4(repeating: 1.0 / 3_628_800)
+  c = c * z + D4(repeating: 1.0 / 40_320)
+  c = c * z - D4(repeating: 1.0 / 720)
+  c = c * z + D4(repeating: 1.0 / 24)
+  c = c * z - D4(repeating: 1.0 / 2)
+  c = c * z + D4(repeating: 1)
+  // Quadrants 1 and 3 swap sine and cosine; the signs follow the quadrant.
+  let odd = (q .== 1) .| (q .== 3)
   let sinAbs = s.replacing(with: c, where: odd)
   let cosAbs = c.replacing(with: s, where: odd)
-  let sinNegative = quadrant .>= 2
-  let cosNegative = (quadrant .== 1) .| (quadrant .== 2)
+  let sinNegative = q .>= 2
+  let cosNegative = (q .== 1) .| (q .== 2)
   return (cosAbs.replacing(with: -cosAbs, where: cosNegative), sinAbs.replacing(with: -sinAbs, where: sinNegative))
 }
 
-/// `n!` in double (exact up to 22!).
-@inline(__always) private func factorial(_ n: Int) -> Double {
-  var f = 1.0
-  for i in stride(from: 2, through: n, by: 1) { f *= Double(i) }
-  return f
-}
