@@ -40,6 +40,10 @@ public final class FeatureExtractor {
   let melBasis: [Float]
   /// `[nMFCC][nMels]`, orthonormal DCT-II.
   let dct: [Float]
+  /// The mel basis's nonzero runs: per band its first bin, its length and where its weights start in
+  /// `melWeights`.
+  let melBands: [(first: Int, count: Int, offset: Int)]
+  let melWeights: [Float]
   let fftIn: UnsafeMutablePointer<Float>
   let fftOut: UnsafeMutablePointer<fftwf_complex>
   let plan: fftwf_plan
@@ -50,6 +54,17 @@ public final class FeatureExtractor {
     bins = nFFT / 2 + 1
     window = (0..<nFFT).map { Float(0.5 - 0.5 * cos(2 * Double.pi * Double($0) / Double(settings.frameLength))) }
     melBasis = slaneyMelFilterbank(sampleRate: Double(settings.sampleRate), nFFT: nFFT, nMels: settings.nMels)
+    var bands: [(first: Int, count: Int, offset: Int)] = []
+    var weights: [Float] = []
+    for band in 0..<settings.nMels {
+      let row = melBasis[(band * bins)..<((band + 1) * bins)]
+      let first = row.firstIndex { $0 != 0 } ?? row.startIndex
+      let last = row.lastIndex { $0 != 0 } ?? (first - 1)
+      bands.append((first - row.startIndex, last - first + 1, weights.count))
+      weights += row[first...max(first, last)].prefix(last - first + 1)
+    }
+    melBands = bands
+    melWeights = weights
     var d = [Float](repeating: 0, count: settings.nMFCC * settings.nMels)
     let n = Double(settings.nMels)
     for k in 0..<settings.nMFCC {
@@ -89,49 +104,85 @@ public final class FeatureExtractor {
     let frames = frameCount(n)
     let half = nFFT / 2
     let hop = settings.hopLength
-    // ZCR: edge padding, |x| <= 1e-10 counts as +0, sign changes within the frame / frame length.
-    var negative = [Bool](repeating: false, count: n + 2 * half)
-    if n > 0 {
-      for i in 0..<(n + 2 * half) {
-        let v = y[min(max(i - half, 0), n - 1)]
-        negative[i] = abs(v) <= 1e-10 ? false : v.sign == .minus
-      }
-    }
+    let padded = n + 2 * half
     var zcr = [Double](repeating: 0, count: frames)
     var rms = [Float](repeating: 0, count: frames)
     var power = [Float](repeating: 0, count: bins * frames)  // [frames][bins]
-    for t in 0..<frames {
-      let start = t * hop
-      if n > 0 {
-        var changes = 0
-        for i in (start + 1)..<(start + nFFT) where negative[i] != negative[i - 1] { changes += 1 }
-        zcr[t] = Double(changes) / Double(nFFT)
+    y.withUnsafeBufferPointer { yb in
+      let y = yb.baseAddress!
+      // ZCR: edge padding, |x| <= 1e-10 counts as +0, sign changes within the frame / frame length. changes[i]
+      // counts the changes among the first i+1 padded samples, so a frame's count is a difference.
+      let changes = UnsafeMutablePointer<Int32>.allocate(capacity: padded)
+      defer { changes.deallocate() }
+      var previous = false
+      var count: Int32 = 0
+      for i in 0..<padded {
+        let v = y[min(max(i - half, 0), n - 1)]
+        let negative = abs(v) <= 1e-10 ? false : v.sign == .minus
+        if i > 0 && negative != previous { count += 1 }
+        previous = negative
+        changes[i] = count
       }
-      // RMS and the STFT frame: zero padding.
-      var sum = 0.0
-      for i in 0..<nFFT {
-        let j = start + i - half
-        let v: Float = j >= 0 && j < n ? y[j] : 0
-        sum += Double(v) * Double(v)
-        fftIn[i] = v * window[i]
-      }
-      rms[t] = Float((sum / Double(nFFT)).squareRoot())
-      fftwf_execute(plan)
-      for k in 0..<bins {
-        let re = fftOut[k].0
-        let im = fftOut[k].1
-        power[t * bins + k] = re * re + im * im
+      let window = self.window
+      window.withUnsafeBufferPointer { wb in
+        let w = wb.baseAddress!
+        power.withUnsafeMutableBufferPointer { pb in
+          for t in 0..<frames {
+            zcr[t] = Double(changes[t * hop + nFFT - 1] - changes[t * hop]) / Double(nFFT)
+            // RMS (squares summed in double) and the windowed STFT frame, zero-padded at the edges.
+            let start = t * hop - half
+            var sum = 0.0
+            if start >= 0 && start + nFFT <= n {
+              var acc = SIMD4<Double>()
+              var i = 0
+              while i < nFFT {
+                let v = UnsafeRawPointer(y + start + i).loadUnaligned(as: SIMD4<Float>.self)
+                let d = SIMD4<Double>(Double(v[0]), Double(v[1]), Double(v[2]), Double(v[3]))
+                acc += d * d
+                let windowed = v * UnsafeRawPointer(w + i).loadUnaligned(as: SIMD4<Float>.self)
+                UnsafeMutableRawPointer(fftIn + i).storeBytes(of: windowed, as: SIMD4<Float>.self)
+                i += 4
+              }
+              sum = (acc[0] + acc[1]) + (acc[2] + acc[3])
+            } else {
+              for i in 0..<nFFT {
+                let j = start + i
+                let v: Float = j >= 0 && j < n ? y[j] : 0
+                sum += Double(v) * Double(v)
+                fftIn[i] = v * w[i]
+              }
+            }
+            rms[t] = Float((sum / Double(nFFT)).squareRoot())
+            fftwf_execute(plan)
+            let p = pb.baseAddress! + t * bins
+            for k in 0..<bins {
+              let (re, im) = (fftOut[k].0, fftOut[k].1)
+              p[k] = re * re + im * im
+            }
+          }
+        }
       }
     }
-    // Mel [nMels][frames] = basis [nMels][bins] · powerᵀ.
+    // Mel [nMels][frames] = basis [nMels][bins] · powerᵀ, over each filter's nonzero bins only (a triangle
+    // spans a few bins: 2 k products per frame instead of 131 k).
     let m = settings.nMels
     var mel = [Float](repeating: 0, count: m * frames)
-    melBasis.withUnsafeBufferPointer { b in
-      power.withUnsafeBufferPointer { p in
-        mel.withUnsafeMutableBufferPointer { o in
-          cblas_sgemm(
-            CblasRowMajor, CblasNoTrans, CblasTrans, Int32(m), Int32(frames), Int32(bins), 1, b.baseAddress,
-            Int32(bins), p.baseAddress, Int32(bins), 0, o.baseAddress, Int32(frames))
+    melBands.withUnsafeBufferPointer { bands in
+      melWeights.withUnsafeBufferPointer { weights in
+        power.withUnsafeBufferPointer { pb in
+          mel.withUnsafeMutableBufferPointer { ob in
+            for band in 0..<m {
+              let (first, count, offset) = bands[band]
+              let w = weights.baseAddress! + offset
+              let out = ob.baseAddress! + band * frames
+              for t in 0..<frames {
+                let p = pb.baseAddress! + t * bins + first
+                var acc: Float = 0
+                for k in 0..<count { acc += w[k] * p[k] }
+                out[t] = acc
+              }
+            }
+          }
         }
       }
     }
