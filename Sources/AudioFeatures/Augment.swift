@@ -32,20 +32,45 @@ public func rollShift<R: RandomNumberGenerator>(_ x: [Float], rng: inout R) -> [
 }
 
 /// The seed's noise: `x + 0.035 * U(0,1) * max(x) * N(0,1)` per sample, from `rng` (Box–Muller, two normals per
-/// pair of uniforms). Inlinable so that it is specialised for the caller's generator.
+/// pair of uniforms). Inlinable so that it is specialised for the caller's generator; the arithmetic is
+/// vectorised (`addBoxMullerNoise`).
 @inlinable
 public func addNoise<R: RandomNumberGenerator>(_ x: [Float], rng: inout R) -> [Float] {
   let amplitude = 0.035 * Double(rng.next() >> 11) * 0x1p-53 * Double(x.max() ?? 0)
+  let pairs = (x.count + 1) / 2
+  var uniforms = [Double](repeating: 0, count: 2 * pairs)
+  for i in 0..<pairs {
+    uniforms[2 * i] = 1 - Double(rng.next() >> 11) * 0x1p-53
+    uniforms[2 * i + 1] = Double(rng.next() >> 11) * 0x1p-53
+  }
+  return addBoxMullerNoise(x, uniforms: uniforms, amplitude: amplitude)
+}
+
+/// `x[2i] + r·cos θ` and `x[2i+1] + r·sin θ` with `r = amplitude·sqrt(-2 ln u₁)`, `θ = 2π u₂` for the pairs
+/// `(u₁, u₂)` in `uniforms`, in double, rounded once to float.
+@usableFromInline
+func addBoxMullerNoise(_ x: [Float], uniforms: [Double], amplitude: Double) -> [Float] {
   var out = x
-  var i = 0
-  while i < out.count {
-    let u1 = 1 - Double(rng.next() >> 11) * 0x1p-53
-    let u2 = Double(rng.next() >> 11) * 0x1p-53
-    let radius = (-2 * log(u1)).squareRoot() * amplitude
-    let angle = 2 * Double.pi * u2
-    out[i] = Float(Double(out[i]) + radius * cos(angle))
-    if i + 1 < out.count { out[i + 1] = Float(Double(out[i + 1]) + radius * sin(angle)) }
-    i += 2
+  let n = x.count
+  let pairs = uniforms.count / 2
+  uniforms.withUnsafeBufferPointer { ub in
+    out.withUnsafeMutableBufferPointer { ob in
+      let (u, o) = (ub.baseAddress!, ob.baseAddress!)
+      var p = 0
+      while p < pairs {
+        let lanes = min(4, pairs - p)
+        var (u1, u2) = (D4(repeating: 1), D4())
+        for l in 0..<lanes { (u1[l], u2[l]) = (u[2 * (p + l)], u[2 * (p + l) + 1]) }
+        let radius = (-2 * naturalLog(u1)).squareRoot() * amplitude
+        let (c, s) = cosSin(2 * Double.pi * u2)
+        for l in 0..<lanes {
+          let i = 2 * (p + l)
+          o[i] = Float(Double(o[i]) + radius[l] * c[l])
+          if i + 1 < n { o[i + 1] = Float(Double(o[i + 1]) + radius[l] * s[l]) }
+        }
+        p += 4
+      }
+    }
   }
   return out
 }

@@ -151,3 +151,32 @@ func cosSin(_ angles: UnsafePointer<Float>, cos: UnsafeMutablePointer<Float>, si
   return (cosAbs.replacing(with: -cosAbs, where: cosNegative), sinAbs.replacing(with: -sinAbs, where: sinNegative))
 }
 
+
+/// `ln x` for positive normal `x` (Box–Muller's uniforms): `x = 2^e·m` with `m` in `[√½, √2)`, and
+/// `ln m = 2 atanh s = 2(s + s³/3 + ... + s²¹/21)` with `s = (m-1)/(m+1)`, `|s| <= 0.172` (error under 1e-17).
+@inline(__always) func naturalLog(_ x: D4) -> D4 {
+  let bits = unsafeBitCast(x, to: SIMD4<UInt64>.self)
+  // The biased exponent as a double (2^52 + E, minus 2^52), and the mantissa scaled to [1, 2).
+  let exponentBits = (bits &>> 52) & 0x7ff
+  var e =
+    unsafeBitCast(exponentBits | 0x4330_0000_0000_0000, to: D4.self) - D4(repeating: 0x1p52) - D4(repeating: 1023)
+  var m = unsafeBitCast((bits & 0x000f_ffff_ffff_ffff) | 0x3ff0_0000_0000_0000, to: D4.self)
+  let high = m .> D4(repeating: 1.4142135623730951)
+  m = m.replacing(with: m * 0.5, where: high)
+  e = e.replacing(with: e + 1, where: high)
+  let s = (m - 1) / (m + 1)
+  let z = s * s
+  var p = D4(repeating: 1.0 / 21)
+  p = p * z + D4(repeating: 1.0 / 19)
+  p = p * z + D4(repeating: 1.0 / 17)
+  p = p * z + D4(repeating: 1.0 / 15)
+  p = p * z + D4(repeating: 1.0 / 13)
+  p = p * z + D4(repeating: 1.0 / 11)
+  p = p * z + D4(repeating: 1.0 / 9)
+  p = p * z + D4(repeating: 1.0 / 7)
+  p = p * z + D4(repeating: 1.0 / 5)
+  p = p * z + D4(repeating: 1.0 / 3)
+  let lnM = 2 * s + 2 * s * z * p
+  // ln 2 split so that e·ln2hi is exact.
+  return e * 6.93147180369123816490e-01 + (e * 1.90821492927058770002e-10 + lnM)
+}

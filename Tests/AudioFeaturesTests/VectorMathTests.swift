@@ -66,4 +66,18 @@ final class VectorMathTests: XCTestCase {
     XCTAssertLessThanOrEqual(worst, 1, "cos/sin: worst ulps")
     XCTAssertLessThan(off, phases.count / 10_000, "cos/sin: values off by an ulp")
   }
+
+  func testNaturalLogIsCorrectlyRoundedEnough() {
+    var state: UInt64 = 7
+    var worst = 0.0
+    for i in 0..<100_000 {
+      state = state &* 6_364_136_223_846_793_005 &+ 1_442_695_040_888_963_407
+      let u = i < 4 ? [1.0, 0x1p-53, 0.5, 0.7071067811865476][i] : 1 - Double(state >> 11) * 0x1p-53
+      let ours = naturalLog(D4(repeating: u))[0]
+      let expected = Foundation.log(u)
+      worst = max(worst, abs(ours - expected) / max(abs(expected), 1e-300))
+      if u == 1 { XCTAssertEqual(ours, 0) }
+    }
+    XCTAssertLessThan(worst, 4e-16, "ln: worst relative error")
+  }
 }
