@@ -37,41 +37,48 @@ public func rollShift<R: RandomNumberGenerator>(_ x: [Float], rng: inout R) -> [
 @inlinable
 public func addNoise<R: RandomNumberGenerator>(_ x: [Float], rng: inout R) -> [Float] {
   let amplitude = 0.035 * Double(rng.next() >> 11) * 0x1p-53 * Double(x.max() ?? 0)
+  // The pairs' uniforms, padded to whole blocks of four with (1, 0), which adds nothing.
   let pairs = (x.count + 1) / 2
-  var uniforms = [Double](repeating: 0, count: 2 * pairs)
+  let padded = (pairs + 3) & ~3
+  var radial = [Double](repeating: 1, count: padded)
+  var angular = [Double](repeating: 0, count: padded)
   for i in 0..<pairs {
-    uniforms[2 * i] = 1 - Double(rng.next() >> 11) * 0x1p-53
-    uniforms[2 * i + 1] = Double(rng.next() >> 11) * 0x1p-53
+    radial[i] = 1 - Double(rng.next() >> 11) * 0x1p-53
+    angular[i] = Double(rng.next() >> 11) * 0x1p-53
   }
-  return addBoxMullerNoise(x, uniforms: uniforms, amplitude: amplitude)
+  return addBoxMullerNoise(x, radial: radial, angular: angular, amplitude: amplitude)
 }
 
 /// `x[2i] + r·cos θ` and `x[2i+1] + r·sin θ` with `r = amplitude·sqrt(-2 ln u₁)`, `θ = 2π u₂` for the pairs
-/// `(u₁, u₂)` in `uniforms`, in double, rounded once to float.
+/// `(radial[i], angular[i])` (whole blocks of four), in double, rounded once to float.
 @usableFromInline
-func addBoxMullerNoise(_ x: [Float], uniforms: [Double], amplitude: Double) -> [Float] {
-  var out = x
+func addBoxMullerNoise(_ x: [Float], radial: [Double], angular: [Double], amplitude: Double) -> [Float] {
   let n = x.count
-  let pairs = uniforms.count / 2
-  uniforms.withUnsafeBufferPointer { ub in
-    out.withUnsafeMutableBufferPointer { ob in
-      let (u, o) = (ub.baseAddress!, ob.baseAddress!)
-      var p = 0
-      while p < pairs {
-        let lanes = min(4, pairs - p)
-        var (u1, u2) = (D4(repeating: 1), D4())
-        for l in 0..<lanes { (u1[l], u2[l]) = (u[2 * (p + l)], u[2 * (p + l) + 1]) }
-        let radius = (-2 * naturalLog(u1)).squareRoot() * amplitude
-        let (c, s) = cosSin(2 * Double.pi * u2)
-        for l in 0..<lanes {
-          let i = 2 * (p + l)
-          o[i] = Float(Double(o[i]) + radius[l] * c[l])
-          if i + 1 < n { o[i + 1] = Float(Double(o[i + 1]) + radius[l] * s[l]) }
+  // Room for whole blocks of eight samples; the tail beyond n is dropped.
+  var out = x + [Float](repeating: 0, count: 2 * radial.count - n)
+  radial.withUnsafeBufferPointer { rb in
+    angular.withUnsafeBufferPointer { ab in
+      out.withUnsafeMutableBufferPointer { ob in
+        let amplitude4 = D4(repeating: amplitude)
+        for p in stride(from: 0, to: rb.count, by: 4) {
+          let u1 = UnsafeRawPointer(rb.baseAddress! + p).loadUnaligned(as: D4.self)
+          let u2 = UnsafeRawPointer(ab.baseAddress! + p).loadUnaligned(as: D4.self)
+          let radius = (-2 * naturalLog(u1)).squareRoot() * amplitude4
+          let (c, s) = cosSin(2 * Double.pi * u2)
+          let o = ob.baseAddress! + 2 * p
+          let lo = UnsafeRawPointer(o).loadUnaligned(as: F4.self)
+          let hi = UnsafeRawPointer(o + 4).loadUnaligned(as: F4.self)
+          let even = D4(Double(lo[0]), Double(lo[2]), Double(hi[0]), Double(hi[2])) + radius * c
+          let odd = D4(Double(lo[1]), Double(lo[3]), Double(hi[1]), Double(hi[3])) + radius * s
+          UnsafeMutableRawPointer(o).storeBytes(
+            of: F4(Float(even[0]), Float(odd[0]), Float(even[1]), Float(odd[1])), as: F4.self)
+          UnsafeMutableRawPointer(o + 4).storeBytes(
+            of: F4(Float(even[2]), Float(odd[2]), Float(even[3]), Float(odd[3])), as: F4.self)
         }
-        p += 4
       }
     }
   }
+  out.removeLast(out.count - n)
   return out
 }
 
@@ -109,6 +116,17 @@ private let vocoderPlans: (forward: fftw_plan, inverse: fftwf_plan) = fftFactory
 
 /// The periodic Hann window of 2048 points, in double (scipy's `get_window('hann', 2048)`).
 private let vocoderWindow: [Double] = (0..<2048).map { 0.5 - 0.5 * cos(2 * Double.pi * Double($0) / 2048) }
+
+/// Four floats from `p`, widened to double.
+@inline(__always) private func widen4(_ p: UnsafePointer<Float>) -> D4 {
+  let v = UnsafeRawPointer(p).loadUnaligned(as: F4.self)
+  return D4(Double(v[0]), Double(v[1]), Double(v[2]), Double(v[3]))
+}
+
+/// Four doubles rounded to float, stored at `p`.
+@inline(__always) private func narrow4(_ v: D4, _ p: UnsafeMutablePointer<Float>) {
+  UnsafeMutableRawPointer(p).storeBytes(of: F4(Float(v[0]), Float(v[1]), Float(v[2]), Float(v[3])), as: F4.self)
+}
 
 /// `librosa.effects.time_stretch`: STFT, phase vocoder at `rate`, inverse STFT of length `round(n / rate)`.
 public func timeStretch(_ y: [Float], rate: Double) -> [Float] {
@@ -181,14 +199,32 @@ public func timeStretch(_ y: [Float], rate: Double) -> [Float] {
       let alpha = step.truncatingRemainder(dividingBy: 1)
       let (a, b) = (c0 * bins, (c0 + 1) * bins)
       cosSin(phase, cos: cosPhase, sin: sinPhase, count: bins)
-      for k in 0..<bins {
+      // Four bins at a time, then the rest one by one: the same double arithmetic either way.
+      let (oneMinusAlpha4, alpha4) = (D4(repeating: 1 - alpha), D4(repeating: alpha))
+      let (twoPi4, magic) = (D4(repeating: twoPi), D4(repeating: 0x1.8p52))
+      var k = 0
+      while k + 4 <= bins {
+        let mag = oneMinusAlpha4 * widen4(magnitude + a + k) + alpha4 * widen4(magnitude + b + k)
+        narrow4(widen4(cosPhase + k) * mag, outRe + t * bins + k)
+        narrow4(widen4(sinPhase + k) * mag, outIm + t * bins + k)
+        let adv = UnsafeRawPointer(advance.baseAddress! + k).loadUnaligned(as: D4.self)
+        let difference = UnsafeRawPointer(angle + b + k).loadUnaligned(as: F4.self)
+          - UnsafeRawPointer(angle + a + k).loadUnaligned(as: F4.self)
+        var dphase = D4(Double(difference[0]), Double(difference[1]), Double(difference[2]), Double(difference[3]))
+          - adv
+        // np.round: to nearest, ties to even (|dphase| is far below 2^51).
+        dphase -= twoPi4 * ((dphase / twoPi4 + magic) - magic)
+        narrow4(widen4(phase + k) + (adv + dphase), phase + k)
+        k += 4
+      }
+      while k < bins {
         let mag = (1 - alpha) * Double(magnitude[a + k]) + alpha * Double(magnitude[b + k])
         outRe[t * bins + k] = Float(Double(cosPhase[k]) * mag)
         outIm[t * bins + k] = Float(Double(sinPhase[k]) * mag)
         var dphase = Double(angle[b + k] - angle[a + k]) - advance[k]
-        // np.round: to nearest, ties to even (|dphase| is far below 2^51).
         dphase -= twoPi * ((dphase / twoPi + 0x1.8p52) - 0x1.8p52)
         phase[k] = Float(Double(phase[k]) + (advance[k] + dphase))
+        k += 1
       }
     }
   }

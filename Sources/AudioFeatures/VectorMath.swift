@@ -89,10 +89,11 @@ func cosSin(_ angles: UnsafePointer<Float>, cos: UnsafeMutablePointer<Float>, si
   let swap = ay .> ax
   let num = ax.replacing(with: ay, where: .!swap)
   let den = ay.replacing(with: ax, where: .!swap)
-  // t = min/max in [0, 1] (0 when both are zero); u = (t-1)/(t+1) above tan(π/8), so |u| <= tan(π/8).
-  let t = (num / den).replacing(with: D4(), where: den .== D4())
-  let big = t .> D4(repeating: 0.41421356237309503)
-  let u = t.replacing(with: (t - D4(repeating: 1)) / (t + D4(repeating: 1)), where: big)
+  // t = min/max in [0, 1]; above tan(π/8) the argument is u = (t-1)/(t+1) = (num-den)/(num+den) instead, so
+  // |u| <= tan(π/8) with one division either way. Both zero: u = 0.
+  let big = num .> den * 0.41421356237309503
+  let u = (num - den.replacing(with: 0, where: .!big)) / (num.replacing(with: 0, where: .!big) + den)
+  let zero = den .== D4()
   let z = u * u
   // atan(u) = u - u³/3 + u⁵/5 - ...: with |u| <= 0.4142 the 15 terms to u²⁹ leave under 3e-13.
   var p = D4(repeating: 1.0 / 29)
@@ -109,7 +110,7 @@ func cosSin(_ angles: UnsafePointer<Float>, cos: UnsafeMutablePointer<Float>, si
   p = p * z - D4(repeating: 1.0 / 7)
   p = p * z + D4(repeating: 1.0 / 5)
   p = p * z - D4(repeating: 1.0 / 3)
-  var r = u + u * z * p
+  var r = (u + u * z * p).replacing(with: 0, where: zero)
   r = r.replacing(with: r + D4(repeating: .pi / 4), where: big)
   r = r.replacing(with: D4(repeating: .pi / 2) - r, where: swap)
   r = r.replacing(with: D4(repeating: .pi) - r, where: isNegative(x))

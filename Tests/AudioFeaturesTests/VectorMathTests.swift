@@ -80,4 +80,42 @@ final class VectorMathTests: XCTestCase {
     }
     XCTAssertLessThan(worst, 4e-16, "ln: worst relative error")
   }
+
+  struct SplitMix: RandomNumberGenerator {
+    var state: UInt64
+    mutating func next() -> UInt64 {
+      state &+= 0x9E37_79B9_7F4A_7C15
+      var z = state
+      z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
+      z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
+      return z ^ (z >> 31)
+    }
+  }
+
+  /// The vectorised noise against Box–Muller written out with the C library's log, cos and sin, on the same
+  /// stream: lengths odd and even, shorter than a block and not whole blocks.
+  func testNoiseMatchesScalarBoxMuller() {
+    for n in [1, 2, 7, 8, 9, 16, 1001] {
+      let x = (0..<n).map { Float(sin(Double($0) * 0.37)) * 0.5 }
+      var rng = SplitMix(state: UInt64(n))
+      let noisy = addNoise(x, rng: &rng)
+      var replay = SplitMix(state: UInt64(n))
+      let amplitude = 0.035 * Double(replay.next() >> 11) * 0x1p-53 * Double(x.max()!)
+      var expected = x
+      var i = 0
+      while i < n {
+        let u1 = 1 - Double(replay.next() >> 11) * 0x1p-53
+        let u2 = Double(replay.next() >> 11) * 0x1p-53
+        let r = (-2 * Foundation.log(u1)).squareRoot() * amplitude
+        expected[i] = Float(Double(x[i]) + r * Foundation.cos(2 * Double.pi * u2))
+        if i + 1 < n { expected[i + 1] = Float(Double(x[i + 1]) + r * Foundation.sin(2 * Double.pi * u2)) }
+        i += 2
+      }
+      XCTAssertEqual(noisy.count, n)
+      for j in 0..<n {
+        XCTAssertEqual(noisy[j], expected[j], accuracy: 2 * x[j].magnitude.ulp + 1e-7, "n \(n) sample \(j)")
+      }
+      XCTAssertEqual(replay.next(), rng.next(), "n \(n): the same number of draws")
+    }
+  }
 }
