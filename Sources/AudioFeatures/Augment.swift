@@ -143,7 +143,9 @@ public func timeStretch(_ y: [Float], rate: Double) -> [Float] {
   defer { storage.deallocate() }
   let (re, im) = (storage, storage + columns * bins)
   let (magnitude, angle) = (storage + 2 * columns * bins, storage + 3 * columns * bins)
-  let (phase, cosPhase, sinPhase) = (storage + 4 * columns * bins, storage + 4 * columns * bins + bins, storage + 4 * columns * bins + 2 * bins)
+  let (phase, cosPhase, sinPhase) = (
+    storage + 4 * columns * bins, storage + 4 * columns * bins + bins, storage + 4 * columns * bins + 2 * bins
+  )
   (re + frames * bins).initialize(repeating: 0, count: 2 * bins)
   (im + frames * bins).initialize(repeating: 0, count: 2 * bins)
   let inputD = fftw_alloc_real(nFFT)!
@@ -208,9 +210,11 @@ public func timeStretch(_ y: [Float], rate: Double) -> [Float] {
         narrow4(widen4(cosPhase + k) * mag, outRe + t * bins + k)
         narrow4(widen4(sinPhase + k) * mag, outIm + t * bins + k)
         let adv = UnsafeRawPointer(advance.baseAddress! + k).loadUnaligned(as: D4.self)
-        let difference = UnsafeRawPointer(angle + b + k).loadUnaligned(as: F4.self)
+        let difference =
+          UnsafeRawPointer(angle + b + k).loadUnaligned(as: F4.self)
           - UnsafeRawPointer(angle + a + k).loadUnaligned(as: F4.self)
-        var dphase = D4(Double(difference[0]), Double(difference[1]), Double(difference[2]), Double(difference[3]))
+        var dphase =
+          D4(Double(difference[0]), Double(difference[1]), Double(difference[2]), Double(difference[3]))
           - adv
         // np.round: to nearest, ties to even (|dphase| is far below 2^51).
         dphase -= twoPi4 * ((dphase / twoPi4 + magic) - magic)

@@ -67,7 +67,9 @@ func magnitudeAndAngle(
 }
 
 /// `cos` and `sin` of `count` float angles of magnitude below 1.6e6 (2^20 quarter turns; the vocoder's reach 2e5).
-func cosSin(_ angles: UnsafePointer<Float>, cos: UnsafeMutablePointer<Float>, sin: UnsafeMutablePointer<Float>, count: Int) {
+func cosSin(
+  _ angles: UnsafePointer<Float>, cos: UnsafeMutablePointer<Float>, sin: UnsafeMutablePointer<Float>, count: Int
+) {
   var i = 0
   while i + 4 <= count {
     let (c, s) = cosSin(widen(loadF4(angles + i)))
@@ -151,7 +153,6 @@ func cosSin(_ angles: UnsafePointer<Float>, cos: UnsafeMutablePointer<Float>, si
   let cosNegative = (q .== 1) .| (q .== 2)
   return (cosAbs.replacing(with: -cosAbs, where: cosNegative), sinAbs.replacing(with: -sinAbs, where: sinNegative))
 }
-
 
 /// `ln x` for positive normal `x` (Box–Muller's uniforms): `x = 2^e·m` with `m` in `[√½, √2)`, and
 /// `ln m = 2 atanh s = 2(s + s³/3 + ... + s²¹/21)` with `s = (m-1)/(m+1)`, `|s| <= 0.172` (error under 1e-17).

@@ -381,7 +381,9 @@ final class BatchNormLayer: Layer {
       sweepSums(batch: x.batch, length: x.length, width: 2 * c, into: total) { part, b, t, acc in
         let g: UnsafeMutablePointer<Float>
         if let pool, let pooled {
-          pool.route(&routes[part], b, through: t, x: x, out: y, dy: dy, dx: pooled, affine: (UnsafePointer(s), UnsafePointer(h)))
+          pool.route(
+            &routes[part], b, through: t, x: x, out: y, dy: dy, dx: pooled, affine: (UnsafePointer(s), UnsafePointer(h))
+          )
           g = pooled.row(b, t)
         } else {
           g = dy.row(b, t)

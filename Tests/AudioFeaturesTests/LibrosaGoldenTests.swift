@@ -89,7 +89,9 @@ final class LibrosaGoldenTests: XCTestCase {
       let worst = zip(ours[mfccPart], row[mfccPart]).map { abs(Double($0) - $1) }.max() ?? 0
       let exact: [Float] = try oracle.read(c.key + "/pitch/row")
       let worstExact = zip(ours, exact).map { abs($0 - $1) }.max() ?? 0
-      print("pitch row \(c.key): max |diff| \(worstExact) against librosa with exact angles, \(worst) on MFCC against the golden file")
+      print(
+        "pitch row \(c.key): max |diff| \(worstExact) against librosa with exact angles, \(worst) on MFCC against the golden file"
+      )
       assertClose(ours, exact, atol: 1e-3, "\(c.key) pitch row (librosa with correctly rounded angles)")
       assertClose(Array(ours[mfccPart]), row[mfccPart].map(Float.init), atol: 6e-3, "\(c.key) pitch MFCC")
       assertClose(Array(ours[0..<(2 * frames)]), row[0..<(2 * frames)].map(Float.init), atol: 1e-3, "\(c.key) ZCR, RMS")
