@@ -52,7 +52,11 @@ struct SerTrain: ParsableCommand {
 func useFasterBLASKernels() {
   guard let core = preferredBLASCoreType(environment: environment()) else { return }
   setenv("OPENBLAS_CORETYPE", core, 1)
-  execv("/proc/self/exe", CommandLine.unsafeArgv)
+  // The resolved path, not /proc/self/exe itself: the process keeps its name ("sertrain", not "exe") for ps,
+  // pkill and the batch scripts.
+  var path = [CChar](repeating: 0, count: Int(PATH_MAX) + 1)
+  let length = readlink("/proc/self/exe", &path, Int(PATH_MAX))
+  execv(length > 0 ? String(cString: path) : "/proc/self/exe", CommandLine.unsafeArgv)
   unsetenv("OPENBLAS_CORETYPE")  // exec failed: carry on with the detected kernels
 }
 
