@@ -107,22 +107,26 @@ public final class FeatureExtractor {
     let padded = n + 2 * half
     var zcr = [Double](repeating: 0, count: frames)
     var rms = [Float](repeating: 0, count: frames)
-    var power = [Float](repeating: 0, count: bins * frames)  // [frames][bins]
+    var power = [Float](repeating: 0, count: bins * frames)  // [bins][frames]
     y.withUnsafeBufferPointer { yb in
       let y = yb.baseAddress!
       // ZCR: edge padding, |x| <= 1e-10 counts as +0, sign changes within the frame / frame length. changes[i]
       // counts the changes among the first i+1 padded samples, so a frame's count is a difference.
       let changes = UnsafeMutablePointer<Int32>.allocate(capacity: padded)
       defer { changes.deallocate() }
-      var previous = false
-      var count: Int32 = 0
-      for i in 0..<padded {
-        let v = y[min(max(i - half, 0), n - 1)]
-        let negative = abs(v) <= 1e-10 ? false : v.sign == .minus
-        if i > 0 && negative != previous { count += 1 }
-        previous = negative
-        changes[i] = count
+      @inline(__always) func negative(_ v: Float) -> Int32 {
+        abs(v) <= 1e-10 ? 0 : Int32(truncatingIfNeeded: v.bitPattern >> 31)
       }
+      var count: Int32 = 0
+      var previous = negative(y[0])
+      for i in 0..<half { changes[i] = 0 }  // the left edge repeats y[0]
+      for i in 0..<n {
+        let flag = negative(y[i])
+        count &+= flag ^ previous
+        previous = flag
+        changes[half + i] = count
+      }
+      for i in (half + n)..<padded { changes[i] = count }  // the right edge repeats y[n-1]: no change
       let window = self.window
       window.withUnsafeBufferPointer { wb in
         let w = wb.baseAddress!
@@ -154,17 +158,18 @@ public final class FeatureExtractor {
             }
             rms[t] = Float((sum / Double(nFFT)).squareRoot())
             fftwf_execute(plan)
-            let p = pb.baseAddress! + t * bins
+            let p = pb.baseAddress! + t
             for k in 0..<bins {
               let (re, im) = (fftOut[k].0, fftOut[k].1)
-              p[k] = re * re + im * im
+              p[k * frames] = re * re + im * im
             }
           }
         }
       }
     }
-    // Mel [nMels][frames] = basis [nMels][bins] · powerᵀ, over each filter's nonzero bins only (a triangle
-    // spans a few bins: 2 k products per frame instead of 131 k).
+    // Mel [nMels][frames] = basis [nMels][bins] · power, over each filter's nonzero bins only (a triangle spans a
+    // few bins: 2 k products per frame instead of 131 k), four frames at a time; each value is summed over its
+    // bins in ascending order.
     let m = settings.nMels
     var mel = [Float](repeating: 0, count: m * frames)
     melBands.withUnsafeBufferPointer { bands in
@@ -175,21 +180,48 @@ public final class FeatureExtractor {
               let (first, count, offset) = bands[band]
               let w = weights.baseAddress! + offset
               let out = ob.baseAddress! + band * frames
-              for t in 0..<frames {
-                let p = pb.baseAddress! + t * bins + first
+              let rows = pb.baseAddress! + first * frames
+              var t = 0
+              while t + 4 <= frames {
+                var acc = SIMD4<Float>()
+                for k in 0..<count {
+                  acc += SIMD4(repeating: w[k]) * UnsafeRawPointer(rows + k * frames + t).loadUnaligned(as: SIMD4<Float>.self)
+                }
+                UnsafeMutableRawPointer(out + t).storeBytes(of: acc, as: SIMD4<Float>.self)
+                t += 4
+              }
+              while t < frames {
                 var acc: Float = 0
-                for k in 0..<count { acc += w[k] * p[k] }
+                for k in 0..<count { acc += w[k] * rows[k * frames + t] }
                 out[t] = acc
+                t += 1
               }
             }
           }
         }
       }
     }
+    // dB: 10·log10(max(1e-10, power)), log10 evaluated in double and rounded once (as log10f, bar a rare ulp).
     var peak = -Float.infinity
-    for i in 0..<mel.count {
-      mel[i] = 10 * log10f(max(1e-10, mel[i]))
-      peak = max(peak, mel[i])
+    mel.withUnsafeMutableBufferPointer { mb in
+      let p = mb.baseAddress!
+      var i = 0
+      var top = SIMD4<Float>(repeating: -.infinity)
+      while i + 4 <= mb.count {
+        var v = UnsafeRawPointer(p + i).loadUnaligned(as: SIMD4<Float>.self)
+        v.replace(with: 1e-10, where: .!(v .>= 1e-10))  // max(1e-10, v), NaN included, as Swift.max
+        let log10 = naturalLog(SIMD4<Double>(Double(v[0]), Double(v[1]), Double(v[2]), Double(v[3]))) / 2.302585092994045684
+        let db = 10 * SIMD4<Float>(Float(log10[0]), Float(log10[1]), Float(log10[2]), Float(log10[3]))
+        UnsafeMutableRawPointer(p + i).storeBytes(of: db, as: SIMD4<Float>.self)
+        top.replace(with: db, where: db .> top)
+        i += 4
+      }
+      peak = max(max(top[0], top[1]), max(top[2], top[3]))
+      while i < mb.count {
+        p[i] = 10 * Float(naturalLog(SIMD4<Double>(repeating: Double(max(1e-10, p[i]))))[0] / 2.302585092994045684)
+        peak = max(peak, p[i])
+        i += 1
+      }
     }
     let floor = peak - settings.topDB
     for i in 0..<mel.count { mel[i] = max(mel[i], floor) }
