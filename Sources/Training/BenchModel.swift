@@ -104,10 +104,30 @@ public func benchmarkTraining(
     if profile && step + 1 == warmup { network.profile = [:] }
   }
   if let p = network.profile {
+    // The GEMM layers' rate against this process's sgemm peak: how close OpenBLAS gets on each layer's shapes.
+    var flops: [String: Double] = [:]
+    for (i, plan) in network.plans.enumerated() {
+      let forward: Double
+      switch plan.spec.type {
+      case .conv1D:
+        forward = 2 * Double(plan.inputLength * plan.spec.kernelSize! * plan.inputChannels * plan.outputChannels)
+      case .dense: forward = 2 * Double(plan.inputChannels * plan.outputChannels)
+      default: continue
+      }
+      flops[plan.name + " forward"] = forward * Double(batch)
+      flops[plan.name + " backward"] = forward * Double(batch) * (i == 0 ? 1 : 2)
+    }
     let total = p.values.reduce(0, +)
     for (name, seconds) in p.sorted(by: { $0.value > $1.value }) where seconds > 0.01 * total {
-      printError("  \(name): \(fixed(seconds / Double(steps), 3)) s per step")
+      let perStep = seconds / Double(steps)
+      var line = "  \(name): \(fixed(perStep, 3)) s per step"
+      if let f = flops[name] {
+        let rate = f / perStep / 1e9
+        line += ", \(fixed(rate, 0)) GFLOP/s (\(fixed(100 * rate / peak, 0))% of peak)"
+      }
+      printError(line)
     }
+    printError("  (the pools are fused into the BatchNorms before them; sgemm peak \(fixed(peak, 0)) GFLOP/s)")
     network.profile = nil
   }
   x.withUnsafeBufferPointer { _ = network.forward($0.baseAddress!, batch: batch, training: false) }
