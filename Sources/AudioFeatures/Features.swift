@@ -185,7 +185,9 @@ public final class FeatureExtractor {
               while t + 4 <= frames {
                 var acc = SIMD4<Float>()
                 for k in 0..<count {
-                  acc += SIMD4(repeating: w[k]) * UnsafeRawPointer(rows + k * frames + t).loadUnaligned(as: SIMD4<Float>.self)
+                  acc +=
+                    SIMD4(repeating: w[k])
+                    * UnsafeRawPointer(rows + k * frames + t).loadUnaligned(as: SIMD4<Float>.self)
                 }
                 UnsafeMutableRawPointer(out + t).storeBytes(of: acc, as: SIMD4<Float>.self)
                 t += 4
@@ -210,7 +212,8 @@ public final class FeatureExtractor {
       while i + 4 <= mb.count {
         var v = UnsafeRawPointer(p + i).loadUnaligned(as: SIMD4<Float>.self)
         v.replace(with: 1e-10, where: .!(v .>= 1e-10))  // max(1e-10, v), NaN included, as Swift.max
-        let log10 = naturalLog(SIMD4<Double>(Double(v[0]), Double(v[1]), Double(v[2]), Double(v[3]))) / 2.302585092994045684
+        let log10 =
+          naturalLog(SIMD4<Double>(Double(v[0]), Double(v[1]), Double(v[2]), Double(v[3]))) / 2.302585092994045684
         let db = 10 * SIMD4<Float>(Float(log10[0]), Float(log10[1]), Float(log10[2]), Float(log10[3]))
         UnsafeMutableRawPointer(p + i).storeBytes(of: db, as: SIMD4<Float>.self)
         top.replace(with: db, where: db .> top)
