@@ -57,6 +57,9 @@ final class Conv1DLayer: Layer {
   /// Set by the network when the BatchNorm that reads this layer's output applies the ReLU mask to the output
   /// gradient and writes the bias gradient in its own backward pass (one sweep over the rows instead of two).
   var gradientPrepared = false
+  /// Set by the network when that BatchNorm also applies this layer's bias and ReLU as it reads the output
+  /// (`InputMap`): the output then holds the raw GEMM result, and this layer makes no pass over it.
+  var deferBiasReLU = false
 
   init(plan: LayerPlan, variables: Variables) {
     self.plan = plan
@@ -111,6 +114,10 @@ final class Conv1DLayer: Layer {
     let out = direct ? y.base : scratch(&outScratch, rawLayout.rows(batch: batch) * cout)
     phaseGEMMs(batch: batch, x.base, cin, weight, out, cout)
     let raw = Tensor(base: out, batch: batch, length: length, channels: cout, layout: rawLayout)
+    if deferBiasReLU {
+      if !direct { raw.copy(to: y) }
+      return
+    }
     let (c, length, relu, bias) = (cout, length, relu, bias)
     let c8 = c & ~7
     Parallel.forEach(batch) { _, samples in
@@ -182,13 +189,35 @@ final class Conv1DLayer: Layer {
   }
 }
 
-// MARK: - ReLU mask (a Conv1D's, applied by the Conv1D or by the BatchNorm that reads it)
+// MARK: - A Conv1D's bias and ReLU, applied by the Conv1D or on the fly by the BatchNorm that reads it
+
+/// A Conv1D's output as the next layer reads it: `relu(raw + bias)` (or without the ReLU), applied to the raw GEMM
+/// output on the fly when the Conv1D defers it (`Conv1DLayer.deferBiasReLU`), or nothing when the values are
+/// stored final. The same float operations as the Conv1D's own pass, so the values are bit-identical.
+struct InputMap {
+  var bias: UnsafeMutablePointer<Float>?
+  var relu = false
+
+  static let identity = InputMap()
+
+  @inline(__always) func apply8(_ v: F8, _ i: Int) -> F8 {
+    guard let bias else { return v }
+    let u = v + load8(bias + i)
+    return relu ? u.replacing(with: F8(repeating: 0), where: u .< F8(repeating: 0)) : u
+  }
+
+  @inline(__always) func apply(_ v: Float, _ i: Int) -> Float {
+    guard let bias else { return v }
+    let u = v + bias[i]
+    return relu ? max(u, 0) : u
+  }
+}
 
 /// One row of a Conv1D's output gradient: zeroed in place where the layer's output `out` is not positive (when
 /// `relu`), then added to `acc` (the bias gradient's partial sums).
 @inline(__always) func maskRow(
   _ g: UnsafeMutablePointer<Float>, _ out: UnsafeMutablePointer<Float>, _ acc: UnsafeMutablePointer<Float>,
-  _ c: Int, relu: Bool
+  _ c: Int, relu: Bool, map: InputMap = .identity
 ) {
   let c8 = c & ~7
   let zero = F8(repeating: 0)
@@ -196,14 +225,14 @@ final class Conv1DLayer: Layer {
   while i < c8 {
     var v = load8(g + i)
     if relu {
-      v = v.replacing(with: zero, where: load8(out + i) .<= zero)
+      v = v.replacing(with: zero, where: map.apply8(load8(out + i), i) .<= zero)
       store8(v, g + i)
     }
     store8(load8(acc + i) + v, acc + i)
     i &+= 8
   }
   while i < c {
-    let v = relu && !(out[i] > 0) ? 0 : g[i]
+    let v = relu && !(map.apply(out[i], i) > 0) ? 0 : g[i]
     g[i] = v
     acc[i] += v
     i &+= 1
@@ -222,8 +251,10 @@ final class Conv1DLayer: Layer {
 /// - `pool`: the MaxPooling1D that follows. Forward pools `x*s + h` straight from the input, so the normalised
 ///   tensor is never stored; backward routes the pooled gradient into `dx` and takes the sums in one sweep,
 ///   then normalises `dx` in place in a second.
-/// - `producer`: the Conv1D that wrote the input. Backward's second sweep also applies its ReLU mask and sums its
-///   bias gradient (`Conv1DLayer.gradientPrepared`).
+/// - `producer`: the Conv1D that wrote the input. It leaves its output raw (`Conv1DLayer.deferBiasReLU`) and every
+///   read here adds its bias and applies its ReLU on the fly (`InputMap`), which saves a read and a write of the
+///   largest tensors; backward's second sweep also applies its ReLU mask and sums its bias gradient
+///   (`Conv1DLayer.gradientPrepared`).
 /// Every value is computed by the same operations in the same order as unfused, so results are bit-identical.
 final class BatchNormLayer: Layer {
   let plan: LayerPlan
@@ -234,7 +265,11 @@ final class BatchNormLayer: Layer {
   let movingMean: UnsafeMutablePointer<Float>, movingVariance: UnsafeMutablePointer<Float>
   /// The fused MaxPooling1D and Conv1D (see the type's comment); set by the network.
   var pool: MaxPoolLayer?
-  var producer: Conv1DLayer?
+  var producer: Conv1DLayer? {
+    didSet { inputMap = producer.map { InputMap(bias: $0.bias, relu: $0.relu) } ?? .identity }
+  }
+  /// How the input is read: with the producing Conv1D's bias and ReLU applied on the fly (it defers them).
+  private(set) var inputMap = InputMap.identity
   /// The last training forward's batch statistics, for backward.
   private var mean: [Float], invStd: [Float]
   /// The last forward's affine map `y = x*scale + shift`.
@@ -272,28 +307,29 @@ final class BatchNormLayer: Layer {
   /// Per-channel sums of `x` (or of `(x - center)²`) over every position of every sample.
   private func channelSums(_ x: Tensor, _ out: UnsafeMutablePointer<Double>, center: UnsafePointer<Float>?) {
     let c = channels
+    let map = inputMap
     let c8 = c & ~7
     sweepSums(batch: x.batch, length: x.length, width: c, into: out) { _, b, t, acc in
       let r = x.row(b, t)
       var i = 0
       if let center {
         while i < c8 {
-          let d = load8(r + i) - load8(center + i)
+          let d = map.apply8(load8(r + i), i) - load8(center + i)
           store8(load8(acc + i) + d * d, acc + i)
           i &+= 8
         }
         while i < c {
-          let d = r[i] - center[i]
+          let d = map.apply(r[i], i) - center[i]
           acc[i] += d * d
           i &+= 1
         }
       } else {
         while i < c8 {
-          store8(load8(acc + i) + load8(r + i), acc + i)
+          store8(load8(acc + i) + map.apply8(load8(r + i), i), acc + i)
           i &+= 8
         }
         while i < c {
-          acc[i] += r[i]
+          acc[i] += map.apply(r[i], i)
           i &+= 1
         }
       }
@@ -334,8 +370,9 @@ final class BatchNormLayer: Layer {
     scale.withUnsafeBufferPointer { sb in
       shift.withUnsafeBufferPointer { hb in
         let (s, h) = (sb.baseAddress!, hb.baseAddress!)
+        let map = inputMap
         if let pool {
-          pool.pool(x, y, affine: (s, h))
+          pool.pool(x, y, affine: (s, h), map: map)
           return
         }
         Parallel.forEach(x.batch) { _, samples in
@@ -345,11 +382,11 @@ final class BatchNormLayer: Layer {
               let dst = y.row(b, t)
               var i = 0
               while i < c8 {
-                store8(load8(src + i) * load8(s + i) + load8(h + i), dst + i)
+                store8(map.apply8(load8(src + i), i) * load8(s + i) + load8(h + i), dst + i)
                 i &+= 8
               }
               while i < c {
-                dst[i] = src[i] * s[i] + h[i]
+                dst[i] = map.apply(src[i], i) * s[i] + h[i]
                 i &+= 1
               }
             }
@@ -362,6 +399,7 @@ final class BatchNormLayer: Layer {
   /// `dx = gamma/σ · (dy - Σdy/N - x̂·Σ(dy·x̂)/N)`, `dgamma = Σ dy·x̂`, `dbeta = Σ dy`. With a fused pool, `y` and
   /// `dy` are the pool's output and its gradient.
   func backward(x: Tensor, y: Tensor, dy: Tensor, dx: Tensor?, _ ctx: StepContext) {
+    let map = inputMap
     let c = channels
     let c8 = c & ~7
     precondition(pool == nil || dx != nil, "\(plan.name): a fused pool needs the input gradient")
@@ -382,8 +420,9 @@ final class BatchNormLayer: Layer {
         let g: UnsafeMutablePointer<Float>
         if let pool, let pooled {
           pool.route(
-            &routes[part], b, through: t, x: x, out: y, dy: dy, dx: pooled, affine: (UnsafePointer(s), UnsafePointer(h))
-          )
+            &routes[part], b, through: t, x: x, out: y, dy: dy, dx: pooled,
+            affine: (UnsafePointer(s), UnsafePointer(h)),
+            map: map)
           g = pooled.row(b, t)
         } else {
           g = dy.row(b, t)
@@ -394,12 +433,12 @@ final class BatchNormLayer: Layer {
         while i < c8 {
           let gv = load8(g + i)
           store8(load8(s1 + i) + gv, s1 + i)
-          store8(load8(s2 + i) + gv * ((load8(xr + i) - load8(m + i)) * load8(inv + i)), s2 + i)
+          store8(load8(s2 + i) + gv * ((map.apply8(load8(xr + i), i) - load8(m + i)) * load8(inv + i)), s2 + i)
           i &+= 8
         }
         while i < c {
           s1[i] += g[i]
-          s2[i] += g[i] * ((xr[i] - m[i]) * inv[i])
+          s2[i] += g[i] * ((map.apply(xr[i], i) - m[i]) * inv[i])
           i &+= 1
         }
       }
@@ -424,12 +463,12 @@ final class BatchNormLayer: Layer {
       let o = dx.row(b, t)
       var i = 0
       while i < c8 {
-        let xhat = (load8(xr + i) - load8(m + i)) * load8(inv + i)
+        let xhat = (map.apply8(load8(xr + i), i) - load8(m + i)) * load8(inv + i)
         store8(load8(sc + i) * (load8(g + i) - load8(a1 + i) - xhat * load8(a2 + i)), o + i)
         i &+= 8
       }
       while i < c {
-        let xhat = (xr[i] - m[i]) * inv[i]
+        let xhat = (map.apply(xr[i], i) - m[i]) * inv[i]
         o[i] = sc[i] * (g[i] - a1[i] - xhat * a2[i])
         i &+= 1
       }
@@ -439,7 +478,7 @@ final class BatchNormLayer: Layer {
       withUnsafeTemporaryAllocation(of: Double.self, capacity: c) { bias in
         sweepSums(batch: x.batch, length: x.length, width: c, into: bias.baseAddress!) { _, b, t, acc in
           normalise(b, t)
-          maskRow(dx.row(b, t), x.row(b, t), acc, c, relu: relu)
+          maskRow(dx.row(b, t), x.row(b, t), acc, c, relu: relu, map: map)
         }
         for i in 0..<c { producer.dBias[i] = Float(bias[i]) }
       }
@@ -479,11 +518,11 @@ final class MaxPoolLayer: Layer {
     return (max(start, 0), min(start + pool, plan.inputLength))
   }
 
-  func forward(_ x: Tensor, _ y: Tensor, _ ctx: StepContext) { self.pool(x, y, affine: nil) }
+  func forward(_ x: Tensor, _ y: Tensor, _ ctx: StepContext) { self.pool(x, y, affine: nil, map: .identity) }
 
-  /// Pools `x`, or `x*scale + shift` per channel when `affine` is given.
+  /// Pools `x`, read through `map`, then `*scale + shift` per channel when `affine` is given.
   func pool(
-    _ x: Tensor, _ y: Tensor, affine: (scale: UnsafePointer<Float>, shift: UnsafePointer<Float>)?
+    _ x: Tensor, _ y: Tensor, affine: (scale: UnsafePointer<Float>, shift: UnsafePointer<Float>)?, map: InputMap
   ) {
     let c = plan.inputChannels
     let c8 = c & ~7
@@ -496,13 +535,13 @@ final class MaxPoolLayer: Layer {
             let r = x.row(b, t)
             var i = 0
             while i < c8 {
-              var v = load8(r + i)
+              var v = map.apply8(load8(r + i), i)
               if let a = affine { v = v * load8(a.scale + i) + load8(a.shift + i) }
               store8(t == lo ? v : load8(out + i).replacing(with: v, where: v .> load8(out + i)), out + i)
               i &+= 8
             }
             while i < c {
-              var v = r[i]
+              var v = map.apply(r[i], i)
               if let a = affine { v = v * a.scale[i] + a.shift[i] }
               out[i] = t == lo ? v : max(out[i], v)
               i &+= 1
@@ -525,7 +564,7 @@ final class MaxPoolLayer: Layer {
   @inline(__always)
   func route(
     _ state: inout Route, _ b: Int, through row: Int, x: Tensor, out y: Tensor, dy: Tensor, dx: Tensor,
-    affine: (scale: UnsafePointer<Float>, shift: UnsafePointer<Float>)?
+    affine: (scale: UnsafePointer<Float>, shift: UnsafePointer<Float>)?, map: InputMap
   ) {
     let c = plan.inputChannels
     let c8 = c & ~7
@@ -546,7 +585,7 @@ final class MaxPoolLayer: Layer {
           let o = dx.row(b, t)
           var i = 0
           while i < c8 {
-            var v = load8(xr + i)
+            var v = map.apply8(load8(xr + i), i)
             if let a = affine { v = v * load8(a.scale + i) + load8(a.shift + i) }
             let hit = v .== load8(out + i)
             let r = load8(rem + i)
@@ -555,7 +594,7 @@ final class MaxPoolLayer: Layer {
             i &+= 8
           }
           while i < c {
-            var v = xr[i]
+            var v = map.apply(xr[i], i)
             if let a = affine { v = v * a.scale[i] + a.shift[i] }
             if v == out[i] {
               o[i] += rem[i]
@@ -578,7 +617,7 @@ final class MaxPoolLayer: Layer {
     Parallel.forEach(dx.batch) { _, samples in
       for b in samples {
         var state = Route()
-        route(&state, b, through: plan.inputLength - 1, x: x, out: y, dy: dy, dx: dx, affine: nil)
+        route(&state, b, through: plan.inputLength - 1, x: x, out: y, dy: dy, dx: dx, affine: nil, map: .identity)
       }
     }
   }

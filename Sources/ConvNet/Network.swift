@@ -110,8 +110,8 @@ public final class Network {
   /// Layers whose work a BatchNorm before them does (`BatchNormLayer.pool`): skipped in both passes.
   private var fusedIntoPrevious = Set<Int>()
 
-  /// Lets each BatchNorm do the work of a MaxPool right after it and of the ReLU mask and bias gradient of a
-  /// Conv1D right before it (see `BatchNormLayer`). Not for a BatchNorm that is the first layer (a fused pool
+  /// Lets each BatchNorm do the work of a MaxPool right after it, and of the bias, ReLU, ReLU mask and bias
+  /// gradient of a Conv1D right before it (see `BatchNormLayer`). Not for a BatchNorm that is the first layer (a fused pool
   /// routes its gradient through the input gradient, which the first layer does not compute).
   private func fuseNeighbours() {
     for (i, layer) in layers.enumerated() {
@@ -119,6 +119,7 @@ public final class Network {
       if let conv = layers[i - 1] as? Conv1DLayer {
         norm.producer = conv
         conv.gradientPrepared = true
+        conv.deferBiasReLU = true
       }
       if i + 1 < layers.count, let pool = layers[i + 1] as? MaxPoolLayer {
         norm.pool = pool
