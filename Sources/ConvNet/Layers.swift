@@ -155,7 +155,6 @@ final class Conv1DLayer: Layer {
 
   func backward(x: Tensor, y: Tensor, dy: Tensor, dx: Tensor?, _ ctx: StepContext) {
     let batch = x.batch
-    let c = cout
     // The output gradient in the padded layout, masked by the ReLU, with zero padding rows.
     let d: Tensor
     if dy.layout == gradientLayout {

@@ -94,7 +94,7 @@ public func benchmarkTraining(
   var times: [Double] = []
   for step in 0..<(warmup + steps) {
     let t0 = monotonicSeconds()
-    x.withUnsafeBufferPointer { network.forward($0.baseAddress!, batch: batch, training: true) }
+    x.withUnsafeBufferPointer { _ = network.forward($0.baseAddress!, batch: batch, training: true) }
     labels.withUnsafeBufferPointer {
       _ = network.loss(labels: $0)
       network.backward(labels: $0, scale: 1 / Float(batch))

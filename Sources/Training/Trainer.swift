@@ -173,7 +173,7 @@ public final class Trainer {
     let mine = specText
     comm.broadcast(&specText, root: 0)
     var mismatch = mine == specText ? 0.0 : 1.0
-    comm.allreduceSum(UnsafeMutableBufferPointer(start: &mismatch, count: 1))
+    withUnsafeMutablePointer(to: &mismatch) { comm.allreduceSum(UnsafeMutableBufferPointer(start: $0, count: 1)) }
     if mine != specText {
       throw TrainingError("rank \(comm.rank): the model spec or parameter count differs from rank 0's")
     }
@@ -279,7 +279,7 @@ public final class Trainer {
     var root = sum
     comm.broadcast(&root, root: 0)
     var bad = sum == root ? 0.0 : 1.0
-    comm.allreduceSum(UnsafeMutableBufferPointer(start: &bad, count: 1))
+    withUnsafeMutablePointer(to: &bad) { comm.allreduceSum(UnsafeMutableBufferPointer(start: $0, count: 1)) }
     if bad > 0 {
       printError("rank \(comm.rank): parameter checksum \(sum) vs rank 0's \(root) after the broadcast")
       comm.abort(code: 1)

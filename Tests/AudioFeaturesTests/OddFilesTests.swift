@@ -9,7 +9,7 @@ final class OddFilesTests: XCTestCase {
     let fx = FeatureExtractor()
     func make(_ name: String, _ data: Data) -> String {
       let p = dir + "/" + name
-      FileManager.default.createFile(atPath: p, contents: data)
+      XCTAssertTrue(FileManager.default.createFile(atPath: p, contents: data))
       return p
     }
     // Shorter than the 0.6 s offset: an empty read, a row of zeros.

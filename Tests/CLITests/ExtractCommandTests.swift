@@ -21,11 +21,14 @@ final class ExtractCommandTests: XCTestCase {
     // Odd files, by absolute path (a manifest path that starts with / is taken as is).
     let odd = dir + "/odd"
     try FileManager.default.createDirectory(atPath: odd, withIntermediateDirectories: true)
-    FileManager.default.createFile(atPath: odd + "/notes.wav", contents: Data("not audio\n".utf8))
-    FileManager.default.createFile(atPath: odd + "/empty.wav", contents: Data())
-    FileManager.default.createFile(atPath: odd + "/short.wav", contents: wavBytes([Int16](repeating: 500, count: 4000)))
+    XCTAssertTrue(FileManager.default.createFile(atPath: odd + "/notes.wav", contents: Data("not audio\n".utf8)))
+    XCTAssertTrue(FileManager.default.createFile(atPath: odd + "/empty.wav", contents: Data()))
+    XCTAssertTrue(
+      FileManager.default.createFile(
+        atPath: odd + "/short.wav", contents: wavBytes([Int16](repeating: 500, count: 4000))))
     lines += ["\(odd)/notes.wav,sad,x", "\(odd)/empty.wav,sad,x", "\(odd)/short.wav,sad,x"]
-    FileManager.default.createFile(atPath: dir + "/m.csv", contents: Data(lines.joined(separator: "\n").utf8))
+    XCTAssertTrue(
+      FileManager.default.createFile(atPath: dir + "/m.csv", contents: Data(lines.joined(separator: "\n").utf8)))
 
     let r = try runCommand(
       ["extract", root, "-o", "f.h5", "--manifest", "m.csv", "--augment", "original,noise", "-q"], directory: dir)

@@ -45,7 +45,7 @@ final class ModelCommandTests: XCTestCase {
         {"type": "Flatten"}, {"type": "Dense", "units": 9, "activation": "relu"}, {"type": "BatchNormalization"},
         {"type": "Dense", "activation": "softmax"}]}
       """
-    FileManager.default.createFile(atPath: dir + "/small.json", contents: Data(spec.utf8))
+    XCTAssertTrue(FileManager.default.createFile(atPath: dir + "/small.json", contents: Data(spec.utf8)))
     for out in ["back.weights.h5", "back.h5"] {
       let exported = try runCommand(["export-keras", "small.h5", "-o", out], directory: dir)
       XCTAssertEqual(exported.status, 0, exported.stderr)
@@ -81,7 +81,7 @@ final class ModelCommandTests: XCTestCase {
     for r in 0..<6 {
       csv += (0..<37).map { "\(r * 37 + $0)" }.joined(separator: ",") + ",\(["calm", "happy", "sad"][r % 3])\n"
     }
-    FileManager.default.createFile(atPath: dir + "/small.csv", contents: Data(csv.utf8))
+    XCTAssertTrue(FileManager.default.createFile(atPath: dir + "/small.csv", contents: Data(csv.utf8)))
     XCTAssertEqual(try runCommand(["convert", "small.csv", "-o", "small-features.h5"], directory: dir).status, 0)
     let scaled = try runCommand(
       ["import-keras", legacy, "-o", "scaled.h5", "--scaler", "small-features.h5"], directory: dir)

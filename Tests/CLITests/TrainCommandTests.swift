@@ -21,7 +21,7 @@ final class TrainCommandTests: XCTestCase {
         csv += row.joined(separator: ",") + "," + ["angry", "calm", "sad"][c] + "\n"
       }
     }
-    FileManager.default.createFile(atPath: dir + "/f.csv", contents: Data(csv.utf8))
+    XCTAssertTrue(FileManager.default.createFile(atPath: dir + "/f.csv", contents: Data(csv.utf8)))
     let r = try runCommand(["convert", "f.csv", "-o", "f.h5", "--rows-per-recording", "4"], directory: dir)
     XCTAssertEqual(r.status, 0, r.stderr)
   }

@@ -53,7 +53,7 @@ final class UseCommandTests: XCTestCase {
     XCTAssertEqual(predictions.count, 3)
     let probabilities = predictions[0]["probabilities"] as! [String: Double]
     XCTAssertEqual(probabilities.values.reduce(0, +), 1, accuracy: 1e-5)
-    FileManager.default.createFile(atPath: dir + "/notes.wav", contents: Data("text".utf8))
+    XCTAssertTrue(FileManager.default.createFile(atPath: dir + "/notes.wav", contents: Data("text".utf8)))
     let bad = try runCommand(["predict", "--checkpoint", "run/checkpoint-last.h5", "notes.wav"], directory: dir)
     XCTAssertEqual(bad.status, 1)
     XCTAssertTrue(bad.stderr.contains("notes.wav") && bad.stderr.contains("cannot"), bad.stderr)

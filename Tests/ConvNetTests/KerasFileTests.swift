@@ -83,10 +83,10 @@ final class KerasFileTests: XCTestCase {
     let source = try requireShared("reference/keras-small-legacy.h5")
     let bytes = try XCTUnwrap(FileManager.default.contents(atPath: source))
     let truncated = dir + "/truncated.h5"
-    FileManager.default.createFile(atPath: truncated, contents: bytes.prefix(bytes.count / 2))
+    XCTAssertTrue(FileManager.default.createFile(atPath: truncated, contents: bytes.prefix(bytes.count / 2)))
     XCTAssertThrowsError(try KerasWeights.read(truncated)) { XCTAssertTrue("\($0)".contains(truncated), "\($0)") }
     let text = dir + "/notes.h5"
-    FileManager.default.createFile(atPath: text, contents: Data("not hdf5".utf8))
+    XCTAssertTrue(FileManager.default.createFile(atPath: text, contents: Data("not hdf5".utf8)))
     XCTAssertThrowsError(try KerasWeights.read(text)) {
       XCTAssertTrue("\($0)".contains("not a readable HDF5 file"), "\($0)")
     }

@@ -19,8 +19,10 @@ final class ExtractTests: XCTestCase {
         "Savee/DC_a01.flac,angry,savee-DC", "Savee/JE_h03.flac,happy,savee-JE",
         "Tess/OAF_Fear/OAF_food_fear.wav,fear,tess-OAF", "Tess/YAF_angry/YAF_germ_angry.wav,angry,tess-YAF",
       ]
-      FileManager.default.createFile(
-        atPath: dir + "/manifest.csv", contents: Data(("path,emotion,speaker\n" + picks.joined(separator: "\n")).utf8))
+      XCTAssertTrue(
+        FileManager.default.createFile(
+          atPath: dir + "/manifest.csv", contents: Data(("path,emotion,speaker\n" + picks.joined(separator: "\n")).utf8)
+        ))
     }
     comm.barrier()
     var o = ExtractOptions(root: root, output: dir + "/ranks.h5")
