@@ -61,7 +61,10 @@ public struct ModelBenchSample: Codable, Sendable {
   public var peakMegabytes: Double
   /// The OpenBLAS kernels and their sgemm peak in this process (sertrain only).
   public var blasCore: String?
+  /// The mean of the measurements before and after the steps; and the two.
   public var sgemmPeak: Double?
+  public var sgemmPeakBefore: Double?
+  public var sgemmPeakAfter: Double?
 
   enum CodingKeys: String, CodingKey {
     case stepSeconds = "step_seconds"
@@ -69,6 +72,8 @@ public struct ModelBenchSample: Codable, Sendable {
     case peakMegabytes = "peak_mb"
     case blasCore = "blas_core"
     case sgemmPeak = "sgemm_peak_gflops"
+    case sgemmPeakBefore = "sgemm_peak_before_gflops"
+    case sgemmPeakAfter = "sgemm_peak_after_gflops"
   }
 
   public func json() -> String {
@@ -86,61 +91,67 @@ public func benchmarkTraining(
   spec: ModelSpec, classes: Int = 7, batch: Int, steps: Int, warmup: Int, predictBatches: Int, profile: Bool = false
 ) throws -> ModelBenchSample {
   let peak = measureSGEMMPeak()
-  let network = try Network(spec: spec, classes: classes, seed: 1)
-  let adam = Adam(count: network.parameters.count)
-  var rng = RandomStream(seed: 3)
-  let x = (0..<(batch * network.inputWidth)).map { _ in Float(rng.normal()) }
-  let labels = (0..<batch).map { _ in Int32(rng.next() % UInt64(classes)) }
-  var times: [Double] = []
-  for step in 0..<(warmup + steps) {
-    let t0 = monotonicSeconds()
-    x.withUnsafeBufferPointer { _ = network.forward($0.baseAddress!, batch: batch, training: true) }
-    labels.withUnsafeBufferPointer {
-      _ = network.loss(labels: $0)
-      network.backward(labels: $0, scale: 1 / Float(batch))
-    }
-    adam.update(network.parameters, network.gradients)
-    if step >= warmup { times.append(monotonicSeconds() - t0) }
-    if profile && step + 1 == warmup { network.profile = [:] }
-  }
-  if let p = network.profile {
-    // The GEMM layers' rate against this process's sgemm peak: how close OpenBLAS gets on each layer's shapes.
-    var flops: [String: Double] = [:]
-    for (i, plan) in network.plans.enumerated() {
-      let forward: Double
-      switch plan.spec.type {
-      case .conv1D:
-        forward = 2 * Double(plan.inputLength * plan.spec.kernelSize! * plan.inputChannels * plan.outputChannels)
-      case .dense: forward = 2 * Double(plan.inputChannels * plan.outputChannels)
-      default: continue
+  // The model lives in this closure, so that it is freed before the second sgemm measurement.
+  let (times, predictRate) = try { () throws -> ([Double], Double) in
+    let network = try Network(spec: spec, classes: classes, seed: 1)
+    let adam = Adam(count: network.parameters.count)
+    var rng = RandomStream(seed: 3)
+    let x = (0..<(batch * network.inputWidth)).map { _ in Float(rng.normal()) }
+    let labels = (0..<batch).map { _ in Int32(rng.next() % UInt64(classes)) }
+    var times: [Double] = []
+    for step in 0..<(warmup + steps) {
+      let t0 = monotonicSeconds()
+      x.withUnsafeBufferPointer { _ = network.forward($0.baseAddress!, batch: batch, training: true) }
+      labels.withUnsafeBufferPointer {
+        _ = network.loss(labels: $0)
+        network.backward(labels: $0, scale: 1 / Float(batch))
       }
-      flops[plan.name + " forward"] = forward * Double(batch)
-      flops[plan.name + " backward"] = forward * Double(batch) * (i == 0 ? 1 : 2)
+      adam.update(network.parameters, network.gradients)
+      if step >= warmup { times.append(monotonicSeconds() - t0) }
+      if profile && step + 1 == warmup { network.profile = [:] }
     }
-    let total = p.values.reduce(0, +)
-    for (name, seconds) in p.sorted(by: { $0.value > $1.value }) where seconds > 0.01 * total {
-      let perStep = seconds / Double(steps)
-      var line = "  \(name): \(fixed(perStep, 3)) s per step"
-      if let f = flops[name] {
-        let rate = f / perStep / 1e9
-        line += ", \(fixed(rate, 0)) GFLOP/s (\(fixed(100 * rate / peak, 0))% of peak)"
+    if let p = network.profile {
+      // The GEMM layers' rate against this process's sgemm peak: how close OpenBLAS gets on each layer's shapes.
+      var flops: [String: Double] = [:]
+      for (i, plan) in network.plans.enumerated() {
+        let forward: Double
+        switch plan.spec.type {
+        case .conv1D:
+          forward = 2 * Double(plan.inputLength * plan.spec.kernelSize! * plan.inputChannels * plan.outputChannels)
+        case .dense: forward = 2 * Double(plan.inputChannels * plan.outputChannels)
+        default: continue
+        }
+        flops[plan.name + " forward"] = forward * Double(batch)
+        flops[plan.name + " backward"] = forward * Double(batch) * (i == 0 ? 1 : 2)
       }
-      printError(line)
+      let total = p.values.reduce(0, +)
+      for (name, seconds) in p.sorted(by: { $0.value > $1.value }) where seconds > 0.01 * total {
+        let perStep = seconds / Double(steps)
+        var line = "  \(name): \(fixed(perStep, 3)) s per step"
+        if let f = flops[name] {
+          let rate = f / perStep / 1e9
+          line += ", \(fixed(rate, 0)) GFLOP/s (\(fixed(100 * rate / peak, 0))% of peak)"
+        }
+        printError(line)
+      }
+      printError("  (the pools are fused into the BatchNorms before them; sgemm peak \(fixed(peak, 0)) GFLOP/s)")
+      network.profile = nil
     }
-    printError("  (the pools are fused into the BatchNorms before them; sgemm peak \(fixed(peak, 0)) GFLOP/s)")
-    network.profile = nil
-  }
-  x.withUnsafeBufferPointer { _ = network.forward($0.baseAddress!, batch: batch, training: false) }
-  let t0 = monotonicSeconds()
-  for _ in 0..<predictBatches {
     x.withUnsafeBufferPointer { _ = network.forward($0.baseAddress!, batch: batch, training: false) }
-  }
-  let predictRate = Double(predictBatches * batch) / (monotonicSeconds() - t0)
+    let t0 = monotonicSeconds()
+    for _ in 0..<predictBatches {
+      x.withUnsafeBufferPointer { _ = network.forward($0.baseAddress!, batch: batch, training: false) }
+    }
+    let predictRate = Double(predictBatches * batch) / (monotonicSeconds() - t0)
+    return (times, predictRate)
+  }()
+  // The machine's rate again after the steps (shared machines drift); the share of the peak uses the mean.
+  let peakAfter = measureSGEMMPeak()
   var usage = rusage()
   getrusage(RUSAGE_SELF.rawValue, &usage)
   return ModelBenchSample(
     stepSeconds: times, predictSamplesPerSecond: predictRate, peakMegabytes: Double(usage.ru_maxrss) / 1024,
-    blasCore: blasCoreName, sgemmPeak: peak)
+    blasCore: blasCoreName, sgemmPeak: (peak + peakAfter) / 2, sgemmPeakBefore: peak, sgemmPeakAfter: peakAfter)
 }
 
 /// The peer: Keras 3 on TensorFlow CPU, the same model, `train_on_batch` at the same batch on random data, then

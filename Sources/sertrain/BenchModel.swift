@@ -113,7 +113,8 @@ struct BenchModelCommand: ParsableCommand {
         var line =
           "\(label) (\(ours[c].first?.blasCore ?? "?") kernels): median step \(fixed(step, 3)) s = "
           + "\(fixed(rate, 2)) samples/s = \(fixed(rate * flops / 1e9, 1)) GFLOP/s = "
-          + "\(fixed(100 * rate * flops / 1e9 / peak, 1))% of its sgemm peak \(fixed(peak, 1)) GFLOP/s; predict "
+          + "\(fixed(100 * rate * flops / 1e9 / peak, 1))% of its sgemm peak \(fixed(peak, 1)) GFLOP/s "
+          + "(before and after the steps, averaged); predict "
           + "\(fixed(predict, 1)) samples/s; peak RSS \(fixed(ours[c].map(\.peakMegabytes).max()!, 0)) MB"
         if let peerRate, let peerPredict {
           line += "; vs keras: training \(fixed(rate / peerRate, 2))x, predict \(fixed(predict / peerPredict, 2))x"
@@ -131,7 +132,11 @@ struct BenchModelCommand: ParsableCommand {
 
   private func report(_ who: String, _ i: Int, _ s: ModelBenchSample, flops: Double, peak: Double?) {
     let rate = Double(batchSize) / median(s.stepSeconds)
-    let share = peak.map { " (\(fixed(100 * rate * flops / 1e9 / $0, 1))% of sgemm peak \(fixed($0, 0)))" } ?? ""
+    let share =
+      peak.map {
+        " (\(fixed(100 * rate * flops / 1e9 / $0, 1))% of sgemm peak \(fixed($0, 0)): "
+          + "\(fixed(s.sgemmPeakBefore ?? $0, 0)) before the steps, \(fixed(s.sgemmPeakAfter ?? $0, 0)) after)"
+      } ?? ""
     print(
       "  \(who) run \(i + 1): steps \(s.stepSeconds.map { fixed($0, 2) }.joined(separator: ", ")) s -> "
         + "\(fixed(rate, 2)) samples/s\(share), predict \(fixed(s.predictSamplesPerSecond, 1)) samples/s, "
