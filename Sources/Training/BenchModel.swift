@@ -5,34 +5,33 @@ import FoundationEssentials
   import Glibc
 #endif
 
-/// Floating-point operations of one sample's forward and backward pass (multiply-adds count 2): convolutions and
-/// dense layers only; the first layer computes no input gradient.
-public func trainingFlopsPerSample(_ network: Network) -> Double {
-  var total = 0.0
-  for (i, plan) in network.plans.enumerated() {
-    var forward = 0.0
-    switch plan.spec.type {
-    case .conv1D:
-      forward = 2 * Double(plan.inputLength * plan.spec.kernelSize! * plan.inputChannels * plan.outputChannels)
-    case .dense:
-      forward = 2 * Double(plan.inputChannels * plan.outputChannels)
-    default: continue
-    }
-    total += forward * (i == 0 ? 2 : 3)
+/// Floating-point operations of one layer's forward pass for one sample (multiply-adds count 2): convolutions and
+/// dense layers; 0 for the rest.
+func forwardFlopsPerSample(_ plan: LayerPlan) -> Double {
+  switch plan.spec.type {
+  case .conv1D:
+    return 2 * Double(plan.inputLength * plan.spec.kernelSize! * plan.inputChannels * plan.outputChannels)
+  case .dense: return 2 * Double(plan.inputChannels * plan.outputChannels)
+  default: return 0
   }
-  return total
+}
+
+/// Floating-point operations of layer `index`'s backward pass for one sample: twice its forward (weight and input
+/// gradients), once for the first layer, which computes no input gradient.
+func backwardFlopsPerSample(_ plan: LayerPlan, index: Int) -> Double {
+  forwardFlopsPerSample(plan) * (index == 0 ? 1 : 2)
+}
+
+/// Floating-point operations of one sample's forward and backward pass.
+public func trainingFlopsPerSample(_ network: Network) -> Double {
+  network.plans.enumerated().reduce(0.0) {
+    $0 + forwardFlopsPerSample($1.1) + backwardFlopsPerSample($1.1, index: $1.0)
+  }
 }
 
 /// Forward-only flops per sample.
 public func inferenceFlopsPerSample(_ network: Network) -> Double {
-  network.plans.reduce(0.0) { total, plan in
-    switch plan.spec.type {
-    case .conv1D:
-      return total + 2 * Double(plan.inputLength * plan.spec.kernelSize! * plan.inputChannels * plan.outputChannels)
-    case .dense: return total + 2 * Double(plan.inputChannels * plan.outputChannels)
-    default: return total
-    }
-  }
+  network.plans.reduce(0.0) { $0 + forwardFlopsPerSample($1) }
 }
 
 /// The best of `repeats` square sgemm runs of `size`, in GFLOP/s: this machine's attainable peak with this
@@ -113,16 +112,9 @@ public func benchmarkTraining(
     if let p = network.profile {
       // The GEMM layers' rate against this process's sgemm peak: how close OpenBLAS gets on each layer's shapes.
       var flops: [String: Double] = [:]
-      for (i, plan) in network.plans.enumerated() {
-        let forward: Double
-        switch plan.spec.type {
-        case .conv1D:
-          forward = 2 * Double(plan.inputLength * plan.spec.kernelSize! * plan.inputChannels * plan.outputChannels)
-        case .dense: forward = 2 * Double(plan.inputChannels * plan.outputChannels)
-        default: continue
-        }
-        flops[plan.name + " forward"] = forward * Double(batch)
-        flops[plan.name + " backward"] = forward * Double(batch) * (i == 0 ? 1 : 2)
+      for (i, plan) in network.plans.enumerated() where forwardFlopsPerSample(plan) > 0 {
+        flops[plan.name + " forward"] = forwardFlopsPerSample(plan) * Double(batch)
+        flops[plan.name + " backward"] = backwardFlopsPerSample(plan, index: i) * Double(batch)
       }
       let total = p.values.reduce(0, +)
       for (name, seconds) in p.sorted(by: { $0.value > $1.value }) where seconds > 0.01 * total {
