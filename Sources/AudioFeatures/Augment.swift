@@ -66,14 +66,11 @@ func addBoxMullerNoise(_ x: [Float], radial: [Double], angular: [Double], amplit
           let radius = (-2 * naturalLog(u1)).squareRoot() * amplitude4
           let (c, s) = cosSin(2 * Double.pi * u2)
           let o = ob.baseAddress! + 2 * p
-          let lo = UnsafeRawPointer(o).loadUnaligned(as: F4.self)
-          let hi = UnsafeRawPointer(o + 4).loadUnaligned(as: F4.self)
+          let (lo, hi) = (loadF4(o), loadF4(o + 4))
           let even = D4(Double(lo[0]), Double(lo[2]), Double(hi[0]), Double(hi[2])) + radius * c
           let odd = D4(Double(lo[1]), Double(lo[3]), Double(hi[1]), Double(hi[3])) + radius * s
-          UnsafeMutableRawPointer(o).storeBytes(
-            of: F4(Float(even[0]), Float(odd[0]), Float(even[1]), Float(odd[1])), as: F4.self)
-          UnsafeMutableRawPointer(o + 4).storeBytes(
-            of: F4(Float(even[2]), Float(odd[2]), Float(even[3]), Float(odd[3])), as: F4.self)
+          storeF4(F4(Float(even[0]), Float(odd[0]), Float(even[1]), Float(odd[1])), o)
+          storeF4(F4(Float(even[2]), Float(odd[2]), Float(even[3]), Float(odd[3])), o + 4)
         }
       }
     }
@@ -116,17 +113,6 @@ private let vocoderPlans: (forward: fftw_plan, inverse: fftwf_plan) = fftFactory
 
 /// The periodic Hann window of 2048 points, in double (scipy's `get_window('hann', 2048)`).
 private let vocoderWindow: [Double] = (0..<2048).map { 0.5 - 0.5 * cos(2 * Double.pi * Double($0) / 2048) }
-
-/// Four floats from `p`, widened to double.
-@inline(__always) private func widen4(_ p: UnsafePointer<Float>) -> D4 {
-  let v = UnsafeRawPointer(p).loadUnaligned(as: F4.self)
-  return D4(Double(v[0]), Double(v[1]), Double(v[2]), Double(v[3]))
-}
-
-/// Four doubles rounded to float, stored at `p`.
-@inline(__always) private func narrow4(_ v: D4, _ p: UnsafeMutablePointer<Float>) {
-  UnsafeMutableRawPointer(p).storeBytes(of: F4(Float(v[0]), Float(v[1]), Float(v[2]), Float(v[3])), as: F4.self)
-}
 
 /// `librosa.effects.time_stretch`: STFT, phase vocoder at `rate`, inverse STFT of length `round(n / rate)`.
 public func timeStretch(_ y: [Float], rate: Double) -> [Float] {
@@ -206,19 +192,14 @@ public func timeStretch(_ y: [Float], rate: Double) -> [Float] {
       let (twoPi4, magic) = (D4(repeating: twoPi), D4(repeating: 0x1.8p52))
       var k = 0
       while k + 4 <= bins {
-        let mag = oneMinusAlpha4 * widen4(magnitude + a + k) + alpha4 * widen4(magnitude + b + k)
-        narrow4(widen4(cosPhase + k) * mag, outRe + t * bins + k)
-        narrow4(widen4(sinPhase + k) * mag, outIm + t * bins + k)
+        let mag = oneMinusAlpha4 * widen(loadF4(magnitude + a + k)) + alpha4 * widen(loadF4(magnitude + b + k))
+        storeF4(narrow(widen(loadF4(cosPhase + k)) * mag), outRe + t * bins + k)
+        storeF4(narrow(widen(loadF4(sinPhase + k)) * mag), outIm + t * bins + k)
         let adv = UnsafeRawPointer(advance.baseAddress! + k).loadUnaligned(as: D4.self)
-        let difference =
-          UnsafeRawPointer(angle + b + k).loadUnaligned(as: F4.self)
-          - UnsafeRawPointer(angle + a + k).loadUnaligned(as: F4.self)
-        var dphase =
-          D4(Double(difference[0]), Double(difference[1]), Double(difference[2]), Double(difference[3]))
-          - adv
+        var dphase = widen(loadF4(angle + b + k) - loadF4(angle + a + k)) - adv
         // np.round: to nearest, ties to even (|dphase| is far below 2^51).
         dphase -= twoPi4 * ((dphase / twoPi4 + magic) - magic)
-        narrow4(widen4(phase + k) + (adv + dphase), phase + k)
+        storeF4(narrow(widen(loadF4(phase + k)) + (adv + dphase)), phase + k)
         k += 4
       }
       while k < bins {

@@ -140,11 +140,10 @@ public final class FeatureExtractor {
               var acc = SIMD4<Double>()
               var i = 0
               while i < nFFT {
-                let v = UnsafeRawPointer(y + start + i).loadUnaligned(as: SIMD4<Float>.self)
-                let d = SIMD4<Double>(Double(v[0]), Double(v[1]), Double(v[2]), Double(v[3]))
+                let v = loadF4(y + start + i)
+                let d = widen(v)
                 acc += d * d
-                let windowed = v * UnsafeRawPointer(w + i).loadUnaligned(as: SIMD4<Float>.self)
-                UnsafeMutableRawPointer(fftIn + i).storeBytes(of: windowed, as: SIMD4<Float>.self)
+                storeF4(v * loadF4(w + i), fftIn + i)
                 i += 4
               }
               sum = (acc[0] + acc[1]) + (acc[2] + acc[3])
@@ -187,9 +186,9 @@ public final class FeatureExtractor {
                 for k in 0..<count {
                   acc +=
                     SIMD4(repeating: w[k])
-                    * UnsafeRawPointer(rows + k * frames + t).loadUnaligned(as: SIMD4<Float>.self)
+                    * loadF4(rows + k * frames + t)
                 }
-                UnsafeMutableRawPointer(out + t).storeBytes(of: acc, as: SIMD4<Float>.self)
+                storeF4(acc, out + t)
                 t += 4
               }
               while t < frames {
@@ -210,12 +209,10 @@ public final class FeatureExtractor {
       var i = 0
       var top = SIMD4<Float>(repeating: -.infinity)
       while i + 4 <= mb.count {
-        var v = UnsafeRawPointer(p + i).loadUnaligned(as: SIMD4<Float>.self)
+        var v = loadF4(p + i)
         v.replace(with: 1e-10, where: .!(v .>= 1e-10))  // max(1e-10, v), NaN included, as Swift.max
-        let log10 =
-          naturalLog(SIMD4<Double>(Double(v[0]), Double(v[1]), Double(v[2]), Double(v[3]))) / 2.302585092994045684
-        let db = 10 * SIMD4<Float>(Float(log10[0]), Float(log10[1]), Float(log10[2]), Float(log10[3]))
-        UnsafeMutableRawPointer(p + i).storeBytes(of: db, as: SIMD4<Float>.self)
+        let db = 10 * narrow(naturalLog(widen(v)) / 2.302585092994045684)
+        storeF4(db, p + i)
         top.replace(with: db, where: db .> top)
         i += 4
       }

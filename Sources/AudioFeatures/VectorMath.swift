@@ -7,16 +7,18 @@
 typealias D4 = SIMD4<Double>
 typealias F4 = SIMD4<Float>
 
-@inline(__always) private func loadF4(_ p: UnsafePointer<Float>) -> F4 {
+/// Four floats at `p` (any alignment), and four stored there.
+@inline(__always) func loadF4(_ p: UnsafePointer<Float>) -> F4 {
   UnsafeRawPointer(p).loadUnaligned(as: F4.self)
 }
 
-@inline(__always) private func storeF4(_ v: F4, _ p: UnsafeMutablePointer<Float>) {
+@inline(__always) func storeF4(_ v: F4, _ p: UnsafeMutablePointer<Float>) {
   UnsafeMutableRawPointer(p).storeBytes(of: v, as: F4.self)
 }
 
-@inline(__always) private func widen(_ v: F4) -> D4 { D4(Double(v[0]), Double(v[1]), Double(v[2]), Double(v[3])) }
-@inline(__always) private func narrow(_ v: D4) -> F4 { F4(Float(v[0]), Float(v[1]), Float(v[2]), Float(v[3])) }
+/// Float lanes to double (exact), and double lanes rounded to float.
+@inline(__always) func widen(_ v: F4) -> D4 { D4(Double(v[0]), Double(v[1]), Double(v[2]), Double(v[3])) }
+@inline(__always) func narrow(_ v: D4) -> F4 { F4(Float(v[0]), Float(v[1]), Float(v[2]), Float(v[3])) }
 
 /// `2^52 + 2^51`: adding and subtracting it rounds a double below 2^51 in magnitude to the nearest integer (ties to
 /// even), and leaves that integer in the low bits of the sum's bit pattern.
