@@ -54,12 +54,12 @@ final class Conv1DLayer: Layer {
   private var dxScratch: FloatBuffer?
   /// The kernel flipped and transposed for the input gradient: tap `k-1-j` of `W`, `cout × cin`, at block `j`.
   private let flipped: FloatBuffer
-  /// Set by the network when the BatchNorm that reads this layer's output applies the ReLU mask to the output
-  /// gradient and writes the bias gradient in its own backward pass (one sweep over the rows instead of two).
-  var gradientPrepared = false
-  /// Set by the network when that BatchNorm also applies this layer's bias and ReLU as it reads the output
-  /// (`InputMap`): the output then holds the raw GEMM result, and this layer makes no pass over it.
-  var deferBiasReLU = false
+  /// Set by the network when a BatchNorm reads this layer's output: it applies the bias and ReLU as it reads
+  /// (`outputMap`), so the output holds the raw GEMM result and this layer makes no pass over it, and in backward
+  /// it applies the ReLU mask and writes the bias gradient (one sweep over the rows instead of two).
+  var readByNorm = false
+  /// The bias and ReLU that turn the GEMM result into this layer's output.
+  var outputMap: InputMap { InputMap(bias: bias, relu: relu) }
 
   init(plan: LayerPlan, variables: Variables) {
     self.plan = plan
@@ -114,27 +114,24 @@ final class Conv1DLayer: Layer {
     let out = direct ? y.base : scratch(&outScratch, rawLayout.rows(batch: batch) * cout)
     phaseGEMMs(batch: batch, x.base, cin, weight, out, cout)
     let raw = Tensor(base: out, batch: batch, length: length, channels: cout, layout: rawLayout)
-    if deferBiasReLU {
+    if readByNorm {
       if !direct { raw.copy(to: y) }
       return
     }
-    let (c, length, relu, bias) = (cout, length, relu, bias)
+    let (c, length, map) = (cout, length, outputMap)
     let c8 = c & ~7
     Parallel.forEach(batch) { _, samples in
-      let zero = F8(repeating: 0)
       for b in samples {
         for t in 0..<length {
           let src = raw.row(b, t)
           let dst = y.row(b, t)
           var i = 0
           while i < c8 {
-            let v = load8(src + i) + load8(bias + i)
-            store8(relu ? v.replacing(with: zero, where: v .< zero) : v, dst + i)
+            store8(map.apply8(load8(src + i), i), dst + i)
             i &+= 8
           }
           while i < c {
-            let v = src[i] + bias[i]
-            dst[i] = relu ? max(v, 0) : v
+            dst[i] = map.apply(src[i], i)
             i &+= 1
           }
         }
@@ -165,7 +162,7 @@ final class Conv1DLayer: Layer {
       dy.copy(to: d)
     }
     d.zeroPadding()
-    if !gradientPrepared { maskAndSumBias(d, y) }
+    if !readByNorm { maskAndSumBias(d, y) }
     let rows = batch * sampleRows / k
     let aligned = d.base + padRight * cout  // row i holds the gradient of output row i
     for r in 0..<k {
@@ -190,9 +187,9 @@ final class Conv1DLayer: Layer {
 
 // MARK: - A Conv1D's bias and ReLU, applied by the Conv1D or on the fly by the BatchNorm that reads it
 
-/// A Conv1D's output as the next layer reads it: `relu(raw + bias)` (or without the ReLU), applied to the raw GEMM
-/// output on the fly when the Conv1D defers it (`Conv1DLayer.deferBiasReLU`), or nothing when the values are
-/// stored final. The same float operations as the Conv1D's own pass, so the values are bit-identical.
+/// A Conv1D's output from its raw GEMM result: `relu(raw + bias)` (or without the ReLU); the Conv1D's own pass
+/// applies it, or the BatchNorm that reads the output applies it on the fly (`Conv1DLayer.readByNorm`). One
+/// definition for both, so the values are bit-identical. `identity` reads stored values as they are.
 struct InputMap {
   var bias: UnsafeMutablePointer<Float>?
   var relu = false
@@ -250,10 +247,9 @@ struct InputMap {
 /// - `pool`: the MaxPooling1D that follows. Forward pools `x*s + h` straight from the input, so the normalised
 ///   tensor is never stored; backward routes the pooled gradient into `dx` and takes the sums in one sweep,
 ///   then normalises `dx` in place in a second.
-/// - `producer`: the Conv1D that wrote the input. It leaves its output raw (`Conv1DLayer.deferBiasReLU`) and every
+/// - `producer`: the Conv1D that wrote the input. It leaves its output raw (`Conv1DLayer.readByNorm`) and every
 ///   read here adds its bias and applies its ReLU on the fly (`InputMap`), which saves a read and a write of the
-///   largest tensors; backward's second sweep also applies its ReLU mask and sums its bias gradient
-///   (`Conv1DLayer.gradientPrepared`).
+///   largest tensors; backward's second sweep also applies its ReLU mask and sums its bias gradient.
 /// Every value is computed by the same operations in the same order as unfused, so results are bit-identical.
 final class BatchNormLayer: Layer {
   let plan: LayerPlan
@@ -264,11 +260,9 @@ final class BatchNormLayer: Layer {
   let movingMean: UnsafeMutablePointer<Float>, movingVariance: UnsafeMutablePointer<Float>
   /// The fused MaxPooling1D and Conv1D (see the type's comment); set by the network.
   var pool: MaxPoolLayer?
-  var producer: Conv1DLayer? {
-    didSet { inputMap = producer.map { InputMap(bias: $0.bias, relu: $0.relu) } ?? .identity }
-  }
-  /// How the input is read: with the producing Conv1D's bias and ReLU applied on the fly (it defers them).
-  private(set) var inputMap = InputMap.identity
+  var producer: Conv1DLayer?
+  /// How the input is read: with the producing Conv1D's bias and ReLU applied on the fly.
+  private var inputMap: InputMap { producer?.outputMap ?? .identity }
   /// The last training forward's batch statistics, for backward.
   private var mean: [Float], invStd: [Float]
   /// The last forward's affine map `y = x*scale + shift`.

@@ -110,16 +110,19 @@ public final class Network {
   /// Layers whose work a BatchNorm before them does (`BatchNormLayer.pool`): skipped in both passes.
   private var fusedIntoPrevious = Set<Int>()
 
+  /// The activation layer `i` writes (and whose gradient it reads): its own output, or, when the next layer is
+  /// fused into it, that layer's.
+  private func outputIndex(_ i: Int) -> Int { fusedIntoPrevious.contains(i + 1) ? i + 2 : i + 1 }
+
   /// Lets each BatchNorm do the work of a MaxPool right after it, and of the bias, ReLU, ReLU mask and bias
-  /// gradient of a Conv1D right before it (see `BatchNormLayer`). Not for a BatchNorm that is the first layer (a fused pool
-  /// routes its gradient through the input gradient, which the first layer does not compute).
+  /// gradient of a Conv1D right before it (see `BatchNormLayer`). Not for a BatchNorm that is the first layer (a
+  /// fused pool routes its gradient through the input gradient, which the first layer does not compute).
   private func fuseNeighbours() {
     for (i, layer) in layers.enumerated() {
       guard let norm = layer as? BatchNormLayer, i > 0 else { continue }
       if let conv = layers[i - 1] as? Conv1DLayer {
         norm.producer = conv
-        conv.gradientPrepared = true
-        conv.deferBiasReLU = true
+        conv.readByNorm = true
       }
       if i + 1 < layers.count, let pool = layers[i + 1] as? MaxPoolLayer {
         norm.pool = pool
@@ -219,7 +222,7 @@ public final class Network {
     let ctx = StepContext(training: training, dropoutSeed: dropoutSeed, reduce: training ? statisticsReducer : nil)
     for (i, layer) in layers.enumerated() where !fusedIntoPrevious.contains(i) {
       let t0 = profile == nil ? 0 : monotonicNow()
-      let out = fusedIntoPrevious.contains(i + 1) ? i + 2 : i + 1
+      let out = outputIndex(i)
       layer.forward(activation(i, batch: batch), activation(out, batch: batch), ctx)
       if profile != nil { profile![layer.plan.name + " forward", default: 0] += monotonicNow() - t0 }
     }
@@ -275,7 +278,7 @@ public final class Network {
     for i in stride(from: n - 1, through: 0, by: -1) where !fusedIntoPrevious.contains(i) {
       let t0 = profile == nil ? 0 : monotonicNow()
       defer { if profile != nil { profile![layers[i].plan.name + " backward", default: 0] += monotonicNow() - t0 } }
-      let out = fusedIntoPrevious.contains(i + 1) ? i + 2 : i + 1
+      let out = outputIndex(i)
       layers[i].backward(
         x: activation(i, batch: batch), y: activation(out, batch: batch), dy: gradient(out, batch: batch),
         dx: i > 0 ? gradient(i, batch: batch) : nil, ctx)
