@@ -76,6 +76,6 @@ final class FiniteDifferenceTests: XCTestCase {
         XCTAssertEqual(g, numeric, accuracy: 2e-3 + 2e-2 * abs(numeric), "\(view.name)[\(i)]")
       }
     }
-    network.state.copy(from: UnsafeBufferPointer(start: saved, count: saved.count))
+    saved.withUnsafeBufferPointer { network.state.copy(from: $0) }
   }
 }

@@ -54,7 +54,7 @@ final class KerasGoldenTests: XCTestCase {
     }
 
     func trainStep(_ adam: Adam) -> Double {
-      forward(training: true)
+      _ = forward(training: true)
       let loss = labels.withUnsafeBufferPointer { network.loss(labels: $0).sum } / Double(batch)
       labels.withUnsafeBufferPointer { network.backward(labels: $0, scale: 1 / Float(batch)) }
       adam.update(network.parameters, network.gradients)
