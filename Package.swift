@@ -21,7 +21,7 @@ let cTargets: [Target] = [
 let swiftTargets: [Target] = [
   .target(name: "HDF5", dependencies: ["CHDF5"]),
   .target(name: "FeatureStore", dependencies: ["HDF5", "CSupport"]),
-  .target(name: "AudioFeatures", dependencies: ["CSndfile", "CSoxr", "CFFTW", "COpenBLAS"]),
+  .target(name: "AudioFeatures", dependencies: ["CSndfile", "CSoxr", "CFFTW", "COpenBLAS", "CSupport"]),
   .target(name: "ConvNet", dependencies: ["COpenBLAS", "CSupport", "HDF5"]),
   .target(name: "Collective", dependencies: ["CMPI"]),
   .target(

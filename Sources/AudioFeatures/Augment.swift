@@ -31,47 +31,46 @@ public func rollShift<R: RandomNumberGenerator>(_ x: [Float], rng: inout R) -> [
   return Array(x[(n - k)...] + x[..<(n - k)])
 }
 
-/// The seed's noise: `x + 0.035 * U(0,1) * max(x) * N(0,1)` per sample, from `rng` (Box–Muller, two normals per
-/// pair of uniforms). Inlinable so that it is specialised for the caller's generator; the arithmetic is
-/// vectorised (`addBoxMullerNoise`).
+/// The seed's noise: `x + 0.035 * U(0,1) * max(x) * N(0,1)` per sample, from `rng`. The normals come from
+/// Box–Muller in float32, eight pairs from eight draws at a time (`addBoxMullerNoise`); the seed's numpy stream
+/// cannot be reproduced anyway, so what matters is that the normals are normal and the same on every rank and
+/// platform. Inlinable so that it is specialised for the caller's generator.
 @inlinable
 public func addNoise<R: RandomNumberGenerator>(_ x: [Float], rng: inout R) -> [Float] {
-  let amplitude = 0.035 * Double(rng.next() >> 11) * 0x1p-53 * Double(x.max() ?? 0)
-  // The pairs' uniforms, padded to whole blocks of four with (1, 0), which adds nothing.
-  let pairs = (x.count + 1) / 2
-  let padded = (pairs + 3) & ~3
-  var radial = [Double](repeating: 1, count: padded)
-  var angular = [Double](repeating: 0, count: padded)
-  for i in 0..<pairs {
-    radial[i] = 1 - Double(rng.next() >> 11) * 0x1p-53
-    angular[i] = Double(rng.next() >> 11) * 0x1p-53
-  }
-  return addBoxMullerNoise(x, radial: radial, angular: angular, amplitude: amplitude)
+  let amplitude = Float(0.035 * Double(rng.next() >> 11) * 0x1p-53 * Double(x.max() ?? 0))
+  // Blocks of 16 samples, each taking eight draws; the last block is padded and its tail dropped.
+  let blocks = (x.count + 15) / 16
+  var draws = [UInt64](repeating: 0, count: 8 * blocks)
+  for i in draws.indices { draws[i] = rng.next() }
+  return addBoxMullerNoise(x, draws: draws, amplitude: amplitude)
 }
 
-/// `x[2i] + r·cos θ` and `x[2i+1] + r·sin θ` with `r = amplitude·sqrt(-2 ln u₁)`, `θ = 2π u₂` for the pairs
-/// `(radial[i], angular[i])` (whole blocks of four), in double, rounded once to float.
+/// `x + amplitude·z` with standard normals `z` by Box–Muller in float32. Per block of 16 samples, eight draws read
+/// as 16 little-endian 32-bit words `w`: pair `i` takes `u₁ = 1 - a·2⁻²³` and `u₂ = b·2⁻²³` from the top 23 bits
+/// `a`, `b` of `w[i]` and `w[8 + i]`, and `r·cos θ`, `r·sin θ` (`r = sqrt(-2 ln u₁)`, `θ = 2π u₂`) go to samples
+/// `i` and `8 + i`. `|z|` reaches 5.7.
 @usableFromInline
-func addBoxMullerNoise(_ x: [Float], radial: [Double], angular: [Double], amplitude: Double) -> [Float] {
+func addBoxMullerNoise(_ x: [Float], draws: [UInt64], amplitude: Float) -> [Float] {
   let n = x.count
-  // Room for whole blocks of eight samples; the tail beyond n is dropped.
-  var out = x + [Float](repeating: 0, count: 2 * radial.count - n)
-  radial.withUnsafeBufferPointer { rb in
-    angular.withUnsafeBufferPointer { ab in
-      out.withUnsafeMutableBufferPointer { ob in
-        let amplitude4 = D4(repeating: amplitude)
-        for p in stride(from: 0, to: rb.count, by: 4) {
-          let u1 = UnsafeRawPointer(rb.baseAddress! + p).loadUnaligned(as: D4.self)
-          let u2 = UnsafeRawPointer(ab.baseAddress! + p).loadUnaligned(as: D4.self)
-          let radius = (-2 * naturalLog(u1)).squareRoot() * amplitude4
-          let (c, s) = cosSin(2 * Double.pi * u2)
-          let o = ob.baseAddress! + 2 * p
-          let (lo, hi) = (loadF4(o), loadF4(o + 4))
-          let even = D4(Double(lo[0]), Double(lo[2]), Double(hi[0]), Double(hi[2])) + radius * c
-          let odd = D4(Double(lo[1]), Double(lo[3]), Double(hi[1]), Double(hi[3])) + radius * s
-          storeF4(F4(Float(even[0]), Float(odd[0]), Float(even[1]), Float(odd[1])), o)
-          storeF4(F4(Float(even[2]), Float(odd[2]), Float(even[3]), Float(odd[3])), o + 4)
-        }
+  precondition(draws.count == 8 * ((n + 15) / 16), "eight draws per block of 16 samples")
+  var out = x + [Float](repeating: 0, count: 2 * draws.count - n)
+  draws.withUnsafeBytes { db in
+    out.withUnsafeMutableBufferPointer { ob in
+      let one = SIMD8<UInt32>(repeating: 0x3f80_0000)
+      for block in 0..<(db.count / 64) {
+        let words = db.baseAddress! + 64 * block
+        // [1, 2) from 23 random mantissa bits: u₁ = 2 - that, in (0, 1]; u₂ = that - 1, in [0, 1).
+        let u1 = 2 - unsafeBitCast(one | (words.loadUnaligned(as: SIMD8<UInt32>.self) &>> 9), to: F8.self)
+        let u2 =
+          unsafeBitCast(one | (words.loadUnaligned(fromByteOffset: 32, as: SIMD8<UInt32>.self) &>> 9), to: F8.self) - 1
+        let r = squareRoot(-2 * naturalLog(u1)) * amplitude
+        let (c, s) = cosSinOfTurns(u2)
+        let (first, second) = (
+          UnsafeMutableRawPointer(ob.baseAddress! + 16 * block),
+          UnsafeMutableRawPointer(ob.baseAddress! + 16 * block + 8)
+        )
+        first.storeBytes(of: first.loadUnaligned(as: F8.self) + r * c, as: F8.self)
+        second.storeBytes(of: second.loadUnaligned(as: F8.self) + r * s, as: F8.self)
       }
     }
   }

@@ -35,7 +35,8 @@ public final class FeatureExtractor {
   public let settings: FeatureSettings
   let nFFT: Int
   let bins: Int
-  let window: [Float]
+  /// The periodic Hann window in double, as librosa multiplies the float32 frames by it.
+  let window: [Double]
   /// `[nMels][bins]`, float32 as librosa builds it (in double, then cast).
   let melBasis: [Float]
   /// `[nMFCC][nMels]`, orthonormal DCT-II.
@@ -44,15 +45,15 @@ public final class FeatureExtractor {
   /// `melWeights`.
   let melBands: [(first: Int, count: Int, offset: Int)]
   let melWeights: [Float]
-  let fftIn: UnsafeMutablePointer<Float>
-  let fftOut: UnsafeMutablePointer<fftwf_complex>
-  let plan: fftwf_plan
+  let fftIn: UnsafeMutablePointer<Double>
+  let fftOut: UnsafeMutablePointer<fftw_complex>
+  let plan: fftw_plan
 
   public init(settings: FeatureSettings = FeatureSettings()) {
     self.settings = settings
     nFFT = settings.frameLength
     bins = nFFT / 2 + 1
-    window = (0..<nFFT).map { Float(0.5 - 0.5 * cos(2 * Double.pi * Double($0) / Double(settings.frameLength))) }
+    window = (0..<nFFT).map { 0.5 - 0.5 * cos(2 * Double.pi * Double($0) / Double(settings.frameLength)) }
     melBasis = slaneyMelFilterbank(sampleRate: Double(settings.sampleRate), nFFT: nFFT, nMels: settings.nMels)
     var bands: [(first: Int, count: Int, offset: Int)] = []
     var weights: [Float] = []
@@ -75,17 +76,17 @@ public final class FeatureExtractor {
     }
     dct = d
     let (input, output, size) = (
-      fftwf_alloc_real(settings.frameLength)!, fftwf_alloc_complex(bins)!, settings.frameLength
+      fftw_alloc_real(settings.frameLength)!, fftw_alloc_complex(bins)!, settings.frameLength
     )
     fftIn = input
     fftOut = output
-    plan = fftFactory.lock { fftwf_plan_dft_r2c_1d(Int32(size), input, output, UInt32(FFTW_ESTIMATE))! }
+    plan = fftFactory.lock { fftw_plan_dft_r2c_1d(Int32(size), input, output, UInt32(FFTW_ESTIMATE))! }
   }
 
   deinit {
-    fftFactory.lock { fftwf_destroy_plan(plan) }
-    fftwf_free(fftIn)
-    fftwf_free(fftOut)
+    fftFactory.lock { fftw_destroy_plan(plan) }
+    fftw_free(fftIn)
+    fftw_free(fftOut)
   }
 
   /// Frames of a centred analysis: `1 + n / hop`.
@@ -133,33 +134,35 @@ public final class FeatureExtractor {
         power.withUnsafeMutableBufferPointer { pb in
           for t in 0..<frames {
             zcr[t] = Double(changes[t * hop + nFFT - 1] - changes[t * hop]) / Double(nFFT)
-            // RMS (squares summed in double) and the windowed STFT frame, zero-padded at the edges.
+            // RMS (squares summed in double) and the windowed STFT frame, zero-padded at the edges. As librosa
+            // computes it: the double window times the float32 frame, a double FFT, rounded to complex64, and
+            // the power of that in float32.
             let start = t * hop - half
             var sum = 0.0
             if start >= 0 && start + nFFT <= n {
-              var acc = SIMD4<Double>()
+              var acc = D4()
               var i = 0
               while i < nFFT {
-                let v = loadF4(y + start + i)
-                let d = widen(v)
+                let d = widen(loadF4(y + start + i))
                 acc += d * d
-                storeF4(v * loadF4(w + i), fftIn + i)
+                UnsafeMutableRawPointer(fftIn + i).storeBytes(
+                  of: d * UnsafeRawPointer(w + i).loadUnaligned(as: D4.self), as: D4.self)
                 i += 4
               }
               sum = (acc[0] + acc[1]) + (acc[2] + acc[3])
             } else {
               for i in 0..<nFFT {
                 let j = start + i
-                let v: Float = j >= 0 && j < n ? y[j] : 0
-                sum += Double(v) * Double(v)
+                let v = j >= 0 && j < n ? Double(y[j]) : 0
+                sum += v * v
                 fftIn[i] = v * w[i]
               }
             }
             rms[t] = Float((sum / Double(nFFT)).squareRoot())
-            fftwf_execute(plan)
+            fftw_execute(plan)
             let p = pb.baseAddress! + t
             for k in 0..<bins {
-              let (re, im) = (fftOut[k].0, fftOut[k].1)
+              let (re, im) = (Float(fftOut[k].0), Float(fftOut[k].1))
               p[k * frames] = re * re + im * im
             }
           }

@@ -1,3 +1,5 @@
+import CSupport
+
 /// Vectorised float32 `hypot`, `atan2`, `sin` and `cos` for the phase vocoder, evaluated in double precision and
 /// rounded to float once. The double evaluation is accurate to about 1e-13 relative, so the float result is the
 /// correctly rounded one except when the exact value lies within that distance of a rounding boundary; glibc's
@@ -6,6 +8,7 @@
 /// compiler uses two-lane SSE2 on any x86-64 (and NEON on arm64) without CPU-specific builds.
 typealias D4 = SIMD4<Double>
 typealias F4 = SIMD4<Float>
+typealias F8 = SIMD8<Float>
 
 /// Four floats at `p` (any alignment), and four stored there.
 @inline(__always) func loadF4(_ p: UnsafePointer<Float>) -> F4 {
@@ -15,6 +18,10 @@ typealias F4 = SIMD4<Float>
 @inline(__always) func storeF4(_ v: F4, _ p: UnsafeMutablePointer<Float>) {
   UnsafeMutableRawPointer(p).storeBytes(of: v, as: F4.self)
 }
+
+/// Lane-wise square roots in packed instructions (Swift's `squareRoot()` on a SIMD vector calls `sqrt` per lane).
+@inline(__always) func squareRoot(_ v: D4) -> D4 { sertrain_sqrt_double4(v) }
+@inline(__always) func squareRoot(_ v: F8) -> F8 { sertrain_sqrt_float8(v) }
 
 /// Float lanes to double (exact), and double lanes rounded to float.
 @inline(__always) func widen(_ v: F4) -> D4 { D4(Double(v[0]), Double(v[1]), Double(v[2]), Double(v[3])) }
@@ -56,14 +63,14 @@ func magnitudeAndAngle(
   var i = 0
   while i + 4 <= count {
     let (x, y) = (widen(loadF4(re + i)), widen(loadF4(im + i)))
-    storeF4(narrow((x * x + y * y).squareRoot()), magnitude + i)
+    storeF4(narrow(squareRoot(x * x + y * y)), magnitude + i)
     storeF4(narrow(atan2(y, x)), angle + i)
     i += 4
   }
   if i < count {
     var (x, y) = (D4(), D4())
     for j in 0..<(count - i) { (x[j], y[j]) = (Double(re[i + j]), Double(im[i + j])) }
-    let (m, a) = ((x * x + y * y).squareRoot(), atan2(y, x))
+    let (m, a) = (squareRoot(x * x + y * y), atan2(y, x))
     for j in 0..<(count - i) { (magnitude[i + j], angle[i + j]) = (Float(m[j]), Float(a[j])) }
   }
 }
@@ -183,4 +190,53 @@ func cosSin(
   let lnM = 2 * s + 2 * s * z * p
   // ln 2 split so that e·ln2hi is exact.
   return e * 6.93147180369123816490e-01 + (e * 1.90821492927058770002e-10 + lnM)
+}
+
+/// `ln x` in float32 for positive normal `x` (Box–Muller's `u₁`): `x = 2^e·m` with `m` in `[√½, √2)` (the
+/// exponent split by integer arithmetic on the bits, as musl's `logf` does) and `ln m = 2(s + s³/3 + ... + s⁹/9)`,
+/// `s = (m-1)/(m+1)` (series error under 1e-9; the result within a few ulps). No lane masks: they would be
+/// evaluated lane by lane.
+@inline(__always) func naturalLog(_ x: F8) -> F8 {
+  // Offset so that mantissas from √½ (0x3f3504f3) upwards count to the next exponent.
+  let shifted = unsafeBitCast(x, to: SIMD8<UInt32>.self) &+ (0x3f80_0000 - 0x3f35_04f3)
+  // The exponent as a float (2^23 + biased exponent, minus 2^23 and the bias).
+  let e = unsafeBitCast((shifted &>> 23) | 0x4b00_0000, to: F8.self) - F8(repeating: 0x1p23 + 127)
+  let m = unsafeBitCast((shifted & 0x007f_ffff) &+ 0x3f35_04f3, to: F8.self)
+  let s = (m - 1) / (m + 1)
+  let z = s * s
+  var p = F8(repeating: 1.0 / 9)
+  p = p * z + F8(repeating: 1.0 / 7)
+  p = p * z + F8(repeating: 1.0 / 5)
+  p = p * z + F8(repeating: 1.0 / 3)
+  return e * 0.693147182 + (2 * s + 2 * s * z * p)
+}
+
+/// `(cos 2πu, sin 2πu)` in float32 for `u` in `[0, 1)` given with 23 bits or fewer (Box–Muller's `u₂`): the
+/// quadrant `q = round(4u)` and `r = (4u - q)·π/2` are exact in turns, then Taylor series in `r`, `|r| <= π/4`
+/// (error under 3e-8); the quadrant swaps and signs by bit arithmetic, not lane masks.
+@inline(__always) func cosSinOfTurns(_ u: F8) -> (F8, F8) {
+  let quarters = 4 * u
+  let magic = F8(repeating: 0x1.8p23)
+  let rounded = quarters + magic  // q in the low bits (ties to even)
+  let q = unsafeBitCast(rounded, to: SIMD8<UInt32>.self)
+  let r = (quarters - (rounded - magic)) * (Float.pi / 2)
+  let z = r * r
+  var s = F8(repeating: 1.0 / 362_880)
+  s = s * z - F8(repeating: 1.0 / 5_040)
+  s = s * z + F8(repeating: 1.0 / 120)
+  s = s * z - F8(repeating: 1.0 / 6)
+  s = (s * z + 1) * r
+  var c = F8(repeating: 1.0 / 40_320)
+  c = c * z - F8(repeating: 1.0 / 720)
+  c = c * z + F8(repeating: 1.0 / 24)
+  c = c * z - F8(repeating: 1.0 / 2)
+  c = c * z + 1
+  // θ = q·π/2 + r: odd quadrants swap sine and cosine; sine is negated in quadrants 2 and 3, cosine in 1 and 2.
+  let (sBits, cBits) = (unsafeBitCast(s, to: SIMD8<UInt32>.self), unsafeBitCast(c, to: SIMD8<UInt32>.self))
+  let swap = 0 &- (q & 1)
+  let sinBits = (sBits & ~swap) | (cBits & swap)
+  let cosBits = (cBits & ~swap) | (sBits & swap)
+  let sinSign = (q & 2) &<< 30
+  let cosSign = ((q &+ 1) & 2) &<< 30
+  return (unsafeBitCast(cosBits ^ cosSign, to: F8.self), unsafeBitCast(sinBits ^ sinSign, to: F8.self))
 }

@@ -52,6 +52,7 @@ final class LibrosaGoldenTests: XCTestCase {
       assertClose(p.mfcc, try f.read(c.key + "/mfcc"), atol: 1e-3, "\(c.key) mfcc")
       let row: [Double] = try f.read(c.key + "/row")
       assertClose(p.row, row.map(Float.init), atol: 1e-3, "\(c.key) row")
+      print("row \(c.key): max |diff| \(zip(p.row, row).map { abs(Double($0) - $1) }.max()!)")
       let noisy: [Float] = try f.read(c.key + "/noise/y")
       let noiseRow: [Double] = try f.read(c.key + "/noise/row")
       assertClose(fx.row(noisy), noiseRow.map(Float.init), atol: 1e-3, "\(c.key) noise row")
