@@ -80,93 +80,48 @@ func addBoxMullerNoise(_ x: [Float], draws: [UInt64], amplitude: Float) -> [Floa
 
 /// `librosa.effects.pitch_shift(y, sr, n_steps)`: a phase-vocoder time stretch by `2^(-n_steps/12)` (STFT 2048/512,
 /// Hann), resampling with soxr HQ from `sr/rate` back to `sr`, and the original length. The vocoder keeps librosa's
-/// float32 phase accumulator, so the result follows librosa's, rounding included, closely.
-public func pitchShift(_ y: [Float], sampleRate: Int, steps: Double) throws -> [Float] {
+/// float32 phase accumulator, so the result follows librosa's, rounding included, closely. `spectrum`, when given,
+/// is `Spectrum(y)`.
+public func pitchShift(_ y: [Float], sampleRate: Int, steps: Double, spectrum: Spectrum? = nil) throws -> [Float] {
   if y.isEmpty { return y }
   let rate = pow(2.0, -steps / 12)
-  let stretched = timeStretch(y, rate: rate)
+  let stretched = timeStretch(y, rate: rate, spectrum: spectrum)
   let shifted = try resample(stretched, from: Double(sampleRate) / rate, to: Double(sampleRate))
   var out = [Float](repeating: 0, count: y.count)
   for i in 0..<min(out.count, shifted.count) { out[i] = shifted[i] }
   return out
 }
 
-/// The vocoder's FFT plans, made once (planning is not thread-safe) and executed concurrently on each call's own
-/// buffers with FFTW's new-array functions; buffers from `fftw_alloc` have the alignment the plans assume.
-private let vocoderPlans: (forward: fftw_plan, inverse: fftwf_plan) = fftFactory.lock {
-  let inputD = fftw_alloc_real(2048)!
-  let spectrumD = fftw_alloc_complex(1025)!
-  let input = fftwf_alloc_real(2048)!
-  let spectrum = fftwf_alloc_complex(1025)!
-  defer {
-    fftw_free(inputD)
-    fftw_free(spectrumD)
-    fftwf_free(input)
-    fftwf_free(spectrum)
-  }
-  return (
-    fftw_plan_dft_r2c_1d(2048, inputD, spectrumD, UInt32(FFTW_ESTIMATE))!,
-    fftwf_plan_dft_c2r_1d(2048, spectrum, input, UInt32(FFTW_ESTIMATE))!
-  )
-}
-
-/// The periodic Hann window of 2048 points, in double (scipy's `get_window('hann', 2048)`).
-private let vocoderWindow: [Double] = (0..<2048).map { 0.5 - 0.5 * cos(2 * Double.pi * Double($0) / 2048) }
-
 /// `librosa.effects.time_stretch`: STFT, phase vocoder at `rate`, inverse STFT of length `round(n / rate)`.
-public func timeStretch(_ y: [Float], rate: Double) -> [Float] {
+/// `spectrum`, when given, is `Spectrum(y)`.
+public func timeStretch(_ y: [Float], rate: Double, spectrum given: Spectrum? = nil) -> [Float] {
   let nFFT = 2048
   let hop = 512
   let bins = nFFT / 2 + 1
   let half = nFFT / 2
   let n = y.count
-  let frames = 1 + n / hop
-  // Every buffer of the call in one allocation: the STFT (two zero columns after the last, as librosa pads),
-  // its magnitudes and angles, the phase accumulator with its cosines and sines, and phiAdvance.
+  let spectrum = given ?? Spectrum(y, nFFT: nFFT, hop: hop)
+  precondition(spectrum.nFFT == nFFT && spectrum.hop == hop && spectrum.frames == 1 + n / hop, "another clip's STFT")
+  let frames = spectrum.frames
+  // The columns' magnitudes and angles (two zero columns after the last, as librosa pads the STFT), the phase
+  // accumulator with its cosines and sines, in one allocation.
   let columns = frames + 2
-  let storage = UnsafeMutablePointer<Float>.allocate(capacity: 4 * columns * bins + 3 * bins)
+  let storage = UnsafeMutablePointer<Float>.allocate(capacity: 2 * columns * bins + 3 * bins)
   defer { storage.deallocate() }
-  let (re, im) = (storage, storage + columns * bins)
-  let (magnitude, angle) = (storage + 2 * columns * bins, storage + 3 * columns * bins)
+  let (magnitude, angle) = (storage, storage + columns * bins)
   let (phase, cosPhase, sinPhase) = (
-    storage + 4 * columns * bins, storage + 4 * columns * bins + bins, storage + 4 * columns * bins + 2 * bins
+    storage + 2 * columns * bins, storage + 2 * columns * bins + bins, storage + 2 * columns * bins + 2 * bins
   )
-  (re + frames * bins).initialize(repeating: 0, count: 2 * bins)
-  (im + frames * bins).initialize(repeating: 0, count: 2 * bins)
-  let inputD = fftw_alloc_real(nFFT)!
-  let spectrumD = fftw_alloc_complex(bins)!
-  let input = fftwf_alloc_real(nFFT)!
-  let spectrum = fftwf_alloc_complex(bins)!
-  defer {
-    fftw_free(inputD)
-    fftw_free(spectrumD)
-    fftwf_free(input)
-    fftwf_free(spectrum)
-  }
-  let window = vocoderWindow
-  // STFT as librosa computes it: the window (double) times the float32 frame, a double FFT, stored as complex64.
-  window.withUnsafeBufferPointer { w in
-    y.withUnsafeBufferPointer { yp in
-      for t in 0..<frames {
-        let start = t * hop - half
-        if start >= 0 && start + nFFT <= n {
-          for i in 0..<nFFT { inputD[i] = w[i] * Double(yp[start + i]) }
-        } else {
-          for i in 0..<nFFT {
-            let j = start + i
-            inputD[i] = j >= 0 && j < n ? w[i] * Double(yp[j]) : 0
-          }
-        }
-        fftw_execute_dft_r2c(vocoderPlans.forward, inputD, spectrumD)
-        for k in 0..<bins {
-          re[t * bins + k] = Float(spectrumD[k].0)
-          im[t * bins + k] = Float(spectrumD[k].1)
-        }
-      }
-    }
-  }
   // Phase vocoder (librosa.phase_vocoder), with its float32 phase accumulator. Every column's magnitude and angle
   // once (each is used by two consecutive steps), as numpy computes them.
+  spectrum.re.withUnsafeBufferPointer { re in
+    spectrum.im.withUnsafeBufferPointer { im in
+      magnitudeAndAngle(
+        re: re.baseAddress!, im: im.baseAddress!, magnitude: magnitude, angle: angle, count: frames * bins)
+    }
+  }
+  (magnitude + frames * bins).initialize(repeating: 0, count: 2 * bins)
+  (angle + frames * bins).initialize(repeating: 0, count: 2 * bins)
   var steps: [Double] = []
   var s = 0.0
   while s < Double(frames) {
@@ -174,11 +129,12 @@ public func timeStretch(_ y: [Float], rate: Double) -> [Float] {
     s = Double(steps.count) * rate
   }
   let phiAdvance = (0..<bins).map { Double.pi * Double(hop) * Double($0) / Double(bins - 1) }
-  magnitudeAndAngle(re: re, im: im, magnitude: magnitude, angle: angle, count: columns * bins)
   phase.update(from: angle, count: bins)
-  let out = UnsafeMutablePointer<Float>.allocate(capacity: 2 * steps.count * bins)
-  defer { out.deallocate() }
-  let (outRe, outIm) = (out, out + steps.count * bins)
+  // The stretched STFT, one complex64 column per step in FFTW's interleaved layout; columns 32-byte aligned, as
+  // the inverse plan's arrays were (the new-array execute requires the same alignment).
+  let stride = (bins + 3) & ~3
+  let out = fftwf_alloc_complex(steps.count * stride)!
+  defer { fftwf_free(out) }
   let twoPi = 2 * Double.pi
   phiAdvance.withUnsafeBufferPointer { advance in
     for (t, step) in steps.enumerated() {
@@ -186,14 +142,16 @@ public func timeStretch(_ y: [Float], rate: Double) -> [Float] {
       let alpha = step.truncatingRemainder(dividingBy: 1)
       let (a, b) = (c0 * bins, (c0 + 1) * bins)
       cosSin(phase, cos: cosPhase, sin: sinPhase, count: bins)
+      let column = UnsafeMutableRawPointer(out + t * stride).assumingMemoryBound(to: Float.self)
       // Four bins at a time, then the rest one by one: the same double arithmetic either way.
       let (oneMinusAlpha4, alpha4) = (D4(repeating: 1 - alpha), D4(repeating: alpha))
       let (twoPi4, magic) = (D4(repeating: twoPi), D4(repeating: 0x1.8p52))
       var k = 0
       while k + 4 <= bins {
         let mag = oneMinusAlpha4 * widen(loadF4(magnitude + a + k)) + alpha4 * widen(loadF4(magnitude + b + k))
-        storeF4(narrow(widen(loadF4(cosPhase + k)) * mag), outRe + t * bins + k)
-        storeF4(narrow(widen(loadF4(sinPhase + k)) * mag), outIm + t * bins + k)
+        let (outRe, outIm) = (narrow(widen(loadF4(cosPhase + k)) * mag), narrow(widen(loadF4(sinPhase + k)) * mag))
+        storeF4(F4(outRe[0], outIm[0], outRe[1], outIm[1]), column + 2 * k)
+        storeF4(F4(outRe[2], outIm[2], outRe[3], outIm[3]), column + 2 * k + 4)
         let adv = UnsafeRawPointer(advance.baseAddress! + k).loadUnaligned(as: D4.self)
         var dphase = widen(loadF4(angle + b + k) - loadF4(angle + a + k)) - adv
         // np.round: to nearest, ties to even (|dphase| is far below 2^51).
@@ -203,13 +161,16 @@ public func timeStretch(_ y: [Float], rate: Double) -> [Float] {
       }
       while k < bins {
         let mag = (1 - alpha) * Double(magnitude[a + k]) + alpha * Double(magnitude[b + k])
-        outRe[t * bins + k] = Float(Double(cosPhase[k]) * mag)
-        outIm[t * bins + k] = Float(Double(sinPhase[k]) * mag)
+        column[2 * k] = Float(Double(cosPhase[k]) * mag)
+        column[2 * k + 1] = Float(Double(sinPhase[k]) * mag)
         var dphase = Double(angle[b + k] - angle[a + k]) - advance[k]
         dphase -= twoPi * ((dphase / twoPi + 0x1.8p52) - 0x1.8p52)
         phase[k] = Float(Double(phase[k]) + (advance[k] + dphase))
         k += 1
       }
+      // irfft ignores the imaginary parts of the DC and Nyquist bins.
+      column[1] = 0
+      column[2 * bins - 1] = 0
     }
   }
   // Inverse STFT with the window-sum-square normalisation, centred, fixed to round(n / rate).
@@ -218,21 +179,25 @@ public func timeStretch(_ y: [Float], rate: Double) -> [Float] {
   let total = nFFT + hop * (outFrames - 1)
   var signal = [Float](repeating: 0, count: total)
   var norm = [Float](repeating: 0, count: total)
-  window.withUnsafeBufferPointer { w in
-    signal.withUnsafeMutableBufferPointer { sig in
-      norm.withUnsafeMutableBufferPointer { nrm in
-        for t in 0..<outFrames {
-          for k in 0..<bins {
-            spectrum[k].0 = outRe[t * bins + k]
-            spectrum[k].1 = k == 0 || k == bins - 1 ? 0 : outIm[t * bins + k]
-          }
-          fftwf_execute_dft_c2r(vocoderPlans.inverse, spectrum, input)
-          let (sp, np) = (sig.baseAddress! + t * hop, nrm.baseAddress! + t * hop)
-          for i in 0..<nFFT {
-            // float32 accumulators, float64 addends (librosa's overlap-add and window-sum-square).
-            sp[i] = Float(Double(sp[i]) + w[i] * Double(input[i] / Float(nFFT)))
-            np[i] = Float(Double(np[i]) + w[i] * w[i])
-          }
+  let inverse = realFourier.inverse(nFFT)
+  let window = realFourier.forward(nFFT).1
+  let frame = fftwf_alloc_real(nFFT)!
+  defer { fftwf_free(frame) }
+  signal.withUnsafeMutableBufferPointer { sig in
+    norm.withUnsafeMutableBufferPointer { nrm in
+      let w = UnsafeRawPointer(window.baseAddress!)
+      let scale = F4(repeating: Float(nFFT))
+      for t in 0..<outFrames {
+        // FFTW's inverse may overwrite its input: each column is used once.
+        fftwf_execute_dft_c2r(inverse, out + t * stride, frame)
+        let (sp, np) = (sig.baseAddress! + t * hop, nrm.baseAddress! + t * hop)
+        var i = 0
+        while i < nFFT {
+          // float32 accumulators, float64 addends (librosa's overlap-add and window-sum-square).
+          let wi = w.loadUnaligned(fromByteOffset: 8 * i, as: D4.self)
+          storeF4(narrow(widen(loadF4(sp + i)) + wi * widen(loadF4(frame + i) / scale)), sp + i)
+          storeF4(narrow(widen(loadF4(np + i)) + wi * wi), np + i)
+          i += 4
         }
       }
     }

@@ -28,15 +28,15 @@ public struct FeatureParts {
   public var mfcc: [Float]
   public var frames: Int
   public var row: [Float]
+  /// The clip's STFT, when asked for (`keepSpectrum`).
+  public var spectrum: Spectrum?
 }
 
-/// Computes feature rows; owns FFTW plans and scratch, so use one per thread.
-public final class FeatureExtractor {
+/// Computes feature rows (immutable after `init`: threads may share one).
+public final class FeatureExtractor: Sendable {
   public let settings: FeatureSettings
   let nFFT: Int
   let bins: Int
-  /// The periodic Hann window in double, as librosa multiplies the float32 frames by it.
-  let window: [Double]
   /// `[nMels][bins]`, float32 as librosa builds it (in double, then cast).
   let melBasis: [Float]
   /// `[nMFCC][nMels]`, orthonormal DCT-II.
@@ -45,15 +45,11 @@ public final class FeatureExtractor {
   /// `melWeights`.
   let melBands: [(first: Int, count: Int, offset: Int)]
   let melWeights: [Float]
-  let fftIn: UnsafeMutablePointer<Double>
-  let fftOut: UnsafeMutablePointer<fftw_complex>
-  let plan: fftw_plan
 
   public init(settings: FeatureSettings = FeatureSettings()) {
     self.settings = settings
     nFFT = settings.frameLength
     bins = nFFT / 2 + 1
-    window = (0..<nFFT).map { 0.5 - 0.5 * cos(2 * Double.pi * Double($0) / Double(settings.frameLength)) }
     melBasis = slaneyMelFilterbank(sampleRate: Double(settings.sampleRate), nFFT: nFFT, nMels: settings.nMels)
     var bands: [(first: Int, count: Int, offset: Int)] = []
     var weights: [Float] = []
@@ -75,18 +71,6 @@ public final class FeatureExtractor {
       }
     }
     dct = d
-    let (input, output, size) = (
-      fftw_alloc_real(settings.frameLength)!, fftw_alloc_complex(bins)!, settings.frameLength
-    )
-    fftIn = input
-    fftOut = output
-    plan = fftFactory.lock { fftw_plan_dft_r2c_1d(Int32(size), input, output, UInt32(FFTW_ESTIMATE))! }
-  }
-
-  deinit {
-    fftFactory.lock { fftw_destroy_plan(plan) }
-    fftw_free(fftIn)
-    fftw_free(fftOut)
   }
 
   /// Frames of a centred analysis: `1 + n / hop`.
@@ -95,7 +79,9 @@ public final class FeatureExtractor {
   /// The seed's row for a clip at `sampleRate`: 2376 floats.
   public func row(_ y: [Float]) -> [Float] { parts(y).row }
 
-  public func parts(_ y: [Float]) -> FeatureParts {
+  /// The row and what it is made of; with `keepSpectrum`, also the clip's STFT (`Spectrum(y)`, computed on the way
+  /// for the vocoder).
+  public func parts(_ y: [Float], keepSpectrum: Bool = false) -> FeatureParts {
     let n = y.count
     if n == 0 {
       // An empty read (a clip shorter than the offset): a row of zeros, which the extractor flags.
@@ -108,7 +94,6 @@ public final class FeatureExtractor {
     let padded = n + 2 * half
     var zcr = [Double](repeating: 0, count: frames)
     var rms = [Float](repeating: 0, count: frames)
-    var power = [Float](repeating: 0, count: bins * frames)  // [bins][frames]
     y.withUnsafeBufferPointer { yb in
       let y = yb.baseAddress!
       // ZCR: edge padding, |x| <= 1e-10 counts as +0, sign changes within the frame / frame length. changes[i]
@@ -128,77 +113,74 @@ public final class FeatureExtractor {
         changes[half + i] = count
       }
       for i in (half + n)..<padded { changes[i] = count }  // the right edge repeats y[n-1]: no change
-      let window = self.window
-      window.withUnsafeBufferPointer { wb in
-        let w = wb.baseAddress!
-        power.withUnsafeMutableBufferPointer { pb in
-          for t in 0..<frames {
-            zcr[t] = Double(changes[t * hop + nFFT - 1] - changes[t * hop]) / Double(nFFT)
-            // RMS (squares summed in double) and the windowed STFT frame, zero-padded at the edges. As librosa
-            // computes it: the double window times the float32 frame, a double FFT, rounded to complex64, and
-            // the power of that in float32.
-            let start = t * hop - half
-            var sum = 0.0
-            if start >= 0 && start + nFFT <= n {
-              var acc = D4()
-              var i = 0
-              while i < nFFT {
-                let d = widen(loadF4(y + start + i))
-                acc += d * d
-                UnsafeMutableRawPointer(fftIn + i).storeBytes(
-                  of: d * UnsafeRawPointer(w + i).loadUnaligned(as: D4.self), as: D4.self)
-                i += 4
-              }
-              sum = (acc[0] + acc[1]) + (acc[2] + acc[3])
-            } else {
-              for i in 0..<nFFT {
-                let j = start + i
-                let v = j >= 0 && j < n ? Double(y[j]) : 0
-                sum += v * v
-                fftIn[i] = v * w[i]
-              }
-            }
-            rms[t] = Float((sum / Double(nFFT)).squareRoot())
-            fftw_execute(plan)
-            let p = pb.baseAddress! + t
-            for k in 0..<bins {
-              let (re, im) = (Float(fftOut[k].0), Float(fftOut[k].1))
-              p[k * frames] = re * re + im * im
-            }
+      for t in 0..<frames {
+        zcr[t] = Double(changes[t * hop + nFFT - 1] - changes[t * hop]) / Double(nFFT)
+        // RMS: squares summed in double over the zero-padded frame.
+        let start = t * hop - half
+        var sum = 0.0
+        if start >= 0 && start + nFFT <= n && nFFT % 4 == 0 {
+          var acc = D4()
+          var i = 0
+          while i < nFFT {
+            let d = widen(loadF4(y + start + i))
+            acc += d * d
+            i += 4
           }
+          sum = (acc[0] + acc[1]) + (acc[2] + acc[3])
+        } else {
+          for j in max(0, start)..<min(n, start + nFFT) { sum += Double(y[j]) * Double(y[j]) }
         }
+        rms[t] = Float((sum / Double(nFFT)).squareRoot())
       }
     }
+    // The power of the spectrum rounded to complex64, in float32 (librosa's `np.abs(S)**2` bar an ulp), frame by
+    // frame into a block of four frames interleaved by bin; each full block (and the last) goes straight into
     // Mel [nMels][frames] = basis [nMels][bins] · power, over each filter's nonzero bins only (a triangle spans a
-    // few bins: 2 k products per frame instead of 131 k), four frames at a time; each value is summed over its
+    // few bins: 2 k products per frame instead of 131 k), four frames per vector. Each value is summed over its
     // bins in ascending order.
     let m = settings.nMels
     var mel = [Float](repeating: 0, count: m * frames)
+    var kept = keepSpectrum ? Spectrum(frames: frames, nFFT: nFFT, hop: hop) : nil
+    let block = UnsafeMutablePointer<Float>.allocate(capacity: 4 * bins)  // [bins][4 frames]
+    defer { block.deallocate() }
+    block.initialize(repeating: 0, count: 4 * bins)
     melBands.withUnsafeBufferPointer { bands in
       melWeights.withUnsafeBufferPointer { weights in
-        power.withUnsafeBufferPointer { pb in
-          mel.withUnsafeMutableBufferPointer { ob in
+        mel.withUnsafeMutableBufferPointer { ob in
+          forEachFrame(of: y, nFFT: nFFT, hop: hop) { t, spectrum in
+            let lane = t & 3
+            let p = block + lane
+            let raw = UnsafeRawPointer(spectrum)
+            var k = 0
+            while k + 4 <= bins {
+              let a = raw.loadUnaligned(fromByteOffset: 16 * k, as: D4.self)
+              let b = raw.loadUnaligned(fromByteOffset: 16 * k + 32, as: D4.self)
+              let re = narrow(D4(lowHalf: a.evenHalf, highHalf: b.evenHalf))
+              let im = narrow(D4(lowHalf: a.oddHalf, highHalf: b.oddHalf))
+              let q = re * re + im * im
+              for j in 0..<4 { p[4 &* (k &+ j)] = q[j] }
+              k += 4
+            }
+            while k < bins {
+              let (re, im) = (Float(spectrum[2 * k]), Float(spectrum[2 * k + 1]))
+              p[4 &* k] = re * re + im * im
+              k += 1
+            }
+            kept?.store(frame: t, spectrum)
+            guard lane == 3 || t == frames - 1 else { return }
+            // The block's frames t0...t (lanes beyond `lane` hold an earlier block's: not stored).
+            let t0 = t - lane
             for band in 0..<m {
               let (first, count, offset) = bands[band]
               let w = weights.baseAddress! + offset
-              let out = ob.baseAddress! + band * frames
-              let rows = pb.baseAddress! + first * frames
-              var t = 0
-              while t + 4 <= frames {
-                var acc = SIMD4<Float>()
-                for k in 0..<count {
-                  acc +=
-                    SIMD4(repeating: w[k])
-                    * loadF4(rows + k * frames + t)
-                }
-                storeF4(acc, out + t)
-                t += 4
-              }
-              while t < frames {
-                var acc: Float = 0
-                for k in 0..<count { acc += w[k] * rows[k * frames + t] }
-                out[t] = acc
-                t += 1
+              let rows = block + 4 * first
+              var acc = F4()
+              for k in 0..<count { acc += F4(repeating: w[k]) * loadF4(rows + 4 * k) }
+              let out = ob.baseAddress! + band * frames + t0
+              if lane == 3 {
+                storeF4(acc, out)
+              } else {
+                for j in 0...lane { out[j] = acc[j] }
               }
             }
           }
@@ -248,7 +230,8 @@ public final class FeatureExtractor {
     for v in zcr { put(Float(v)) }
     for v in rms { put(v) }
     for t in 0..<frames { for c in 0..<k { put(mfcc[c * frames + t]) } }
-    return FeatureParts(zcr: zcr, rms: rms, logMel: mel, mfcc: mfcc, frames: frames, row: row)
+    return FeatureParts(
+      zcr: zcr, rms: rms, logMel: mel, mfcc: mfcc, frames: frames, row: row, spectrum: kept)
   }
 }
 
@@ -276,16 +259,3 @@ public func slaneyMelFilterbank(sampleRate: Double, nFFT: Int, nMels: Int) -> [F
   }
   return weights
 }
-
-/// FFTW's planner is not thread-safe: plans are made and destroyed under this lock.
-final class FFTFactory: @unchecked Sendable {
-  private var mutex = pthread_mutex_t()
-  init() { pthread_mutex_init(&mutex, nil) }
-  func lock<T>(_ body: () -> T) -> T {
-    pthread_mutex_lock(&mutex)
-    defer { pthread_mutex_unlock(&mutex) }
-    return body()
-  }
-}
-
-let fftFactory = FFTFactory()

@@ -34,6 +34,7 @@ int sertrain_cpu_has_avx2_fma(void) {
 #endif
 }
 
+#include <malloc.h>
 #include <signal.h>
 #include <string.h>
 
@@ -54,3 +55,8 @@ void sertrain_install_stop_handlers(void) {
 int sertrain_stop_requested(void) { return stop_signal; }
 
 void sertrain_clear_stop_request(void) { stop_signal = 0; }
+
+void sertrain_keep_freed_memory(int mmap_threshold, int trim_threshold) {
+  mallopt(M_MMAP_THRESHOLD, mmap_threshold);
+  mallopt(M_TRIM_THRESHOLD, trim_threshold);
+}

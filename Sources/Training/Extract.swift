@@ -45,15 +45,23 @@ public func featureRows(
   let y = clip.samples
   var rng = RandomStream(seed: seed, stream: [UInt64(index), 0xA0D1])
   var pitched: [Float]?
+  // The clip's STFT, computed with its own row and kept for the vocoder when one follows.
+  var spectrum: Spectrum?
+  let vocoderFollows = augmentations.contains { [.pitch, .pitchNoise, .stretch].contains($0) }
   var rows: [Float] = []
   for a in augmentations {
     switch a {
-    case .original: rows += extractor.row(y)
+    case .original:
+      let parts = extractor.parts(y, keepSpectrum: vocoderFollows && spectrum == nil && !y.isEmpty)
+      rows += parts.row
+      spectrum = spectrum ?? parts.spectrum
     case .noise: rows += extractor.row(addNoise(y, rng: &rng))
     case .pitch, .pitchNoise:
-      if pitched == nil { pitched = try pitchShift(y, sampleRate: extractor.settings.sampleRate, steps: 0.7) }
+      if pitched == nil {
+        pitched = try pitchShift(y, sampleRate: extractor.settings.sampleRate, steps: 0.7, spectrum: spectrum)
+      }
       rows += extractor.row(a == .pitch ? pitched! : addNoise(pitched!, rng: &rng))
-    case .stretch: rows += extractor.row(y.isEmpty ? y : timeStretch(y, rate: 0.8))
+    case .stretch: rows += extractor.row(y.isEmpty ? y : timeStretch(y, rate: 0.8, spectrum: spectrum))
     case .shift: rows += extractor.row(rollShift(y, rng: &rng))
     }
   }

@@ -1,4 +1,5 @@
 import ArgumentParser
+import CSupport
 import Collective
 import ConvNet
 import FeatureStore
@@ -29,6 +30,7 @@ struct SerTrain: ParsableCommand {
   /// closed, fsynced and renamed explicitly before success).
   static func main() {
     useFasterBLASKernels()
+    keepFreedMemory()
     do {
       var command = try parseAsRoot()
       try command.run()
@@ -45,6 +47,13 @@ struct SerTrain: ParsableCommand {
     }
   }
 }
+
+/// glibc's malloc serves blocks above a threshold (128 KiB, raised dynamically up to 32 MiB) with fresh mmaps and
+/// gives freed memory at the top of the heap back to the kernel, so a loop that allocates and frees the same
+/// megabyte-sized buffers (the audio front end, per recording) takes page faults on every pass: here a second of
+/// system time in 13 s of extraction. Every command's working set is bounded and reused, so keep it: large blocks
+/// come from the heap (up to 32 MiB) and the heap is trimmed only above 256 MiB free.
+func keepFreedMemory() { sertrain_keep_freed_memory(32 << 20, 256 << 20) }
 
 /// Re-executes this process with `OPENBLAS_CORETYPE` set when OpenBLAS misdetected the CPU (see
 /// `preferredBLASCoreType`); OpenBLAS reads it only when it loads, hence the exec, which keeps the PID, the
