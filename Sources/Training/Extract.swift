@@ -89,9 +89,6 @@ public func extractCorpus(_ o: ExtractOptions, comm: Communicator) throws -> Ext
   guard !recordings.isEmpty else { throw FeatureFileError(o.root, "no labelled audio files found") }
   let width = FeatureSettings().width
   let perFile = o.augmentations.count * width
-  var indices: [Int32] = []
-  var rows: [Float] = []
-  var notes: [String] = []  // "index\tkind\treason"
   let mine = Array(Swift.stride(from: comm.rank, to: recordings.count, by: comm.size))
   let bar = comm.rank == 0 && !o.quiet ? ProgressBar(label: "extract", unit: "files") : nil
   // The rank's files over its cores (one extractor each); results land in per-file slots, so the output does
@@ -118,31 +115,32 @@ public func extractCorpus(_ o: ExtractOptions, comm: Communicator) throws -> Ext
       if worker == 0 { bar?.update(fraction: Double(k + 1) / Double(mine.count), count: (k + 1) * comm.size) }
     }
   }
-  for (k, i) in mine.enumerated() {
-    if let x = results[k].rows {
-      indices.append(Int32(i))
-      rows += x
-    }
-    if let n = results[k].note { notes.append(n) }
-  }
   bar?.finish()
-  // Everything to rank 0: indices, rows, notes.
-  let payload = encode(indices: indices, rows: rows, notes: notes.joined(separator: "\n"))
-  let parts = comm.gather(payload, root: 0)
-  guard comm.rank == 0 else {
-    comm.barrier()
-    return report
-  }
+  // Everything to rank 0 (indices, rows, notes); with one rank it is all here already.
   var byIndex: [Int: ArraySlice<Float>] = [:]
-  for part in parts {
-    let (idx, r, text) = decode(part, rowFloats: perFile)
-    for (k, i) in idx.enumerated() { byIndex[Int(i)] = r[(k * perFile)..<((k + 1) * perFile)] }
-    for line in text.split(separator: "\n") {
-      let c = line.split(separator: "\t", maxSplits: 2).map(String.init)
-      guard c.count == 3, let i = Int(c[0]) else { continue }
-      let f = SkippedFile(path: recordings[i].path, reason: c[2])
-      if c[1] == "flag" { report.flagged.append(f) } else { report.skipped.append(f) }
+  var notes: [String] = []  // "index\tkind\treason"
+  if comm.size == 1 {
+    for (k, i) in mine.enumerated() {
+      if let x = results[k].rows { byIndex[i] = x[...] }
+      if let n = results[k].note { notes.append(n) }
     }
+  } else {
+    let parts = comm.gather(encode(mine, results), root: 0)
+    guard comm.rank == 0 else {
+      comm.barrier()
+      return report
+    }
+    for part in parts {
+      let (idx, r, text) = decode(part, rowFloats: perFile)
+      for (k, i) in idx.enumerated() { byIndex[Int(i)] = r[(k * perFile)..<((k + 1) * perFile)] }
+      notes += text.split(separator: "\n").map(String.init)
+    }
+  }
+  for line in notes {
+    let c = line.split(separator: "\t", maxSplits: 2).map(String.init)
+    guard c.count == 3, let i = Int(c[0]) else { continue }
+    let f = SkippedFile(path: recordings[i].path, reason: c[2])
+    if c[1] == "flag" { report.flagged.append(f) } else { report.skipped.append(f) }
   }
   report.skipped.sort { $0.path < $1.path }
   report.flagged.sort { $0.path < $1.path }
@@ -155,17 +153,25 @@ public func extractCorpus(_ o: ExtractOptions, comm: Communicator) throws -> Ext
   }
   let writer = try FeatureFileWriter(path: o.output, width: width, overwrite: o.force)
   do {
+    // The kept recordings' rows in corpus order, written at once.
     var infos: [RecordingInfo] = []
+    var rows: [Float] = []
+    rows.reserveCapacity(byIndex.count * perFile)
+    var labels: [String] = []
+    var sources: [Int32] = []
     for i in 0..<recordings.count {
       guard let r = byIndex[i] else { continue }
       let source = Int32(infos.count)
       let rec = recordings[i]
       infos.append(RecordingInfo(path: rec.path, speaker: rec.speaker, corpus: rec.corpus))
-      try Array(r).withUnsafeBufferPointer {
-        try writer.append(
-          rows: $0, labels: [String](repeating: rec.emotion, count: o.augmentations.count),
-          sources: [Int32](repeating: source, count: o.augmentations.count), augmentations: o.augmentations.map(\.code))
-      }
+      rows += r
+      labels += [String](repeating: rec.emotion, count: o.augmentations.count)
+      sources += [Int32](repeating: source, count: o.augmentations.count)
+    }
+    try rows.withUnsafeBufferPointer {
+      try writer.append(
+        rows: $0, labels: labels, sources: sources,
+        augmentations: [[Int8]](repeating: o.augmentations.map(\.code), count: infos.count).flatMap { $0 })
     }
     var recipe = FeatureRecipe()
     recipe.origin = "extract"
@@ -191,12 +197,14 @@ struct FileResult {
   var note: String?
 }
 
-private func encode(indices: [Int32], rows: [Float], notes: String) -> [UInt8] {
+/// A rank's kept files for rank 0: their count, indices, rows and the notes of all its files.
+private func encode(_ mine: [Int], _ results: UnsafeMutableBufferPointer<FileResult>) -> [UInt8] {
+  let kept = mine.indices.filter { results[$0].rows != nil }
   var out: [UInt8] = []
-  withUnsafeBytes(of: Int64(indices.count)) { out += $0 }
-  indices.withUnsafeBytes { out += $0 }
-  rows.withUnsafeBytes { out += $0 }
-  out += Array(notes.utf8)
+  withUnsafeBytes(of: Int64(kept.count)) { out += $0 }
+  for k in kept { withUnsafeBytes(of: Int32(mine[k])) { out += $0 } }
+  for k in kept { results[k].rows!.withUnsafeBytes { out += $0 } }
+  out += Array(mine.indices.compactMap { results[$0].note }.joined(separator: "\n").utf8)
   return out
 }
 
