@@ -13,7 +13,8 @@ let cTargets: [Target] = [
   .systemLibrary(name: "CSndfile", pkgConfig: "sndfile", providers: [.apt(["libsndfile1-dev"])]),
   .systemLibrary(name: "COpenBLAS", pkgConfig: "openblas", providers: [.apt(["libopenblas-dev"])]),
   .systemLibrary(name: "CSoxr", pkgConfig: "soxr", providers: [.apt(["libsoxr-dev"])]),
-  .target(name: "CSupport"),
+  // Optimised in debug builds too (the vocoder's vector math is in it).
+  .target(name: "CSupport", cSettings: [.unsafeFlags(["-O2"], .when(configuration: .debug))]),
 ]
 
 // MARK: - Swift modules, C at the bottom, the command line on top

@@ -1,5 +1,6 @@
 import Foundation
 import XCTest
+import _TestSupport
 
 @testable import AudioFeatures
 
@@ -161,5 +162,38 @@ final class VectorMathTests: XCTestCase {
     print("float ln: worst \(worstLog) ulps; cos/sin of turns: worst \(worstTrig)")
     XCTAssertLessThanOrEqual(worstLog, 4)
     XCTAssertLessThan(worstTrig, 2e-7)
+  }
+}
+
+/// The C variants of the vocoder's vector math, one per instruction set, give the same bits.
+final class VectorMathVariantsTests: XCTestCase {
+  func testEveryInstructionSetGivesTheSameBits() throws {
+    let sources = packageRoot + "/Sources/CSupport"
+    let harness = packageRoot + "/Tests/Oracles/vectormath_variants.c"
+    let dir = temporaryDirectory(self)
+    var hashes: [String: String] = [:]
+    for (name, flags) in [
+      ("baseline", ["-march=x86-64"]), ("avx2", ["-march=x86-64", "-mavx2"]),
+      ("avx512", ["-march=x86-64", "-mavx512f"]), ("native with FMA", ["-march=native"]),
+      ("as built (clones)", []),
+    ] {
+      let exe = dir + "/variants-\(hashes.count)"
+      let clones = name.hasPrefix("as built") ? [] : ["-DSERTRAIN_NO_TARGET_CLONES"]
+      let build = try runCommand(
+        ["clang", "-O2"] + flags + clones + [
+          "-I", sources + "/include", harness, sources + "/vectormath.c", "-o", exe,
+        ],
+        executable: "/usr/bin/env")
+      XCTAssertEqual(build.status, 0, "clang \(name): \(build.stderr)")
+      let cpu = try String(contentsOfFile: "/proc/cpuinfo", encoding: .utf8)
+      if name == "avx512" && !cpu.contains("avx512f") { continue }  // cannot run here
+      if name == "avx2" && !cpu.contains("avx2") { continue }
+      let run = try runCommand([], executable: exe)
+      XCTAssertEqual(run.status, 0, run.stderr)
+      hashes[name] = run.stdout.trimmingCharacters(in: .whitespacesAndNewlines)
+    }
+    print("vector math variants: \(hashes)")
+    XCTAssertGreaterThanOrEqual(hashes.count, 3)
+    XCTAssertEqual(Set(hashes.values).count, 1, "variants disagree: \(hashes)")
   }
 }

@@ -34,3 +34,11 @@ static inline __attribute__((always_inline)) sertrain_double4 sertrain_sqrt_doub
 static inline __attribute__((always_inline)) sertrain_float8 sertrain_sqrt_float8(sertrain_float8 x) {
   return __builtin_elementwise_sqrt(x);
 }
+
+/// |z| and arg z of `count` complex numbers given as float32 real and imaginary parts (numpy's `abs` and `angle`
+/// of complex64), evaluated in double and rounded once: correctly rounded but for values within about 1e-13 of a
+/// rounding boundary.
+void sertrain_magnitude_angle(const float *re, const float *im, float *magnitude, float *angle, long count);
+
+/// cos and sin of `count` float32 angles of magnitude below 1.6e6, evaluated in double and rounded once.
+void sertrain_cos_sin(const float *angles, float *cos_out, float *sin_out, long count);

@@ -1,0 +1,143 @@
+// The phase vocoder's float32 hypot, atan2, cos and sin, evaluated in double and rounded to float once (see
+// VectorMath.swift in AudioFeatures for why, and for the tests). Eight lanes per step; each function is compiled
+// for AVX-512, AVX2 and baseline x86-64 and the loader picks one for the CPU (target_clones). Every variant does
+// the same IEEE operations in the same order (no contraction into fused multiply-adds), so all give the same bits.
+#include "CSupport.h"
+
+#pragma clang fp contract(off)
+
+typedef double d8 __attribute__((ext_vector_type(8)));
+typedef float f8 __attribute__((ext_vector_type(8)));
+typedef long l8 __attribute__((ext_vector_type(8)));
+
+#if defined(__x86_64__) && !defined(SERTRAIN_NO_TARGET_CLONES)
+#define SERTRAIN_CLONES __attribute__((target_clones("avx512f", "avx2", "default")))
+#else
+#define SERTRAIN_CLONES
+#endif
+
+// Vectors cross no function boundary: the baseline and AVX2 variants could not agree on how to pass 512-bit
+// ones, so the helpers are macros or take pointers, and are always inlined.
+
+/// `a` where `mask` is set, else `b`.
+#define SELECT8(mask, a, b) ((d8)((((l8)(a)) & (mask)) | (((l8)(b)) & ~(mask))))
+#define SPLAT(v) ((d8)(v))
+#define SIGN_BIT ((l8)(long)0x8000000000000000UL)
+#define ALWAYS_INLINE static inline __attribute__((always_inline))
+
+/// atan2(y, x) with IEEE signed zeros, for finite inputs: t = min/max in [0, 1]; above tan(pi/8) the argument is
+/// (t-1)/(t+1) instead, so |u| <= tan(pi/8) with one division either way; the Taylor series of atan to u^29
+/// (15 terms) leaves under 3e-13.
+ALWAYS_INLINE void atan2_8(const d8 *py, const d8 *px, d8 *out) {
+  d8 y = *py, x = *px;
+  const l8 magnitude_bits = (l8)0x7fffffffffffffffL;
+  d8 ax = (d8)((l8)x & magnitude_bits), ay = (d8)((l8)y & magnitude_bits);
+  l8 swap = ay > ax;
+  d8 num = SELECT8(swap, ax, ay);
+  d8 den = SELECT8(swap, ay, ax);
+  l8 big = num > den * 0.41421356237309503;
+  d8 u = (num - SELECT8(big, den, SPLAT(0))) / (SELECT8(big, num, SPLAT(0)) + den);
+  l8 zero = den == 0;
+  d8 z = u * u;
+  d8 p = SPLAT(1.0 / 29);
+  p = p * z - 1.0 / 27;
+  p = p * z + 1.0 / 25;
+  p = p * z - 1.0 / 23;
+  p = p * z + 1.0 / 21;
+  p = p * z - 1.0 / 19;
+  p = p * z + 1.0 / 17;
+  p = p * z - 1.0 / 15;
+  p = p * z + 1.0 / 13;
+  p = p * z - 1.0 / 11;
+  p = p * z + 1.0 / 9;
+  p = p * z - 1.0 / 7;
+  p = p * z + 1.0 / 5;
+  p = p * z - 1.0 / 3;
+  d8 r = SELECT8(zero, SPLAT(0), u + u * z * p);
+  r = SELECT8(big, r + 3.141592653589793 / 4, r);
+  r = SELECT8(swap, 3.141592653589793 / 2 - r, r);
+  r = SELECT8(((l8)x & SIGN_BIT) != 0, 3.141592653589793 - r, r);  // x negative or -0
+  // r >= 0 here: give it y's sign.
+  *out = (d8)(((l8)r & magnitude_bits) | ((l8)y & SIGN_BIT));
+}
+
+/// (cos x, sin x): x = k pi/2 + r with |r| <= pi/4 (Cody-Waite with fdlibm's 33-bit pi/2, exact for |k| < 2^20),
+/// Taylor series to r^14 and r^15 (error under 1e-15), and the quadrant k mod 4.
+ALWAYS_INLINE void cos_sin_8(const d8 *px, d8 *cos_out, d8 *sin_out) {
+  d8 x = *px;
+  const d8 magic = SPLAT(0x1.8p52);
+  d8 k = (x * (2 / 3.141592653589793) + magic) - magic;
+  d8 r = (x - k * 1.57079632673412561417e+00) - k * 6.07710050650619224932e-11;
+  // The quadrant k mod 4, in double (0...3): k - 4 round((k - 1.5) / 4).
+  d8 q = k - 4 * (((k - 1.5) * 0.25 + magic) - magic);
+  d8 z = r * r;
+  d8 s = SPLAT(-1.0 / 1307674368000);
+  s = s * z + 1.0 / 6227020800;
+  s = s * z - 1.0 / 39916800;
+  s = s * z + 1.0 / 362880;
+  s = s * z - 1.0 / 5040;
+  s = s * z + 1.0 / 120;
+  s = s * z - 1.0 / 6;
+  s = (s * z + 1) * r;
+  d8 c = SPLAT(-1.0 / 87178291200);
+  c = c * z + 1.0 / 479001600;
+  c = c * z - 1.0 / 3628800;
+  c = c * z + 1.0 / 40320;
+  c = c * z - 1.0 / 720;
+  c = c * z + 1.0 / 24;
+  c = c * z - 1.0 / 2;
+  c = c * z + 1;
+  // Quadrants 1 and 3 swap sine and cosine; the signs follow the quadrant.
+  l8 odd = (q == 1) | (q == 3);
+  d8 sin_abs = SELECT8(odd, c, s);
+  d8 cos_abs = SELECT8(odd, s, c);
+  l8 sin_negative = q >= 2;
+  l8 cos_negative = (q == 1) | (q == 2);
+  *cos_out = SELECT8(cos_negative, -cos_abs, cos_abs);
+  *sin_out = SELECT8(sin_negative, -sin_abs, sin_abs);
+}
+
+ALWAYS_INLINE void load8(const float *p, long count, d8 *out) {
+  f8 v = (f8)0;
+  if (count >= 8) {
+    __builtin_memcpy(&v, p, sizeof v);
+  } else {
+    for (long j = 0; j < count; j++) v[j] = p[j];
+  }
+  *out = __builtin_convertvector(v, d8);
+}
+
+ALWAYS_INLINE void store8(float *p, const d8 *v, long count) {
+  f8 f = __builtin_convertvector(*v, f8);
+  if (count >= 8) {
+    __builtin_memcpy(p, &f, sizeof f);
+  } else {
+    for (long j = 0; j < count; j++) p[j] = f[j];
+  }
+}
+
+SERTRAIN_CLONES
+void sertrain_magnitude_angle(const float *re, const float *im, float *magnitude, float *angle, long count) {
+  for (long i = 0; i < count; i += 8) {
+    long n = count - i;
+    d8 x, y, m, a;
+    load8(re + i, n, &x);
+    load8(im + i, n, &y);
+    m = __builtin_elementwise_sqrt(x * x + y * y);
+    atan2_8(&y, &x, &a);
+    store8(magnitude + i, &m, n);
+    store8(angle + i, &a, n);
+  }
+}
+
+SERTRAIN_CLONES
+void sertrain_cos_sin(const float *angles, float *cos_out, float *sin_out, long count) {
+  for (long i = 0; i < count; i += 8) {
+    long n = count - i;
+    d8 x, c, s;
+    load8(angles + i, n, &x);
+    cos_sin_8(&x, &c, &s);
+    store8(cos_out + i, &c, n);
+    store8(sin_out + i, &s, n);
+  }
+}
