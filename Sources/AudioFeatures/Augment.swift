@@ -103,15 +103,12 @@ public func timeStretch(_ y: [Float], rate: Double, spectrum given: Spectrum? = 
   let spectrum = given ?? Spectrum(y, nFFT: nFFT, hop: hop)
   precondition(spectrum.nFFT == nFFT && spectrum.hop == hop && spectrum.frames == 1 + n / hop, "another clip's STFT")
   let frames = spectrum.frames
-  // The columns' magnitudes and angles (two zero columns after the last, as librosa pads the STFT), the phase
-  // accumulator with its cosines and sines, in one allocation.
+  // The columns' magnitudes and angles (two zero columns after the last, as librosa pads the STFT) and the phase
+  // accumulator, in one allocation.
   let columns = frames + 2
-  let storage = UnsafeMutablePointer<Float>.allocate(capacity: 2 * columns * bins + 3 * bins)
+  let storage = UnsafeMutablePointer<Float>.allocate(capacity: 2 * columns * bins + bins)
   defer { storage.deallocate() }
-  let (magnitude, angle) = (storage, storage + columns * bins)
-  let (phase, cosPhase, sinPhase) = (
-    storage + 2 * columns * bins, storage + 2 * columns * bins + bins, storage + 2 * columns * bins + 2 * bins
-  )
+  let (magnitude, angle, phase) = (storage, storage + columns * bins, storage + 2 * columns * bins)
   // Phase vocoder (librosa.phase_vocoder), with its float32 phase accumulator. Every column's magnitude and angle
   // once (each is used by two consecutive steps), as numpy computes them.
   spectrum.re.withUnsafeBufferPointer { re in
@@ -135,39 +132,15 @@ public func timeStretch(_ y: [Float], rate: Double, spectrum given: Spectrum? = 
   let stride = (bins + 3) & ~3
   let out = fftwf_alloc_complex(steps.count * stride)!
   defer { fftwf_free(out) }
-  let twoPi = 2 * Double.pi
   phiAdvance.withUnsafeBufferPointer { advance in
     for (t, step) in steps.enumerated() {
       let c0 = Int(step)
-      let alpha = step.truncatingRemainder(dividingBy: 1)
       let (a, b) = (c0 * bins, (c0 + 1) * bins)
-      cosSin(phase, cos: cosPhase, sin: sinPhase, count: bins)
       let column = UnsafeMutableRawPointer(out + t * stride).assumingMemoryBound(to: Float.self)
-      // Four bins at a time, then the rest one by one: the same double arithmetic either way.
-      let (oneMinusAlpha4, alpha4) = (D4(repeating: 1 - alpha), D4(repeating: alpha))
-      let (twoPi4, magic) = (D4(repeating: twoPi), D4(repeating: 0x1.8p52))
-      var k = 0
-      while k + 4 <= bins {
-        let mag = oneMinusAlpha4 * widen(loadF4(magnitude + a + k)) + alpha4 * widen(loadF4(magnitude + b + k))
-        let (outRe, outIm) = (narrow(widen(loadF4(cosPhase + k)) * mag), narrow(widen(loadF4(sinPhase + k)) * mag))
-        storeF4(F4(outRe[0], outIm[0], outRe[1], outIm[1]), column + 2 * k)
-        storeF4(F4(outRe[2], outIm[2], outRe[3], outIm[3]), column + 2 * k + 4)
-        let adv = UnsafeRawPointer(advance.baseAddress! + k).loadUnaligned(as: D4.self)
-        var dphase = widen(loadF4(angle + b + k) - loadF4(angle + a + k)) - adv
-        // np.round: to nearest, ties to even (|dphase| is far below 2^51).
-        dphase -= twoPi4 * ((dphase / twoPi4 + magic) - magic)
-        storeF4(narrow(widen(loadF4(phase + k)) + (adv + dphase)), phase + k)
-        k += 4
-      }
-      while k < bins {
-        let mag = (1 - alpha) * Double(magnitude[a + k]) + alpha * Double(magnitude[b + k])
-        column[2 * k] = Float(Double(cosPhase[k]) * mag)
-        column[2 * k + 1] = Float(Double(sinPhase[k]) * mag)
-        var dphase = Double(angle[b + k] - angle[a + k]) - advance[k]
-        dphase -= twoPi * ((dphase / twoPi + 0x1.8p52) - 0x1.8p52)
-        phase[k] = Float(Double(phase[k]) + (advance[k] + dphase))
-        k += 1
-      }
+      vocoderStep(
+        magnitudeA: magnitude + a, magnitudeB: magnitude + b, angleA: angle + a, angleB: angle + b,
+        advance: advance.baseAddress!, alpha: step.truncatingRemainder(dividingBy: 1), phase: phase, column: column,
+        bins: bins)
       // irfft ignores the imaginary parts of the DC and Nyquist bins.
       column[1] = 0
       column[2 * bins - 1] = 0

@@ -46,6 +46,19 @@ func cosSin(
   sertrain_cos_sin(angles, cos, sin, count)
 }
 
+/// One step of librosa's phase vocoder (`phase_vocoder`'s loop body) over `bins` bins, with its float32 phase
+/// accumulator: the output column `phasor(phase, mag=(1 - alpha)|a| + alpha|b|)` as interleaved complex64 (the
+/// cosines and sines rounded to float32 first, as numpy's), then `phase += advance + dphase` with `dphase` the
+/// difference of the angles of `b` and `a` minus `advance`, wrapped by `np.round` to (-π, π]. In C, as
+/// `magnitudeAndAngle`.
+func vocoderStep(
+  magnitudeA: UnsafePointer<Float>, magnitudeB: UnsafePointer<Float>, angleA: UnsafePointer<Float>,
+  angleB: UnsafePointer<Float>, advance: UnsafePointer<Double>, alpha: Double, phase: UnsafeMutablePointer<Float>,
+  column: UnsafeMutablePointer<Float>, bins: Int
+) {
+  sertrain_vocoder_step(magnitudeA, magnitudeB, angleA, angleB, advance, alpha, phase, column, bins)
+}
+
 /// `ln x` for positive normal `x` (Box–Muller's uniforms): `x = 2^e·m` with `m` in `[√½, √2)`, and
 /// `ln m = 2 atanh s = 2(s + s³/3 + ... + s²¹/21)` with `s = (m-1)/(m+1)`, `|s| <= 0.172` (error under 1e-17).
 @inline(__always) func naturalLog(_ x: D4) -> D4 {

@@ -141,3 +141,51 @@ void sertrain_cos_sin(const float *angles, float *cos_out, float *sin_out, long 
     store8(sin_out + i, &s, n);
   }
 }
+
+ALWAYS_INLINE void load8d(const double *p, long count, d8 *out) {
+  d8 v = SPLAT(0);
+  if (count >= 8) {
+    __builtin_memcpy(&v, p, sizeof v);
+  } else {
+    for (long j = 0; j < count; j++) v[j] = p[j];
+  }
+  *out = v;
+}
+
+SERTRAIN_CLONES
+void sertrain_vocoder_step(
+    const float *magnitude_a, const float *magnitude_b, const float *angle_a, const float *angle_b,
+    const double *advance, double alpha, float *phase, float *column, long bins) {
+  const d8 magic = SPLAT(0x1.8p52), two_pi = SPLAT(2 * 3.141592653589793);
+  const d8 one_minus_alpha = SPLAT(1 - alpha), alpha8 = SPLAT(alpha);
+  for (long k = 0; k < bins; k += 8) {
+    long n = bins - k;
+    d8 p, c, s, ma, mb, adv;
+    load8(phase + k, n, &p);
+    cos_sin_8(&p, &c, &s);
+    // The cosines and sines as float32 (numpy's), then the magnitude interpolated in double.
+    c = __builtin_convertvector(__builtin_convertvector(c, f8), d8);
+    s = __builtin_convertvector(__builtin_convertvector(s, f8), d8);
+    load8(magnitude_a + k, n, &ma);
+    load8(magnitude_b + k, n, &mb);
+    d8 magnitude = one_minus_alpha * ma + alpha8 * mb;
+    f8 re = __builtin_convertvector(c * magnitude, f8), im = __builtin_convertvector(s * magnitude, f8);
+    f8 lo = __builtin_shufflevector(re, im, 0, 8, 1, 9, 2, 10, 3, 11);
+    f8 hi = __builtin_shufflevector(re, im, 4, 12, 5, 13, 6, 14, 7, 15);
+    if (n >= 8) {
+      __builtin_memcpy(column + 2 * k, &lo, sizeof lo);
+      __builtin_memcpy(column + 2 * k + 8, &hi, sizeof hi);
+    } else {
+      for (long j = 0; j < 2 * n; j++) column[2 * k + j] = j < 8 ? lo[j] : hi[j - 8];
+    }
+    // The phase advance: the angle difference in float32, then double; np.round is to nearest, ties to even.
+    f8 fa = (f8)0, fb = (f8)0;
+    __builtin_memcpy(&fa, angle_a + k, (n >= 8 ? 8 : n) * sizeof(float));
+    __builtin_memcpy(&fb, angle_b + k, (n >= 8 ? 8 : n) * sizeof(float));
+    load8d(advance + k, n, &adv);
+    d8 dphase = __builtin_convertvector(fb - fa, d8) - adv;
+    dphase -= two_pi * ((dphase / two_pi + magic) - magic);
+    d8 updated = p + (adv + dphase);
+    store8(phase + k, &updated, n);
+  }
+}

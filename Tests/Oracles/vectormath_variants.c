@@ -1,11 +1,14 @@
-// Runs the vocoder's vector math (Sources/CSupport/vectormath.c) over 2 million awkward inputs and prints one
-// hash of every output bit. VectorMathTests compiles it once per instruction set and expects the same hash from
+// Runs the vocoder's vector math (Sources/CSupport/vectormath.c) over 2 million awkward inputs and 200 vocoder
+// steps, and prints one hash of every output bit. VectorMathTests compiles it once per instruction set and expects the same hash from
 // each: the AVX-512, AVX2 and baseline variants that one binary carries must agree to the bit.
 #include <stdio.h>
 #include <stdlib.h>
 #include <stdint.h>
 void sertrain_magnitude_angle(const float *re, const float *im, float *magnitude, float *angle, long count);
 void sertrain_cos_sin(const float *angles, float *cos_out, float *sin_out, long count);
+void sertrain_vocoder_step(
+    const float *magnitude_a, const float *magnitude_b, const float *angle_a, const float *angle_b,
+    const double *advance, double alpha, float *phase, float *column, long bins);
 int main(int argc, char **argv) {
   long n = 2000003; float *a = malloc(n*4), *b = malloc(n*4), *c = malloc(n*4), *d = malloc(n*4);
   uint64_t s = 12345;
@@ -18,5 +21,17 @@ int main(int argc, char **argv) {
   for (long i = 0; i < n; i++) a[i] = b[i] * 7;  // angles up to ~4.5e5
   sertrain_cos_sin(a, c, d, n);
   for (long i = 0; i < n; i++) { h = (h ^ *(uint32_t*)&c[i]) * 1099511628211ULL; h = (h ^ *(uint32_t*)&d[i]) * 1099511628211ULL; }
+  // 200 vocoder steps over 1025 bins (the tail of a vector included), magnitudes and angles from above.
+  long bins = 1025;
+  double *advance = malloc(bins * sizeof(double));
+  float *phase = malloc(bins * 4), *column = malloc(2 * bins * 4);
+  for (long k = 0; k < bins; k++) { advance[k] = 3.141592653589793 * 512 * k / (bins - 1); phase[k] = d[k]; }
+  sertrain_magnitude_angle(b, a, c, d, n);
+  for (long t = 0; t < 200; t++) {
+    long at = (t * 977) % (n - 2 * bins);
+    sertrain_vocoder_step(c + at, c + at + bins, d + at, d + at + bins, advance, (t % 17) / 17.0, phase, column, bins);
+    for (long k = 0; k < 2 * bins; k++) h = (h ^ *(uint32_t*)&column[k]) * 1099511628211ULL;
+  }
+  for (long k = 0; k < bins; k++) h = (h ^ *(uint32_t*)&phase[k]) * 1099511628211ULL;
   printf("%016llx\n", (unsigned long long)h);
 }

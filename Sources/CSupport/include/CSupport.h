@@ -42,3 +42,10 @@ void sertrain_magnitude_angle(const float *re, const float *im, float *magnitude
 
 /// cos and sin of `count` float32 angles of magnitude below 1.6e6, evaluated in double and rounded once.
 void sertrain_cos_sin(const float *angles, float *cos_out, float *sin_out, long count);
+
+/// One step of librosa's phase vocoder over `bins` bins: the column `(1 - alpha) |a| + alpha |b|` at the phase
+/// accumulator's angle, as complex64 into `column` (interleaved), then the float32 accumulator advanced by
+/// `advance` plus the wrapped difference of the angles of `b` and `a`.
+void sertrain_vocoder_step(
+    const float *magnitude_a, const float *magnitude_b, const float *angle_a, const float *angle_b,
+    const double *advance, double alpha, float *phase, float *column, long bins);
