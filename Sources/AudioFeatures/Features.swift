@@ -91,46 +91,13 @@ public final class FeatureExtractor: Sendable {
     let frames = frameCount(n)
     let half = nFFT / 2
     let hop = settings.hopLength
-    let padded = n + 2 * half
     var zcr = [Double](repeating: 0, count: frames)
     var rms = [Float](repeating: 0, count: frames)
     y.withUnsafeBufferPointer { yb in
-      let y = yb.baseAddress!
-      // ZCR: edge padding, |x| <= 1e-10 counts as +0, sign changes within the frame / frame length. changes[i]
-      // counts the changes among the first i+1 padded samples, so a frame's count is a difference.
-      let changes = UnsafeMutablePointer<Int32>.allocate(capacity: padded)
-      defer { changes.deallocate() }
-      @inline(__always) func negative(_ v: Float) -> Int32 {
-        abs(v) <= 1e-10 ? 0 : Int32(truncatingIfNeeded: v.bitPattern >> 31)
-      }
-      var count: Int32 = 0
-      var previous = negative(y[0])
-      for i in 0..<half { changes[i] = 0 }  // the left edge repeats y[0]
-      for i in 0..<n {
-        let flag = negative(y[i])
-        count &+= flag ^ previous
-        previous = flag
-        changes[half + i] = count
-      }
-      for i in (half + n)..<padded { changes[i] = count }  // the right edge repeats y[n-1]: no change
-      for t in 0..<frames {
-        zcr[t] = Double(changes[t * hop + nFFT - 1] - changes[t * hop]) / Double(nFFT)
-        // RMS: squares summed in double over the zero-padded frame.
-        let start = t * hop - half
-        var sum = 0.0
-        if start >= 0 && start + nFFT <= n && nFFT % 4 == 0 {
-          var acc = D4()
-          var i = 0
-          while i < nFFT {
-            let d = widen(loadF4(y + start + i))
-            acc += d * d
-            i += 4
-          }
-          sum = (acc[0] + acc[1]) + (acc[2] + acc[3])
-        } else {
-          for j in max(0, start)..<min(n, start + nFFT) { sum += Double(y[j]) * Double(y[j]) }
-        }
-        rms[t] = Float((sum / Double(nFFT)).squareRoot())
+      if nFFT % hop == 0 && half % hop == 0 && hop % 4 == 0 {
+        zcrAndRMSByBlocks(yb, zcr: &zcr, rms: &rms)
+      } else {
+        zcrAndRMSByFrames(yb, zcr: &zcr, rms: &rms)
       }
     }
     // The power of the spectrum rounded to complex64, in float32 (librosa's `np.abs(S)**2` bar an ulp), frame by
@@ -233,6 +200,102 @@ public final class FeatureExtractor: Sendable {
     return FeatureParts(
       zcr: zcr, rms: rms, logMel: mel, mfcc: mfcc, frames: frames, row: row, spectrum: kept)
   }
+}
+
+extension FeatureExtractor {
+  /// ZCR (edge padding, |x| <= 1e-10 counts as +0, sign changes within the frame / frame length) and RMS (squares
+  /// summed in double over the zero-padded frame), frame by frame.
+  func zcrAndRMSByFrames(_ yb: UnsafeBufferPointer<Float>, zcr: inout [Double], rms: inout [Float]) {
+    let (n, y) = (yb.count, yb.baseAddress!)
+    let (hop, half) = (settings.hopLength, nFFT / 2)
+    // changes[i] counts the changes among the first i+1 padded samples, so a frame's count is a difference.
+    let padded = n + 2 * half
+    let changes = UnsafeMutablePointer<Int32>.allocate(capacity: padded)
+    defer { changes.deallocate() }
+    var count: Int32 = 0
+    var previous = negativeFlag(y[0])
+    for i in 0..<half { changes[i] = 0 }  // the left edge repeats y[0]
+    for i in 0..<n {
+      let flag = negativeFlag(y[i])
+      count &+= flag ^ previous
+      previous = flag
+      changes[half + i] = count
+    }
+    for i in (half + n)..<padded { changes[i] = count }  // the right edge repeats y[n-1]: no change
+    for t in zcr.indices {
+      zcr[t] = Double(changes[t * hop + nFFT - 1] - changes[t * hop]) / Double(nFFT)
+      let start = t * hop - half
+      var sum = 0.0
+      for j in max(0, start)..<min(n, start + nFFT) { sum += Double(y[j]) * Double(y[j]) }
+      rms[t] = Float((sum / Double(nFFT)).squareRoot())
+    }
+  }
+
+  /// The same from blocks of `hop` samples, when frames are whole blocks (the seed's 2048/512): each block's
+  /// sign changes and squares once, and a frame adds its four blocks' (the changes exactly; the squares in double,
+  /// so the float RMS matches the frame-by-frame sum bar a tie). Sign flags and changes four samples at a time.
+  func zcrAndRMSByBlocks(_ yb: UnsafeBufferPointer<Float>, zcr: inout [Double], rms: inout [Float]) {
+    let (n, y) = (yb.count, yb.baseAddress!)
+    let (hop, half) = (settings.hopLength, nFFT / 2)
+    let blocks = (n + hop - 1) / hop
+    var squares = [Double](repeating: 0, count: blocks)
+    // changes[b]: sign changes between samples i-1 and i for i in block b (i >= 1).
+    var changes = [Int32](repeating: 0, count: blocks)
+    // The flag as bits: the sign, and |x| above 1e-10 (an integer comparison of the magnitudes' bit patterns).
+    let threshold = SIMD4<UInt32>(repeating: Float(1e-10).bitPattern)
+    @inline(__always) func flags(_ v: F4) -> SIMD4<UInt32> {
+      let bits = unsafeBitCast(v, to: SIMD4<UInt32>.self)
+      return (bits &>> 31) & ((threshold &- (bits & 0x7fff_ffff)) &>> 31)
+    }
+    for b in 0..<blocks {
+      let (first, end) = (b * hop, min(n, (b + 1) * hop))
+      var acc = D4()
+      var count = SIMD4<UInt32>()
+      var i = max(first, 1)  // no change into the first sample (the edge repeats it)
+      while i + 4 <= end {
+        count &+= flags(loadF4(y + i)) ^ flags(loadF4(y + i - 1))
+        i += 4
+      }
+      while i < end {
+        count[0] &+= UInt32(negativeFlag(y[i]) ^ negativeFlag(y[i - 1]))
+        i += 1
+      }
+      var j = first
+      while j + 4 <= end {
+        let d = widen(loadF4(y + j))
+        acc += d * d
+        j += 4
+      }
+      var sum = (acc[0] + acc[1]) + (acc[2] + acc[3])
+      while j < end {
+        sum += Double(y[j]) * Double(y[j])
+        j += 1
+      }
+      squares[b] = sum
+      changes[b] = Int32(count.wrappedSum())
+    }
+    let span = nFFT / hop
+    for t in zcr.indices {
+      // Frame t covers blocks t - half/hop ..< t - half/hop + span (zero beyond the clip); its changes are its
+      // blocks' but the one into its first sample.
+      let firstBlock = t - half / hop
+      var sum = 0.0
+      var count: Int32 = 0
+      for b in firstBlock..<(firstBlock + span) where b >= 0 && b < blocks {
+        sum += squares[b]
+        count += changes[b]
+      }
+      let start = firstBlock * hop
+      if start >= 1 && start < n { count -= negativeFlag(y[start]) ^ negativeFlag(y[start - 1]) }
+      zcr[t] = Double(count) / Double(nFFT)
+      rms[t] = Float((sum / Double(nFFT)).squareRoot())
+    }
+  }
+}
+
+/// 1 for a sample below -1e-10 (ZCR's sign, with |x| <= 1e-10 as +0), else 0.
+@inline(__always) func negativeFlag(_ v: Float) -> Int32 {
+  abs(v) <= 1e-10 ? 0 : Int32(truncatingIfNeeded: v.bitPattern >> 31)
 }
 
 /// librosa's `filters.mel(sr, n_fft, n_mels, fmin=0, fmax=sr/2, htk=False, norm="slaney")`: triangles on the
