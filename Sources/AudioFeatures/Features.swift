@@ -1,5 +1,6 @@
 import CFFTW
 import COpenBLAS
+import CSupport
 
 #if canImport(Glibc)
   import Glibc
@@ -100,8 +101,8 @@ public final class FeatureExtractor: Sendable {
         zcrAndRMSByFrames(yb, zcr: &zcr, rms: &rms)
       }
     }
-    // The power of the spectrum rounded to complex64, in float32 (librosa's `np.abs(S)**2` bar an ulp), frame by
-    // frame into a block of four frames interleaved by bin; each full block (and the last) goes straight into
+    // The power of the spectrum rounded to complex64, in float32 (librosa's `np.abs(S)**2` bar an ulp; in C, as the
+    // vocoder's vector math), frame by frame into a block of four frames interleaved by bin; each full block (and the last) goes straight into
     // Mel [nMels][frames] = basis [nMels][bins] · power, over each filter's nonzero bins only (a triangle spans a
     // few bins: 2 k products per frame instead of 131 k), four frames per vector. Each value is summed over its
     // bins in ascending order.
@@ -116,23 +117,7 @@ public final class FeatureExtractor: Sendable {
         mel.withUnsafeMutableBufferPointer { ob in
           forEachFrame(of: y, nFFT: nFFT, hop: hop) { t, spectrum in
             let lane = t & 3
-            let p = block + lane
-            let raw = UnsafeRawPointer(spectrum)
-            var k = 0
-            while k + 4 <= bins {
-              let a = raw.loadUnaligned(fromByteOffset: 16 * k, as: D4.self)
-              let b = raw.loadUnaligned(fromByteOffset: 16 * k + 32, as: D4.self)
-              let re = narrow(D4(lowHalf: a.evenHalf, highHalf: b.evenHalf))
-              let im = narrow(D4(lowHalf: a.oddHalf, highHalf: b.oddHalf))
-              let q = re * re + im * im
-              for j in 0..<4 { p[4 &* (k &+ j)] = q[j] }
-              k += 4
-            }
-            while k < bins {
-              let (re, im) = (Float(spectrum[2 * k]), Float(spectrum[2 * k + 1]))
-              p[4 &* k] = re * re + im * im
-              k += 1
-            }
+            sertrain_power_strided(spectrum, bins, block + lane, 4)
             kept?.store(frame: t, spectrum)
             guard lane == 3 || t == frames - 1 else { return }
             // The block's frames t0...t (lanes beyond `lane` hold an earlier block's: not stored).

@@ -189,3 +189,21 @@ void sertrain_vocoder_step(
     store8(phase + k, &updated, n);
   }
 }
+
+SERTRAIN_CLONES
+void sertrain_power_strided(const double *spectrum, long bins, float *power, long stride) {
+  long k = 0;
+  for (; k + 8 <= bins; k += 8) {
+    d8 a, b;
+    __builtin_memcpy(&a, spectrum + 2 * k, sizeof a);
+    __builtin_memcpy(&b, spectrum + 2 * k + 8, sizeof b);
+    f8 re = __builtin_convertvector(__builtin_shufflevector(a, b, 0, 2, 4, 6, 8, 10, 12, 14), f8);
+    f8 im = __builtin_convertvector(__builtin_shufflevector(a, b, 1, 3, 5, 7, 9, 11, 13, 15), f8);
+    f8 q = re * re + im * im;
+    for (int j = 0; j < 8; j++) power[(k + j) * stride] = q[j];
+  }
+  for (; k < bins; k++) {
+    float re = (float)spectrum[2 * k], im = (float)spectrum[2 * k + 1];
+    power[k * stride] = re * re + im * im;
+  }
+}

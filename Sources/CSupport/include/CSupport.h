@@ -49,3 +49,7 @@ void sertrain_cos_sin(const float *angles, float *cos_out, float *sin_out, long 
 void sertrain_vocoder_step(
     const float *magnitude_a, const float *magnitude_b, const float *angle_a, const float *angle_b,
     const double *advance, double alpha, float *phase, float *column, long bins);
+
+/// `|z|^2` of `bins` complex numbers given in double (interleaved), each rounded to complex64 first and squared in
+/// float32 (librosa's power spectrum of its complex64 STFT), stored `stride` floats apart.
+void sertrain_power_strided(const double *spectrum, long bins, float *power, long stride);
