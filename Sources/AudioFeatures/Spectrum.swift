@@ -1,4 +1,5 @@
 import CFFTW
+import CSupport
 
 #if canImport(Glibc)
   import Glibc
@@ -75,14 +76,8 @@ func forEachFrame(of y: [Float], nFFT: Int, hop: Int, _ body: (Int, UnsafePointe
     let w = window.baseAddress!
     for t in 0...(n / hop) {
       let start = t * hop - half
-      if start >= 0 && start + nFFT <= n && nFFT % 4 == 0 {
-        let frame = yb.baseAddress! + start
-        var i = 0
-        while i < nFFT {
-          let product = widen(loadF4(frame + i)) * UnsafeRawPointer(w + i).loadUnaligned(as: D4.self)
-          UnsafeMutableRawPointer(input + i).storeBytes(of: product, as: D4.self)
-          i += 4
-        }
+      if start >= 0 && start + nFFT <= n {
+        sertrain_window_frame(yb.baseAddress! + start, w, input, nFFT)
       } else {
         for i in 0..<nFFT {
           let j = start + i

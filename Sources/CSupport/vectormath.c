@@ -207,3 +207,17 @@ void sertrain_power_strided(const double *spectrum, long bins, float *power, lon
     power[k * stride] = re * re + im * im;
   }
 }
+
+SERTRAIN_CLONES
+void sertrain_window_frame(const float *frame, const double *window, double *out, long count) {
+  long i = 0;
+  for (; i + 8 <= count; i += 8) {
+    f8 x;
+    d8 w;
+    __builtin_memcpy(&x, frame + i, sizeof x);
+    __builtin_memcpy(&w, window + i, sizeof w);
+    d8 product = __builtin_convertvector(x, d8) * w;
+    __builtin_memcpy(out + i, &product, sizeof product);
+  }
+  for (; i < count; i++) out[i] = (double)frame[i] * window[i];
+}

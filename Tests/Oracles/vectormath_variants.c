@@ -1,12 +1,13 @@
 // Runs the vector math of Sources/CSupport/vectormath.c over 2 million awkward inputs, 200 vocoder steps and 500
-// power spectra, and prints one hash of every output bit. VectorMathTests compiles it once per instruction set
-// and expects the same hash from each: the AVX-512, AVX2 and baseline variants that one binary carries must agree
-// to the bit.
+// windowed frames and power spectra, and prints one hash of every output bit. VectorMathTests compiles it once
+// per instruction set and expects the same hash from each: the AVX-512, AVX2 and baseline variants that one
+// binary carries must agree to the bit.
 #include <stdio.h>
 #include <stdlib.h>
 #include <stdint.h>
 void sertrain_magnitude_angle(const float *re, const float *im, float *magnitude, float *angle, long count);
 void sertrain_cos_sin(const float *angles, float *cos_out, float *sin_out, long count);
+void sertrain_window_frame(const float *frame, const double *window, double *out, long count);
 void sertrain_power_strided(const double *spectrum, long bins, float *power, long stride);
 void sertrain_vocoder_step(
     const float *magnitude_a, const float *magnitude_b, const float *angle_a, const float *angle_b,
@@ -40,6 +41,7 @@ int main(int argc, char **argv) {
   float *power = malloc(4 * bins * sizeof(float));
   for (long t = 0; t < 500; t++) {
     for (long k = 0; k < 2 * bins; k++) spectrum[k] = (double)a[(t * 131 + k) % n] * 1e3 + b[(t * 37 + k) % n];
+    sertrain_window_frame(b + t * 97, spectrum, spectrum, 2 * bins - 3);
     sertrain_power_strided(spectrum, bins, power + (t & 3), 4);
     for (long k = 0; k < bins; k++) h = (h ^ *(uint32_t*)&power[4 * k + (t & 3)]) * 1099511628211ULL;
   }

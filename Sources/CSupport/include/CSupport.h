@@ -53,3 +53,6 @@ void sertrain_vocoder_step(
 /// `|z|^2` of `bins` complex numbers given in double (interleaved), each rounded to complex64 first and squared in
 /// float32 (librosa's power spectrum of its complex64 STFT), stored `stride` floats apart.
 void sertrain_power_strided(const double *spectrum, long bins, float *power, long stride);
+
+/// `out[i] = frame[i] * window[i]` in double (librosa's window times a float32 frame).
+void sertrain_window_frame(const float *frame, const double *window, double *out, long count);
