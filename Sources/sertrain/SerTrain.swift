@@ -55,18 +55,20 @@ struct SerTrain: ParsableCommand {
 /// come from the heap (up to 32 MiB) and the heap is trimmed only above 256 MiB free.
 func keepFreedMemory() { sertrain_keep_freed_memory(32 << 20, 256 << 20) }
 
-/// Re-executes this process with `OPENBLAS_CORETYPE` set when OpenBLAS misdetected the CPU (see
-/// `preferredBLASCoreType`); OpenBLAS reads it only when it loads, hence the exec, which keeps the PID, the
-/// arguments and the environment (mpirun's included). Nothing has started yet: MPI is initialised later.
+/// Re-executes this process with OpenBLAS's environment completed (`preferredBLASEnvironment`: the kernels for
+/// what the CPU runs, idle workers that sleep at once); OpenBLAS reads it only when it loads, hence the exec, which
+/// keeps the PID, the arguments and the environment (mpirun's included). Nothing has started yet: MPI is
+/// initialised later. The exec'd process finds the environment complete and carries on.
 func useFasterBLASKernels() {
-  guard let core = preferredBLASCoreType(environment: environment()) else { return }
-  setenv("OPENBLAS_CORETYPE", core, 1)
+  let changes = preferredBLASEnvironment(environment: environment())
+  guard !changes.isEmpty else { return }
+  for (name, value) in changes { setenv(name, value, 1) }
   // The resolved path, not /proc/self/exe itself: the process keeps its name ("sertrain", not "exe") for ps,
   // pkill and the batch scripts.
   var path = [CChar](repeating: 0, count: Int(PATH_MAX) + 1)
   let length = readlink("/proc/self/exe", &path, Int(PATH_MAX))
   execv(length > 0 ? String(cString: path) : "/proc/self/exe", CommandLine.unsafeArgv)
-  unsetenv("OPENBLAS_CORETYPE")  // exec failed: carry on with the detected kernels
+  for name in changes.keys { unsetenv(name) }  // exec failed: carry on as OpenBLAS loaded
 }
 
 /// Runs `body` with this job's communicator (MPI under a launcher, else one process). An error is printed with
