@@ -101,7 +101,7 @@ final class RealFourier: @unchecked Sendable {
   init() { pthread_mutex_init(&mutex, nil) }
 
   /// Runs `body` holding the planner's lock.
-  func lock<T>(_ body: () -> T) -> T {
+  private func lock<T>(_ body: () -> T) -> T {
     pthread_mutex_lock(&mutex)
     defer { pthread_mutex_unlock(&mutex) }
     return body()

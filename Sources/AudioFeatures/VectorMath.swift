@@ -21,7 +21,6 @@ typealias F8 = SIMD8<Float>
 }
 
 /// Lane-wise square roots in packed instructions (Swift's `squareRoot()` on a SIMD vector calls `sqrt` per lane).
-@inline(__always) func squareRoot(_ v: D4) -> D4 { sertrain_sqrt_double4(v) }
 @inline(__always) func squareRoot(_ v: F8) -> F8 { sertrain_sqrt_float8(v) }
 
 /// Float lanes to double (exact), and double lanes rounded to float.

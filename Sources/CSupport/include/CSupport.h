@@ -21,15 +21,10 @@ int sertrain_stop_requested(void);
 /// Clears the request (tests).
 void sertrain_clear_stop_request(void);
 
-// Lane-wise square roots for Swift's SIMD4<Double> and SIMD8<Float>: Swift's `squareRoot()` on SIMD vectors goes
-// lane by lane through the C library's `sqrt` (for errno), which also stops the code around it from staying in
-// vector registers; these are one packed instruction per register.
-typedef double sertrain_double4 __attribute__((ext_vector_type(4)));
+// Lane-wise square roots for Swift's SIMD8<Float>: Swift's `squareRoot()` on SIMD vectors goes lane by lane
+// through the C library's `sqrtf` (for errno), which also stops the code around it from staying in vector
+// registers; this is one packed instruction per register.
 typedef float sertrain_float8 __attribute__((ext_vector_type(8)));
-
-static inline __attribute__((always_inline)) sertrain_double4 sertrain_sqrt_double4(sertrain_double4 x) {
-  return __builtin_elementwise_sqrt(x);
-}
 
 static inline __attribute__((always_inline)) sertrain_float8 sertrain_sqrt_float8(sertrain_float8 x) {
   return __builtin_elementwise_sqrt(x);
