@@ -34,7 +34,9 @@ int sertrain_cpu_has_avx2_fma(void) {
 #endif
 }
 
+#if defined(__GLIBC__)
 #include <malloc.h>
+#endif
 #include <signal.h>
 #include <string.h>
 
@@ -57,6 +59,11 @@ int sertrain_stop_requested(void) { return stop_signal; }
 void sertrain_clear_stop_request(void) { stop_signal = 0; }
 
 void sertrain_keep_freed_memory(int mmap_threshold, int trim_threshold) {
+#if defined(__GLIBC__)
   mallopt(M_MMAP_THRESHOLD, mmap_threshold);
   mallopt(M_TRIM_THRESHOLD, trim_threshold);
+#else
+  (void)mmap_threshold;
+  (void)trim_threshold;
+#endif
 }
