@@ -95,17 +95,17 @@ public final class FeatureExtractor: Sendable {
     var zcr = [Double](repeating: 0, count: frames)
     var rms = [Float](repeating: 0, count: frames)
     y.withUnsafeBufferPointer { yb in
-      if nFFT % hop == 0 && half % hop == 0 && hop % 4 == 0 {
+      if nFFT % hop == 0 && half % hop == 0 {
         zcrAndRMSByBlocks(yb, zcr: &zcr, rms: &rms)
       } else {
         zcrAndRMSByFrames(yb, zcr: &zcr, rms: &rms)
       }
     }
     // The power of the spectrum rounded to complex64, in float32 (librosa's `np.abs(S)**2` bar an ulp; in C, as the
-    // vocoder's vector math), frame by frame into a block of four frames interleaved by bin; each full block (and the last) goes straight into
-    // Mel [nMels][frames] = basis [nMels][bins] · power, over each filter's nonzero bins only (a triangle spans a
-    // few bins: 2 k products per frame instead of 131 k), four frames per vector. Each value is summed over its
-    // bins in ascending order.
+    // vocoder's vector math), frame by frame into a block of four frames interleaved by bin. Each full block (and
+    // the last) goes straight into Mel [nMels][frames] = basis [nMels][bins] · power, over each filter's nonzero
+    // bins only (a triangle spans a few bins: 2 k products per frame instead of 131 k), four frames per vector.
+    // Each value is summed over its bins in ascending order.
     let m = settings.nMels
     var mel = [Float](repeating: 0, count: m * frames)
     var kept = keepSpectrum ? Spectrum(frames: frames, nFFT: nFFT, hop: hop) : nil
@@ -217,8 +217,9 @@ extension FeatureExtractor {
   }
 
   /// The same from blocks of `hop` samples, when frames are whole blocks (the seed's 2048/512): each block's
-  /// sign changes and squares once, and a frame adds its four blocks' (the changes exactly; the squares in double,
-  /// so the float RMS matches the frame-by-frame sum bar a tie). Sign flags and changes four samples at a time.
+  /// sign changes and squares once, and a frame adds its `nFFT / hop` blocks' (the changes exactly; the squares in
+  /// double, so the float RMS matches the frame-by-frame sum bar a tie). Sign flags and changes four samples at a
+  /// time.
   func zcrAndRMSByBlocks(_ yb: UnsafeBufferPointer<Float>, zcr: inout [Double], rms: inout [Float]) {
     let (n, y) = (yb.count, yb.baseAddress!)
     let (hop, half) = (settings.hopLength, nFFT / 2)

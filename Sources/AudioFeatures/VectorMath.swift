@@ -5,8 +5,9 @@ import CSupport
 /// is accurate to about 1e-13 relative, so the float result is the correctly rounded one except when the exact
 /// value lies within that distance of a rounding boundary; glibc's float functions, which this replaces, are
 /// correctly rounded in the same cases (they are within an ulp), so the vocoder's float32 phase accumulator sees
-/// the same values bar a rare ulp. Those two run in C, where one binary can carry AVX-512, AVX2 and baseline
-/// versions; the rest is Swift SIMD on four lanes of double or eight of float (SSE2 on any x86-64).
+/// the same values bar a rare ulp. Those, the vocoder step built on them, the STFT's window and the power spectrum
+/// run in C (`CSupport/vectormath.c`), where one binary can carry AVX-512, AVX2 and baseline versions; the rest is
+/// Swift SIMD on four lanes of double or eight of float (SSE2 on any x86-64).
 typealias D4 = SIMD4<Double>
 typealias F4 = SIMD4<Float>
 typealias F8 = SIMD8<Float>
@@ -38,7 +39,8 @@ func magnitudeAndAngle(
 }
 
 /// `cos` and `sin` of `count` float angles of magnitude below 1.6e6 (2^20 quarter turns; the vocoder's reach 2e5).
-/// In C, as `magnitudeAndAngle`.
+/// In C, as `magnitudeAndAngle`; the vocoder step inlines the same code, and this entry point is what the tests hold
+/// to the C library.
 func cosSin(
   _ angles: UnsafePointer<Float>, cos: UnsafeMutablePointer<Float>, sin: UnsafeMutablePointer<Float>, count: Int
 ) {

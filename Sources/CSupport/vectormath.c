@@ -1,7 +1,8 @@
-// The phase vocoder's float32 hypot, atan2, cos and sin, evaluated in double and rounded to float once (see
-// VectorMath.swift in AudioFeatures for why, and for the tests). Eight lanes per step; each function is compiled
-// for AVX-512, AVX2 and baseline x86-64 and the loader picks one for the CPU (target_clones). Every variant does
-// the same IEEE operations in the same order (no contraction into fused multiply-adds), so all give the same bits.
+// The audio front end's vector kernels: the phase vocoder's float32 hypot, atan2, cos and sin, evaluated in double
+// and rounded to float once (see VectorMath.swift in AudioFeatures for why, and for the tests), the vocoder step
+// built on them, the STFT's window and the power spectrum. Eight lanes per step; each function is compiled for
+// AVX-512, AVX2 and baseline x86-64 and the loader picks one for the CPU (target_clones). Every variant does the
+// same IEEE operations in the same order (no contraction into fused multiply-adds), so all give the same bits.
 #include "CSupport.h"
 
 #pragma clang fp contract(off)
@@ -97,13 +98,21 @@ ALWAYS_INLINE void cos_sin_8(const d8 *px, d8 *cos_out, d8 *sin_out) {
   *sin_out = SELECT8(sin_negative, -sin_abs, sin_abs);
 }
 
-ALWAYS_INLINE void load8(const float *p, long count, d8 *out) {
+/// Eight floats from `p`, or the first `count` of them and zeros when fewer than eight remain.
+ALWAYS_INLINE void load8f(const float *p, long count, f8 *out) {
   f8 v = (f8)0;
   if (count >= 8) {
     __builtin_memcpy(&v, p, sizeof v);
   } else {
     for (long j = 0; j < count; j++) v[j] = p[j];
   }
+  *out = v;
+}
+
+/// The same, widened to double.
+ALWAYS_INLINE void load8(const float *p, long count, d8 *out) {
+  f8 v;
+  load8f(p, count, &v);
   *out = __builtin_convertvector(v, d8);
 }
 
@@ -179,9 +188,9 @@ void sertrain_vocoder_step(
       for (long j = 0; j < 2 * n; j++) column[2 * k + j] = j < 8 ? lo[j] : hi[j - 8];
     }
     // The phase advance: the angle difference in float32, then double; np.round is to nearest, ties to even.
-    f8 fa = (f8)0, fb = (f8)0;
-    __builtin_memcpy(&fa, angle_a + k, (n >= 8 ? 8 : n) * sizeof(float));
-    __builtin_memcpy(&fb, angle_b + k, (n >= 8 ? 8 : n) * sizeof(float));
+    f8 fa, fb;
+    load8f(angle_a + k, n, &fa);
+    load8f(angle_b + k, n, &fb);
     load8d(advance + k, n, &adv);
     d8 dphase = __builtin_convertvector(fb - fa, d8) - adv;
     dphase -= two_pi * ((dphase / two_pi + magic) - magic);
