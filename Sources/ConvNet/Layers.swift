@@ -1,4 +1,5 @@
 import COpenBLAS
+import CSupport
 
 #if canImport(Glibc)
   import Glibc
@@ -58,8 +59,21 @@ final class Conv1DLayer: Layer {
   /// (`outputMap`), so the output holds the raw GEMM result and this layer makes no pass over it, and in backward
   /// it applies the ReLU mask and writes the bias gradient (one sweep over the rows instead of two).
   var readByNorm = false
+  /// Set by the network when this is the first layer, over a one-channel input, and a BatchNorm and a MaxPool
+  /// follow: the BatchNorm computes this layer's output wherever it reads it and writes this layer's gradients
+  /// (`BatchNormLayer`, stem.c), and the network skips this layer and never stores its output.
+  var computedByNorm = false
   /// The bias and ReLU that turn the GEMM result into this layer's output.
   var outputMap: InputMap { InputMap(bias: bias, relu: relu) }
+
+  /// This layer over the input `x` (in `inputLayout`) and the `pool` after its BatchNorm, for stem.c.
+  func stem(input x: Tensor, pool: MaxPoolLayer) -> sertrain_stem {
+    precondition(cin == 1 && k <= Int(SERTRAIN_STEM_MAX_KERNEL) && x.layout == inputLayout, "\(plan.name): stem")
+    return sertrain_stem(
+      input: x.base, input_stride: x.layout.stride, length: length, kernel: Int32(k), channels: Int32(cout),
+      weight: weight, bias: bias, relu: relu ? 1 : 0, pool: Int32(pool.pool), pool_stride: Int32(pool.stride),
+      pool_pad_left: Int32(pool.padLeft), out_length: pool.plan.outputLength)
+  }
 
   init(plan: LayerPlan, variables: Variables) {
     self.plan = plan
@@ -251,6 +265,11 @@ struct InputMap {
 ///   read here adds its bias and applies its ReLU on the fly (`InputMap`), which saves a read and a write of the
 ///   largest tensors; backward's second sweep also applies its ReLU mask and sums its bias gradient.
 /// Every value is computed by the same operations in the same order as unfused, so results are bit-identical.
+/// - `stem`: the producer is the first layer and reads one channel (`Conv1DLayer.computedByNorm`). Its output,
+///   the largest tensor of a typical model, is not stored at all: the kernels in stem.c recompute it from the
+///   input in every sweep (k multiplies per value), do this layer's and the pool's work on it as above, and write
+///   the producer's kernel and bias gradients in backward's second sweep. Sums keep the same blocking; the kernel
+///   gradient is summed like them instead of by a GEMM.
 final class BatchNormLayer: Layer {
   let plan: LayerPlan
   let channels: Int
@@ -263,6 +282,8 @@ final class BatchNormLayer: Layer {
   var producer: Conv1DLayer?
   /// How the input is read: with the producing Conv1D's bias and ReLU applied on the fly.
   private var inputMap: InputMap { producer?.outputMap ?? .identity }
+  /// The producer's output is computed here from its input (see the type's comment); `x` is then that input.
+  private var isStem: Bool { producer?.computedByNorm == true }
   /// The last training forward's batch statistics, for backward.
   private var mean: [Float], invStd: [Float]
   /// The last forward's affine map `y = x*scale + shift`.
@@ -299,6 +320,15 @@ final class BatchNormLayer: Layer {
 
   /// Per-channel sums of `x` (or of `(x - center)²`) over every position of every sample.
   private func channelSums(_ x: Tensor, _ out: UnsafeMutablePointer<Double>, center: UnsafePointer<Float>?) {
+    if isStem {
+      let stem = producer!.stem(input: x, pool: pool!)
+      partSums(batch: x.batch, width: channels, into: out) { samples, part in
+        withUnsafePointer(to: stem) {
+          sertrain_stem_sums($0, Int32(samples.lowerBound), Int32(samples.upperBound), center, part)
+        }
+      }
+      return
+    }
     let c = channels
     let map = inputMap
     let c8 = c & ~7
@@ -332,6 +362,7 @@ final class BatchNormLayer: Layer {
   /// With a fused pool, `y` is the pool's output.
   func forward(_ x: Tensor, _ y: Tensor, _ ctx: StepContext) {
     let c = channels
+    if isStem { x.zeroPadding() }
     if ctx.training {
       sums.withUnsafeMutableBufferPointer { s in
         let p = s.baseAddress!
@@ -364,6 +395,16 @@ final class BatchNormLayer: Layer {
       shift.withUnsafeBufferPointer { hb in
         let (s, h) = (sb.baseAddress!, hb.baseAddress!)
         let map = inputMap
+        if let pool, isStem {
+          let stem = producer!.stem(input: x, pool: pool)
+          let stride = y.layout.stride * c
+          Parallel.forEach(x.batch) { _, samples in
+            withUnsafePointer(to: stem) {
+              sertrain_stem_pool($0, Int32(samples.lowerBound), Int32(samples.upperBound), s, h, y.row(0, 0), stride)
+            }
+          }
+          return
+        }
         if let pool {
           pool.pool(x, y, affine: (s, h), map: map)
           return
@@ -395,7 +436,7 @@ final class BatchNormLayer: Layer {
     let map = inputMap
     let c = channels
     let c8 = c & ~7
-    precondition(pool == nil || dx != nil, "\(plan.name): a fused pool needs the input gradient")
+    precondition(pool == nil || dx != nil || isStem, "\(plan.name): a fused pool needs the input gradient")
     let m = UnsafeMutablePointer<Float>.allocate(capacity: 7 * c)
     defer { m.deallocate() }
     let inv = m + c
@@ -407,32 +448,48 @@ final class BatchNormLayer: Layer {
     let routes = UnsafeMutablePointer<MaxPoolLayer.Route>.allocate(capacity: Parallel.parts(x.batch))
     routes.initialize(repeating: MaxPoolLayer.Route(), count: Parallel.parts(x.batch))
     defer { routes.deallocate() }
+    let stem = isStem ? producer!.stem(input: x, pool: pool!) : nil
+    var stemGradient = sertrain_stem_gradient(
+      output: y.row(0, 0), output_gradient: dy.row(0, 0), output_stride: y.layout.stride * c,
+      output_gradient_stride: dy.layout.stride * c, scale: s, shift: h, mean: m, inv_std: inv, a1: nil, a2: nil,
+      gamma_inv_std: nil)
     sums.withUnsafeMutableBufferPointer { sb in
       let total = sb.baseAddress!
-      sweepSums(batch: x.batch, length: x.length, width: 2 * c, into: total) { part, b, t, acc in
-        let g: UnsafeMutablePointer<Float>
-        if let pool, let pooled {
-          pool.route(
-            &routes[part], b, through: t, x: x, out: y, dy: dy, dx: pooled,
-            affine: (UnsafePointer(s), UnsafePointer(h)),
-            map: map)
-          g = pooled.row(b, t)
-        } else {
-          g = dy.row(b, t)
+      if let stem {
+        let sweep = stemGradient
+        partSums(batch: x.batch, width: 2 * c, into: total) { samples, part in
+          withUnsafePointer(to: stem) { st in
+            withUnsafePointer(to: sweep) {
+              sertrain_stem_backward(st, Int32(samples.lowerBound), Int32(samples.upperBound), $0, part)
+            }
+          }
         }
-        let xr = x.row(b, t)
-        let (s1, s2) = (acc, acc + c)
-        var i = 0
-        while i < c8 {
-          let gv = load8(g + i)
-          store8(load8(s1 + i) + gv, s1 + i)
-          store8(load8(s2 + i) + gv * ((map.apply8(load8(xr + i), i) - load8(m + i)) * load8(inv + i)), s2 + i)
-          i &+= 8
-        }
-        while i < c {
-          s1[i] += g[i]
-          s2[i] += g[i] * ((map.apply(xr[i], i) - m[i]) * inv[i])
-          i &+= 1
+      } else {
+        sweepSums(batch: x.batch, length: x.length, width: 2 * c, into: total) { part, b, t, acc in
+          let g: UnsafeMutablePointer<Float>
+          if let pool, let pooled {
+            pool.route(
+              &routes[part], b, through: t, x: x, out: y, dy: dy, dx: pooled,
+              affine: (UnsafePointer(s), UnsafePointer(h)),
+              map: map)
+            g = pooled.row(b, t)
+          } else {
+            g = dy.row(b, t)
+          }
+          let xr = x.row(b, t)
+          let (s1, s2) = (acc, acc + c)
+          var i = 0
+          while i < c8 {
+            let gv = load8(g + i)
+            store8(load8(s1 + i) + gv, s1 + i)
+            store8(load8(s2 + i) + gv * ((map.apply8(load8(xr + i), i) - load8(m + i)) * load8(inv + i)), s2 + i)
+            i &+= 8
+          }
+          while i < c {
+            s1[i] += g[i]
+            s2[i] += g[i] * ((map.apply(xr[i], i) - m[i]) * inv[i])
+            i &+= 1
+          }
         }
       }
       // This rank's share of dgamma and dbeta (the gradient allreduce sums the shares); the input gradient
@@ -447,6 +504,27 @@ final class BatchNormLayer: Layer {
       a1[i] = Float(sums[i] / count)
       a2[i] = Float(sums[c + i] / count)
       sc[i] = gamma[i] * invStd[i]
+    }
+    if let producer, let stem {
+      // The second sweep: the producer's kernel gradient (tap by tap) and bias gradient.
+      let k = producer.k
+      stemGradient.a1 = UnsafePointer(a1)
+      stemGradient.a2 = UnsafePointer(a2)
+      stemGradient.gamma_inv_std = UnsafePointer(sc)
+      withUnsafeTemporaryAllocation(of: Double.self, capacity: (k + 1) * c) { out in
+        let o = out.baseAddress!
+        let sweep = stemGradient
+        partSums(batch: x.batch, width: (k + 1) * c, into: o) { samples, part in
+          withUnsafePointer(to: stem) { st in
+            withUnsafePointer(to: sweep) {
+              sertrain_stem_backward(st, Int32(samples.lowerBound), Int32(samples.upperBound), $0, part)
+            }
+          }
+        }
+        for i in 0..<(k * c) { producer.dWeight[i] = Float(o[i]) }
+        for i in 0..<c { producer.dBias[i] = Float(o[k * c + i]) }
+      }
+      return
     }
     guard let dx else { return }
     let source = pooled ?? dy

@@ -1,3 +1,5 @@
+import CSupport
+
 #if canImport(Glibc)
   import Glibc
 #endif
@@ -109,6 +111,18 @@ public final class Network {
 
   /// Layers whose work a BatchNorm before them does (`BatchNormLayer.pool`): skipped in both passes.
   private var fusedIntoPrevious = Set<Int>()
+  /// Layers whose work the BatchNorm after them does from their input (`Conv1DLayer.computedByNorm`): skipped in
+  /// both passes, their output never stored; the BatchNorm reads their input instead.
+  private var fusedIntoNext = Set<Int>()
+  /// Lets the first block of a model over one input channel run without storing its convolution's output
+  /// (on by default; tests turn it off to hold the two paths together).
+  nonisolated(unsafe) public static var fusesStem = true
+
+  /// Whether layer `i` runs (it is not fused into a neighbour).
+  private func runs(_ i: Int) -> Bool { !fusedIntoPrevious.contains(i) && !fusedIntoNext.contains(i) }
+
+  /// The activation layer `i` reads: its input, or the input of the layer fused into it from before.
+  private func inputIndex(_ i: Int) -> Int { fusedIntoNext.contains(i - 1) ? i - 1 : i }
 
   /// The activation layer `i` writes (and whose gradient it reads): its own output, or, when the next layer is
   /// fused into it, that layer's.
@@ -127,6 +141,12 @@ public final class Network {
       if i + 1 < layers.count, let pool = layers[i + 1] as? MaxPoolLayer {
         norm.pool = pool
         fusedIntoPrevious.insert(i + 1)
+        if Network.fusesStem, i == 1, let conv = norm.producer, conv.cin == 1,
+          conv.k <= Int(SERTRAIN_STEM_MAX_KERNEL)
+        {
+          conv.computedByNorm = true
+          fusedIntoNext.insert(0)
+        }
       }
     }
   }
@@ -171,8 +191,9 @@ public final class Network {
     var largestGradient = 0
     for i in 0...layers.count {
       let (_, channels) = shape(i)
-      // The input of a fused pool (the normalised tensor) is never stored, nor its gradient.
-      let stored = !fusedIntoPrevious.contains(i)
+      // The input of a fused pool (the normalised tensor) is never stored, nor its gradient, nor the output of
+      // a layer fused into the next.
+      let stored = !fusedIntoPrevious.contains(i) && !fusedIntoNext.contains(i - 1)
       activations.append(FloatBuffer(count: stored ? forwardLayouts[i].rows(batch: batch) * channels : 1))
       if i > 0 && stored {
         largestGradient = max(largestGradient, gradientLayouts[i].rows(batch: batch) * channels)
@@ -220,10 +241,10 @@ public final class Network {
     let width = inputWidth
     for b in 0..<batch { x0.row(b, 0).update(from: input + b * width, count: width) }
     let ctx = StepContext(training: training, dropoutSeed: dropoutSeed, reduce: training ? statisticsReducer : nil)
-    for (i, layer) in layers.enumerated() where !fusedIntoPrevious.contains(i) {
+    for (i, layer) in layers.enumerated() where runs(i) {
       let t0 = profile == nil ? 0 : monotonicNow()
       let out = outputIndex(i)
-      layer.forward(activation(i, batch: batch), activation(out, batch: batch), ctx)
+      layer.forward(activation(inputIndex(i), batch: batch), activation(out, batch: batch), ctx)
       if profile != nil { profile![layer.plan.name + " forward", default: 0] += monotonicNow() - t0 }
     }
     lastBatch = batch
@@ -275,13 +296,14 @@ public final class Network {
       for i in 0..<classes { g[i] = (probs[b * classes + i] - (i == y ? 1 : 0)) * scale }
     }
     let ctx = StepContext(training: true, dropoutSeed: lastDropoutSeed, reduce: statisticsReducer)
-    for i in stride(from: n - 1, through: 0, by: -1) where !fusedIntoPrevious.contains(i) {
+    for i in stride(from: n - 1, through: 0, by: -1) where runs(i) {
       let t0 = profile == nil ? 0 : monotonicNow()
       defer { if profile != nil { profile![layers[i].plan.name + " backward", default: 0] += monotonicNow() - t0 } }
       let out = outputIndex(i)
+      let input = inputIndex(i)
       layers[i].backward(
-        x: activation(i, batch: batch), y: activation(out, batch: batch), dy: gradient(out, batch: batch),
-        dx: i > 0 ? gradient(i, batch: batch) : nil, ctx)
+        x: activation(input, batch: batch), y: activation(out, batch: batch), dy: gradient(out, batch: batch),
+        dx: input > 0 ? gradient(input, batch: batch) : nil, ctx)
     }
   }
 

@@ -59,3 +59,20 @@ func sweepSums(
     }
   }
 }
+
+/// Per-channel sums that a kernel takes over whole parts: `body(samples, out)` writes the `width` sums of its
+/// part's samples into `out`; parts are combined in order, as in `sweepSums`. Writes the `width` sums to `out`.
+func partSums(
+  batch: Int, width: Int, into out: UnsafeMutablePointer<Double>,
+  _ body: (_ samples: Range<Int>, _ out: UnsafeMutablePointer<Double>) -> Void
+) {
+  let parts = Parallel.parts(batch)
+  withPartScratch(parts, width, Double.self) { totals in
+    Parallel.forEach(batch) { part, samples in body(samples, totals + part * width) }
+    for i in 0..<width {
+      var sum = 0.0
+      for part in 0..<parts { sum += totals[part * width + i] }
+      out[i] = sum
+    }
+  }
+}

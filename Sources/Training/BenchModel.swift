@@ -64,6 +64,15 @@ public struct ModelBenchSample: Codable, Sendable {
   public var sgemmPeak: Double?
   public var sgemmPeakBefore: Double?
   public var sgemmPeakAfter: Double?
+  /// The sgemm peak around each timed step: the mean of the measurements right before and right after it (the
+  /// machine's speed drifts within a run on shared hosts, so each step is held to its own neighbourhood).
+  public var stepSGEMMPeaks: [Double]?
+
+  /// Each step's rate against the peak measured around it, for `flops` per step (nil without those peaks).
+  public func stepPeakShares(flopsPerStep flops: Double) -> [Double]? {
+    guard let peaks = stepSGEMMPeaks, peaks.count == stepSeconds.count, !peaks.isEmpty else { return nil }
+    return zip(stepSeconds, peaks).map { flops / $0 / 1e9 / $1 }
+  }
 
   enum CodingKeys: String, CodingKey {
     case stepSeconds = "step_seconds"
@@ -73,6 +82,7 @@ public struct ModelBenchSample: Codable, Sendable {
     case sgemmPeak = "sgemm_peak_gflops"
     case sgemmPeakBefore = "sgemm_peak_before_gflops"
     case sgemmPeakAfter = "sgemm_peak_after_gflops"
+    case stepSGEMMPeaks = "step_sgemm_peaks_gflops"
   }
 
   public func json() -> String {
@@ -90,7 +100,9 @@ public func benchmarkTraining(
   spec: ModelSpec, classes: Int = 7, batch: Int, steps: Int, warmup: Int, predictBatches: Int, profile: Bool = false
 ) throws -> ModelBenchSample {
   let peak = measureSGEMMPeak()
-  // The model lives in this closure, so that it is freed before the second sgemm measurement.
+  var stepPeaks: [Double]?
+  var trainingRSS: Double?
+  // The model lives in this closure, so that it is freed before the last sgemm measurement.
   let (times, predictRate) = try { () throws -> ([Double], Double) in
     let network = try Network(spec: spec, classes: classes, seed: 1)
     let adam = Adam(count: network.parameters.count)
@@ -98,6 +110,8 @@ public func benchmarkTraining(
     let x = (0..<(batch * network.inputWidth)).map { _ in Float(rng.normal()) }
     let labels = (0..<batch).map { _ in Int32(rng.next() % UInt64(classes)) }
     var times: [Double] = []
+    // The rate of a square sgemm after every timed step (and after the warmup, for the first one).
+    var peaks: [Double] = []
     for step in 0..<(warmup + steps) {
       let t0 = monotonicSeconds()
       x.withUnsafeBufferPointer { _ = network.forward($0.baseAddress!, batch: batch, training: true) }
@@ -107,7 +121,12 @@ public func benchmarkTraining(
       }
       adam.update(network.parameters, network.gradients)
       if step >= warmup { times.append(monotonicSeconds() - t0) }
+      if step + 1 == warmup { trainingRSS = residentHighWaterMegabytes() }
+      if step + 1 >= warmup && !profile { peaks.append(measureSGEMMPeak(repeats: 2)) }
       if profile && step + 1 == warmup { network.profile = [:] }
+    }
+    if peaks.count == steps + 1 {
+      stepPeaks = (0..<steps).map { (peaks[$0] + peaks[$0 + 1]) / 2 }
     }
     if let p = network.profile {
       // The GEMM layers' rate against this process's sgemm peak: how close OpenBLAS gets on each layer's shapes.
@@ -141,9 +160,22 @@ public func benchmarkTraining(
   let peakAfter = measureSGEMMPeak()
   var usage = rusage()
   getrusage(RUSAGE_SELF.rawValue, &usage)
+  // The peak RSS of the training itself when known: the sgemm measurements between the steps hold three
+  // 64 MB matrices beside the model.
   return ModelBenchSample(
-    stepSeconds: times, predictSamplesPerSecond: predictRate, peakMegabytes: Double(usage.ru_maxrss) / 1024,
-    blasCore: blasCoreName, sgemmPeak: (peak + peakAfter) / 2, sgemmPeakBefore: peak, sgemmPeakAfter: peakAfter)
+    stepSeconds: times, predictSamplesPerSecond: predictRate,
+    peakMegabytes: trainingRSS ?? Double(usage.ru_maxrss) / 1024, blasCore: blasCoreName,
+    sgemmPeak: (peak + peakAfter) / 2, sgemmPeakBefore: peak, sgemmPeakAfter: peakAfter, stepSGEMMPeaks: stepPeaks)
+}
+
+/// This process's peak resident set so far (`VmHWM`), in MB, or nil where /proc does not say.
+func residentHighWaterMegabytes() -> Double? {
+  guard let status = try? String(contentsOfFile: "/proc/self/status", encoding: .utf8) else { return nil }
+  for line in status.split(separator: "\n") where line.hasPrefix("VmHWM:") {
+    let fields = line.split(separator: " ")
+    if fields.count >= 2, let kilobytes = Double(fields[1]) { return kilobytes / 1024 }
+  }
+  return nil
 }
 
 /// The peer: Keras 3 on TensorFlow CPU, the same model, `train_on_batch` at the same batch on random data, then

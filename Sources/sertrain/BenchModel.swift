@@ -86,8 +86,8 @@ struct BenchModelCommand: ParsableCommand {
             guard m.status == 0, let line = out.split(separator: "\n").last(where: { $0.hasPrefix("{") }) else {
               throw ChildError(message: "sertrain bench child exited \(m.status)")
             }
-            var s = try ModelBenchSample.parse(String(line))
-            s.peakMegabytes = m.maxRSSMegabytes
+            // The child reports its training's own peak RSS (see `benchmarkTraining`).
+            let s = try ModelBenchSample.parse(String(line))
             report(label, i, s, flops: flops, peak: s.sgemmPeak)
             ours[c].append(s)
           }
@@ -110,11 +110,17 @@ struct BenchModelCommand: ParsableCommand {
         let rate = Double(batchSize) / step
         let peak = median(ours[c].compactMap(\.sgemmPeak))
         let predict = median(ours[c].map(\.predictSamplesPerSecond))
+        let shares = ours[c].compactMap { $0.stepPeakShares(flopsPerStep: flops * Double(batchSize)) }.flatMap { $0 }
+        let share =
+          shares.isEmpty
+          ? "\(fixed(100 * rate * flops / 1e9 / peak, 1))% of its sgemm peak \(fixed(peak, 1)) GFLOP/s "
+            + "(before and after the steps, averaged)"
+          : "\(fixed(100 * median(shares), 1))% of its sgemm peak (median over the steps of each step's rate "
+            + "against the sgemm measured right before and after it; \(fixed(peak, 1)) GFLOP/s before and after "
+            + "all steps, averaged)"
         var line =
           "\(label) (\(ours[c].first?.blasCore ?? "?") kernels): median step \(fixed(step, 3)) s = "
-          + "\(fixed(rate, 2)) samples/s = \(fixed(rate * flops / 1e9, 1)) GFLOP/s = "
-          + "\(fixed(100 * rate * flops / 1e9 / peak, 1))% of its sgemm peak \(fixed(peak, 1)) GFLOP/s "
-          + "(before and after the steps, averaged); predict "
+          + "\(fixed(rate, 2)) samples/s = \(fixed(rate * flops / 1e9, 1)) GFLOP/s = \(share); predict "
           + "\(fixed(predict, 1)) samples/s; peak RSS \(fixed(ours[c].map(\.peakMegabytes).max()!, 0)) MB"
         if let peerRate, let peerPredict {
           line += "; vs keras: training \(fixed(rate / peerRate, 2))x, predict \(fixed(predict / peerPredict, 2))x"
@@ -132,9 +138,12 @@ struct BenchModelCommand: ParsableCommand {
 
   private func report(_ who: String, _ i: Int, _ s: ModelBenchSample, flops: Double, peak: Double?) {
     let rate = Double(batchSize) / median(s.stepSeconds)
+    let around = s.stepPeakShares(flopsPerStep: flops * Double(batchSize)).map {
+      "\(fixed(100 * median($0), 1))% of the sgemm peak around each step (\(s.stepSGEMMPeaks!.map { fixed($0, 0) }.joined(separator: ", ")) GFLOP/s); "
+    }
     let share =
       peak.map {
-        " (\(fixed(100 * rate * flops / 1e9 / $0, 1))% of sgemm peak \(fixed($0, 0)): "
+        " (\(around ?? "")\(fixed(100 * rate * flops / 1e9 / $0, 1))% of sgemm peak \(fixed($0, 0)): "
           + "\(fixed(s.sgemmPeakBefore ?? $0, 0)) before the steps, \(fixed(s.sgemmPeakAfter ?? $0, 0)) after)"
       } ?? ""
     print(

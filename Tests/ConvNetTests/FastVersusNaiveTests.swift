@@ -138,6 +138,53 @@ final class FastVersusNaiveTests: XCTestCase {
     for batch in [1, 4] { try check(spec, classes: 3, batch: batch, seed: 40 + UInt64(batch)) }
   }
 
+  /// The first block over one input channel runs without storing its convolution's output (stem.c): against the
+  /// same network with the layers unfused (GEMM convolution, stored output) on channel counts across the
+  /// 16-lane blocks, ReLU and linear convolutions, kernels 1 to 7, and pools whose strides are longer than
+  /// their windows (positions no window reaches); and against the naive reference.
+  func testStemAgainstUnfusedLayers() throws {
+    defer { Network.fusesStem = true }
+    let cases: [(channels: Int, kernel: Int, activation: Activation, pool: Int, strides: Int, length: Int)] = [
+      (37, 7, .relu, 5, 2, 29), (16, 1, .linear, 3, 2, 12), (5, 4, .relu, 2, 3, 17), (33, 5, .linear, 5, 2, 40),
+    ]
+    for (n, c) in cases.enumerated() {
+      let spec = ModelSpec(
+        name: "stem", inputLength: c.length, inputChannels: 1,
+        layers: [
+          .conv1D(c.channels, kernel: c.kernel, activation: c.activation), .batchNormalization(),
+          .maxPooling1D(c.pool, strides: c.strides), .conv1D(3, kernel: 3), .flatten(),
+          .dense(nil, activation: .softmax),
+        ])
+      let context = "stem \(c)"
+      try check(spec, classes: 3, batch: 5, seed: 70 + UInt64(n))
+      var runs: [(probs: [Float], inferred: [Float], gradients: [Float], state: [Float], bytes: Int)] = []
+      for fused in [true, false] {
+        Network.fusesStem = fused
+        let network = try Network(spec: spec, classes: 3, seed: 7)
+        var rng = TestRNG(seed: 8)
+        for i in 0..<c.channels { network.parameter("conv1/bias")![i] = 0.3 * rng.normal() }
+        let x = (0..<(5 * network.inputWidth)).map { _ in rng.normal() }
+        let labels: [Int32] = [0, 2, 1, 1, 0]
+        let probs = x.withUnsafeBufferPointer { Array(network.forward($0.baseAddress!, batch: 5, training: true)) }
+        labels.withUnsafeBufferPointer { network.backward(labels: $0, scale: 0.2) }
+        let inferred = x.withUnsafeBufferPointer {
+          Array(network.forward($0.baseAddress!, batch: 5, training: false))
+        }
+        let gradients = network.parameterLayout.views.flatMap { Array(network.gradient($0.name)!) }
+        let state = network.stateLayout.views.flatMap { Array(network.stateVariable($0.name)!) }
+        runs.append((probs, inferred, gradients, state, network.allocatedBytes))
+      }
+      let (fused, unfused) = (runs[0], runs[1])
+      assertClose(fused.probs, unfused.probs, rtol: 1e-5, atol: 1e-7, "training \(context)")
+      assertClose(fused.inferred, unfused.inferred, rtol: 1e-5, atol: 1e-7, "inference \(context)")
+      assertClose(fused.state, unfused.state, rtol: 1e-5, atol: 1e-7, "moving statistics \(context)")
+      let largest = unfused.gradients.map(abs).max()!
+      assertClose(fused.gradients, unfused.gradients, atol: 1e-5 * largest, "gradients \(context)")
+      // The convolution's output and its gradient are not allocated.
+      XCTAssertLessThan(fused.bytes, unfused.bytes - 4 * 5 * c.length * c.channels, context)
+    }
+  }
+
   func testBatchSizesChangeBetweenCalls() throws {
     let spec = oddSpec(length: 13, channels: [4, 3], kernels: [3, 3], pools: [3, 3], dense: 4)
     for batch in [4, 1, 6, 2] { try check(spec, classes: 3, batch: batch, seed: UInt64(batch)) }

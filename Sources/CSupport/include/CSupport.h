@@ -51,3 +51,48 @@ void sertrain_power_strided(const double *spectrum, long bins, float *power, lon
 
 /// `out[i] = frame[i] * window[i]` in double (librosa's window times a float32 frame).
 void sertrain_window_frame(const float *frame, const double *window, double *out, long count);
+
+// The first block of a ConvNet without its convolution's output (stem.c; `BatchNormLayer` in ConvNet uses them).
+
+/// The longest convolution kernel the stem kernels take.
+#define SERTRAIN_STEM_MAX_KERNEL 32
+
+/// A Conv1D over a one-channel input (padding `same`, bias, optional ReLU) and the MaxPooling1D (padding `same`)
+/// after its BatchNorm. Position `t` of sample `b` reads the padded input at `input + b*input_stride + t + j`
+/// for the taps `j < kernel`.
+typedef struct {
+  const float *input;
+  long input_stride;
+  long length;
+  int kernel;
+  int channels;
+  const float *weight;  // [kernel][channels]
+  const float *bias;    // [channels]
+  int relu;
+  int pool, pool_stride, pool_pad_left;
+  long out_length;
+} sertrain_stem;
+
+/// What the backward sweeps read: the pooled output and its gradient (row `p` of sample `b` at
+/// `b*output_stride + p*channels`, and `b*output_gradient_stride + p*channels`), the forward's affine map and batch statistics, and for the second sweep
+/// (`a1` not NULL) the coefficients of `dx = gamma_inv_std * (dy - a1 - x̂*a2)`.
+typedef struct {
+  const float *output, *output_gradient;
+  long output_stride, output_gradient_stride;
+  const float *scale, *shift, *mean, *inv_std;
+  const float *a1, *a2, *gamma_inv_std;
+} sertrain_stem_gradient;
+
+/// Per-channel sums over samples `b0 ..< b1` of the layer's output, or of its squared distance to `center`.
+void sertrain_stem_sums(const sertrain_stem *stem, int b0, int b1, const float *center, double *out);
+
+/// Pools `output * scale + shift` of samples `b0 ..< b1` into `output` (row `p` of sample `b` at
+/// `b*output_stride + p*channels`).
+void sertrain_stem_pool(const sertrain_stem *stem, int b0, int b1, const float *scale, const float *shift,
+                        float *output, long output_stride);
+
+/// Backward over samples `b0 ..< b1`: with `gradient->a1` NULL, writes `[Σdy, Σdy·x̂]` of the BatchNorm's input
+/// gradient per channel (`2*channels` values); otherwise the convolution's kernel gradient, tap by tap, then its
+/// bias gradient (`(kernel+1)*channels` values).
+void sertrain_stem_backward(const sertrain_stem *stem, int b0, int b1, const sertrain_stem_gradient *gradient,
+                            double *out);
