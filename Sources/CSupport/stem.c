@@ -27,8 +27,6 @@ typedef double d8 __attribute__((ext_vector_type(8)));
 #endif
 
 #define LANES 16
-/// How many output rows ahead the pooled rows are prefetched (a hint: rows past the end are not read).
-#define PREFETCH_ROWS 12
 #define SELECT(mask, a, b) ((f16)(((i16)(a) & (mask)) | ((i16)(b) & ~(mask))))
 
 /// `n <= 16` floats from `p` (the rest zero), and back. Vectors cross no function boundary (the baseline and AVX2
@@ -131,107 +129,177 @@ static inline __attribute__((always_inline)) void window(const sertrain_stem *s,
   *hi = start + s->pool < s->length ? start + s->pool : s->length;
 }
 
+// The pooled rows are a whole channel row apart (2 KB for 512 channels) in the 16-channel loops, too far for the
+// hardware prefetchers to follow across pages. So the loops go by tiles of positions, all channel blocks of a
+// tile before the next, and each tile first asks for the whole rows of the next (contiguous memory).
+
+/// Positions per tile.
+#define TILE 64
+
+/// Prefetches rows `first ..< end` (clipped to `rows`) of `channels` floats each from `base`.
+static inline __attribute__((always_inline)) void prefetch_rows(const float *base, long first, long end, long rows,
+                                                                int channels, int write) {
+  if (end > rows) end = rows;
+  for (const float *p = base + first * channels, *e = base + end * channels; p < e; p += 16) {
+    if (write) {
+      __builtin_prefetch(p, 1);
+    } else {
+      __builtin_prefetch(p, 0);
+    }
+  }
+}
+
 static inline __attribute__((always_inline)) void pool(const sertrain_stem *s, const int k, int b0, int b1,
                                                        const float *scale, const float *shift, float *output,
                                                        long output_stride) {
-  const long length = s->length;
-  f16 *z = aligned_alloc(64, (size_t)length * sizeof(f16));
-  for (int c0 = 0; c0 < s->channels; c0 += LANES) {
-    const int n = s->channels - c0 < LANES ? s->channels - c0 : LANES;
-    taps tp;
-    load_taps(s, c0, n, &tp);
-    f16 sc, sh;
-    LOAD_INTO(sc, scale + c0, n);
-    LOAD_INTO(sh, shift + c0, n);
-    for (int b = b0; b < b1; b++) {
-      const float *xp = s->input + (long)b * s->input_stride;
-      for (long t = 0; t < length; t++) {
-        f16 v;
-        conv_at(s, k, &tp, xp, t, &v);
-        z[t] = v * sc + sh;
-      }
-      float *y = output + (long)b * output_stride + c0;
-      for (long p = 0; p < s->out_length; p++) {
-        long lo, hi;
-        window(s, p, &lo, &hi);
-        __builtin_prefetch(y + (p + PREFETCH_ROWS) * s->channels, 1);
-        f16 best = z[lo];
-        for (long t = lo + 1; t < hi; t++) best = SELECT(z[t] > best, z[t], best);
-        STORE(best, y + p * s->channels, n);
+  const long length = s->length, rows = s->out_length;
+  const long tile_rows = TILE / s->pool_stride > 0 ? TILE / s->pool_stride : 1;
+  f16 *z = aligned_alloc(64, (size_t)(tile_rows * s->pool_stride + s->pool + 1) * sizeof(f16));
+  for (int b = b0; b < b1; b++) {
+    const float *xp = s->input + (long)b * s->input_stride;
+    float *y = output + (long)b * output_stride;
+    for (long p0 = 0; p0 < rows; p0 += tile_rows) {
+      const long p1 = p0 + tile_rows < rows ? p0 + tile_rows : rows;
+      prefetch_rows(y, p1, p1 + tile_rows, rows, s->channels, 1);
+      long zlo, zhi, unused;
+      window(s, p0, &zlo, &unused);
+      window(s, p1 - 1, &unused, &zhi);
+      for (int c0 = 0; c0 < s->channels; c0 += LANES) {
+        const int n = s->channels - c0 < LANES ? s->channels - c0 : LANES;
+        taps tp;
+        load_taps(s, c0, n, &tp);
+        f16 sc, sh;
+        LOAD_INTO(sc, scale + c0, n);
+        LOAD_INTO(sh, shift + c0, n);
+        for (long t = zlo; t < zhi; t++) {
+          f16 v;
+          conv_at(s, k, &tp, xp, t, &v);
+          z[t - zlo] = v * sc + sh;
+        }
+        for (long p = p0; p < p1; p++) {
+          long lo, hi;
+          window(s, p, &lo, &hi);
+          f16 best = z[lo - zlo];
+          for (long t = lo + 1; t < hi; t++) best = SELECT(z[t - zlo] > best, z[t - zlo], best);
+          STORE(best, y + p * s->channels + c0, n);
+        }
       }
     }
   }
   free(z);
 }
 
+/// Adds the float partial sums at `partial` to the double totals at `total` (16 lanes) and clears them.
+#define FLUSH_AT(partial, total)                                                         \
+  do {                                                                                   \
+    d8 lo_, hi_;                                                                         \
+    memcpy(&lo_, (total), sizeof(d8));                                                   \
+    memcpy(&hi_, (total) + 8, sizeof(d8));                                               \
+    FLUSH(partial, lo_, hi_);                                                            \
+    memcpy((total), &lo_, sizeof(d8));                                                   \
+    memcpy((total) + 8, &hi_, sizeof(d8));                                               \
+  } while (0)
+
 static inline __attribute__((always_inline)) void backward(const sertrain_stem *s, const int k, int b0, int b1,
                                                            const sertrain_stem_gradient *g, double *out) {
-  const long length = s->length;
+  const long length = s->length, rows = s->out_length;
   const int weights = g->a1 != NULL;
-  f16 *v = aligned_alloc(64, (size_t)length * sizeof(f16));
-  f16 *dz = aligned_alloc(64, (size_t)length * sizeof(f16));
-  for (int c0 = 0; c0 < s->channels; c0 += LANES) {
-    const int n = s->channels - c0 < LANES ? s->channels - c0 : LANES;
-    taps tp;
-    load_taps(s, c0, n, &tp);
-    f16 sc, sh, mean, inv, a1 = 0, a2 = 0, gs = 0;
-    LOAD_INTO(sc, g->scale + c0, n);
-    LOAD_INTO(sh, g->shift + c0, n);
-    LOAD_INTO(mean, g->mean + c0, n);
-    LOAD_INTO(inv, g->inv_std + c0, n);
-    if (weights) {
-      LOAD_INTO(a1, g->a1 + c0, n);
-      LOAD_INTO(a2, g->a2 + c0, n);
-      LOAD_INTO(gs, g->gamma_inv_std + c0, n);
-    }
-    // Sums: [Σdz, Σdz·x̂], or [dW tap 0 ..< k, dbias].
-    f16 partial[SERTRAIN_STEM_MAX_KERNEL + 1];
-    d8 lo[SERTRAIN_STEM_MAX_KERNEL + 1], hi[SERTRAIN_STEM_MAX_KERNEL + 1];
-    const int sums = weights ? k + 1 : 2;
-    for (int i = 0; i < sums; i++) partial[i] = 0, lo[i] = 0, hi[i] = 0;
-    for (int b = b0; b < b1; b++) {
-      const float *xp = s->input + (long)b * s->input_stride;
-      const float *y = g->output + (long)b * g->output_stride + c0;
-      const float *dy = g->output_gradient + (long)b * g->output_gradient_stride + c0;
-      for (long t = 0; t < length; t++) {
-        conv_at(s, k, &tp, xp, t, &v[t]);
-        dz[t] = 0;
-      }
-      // Each window's gradient to the first position whose normalised value equals the window's maximum.
-      for (long p = 0; p < s->out_length; p++) {
+  const int sums = weights ? k + 1 : 2;
+  const int blocks = (s->channels + LANES - 1) / LANES;
+  // Per channel block, carried from tile to tile: the float partial sums and double totals of [Σdz, Σdz·x̂], or
+  // of [dW tap 0 ..< k, dbias].
+  float *partials = aligned_alloc(64, (size_t)blocks * sums * sizeof(f16));
+  double *totals = aligned_alloc(64, (size_t)blocks * sums * 2 * sizeof(d8));
+  memset(partials, 0, (size_t)blocks * sums * sizeof(f16));
+  memset(totals, 0, (size_t)blocks * sums * 2 * sizeof(d8));
+  // The layer's output over a tile and the windows that reach it, and the tile's routed gradient.
+  f16 *v = aligned_alloc(64, (size_t)(TILE + 2 * s->pool + 2) * sizeof(f16));
+  f16 *dz = aligned_alloc(64, (size_t)TILE * sizeof(f16));
+  for (int b = b0; b < b1; b++) {
+    const float *xp = s->input + (long)b * s->input_stride;
+    const float *y = g->output + (long)b * g->output_stride;
+    const float *dy = g->output_gradient + (long)b * g->output_gradient_stride;
+    for (long t0 = 0; t0 < length; t0 += TILE) {
+      const long t1 = t0 + TILE < length ? t0 + TILE : length;
+      // The windows that reach positions t0 ..< t1: start < t1 and start + pool > t0, start = p*stride - pad.
+      const long from = t0 + s->pool_pad_left - s->pool + 1;
+      const long pf = from <= 0 ? 0 : (from + s->pool_stride - 1) / s->pool_stride;
+      long pl = (t1 - 1 + s->pool_pad_left) / s->pool_stride;
+      if (pl > rows - 1) pl = rows - 1;
+      long vlo = t0, vhi = t1, unused;
+      if (pf <= pl) {
         long wlo, whi;
-        window(s, p, &wlo, &whi);
-        // Rows are a whole channel row apart (2 KB for 512 channels), too far for the hardware prefetchers to
-        // follow across pages: ask for the rows a few windows ahead.
-        __builtin_prefetch(y + (p + PREFETCH_ROWS) * s->channels);
-        __builtin_prefetch(dy + (p + PREFETCH_ROWS) * s->channels);
-        f16 best, rem;
-        LOAD_INTO(best, y + p * s->channels, n);
-        LOAD_INTO(rem, dy + p * s->channels, n);
-        for (long t = wlo; t < whi; t++) {
-          i16 hit = (v[t] * sc + sh) == best;
-          dz[t] = dz[t] + SELECT(hit, rem, (f16)0);
-          rem = SELECT(hit, (f16)0, rem);
-        }
+        window(s, pf, &wlo, &unused);
+        window(s, pl, &unused, &whi);
+        if (wlo < vlo) vlo = wlo;
+        if (whi > vhi) vhi = whi;
       }
-      for (long t = 0; t < length; t++) {
-        const f16 xhat = (v[t] - mean) * inv;
-        if (!weights) {
-          partial[0] = partial[0] + dz[t];
-          partial[1] = partial[1] + dz[t] * xhat;
-        } else {
-          f16 d = gs * (dz[t] - a1 - xhat * a2);
-          if (s->relu) d = SELECT(v[t] <= 0, (f16)0, d);
-          for (int j = 0; j < k; j++) partial[j] = partial[j] + xp[t + j] * d;
-          partial[k] = partial[k] + d;
+      prefetch_rows(y, pl + 1, pl + 1 + TILE / s->pool_stride + 1, rows, s->channels, 0);
+      prefetch_rows(dy, pl + 1, pl + 1 + TILE / s->pool_stride + 1, rows, s->channels, 0);
+      for (int block = 0; block < blocks; block++) {
+        const int c0 = block * LANES;
+        const int n = s->channels - c0 < LANES ? s->channels - c0 : LANES;
+        taps tp;
+        load_taps(s, c0, n, &tp);
+        f16 sc, sh, mean, inv, a1 = 0, a2 = 0, gs = 0;
+        LOAD_INTO(sc, g->scale + c0, n);
+        LOAD_INTO(sh, g->shift + c0, n);
+        LOAD_INTO(mean, g->mean + c0, n);
+        LOAD_INTO(inv, g->inv_std + c0, n);
+        if (weights) {
+          LOAD_INTO(a1, g->a1 + c0, n);
+          LOAD_INTO(a2, g->a2 + c0, n);
+          LOAD_INTO(gs, g->gamma_inv_std + c0, n);
         }
-        if (is_flush(t, length)) {
-          for (int i = 0; i < sums; i++) FLUSH(partial[i], lo[i], hi[i]);
+        for (long t = vlo; t < vhi; t++) conv_at(s, k, &tp, xp, t, &v[t - vlo]);
+        for (long t = t0; t < t1; t++) dz[t - t0] = 0;
+        // Each window's gradient to the first position whose normalised value equals the window's maximum;
+        // the tile keeps what lands in it.
+        for (long p = pf; p <= pl; p++) {
+          long wlo, whi;
+          window(s, p, &wlo, &whi);
+          f16 best, rem;
+          LOAD_INTO(best, y + p * s->channels + c0, n);
+          LOAD_INTO(rem, dy + p * s->channels + c0, n);
+          for (long t = wlo; t < whi; t++) {
+            i16 hit = (v[t - vlo] * sc + sh) == best;
+            if (t >= t0 && t < t1) dz[t - t0] = dz[t - t0] + SELECT(hit, rem, (f16)0);
+            rem = SELECT(hit, (f16)0, rem);
+          }
         }
+        f16 partial[SERTRAIN_STEM_MAX_KERNEL + 1];
+        float *pb = partials + (long)block * sums * LANES;
+        double *tb = totals + (long)block * sums * LANES;
+        memcpy(partial, pb, (size_t)sums * sizeof(f16));
+        for (long t = t0; t < t1; t++) {
+          const f16 vt = v[t - vlo], dzt = dz[t - t0];
+          const f16 xhat = (vt - mean) * inv;
+          if (!weights) {
+            partial[0] = partial[0] + dzt;
+            partial[1] = partial[1] + dzt * xhat;
+          } else {
+            f16 d = gs * (dzt - a1 - xhat * a2);
+            if (s->relu) d = SELECT(vt <= 0, (f16)0, d);
+            for (int j = 0; j < k; j++) partial[j] = partial[j] + xp[t + j] * d;
+            partial[k] = partial[k] + d;
+          }
+          if (is_flush(t, length)) {
+            for (int i = 0; i < sums; i++) FLUSH_AT(partial[i], tb + (long)i * LANES);
+          }
+        }
+        memcpy(pb, partial, (size_t)sums * sizeof(f16));
       }
     }
-    for (int i = 0; i < sums; i++) STORE_TOTALS(lo[i], hi[i], out + (long)i * s->channels + c0, n);
   }
+  for (int block = 0; block < blocks; block++) {
+    const int c0 = block * LANES;
+    const int n = s->channels - c0 < LANES ? s->channels - c0 : LANES;
+    for (int i = 0; i < sums; i++) {
+      memcpy(out + (long)i * s->channels + c0, totals + ((long)block * sums + i) * LANES, (size_t)n * sizeof(double));
+    }
+  }
+  free(partials);
+  free(totals);
   free(v);
   free(dz);
 }

@@ -140,12 +140,15 @@ final class FastVersusNaiveTests: XCTestCase {
 
   /// The first block over one input channel runs without storing its convolution's output (stem.c): against the
   /// same network with the layers unfused (GEMM convolution, stored output) on channel counts across the
-  /// 16-lane blocks, ReLU and linear convolutions, kernels 1 to 7, and pools whose strides are longer than
-  /// their windows (positions no window reaches); and against the naive reference.
+  /// 16-lane blocks, ReLU and linear convolutions, kernels 1 to 7, pools whose strides are longer than their
+  /// windows (positions no window reaches), and lengths over several of the kernels' tiles; and against the naive
+  /// reference.
   func testStemAgainstUnfusedLayers() throws {
     defer { Network.fusesStem = true }
     let cases: [(channels: Int, kernel: Int, activation: Activation, pool: Int, strides: Int, length: Int)] = [
       (37, 7, .relu, 5, 2, 29), (16, 1, .linear, 3, 2, 12), (5, 4, .relu, 2, 3, 17), (33, 5, .linear, 5, 2, 40),
+      // Several tiles of 64 positions (stem.c), with windows across their edges.
+      (20, 5, .relu, 5, 2, 203), (17, 3, .relu, 2, 3, 150),
     ]
     for (n, c) in cases.enumerated() {
       let spec = ModelSpec(
