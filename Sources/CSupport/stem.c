@@ -8,64 +8,9 @@
 //
 // Channels go 16 at a time (a register on AVX-512); each function is compiled for AVX-512, AVX2 and baseline
 // x86-64 (target_clones) with no contraction into fused multiply-adds, so every variant gives the same bits.
-#include <stdlib.h>
-#include <string.h>
-
-#include "CSupport.h"
+#include "kernels.h"
 
 #pragma clang fp contract(off)
-
-typedef float f16 __attribute__((ext_vector_type(16)));
-typedef int i16 __attribute__((ext_vector_type(16)));
-typedef float f8 __attribute__((ext_vector_type(8)));
-typedef double d8 __attribute__((ext_vector_type(8)));
-
-#if defined(__x86_64__) && !defined(SERTRAIN_NO_TARGET_CLONES)
-#define SERTRAIN_CLONES __attribute__((target_clones("avx512f", "avx2", "default")))
-#else
-#define SERTRAIN_CLONES
-#endif
-
-#define LANES 16
-#define SELECT(mask, a, b) ((f16)(((i16)(a) & (mask)) | ((i16)(b) & ~(mask))))
-
-/// `n <= 16` floats from `p` (the rest zero), and back. Vectors cross no function boundary (the baseline and AVX2
-/// variants could not agree on how to pass 512-bit ones): helpers are macros or take pointers.
-/// Whole blocks (`n == 16`) take one vector load or store, the last partial block a copy.
-#define LOAD_INTO(v, p, n)                                 \
-  do {                                                     \
-    if ((n) == LANES) {                                    \
-      memcpy(&(v), (p), sizeof(f16));                      \
-    } else {                                               \
-      v = (f16)0;                                          \
-      memcpy(&(v), (p), (size_t)(n) * sizeof(float));      \
-    }                                                      \
-  } while (0)
-#define STORE(v, p, n)                                     \
-  do {                                                     \
-    if ((n) == LANES) {                                    \
-      memcpy((p), &(v), sizeof(f16));                      \
-    } else {                                               \
-      memcpy((p), &(v), (size_t)(n) * sizeof(float));      \
-    }                                                      \
-  } while (0)
-
-/// Adds the float partial sums to the double totals (two halves of eight) and clears them.
-#define FLUSH(partial, lo, hi)                                                                   \
-  do {                                                                                           \
-    lo += __builtin_convertvector(__builtin_shufflevector(partial, partial, 0, 1, 2, 3, 4, 5, 6, 7), d8); \
-    hi += __builtin_convertvector(                                                               \
-        __builtin_shufflevector(partial, partial, 8, 9, 10, 11, 12, 13, 14, 15), d8);             \
-    partial = 0;                                                                                 \
-  } while (0)
-
-#define STORE_TOTALS(lo, hi, out, n)            \
-  do {                                          \
-    double t_[LANES];                           \
-    memcpy(t_, &(lo), sizeof(d8));              \
-    memcpy(t_ + 8, &(hi), sizeof(d8));          \
-    memcpy((out), t_, (size_t)(n) * sizeof(double)); \
-  } while (0)
 
 /// The block's kernel taps, bias and per-channel vectors, loaded once (zero past the last channel).
 typedef struct {
@@ -89,9 +34,6 @@ static inline __attribute__((always_inline)) void conv_at(const sertrain_stem *s
   *out = u;
 }
 
-static inline __attribute__((always_inline)) int is_flush(long t, long length) {
-  return (t & 15) == 15 || t == length - 1;
-}
 
 static inline __attribute__((always_inline)) void sums(const sertrain_stem *s, const int k, int b0, int b1,
                                                        const float *center, double *out) {
@@ -124,30 +66,12 @@ static inline __attribute__((always_inline)) void sums(const sertrain_stem *s, c
 
 /// TensorFlow's `same` pooling window of output `p`, clipped to the input.
 static inline __attribute__((always_inline)) void window(const sertrain_stem *s, long p, long *lo, long *hi) {
-  long start = p * s->pool_stride - s->pool_pad_left;
-  *lo = start > 0 ? start : 0;
-  *hi = start + s->pool < s->length ? start + s->pool : s->length;
+  pool_window(p, s->pool, s->pool_stride, s->pool_pad_left, s->length, lo, hi);
 }
 
 // The pooled rows are a whole channel row apart (2 KB for 512 channels) in the 16-channel loops, too far for the
 // hardware prefetchers to follow across pages. So the loops go by tiles of positions, all channel blocks of a
 // tile before the next, and each tile first asks for the whole rows of the next (contiguous memory).
-
-/// Positions per tile.
-#define TILE 64
-
-/// Prefetches rows `first ..< end` (clipped to `rows`) of `channels` floats each from `base`.
-static inline __attribute__((always_inline)) void prefetch_rows(const float *base, long first, long end, long rows,
-                                                                int channels, int write) {
-  if (end > rows) end = rows;
-  for (const float *p = base + first * channels, *e = base + end * channels; p < e; p += 16) {
-    if (write) {
-      __builtin_prefetch(p, 1);
-    } else {
-      __builtin_prefetch(p, 0);
-    }
-  }
-}
 
 static inline __attribute__((always_inline)) void pool(const sertrain_stem *s, const int k, int b0, int b1,
                                                        const float *scale, const float *shift, float *output,
@@ -189,19 +113,9 @@ static inline __attribute__((always_inline)) void pool(const sertrain_stem *s, c
   free(z);
 }
 
-/// Adds the float partial sums at `partial` to the double totals at `total` (16 lanes) and clears them.
-#define FLUSH_AT(partial, total)                                                         \
-  do {                                                                                   \
-    d8 lo_, hi_;                                                                         \
-    memcpy(&lo_, (total), sizeof(d8));                                                   \
-    memcpy(&hi_, (total) + 8, sizeof(d8));                                               \
-    FLUSH(partial, lo_, hi_);                                                            \
-    memcpy((total), &lo_, sizeof(d8));                                                   \
-    memcpy((total) + 8, &hi_, sizeof(d8));                                               \
-  } while (0)
 
 static inline __attribute__((always_inline)) void backward(const sertrain_stem *s, const int k, int b0, int b1,
-                                                           const sertrain_stem_gradient *g, double *out) {
+                                                           const sertrain_norm_gradient *g, double *out) {
   const long length = s->length, rows = s->out_length;
   const int weights = g->a1 != NULL;
   const int sums = weights ? k + 1 : 2;
@@ -326,7 +240,7 @@ void sertrain_stem_pool(const sertrain_stem *s, int b0, int b1, const float *sca
 }
 
 SERTRAIN_CLONES
-void sertrain_stem_backward(const sertrain_stem *s, int b0, int b1, const sertrain_stem_gradient *g, double *out) {
+void sertrain_stem_backward(const sertrain_stem *s, int b0, int b1, const sertrain_norm_gradient *g, double *out) {
 #define BACKWARD(k) backward(s, k, b0, b1, g, out)
   BY_KERNEL(BACKWARD)
 }

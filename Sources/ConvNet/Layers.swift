@@ -284,6 +284,16 @@ final class BatchNormLayer: Layer {
   private var inputMap: InputMap { producer?.outputMap ?? .identity }
   /// The producer's output is computed here from its input (see the type's comment); `x` is then that input.
   private var isStem: Bool { producer?.computedByNorm == true }
+
+  /// This layer over the stored input `x` for batchnorm.c: read through `inputMap`, with the fused pool if any.
+  private func kernel(_ x: Tensor) -> sertrain_norm {
+    let map = inputMap
+    return sertrain_norm(
+      input: x.row(0, 0), input_stride: x.layout.stride * channels, length: x.length, channels: Int32(channels),
+      bias: map.bias.map { UnsafePointer($0) }, relu: map.relu ? 1 : 0, pool: Int32(pool?.pool ?? 1),
+      pool_stride: Int32(pool?.stride ?? 1), pool_pad_left: Int32(pool?.padLeft ?? 0),
+      out_length: pool?.plan.outputLength ?? x.length)
+  }
   /// The last training forward's batch statistics, for backward.
   private var mean: [Float], invStd: [Float]
   /// The last forward's affine map `y = x*scale + shift`.
@@ -329,32 +339,10 @@ final class BatchNormLayer: Layer {
       }
       return
     }
-    let c = channels
-    let map = inputMap
-    let c8 = c & ~7
-    sweepSums(batch: x.batch, length: x.length, width: c, into: out) { _, b, t, acc in
-      let r = x.row(b, t)
-      var i = 0
-      if let center {
-        while i < c8 {
-          let d = map.apply8(load8(r + i), i) - load8(center + i)
-          store8(load8(acc + i) + d * d, acc + i)
-          i &+= 8
-        }
-        while i < c {
-          let d = map.apply(r[i], i) - center[i]
-          acc[i] += d * d
-          i &+= 1
-        }
-      } else {
-        while i < c8 {
-          store8(load8(acc + i) + map.apply8(load8(r + i), i), acc + i)
-          i &+= 8
-        }
-        while i < c {
-          acc[i] += map.apply(r[i], i)
-          i &+= 1
-        }
+    let norm = kernel(x)
+    partSums(batch: x.batch, width: channels, into: out) { samples, part in
+      withUnsafePointer(to: norm) {
+        sertrain_norm_sums($0, Int32(samples.lowerBound), Int32(samples.upperBound), center, part)
       }
     }
   }
@@ -405,8 +393,14 @@ final class BatchNormLayer: Layer {
           }
           return
         }
-        if let pool {
-          pool.pool(x, y, affine: (s, h), map: map)
+        if pool != nil {
+          let norm = kernel(x)
+          let stride = y.layout.stride * c
+          Parallel.forEach(x.batch) { _, samples in
+            withUnsafePointer(to: norm) {
+              sertrain_norm_pool($0, Int32(samples.lowerBound), Int32(samples.upperBound), s, h, y.row(0, 0), stride)
+            }
+          }
           return
         }
         Parallel.forEach(x.batch) { _, samples in
@@ -431,7 +425,8 @@ final class BatchNormLayer: Layer {
   }
 
   /// `dx = gamma/σ · (dy - Σdy/N - x̂·Σ(dy·x̂)/N)`, `dgamma = Σ dy·x̂`, `dbeta = Σ dy`. With a fused pool, `y` and
-  /// `dy` are the pool's output and its gradient.
+  /// `dy` are the pool's output and its gradient, and the C kernels (stem.c, batchnorm.c) route that gradient
+  /// to the first position of each window equal to its maximum in both sweeps.
   func backward(x: Tensor, y: Tensor, dy: Tensor, dx: Tensor?, _ ctx: StepContext) {
     let map = inputMap
     let c = channels
@@ -442,40 +437,35 @@ final class BatchNormLayer: Layer {
     let inv = m + c
     let (a1, a2, sc, s, h) = (m + 2 * c, m + 3 * c, m + 4 * c, m + 5 * c, m + 6 * c)
     for i in 0..<c { (m[i], inv[i], s[i], h[i]) = (mean[i], invStd[i], scale[i], shift[i]) }
-    // The gradient of the normalised output, row by row: dy itself, or (fused) the pooled gradient routed into
-    // dx's rows, each final once every window that reaches it is done.
-    let pooled = pool == nil ? nil : dx
-    let routes = UnsafeMutablePointer<MaxPoolLayer.Route>.allocate(capacity: Parallel.parts(x.batch))
-    routes.initialize(repeating: MaxPoolLayer.Route(), count: Parallel.parts(x.batch))
-    defer { routes.deallocate() }
     let stem = isStem ? producer!.stem(input: x, pool: pool!) : nil
-    var stemGradient = sertrain_stem_gradient(
+    let norm = pool != nil && !isStem ? kernel(x) : nil
+    var gradient = sertrain_norm_gradient(
       output: y.row(0, 0), output_gradient: dy.row(0, 0), output_stride: y.layout.stride * c,
       output_gradient_stride: dy.layout.stride * c, scale: s, shift: h, mean: m, inv_std: inv, a1: nil, a2: nil,
       gamma_inv_std: nil)
-    sums.withUnsafeMutableBufferPointer { sb in
-      let total = sb.baseAddress!
-      if let stem {
-        let sweep = stemGradient
-        partSums(batch: x.batch, width: 2 * c, into: total) { samples, part in
-          withUnsafePointer(to: stem) { st in
-            withUnsafePointer(to: sweep) {
-              sertrain_stem_backward(st, Int32(samples.lowerBound), Int32(samples.upperBound), $0, part)
-            }
+    /// One sweep of the C kernels over the batch's parts, `width` sums each (the second sweep when `a1` is set).
+    func sweep(width: Int, into out: UnsafeMutablePointer<Double>) {
+      let g = gradient
+      let (dxBase, dxStride) = (dx?.row(0, 0), (dx?.layout.stride ?? 0) * c)
+      partSums(batch: x.batch, width: width, into: out) { samples, part in
+        let (lo, hi) = (Int32(samples.lowerBound), Int32(samples.upperBound))
+        withUnsafePointer(to: g) { gp in
+          if let stem {
+            withUnsafePointer(to: stem) { sertrain_stem_backward($0, lo, hi, gp, part) }
+          } else if let norm {
+            withUnsafePointer(to: norm) { sertrain_norm_backward($0, lo, hi, gp, dxBase, dxStride, part) }
           }
         }
+      }
+    }
+    let inC = stem != nil || norm != nil
+    sums.withUnsafeMutableBufferPointer { sb in
+      let total = sb.baseAddress!
+      if inC {
+        sweep(width: 2 * c, into: total)
       } else {
-        sweepSums(batch: x.batch, length: x.length, width: 2 * c, into: total) { part, b, t, acc in
-          let g: UnsafeMutablePointer<Float>
-          if let pool, let pooled {
-            pool.route(
-              &routes[part], b, through: t, x: x, out: y, dy: dy, dx: pooled,
-              affine: (UnsafePointer(s), UnsafePointer(h)),
-              map: map)
-            g = pooled.row(b, t)
-          } else {
-            g = dy.row(b, t)
-          }
+        sweepSums(batch: x.batch, length: x.length, width: 2 * c, into: total) { _, b, t, acc in
+          let g = dy.row(b, t)
           let xr = x.row(b, t)
           let (s1, s2) = (acc, acc + c)
           var i = 0
@@ -505,32 +495,26 @@ final class BatchNormLayer: Layer {
       a2[i] = Float(sums[c + i] / count)
       sc[i] = gamma[i] * invStd[i]
     }
-    if let producer, let stem {
-      // The second sweep: the producer's kernel gradient (tap by tap) and bias gradient.
-      let k = producer.k
-      stemGradient.a1 = UnsafePointer(a1)
-      stemGradient.a2 = UnsafePointer(a2)
-      stemGradient.gamma_inv_std = UnsafePointer(sc)
-      withUnsafeTemporaryAllocation(of: Double.self, capacity: (k + 1) * c) { out in
+    if inC {
+      // The second sweep: the input gradient (batchnorm.c) or the stem's kernel gradient, tap by tap (stem.c),
+      // then the producer's bias gradient.
+      gradient.a1 = UnsafePointer(a1)
+      gradient.a2 = UnsafePointer(a2)
+      gradient.gamma_inv_std = UnsafePointer(sc)
+      let taps = stem != nil ? producer!.k : 0
+      withUnsafeTemporaryAllocation(of: Double.self, capacity: (taps + 1) * c) { out in
         let o = out.baseAddress!
-        let sweep = stemGradient
-        partSums(batch: x.batch, width: (k + 1) * c, into: o) { samples, part in
-          withUnsafePointer(to: stem) { st in
-            withUnsafePointer(to: sweep) {
-              sertrain_stem_backward(st, Int32(samples.lowerBound), Int32(samples.upperBound), $0, part)
-            }
-          }
-        }
-        for i in 0..<(k * c) { producer.dWeight[i] = Float(o[i]) }
-        for i in 0..<c { producer.dBias[i] = Float(o[k * c + i]) }
+        sweep(width: (taps + 1) * c, into: o)
+        guard let producer else { return }
+        for i in 0..<(taps * c) { producer.dWeight[i] = Float(o[i]) }
+        for i in 0..<c { producer.dBias[i] = Float(o[taps * c + i]) }
       }
       return
     }
     guard let dx else { return }
-    let source = pooled ?? dy
     @inline(__always) func normalise(_ b: Int, _ t: Int) {
       let xr = x.row(b, t)
-      let g = source.row(b, t)
+      let g = dy.row(b, t)
       let o = dx.row(b, t)
       var i = 0
       while i < c8 {

@@ -188,6 +188,19 @@ final class FastVersusNaiveTests: XCTestCase {
     }
   }
 
+  /// The BatchNorm/pool kernels (batchnorm.c) over several of their 64-position tiles, with windows across the
+  /// tiles' edges, channels across the 16-lane blocks, and a BatchNorm whose input no Conv1D wrote.
+  func testLongSequencesOverSeveralTiles() throws {
+    let spec = ModelSpec(
+      name: "long", inputLength: 203, inputChannels: 2,
+      layers: [
+        .conv1D(20, kernel: 5), .batchNormalization(), .maxPooling1D(5), .conv1D(17, kernel: 3, activation: .linear),
+        .batchNormalization(), .maxPooling1D(2, strides: 3), .batchNormalization(), .maxPooling1D(3), .flatten(),
+        .dense(nil, activation: .softmax),
+      ])
+    try check(spec, classes: 3, batch: 3, seed: 90)
+  }
+
   func testBatchSizesChangeBetweenCalls() throws {
     let spec = oddSpec(length: 13, channels: [4, 3], kernels: [3, 3], pools: [3, 3], dense: 4)
     for batch in [4, 1, 6, 2] { try check(spec, classes: 3, batch: batch, seed: UInt64(batch)) }

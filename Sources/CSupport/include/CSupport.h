@@ -81,7 +81,7 @@ typedef struct {
   long output_stride, output_gradient_stride;
   const float *scale, *shift, *mean, *inv_std;
   const float *a1, *a2, *gamma_inv_std;
-} sertrain_stem_gradient;
+} sertrain_norm_gradient;
 
 /// Per-channel sums over samples `b0 ..< b1` of the layer's output, or of its squared distance to `center`.
 void sertrain_stem_sums(const sertrain_stem *stem, int b0, int b1, const float *center, double *out);
@@ -94,5 +94,35 @@ void sertrain_stem_pool(const sertrain_stem *stem, int b0, int b1, const float *
 /// Backward over samples `b0 ..< b1`: with `gradient->a1` NULL, writes `[Σdy, Σdy·x̂]` of the BatchNorm's input
 /// gradient per channel (`2*channels` values); otherwise the convolution's kernel gradient, tap by tap, then its
 /// bias gradient (`(kernel+1)*channels` values).
-void sertrain_stem_backward(const sertrain_stem *stem, int b0, int b1, const sertrain_stem_gradient *gradient,
+void sertrain_stem_backward(const sertrain_stem *stem, int b0, int b1, const sertrain_norm_gradient *gradient,
                             double *out);
+
+// A BatchNormalization and the MaxPooling1D after it over a stored input (batchnorm.c; `BatchNormLayer` in ConvNet).
+
+/// Position `t` of sample `b` at `input + b*input_stride + t*channels`, read through the producing Conv1D's bias
+/// and ReLU (`InputMap` in ConvNet) when `bias` is not NULL; the MaxPooling1D as in `sertrain_stem`.
+typedef struct {
+  const float *input;
+  long input_stride;
+  long length;
+  int channels;
+  const float *bias;
+  int relu;
+  int pool, pool_stride, pool_pad_left;
+  long out_length;
+} sertrain_norm;
+
+/// Per-channel sums over samples `b0 ..< b1` of the input, or of its squared distance to `center`.
+void sertrain_norm_sums(const sertrain_norm *norm, int b0, int b1, const float *center, double *out);
+
+/// Pools `input * scale + shift` of samples `b0 ..< b1` into `output` (row `p` of sample `b` at
+/// `b*output_stride + p*channels`).
+void sertrain_norm_pool(const sertrain_norm *norm, int b0, int b1, const float *scale, const float *shift,
+                        float *output, long output_stride);
+
+/// Backward over samples `b0 ..< b1`, the pooled gradient routed to the first position of each window equal to its
+/// maximum: with `gradient->a1` NULL, writes `[Σdy, Σdy·x̂]` per channel (`2*channels` values); otherwise the input
+/// gradient `input_gradient` (rows as the input's, `input_gradient_stride` floats per sample), masked by the
+/// producer's ReLU, and, with a producer (`bias`), its bias gradient (`channels` values).
+void sertrain_norm_backward(const sertrain_norm *norm, int b0, int b1, const sertrain_norm_gradient *gradient,
+                            float *input_gradient, long input_gradient_stride, double *out);

@@ -1,0 +1,213 @@
+// A BatchNormalization and the MaxPooling1D after it, over an input stored row by row (the raw output of the
+// Conv1D before it, read through that layer's bias and ReLU): the sweeps of `BatchNormLayer` in ConvNet with the
+// same operations in the same order, so the results are those of its Swift loops, bit for bit, but 16 channels at
+// a time on AVX-512. Backward does not store the routed gradient: each of its two sweeps routes the pooled
+// gradient again into a tile of 64 positions (in cache) and reads it there, which saves a write and a read of
+// the input-sized tensor.
+#include "kernels.h"
+
+#pragma clang fp contract(off)
+
+/// The input at `x` (channels `c0 ..< c0+n`) through the producer's bias and ReLU, into `v`.
+#define READ_INPUT(v, s, x, c0, n)                   \
+  do {                                               \
+    LOAD_INTO(v, (x) + (c0), n);                     \
+    if ((s)->bias) {                                 \
+      f16 b_;                                        \
+      LOAD_INTO(b_, (s)->bias + (c0), n);            \
+      v = v + b_;                                    \
+      if ((s)->relu) v = SELECT(v < 0, (f16)0, v);   \
+    }                                                \
+  } while (0)
+
+static inline __attribute__((always_inline)) void window(const sertrain_norm *s, long p, long *lo, long *hi) {
+  pool_window(p, s->pool, s->pool_stride, s->pool_pad_left, s->length, lo, hi);
+}
+
+/// Zeroed float partial sums and double totals for `sums` sums of every channel block.
+static void *zeroed(size_t bytes) {
+  void *p = aligned_alloc(64, bytes < 64 ? 64 : (bytes + 63) / 64 * 64);
+  memset(p, 0, bytes);
+  return p;
+}
+
+/// The totals of sum `i` of every channel into `out + i*channels`.
+static void store_totals(const double *totals, int sums, int channels, double *out) {
+  for (int c0 = 0, block = 0; c0 < channels; c0 += LANES, block++) {
+    const int n = channels - c0 < LANES ? channels - c0 : LANES;
+    for (int i = 0; i < sums; i++) {
+      memcpy(out + (long)i * channels + c0, totals + ((long)block * sums + i) * LANES, (size_t)n * sizeof(double));
+    }
+  }
+}
+
+SERTRAIN_CLONES
+void sertrain_norm_sums(const sertrain_norm *s, int b0, int b1, const float *center, double *out) {
+  const int blocks = (s->channels + LANES - 1) / LANES;
+  float *partials = zeroed((size_t)blocks * sizeof(f16));
+  double *totals = zeroed((size_t)blocks * LANES * sizeof(double));
+  for (int b = b0; b < b1; b++) {
+    for (long t = 0; t < s->length; t++) {
+      const float *x = s->input + (long)b * s->input_stride + t * s->channels;
+      const int flush = is_flush(t, s->length);
+      for (int block = 0; block < blocks; block++) {
+        const int c0 = block * LANES;
+        const int n = s->channels - c0 < LANES ? s->channels - c0 : LANES;
+        f16 v, partial;
+        READ_INPUT(v, s, x, c0, n);
+        memcpy(&partial, partials + c0, sizeof(f16));
+        if (center) {
+          f16 m;
+          LOAD_INTO(m, center + c0, n);
+          const f16 d = v - m;
+          partial = partial + d * d;
+        } else {
+          partial = partial + v;
+        }
+        if (flush) FLUSH_AT(partial, totals + c0);
+        memcpy(partials + c0, &partial, sizeof(f16));
+      }
+    }
+  }
+  store_totals(totals, 1, s->channels, out);
+  free(partials);
+  free(totals);
+}
+
+SERTRAIN_CLONES
+void sertrain_norm_pool(const sertrain_norm *s, int b0, int b1, const float *scale, const float *shift,
+                        float *output, long output_stride) {
+  for (int b = b0; b < b1; b++) {
+    const float *xb = s->input + (long)b * s->input_stride;
+    for (long p = 0; p < s->out_length; p++) {
+      long lo, hi;
+      window(s, p, &lo, &hi);
+      float *y = output + (long)b * output_stride + p * s->channels;
+      for (int c0 = 0; c0 < s->channels; c0 += LANES) {
+        const int n = s->channels - c0 < LANES ? s->channels - c0 : LANES;
+        f16 sc, sh, best = 0;
+        LOAD_INTO(sc, scale + c0, n);
+        LOAD_INTO(sh, shift + c0, n);
+        for (long t = lo; t < hi; t++) {
+          f16 v;
+          READ_INPUT(v, s, xb + t * s->channels, c0, n);
+          v = v * sc + sh;
+          best = t == lo ? v : SELECT(v > best, v, best);
+        }
+        STORE(best, y + c0, n);
+      }
+    }
+  }
+}
+
+SERTRAIN_CLONES
+void sertrain_norm_backward(const sertrain_norm *s, int b0, int b1, const sertrain_norm_gradient *g,
+                            float *input_gradient, long input_gradient_stride, double *out) {
+  const long length = s->length, rows = s->out_length;
+  const int channels = s->channels;
+  const int blocks = (channels + LANES - 1) / LANES;
+  const long width = (long)blocks * LANES;  // a padded row of the tiles
+  const int weights = g->a1 != NULL;
+  const int sums = weights ? (s->bias ? 1 : 0) : 2;
+  float *partials = zeroed((size_t)blocks * (sums ? sums : 1) * sizeof(f16));
+  double *totals = zeroed((size_t)blocks * (sums ? sums : 1) * LANES * sizeof(double));
+  float *dz = zeroed((size_t)TILE * width * sizeof(float));  // the routed gradient of the tile's positions
+  float *rem = zeroed((size_t)width * sizeof(float));        // what a window has not yet routed
+  for (int b = b0; b < b1; b++) {
+    const float *xb = s->input + (long)b * s->input_stride;
+    const float *y = g->output + (long)b * g->output_stride;
+    const float *dy = g->output_gradient + (long)b * g->output_gradient_stride;
+    float *dxb = weights ? input_gradient + (long)b * input_gradient_stride : NULL;
+    for (long t0 = 0; t0 < length; t0 += TILE) {
+      const long t1 = t0 + TILE < length ? t0 + TILE : length;
+      // The windows that reach positions t0 ..< t1: start < t1 and start + pool > t0, start = p*stride - pad.
+      const long from = t0 + s->pool_pad_left - s->pool + 1;
+      const long pf = from <= 0 ? 0 : (from + s->pool_stride - 1) / s->pool_stride;
+      long pl = (t1 - 1 + s->pool_pad_left) / s->pool_stride;
+      if (pl > rows - 1) pl = rows - 1;
+      memset(dz, 0, (size_t)(t1 - t0) * width * sizeof(float));
+      for (long p = pf; p <= pl; p++) {
+        long wlo, whi;
+        window(s, p, &wlo, &whi);
+        for (int c0 = 0; c0 < channels; c0 += LANES) {
+          const int n = channels - c0 < LANES ? channels - c0 : LANES;
+          f16 r;
+          LOAD_INTO(r, dy + p * channels + c0, n);
+          memcpy(rem + c0, &r, sizeof(f16));
+        }
+        for (long t = wlo; t < whi; t++) {
+          const float *x = xb + t * channels;
+          const int inside = t >= t0 && t < t1;
+          for (int c0 = 0; c0 < channels; c0 += LANES) {
+            const int n = channels - c0 < LANES ? channels - c0 : LANES;
+            f16 v, sc, sh, best, r;
+            READ_INPUT(v, s, x, c0, n);
+            LOAD_INTO(sc, g->scale + c0, n);
+            LOAD_INTO(sh, g->shift + c0, n);
+            LOAD_INTO(best, y + p * channels + c0, n);
+            memcpy(&r, rem + c0, sizeof(f16));
+            const i16 hit = (v * sc + sh) == best;
+            if (inside) {
+              f16 d;
+              float *at = dz + (t - t0) * width + c0;
+              memcpy(&d, at, sizeof(f16));
+              d = d + SELECT(hit, r, (f16)0);
+              memcpy(at, &d, sizeof(f16));
+            }
+            r = SELECT(hit, (f16)0, r);
+            memcpy(rem + c0, &r, sizeof(f16));
+          }
+        }
+      }
+      for (long t = t0; t < t1; t++) {
+        const float *x = xb + t * channels;
+        const int flush = is_flush(t, length);
+        for (int block = 0; block < blocks; block++) {
+          const int c0 = block * LANES;
+          const int n = channels - c0 < LANES ? channels - c0 : LANES;
+          f16 v, mean, inv, gz;
+          READ_INPUT(v, s, x, c0, n);
+          LOAD_INTO(mean, g->mean + c0, n);
+          LOAD_INTO(inv, g->inv_std + c0, n);
+          memcpy(&gz, dz + (t - t0) * width + c0, sizeof(f16));
+          const f16 xhat = (v - mean) * inv;
+          float *pb = partials + (long)block * sums * LANES;
+          double *tb = totals + (long)block * sums * LANES;
+          if (!weights) {
+            f16 p0, p1;
+            memcpy(&p0, pb, sizeof(f16));
+            memcpy(&p1, pb + LANES, sizeof(f16));
+            p0 = p0 + gz;
+            p1 = p1 + gz * xhat;
+            if (flush) {
+              FLUSH_AT(p0, tb);
+              FLUSH_AT(p1, tb + LANES);
+            }
+            memcpy(pb, &p0, sizeof(f16));
+            memcpy(pb + LANES, &p1, sizeof(f16));
+          } else {
+            f16 a1, a2, gs;
+            LOAD_INTO(a1, g->a1 + c0, n);
+            LOAD_INTO(a2, g->a2 + c0, n);
+            LOAD_INTO(gs, g->gamma_inv_std + c0, n);
+            f16 d = gs * (gz - a1 - xhat * a2);
+            if (s->bias) {
+              if (s->relu) d = SELECT(v <= 0, (f16)0, d);
+              f16 p0;
+              memcpy(&p0, pb, sizeof(f16));
+              p0 = p0 + d;
+              if (flush) FLUSH_AT(p0, tb);
+              memcpy(pb, &p0, sizeof(f16));
+            }
+            STORE(d, dxb + t * channels + c0, n);
+          }
+        }
+      }
+    }
+  }
+  if (sums) store_totals(totals, sums, channels, out);
+  free(partials);
+  free(totals);
+  free(dz);
+  free(rem);
+}

@@ -1,0 +1,106 @@
+// What the ConvNet kernels in C share (stem.c, batchnorm.c): 16-lane float vectors and their helpers, compiled
+// for AVX-512, AVX2 and baseline x86-64 (target_clones) with no contraction into fused multiply-adds, so every
+// variant gives the same bits. Private to CSupport.
+#pragma once
+#pragma clang fp contract(off)
+
+#include <stdlib.h>
+#include <string.h>
+
+#include "CSupport.h"
+
+
+typedef float f16 __attribute__((ext_vector_type(16)));
+typedef int i16 __attribute__((ext_vector_type(16)));
+typedef float f8 __attribute__((ext_vector_type(8)));
+typedef double d8 __attribute__((ext_vector_type(8)));
+
+#if defined(__x86_64__) && !defined(SERTRAIN_NO_TARGET_CLONES)
+#define SERTRAIN_CLONES __attribute__((target_clones("avx512f", "avx2", "default")))
+#else
+#define SERTRAIN_CLONES
+#endif
+
+#define LANES 16
+#define SELECT(mask, a, b) ((f16)(((i16)(a) & (mask)) | ((i16)(b) & ~(mask))))
+
+/// `n <= 16` floats from `p` (the rest zero), and back. Vectors cross no function boundary (the baseline and AVX2
+/// variants could not agree on how to pass 512-bit ones): helpers are macros or take pointers.
+/// Whole blocks (`n == 16`) take one vector load or store, the last partial block a copy.
+#define LOAD_INTO(v, p, n)                                 \
+  do {                                                     \
+    if ((n) == LANES) {                                    \
+      memcpy(&(v), (p), sizeof(f16));                      \
+    } else {                                               \
+      v = (f16)0;                                          \
+      memcpy(&(v), (p), (size_t)(n) * sizeof(float));      \
+    }                                                      \
+  } while (0)
+#define STORE(v, p, n)                                     \
+  do {                                                     \
+    if ((n) == LANES) {                                    \
+      memcpy((p), &(v), sizeof(f16));                      \
+    } else {                                               \
+      memcpy((p), &(v), (size_t)(n) * sizeof(float));      \
+    }                                                      \
+  } while (0)
+
+/// Adds the float partial sums to the double totals (two halves of eight) and clears them.
+#define FLUSH(partial, lo, hi)                                                                   \
+  do {                                                                                           \
+    lo += __builtin_convertvector(__builtin_shufflevector(partial, partial, 0, 1, 2, 3, 4, 5, 6, 7), d8); \
+    hi += __builtin_convertvector(                                                               \
+        __builtin_shufflevector(partial, partial, 8, 9, 10, 11, 12, 13, 14, 15), d8);             \
+    partial = 0;                                                                                 \
+  } while (0)
+
+#define STORE_TOTALS(lo, hi, out, n)            \
+  do {                                          \
+    double t_[LANES];                           \
+    memcpy(t_, &(lo), sizeof(d8));              \
+    memcpy(t_ + 8, &(hi), sizeof(d8));          \
+    memcpy((out), t_, (size_t)(n) * sizeof(double)); \
+  } while (0)
+
+/// Whether the float partial sums go into the double totals after position `t`: every 16 positions and at the
+/// end of a sample (`sweepSums` in ConvNet).
+static inline __attribute__((always_inline)) int is_flush(long t, long length) {
+  return (t & 15) == 15 || t == length - 1;
+}
+
+/// The window of pooled output `p` (padding `same` by TensorFlow's rule: `pad` cells on the left, padded cells never
+/// win), clipped to the input's `length` positions.
+static inline __attribute__((always_inline)) void pool_window(long p, int pool, int stride, int pad, long length,
+                                                              long *lo, long *hi) {
+  long start = p * stride - pad;
+  *lo = start > 0 ? start : 0;
+  *hi = start + pool < length ? start + pool : length;
+}
+
+
+/// Prefetches rows `first ..< end` (clipped to `rows`) of `channels` floats each from `base`.
+static inline __attribute__((always_inline)) void prefetch_rows(const float *base, long first, long end, long rows,
+                                                                int channels, int write) {
+  if (end > rows) end = rows;
+  for (const float *p = base + first * channels, *e = base + end * channels; p < e; p += 16) {
+    if (write) {
+      __builtin_prefetch(p, 1);
+    } else {
+      __builtin_prefetch(p, 0);
+    }
+  }
+}
+
+/// Adds the float partial sums at `partial` to the double totals at `total` (16 lanes) and clears them.
+#define FLUSH_AT(partial, total)                                                         \
+  do {                                                                                   \
+    d8 lo_, hi_;                                                                         \
+    memcpy(&lo_, (total), sizeof(d8));                                                   \
+    memcpy(&hi_, (total) + 8, sizeof(d8));                                               \
+    FLUSH(partial, lo_, hi_);                                                            \
+    memcpy((total), &lo_, sizeof(d8));                                                   \
+    memcpy((total) + 8, &hi_, sizeof(d8));                                               \
+  } while (0)
+
+/// Positions per tile in the backward sweeps (stem.c, batchnorm.c).
+#define TILE 64
