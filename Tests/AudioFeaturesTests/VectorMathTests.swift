@@ -181,7 +181,8 @@ final class VectorMathVariantsTests: XCTestCase {
       let clones = name.hasPrefix("as built") ? [] : ["-DSERTRAIN_NO_TARGET_CLONES"]
       let build = try runCommand(
         ["clang", "-O2"] + flags + clones + [
-          "-I", sources + "/include", harness, sources + "/vectormath.c", "-o", exe,
+          "-I", sources + "/include", harness, sources + "/vectormath.c", sources + "/stem.c",
+          sources + "/batchnorm.c", "-o", exe,
         ],
         executable: "/usr/bin/env")
       XCTAssertEqual(build.status, 0, "clang \(name): \(build.stderr)")

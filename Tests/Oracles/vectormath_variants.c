@@ -1,5 +1,7 @@
 // Runs the vector math of Sources/CSupport/vectormath.c over 2 million awkward inputs, 200 vocoder steps and 500
-// windowed frames and power spectra, and prints one hash of every output bit. VectorMathTests compiles it once
+// windowed frames and power spectra, and the ConvNet kernels of stem.c and batchnorm.c over three samples of 150
+// positions and 37 channels (a partial 16-lane block, ties in every pooling window of zeros), and prints one hash
+// of every output bit. VectorMathTests compiles it once
 // per instruction set and expects the same hash from each: the AVX-512, AVX2 and baseline variants that one
 // binary carries must agree to the bit.
 #include <stdint.h>
@@ -14,6 +16,71 @@ static uint64_t mix(uint64_t h, float v) {
   uint32_t bits;
   memcpy(&bits, &v, sizeof bits);
   return (h ^ bits) * 1099511628211ULL;
+}
+
+static uint64_t mix_double(uint64_t h, double v) {
+  uint64_t bits;
+  memcpy(&bits, &v, sizeof bits);
+  return (h ^ bits) * 1099511628211ULL;
+}
+
+/// The stem and BatchNorm/pool kernels forward and backward on values taken from `a` and `b`.
+static uint64_t convnet_kernels(uint64_t h, const float *a, const float *b) {
+  enum { B = 3, L = 150, K = 5, C = 37, S = L + 2 * K, OUT = 75 };
+  float *input = calloc(B * S, 4), *weight = malloc(K * C * 4), *bias = malloc(C * 4), *rows = malloc(B * L * C * 4);
+  float *scale = malloc(C * 4), *shift = malloc(C * 4), *mean = malloc(C * 4), *inv = malloc(C * 4);
+  float *a1 = malloc(C * 4), *a2 = malloc(C * 4), *gs = malloc(C * 4);
+  float *y = malloc(B * OUT * C * 4), *dy = malloc(B * OUT * C * 4), *dx = malloc(B * L * C * 4);
+  double *out = malloc((K + 1) * C * sizeof(double));
+  for (int i = 0; i < B * S; i++) input[i] = (i % S >= 2 && i % S < L + 2) ? b[i] * 10 : 0;
+  for (int i = 0; i < K * C; i++) weight[i] = b[1000 + i] * 3;
+  for (int i = 0; i < B * L * C; i++) rows[i] = i % 7 == 0 ? 0 : b[5000 + i] * 5;
+  for (int i = 0; i < C; i++) {
+    bias[i] = b[200 + i];
+    scale[i] = 0.5f + (b[300 + i] < 0 ? -b[300 + i] : b[300 + i]);
+    shift[i] = b[400 + i];
+    mean[i] = b[500 + i];
+    inv[i] = 1.5f + b[600 + i];
+    a1[i] = b[700 + i] * 0.1f;
+    a2[i] = b[800 + i] * 0.1f;
+    gs[i] = b[900 + i];
+  }
+  for (int i = 0; i < B * OUT * C; i++) dy[i] = a[i % 1000003] * 1e-3f;
+  sertrain_stem stem = {input, S, L, K, C, weight, bias, 1, 5, 2, 1, OUT};
+  sertrain_norm norm = {rows, L * C, L, C, bias, 1, 5, 2, 1, OUT};
+  sertrain_norm_gradient g = {y, dy, OUT * C, OUT * C, scale, shift, mean, inv, NULL, NULL, NULL};
+  for (int which = 0; which < 2; which++) {
+    if (which == 0) {
+      sertrain_stem_sums(&stem, 0, B, NULL, out);
+      for (int i = 0; i < C; i++) h = mix_double(h, out[i]);
+      sertrain_stem_sums(&stem, 0, B, mean, out);
+      for (int i = 0; i < C; i++) h = mix_double(h, out[i]);
+      sertrain_stem_pool(&stem, 0, B, scale, shift, y, OUT * C);
+    } else {
+      sertrain_norm_sums(&norm, 0, B, NULL, out);
+      for (int i = 0; i < C; i++) h = mix_double(h, out[i]);
+      sertrain_norm_sums(&norm, 0, B, mean, out);
+      for (int i = 0; i < C; i++) h = mix_double(h, out[i]);
+      sertrain_norm_pool(&norm, 0, B, scale, shift, y, OUT * C);
+    }
+    for (int i = 0; i < B * OUT * C; i++) h = mix(h, y[i]);
+    g.a1 = g.a2 = g.gamma_inv_std = NULL;
+    if (which == 0) sertrain_stem_backward(&stem, 0, B, &g, out);
+    else sertrain_norm_backward(&norm, 0, B, &g, dx, L * C, out);
+    for (int i = 0; i < 2 * C; i++) h = mix_double(h, out[i]);
+    g.a1 = a1, g.a2 = a2, g.gamma_inv_std = gs;
+    if (which == 0) {
+      sertrain_stem_backward(&stem, 0, B, &g, out);
+      for (int i = 0; i < (K + 1) * C; i++) h = mix_double(h, out[i]);
+    } else {
+      sertrain_norm_backward(&norm, 0, B, &g, dx, L * C, out);
+      for (int i = 0; i < C; i++) h = mix_double(h, out[i]);
+      for (int i = 0; i < B * L * C; i++) h = mix(h, dx[i]);
+    }
+  }
+  free(input), free(weight), free(bias), free(rows), free(scale), free(shift), free(mean), free(inv);
+  free(a1), free(a2), free(gs), free(y), free(dy), free(dx), free(out);
+  return h;
 }
 
 int main(void) {
@@ -66,6 +133,7 @@ int main(void) {
     sertrain_power_strided(spectrum, bins, power + (t & 3), 4);
     for (long k = 0; k < bins; k++) h = mix(h, power[4 * k + (t & 3)]);
   }
+  h = convnet_kernels(h, a, b);
   printf("%016llx\n", (unsigned long long)h);
   return 0;
 }
