@@ -120,11 +120,8 @@ void sertrain_norm_backward(const sertrain_norm *s, int b0, int b1, const sertra
     float *dxb = weights ? input_gradient + (long)b * input_gradient_stride : NULL;
     for (long t0 = 0; t0 < length; t0 += TILE) {
       const long t1 = t0 + TILE < length ? t0 + TILE : length;
-      // The windows that reach positions t0 ..< t1: start < t1 and start + pool > t0, start = p*stride - pad.
-      const long from = t0 + s->pool_pad_left - s->pool + 1;
-      const long pf = from <= 0 ? 0 : (from + s->pool_stride - 1) / s->pool_stride;
-      long pl = (t1 - 1 + s->pool_pad_left) / s->pool_stride;
-      if (pl > rows - 1) pl = rows - 1;
+      long pf, pl;
+      windows_reaching(t0, t1, s->pool, s->pool_stride, s->pool_pad_left, rows, &pf, &pl);
       memset(dz, 0, (size_t)(t1 - t0) * width * sizeof(float));
       for (long p = pf; p <= pl; p++) {
         long wlo, whi;

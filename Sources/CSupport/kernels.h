@@ -1,6 +1,7 @@
-// What the ConvNet kernels in C share (stem.c, batchnorm.c): 16-lane float vectors and their helpers, compiled
-// for AVX-512, AVX2 and baseline x86-64 (target_clones) with no contraction into fused multiply-adds, so every
-// variant gives the same bits. Private to CSupport.
+// What the kernels in C share (vectormath.c, stem.c, batchnorm.c): vector types, the instruction-set clones
+// (AVX-512, AVX2 and baseline x86-64 in one binary, target_clones) and, for the ConvNet kernels, 16-lane float
+// helpers. Every file turns off contraction into fused multiply-adds, so every variant gives the same bits.
+// Private to CSupport.
 #pragma once
 #pragma clang fp contract(off)
 
@@ -104,3 +105,13 @@ static inline __attribute__((always_inline)) void prefetch_rows(const float *bas
 
 /// Positions per tile in the backward sweeps (stem.c, batchnorm.c).
 #define TILE 64
+
+/// The pooled outputs `*first ... *last` (of `rows`) whose windows reach positions `t0 ..< t1`: window `p` starts
+/// at `p*stride - pad` and reaches `pool` positions. `*first > *last` when none does (strides longer than the pool).
+static inline __attribute__((always_inline)) void windows_reaching(long t0, long t1, int pool, int stride, int pad,
+                                                                   long rows, long *first, long *last) {
+  const long from = t0 + pad - pool + 1;
+  *first = from <= 0 ? 0 : (from + stride - 1) / stride;
+  *last = (t1 - 1 + pad) / stride;
+  if (*last > rows - 1) *last = rows - 1;
+}

@@ -135,11 +135,8 @@ static inline __attribute__((always_inline)) void backward(const sertrain_stem *
     const float *dy = g->output_gradient + (long)b * g->output_gradient_stride;
     for (long t0 = 0; t0 < length; t0 += TILE) {
       const long t1 = t0 + TILE < length ? t0 + TILE : length;
-      // The windows that reach positions t0 ..< t1: start < t1 and start + pool > t0, start = p*stride - pad.
-      const long from = t0 + s->pool_pad_left - s->pool + 1;
-      const long pf = from <= 0 ? 0 : (from + s->pool_stride - 1) / s->pool_stride;
-      long pl = (t1 - 1 + s->pool_pad_left) / s->pool_stride;
-      if (pl > rows - 1) pl = rows - 1;
+      long pf, pl;
+      windows_reaching(t0, t1, s->pool, s->pool_stride, s->pool_pad_left, rows, &pf, &pl);
       long vlo = t0, vhi = t1, unused;
       if (pf <= pl) {
         long wlo, whi;
