@@ -552,8 +552,8 @@ final class BatchNormLayer: Layer {
 /// MaxPooling1D with padding `same` by TensorFlow's rule: `L_out = ceil(L/s)`, total padding
 /// `max((L_out-1)*s + p - L, 0)`, `total/2` of it on the left; padded cells never win. Forward keeps only the
 /// maxima; backward routes each output gradient to the first input of its window equal to the maximum (the
-/// input and output are kept for backward anyway), so no index tensor is stored. A BatchNorm before it may run
-/// it on its own input through its affine map (`affine`), so that the normalised tensor is never stored.
+/// input and output are kept for backward anyway), so no index tensor is stored. A BatchNorm before it does its
+/// work on the normalised values as it computes them (`BatchNormLayer.pool`), so that tensor is never stored.
 final class MaxPoolLayer: Layer {
   let plan: LayerPlan
   let pool: Int, stride: Int, padLeft: Int
@@ -573,12 +573,7 @@ final class MaxPoolLayer: Layer {
     return (max(start, 0), min(start + pool, plan.inputLength))
   }
 
-  func forward(_ x: Tensor, _ y: Tensor, _ ctx: StepContext) { self.pool(x, y, affine: nil, map: .identity) }
-
-  /// Pools `x`, read through `map`, then `*scale + shift` per channel when `affine` is given.
-  func pool(
-    _ x: Tensor, _ y: Tensor, affine: (scale: UnsafePointer<Float>, shift: UnsafePointer<Float>)?, map: InputMap
-  ) {
+  func forward(_ x: Tensor, _ y: Tensor, _ ctx: StepContext) {
     let c = plan.inputChannels
     let c8 = c & ~7
     Parallel.forEach(x.batch) { _, samples in
@@ -590,15 +585,12 @@ final class MaxPoolLayer: Layer {
             let r = x.row(b, t)
             var i = 0
             while i < c8 {
-              var v = map.apply8(load8(r + i), i)
-              if let a = affine { v = v * load8(a.scale + i) + load8(a.shift + i) }
+              let v = load8(r + i)
               store8(t == lo ? v : load8(out + i).replacing(with: v, where: v .> load8(out + i)), out + i)
               i &+= 8
             }
             while i < c {
-              var v = map.apply(r[i], i)
-              if let a = affine { v = v * a.scale[i] + a.shift[i] }
-              out[i] = t == lo ? v : max(out[i], v)
+              out[i] = t == lo ? r[i] : max(out[i], r[i])
               i &+= 1
             }
           }
@@ -607,72 +599,43 @@ final class MaxPoolLayer: Layer {
     }
   }
 
-  /// How far the routing of one sample's gradient has got: the next window, and the rows zeroed so far.
-  struct Route {
-    var window = 0
-    var zeroed = 0
-  }
-
-  /// Routes the output gradient of sample `b`'s windows into `dx` until row `row` is final (no window left
-  /// reaches it), zeroing each `dx` row just before the first window that reaches it (while it is in cache).
-  /// Rows must be asked for in order; asking for row 0 starts the sample afresh.
-  @inline(__always)
-  func route(
-    _ state: inout Route, _ b: Int, through row: Int, x: Tensor, out y: Tensor, dy: Tensor, dx: Tensor,
-    affine: (scale: UnsafePointer<Float>, shift: UnsafePointer<Float>)?, map: InputMap
-  ) {
-    let c = plan.inputChannels
-    let c8 = c & ~7
-    if row == 0 { state = Route() }
-    let zero = F8(repeating: 0)
-    withUnsafeTemporaryAllocation(of: Float.self, capacity: c) { rb in
-      let rem = rb.baseAddress!
-      while state.window < plan.outputLength, window(state.window).lo <= row {
-        let (lo, hi) = window(state.window)
-        while state.zeroed < hi {
-          memset(dx.row(b, state.zeroed), 0, c * 4)
-          state.zeroed += 1
-        }
-        let out = y.row(b, state.window)
-        rem.update(from: dy.row(b, state.window), count: c)
-        for t in lo..<hi {
-          let xr = x.row(b, t)
-          let o = dx.row(b, t)
-          var i = 0
-          while i < c8 {
-            var v = map.apply8(load8(xr + i), i)
-            if let a = affine { v = v * load8(a.scale + i) + load8(a.shift + i) }
-            let hit = v .== load8(out + i)
-            let r = load8(rem + i)
-            store8(load8(o + i) + r.replacing(with: zero, where: .!hit), o + i)
-            store8(r.replacing(with: zero, where: hit), rem + i)
-            i &+= 8
-          }
-          while i < c {
-            var v = map.apply(xr[i], i)
-            if let a = affine { v = v * a.scale[i] + a.shift[i] }
-            if v == out[i] {
-              o[i] += rem[i]
-              rem[i] = 0
-            }
-            i &+= 1
-          }
-        }
-        state.window += 1
-      }
-      while state.zeroed <= row {  // rows no window reaches (strides longer than the pool)
-        memset(dx.row(b, state.zeroed), 0, c * 4)
-        state.zeroed += 1
-      }
-    }
-  }
-
+  /// Routes each window's output gradient to the first of its inputs equal to its output; positions no window
+  /// reaches (strides longer than the pool) get zero.
   func backward(x: Tensor, y: Tensor, dy: Tensor, dx: Tensor?, _ ctx: StepContext) {
     guard let dx else { return }
+    let c = plan.inputChannels
+    let c8 = c & ~7
+    let zero = F8(repeating: 0)
     Parallel.forEach(dx.batch) { _, samples in
-      for b in samples {
-        var state = Route()
-        route(&state, b, through: plan.inputLength - 1, x: x, out: y, dy: dy, dx: dx, affine: nil, map: .identity)
+      withUnsafeTemporaryAllocation(of: Float.self, capacity: c) { rb in
+        let rem = rb.baseAddress!
+        for b in samples {
+          memset(dx.row(b, 0), 0, plan.inputLength * c * 4)
+          for to in 0..<plan.outputLength {
+            let (lo, hi) = window(to)
+            let out = y.row(b, to)
+            rem.update(from: dy.row(b, to), count: c)
+            for t in lo..<hi {
+              let xr = x.row(b, t)
+              let o = dx.row(b, t)
+              var i = 0
+              while i < c8 {
+                let hit = load8(xr + i) .== load8(out + i)
+                let r = load8(rem + i)
+                store8(load8(o + i) + r.replacing(with: zero, where: .!hit), o + i)
+                store8(r.replacing(with: zero, where: hit), rem + i)
+                i &+= 8
+              }
+              while i < c {
+                if xr[i] == out[i] {
+                  o[i] += rem[i]
+                  rem[i] = 0
+                }
+                i &+= 1
+              }
+            }
+          }
+        }
       }
     }
   }
