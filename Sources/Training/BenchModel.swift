@@ -145,7 +145,9 @@ public func benchmarkTraining(
         }
         printError(line)
       }
-      printError("  (the pools are fused into the BatchNorms before them; sgemm peak \(fixed(peak, 0)) GFLOP/s)")
+      printError(
+        "  (the pools are fused into the BatchNorms before them, and a first convolution over one input channel "
+          + "into the BatchNorm after it; sgemm peak \(fixed(peak, 0)) GFLOP/s)")
       network.profile = nil
     }
     x.withUnsafeBufferPointer { _ = network.forward($0.baseAddress!, batch: batch, training: false) }
