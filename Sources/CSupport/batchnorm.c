@@ -24,13 +24,6 @@ static inline __attribute__((always_inline)) void window(const sertrain_norm *s,
   pool_window(p, s->pool, s->pool_stride, s->pool_pad_left, s->length, lo, hi);
 }
 
-/// Zeroed float partial sums and double totals for `sums` sums of every channel block.
-static void *zeroed(size_t bytes) {
-  void *p = aligned_alloc(64, bytes < 64 ? 64 : (bytes + 63) / 64 * 64);
-  memset(p, 0, bytes);
-  return p;
-}
-
 /// The totals of sum `i` of every channel into `out + i*channels`.
 static void store_totals(const double *totals, int sums, int channels, double *out) {
   for (int c0 = 0, block = 0; c0 < channels; c0 += LANES, block++) {

@@ -5,6 +5,7 @@
 #pragma once
 #pragma clang fp contract(off)
 
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -114,4 +115,17 @@ static inline __attribute__((always_inline)) void windows_reaching(long t0, long
   *first = from <= 0 ? 0 : (from + stride - 1) / stride;
   *last = (t1 - 1 + pad) / stride;
   if (*last > rows - 1) *last = rows - 1;
+}
+
+/// `bytes` of zeroed scratch aligned for 16-lane vectors; stops the process with a message when memory runs out
+/// (these are a few hundred KB at most).
+static inline void *zeroed(size_t bytes) {
+  size_t size = bytes < 64 ? 64 : (bytes + 63) / 64 * 64;
+  void *p = aligned_alloc(64, size);
+  if (!p) {
+    fprintf(stderr, "sertrain: out of memory allocating %zu bytes of kernel scratch\n", size);
+    abort();
+  }
+  memset(p, 0, size);
+  return p;
 }

@@ -78,7 +78,7 @@ static inline __attribute__((always_inline)) void pool(const sertrain_stem *s, c
                                                        long output_stride) {
   const long length = s->length, rows = s->out_length;
   const long tile_rows = TILE / s->pool_stride > 0 ? TILE / s->pool_stride : 1;
-  f16 *z = aligned_alloc(64, (size_t)(tile_rows * s->pool_stride + s->pool + 1) * sizeof(f16));
+  f16 *z = zeroed((size_t)(tile_rows * s->pool_stride + s->pool + 1) * sizeof(f16));
   for (int b = b0; b < b1; b++) {
     const float *xp = s->input + (long)b * s->input_stride;
     float *y = output + (long)b * output_stride;
@@ -122,13 +122,11 @@ static inline __attribute__((always_inline)) void backward(const sertrain_stem *
   const int blocks = (s->channels + LANES - 1) / LANES;
   // Per channel block, carried from tile to tile: the float partial sums and double totals of [Σdz, Σdz·x̂], or
   // of [dW tap 0 ..< k, dbias].
-  float *partials = aligned_alloc(64, (size_t)blocks * sums * sizeof(f16));
-  double *totals = aligned_alloc(64, (size_t)blocks * sums * 2 * sizeof(d8));
-  memset(partials, 0, (size_t)blocks * sums * sizeof(f16));
-  memset(totals, 0, (size_t)blocks * sums * 2 * sizeof(d8));
+  float *partials = zeroed((size_t)blocks * sums * sizeof(f16));
+  double *totals = zeroed((size_t)blocks * sums * 2 * sizeof(d8));
   // The layer's output over a tile and the windows that reach it, and the tile's routed gradient.
-  f16 *v = aligned_alloc(64, (size_t)(TILE + 2 * s->pool + 2) * sizeof(f16));
-  f16 *dz = aligned_alloc(64, (size_t)TILE * sizeof(f16));
+  f16 *v = zeroed((size_t)(TILE + 2 * s->pool + 2) * sizeof(f16));
+  f16 *dz = zeroed((size_t)TILE * sizeof(f16));
   for (int b = b0; b < b1; b++) {
     const float *xp = s->input + (long)b * s->input_stride;
     const float *y = g->output + (long)b * g->output_stride;
