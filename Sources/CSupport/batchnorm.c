@@ -24,16 +24,6 @@ static inline __attribute__((always_inline)) void window(const sertrain_norm *s,
   pool_window(p, s->pool, s->pool_stride, s->pool_pad_left, s->length, lo, hi);
 }
 
-/// The totals of sum `i` of every channel into `out + i*channels`.
-static void store_totals(const double *totals, int sums, int channels, double *out) {
-  for (int c0 = 0, block = 0; c0 < channels; c0 += LANES, block++) {
-    const int n = channels - c0 < LANES ? channels - c0 : LANES;
-    for (int i = 0; i < sums; i++) {
-      memcpy(out + (long)i * channels + c0, totals + ((long)block * sums + i) * LANES, (size_t)n * sizeof(double));
-    }
-  }
-}
-
 SERTRAIN_CLONES
 void sertrain_norm_sums(const sertrain_norm *s, int b0, int b1, const float *center, double *out) {
   const int blocks = (s->channels + LANES - 1) / LANES;

@@ -129,3 +129,13 @@ static inline void *zeroed(size_t bytes) {
   memset(p, 0, size);
   return p;
 }
+
+/// The totals of sum `i` of every channel (`sums` runs of 16 per channel block) into `out + i*channels`.
+static inline void store_totals(const double *totals, int sums, int channels, double *out) {
+  for (int c0 = 0, block = 0; c0 < channels; c0 += LANES, block++) {
+    const int n = channels - c0 < LANES ? channels - c0 : LANES;
+    for (int i = 0; i < sums; i++) {
+      memcpy(out + (long)i * channels + c0, totals + ((long)block * sums + i) * LANES, (size_t)n * sizeof(double));
+    }
+  }
+}

@@ -12,7 +12,7 @@
 
 #pragma clang fp contract(off)
 
-/// The block's kernel taps, bias and per-channel vectors, loaded once (zero past the last channel).
+/// A channel block's kernel taps and bias, loaded once (zero past the last channel).
 typedef struct {
   f16 w[SERTRAIN_STEM_MAX_KERNEL];
   f16 bias;
@@ -33,7 +33,6 @@ static inline __attribute__((always_inline)) void conv_at(const sertrain_stem *s
   if (s->relu) u = SELECT(u < 0, (f16)0, u);
   *out = u;
 }
-
 
 static inline __attribute__((always_inline)) void sums(const sertrain_stem *s, const int k, int b0, int b1,
                                                        const float *center, double *out) {
@@ -112,7 +111,6 @@ static inline __attribute__((always_inline)) void pool(const sertrain_stem *s, c
   }
   free(z);
 }
-
 
 static inline __attribute__((always_inline)) void backward(const sertrain_stem *s, const int k, int b0, int b1,
                                                            const sertrain_norm_gradient *g, double *out) {
@@ -200,13 +198,7 @@ static inline __attribute__((always_inline)) void backward(const sertrain_stem *
       }
     }
   }
-  for (int block = 0; block < blocks; block++) {
-    const int c0 = block * LANES;
-    const int n = s->channels - c0 < LANES ? s->channels - c0 : LANES;
-    for (int i = 0; i < sums; i++) {
-      memcpy(out + (long)i * s->channels + c0, totals + ((long)block * sums + i) * LANES, (size_t)n * sizeof(double));
-    }
-  }
+  store_totals(totals, sums, s->channels, out);
   free(partials);
   free(totals);
   free(v);

@@ -285,14 +285,55 @@ final class BatchNormLayer: Layer {
   /// The producer's output is computed here from its input (see the type's comment); `x` is then that input.
   private var isStem: Bool { producer?.computedByNorm == true }
 
-  /// This layer over the stored input `x` for batchnorm.c: read through `inputMap`, with the fused pool if any.
-  private func kernel(_ x: Tensor) -> sertrain_norm {
+  /// The C kernels that run this layer's sweeps over its input `x`: stem.c's when the producer is computed here,
+  /// else batchnorm.c's, reading `x` through `inputMap`, with the fused pool if any.
+  private func kernels(_ x: Tensor) -> Kernels {
+    if isStem { return .stem(producer!.stem(input: x, pool: pool!)) }
     let map = inputMap
-    return sertrain_norm(
-      input: x.row(0, 0), input_stride: x.layout.stride * channels, length: x.length, channels: Int32(channels),
-      bias: map.bias.map { UnsafePointer($0) }, relu: map.relu ? 1 : 0, pool: Int32(pool?.pool ?? 1),
-      pool_stride: Int32(pool?.stride ?? 1), pool_pad_left: Int32(pool?.padLeft ?? 0),
-      out_length: pool?.plan.outputLength ?? x.length)
+    return .norm(
+      sertrain_norm(
+        input: x.row(0, 0), input_stride: x.layout.stride * channels, length: x.length, channels: Int32(channels),
+        bias: map.bias.map { UnsafePointer($0) }, relu: map.relu ? 1 : 0, pool: Int32(pool?.pool ?? 1),
+        pool_stride: Int32(pool?.stride ?? 1), pool_pad_left: Int32(pool?.padLeft ?? 0),
+        out_length: pool?.plan.outputLength ?? x.length))
+  }
+
+  /// One of the two kernel sets, called on a range of samples (see CSupport.h).
+  private enum Kernels {
+    case stem(sertrain_stem)
+    case norm(sertrain_norm)
+
+    func sums(_ samples: Range<Int>, center: UnsafePointer<Float>?, _ out: UnsafeMutablePointer<Double>) {
+      let (lo, hi) = (Int32(samples.lowerBound), Int32(samples.upperBound))
+      switch self {
+      case .stem(let k): withUnsafePointer(to: k) { sertrain_stem_sums($0, lo, hi, center, out) }
+      case .norm(let k): withUnsafePointer(to: k) { sertrain_norm_sums($0, lo, hi, center, out) }
+      }
+    }
+
+    func pool(
+      _ samples: Range<Int>, scale: UnsafePointer<Float>, shift: UnsafePointer<Float>,
+      _ output: UnsafeMutablePointer<Float>, stride: Int
+    ) {
+      let (lo, hi) = (Int32(samples.lowerBound), Int32(samples.upperBound))
+      switch self {
+      case .stem(let k): withUnsafePointer(to: k) { sertrain_stem_pool($0, lo, hi, scale, shift, output, stride) }
+      case .norm(let k): withUnsafePointer(to: k) { sertrain_norm_pool($0, lo, hi, scale, shift, output, stride) }
+      }
+    }
+
+    /// A backward sweep; `dx` is written by batchnorm.c's second sweep only.
+    func backward(
+      _ samples: Range<Int>, _ gradient: UnsafePointer<sertrain_norm_gradient>, dx: UnsafeMutablePointer<Float>?,
+      dxStride: Int, _ out: UnsafeMutablePointer<Double>
+    ) {
+      let (lo, hi) = (Int32(samples.lowerBound), Int32(samples.upperBound))
+      switch self {
+      case .stem(let k): withUnsafePointer(to: k) { sertrain_stem_backward($0, lo, hi, gradient, out) }
+      case .norm(let k):
+        withUnsafePointer(to: k) { sertrain_norm_backward($0, lo, hi, gradient, dx, dxStride, out) }
+      }
+    }
   }
   /// The last training forward's batch statistics, for backward.
   private var mean: [Float], invStd: [Float]
@@ -330,20 +371,9 @@ final class BatchNormLayer: Layer {
 
   /// Per-channel sums of `x` (or of `(x - center)²`) over every position of every sample.
   private func channelSums(_ x: Tensor, _ out: UnsafeMutablePointer<Double>, center: UnsafePointer<Float>?) {
-    if isStem {
-      let stem = producer!.stem(input: x, pool: pool!)
-      partSums(batch: x.batch, width: channels, into: out) { samples, part in
-        withUnsafePointer(to: stem) {
-          sertrain_stem_sums($0, Int32(samples.lowerBound), Int32(samples.upperBound), center, part)
-        }
-      }
-      return
-    }
-    let norm = kernel(x)
-    partSums(batch: x.batch, width: channels, into: out) { samples, part in
-      withUnsafePointer(to: norm) {
-        sertrain_norm_sums($0, Int32(samples.lowerBound), Int32(samples.upperBound), center, part)
-      }
+    let kernels = kernels(x)
+    partSums(batch: x.batch, width: channels, into: out) { _, samples, part in
+      kernels.sums(samples, center: center, part)
     }
   }
 
@@ -383,23 +413,11 @@ final class BatchNormLayer: Layer {
       shift.withUnsafeBufferPointer { hb in
         let (s, h) = (sb.baseAddress!, hb.baseAddress!)
         let map = inputMap
-        if let pool, isStem {
-          let stem = producer!.stem(input: x, pool: pool)
-          let stride = y.layout.stride * c
-          Parallel.forEach(x.batch) { _, samples in
-            withUnsafePointer(to: stem) {
-              sertrain_stem_pool($0, Int32(samples.lowerBound), Int32(samples.upperBound), s, h, y.row(0, 0), stride)
-            }
-          }
-          return
-        }
         if pool != nil {
-          let norm = kernel(x)
+          let kernels = kernels(x)
           let stride = y.layout.stride * c
           Parallel.forEach(x.batch) { _, samples in
-            withUnsafePointer(to: norm) {
-              sertrain_norm_pool($0, Int32(samples.lowerBound), Int32(samples.upperBound), s, h, y.row(0, 0), stride)
-            }
+            kernels.pool(samples, scale: s, shift: h, y.row(0, 0), stride: stride)
           }
           return
         }
@@ -437,8 +455,8 @@ final class BatchNormLayer: Layer {
     let inv = m + c
     let (a1, a2, sc, s, h) = (m + 2 * c, m + 3 * c, m + 4 * c, m + 5 * c, m + 6 * c)
     for i in 0..<c { (m[i], inv[i], s[i], h[i]) = (mean[i], invStd[i], scale[i], shift[i]) }
-    let stem = isStem ? producer!.stem(input: x, pool: pool!) : nil
-    let norm = pool != nil && !isStem ? kernel(x) : nil
+    // With a fused pool both sweeps run in C.
+    let fused = pool == nil ? nil : kernels(x)
     var gradient = sertrain_norm_gradient(
       output: y.row(0, 0), output_gradient: dy.row(0, 0), output_stride: y.layout.stride * c,
       output_gradient_stride: dy.layout.stride * c, scale: s, shift: h, mean: m, inv_std: inv, a1: nil, a2: nil,
@@ -447,21 +465,13 @@ final class BatchNormLayer: Layer {
     func sweep(width: Int, into out: UnsafeMutablePointer<Double>) {
       let g = gradient
       let (dxBase, dxStride) = (dx?.row(0, 0), (dx?.layout.stride ?? 0) * c)
-      partSums(batch: x.batch, width: width, into: out) { samples, part in
-        let (lo, hi) = (Int32(samples.lowerBound), Int32(samples.upperBound))
-        withUnsafePointer(to: g) { gp in
-          if let stem {
-            withUnsafePointer(to: stem) { sertrain_stem_backward($0, lo, hi, gp, part) }
-          } else if let norm {
-            withUnsafePointer(to: norm) { sertrain_norm_backward($0, lo, hi, gp, dxBase, dxStride, part) }
-          }
-        }
+      partSums(batch: x.batch, width: width, into: out) { _, samples, part in
+        withUnsafePointer(to: g) { fused!.backward(samples, $0, dx: dxBase, dxStride: dxStride, part) }
       }
     }
-    let inC = stem != nil || norm != nil
     sums.withUnsafeMutableBufferPointer { sb in
       let total = sb.baseAddress!
-      if inC {
+      if fused != nil {
         sweep(width: 2 * c, into: total)
       } else {
         sweepSums(batch: x.batch, length: x.length, width: 2 * c, into: total) { _, b, t, acc in
@@ -495,13 +505,13 @@ final class BatchNormLayer: Layer {
       a2[i] = Float(sums[c + i] / count)
       sc[i] = gamma[i] * invStd[i]
     }
-    if inC {
+    if fused != nil {
       // The second sweep: the input gradient (batchnorm.c) or the stem's kernel gradient, tap by tap (stem.c),
       // then the producer's bias gradient.
       gradient.a1 = UnsafePointer(a1)
       gradient.a2 = UnsafePointer(a2)
       gradient.gamma_inv_std = UnsafePointer(sc)
-      let taps = stem != nil ? producer!.k : 0
+      let taps = isStem ? producer!.k : 0
       withUnsafeTemporaryAllocation(of: Double.self, capacity: (taps + 1) * c) { out in
         let o = out.baseAddress!
         sweep(width: (taps + 1) * c, into: o)

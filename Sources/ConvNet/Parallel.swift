@@ -31,44 +31,37 @@ func withPartScratch<T: Numeric, R>(
 }
 
 /// Per-channel sums over every position of a batch, split across the cores: `row(part, b, t, acc)` handles
-/// position `t` of sample `b` (positions come in order within each part) and adds its `width` values into `acc`. Sums are float over blocks of 16 positions and double
-/// across blocks (ill-conditioned channels need the precision); parts are combined in order, so the result does
-/// not depend on scheduling. Writes the `width` sums to `out`.
+/// position `t` of sample `b` (positions come in order within each part) and adds its `width` values into `acc`.
+/// Sums are float over blocks of 16 positions and double across blocks (ill-conditioned channels need the
+/// precision); parts are combined in order (`partSums`), so the result does not depend on scheduling. Writes the
+/// `width` sums to `out`.
 func sweepSums(
   batch: Int, length: Int, width: Int, into out: UnsafeMutablePointer<Double>,
   _ row: (_ part: Int, _ b: Int, _ t: Int, _ acc: UnsafeMutablePointer<Float>) -> Void
 ) {
-  let parts = Parallel.parts(batch)
-  withPartScratch(parts, width, Float.self) { partials in
-    withPartScratch(parts, width, Double.self) { totals in
-      Parallel.forEach(batch) { part, samples in
-        let acc = partials + part * width
-        let total = totals + part * width
-        for b in samples {
-          for t in 0..<length {
-            row(part, b, t, acc)
-            if t & 15 == 15 || t == length - 1 { addPartial(acc, into: total, width) }
-          }
+  withPartScratch(Parallel.parts(batch), width, Float.self) { partials in
+    partSums(batch: batch, width: width, into: out) { part, samples, total in
+      let acc = partials + part * width
+      for b in samples {
+        for t in 0..<length {
+          row(part, b, t, acc)
+          if t & 15 == 15 || t == length - 1 { addPartial(acc, into: total, width) }
         }
-      }
-      for i in 0..<width {
-        var sum = 0.0
-        for part in 0..<parts { sum += totals[part * width + i] }
-        out[i] = sum
       }
     }
   }
 }
 
-/// Per-channel sums that a kernel takes over whole parts: `body(samples, out)` writes the `width` sums of its
-/// part's samples into `out`; parts are combined in order, as in `sweepSums`. Writes the `width` sums to `out`.
+/// Per-channel sums taken part by part: `body(part, samples, out)` writes (or adds to the zeros in) `out`, the
+/// `width` sums of its part's samples; parts are combined in order, so the result does not depend on
+/// scheduling. Writes the `width` sums to `out`.
 func partSums(
   batch: Int, width: Int, into out: UnsafeMutablePointer<Double>,
-  _ body: (_ samples: Range<Int>, _ out: UnsafeMutablePointer<Double>) -> Void
+  _ body: (_ part: Int, _ samples: Range<Int>, _ out: UnsafeMutablePointer<Double>) -> Void
 ) {
   let parts = Parallel.parts(batch)
   withPartScratch(parts, width, Double.self) { totals in
-    Parallel.forEach(batch) { part, samples in body(samples, totals + part * width) }
+    Parallel.forEach(batch) { part, samples in body(part, samples, totals + part * width) }
     for i in 0..<width {
       var sum = 0.0
       for part in 0..<parts { sum += totals[part * width + i] }
