@@ -45,6 +45,12 @@ struct Variables {
 /// gradient. Cost: `2·B·L·k·cin·cout` flops per pass, plus under 1% for the ignored rows. With `K = k*cin` the
 /// GEMMs run near the square sgemm's speed, where one GEMM per tap (`K = cin`, the output read and written `k`
 /// times) reached about 83% of it (BENCHMARKS.md).
+///
+/// On CPUs with AVX-512 each pass whose output width is a multiple of 32 channels runs instead as direct
+/// convolution (conv.c) over the same buffers and layouts: the phase GEMMs make OpenBLAS pack every input row once
+/// per phase (`k` times per pass), which held conv2 and conv3 of the seed model at 80-90% of the square sgemm's
+/// speed; the direct kernels pack each input row once and run at 95-100% of it (`bench model --profile`). They
+/// leave the rows past each sample's length unwritten (the phase GEMMs write them with values nobody reads).
 final class Conv1DLayer: Layer {
   let plan: LayerPlan
   let k: Int, cin: Int, cout: Int, length: Int, padLeft: Int, padRight: Int, relu: Bool
@@ -63,6 +69,13 @@ final class Conv1DLayer: Layer {
   /// follow: the BatchNorm computes this layer's output wherever it reads it and writes this layer's gradients
   /// (`BatchNormLayer`, stem.c), and the network skips this layer and never stores its output.
   var computedByNorm = false
+  /// The kernel laid out for the direct convolution (conv.c), for the output and for the input gradient.
+  private var packed: FloatBuffer?
+  private var packedFlipped: FloatBuffer?
+  /// Whether the direct convolution computes a pass with this kernel size and output width here.
+  private func direct(_ outChannels: Int) -> Bool {
+    Network.usesDirectConvolution && Network.directConvolutionRuns(kernel: k, outChannels: outChannels)
+  }
   /// The bias and ReLU that turn the GEMM result into this layer's output.
   var outputMap: InputMap { InputMap(bias: bias, relu: relu) }
 
@@ -107,16 +120,39 @@ final class Conv1DLayer: Layer {
     return buffer!.pointer
   }
 
-  /// `out[i] = in[i..<i+k] · w` for the `B*S` rows `i`: one GEMM per phase (see the type's comment).
-  private func phaseGEMMs(
+  /// `out[i] = in[i..<i+k] · w` for the `B*S` rows `i` (`w` as `[k][inChannels][outChannels]`): the direct
+  /// convolution where it runs (rows past each sample's length left as they are), else one GEMM per phase (see the
+  /// type's comment). `pack` holds the kernel's packed copy.
+  private func convolve(
     batch: Int, _ input: UnsafePointer<Float>, _ inChannels: Int, _ w: UnsafePointer<Float>,
-    _ out: UnsafeMutablePointer<Float>, _ outChannels: Int
+    _ out: UnsafeMutablePointer<Float>, _ outChannels: Int, pack: inout FloatBuffer?
   ) {
+    if direct(outChannels) {
+      let p = scratch(&pack, sertrain_conv_packed_count(Int32(k), inChannels, outChannels))
+      sertrain_conv_pack(w, Int32(k), inChannels, outChannels, p)
+      var conv = sertrain_conv(
+        input: input, in_channels: inChannels, rows_per_sample: sampleRows, length: length, kernel: Int32(k),
+        packed: p, out_channels: outChannels, output: out)
+      Parallel.forEach(sertrain_conv_blocks(&conv, batch)) { _, blocks in
+        sertrain_conv_run(&conv, blocks.lowerBound, blocks.upperBound)
+      }
+      return
+    }
     let rows = batch * sampleRows / k
     for r in 0..<k {
       sgemm(
         rows, outChannels, k * inChannels, input + r * inChannels, k * inChannels, w, outChannels, beta: 0,
         out + r * outChannels, k * outChannels)
+    }
+  }
+
+  /// `dW = Σ_r Xᵣᵀ · dYᵣ` as one GEMM per phase, `aligned` row `i` the gradient of output row `i`.
+  private func weightGradientGEMMs(batch: Int, _ input: UnsafePointer<Float>, _ aligned: UnsafePointer<Float>) {
+    let rows = batch * sampleRows / k
+    for r in 0..<k {
+      sgemm(
+        transA: true, k * cin, cout, rows, input + r * cin, k * cin, aligned + r * cout, k * cout,
+        beta: r == 0 ? 0 : 1, dWeight, cout)
     }
   }
 
@@ -126,7 +162,7 @@ final class Conv1DLayer: Layer {
     x.zeroPadding()
     let direct = y.layout == rawLayout
     let out = direct ? y.base : scratch(&outScratch, rawLayout.rows(batch: batch) * cout)
-    phaseGEMMs(batch: batch, x.base, cin, weight, out, cout)
+    convolve(batch: batch, x.base, cin, weight, out, cout, pack: &packed)
     let raw = Tensor(base: out, batch: batch, length: length, channels: cout, layout: rawLayout)
     if readByNorm {
       if !direct { raw.copy(to: y) }
@@ -177,12 +213,16 @@ final class Conv1DLayer: Layer {
     }
     d.zeroPadding()
     if !readByNorm { maskAndSumBias(d, y) }
-    let rows = batch * sampleRows / k
     let aligned = d.base + padRight * cout  // row i holds the gradient of output row i
-    for r in 0..<k {
-      sgemm(
-        transA: true, k * cin, cout, rows, x.base + r * cin, k * cin, aligned + r * cout, k * cout,
-        beta: r == 0 ? 0 : 1, dWeight, cout)
+    if direct(cout) {
+      var g = sertrain_conv_gradient(
+        input: x.base, in_channels: cin, rows_per_sample: sampleRows, length: length, kernel: Int32(k),
+        batch: batch, gradient: aligned, out_channels: cout, weight_gradient: dWeight)
+      Parallel.forEach(sertrain_conv_gradient_parts(&g)) { _, panels in
+        sertrain_conv_weight_gradient(&g, panels.lowerBound, panels.upperBound)
+      }
+    } else {
+      weightGradientGEMMs(batch: batch, x.base, aligned)
     }
     guard let dx else { return }
     for j in 0..<k {
@@ -192,7 +232,7 @@ final class Conv1DLayer: Layer {
     }
     let direct = dx.layout == rawLayout
     let out = direct ? dx.base : scratch(&dxScratch, rawLayout.rows(batch: batch) * cin)
-    phaseGEMMs(batch: batch, d.base, cout, flipped.pointer, out, cin)
+    convolve(batch: batch, d.base, cout, flipped.pointer, out, cin, pack: &packedFlipped)
     if !direct {
       Tensor(base: out, batch: batch, length: length, channels: cin, layout: rawLayout).copy(to: dx)
     }

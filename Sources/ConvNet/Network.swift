@@ -117,6 +117,17 @@ public final class Network {
   /// Lets the first block of a model over one input channel run without storing its convolution's output
   /// (on by default; tests turn it off to hold the two paths together).
   nonisolated(unsafe) public static var fusesStem = true
+  /// Lets each Conv1D run its three passes as direct convolution (conv.c) where `directConvolutionRuns` says the
+  /// CPU and shapes allow, and as OpenBLAS GEMMs elsewhere (on by default; tests turn it off to hold the two
+  /// together).
+  nonisolated(unsafe) public static var usesDirectConvolution = true
+
+  /// Whether the direct convolution can compute a pass with this kernel size and output width on this CPU
+  /// (AVX-512F, kernels of 1 to 5 taps, a multiple of 32 output channels: the input gradient's output is the
+  /// layer's input channels).
+  public static func directConvolutionRuns(kernel: Int, outChannels: Int) -> Bool {
+    sertrain_conv_available(Int32(kernel), outChannels) != 0
+  }
 
   /// Whether layer `i` runs (it is not fused into a neighbour).
   private func runs(_ i: Int) -> Bool { !fusedIntoPrevious.contains(i) && !fusedIntoNext.contains(i) }

@@ -126,3 +126,56 @@ void sertrain_norm_pool(const sertrain_norm *norm, int b0, int b1, const float *
 /// producer's ReLU, and, with a producer (`bias`), its bias gradient (`channels` values).
 void sertrain_norm_backward(const sertrain_norm *norm, int b0, int b1, const sertrain_norm_gradient *gradient,
                             float *input_gradient, long input_gradient_stride, double *out);
+
+// A Conv1D's GEMMs as direct convolution (conv.c; `Conv1DLayer` in ConvNet), on CPUs with AVX-512.
+
+/// The padded input (row `i` of sample `b` at `input + (b*rows_per_sample + i)*in_channels`, rows outside the
+/// sample zero) against a kernel `[kernel][in_channels][out_channels]` packed by `sertrain_conv_pack`: output row
+/// `t < length` of sample `b` at `output + (b*rows_per_sample + t)*out_channels` is `Σ_j input row (t+j) · W_j`.
+typedef struct {
+  const float *input;
+  long in_channels;
+  long rows_per_sample;
+  long length;
+  int kernel;
+  const float *packed;
+  long out_channels;
+  float *output;
+} sertrain_conv;
+
+/// Whether the direct kernels run here (x86-64 with AVX-512F) for this kernel size (1 to 5) and output width (a
+/// multiple of 32 channels).
+int sertrain_conv_available(int kernel, long out_channels);
+
+/// Floats `sertrain_conv_pack` writes.
+long sertrain_conv_packed_count(int kernel, long in_channels, long out_channels);
+
+/// Lays the kernel `w[kernel][in_channels][out_channels]` out for `sertrain_conv_run`.
+void sertrain_conv_pack(const float *w, int kernel, long in_channels, long out_channels, float *packed);
+
+/// The blocks of positions `sertrain_conv_run` splits a batch into.
+long sertrain_conv_blocks(const sertrain_conv *conv, long batch);
+
+/// Writes the output rows of blocks `first ..< end`.
+void sertrain_conv_run(const sertrain_conv *conv, long first, long end);
+
+/// The kernel gradient `dW[j][ci][co] = Σ_b Σ_{t<length} input row (t+j) of b [ci] · gradient row t of b [co]`, the
+/// input as in `sertrain_conv` and the gradient row `t` of sample `b` at
+/// `gradient + (b*rows_per_sample + t)*out_channels`.
+typedef struct {
+  const float *input;
+  long in_channels;
+  long rows_per_sample;
+  long length;
+  int kernel;
+  long batch;
+  const float *gradient;
+  long out_channels;
+  float *weight_gradient;
+} sertrain_conv_gradient;
+
+/// The column panels `sertrain_conv_weight_gradient` splits the kernel gradient into.
+long sertrain_conv_gradient_parts(const sertrain_conv_gradient *gradient);
+
+/// Writes the kernel gradient's columns of panels `first ..< end` (every tap and input channel).
+void sertrain_conv_weight_gradient(const sertrain_conv_gradient *gradient, long first, long end);

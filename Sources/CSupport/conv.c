@@ -1,0 +1,301 @@
+// A Conv1D's three GEMMs as direct convolution, on AVX-512 (`Conv1DLayer` in ConvNet; elsewhere it runs them as
+// OpenBLAS GEMMs).
+//
+// Why not BLAS: a convolution as BLAS GEMMs without an im2col copy (one GEMM per tap, or per phase as ConvNet does)
+// makes BLAS pack every input row once per tap, k times per pass, and write the output through memory. These
+// kernels pack nothing k times: a tile of 12 output positions × 32 output channels sums over every tap and input
+// channel in 24 registers, the input read by broadcasts from a 16-position panel, the kernel streamed from L2.
+//
+// Forward and input gradient (`sertrain_conv_run`), per block of 192 positions of one sample:
+//   - pack the block's input into panels of 16 positions (12 outputs plus up to 4 more rows for the taps),
+//     transposed so that one channel's 16 positions are one 64-byte line: `panel[c*16 + r]`;
+//   - for each 32-channel column panel of the packed kernel (`[c][j][32]`, k*cin*128 bytes, in L2), run every
+//     position panel through the 12 × 32 tile.
+// Kernel gradient (`sertrain_conv_weight_gradient`): a tile of 12 input channels × 32 output channels of one tap
+// sums over 256 positions at a time: the input's rows packed into panels of 12 channels, the gradient's into a
+// panel of 32 channels (32 KB, held in L1 across the input channels and taps). Each kernel gradient value sums
+// over positions in order, whatever the split across threads.
+//
+// Sums run in a different order from a BLAS GEMM, so results differ from OpenBLAS's in the last bits (as
+// OpenBLAS's own kernels differ from one CPU to another).
+#include "kernels.h"
+
+#if defined(__x86_64__)
+#include <immintrin.h>
+
+#define MR 12
+#define NR 32
+#define PANEL 16
+#define BLOCK (MR * 16)
+#define CHUNK 256
+#define CHANNEL_BLOCK 64
+#define AVX512 __attribute__((target("avx512f")))
+
+/// Transposes 16 rows of 16 floats in place.
+#define TRANSPOSE16(r)                                                                                     \
+  do {                                                                                                     \
+    __m512 a_[16], b_[16];                                                                                 \
+    for (int i = 0; i < 8; i++) {                                                                          \
+      a_[2 * i] = _mm512_unpacklo_ps(r[2 * i], r[2 * i + 1]);                                              \
+      a_[2 * i + 1] = _mm512_unpackhi_ps(r[2 * i], r[2 * i + 1]);                                          \
+    }                                                                                                      \
+    for (int i = 0; i < 4; i++) {                                                                          \
+      __m512d a0 = _mm512_castps_pd(a_[4 * i]), a1 = _mm512_castps_pd(a_[4 * i + 1]);                      \
+      __m512d a2 = _mm512_castps_pd(a_[4 * i + 2]), a3 = _mm512_castps_pd(a_[4 * i + 3]);                  \
+      b_[4 * i] = _mm512_castpd_ps(_mm512_unpacklo_pd(a0, a2));                                            \
+      b_[4 * i + 1] = _mm512_castpd_ps(_mm512_unpackhi_pd(a0, a2));                                        \
+      b_[4 * i + 2] = _mm512_castpd_ps(_mm512_unpacklo_pd(a1, a3));                                        \
+      b_[4 * i + 3] = _mm512_castpd_ps(_mm512_unpackhi_pd(a1, a3));                                        \
+    }                                                                                                      \
+    for (int q = 0; q < 4; q++) {                                                                          \
+      __m512 c1 = _mm512_shuffle_f32x4(b_[q], b_[4 + q], 0x88);                                            \
+      __m512 c2 = _mm512_shuffle_f32x4(b_[q], b_[4 + q], 0xdd);                                            \
+      __m512 c3 = _mm512_shuffle_f32x4(b_[8 + q], b_[12 + q], 0x88);                                       \
+      __m512 c4 = _mm512_shuffle_f32x4(b_[8 + q], b_[12 + q], 0xdd);                                       \
+      r[q] = _mm512_shuffle_f32x4(c1, c3, 0x88);                                                           \
+      r[8 + q] = _mm512_shuffle_f32x4(c1, c3, 0xdd);                                                       \
+      r[4 + q] = _mm512_shuffle_f32x4(c2, c4, 0x88);                                                       \
+      r[12 + q] = _mm512_shuffle_f32x4(c2, c4, 0xdd);                                                      \
+    }                                                                                                      \
+  } while (0)
+
+/// `panel[c*16 + r]` = channel `c` of row `r` (`rows` rows `ld` floats apart from `in`; the rest zero).
+AVX512 static void pack_panel(const float *in, long ld, long channels, int rows, float *panel) {
+  for (long c0 = 0; c0 < channels; c0 += 16) {
+    const int n = channels - c0 < 16 ? (int)(channels - c0) : 16;
+    const __mmask16 mask = (__mmask16)((1u << n) - 1);
+    __m512 r[16];
+    for (int i = 0; i < 16; i++) r[i] = i < rows ? _mm512_maskz_loadu_ps(mask, in + i * ld + c0) : _mm512_setzero_ps();
+    TRANSPOSE16(r);
+    for (int i = 0; i < n; i++) _mm512_store_ps(panel + (c0 + i) * PANEL, r[i]);
+  }
+}
+
+// The 12 × 32 tile: 24 accumulators `aR0`, `aR1` (row R, columns 0-15 and 16-31).
+#define ACC(R) __m512 a##R##0 = _mm512_setzero_ps(), a##R##1 = _mm512_setzero_ps()
+#define FMA(R, x, b0, b1)                  \
+  a##R##0 = _mm512_fmadd_ps(x, b0, a##R##0); \
+  a##R##1 = _mm512_fmadd_ps(x, b1, a##R##1)
+
+/// One tap: rows `J ..< J+12` of the panel column `p` against the next 32 kernel values. The empty asm keeps the
+/// compiler from carrying broadcasts from one tap to the next (rows overlap across taps), which spills the
+/// accumulators.
+#define TAP(J)                                                                  \
+  do {                                                                          \
+    const __m512 b0 = _mm512_load_ps(w), b1 = _mm512_load_ps(w + 16);            \
+    __m512 x;                                                                   \
+    w += NR;                                                                    \
+    x = _mm512_set1_ps(p[(J) + 0]); FMA(0, x, b0, b1);                           \
+    x = _mm512_set1_ps(p[(J) + 1]); FMA(1, x, b0, b1);                           \
+    x = _mm512_set1_ps(p[(J) + 2]); FMA(2, x, b0, b1);                           \
+    x = _mm512_set1_ps(p[(J) + 3]); FMA(3, x, b0, b1);                           \
+    x = _mm512_set1_ps(p[(J) + 4]); FMA(4, x, b0, b1);                           \
+    x = _mm512_set1_ps(p[(J) + 5]); FMA(5, x, b0, b1);                           \
+    x = _mm512_set1_ps(p[(J) + 6]); FMA(6, x, b0, b1);                           \
+    x = _mm512_set1_ps(p[(J) + 7]); FMA(7, x, b0, b1);                           \
+    x = _mm512_set1_ps(p[(J) + 8]); FMA(8, x, b0, b1);                           \
+    x = _mm512_set1_ps(p[(J) + 9]); FMA(9, x, b0, b1);                           \
+    x = _mm512_set1_ps(p[(J) + 10]); FMA(10, x, b0, b1);                         \
+    x = _mm512_set1_ps(p[(J) + 11]); FMA(11, x, b0, b1);                         \
+    __asm__ volatile("" ::: "memory");                                          \
+  } while (0)
+
+#define STORE_ROW(R)                                                                         \
+  if (R < rows) {                                                                            \
+    if (c0 == 0) {                                                                           \
+      _mm512_storeu_ps(out + R * ldo, a##R##0);                                              \
+      _mm512_storeu_ps(out + R * ldo + 16, a##R##1);                                         \
+    } else {                                                                                 \
+      _mm512_storeu_ps(out + R * ldo, _mm512_add_ps(_mm512_loadu_ps(out + R * ldo), a##R##0)); \
+      _mm512_storeu_ps(out + R * ldo + 16, _mm512_add_ps(_mm512_loadu_ps(out + R * ldo + 16), a##R##1)); \
+    }                                                                                        \
+  }
+
+/// Output rows `0 ..< rows` (at most 12, `ldo` floats apart) of one 32-column panel: `Σ_c Σ_j panel[c][r+j] ·
+/// w[c][j][0..<32]`, summed in registers over blocks of `CHANNEL_BLOCK` input channels and added to the output
+/// block by block, which keeps rounding error to what a blocked GEMM has (a single register sum over all `k*cin`
+/// terms had 2-4 times OpenBLAS's error, enough to fail the seed model's Keras comparison).
+#define CONV_TILE(NAME, TAPS)                                                                                  \
+  AVX512 __attribute__((noinline)) static void NAME(const float *panel, const float *w, long channels,         \
+                                                    float *out, long ldo, int rows) {                          \
+    for (long c0 = 0; c0 < channels; c0 += CHANNEL_BLOCK) {                                                    \
+      const long c1 = c0 + CHANNEL_BLOCK < channels ? c0 + CHANNEL_BLOCK : channels;                           \
+      ACC(0); ACC(1); ACC(2); ACC(3); ACC(4); ACC(5); ACC(6); ACC(7); ACC(8); ACC(9); ACC(10); ACC(11);         \
+      for (long c = c0; c < c1; c++) {                                                                         \
+        const float *p = panel + c * PANEL;                                                                    \
+        TAPS                                                                                                   \
+      }                                                                                                        \
+      STORE_ROW(0) STORE_ROW(1) STORE_ROW(2) STORE_ROW(3) STORE_ROW(4) STORE_ROW(5)                            \
+      STORE_ROW(6) STORE_ROW(7) STORE_ROW(8) STORE_ROW(9) STORE_ROW(10) STORE_ROW(11)                          \
+    }                                                                                                          \
+  }
+
+CONV_TILE(tile1, TAP(0);)
+CONV_TILE(tile2, TAP(0); TAP(1);)
+CONV_TILE(tile3, TAP(0); TAP(1); TAP(2);)
+CONV_TILE(tile4, TAP(0); TAP(1); TAP(2); TAP(3);)
+CONV_TILE(tile5, TAP(0); TAP(1); TAP(2); TAP(3); TAP(4);)
+
+typedef void (*tile_fn)(const float *, const float *, long, float *, long, int);
+static const tile_fn tiles[6] = {0, tile1, tile2, tile3, tile4, tile5};
+
+AVX512 static void run(const sertrain_conv *cv, long first, long end) {
+  const long per = (cv->length + BLOCK - 1) / BLOCK, cin = cv->in_channels, cout = cv->out_channels;
+  const long rows = cv->rows_per_sample, length = cv->length;
+  const int k = cv->kernel;
+  const tile_fn tile = tiles[k];
+  float *scratch = zeroed((size_t)(BLOCK / MR) * cin * PANEL * sizeof(float));
+  for (long block = first; block < end; block++) {
+    const long b = block / per, t0 = (block % per) * BLOCK;
+    const long t1 = t0 + BLOCK < length ? t0 + BLOCK : length;
+    const int panels = (int)((t1 - t0 + MR - 1) / MR);
+    const float *in = cv->input + b * rows * cin;
+    for (int m = 0; m < panels; m++) {
+      const long t = t0 + (long)m * MR, readable = length + k - 1 - t;  // padded rows t .. of this sample
+      pack_panel(in + t * cin, cin, cin, readable < PANEL ? (int)readable : PANEL, scratch + m * cin * PANEL);
+    }
+    float *out = cv->output + b * rows * cout;
+    for (long q = 0; q < cout / NR; q++) {
+      const float *w = cv->packed + q * cin * k * NR;
+      for (int m = 0; m < panels; m++) {
+        const long t = t0 + (long)m * MR;
+        tile(scratch + m * cin * PANEL, w, cin, out + t * cout + q * NR, cout, t1 - t < MR ? (int)(t1 - t) : MR);
+      }
+    }
+  }
+  free(scratch);
+}
+
+// The kernel gradient's tile: `M` (at most 12) input channels × 32 output channels of one tap over `n` positions,
+// added to `dw` (rows `ldw` floats apart). Position `t` of the input panel at `x + 12*t`, of the gradient's at
+// `d + 32*t`.
+#define WFMA(R)                                                   \
+  if (R < M) {                                                    \
+    const __m512 x_ = _mm512_set1_ps(xr[R]);                      \
+    FMA(R, x_, b0, b1);                                           \
+  }
+#define WADD(R)                                                                                          \
+  if (R < M) {                                                                                           \
+    _mm512_storeu_ps(dw + R * ldw, _mm512_add_ps(_mm512_loadu_ps(dw + R * ldw), a##R##0));                \
+    _mm512_storeu_ps(dw + R * ldw + 16, _mm512_add_ps(_mm512_loadu_ps(dw + R * ldw + 16), a##R##1));      \
+  }
+#define WTILE(ROWS)                                                                                          \
+  AVX512 __attribute__((noinline)) static void wtile##ROWS(const float *x, const float *d, long n, float *dw, \
+                                                           long ldw) {                                       \
+    enum { M = ROWS };                                                                                       \
+    for (int r = 0; r < M; r++) {                                                                            \
+      _mm_prefetch((const char *)(dw + r * ldw), _MM_HINT_T0);                                               \
+      _mm_prefetch((const char *)(dw + r * ldw + 16), _MM_HINT_T0);                                          \
+    }                                                                                                        \
+    ACC(0); ACC(1); ACC(2); ACC(3); ACC(4); ACC(5); ACC(6); ACC(7); ACC(8); ACC(9); ACC(10); ACC(11);         \
+    for (long t = 0; t < n; t++) {                                                                           \
+      const float *xr = x + t * MR;                                                                          \
+      const __m512 b0 = _mm512_load_ps(d + t * NR), b1 = _mm512_load_ps(d + t * NR + 16);                    \
+      WFMA(0) WFMA(1) WFMA(2) WFMA(3) WFMA(4) WFMA(5) WFMA(6) WFMA(7) WFMA(8) WFMA(9) WFMA(10) WFMA(11)      \
+    }                                                                                                        \
+    WADD(0) WADD(1) WADD(2) WADD(3) WADD(4) WADD(5) WADD(6) WADD(7) WADD(8) WADD(9) WADD(10) WADD(11)        \
+  }
+WTILE(1) WTILE(2) WTILE(3) WTILE(4) WTILE(5) WTILE(6) WTILE(7) WTILE(8) WTILE(9) WTILE(10) WTILE(11) WTILE(12)
+
+typedef void (*wtile_fn)(const float *, const float *, long, float *, long);
+static const wtile_fn wtiles[13] = {0,       wtile1, wtile2, wtile3, wtile4,  wtile5, wtile6,
+                                    wtile7, wtile8, wtile9, wtile10, wtile11, wtile12};
+
+/// Per chunk of 256 positions of one sample: the input's rows (with the taps' `k-1` more) packed into panels of 12
+/// channels (`[tile][row][12]`), then per 32-column panel of the gradient, packed (`[t][32]`, 32 KB, in L1), every
+/// tap and input tile.
+AVX512 static void weight_gradient(const sertrain_conv_gradient *g, long first, long end) {
+  const long cin = g->in_channels, cout = g->out_channels, rows = g->rows_per_sample;
+  const int k = g->kernel;
+  const long tiles = (cin + MR - 1) / MR, span = CHUNK + k - 1;
+  float *xp = zeroed((size_t)tiles * span * MR * sizeof(float)), *dp = zeroed(CHUNK * NR * sizeof(float));
+  for (int j = 0; j < k; j++) {
+    for (long c = 0; c < cin; c++) {
+      memset(g->weight_gradient + (j * cin + c) * cout + first * NR, 0, (size_t)(end - first) * NR * sizeof(float));
+    }
+  }
+  for (long b = 0; b < g->batch; b++) {
+    for (long t0 = 0; t0 < g->length; t0 += CHUNK) {
+      const long n = g->length - t0 < CHUNK ? g->length - t0 : CHUNK;
+      for (long i = 0; i < n + k - 1; i++) {
+        const float *src = g->input + (b * rows + t0 + i) * cin;
+        for (long tile = 0; tile < tiles; tile++) {
+          const long c = tile * MR, m = cin - c < MR ? cin - c : MR;
+          const __mmask16 mask = (__mmask16)((1u << m) - 1);
+          _mm512_mask_storeu_ps(xp + (tile * span + i) * MR, mask, _mm512_maskz_loadu_ps(mask, src + c));
+        }
+      }
+      for (long q = first; q < end; q++) {
+        for (long t = 0; t < n; t++) memcpy(dp + t * NR, g->gradient + (b * rows + t0 + t) * cout + q * NR, NR * sizeof(float));
+        for (int j = 0; j < k; j++) {
+          float *dw = g->weight_gradient + (long)j * cin * cout + q * NR;
+          for (long tile = 0; tile < tiles; tile++) {
+            const long c = tile * MR, m = cin - c < MR ? cin - c : MR;
+            wtiles[m](xp + (tile * span + j) * MR, dp, n, dw + c * cout, cout);
+          }
+        }
+      }
+    }
+  }
+  free(xp);
+  free(dp);
+}
+#endif
+
+int sertrain_conv_available(int kernel, long out_channels) {
+#if defined(__x86_64__)
+  __builtin_cpu_init();
+  return __builtin_cpu_supports("avx512f") && kernel >= 1 && kernel <= 5 && out_channels > 0 &&
+         out_channels % NR == 0;
+#else
+  (void)kernel;
+  (void)out_channels;
+  return 0;
+#endif
+}
+
+static void require(int kernel, long out_channels, const char *what) {
+  if (!sertrain_conv_available(kernel, out_channels)) {
+    fprintf(stderr, "sertrain: %s called where the direct convolution does not run (kernel %d, %ld channels)\n",
+            what, kernel, out_channels);
+    abort();
+  }
+}
+
+long sertrain_conv_packed_count(int kernel, long in_channels, long out_channels) {
+  return (long)kernel * in_channels * out_channels;
+}
+
+void sertrain_conv_pack(const float *w, int kernel, long in_channels, long out_channels, float *packed) {
+  require(kernel, out_channels, "sertrain_conv_pack");
+  const long panel = 32;
+  for (long q = 0; q < out_channels / panel; q++) {
+    for (long c = 0; c < in_channels; c++) {
+      for (int j = 0; j < kernel; j++) {
+        memcpy(packed + ((q * in_channels + c) * kernel + j) * panel, w + ((long)j * in_channels + c) * out_channels + q * panel,
+               panel * sizeof(float));
+      }
+    }
+  }
+}
+
+long sertrain_conv_blocks(const sertrain_conv *conv, long batch) {
+  const long block = 192;
+  return batch * ((conv->length + block - 1) / block);
+}
+
+void sertrain_conv_run(const sertrain_conv *conv, long first, long end) {
+  require(conv->kernel, conv->out_channels, "sertrain_conv_run");
+#if defined(__x86_64__)
+  run(conv, first, end);
+#endif
+}
+
+long sertrain_conv_gradient_parts(const sertrain_conv_gradient *gradient) { return gradient->out_channels / 32; }
+
+void sertrain_conv_weight_gradient(const sertrain_conv_gradient *gradient, long first, long end) {
+  require(gradient->kernel, gradient->out_channels, "sertrain_conv_weight_gradient");
+#if defined(__x86_64__)
+  weight_gradient(gradient, first, end);
+#endif
+}

@@ -1,0 +1,57 @@
+import ConvNet
+import XCTest
+import _TestSupport
+
+/// The direct convolution kernels (conv.c: forward and input gradient by 12 × 32 register tiles over packed
+/// panels, kernel gradient over chunks of 256 positions) against the naive double-precision reference and against
+/// the same network on OpenBLAS GEMMs, on shapes that reach every edge: input channels that are not multiples of
+/// the 16-lane panels or the 12-channel tiles, kernels 1 to 5 (even ones pad asymmetrically), lengths over several
+/// 192-position blocks and 256-position chunks with partial last tiles, output widths of one and several 32-channel
+/// panels, and a layer whose output width (48) leaves the forward pass and kernel gradient on OpenBLAS while its
+/// input gradient (32 channels) runs direct.
+extension FastVersusNaiveTests {
+  func testDirectConvolutionAgainstNaiveAndBLAS() throws {
+    defer { Network.usesDirectConvolution = true }
+    try XCTSkipUnless(
+      Network.directConvolutionRuns(kernel: 5, outChannels: 32), "the direct convolution needs AVX-512F")
+    let cases: [(name: String, length: Int, inputs: Int, layers: [LayerSpec])] = [
+      ("tails", 29, 37, [.conv1D(64, kernel: 5), .batchNormalization(), .maxPooling1D(3), .conv1D(32, kernel: 3)]),
+      (
+        "long", 400, 7,
+        [
+          .conv1D(32, kernel: 1), .conv1D(96, kernel: 4, activation: .linear), .batchNormalization(),
+          .maxPooling1D(3, strides: 2), .conv1D(32, kernel: 2),
+        ]
+      ),
+      ("mixed", 23, 32, [.conv1D(48, kernel: 3), .batchNormalization(), .conv1D(32, kernel: 5)]),
+    ]
+    for (n, c) in cases.enumerated() {
+      let spec = ModelSpec(
+        name: c.name, inputLength: c.length, inputChannels: c.inputs,
+        layers: c.layers + [.flatten(), .dense(nil, activation: .softmax)])
+      try check(spec, classes: 3, batch: 3, seed: 120 + UInt64(n))
+
+      var runs: [(probs: [Float], inferred: [Float], gradients: [Float])] = []
+      for direct in [true, false] {
+        Network.usesDirectConvolution = direct
+        let network = try Network(spec: spec, classes: 3, seed: 9)
+        var rng = TestRNG(seed: 10 + UInt64(n))
+        let x = (0..<(3 * network.inputWidth)).map { _ in rng.normal() }
+        let labels: [Int32] = [2, 0, 1]
+        let probs = x.withUnsafeBufferPointer { Array(network.forward($0.baseAddress!, batch: 3, training: true)) }
+        labels.withUnsafeBufferPointer { network.backward(labels: $0, scale: 1 / 3) }
+        let inferred = x.withUnsafeBufferPointer {
+          Array(network.forward($0.baseAddress!, batch: 3, training: false))
+        }
+        runs.append((probs, inferred, network.parameterLayout.views.flatMap { Array(network.gradient($0.name)!) }))
+      }
+      let (direct, blas) = (runs[0], runs[1])
+      assertClose(direct.probs, blas.probs, rtol: 1e-5, atol: 1e-7, "training \(c.name)")
+      assertClose(direct.inferred, blas.inferred, rtol: 1e-5, atol: 1e-7, "inference \(c.name)")
+      let largest = blas.gradients.map(abs).max()!
+      assertClose(direct.gradients, blas.gradients, atol: 1e-5 * largest, "gradients \(c.name)")
+      // Different kernels: the sums run in another order, so some values differ in their last bits.
+      XCTAssertNotEqual(direct.gradients, blas.gradients, "\(c.name): both runs took the same path")
+    }
+  }
+}
