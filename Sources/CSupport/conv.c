@@ -20,13 +20,14 @@
 // OpenBLAS's own kernels differ from one CPU to another).
 #include "kernels.h"
 
-#if defined(__x86_64__)
-#include <immintrin.h>
-
 #define MR 12
 #define NR 32
 #define PANEL 16
 #define BLOCK (MR * 16)
+
+#if defined(__x86_64__)
+#include <immintrin.h>
+
 #define CHUNK 256
 #define CHANNEL_BLOCK 64
 #define AVX512 __attribute__((target("avx512f")))
@@ -268,20 +269,18 @@ long sertrain_conv_packed_count(int kernel, long in_channels, long out_channels)
 
 void sertrain_conv_pack(const float *w, int kernel, long in_channels, long out_channels, float *packed) {
   require(kernel, out_channels, "sertrain_conv_pack");
-  const long panel = 32;
-  for (long q = 0; q < out_channels / panel; q++) {
+  for (long q = 0; q < out_channels / NR; q++) {
     for (long c = 0; c < in_channels; c++) {
       for (int j = 0; j < kernel; j++) {
-        memcpy(packed + ((q * in_channels + c) * kernel + j) * panel, w + ((long)j * in_channels + c) * out_channels + q * panel,
-               panel * sizeof(float));
+        memcpy(packed + ((q * in_channels + c) * kernel + j) * NR, w + ((long)j * in_channels + c) * out_channels + q * NR,
+               NR * sizeof(float));
       }
     }
   }
 }
 
 long sertrain_conv_blocks(const sertrain_conv *conv, long batch) {
-  const long block = 192;
-  return batch * ((conv->length + block - 1) / block);
+  return batch * ((conv->length + BLOCK - 1) / BLOCK);
 }
 
 void sertrain_conv_run(const sertrain_conv *conv, long first, long end) {
@@ -291,7 +290,7 @@ void sertrain_conv_run(const sertrain_conv *conv, long first, long end) {
 #endif
 }
 
-long sertrain_conv_gradient_parts(const sertrain_conv_gradient *gradient) { return gradient->out_channels / 32; }
+long sertrain_conv_gradient_parts(const sertrain_conv_gradient *gradient) { return gradient->out_channels / NR; }
 
 void sertrain_conv_weight_gradient(const sertrain_conv_gradient *gradient, long first, long end) {
   require(gradient->kernel, gradient->out_channels, "sertrain_conv_weight_gradient");
