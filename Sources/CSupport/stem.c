@@ -74,10 +74,11 @@ static inline __attribute__((always_inline)) void window(const sertrain_stem *s,
 
 static inline __attribute__((always_inline)) void pool(const sertrain_stem *s, const int k, int b0, int b1,
                                                        const float *scale, const float *shift, float *output,
-                                                       long output_stride) {
+                                                       long output_stride, const sertrain_pool_winners *winners) {
   const long length = s->length, rows = s->out_length;
   const long tile_rows = TILE / s->pool_stride > 0 ? TILE / s->pool_stride : 1;
   f16 *z = zeroed((size_t)(tile_rows * s->pool_stride + s->pool + 1) * sizeof(f16));
+  f16 *xh = winners ? zeroed((size_t)(tile_rows * s->pool_stride + s->pool + 1) * sizeof(f16)) : NULL;
   for (int b = b0; b < b1; b++) {
     const float *xp = s->input + (long)b * s->input_stride;
     float *y = output + (long)b * output_stride;
@@ -91,35 +92,50 @@ static inline __attribute__((always_inline)) void pool(const sertrain_stem *s, c
         const int n = s->channels - c0 < LANES ? s->channels - c0 : LANES;
         taps tp;
         load_taps(s, c0, n, &tp);
-        f16 sc, sh;
+        f16 sc, sh, mean = 0, inv = 0;
         LOAD_INTO(sc, scale + c0, n);
         LOAD_INTO(sh, shift + c0, n);
+        if (winners) {
+          LOAD_INTO(mean, winners->mean + c0, n);
+          LOAD_INTO(inv, winners->inv_std + c0, n);
+        }
         for (long t = zlo; t < zhi; t++) {
           f16 v;
           conv_at(s, k, &tp, xp, t, &v);
           z[t - zlo] = v * sc + sh;
+          if (winners) xh[t - zlo] = (v - mean) * inv;
         }
         for (long p = p0; p < p1; p++) {
           long lo, hi;
           window(s, p, &lo, &hi);
           f16 best = z[lo - zlo];
-          for (long t = lo + 1; t < hi; t++) best = SELECT(z[t - zlo] > best, z[t - zlo], best);
+          if (winners) {
+            f16 x = xh[lo - zlo];
+            for (long t = lo + 1; t < hi; t++) {
+              const i16 wins = z[t - zlo] > best;
+              best = SELECT(wins, z[t - zlo], best);
+              x = SELECT(wins, xh[t - zlo], x);
+            }
+            STORE(x, winners->xhat + (long)b * winners->xhat_stride + p * s->channels + c0, n);
+          } else {
+            for (long t = lo + 1; t < hi; t++) best = SELECT(z[t - zlo] > best, z[t - zlo], best);
+          }
           STORE(best, y + p * s->channels + c0, n);
         }
       }
     }
   }
   free(z);
+  free(xh);
 }
 
 static inline __attribute__((always_inline)) void backward(const sertrain_stem *s, const int k, int b0, int b1,
                                                            const sertrain_norm_gradient *g, double *out) {
   const long length = s->length, rows = s->out_length;
-  const int weights = g->a1 != NULL;
-  const int sums = weights ? k + 1 : 2;
+  const int sums = k + 1;
   const int blocks = (s->channels + LANES - 1) / LANES;
-  // Per channel block, carried from tile to tile: the float partial sums and double totals of [Σdz, Σdz·x̂], or
-  // of [dW tap 0 ..< k, dbias].
+  // Per channel block, carried from tile to tile: the float partial sums and double totals of
+  // [dW tap 0 ..< k, dbias].
   float *partials = zeroed((size_t)blocks * sums * sizeof(f16));
   double *totals = zeroed((size_t)blocks * sums * 2 * sizeof(d8));
   // The layer's output over a tile and the windows that reach it, and the tile's routed gradient.
@@ -148,16 +164,14 @@ static inline __attribute__((always_inline)) void backward(const sertrain_stem *
         const int n = s->channels - c0 < LANES ? s->channels - c0 : LANES;
         taps tp;
         load_taps(s, c0, n, &tp);
-        f16 sc, sh, mean, inv, a1 = 0, a2 = 0, gs = 0;
+        f16 sc, sh, mean, inv, a1, a2, gs;
         LOAD_INTO(sc, g->scale + c0, n);
         LOAD_INTO(sh, g->shift + c0, n);
         LOAD_INTO(mean, g->mean + c0, n);
         LOAD_INTO(inv, g->inv_std + c0, n);
-        if (weights) {
-          LOAD_INTO(a1, g->a1 + c0, n);
-          LOAD_INTO(a2, g->a2 + c0, n);
-          LOAD_INTO(gs, g->gamma_inv_std + c0, n);
-        }
+        LOAD_INTO(a1, g->a1 + c0, n);
+        LOAD_INTO(a2, g->a2 + c0, n);
+        LOAD_INTO(gs, g->gamma_inv_std + c0, n);
         for (long t = vlo; t < vhi; t++) conv_at(s, k, &tp, xp, t, &v[t - vlo]);
         for (long t = t0; t < t1; t++) dz[t - t0] = 0;
         // Each window's gradient to the first position whose normalised value equals the window's maximum;
@@ -181,15 +195,10 @@ static inline __attribute__((always_inline)) void backward(const sertrain_stem *
         for (long t = t0; t < t1; t++) {
           const f16 vt = v[t - vlo], dzt = dz[t - t0];
           const f16 xhat = (vt - mean) * inv;
-          if (!weights) {
-            partial[0] = partial[0] + dzt;
-            partial[1] = partial[1] + dzt * xhat;
-          } else {
-            f16 d = gs * (dzt - a1 - xhat * a2);
-            if (s->relu) d = SELECT(vt <= 0, (f16)0, d);
-            for (int j = 0; j < k; j++) partial[j] = partial[j] + xp[t + j] * d;
-            partial[k] = partial[k] + d;
-          }
+          f16 d = gs * (dzt - a1 - xhat * a2);
+          if (s->relu) d = SELECT(vt <= 0, (f16)0, d);
+          for (int j = 0; j < k; j++) partial[j] = partial[j] + xp[t + j] * d;
+          partial[k] = partial[k] + d;
           if (is_flush(t, length)) {
             for (int i = 0; i < sums; i++) FLUSH_AT(partial[i], tb + (long)i * LANES);
           }
@@ -221,8 +230,8 @@ void sertrain_stem_sums(const sertrain_stem *s, int b0, int b1, const float *cen
 
 SERTRAIN_CLONES
 void sertrain_stem_pool(const sertrain_stem *s, int b0, int b1, const float *scale, const float *shift,
-                        float *output, long output_stride) {
-#define POOL(k) pool(s, k, b0, b1, scale, shift, output, output_stride)
+                        float *output, long output_stride, const sertrain_pool_winners *winners) {
+#define POOL(k) pool(s, k, b0, b1, scale, shift, output, output_stride, winners)
   BY_KERNEL(POOL)
 }
 

@@ -299,16 +299,19 @@ struct InputMap {
 /// The network fuses its neighbours into it where the model allows (the seed's blocks are all
 /// Conv1D → BatchNorm → MaxPool), to save sweeps over the largest tensors, which are memory-bound:
 /// - `pool`: the MaxPooling1D that follows. Forward pools `x*s + h` straight from the input, so the normalised
-///   tensor is never stored; backward routes the pooled gradient into `dx` and takes the sums in one sweep,
-///   then normalises `dx` in place in a second.
+///   tensor is never stored, and in training keeps the `x̂` of each window's winner (the first position equal to
+///   its maximum), a tensor of the pooled size. Every pooled gradient goes to its window's winner, so backward's
+///   sums `Σdz = Σdy` and `Σdz·x̂ = Σdy·x̂_winner` come from the pooled rows (`sertrain_pooled_sums`), and a single
+///   sweep over the input routes the pooled gradient and writes `dx`. (Those sums add the same terms as over the
+///   input positions, in another order.)
 /// - `producer`: the Conv1D that wrote the input. It leaves its output raw (`Conv1DLayer.readByNorm`) and every
 ///   read here adds its bias and applies its ReLU on the fly (`InputMap`), which saves a read and a write of the
-///   largest tensors; backward's second sweep also applies its ReLU mask and sums its bias gradient.
-/// Every value is computed by the same operations in the same order as unfused, so results are bit-identical.
+///   largest tensors; backward's sweep also applies its ReLU mask and sums its bias gradient. Every value is
+///   computed by the same operations in the same order as unfused, so those results are bit-identical.
 /// - `stem`: the producer is the first layer and reads one channel (`Conv1DLayer.computedByNorm`). Its output,
 ///   the largest tensor of a typical model, is not stored at all: the kernels in stem.c recompute it from the
 ///   input in every sweep (k multiplies per value), do this layer's and the pool's work on it as above, and write
-///   the producer's kernel and bias gradients in backward's second sweep. Sums keep the same blocking; the kernel
+///   the producer's kernel and bias gradients in backward's sweep. Sums keep the same blocking; the kernel
 ///   gradient is summed like them instead of by a GEMM.
 final class BatchNormLayer: Layer {
   let plan: LayerPlan
@@ -353,16 +356,18 @@ final class BatchNormLayer: Layer {
 
     func pool(
       _ samples: Range<Int>, scale: UnsafePointer<Float>, shift: UnsafePointer<Float>,
-      _ output: UnsafeMutablePointer<Float>, stride: Int
+      _ output: UnsafeMutablePointer<Float>, stride: Int, winners: UnsafePointer<sertrain_pool_winners>?
     ) {
       let (lo, hi) = (Int32(samples.lowerBound), Int32(samples.upperBound))
       switch self {
-      case .stem(let k): withUnsafePointer(to: k) { sertrain_stem_pool($0, lo, hi, scale, shift, output, stride) }
-      case .norm(let k): withUnsafePointer(to: k) { sertrain_norm_pool($0, lo, hi, scale, shift, output, stride) }
+      case .stem(let k):
+        withUnsafePointer(to: k) { sertrain_stem_pool($0, lo, hi, scale, shift, output, stride, winners) }
+      case .norm(let k):
+        withUnsafePointer(to: k) { sertrain_norm_pool($0, lo, hi, scale, shift, output, stride, winners) }
       }
     }
 
-    /// A backward sweep; `dx` is written by batchnorm.c's second sweep only.
+    /// The backward sweep; batchnorm.c's writes `dx`, stem.c's the producer's kernel and bias gradients.
     func backward(
       _ samples: Range<Int>, _ gradient: UnsafePointer<sertrain_norm_gradient>, dx: UnsafeMutablePointer<Float>?,
       dxStride: Int, _ out: UnsafeMutablePointer<Double>
@@ -377,6 +382,10 @@ final class BatchNormLayer: Layer {
   }
   /// The last training forward's batch statistics, for backward.
   private var mean: [Float], invStd: [Float]
+  /// With a fused pool, the last training forward's `x̂` of each window's winner (`sertrain_pool_winners`), from
+  /// which backward takes its sums without a sweep over the input; pooled rows of `channels`, compact per sample.
+  private var winners: FloatBuffer?
+  private var winnersValid = false
   /// The last forward's affine map `y = x*scale + shift`.
   private var scale: [Float], shift: [Float]
   private var count = 0.0
@@ -453,11 +462,27 @@ final class BatchNormLayer: Layer {
       shift.withUnsafeBufferPointer { hb in
         let (s, h) = (sb.baseAddress!, hb.baseAddress!)
         let map = inputMap
-        if pool != nil {
+        if let pool {
           let kernels = kernels(x)
           let stride = y.layout.stride * c
-          Parallel.forEach(x.batch) { _, samples in
-            kernels.pool(samples, scale: s, shift: h, y.row(0, 0), stride: stride)
+          let rows = pool.plan.outputLength
+          winnersValid = ctx.training
+          guard ctx.training else {
+            Parallel.forEach(x.batch) { _, samples in
+              kernels.pool(samples, scale: s, shift: h, y.row(0, 0), stride: stride, winners: nil)
+            }
+            return
+          }
+          if winners == nil || winners!.count < x.batch * rows * c { winners = FloatBuffer(count: x.batch * rows * c) }
+          let xhat = winners!.pointer
+          mean.withUnsafeBufferPointer { mb in
+            invStd.withUnsafeBufferPointer { ib in
+              var w = sertrain_pool_winners(
+                mean: mb.baseAddress!, inv_std: ib.baseAddress!, xhat: xhat, xhat_stride: rows * c)
+              Parallel.forEach(x.batch) { _, samples in
+                kernels.pool(samples, scale: s, shift: h, y.row(0, 0), stride: stride, winners: &w)
+              }
+            }
           }
           return
         }
@@ -501,7 +526,7 @@ final class BatchNormLayer: Layer {
       output: y.row(0, 0), output_gradient: dy.row(0, 0), output_stride: y.layout.stride * c,
       output_gradient_stride: dy.layout.stride * c, scale: s, shift: h, mean: m, inv_std: inv, a1: nil, a2: nil,
       gamma_inv_std: nil)
-    /// One sweep of the C kernels over the batch's parts, `width` sums each (the second sweep when `a1` is set).
+    /// The C kernels' sweep over the batch's parts, `width` sums each.
     func sweep(width: Int, into out: UnsafeMutablePointer<Double>) {
       let g = gradient
       let (dxBase, dxStride) = (dx?.row(0, 0), (dx?.layout.stride ?? 0) * c)
@@ -511,8 +536,15 @@ final class BatchNormLayer: Layer {
     }
     sums.withUnsafeMutableBufferPointer { sb in
       let total = sb.baseAddress!
-      if fused != nil {
-        sweep(width: 2 * c, into: total)
+      if let pool {
+        // [Σdz, Σdz·x̂] from the pooled rows: every pooled gradient goes to its window's winner.
+        precondition(winnersValid, "\(plan.name): backward needs a training forward first")
+        let rows = pool.plan.outputLength
+        let (g, gStride, xhat) = (dy.row(0, 0), dy.layout.stride * c, winners!.pointer)
+        partSums(batch: x.batch, width: 2 * c, into: total) { _, samples, part in
+          sertrain_pooled_sums(
+            g, gStride, xhat, rows * c, rows, Int32(c), Int32(samples.lowerBound), Int32(samples.upperBound), part)
+        }
       } else {
         sweepSums(batch: x.batch, length: x.length, width: 2 * c, into: total) { _, b, t, acc in
           let g = dy.row(b, t)
@@ -546,8 +578,8 @@ final class BatchNormLayer: Layer {
       sc[i] = gamma[i] * invStd[i]
     }
     if fused != nil {
-      // The second sweep: the input gradient (batchnorm.c) or the stem's kernel gradient, tap by tap (stem.c),
-      // then the producer's bias gradient.
+      // The input gradient (batchnorm.c) or the stem's kernel gradient, tap by tap (stem.c), then the producer's
+      // bias gradient.
       gradient.a1 = UnsafePointer(a1)
       gradient.a2 = UnsafePointer(a2)
       gradient.gamma_inv_std = UnsafePointer(sc)

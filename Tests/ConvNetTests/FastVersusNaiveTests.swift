@@ -30,8 +30,11 @@ final class FastVersusNaiveTests: XCTestCase {
   override func setUp() { Parallel.threads = 3 }
   override func tearDown() { Parallel.threads = 1 }
 
+  /// `zeroGammas`: that many channels of every BatchNorm get `gamma = 0`, so that every window of a pool after it
+  /// ties (all values equal `beta`) and its gradient must go to the window's first position.
   func check(
-    _ spec: ModelSpec, classes: Int, batch: Int, seed: UInt64, file: StaticString = #filePath, line: UInt = #line
+    _ spec: ModelSpec, classes: Int, batch: Int, seed: UInt64, zeroGammas: Int = 0, file: StaticString = #filePath,
+    line: UInt = #line
   )
     throws
   {
@@ -40,7 +43,8 @@ final class FastVersusNaiveTests: XCTestCase {
     // Non-trivial BatchNorm parameters and moving statistics.
     for view in network.parameterLayout.views where view.variable == "gamma" || view.variable == "beta" {
       for i in 0..<view.count {
-        network.parameter(view.name)![i] = view.variable == "gamma" ? 0.5 + rng.normal().magnitude : rng.normal()
+        network.parameter(view.name)![i] =
+          view.variable == "gamma" ? (i < zeroGammas ? 0 : 0.5 + rng.normal().magnitude) : rng.normal()
       }
     }
     for view in network.stateLayout.views {
@@ -199,6 +203,19 @@ final class FastVersusNaiveTests: XCTestCase {
         .dense(nil, activation: .softmax),
       ])
     try check(spec, classes: 3, batch: 3, seed: 90)
+  }
+
+  /// A BatchNorm with `gamma = 0` in some channels makes every window of the pool after it a tie: the gradient
+  /// goes to the first position, and the gamma gradient `Σ dz·x̂` takes that position's `x̂` (which the forward pool
+  /// keeps for backward's sums). The first block over one input channel (stem.c) and a later one (batchnorm.c).
+  func testTiedWindowsRouteToTheFirstPosition() throws {
+    let spec = ModelSpec(
+      name: "ties", inputLength: 31, inputChannels: 1,
+      layers: [
+        .conv1D(18, kernel: 5), .batchNormalization(), .maxPooling1D(5, strides: 2), .conv1D(20, kernel: 3),
+        .batchNormalization(), .maxPooling1D(3), .flatten(), .dense(nil, activation: .softmax),
+      ])
+    try check(spec, classes: 3, batch: 4, seed: 130, zeroGammas: 3)
   }
 
   func testBatchSizesChangeBetweenCalls() throws {

@@ -31,6 +31,7 @@ static uint64_t convnet_kernels(uint64_t h, const float *a, const float *b) {
   float *scale = malloc(C * 4), *shift = malloc(C * 4), *mean = malloc(C * 4), *inv = malloc(C * 4);
   float *a1 = malloc(C * 4), *a2 = malloc(C * 4), *gs = malloc(C * 4);
   float *y = malloc(B * OUT * C * 4), *dy = malloc(B * OUT * C * 4), *dx = malloc(B * L * C * 4);
+  float *xhat = malloc(B * OUT * C * 4);
   double *out = malloc((K + 1) * C * sizeof(double));
   for (int i = 0; i < B * S; i++) input[i] = (i % S >= 2 && i % S < L + 2) ? b[i] * 10 : 0;
   for (int i = 0; i < K * C; i++) weight[i] = b[1000 + i] * 3;
@@ -48,27 +49,26 @@ static uint64_t convnet_kernels(uint64_t h, const float *a, const float *b) {
   for (int i = 0; i < B * OUT * C; i++) dy[i] = a[i % 1000003] * 1e-3f;
   sertrain_stem stem = {input, S, L, K, C, weight, bias, 1, 5, 2, 1, OUT};
   sertrain_norm norm = {rows, L * C, L, C, bias, 1, 5, 2, 1, OUT};
-  sertrain_norm_gradient g = {y, dy, OUT * C, OUT * C, scale, shift, mean, inv, NULL, NULL, NULL};
+  sertrain_norm_gradient g = {y, dy, OUT * C, OUT * C, scale, shift, mean, inv, a1, a2, gs};
+  sertrain_pool_winners winners = {mean, inv, xhat, OUT * C};
   for (int which = 0; which < 2; which++) {
     if (which == 0) {
       sertrain_stem_sums(&stem, 0, B, NULL, out);
       for (int i = 0; i < C; i++) h = mix_double(h, out[i]);
       sertrain_stem_sums(&stem, 0, B, mean, out);
       for (int i = 0; i < C; i++) h = mix_double(h, out[i]);
-      sertrain_stem_pool(&stem, 0, B, scale, shift, y, OUT * C);
+      sertrain_stem_pool(&stem, 0, B, scale, shift, y, OUT * C, &winners);
     } else {
       sertrain_norm_sums(&norm, 0, B, NULL, out);
       for (int i = 0; i < C; i++) h = mix_double(h, out[i]);
       sertrain_norm_sums(&norm, 0, B, mean, out);
       for (int i = 0; i < C; i++) h = mix_double(h, out[i]);
-      sertrain_norm_pool(&norm, 0, B, scale, shift, y, OUT * C);
+      sertrain_norm_pool(&norm, 0, B, scale, shift, y, OUT * C, &winners);
     }
     for (int i = 0; i < B * OUT * C; i++) h = mix(h, y[i]);
-    g.a1 = g.a2 = g.gamma_inv_std = NULL;
-    if (which == 0) sertrain_stem_backward(&stem, 0, B, &g, out);
-    else sertrain_norm_backward(&norm, 0, B, &g, dx, L * C, out);
+    for (int i = 0; i < B * OUT * C; i++) h = mix(h, xhat[i]);
+    sertrain_pooled_sums(dy, OUT * C, xhat, OUT * C, OUT, C, 0, B, out);
     for (int i = 0; i < 2 * C; i++) h = mix_double(h, out[i]);
-    g.a1 = a1, g.a2 = a2, g.gamma_inv_std = gs;
     if (which == 0) {
       sertrain_stem_backward(&stem, 0, B, &g, out);
       for (int i = 0; i < (K + 1) * C; i++) h = mix_double(h, out[i]);
@@ -79,7 +79,7 @@ static uint64_t convnet_kernels(uint64_t h, const float *a, const float *b) {
     }
   }
   free(input), free(weight), free(bias), free(rows), free(scale), free(shift), free(mean), free(inv);
-  free(a1), free(a2), free(gs), free(y), free(dy), free(dx), free(out);
+  free(a1), free(a2), free(gs), free(y), free(dy), free(dx), free(xhat), free(out);
   return h;
 }
 

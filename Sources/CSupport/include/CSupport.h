@@ -73,9 +73,9 @@ typedef struct {
   long out_length;
 } sertrain_stem;
 
-/// What the backward sweeps read: the pooled output and its gradient (row `p` of sample `b` at
-/// `b*output_stride + p*channels`, and `b*output_gradient_stride + p*channels`), the forward's affine map and batch statistics, and for the second sweep
-/// (`a1` not NULL) the coefficients of `dx = gamma_inv_std * (dy - a1 - x̂*a2)`.
+/// What the backward sweep reads: the pooled output and its gradient (row `p` of sample `b` at
+/// `b*output_stride + p*channels`, and `b*output_gradient_stride + p*channels`), the forward's affine map and batch
+/// statistics, and the coefficients of `dx = gamma_inv_std * (dy - a1 - x̂*a2)`.
 typedef struct {
   const float *output, *output_gradient;
   long output_stride, output_gradient_stride;
@@ -83,17 +83,32 @@ typedef struct {
   const float *a1, *a2, *gamma_inv_std;
 } sertrain_norm_gradient;
 
+/// Where a training forward's pool keeps, for each pooled value, the normalised input `x̂ = (x - mean)*inv_std` of
+/// its window's winner (the first position equal to the maximum, where backward routes its gradient): row `p` of
+/// sample `b` at `xhat + b*xhat_stride + p*channels`.
+typedef struct {
+  const float *mean, *inv_std;
+  float *xhat;
+  long xhat_stride;
+} sertrain_pool_winners;
+
+/// `[Σdy, Σdy·x̂]` per channel (`2*channels` values) over the pooled rows `0 ..< rows` of samples `b0 ..< b1`: the
+/// gradient at `dy + b*dy_stride + p*channels`, the winners' `x̂` as `sertrain_pool_winners` keeps them. These are
+/// the sums over the BatchNorm's input positions of its routed gradient `dz` and `dz·x̂`, since every pooled
+/// gradient goes to its window's winner. Float over blocks of 16 rows, double across blocks.
+void sertrain_pooled_sums(const float *dy, long dy_stride, const float *xhat, long xhat_stride, long rows,
+                          int channels, int b0, int b1, double *out);
+
 /// Per-channel sums over samples `b0 ..< b1` of the layer's output, or of its squared distance to `center`.
 void sertrain_stem_sums(const sertrain_stem *stem, int b0, int b1, const float *center, double *out);
 
 /// Pools `output * scale + shift` of samples `b0 ..< b1` into `output` (row `p` of sample `b` at
-/// `b*output_stride + p*channels`).
+/// `b*output_stride + p*channels`), and the winners' `x̂` into `winners` unless it is NULL.
 void sertrain_stem_pool(const sertrain_stem *stem, int b0, int b1, const float *scale, const float *shift,
-                        float *output, long output_stride);
+                        float *output, long output_stride, const sertrain_pool_winners *winners);
 
-/// Backward over samples `b0 ..< b1`: with `gradient->a1` NULL, writes `[Σdy, Σdy·x̂]` of the BatchNorm's input
-/// gradient per channel (`2*channels` values); otherwise the convolution's kernel gradient, tap by tap, then its
-/// bias gradient (`(kernel+1)*channels` values).
+/// Backward over samples `b0 ..< b1`: writes the convolution's kernel gradient, tap by tap, then its bias gradient
+/// (`(kernel+1)*channels` values).
 void sertrain_stem_backward(const sertrain_stem *stem, int b0, int b1, const sertrain_norm_gradient *gradient,
                             double *out);
 
@@ -116,14 +131,13 @@ typedef struct {
 void sertrain_norm_sums(const sertrain_norm *norm, int b0, int b1, const float *center, double *out);
 
 /// Pools `input * scale + shift` of samples `b0 ..< b1` into `output` (row `p` of sample `b` at
-/// `b*output_stride + p*channels`).
+/// `b*output_stride + p*channels`), and the winners' `x̂` into `winners` unless it is NULL.
 void sertrain_norm_pool(const sertrain_norm *norm, int b0, int b1, const float *scale, const float *shift,
-                        float *output, long output_stride);
+                        float *output, long output_stride, const sertrain_pool_winners *winners);
 
 /// Backward over samples `b0 ..< b1`, the pooled gradient routed to the first position of each window equal to its
-/// maximum: with `gradient->a1` NULL, writes `[Σdy, Σdy·x̂]` per channel (`2*channels` values); otherwise the input
-/// gradient `input_gradient` (rows as the input's, `input_gradient_stride` floats per sample), masked by the
-/// producer's ReLU, and, with a producer (`bias`), its bias gradient (`channels` values).
+/// maximum: writes the input gradient `input_gradient` (rows as the input's, `input_gradient_stride` floats per
+/// sample), masked by the producer's ReLU, and, with a producer (`bias`), its bias gradient (`channels` values).
 void sertrain_norm_backward(const sertrain_norm *norm, int b0, int b1, const sertrain_norm_gradient *gradient,
                             float *input_gradient, long input_gradient_stride, double *out);
 
