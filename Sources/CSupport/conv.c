@@ -141,16 +141,16 @@ typedef void (*tile_fn)(const float *, const float *, long, float *, long, int);
 static const tile_fn tiles[6] = {0, tile1, tile2, tile3, tile4, tile5};
 
 AVX512 static void run(const sertrain_conv *cv, long first, long end) {
-  const long per = (cv->length + BLOCK - 1) / BLOCK, cin = cv->in_channels, cout = cv->out_channels;
-  const long rows = cv->rows_per_sample, length = cv->length;
-  const int k = cv->kernel;
+  const long per = (cv->input.length + BLOCK - 1) / BLOCK, cin = cv->input.channels, cout = cv->out_channels;
+  const long rows = cv->input.rows_per_sample, length = cv->input.length;
+  const int k = cv->input.kernel;
   const tile_fn tile = tiles[k];
   float *scratch = zeroed((size_t)(BLOCK / MR) * cin * PANEL * sizeof(float));
   for (long block = first; block < end; block++) {
     const long b = block / per, t0 = (block % per) * BLOCK;
     const long t1 = t0 + BLOCK < length ? t0 + BLOCK : length;
     const int panels = (int)((t1 - t0 + MR - 1) / MR);
-    const float *in = cv->input + b * rows * cin;
+    const float *in = cv->input.data + b * rows * cin;
     for (int m = 0; m < panels; m++) {
       const long t = t0 + (long)m * MR, readable = length + k - 1 - t;  // padded rows t .. of this sample
       pack_panel(in + t * cin, cin, cin, readable < PANEL ? (int)readable : PANEL, scratch + m * cin * PANEL);
@@ -206,8 +206,9 @@ static const wtile_fn wtiles[13] = {0,       wtile1, wtile2, wtile3, wtile4,  wt
 /// channels (`[tile][row][12]`), then per 32-column panel of the gradient, packed (`[t][32]`, 32 KB, in L1), every
 /// tap and input tile.
 AVX512 static void weight_gradient(const sertrain_conv_gradient *g, long first, long end) {
-  const long cin = g->in_channels, cout = g->out_channels, rows = g->rows_per_sample;
-  const int k = g->kernel;
+  const long cin = g->input.channels, cout = g->out_channels, rows = g->input.rows_per_sample;
+  const long length = g->input.length;
+  const int k = g->input.kernel;
   const long tiles = (cin + MR - 1) / MR, span = CHUNK + k - 1;
   float *xp = zeroed((size_t)tiles * span * MR * sizeof(float)), *dp = zeroed(CHUNK * NR * sizeof(float));
   for (int j = 0; j < k; j++) {
@@ -216,10 +217,10 @@ AVX512 static void weight_gradient(const sertrain_conv_gradient *g, long first, 
     }
   }
   for (long b = 0; b < g->batch; b++) {
-    for (long t0 = 0; t0 < g->length; t0 += CHUNK) {
-      const long n = g->length - t0 < CHUNK ? g->length - t0 : CHUNK;
+    for (long t0 = 0; t0 < length; t0 += CHUNK) {
+      const long n = length - t0 < CHUNK ? length - t0 : CHUNK;
       for (long i = 0; i < n + k - 1; i++) {
-        const float *src = g->input + (b * rows + t0 + i) * cin;
+        const float *src = g->input.data + (b * rows + t0 + i) * cin;
         for (long tile = 0; tile < tiles; tile++) {
           const long c = tile * MR, m = cin - c < MR ? cin - c : MR;
           const __mmask16 mask = (__mmask16)((1u << m) - 1);
@@ -280,11 +281,11 @@ void sertrain_conv_pack(const float *w, int kernel, long in_channels, long out_c
 }
 
 long sertrain_conv_blocks(const sertrain_conv *conv, long batch) {
-  return batch * ((conv->length + BLOCK - 1) / BLOCK);
+  return batch * ((conv->input.length + BLOCK - 1) / BLOCK);
 }
 
 void sertrain_conv_run(const sertrain_conv *conv, long first, long end) {
-  require(conv->kernel, conv->out_channels, "sertrain_conv_run");
+  require(conv->input.kernel, conv->out_channels, "sertrain_conv_run");
 #if defined(__x86_64__)
   run(conv, first, end);
 #endif
@@ -293,7 +294,7 @@ void sertrain_conv_run(const sertrain_conv *conv, long first, long end) {
 long sertrain_conv_gradient_parts(const sertrain_conv_gradient *gradient) { return gradient->out_channels / NR; }
 
 void sertrain_conv_weight_gradient(const sertrain_conv_gradient *gradient, long first, long end) {
-  require(gradient->kernel, gradient->out_channels, "sertrain_conv_weight_gradient");
+  require(gradient->input.kernel, gradient->out_channels, "sertrain_conv_weight_gradient");
 #if defined(__x86_64__)
   weight_gradient(gradient, first, end);
 #endif

@@ -73,7 +73,7 @@ final class Conv1DLayer: Layer {
   private var packed: FloatBuffer?
   private var packedFlipped: FloatBuffer?
   /// Whether the direct convolution computes a pass with this kernel size and output width here.
-  private func direct(_ outChannels: Int) -> Bool {
+  private func runsDirect(_ outChannels: Int) -> Bool {
     Network.usesDirectConvolution && Network.directConvolutionRuns(kernel: k, outChannels: outChannels)
   }
   /// The bias and ReLU that turn the GEMM result into this layer's output.
@@ -120,6 +120,11 @@ final class Conv1DLayer: Layer {
     return buffer!.pointer
   }
 
+  /// A padded buffer of `channels` per row (this layer's input, or its output gradient) as conv.c reads it.
+  private func convInput(_ base: UnsafePointer<Float>, _ channels: Int) -> sertrain_conv_input {
+    sertrain_conv_input(data: base, channels: channels, rows_per_sample: sampleRows, length: length, kernel: Int32(k))
+  }
+
   /// `out[i] = in[i..<i+k] · w` for the `B*S` rows `i` (`w` as `[k][inChannels][outChannels]`): the direct
   /// convolution where it runs (rows past each sample's length left as they are), else one GEMM per phase (see the
   /// type's comment). `pack` holds the kernel's packed copy.
@@ -127,12 +132,11 @@ final class Conv1DLayer: Layer {
     batch: Int, _ input: UnsafePointer<Float>, _ inChannels: Int, _ w: UnsafePointer<Float>,
     _ out: UnsafeMutablePointer<Float>, _ outChannels: Int, pack: inout FloatBuffer?
   ) {
-    if direct(outChannels) {
+    if runsDirect(outChannels) {
       let p = scratch(&pack, sertrain_conv_packed_count(Int32(k), inChannels, outChannels))
       sertrain_conv_pack(w, Int32(k), inChannels, outChannels, p)
       var conv = sertrain_conv(
-        input: input, in_channels: inChannels, rows_per_sample: sampleRows, length: length, kernel: Int32(k),
-        packed: p, out_channels: outChannels, output: out)
+        input: convInput(input, inChannels), packed: p, out_channels: outChannels, output: out)
       Parallel.forEach(sertrain_conv_blocks(&conv, batch)) { _, blocks in
         sertrain_conv_run(&conv, blocks.lowerBound, blocks.upperBound)
       }
@@ -214,10 +218,9 @@ final class Conv1DLayer: Layer {
     d.zeroPadding()
     if !readByNorm { maskAndSumBias(d, y) }
     let aligned = d.base + padRight * cout  // row i holds the gradient of output row i
-    if direct(cout) {
+    if runsDirect(cout) {
       var g = sertrain_conv_gradient(
-        input: x.base, in_channels: cin, rows_per_sample: sampleRows, length: length, kernel: Int32(k),
-        batch: batch, gradient: aligned, out_channels: cout, weight_gradient: dWeight)
+        input: convInput(x.base, cin), batch: batch, gradient: aligned, out_channels: cout, weight_gradient: dWeight)
       Parallel.forEach(sertrain_conv_gradient_parts(&g)) { _, panels in
         sertrain_conv_weight_gradient(&g, panels.lowerBound, panels.upperBound)
       }

@@ -143,15 +143,20 @@ void sertrain_norm_backward(const sertrain_norm *norm, int b0, int b1, const ser
 
 // A Conv1D's GEMMs as direct convolution (conv.c; `Conv1DLayer` in ConvNet), on CPUs with AVX-512.
 
-/// The padded input (row `i` of sample `b` at `input + (b*rows_per_sample + i)*in_channels`, rows outside the
-/// sample zero) against a kernel `[kernel][in_channels][out_channels]` packed by `sertrain_conv_pack`: output row
-/// `t < length` of sample `b` at `output + (b*rows_per_sample + t)*out_channels` is `Σ_j input row (t+j) · W_j`.
+/// A convolution's padded input: row `i` of sample `b` at `data + (b*rows_per_sample + i)*channels`, the rows
+/// outside the sample zero; `length` output positions per sample, `kernel` taps.
 typedef struct {
-  const float *input;
-  long in_channels;
+  const float *data;
+  long channels;
   long rows_per_sample;
   long length;
   int kernel;
+} sertrain_conv_input;
+
+/// The input against a kernel `[kernel][input.channels][out_channels]` packed by `sertrain_conv_pack`: output row
+/// `t < length` of sample `b` at `output + (b*rows_per_sample + t)*out_channels` is `Σ_j input row (t+j) · W_j`.
+typedef struct {
+  sertrain_conv_input input;
   const float *packed;
   long out_channels;
   float *output;
@@ -173,15 +178,10 @@ long sertrain_conv_blocks(const sertrain_conv *conv, long batch);
 /// Writes the output rows of blocks `first ..< end`.
 void sertrain_conv_run(const sertrain_conv *conv, long first, long end);
 
-/// The kernel gradient `dW[j][ci][co] = Σ_b Σ_{t<length} input row (t+j) of b [ci] · gradient row t of b [co]`, the
-/// input as in `sertrain_conv` and the gradient row `t` of sample `b` at
-/// `gradient + (b*rows_per_sample + t)*out_channels`.
+/// The kernel gradient `dW[j][ci][co] = Σ_b Σ_{t<length} input row (t+j) of b [ci] · gradient row t of b [co]`
+/// over `batch` samples, the gradient row `t` of sample `b` at `gradient + (b*rows_per_sample + t)*out_channels`.
 typedef struct {
-  const float *input;
-  long in_channels;
-  long rows_per_sample;
-  long length;
-  int kernel;
+  sertrain_conv_input input;
   long batch;
   const float *gradient;
   long out_channels;
