@@ -129,7 +129,8 @@ public func benchmarkTraining(
       stepPeaks = (0..<steps).map { (peaks[$0] + peaks[$0 + 1]) / 2 }
     }
     if let p = network.profile {
-      // The GEMM layers' rate against this process's sgemm peak: how close OpenBLAS gets on each layer's shapes.
+      // The convolutions' and dense layers' rate against this process's sgemm peak: how close their kernels (the
+      // direct convolution, or OpenBLAS) get on each layer's shapes.
       var flops: [String: Double] = [:]
       for (i, plan) in network.plans.enumerated() where forwardFlopsPerSample(plan) > 0 {
         flops[plan.name + " forward"] = forwardFlopsPerSample(plan) * Double(batch)

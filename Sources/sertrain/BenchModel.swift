@@ -48,7 +48,10 @@ struct BenchModelCommand: ParsableCommand {
       }
       let network = try Network(spec: spec, classes: 7)
       let flops = trainingFlopsPerSample(network)
-      print("machine: \(machineDescription()), OpenBLAS \(blasThreads) threads, kernels \(blasCoreName)")
+      let direct =
+        Network.directConvolutionRuns(kernel: 5, outChannels: 32)
+        ? "direct convolution (AVX-512) where widths allow" : "convolutions as OpenBLAS GEMMs (no AVX-512)"
+      print("machine: \(machineDescription()), OpenBLAS \(blasThreads) threads, kernels \(blasCoreName); \(direct)")
       print(
         "model \(spec.name): \(network.trainableCount + network.nonTrainableCount) parameters, "
           + "\(fixed(flops / 1e9, 2)) GFLOP per sample (forward + backward), batch \(batchSize)")
