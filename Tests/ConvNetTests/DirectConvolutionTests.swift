@@ -55,3 +55,35 @@ extension FastVersusNaiveTests {
     }
   }
 }
+
+extension FastVersusNaiveTests {
+  /// Each output of the direct convolution comes from one tile and each kernel-gradient value sums its positions in
+  /// order, so the split across threads changes no bit: outputs and kernel gradients with 1, 2 and 3 parts agree
+  /// exactly (a model without BatchNorm, whose sums are split by parts).
+  func testDirectConvolutionDoesNotDependOnTheThreadCount() throws {
+    try XCTSkipUnless(
+      Network.directConvolutionRuns(kernel: 5, outChannels: 32), "the direct convolution needs AVX-512F")
+    let spec = ModelSpec(
+      name: "threads", inputLength: 450, inputChannels: 32,
+      layers: [
+        .conv1D(64, kernel: 5), .conv1D(32, kernel: 3), .maxPooling1D(5), .flatten(),
+        .dense(nil, activation: .softmax),
+      ])
+    var runs: [(probs: [Float], kernels: [Float])] = []
+    for threads in [1, 2, 3] {
+      Parallel.threads = threads
+      let network = try Network(spec: spec, classes: 3, seed: 4)
+      var rng = TestRNG(seed: 5)
+      let x = (0..<(4 * network.inputWidth)).map { _ in rng.normal() }
+      let labels: [Int32] = [1, 0, 2, 1]
+      let probs = x.withUnsafeBufferPointer { Array(network.forward($0.baseAddress!, batch: 4, training: true)) }
+      labels.withUnsafeBufferPointer { network.backward(labels: $0, scale: 0.25) }
+      let kernels = ["conv1/kernel", "conv2/kernel"].flatMap { Array(network.gradient($0)!) }
+      runs.append((probs, kernels))
+    }
+    for r in runs.dropFirst() {
+      XCTAssertEqual(r.probs, runs[0].probs)
+      XCTAssertEqual(r.kernels, runs[0].kernels)
+    }
+  }
+}
