@@ -1,5 +1,5 @@
-// A Conv1D's three GEMMs as direct convolution, on AVX-512 (`Conv1DLayer` in ConvNet; elsewhere it runs them as
-// OpenBLAS GEMMs).
+// A Conv1D's three GEMMs as direct convolution, on AVX-512 or AVX2 with FMA (`Conv1DLayer` in ConvNet; elsewhere
+// it runs them as OpenBLAS GEMMs).
 //
 // Why not BLAS: a convolution as BLAS GEMMs without an im2col copy (one GEMM per tap, or per phase as ConvNet does)
 // makes BLAS pack every input row once per tap, k times per pass, and write the output through memory. These
@@ -15,6 +15,8 @@
 // sums over 256 positions at a time: the input's rows packed into panels of 12 channels, the gradient's into a
 // panel of 32 channels (32 KB, held in L1 across the input channels and taps). Each kernel gradient value sums
 // over positions in order, whatever the split across threads.
+//
+// The AVX2 kernels are the same with a 6 × 16 tile (12 of the 16 registers) and a plainly copied panel.
 //
 // Sums run in a different order from a BLAS GEMM, so results differ from OpenBLAS's in the last bits (as
 // OpenBLAS's own kernels differ from one CPU to another).
@@ -60,8 +62,9 @@
     }                                                                                                      \
   } while (0)
 
-/// `panel[c*16 + r]` = channel `c` of row `r` (`rows` rows `ld` floats apart from `in`; the rest zero).
-AVX512 static void pack_panel(const float *in, long ld, long channels, int rows, float *panel) {
+/// `panel[c*16 + r]` = channel `c` of row `r` (`rows` rows `ld` floats apart from `in`; the rest zero, all 16).
+AVX512 static void pack_panel(const float *in, long ld, long channels, int rows, int needed, float *panel) {
+  (void)needed;
   for (long c0 = 0; c0 < channels; c0 += 16) {
     const int n = channels - c0 < 16 ? (int)(channels - c0) : 16;
     const __mmask16 mask = (__mmask16)((1u << n) - 1);
@@ -137,36 +140,6 @@ CONV_TILE(tile3, TAP(0); TAP(1); TAP(2);)
 CONV_TILE(tile4, TAP(0); TAP(1); TAP(2); TAP(3);)
 CONV_TILE(tile5, TAP(0); TAP(1); TAP(2); TAP(3); TAP(4);)
 
-typedef void (*tile_fn)(const float *, const float *, long, float *, long, int);
-static const tile_fn tiles[6] = {0, tile1, tile2, tile3, tile4, tile5};
-
-AVX512 static void run(const sertrain_conv *cv, long first, long end) {
-  const long per = (cv->input.length + BLOCK - 1) / BLOCK, cin = cv->input.channels, cout = cv->out_channels;
-  const long rows = cv->input.rows_per_sample, length = cv->input.length;
-  const int k = cv->input.kernel;
-  const tile_fn tile = tiles[k];
-  float *scratch = zeroed((size_t)(BLOCK / MR) * cin * PANEL * sizeof(float));
-  for (long block = first; block < end; block++) {
-    const long b = block / per, t0 = (block % per) * BLOCK;
-    const long t1 = t0 + BLOCK < length ? t0 + BLOCK : length;
-    const int panels = (int)((t1 - t0 + MR - 1) / MR);
-    const float *in = cv->input.data + b * rows * cin;
-    for (int m = 0; m < panels; m++) {
-      const long t = t0 + (long)m * MR, readable = length + k - 1 - t;  // padded rows t .. of this sample
-      pack_panel(in + t * cin, cin, cin, readable < PANEL ? (int)readable : PANEL, scratch + m * cin * PANEL);
-    }
-    float *out = cv->output + b * rows * cout;
-    for (long q = 0; q < cout / NR; q++) {
-      const float *w = cv->packed + q * cin * k * NR;
-      for (int m = 0; m < panels; m++) {
-        const long t = t0 + (long)m * MR;
-        tile(scratch + m * cin * PANEL, w, cin, out + t * cout + q * NR, cout, t1 - t < MR ? (int)(t1 - t) : MR);
-      }
-    }
-  }
-  free(scratch);
-}
-
 // The kernel gradient's tile: `M` (at most 12) input channels × 32 output channels of one tap over `n` positions,
 // added to `dw` (rows `ldw` floats apart). Position `t` of the input panel at `x + 12*t`, of the gradient's at
 // `d + 32*t`.
@@ -198,22 +171,148 @@ AVX512 static void run(const sertrain_conv *cv, long first, long end) {
   }
 WTILE(1) WTILE(2) WTILE(3) WTILE(4) WTILE(5) WTILE(6) WTILE(7) WTILE(8) WTILE(9) WTILE(10) WTILE(11) WTILE(12)
 
-typedef void (*wtile_fn)(const float *, const float *, long, float *, long);
-static const wtile_fn wtiles[13] = {0,       wtile1, wtile2, wtile3, wtile4,  wtile5, wtile6,
-                                    wtile7, wtile8, wtile9, wtile10, wtile11, wtile12};
+// The same kernels on AVX2 with FMA (8 lanes, 16 registers): a 6 × 16 tile in 12 accumulators `hR0`, `hR1`,
+// the panel packed by plain loads and stores.
+#define AVX2 __attribute__((target("avx2,fma")))
+#define HACC(R) __m256 h##R##0 = _mm256_setzero_ps(), h##R##1 = _mm256_setzero_ps()
+#define HFMA(R, x, b0, b1)                     \
+  h##R##0 = _mm256_fmadd_ps(x, b0, h##R##0); \
+  h##R##1 = _mm256_fmadd_ps(x, b1, h##R##1)
+#define HTAP(J)                                                                 \
+  do {                                                                          \
+    const __m256 b0 = _mm256_load_ps(w), b1 = _mm256_load_ps(w + 8);           \
+    __m256 x;                                                                   \
+    w += 16;                                                                    \
+    x = _mm256_broadcast_ss(p + (J) + 0); HFMA(0, x, b0, b1);                   \
+    x = _mm256_broadcast_ss(p + (J) + 1); HFMA(1, x, b0, b1);                   \
+    x = _mm256_broadcast_ss(p + (J) + 2); HFMA(2, x, b0, b1);                   \
+    x = _mm256_broadcast_ss(p + (J) + 3); HFMA(3, x, b0, b1);                   \
+    x = _mm256_broadcast_ss(p + (J) + 4); HFMA(4, x, b0, b1);                   \
+    x = _mm256_broadcast_ss(p + (J) + 5); HFMA(5, x, b0, b1);                   \
+    __asm__ volatile("" ::: "memory");                                          \
+  } while (0)
+#define HSTORE_ROW(R)                                                                                     \
+  if (R < rows) {                                                                                         \
+    if (c0 == 0) {                                                                                        \
+      _mm256_storeu_ps(out + R * ldo, h##R##0);                                                           \
+      _mm256_storeu_ps(out + R * ldo + 8, h##R##1);                                                       \
+    } else {                                                                                              \
+      _mm256_storeu_ps(out + R * ldo, _mm256_add_ps(_mm256_loadu_ps(out + R * ldo), h##R##0));            \
+      _mm256_storeu_ps(out + R * ldo + 8, _mm256_add_ps(_mm256_loadu_ps(out + R * ldo + 8), h##R##1));    \
+    }                                                                                                     \
+  }
+#define HCONV_TILE(NAME, TAPS)                                                                                 \
+  AVX2 __attribute__((noinline)) static void NAME(const float *panel, const float *w, long channels,           \
+                                                  float *out, long ldo, int rows) {                            \
+    for (long c0 = 0; c0 < channels; c0 += CHANNEL_BLOCK) {                                                    \
+      const long c1 = c0 + CHANNEL_BLOCK < channels ? c0 + CHANNEL_BLOCK : channels;                           \
+      HACC(0); HACC(1); HACC(2); HACC(3); HACC(4); HACC(5);                                                    \
+      for (long c = c0; c < c1; c++) {                                                                         \
+        const float *p = panel + c * PANEL;                                                                    \
+        TAPS                                                                                                   \
+      }                                                                                                        \
+      HSTORE_ROW(0) HSTORE_ROW(1) HSTORE_ROW(2) HSTORE_ROW(3) HSTORE_ROW(4) HSTORE_ROW(5)                      \
+    }                                                                                                          \
+  }
+HCONV_TILE(htile1, HTAP(0);)
+HCONV_TILE(htile2, HTAP(0); HTAP(1);)
+HCONV_TILE(htile3, HTAP(0); HTAP(1); HTAP(2);)
+HCONV_TILE(htile4, HTAP(0); HTAP(1); HTAP(2); HTAP(3);)
+HCONV_TILE(htile5, HTAP(0); HTAP(1); HTAP(2); HTAP(3); HTAP(4);)
 
-/// Per chunk of 256 positions of one sample: the input's rows (with the taps' `k-1` more) packed into panels of 12
-/// channels (`[tile][row][12]`), then per 32-column panel of the gradient, packed (`[t][32]`, 32 KB, in L1), every
-/// tap and input tile.
-AVX512 static void weight_gradient(const sertrain_conv_gradient *g, long first, long end) {
+#define HWFMA(R)                                                  \
+  if (R < M) {                                                    \
+    const __m256 x_ = _mm256_broadcast_ss(xr + R);                \
+    HFMA(R, x_, b0, b1);                                          \
+  }
+#define HWADD(R)                                                                                      \
+  if (R < M) {                                                                                        \
+    _mm256_storeu_ps(dw + R * ldw, _mm256_add_ps(_mm256_loadu_ps(dw + R * ldw), h##R##0));            \
+    _mm256_storeu_ps(dw + R * ldw + 8, _mm256_add_ps(_mm256_loadu_ps(dw + R * ldw + 8), h##R##1));    \
+  }
+#define HWTILE(ROWS)                                                                                          \
+  AVX2 __attribute__((noinline)) static void hwtile##ROWS(const float *x, const float *d, long n, float *dw,  \
+                                                          long ldw) {                                        \
+    enum { M = ROWS };                                                                                       \
+    HACC(0); HACC(1); HACC(2); HACC(3); HACC(4); HACC(5);                                                    \
+    for (long t = 0; t < n; t++) {                                                                           \
+      const float *xr = x + t * 6;                                                                           \
+      const __m256 b0 = _mm256_load_ps(d + t * 16), b1 = _mm256_load_ps(d + t * 16 + 8);                     \
+      HWFMA(0) HWFMA(1) HWFMA(2) HWFMA(3) HWFMA(4) HWFMA(5)                                                  \
+    }                                                                                                        \
+    HWADD(0) HWADD(1) HWADD(2) HWADD(3) HWADD(4) HWADD(5)                                                    \
+  }
+HWTILE(1) HWTILE(2) HWTILE(3) HWTILE(4) HWTILE(5) HWTILE(6)
+
+/// The panel by plain loads and stores: rows `0 ..< needed` of `panel[c*16 + r]`, zero from row `rows` on.
+static void pack_panel_plain(const float *in, long ld, long channels, int rows, int needed, float *panel) {
+  for (int r = 0; r < needed; r++) {
+    if (r < rows) {
+      for (long c = 0; c < channels; c++) panel[c * PANEL + r] = in[r * ld + c];
+    } else {
+      for (long c = 0; c < channels; c++) panel[c * PANEL + r] = 0;
+    }
+  }
+}
+
+typedef void (*tile_fn)(const float *, const float *, long, float *, long, int);
+typedef void (*wtile_fn)(const float *, const float *, long, float *, long);
+typedef void (*pack_fn)(const float *, long, long, int, int, float *);
+
+/// One instruction set's kernels: output tiles of `mr` positions (or input channels) × `nr` channels.
+typedef struct {
+  int mr, nr;
+  pack_fn pack;
+  tile_fn tiles[6];
+  wtile_fn wtiles[13];
+} isa_kernels;
+
+static const isa_kernels avx512_kernels = {
+    MR, NR, pack_panel, {0, tile1, tile2, tile3, tile4, tile5},
+    {0, wtile1, wtile2, wtile3, wtile4, wtile5, wtile6, wtile7, wtile8, wtile9, wtile10, wtile11, wtile12}};
+static const isa_kernels avx2_kernels = {
+    6, 16, pack_panel_plain, {0, htile1, htile2, htile3, htile4, htile5},
+    {0, hwtile1, hwtile2, hwtile3, hwtile4, hwtile5, hwtile6}};
+
+static void run(const isa_kernels *isa, const sertrain_conv *cv, long first, long end) {
+  const int mr = isa->mr, nr = isa->nr, k = cv->input.kernel, block = mr * 16;
+  const long per = (cv->input.length + block - 1) / block, cin = cv->input.channels, cout = cv->out_channels;
+  const long rows = cv->input.rows_per_sample, length = cv->input.length;
+  const tile_fn tile = isa->tiles[k];
+  float *scratch = zeroed((size_t)16 * cin * PANEL * sizeof(float));
+  for (long blk = first; blk < end; blk++) {
+    const long b = blk / per, t0 = (blk % per) * block;
+    const long t1 = t0 + block < length ? t0 + block : length;
+    const int panels = (int)((t1 - t0 + mr - 1) / mr);
+    const float *in = cv->input.data + b * rows * cin;
+    for (int m = 0; m < panels; m++) {
+      const long t = t0 + (long)m * mr, readable = length + k - 1 - t;  // padded rows t .. of this sample
+      isa->pack(in + t * cin, cin, cin, readable < PANEL ? (int)readable : PANEL, mr + k - 1,
+                scratch + m * cin * PANEL);
+    }
+    float *out = cv->output + b * rows * cout;
+    for (long q = 0; q < cout / nr; q++) {
+      const float *w = cv->packed + q * cin * k * nr;
+      for (int m = 0; m < panels; m++) {
+        const long t = t0 + (long)m * mr;
+        tile(scratch + m * cin * PANEL, w, cin, out + t * cout + q * nr, cout, t1 - t < mr ? (int)(t1 - t) : mr);
+      }
+    }
+  }
+  free(scratch);
+}
+
+/// Per chunk of 256 positions of one sample: the input's rows (with the taps' `k-1` more) packed into panels of
+/// `mr` channels (`[tile][row][mr]`), then per column panel of the gradient, packed (`[t][nr]`, 32 KB at most, in
+/// L1), every tap and input tile.
+static void weight_gradient(const isa_kernels *isa, const sertrain_conv_gradient *g, long first, long end) {
+  const int mr = isa->mr, nr = isa->nr, k = g->input.kernel;
   const long cin = g->input.channels, cout = g->out_channels, rows = g->input.rows_per_sample;
-  const long length = g->input.length;
-  const int k = g->input.kernel;
-  const long tiles = (cin + MR - 1) / MR, span = CHUNK + k - 1;
-  float *xp = zeroed((size_t)tiles * span * MR * sizeof(float)), *dp = zeroed(CHUNK * NR * sizeof(float));
+  const long length = g->input.length, tiles = (cin + mr - 1) / mr, span = CHUNK + k - 1;
+  float *xp = zeroed((size_t)tiles * span * mr * sizeof(float)), *dp = zeroed((size_t)CHUNK * nr * sizeof(float));
   for (int j = 0; j < k; j++) {
     for (long c = 0; c < cin; c++) {
-      memset(g->weight_gradient + (j * cin + c) * cout + first * NR, 0, (size_t)(end - first) * NR * sizeof(float));
+      memset(g->weight_gradient + (j * cin + c) * cout + first * nr, 0, (size_t)(end - first) * nr * sizeof(float));
     }
   }
   for (long b = 0; b < g->batch; b++) {
@@ -222,18 +321,19 @@ AVX512 static void weight_gradient(const sertrain_conv_gradient *g, long first, 
       for (long i = 0; i < n + k - 1; i++) {
         const float *src = g->input.data + (b * rows + t0 + i) * cin;
         for (long tile = 0; tile < tiles; tile++) {
-          const long c = tile * MR, m = cin - c < MR ? cin - c : MR;
-          const __mmask16 mask = (__mmask16)((1u << m) - 1);
-          _mm512_mask_storeu_ps(xp + (tile * span + i) * MR, mask, _mm512_maskz_loadu_ps(mask, src + c));
+          const long c = tile * mr, m = cin - c < mr ? cin - c : mr;
+          memcpy(xp + (tile * span + i) * mr, src + c, (size_t)m * sizeof(float));
         }
       }
       for (long q = first; q < end; q++) {
-        for (long t = 0; t < n; t++) memcpy(dp + t * NR, g->gradient + (b * rows + t0 + t) * cout + q * NR, NR * sizeof(float));
+        for (long t = 0; t < n; t++) {
+          memcpy(dp + t * nr, g->gradient + (b * rows + t0 + t) * cout + q * nr, (size_t)nr * sizeof(float));
+        }
         for (int j = 0; j < k; j++) {
-          float *dw = g->weight_gradient + (long)j * cin * cout + q * NR;
+          float *dw = g->weight_gradient + (long)j * cin * cout + q * nr;
           for (long tile = 0; tile < tiles; tile++) {
-            const long c = tile * MR, m = cin - c < MR ? cin - c : MR;
-            wtiles[m](xp + (tile * span + j) * MR, dp, n, dw + c * cout, cout);
+            const long c = tile * mr, m = cin - c < mr ? cin - c : mr;
+            isa->wtiles[m](xp + (tile * span + j) * mr, dp, n, dw + c * cout, cout);
           }
         }
       }
@@ -242,26 +342,49 @@ AVX512 static void weight_gradient(const sertrain_conv_gradient *g, long first, 
   free(xp);
   free(dp);
 }
+#else
+typedef struct {
+  int mr, nr;
+} isa_kernels;
+static void run(const isa_kernels *isa, const sertrain_conv *cv, long first, long end) {
+  (void)isa, (void)cv, (void)first, (void)end;
+}
+static void weight_gradient(const isa_kernels *isa, const sertrain_conv_gradient *g, long first, long end) {
+  (void)isa, (void)g, (void)first, (void)end;
+}
 #endif
 
-int sertrain_conv_available(int kernel, long out_channels) {
-#if defined(__x86_64__)
-  __builtin_cpu_init();
-  return __builtin_cpu_supports("avx512f") && kernel >= 1 && kernel <= 5 && out_channels > 0 &&
-         out_channels % NR == 0;
-#else
-  (void)kernel;
-  (void)out_channels;
-  return 0;
-#endif
+/// The instruction sets the kernels may use here: 2 for AVX-512, 1 for AVX2, 0 for none (sertrain_conv_limit).
+static int level_limit = 2;
+
+int sertrain_conv_limit(int level) {
+  if (level >= 0) level_limit = level;
+  return level_limit;
 }
 
-static void require(int kernel, long out_channels, const char *what) {
+/// The kernels for this CPU, within the limit; NULL where none run.
+static const isa_kernels *kernels_here(void) {
+#if defined(__x86_64__)
+  __builtin_cpu_init();
+  if (level_limit >= 2 && __builtin_cpu_supports("avx512f")) return &avx512_kernels;
+  if (level_limit >= 1 && __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma")) return &avx2_kernels;
+#endif
+  return NULL;
+}
+
+int sertrain_conv_available(int kernel, long out_channels) {
+  const isa_kernels *isa = kernels_here();
+  return isa && kernel >= 1 && kernel <= 5 && out_channels > 0 && out_channels % isa->nr == 0;
+}
+
+/// The kernels for this call, or a clear stop where none run (the caller checks `sertrain_conv_available`).
+static const isa_kernels *require(int kernel, long out_channels, const char *what) {
   if (!sertrain_conv_available(kernel, out_channels)) {
     fprintf(stderr, "sertrain: %s called where the direct convolution does not run (kernel %d, %ld channels)\n",
             what, kernel, out_channels);
     abort();
   }
+  return kernels_here();
 }
 
 long sertrain_conv_packed_count(int kernel, long in_channels, long out_channels) {
@@ -269,33 +392,32 @@ long sertrain_conv_packed_count(int kernel, long in_channels, long out_channels)
 }
 
 void sertrain_conv_pack(const float *w, int kernel, long in_channels, long out_channels, float *packed) {
-  require(kernel, out_channels, "sertrain_conv_pack");
-  for (long q = 0; q < out_channels / NR; q++) {
+  const int nr = require(kernel, out_channels, "sertrain_conv_pack")->nr;
+  for (long q = 0; q < out_channels / nr; q++) {
     for (long c = 0; c < in_channels; c++) {
       for (int j = 0; j < kernel; j++) {
-        memcpy(packed + ((q * in_channels + c) * kernel + j) * NR, w + ((long)j * in_channels + c) * out_channels + q * NR,
-               NR * sizeof(float));
+        memcpy(packed + ((q * in_channels + c) * kernel + j) * nr,
+               w + ((long)j * in_channels + c) * out_channels + q * nr, (size_t)nr * sizeof(float));
       }
     }
   }
 }
 
 long sertrain_conv_blocks(const sertrain_conv *conv, long batch) {
-  return batch * ((conv->input.length + BLOCK - 1) / BLOCK);
+  const long block = require(conv->input.kernel, conv->out_channels, "sertrain_conv_blocks")->mr * 16;
+  return batch * ((conv->input.length + block - 1) / block);
 }
 
 void sertrain_conv_run(const sertrain_conv *conv, long first, long end) {
-  require(conv->input.kernel, conv->out_channels, "sertrain_conv_run");
-#if defined(__x86_64__)
-  run(conv, first, end);
-#endif
+  run(require(conv->input.kernel, conv->out_channels, "sertrain_conv_run"), conv, first, end);
 }
 
-long sertrain_conv_gradient_parts(const sertrain_conv_gradient *gradient) { return gradient->out_channels / NR; }
+long sertrain_conv_gradient_parts(const sertrain_conv_gradient *gradient) {
+  return gradient->out_channels /
+         require(gradient->input.kernel, gradient->out_channels, "sertrain_conv_gradient_parts")->nr;
+}
 
 void sertrain_conv_weight_gradient(const sertrain_conv_gradient *gradient, long first, long end) {
-  require(gradient->input.kernel, gradient->out_channels, "sertrain_conv_weight_gradient");
-#if defined(__x86_64__)
-  weight_gradient(gradient, first, end);
-#endif
+  weight_gradient(require(gradient->input.kernel, gradient->out_channels, "sertrain_conv_weight_gradient"), gradient,
+                  first, end);
 }

@@ -46,8 +46,8 @@ struct Variables {
 /// GEMMs run near the square sgemm's speed, where one GEMM per tap (`K = cin`, the output read and written `k`
 /// times) reached about 83% of it (BENCHMARKS.md).
 ///
-/// On CPUs with AVX-512 each pass whose output width is a multiple of 32 channels runs instead as direct
-/// convolution (conv.c) over the same buffers and layouts: the phase GEMMs make OpenBLAS pack every input row once
+/// On CPUs with AVX-512 (AVX2) each pass whose output width is a multiple of 32 (16) channels runs instead as
+/// direct convolution (conv.c) over the same buffers and layouts: the phase GEMMs make OpenBLAS pack every input row once
 /// per phase (`k` times per pass), which held conv2 and conv3 of the seed model at 80-90% of the square sgemm's
 /// speed; the direct kernels pack each input row once and run at 95-100% of it (`bench model --profile`). They
 /// leave the rows past each sample's length unwritten (the phase GEMMs write them with values nobody reads).
@@ -74,7 +74,7 @@ final class Conv1DLayer: Layer {
   private var packedFlipped: FloatBuffer?
   /// Whether the direct convolution computes a pass with this kernel size and output width here.
   private func runsDirect(_ outChannels: Int) -> Bool {
-    Network.usesDirectConvolution && Network.directConvolutionRuns(kernel: k, outChannels: outChannels)
+    Network.directConvolutionRuns(kernel: k, outChannels: outChannels)
   }
   /// The bias and ReLU that turn the GEMM result into this layer's output.
   var outputMap: InputMap { InputMap(bias: bias, relu: relu) }

@@ -117,14 +117,16 @@ public final class Network {
   /// Lets the first block of a model over one input channel run without storing its convolution's output
   /// (on by default; tests turn it off to hold the two paths together).
   nonisolated(unsafe) public static var fusesStem = true
-  /// Lets each Conv1D run its three passes as direct convolution (conv.c) where `directConvolutionRuns` says the
-  /// CPU and shapes allow, and as OpenBLAS GEMMs elsewhere (on by default; tests turn it off to hold the two
-  /// together).
-  nonisolated(unsafe) public static var usesDirectConvolution = true
+  /// The instruction sets each Conv1D's direct convolution (conv.c) may use: 2 for AVX-512 (the default), 1 for
+  /// AVX2 with FMA, 0 for none (every pass as OpenBLAS GEMMs). Tests lower it to hold the paths together.
+  public static var directConvolutionLevel: Int {
+    get { Int(sertrain_conv_limit(-1)) }
+    set { sertrain_conv_limit(Int32(newValue)) }
+  }
 
-  /// Whether the direct convolution can compute a pass with this kernel size and output width on this CPU
-  /// (AVX-512F, kernels of 1 to 5 taps, a multiple of 32 output channels: the input gradient's output is the
-  /// layer's input channels).
+  /// Whether the direct convolution computes a pass with this kernel size and output width on this CPU: kernels
+  /// of 1 to 5 taps, a multiple of 32 output channels on AVX-512 or of 16 on AVX2 (the input gradient's output is
+  /// the layer's input channels), within `directConvolutionLevel`; OpenBLAS GEMMs run the rest.
   public static func directConvolutionRuns(kernel: Int, outChannels: Int) -> Bool {
     sertrain_conv_available(Int32(kernel), outChannels) != 0
   }

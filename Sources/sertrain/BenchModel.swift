@@ -30,6 +30,20 @@ struct BenchModelCommand: ParsableCommand {
   @Flag(help: "Print the seconds each layer's forward and backward take (on standard error).")
   var profile = false
 
+  /// Which kernels run the convolutions.
+  enum Convolution: String, ExpressibleByArgument, CaseIterable {
+    case auto, avx2, blas
+    /// `Network.directConvolutionLevel` for this choice.
+    var level: Int { self == .auto ? 2 : self == .avx2 ? 1 : 0 }
+  }
+
+  @Option(
+    help: """
+      Convolution kernels: auto (the direct convolution for this CPU: AVX-512 or AVX2), avx2 (the AVX2 kernels \
+      even where AVX-512 runs), blas (OpenBLAS GEMMs).
+      """)
+  var convolution = Convolution.auto
+
   @Flag(help: .private)
   var child = false
 
@@ -38,6 +52,7 @@ struct BenchModelCommand: ParsableCommand {
   func run() throws {
     try runReportingErrors {
       configureBLASThreads(environment: environment())
+      Network.directConvolutionLevel = convolution.level
       let spec = try ModelSpec.load(model)
       if child {
         let sample = try benchmarkTraining(
@@ -48,9 +63,9 @@ struct BenchModelCommand: ParsableCommand {
       }
       let network = try Network(spec: spec, classes: 7)
       let flops = trainingFlopsPerSample(network)
+      let level = Network.directConvolutionRuns(kernel: 5, outChannels: 32) ? Network.directConvolutionLevel : 0
       let direct =
-        Network.directConvolutionRuns(kernel: 5, outChannels: 32)
-        ? "direct convolution (AVX-512) where widths allow" : "convolutions as OpenBLAS GEMMs (no AVX-512)"
+        level == 0 ? "convolutions as OpenBLAS GEMMs" : "direct convolution (\(level == 2 ? "AVX-512" : "AVX2"))"
       print("machine: \(machineDescription()), OpenBLAS \(blasThreads) threads, kernels \(blasCoreName); \(direct)")
       print(
         "model \(spec.name): \(network.trainableCount + network.nonTrainableCount) parameters, "
@@ -85,6 +100,7 @@ struct BenchModelCommand: ParsableCommand {
               [
                 currentExecutable(), "bench", "model", "--child", "--model", model, "--batch-size", args[0],
                 "--steps", args[1], "--warmup", args[2], "--predict-batches", args[3],
+                "--convolution", convolution.rawValue,
               ] + (profile ? ["--profile"] : []), environment: env)
             guard m.status == 0, let line = out.split(separator: "\n").last(where: { $0.hasPrefix("{") }) else {
               throw ChildError(message: "sertrain bench child exited \(m.status)")

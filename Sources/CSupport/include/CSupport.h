@@ -141,7 +141,7 @@ void sertrain_norm_pool(const sertrain_norm *norm, int b0, int b1, const float *
 void sertrain_norm_backward(const sertrain_norm *norm, int b0, int b1, const sertrain_norm_gradient *gradient,
                             float *input_gradient, long input_gradient_stride, double *out);
 
-// A Conv1D's GEMMs as direct convolution (conv.c; `Conv1DLayer` in ConvNet), on CPUs with AVX-512.
+// A Conv1D's GEMMs as direct convolution (conv.c; `Conv1DLayer` in ConvNet), on CPUs with AVX-512 or AVX2.
 
 /// A convolution's padded input: row `i` of sample `b` at `data + (b*rows_per_sample + i)*channels`, the rows
 /// outside the sample zero; `length` output positions per sample, `kernel` taps.
@@ -162,9 +162,13 @@ typedef struct {
   float *output;
 } sertrain_conv;
 
-/// Whether the direct kernels run here (x86-64 with AVX-512F) for this kernel size (1 to 5) and output width (a
-/// multiple of 32 channels).
+/// Whether the direct kernels run here for this kernel size (1 to 5) and output width: x86-64 with AVX-512F (a
+/// multiple of 32 channels) or AVX2 and FMA (a multiple of 16), within `sertrain_conv_limit`.
 int sertrain_conv_available(int kernel, long out_channels);
+
+/// Limits the instruction sets the direct kernels use (2: AVX-512, 1: AVX2, 0: none) unless `level` is negative,
+/// and returns the limit in effect. For tests and diagnosis; call it before any convolution runs.
+int sertrain_conv_limit(int level);
 
 /// Floats `sertrain_conv_pack` writes.
 long sertrain_conv_packed_count(int kernel, long in_channels, long out_channels);
