@@ -69,13 +69,8 @@ void sertrain_norm_pool(const sertrain_norm *s, int b0, int b1, const float *sca
       float *y = output + (long)b * output_stride + p * s->channels;
       for (int c0 = 0; c0 < s->channels; c0 += LANES) {
         const int n = s->channels - c0 < LANES ? s->channels - c0 : LANES;
-        f16 sc, sh, best = 0, mean = 0, inv = 0, xhat = 0;
-        LOAD_INTO(sc, scale + c0, n);
-        LOAD_INTO(sh, shift + c0, n);
-        if (winners) {
-          LOAD_INTO(mean, winners->mean + c0, n);
-          LOAD_INTO(inv, winners->inv_std + c0, n);
-        }
+        f16 sc, sh, mean, inv, best = 0, xhat = 0;
+        LOAD_POOL_MAPS(sc, sh, mean, inv, scale, shift, winners, c0, n);
         for (long t = lo; t < hi; t++) {
           f16 v, u;
           READ_INPUT(v, s, xb + t * s->channels, c0, n);
@@ -85,7 +80,7 @@ void sertrain_norm_pool(const sertrain_norm *s, int b0, int b1, const float *sca
           if (winners) xhat = SELECT(wins, (v - mean) * inv, xhat);
         }
         STORE(best, y + c0, n);
-        if (winners) STORE(xhat, winners->xhat + (long)b * winners->xhat_stride + p * s->channels + c0, n);
+        if (winners) STORE(xhat, winner_row(winners, b, p, s->channels) + c0, n);
       }
     }
   }

@@ -22,13 +22,17 @@
 // OpenBLAS's own kernels differ from one CPU to another).
 #include "kernels.h"
 
-#define MR 12
-#define NR 32
 #define PANEL 16
-#define BLOCK (MR * 16)
+#define NR_AVX512 32
 
 #if defined(__x86_64__)
 #include <immintrin.h>
+
+// The AVX-512 tile: 12 positions (or input channels) × 32 channels; the AVX2 tile: 6 × 16.
+#define MR 12
+#define NR NR_AVX512
+#define HMR 6
+#define HNR 16
 
 #define CHUNK 256
 #define CHANNEL_BLOCK 64
@@ -182,7 +186,7 @@ WTILE(1) WTILE(2) WTILE(3) WTILE(4) WTILE(5) WTILE(6) WTILE(7) WTILE(8) WTILE(9)
   do {                                                                          \
     const __m256 b0 = _mm256_load_ps(w), b1 = _mm256_load_ps(w + 8);           \
     __m256 x;                                                                   \
-    w += 16;                                                                    \
+    w += HNR;                                                                   \
     x = _mm256_broadcast_ss(p + (J) + 0); HFMA(0, x, b0, b1);                   \
     x = _mm256_broadcast_ss(p + (J) + 1); HFMA(1, x, b0, b1);                   \
     x = _mm256_broadcast_ss(p + (J) + 2); HFMA(2, x, b0, b1);                   \
@@ -236,8 +240,8 @@ HCONV_TILE(htile5, HTAP(0); HTAP(1); HTAP(2); HTAP(3); HTAP(4);)
     enum { M = ROWS };                                                                                       \
     HACC(0); HACC(1); HACC(2); HACC(3); HACC(4); HACC(5);                                                    \
     for (long t = 0; t < n; t++) {                                                                           \
-      const float *xr = x + t * 6;                                                                           \
-      const __m256 b0 = _mm256_load_ps(d + t * 16), b1 = _mm256_load_ps(d + t * 16 + 8);                     \
+      const float *xr = x + t * HMR;                                                                         \
+      const __m256 b0 = _mm256_load_ps(d + t * HNR), b1 = _mm256_load_ps(d + t * HNR + 8);                   \
       HWFMA(0) HWFMA(1) HWFMA(2) HWFMA(3) HWFMA(4) HWFMA(5)                                                  \
     }                                                                                                        \
     HWADD(0) HWADD(1) HWADD(2) HWADD(3) HWADD(4) HWADD(5)                                                    \
@@ -271,7 +275,7 @@ static const isa_kernels avx512_kernels = {
     MR, NR, pack_panel, {0, tile1, tile2, tile3, tile4, tile5},
     {0, wtile1, wtile2, wtile3, wtile4, wtile5, wtile6, wtile7, wtile8, wtile9, wtile10, wtile11, wtile12}};
 static const isa_kernels avx2_kernels = {
-    6, 16, pack_panel_plain, {0, htile1, htile2, htile3, htile4, htile5},
+    HMR, HNR, pack_panel_plain, {0, htile1, htile2, htile3, htile4, htile5},
     {0, hwtile1, hwtile2, hwtile3, hwtile4, hwtile5, hwtile6}};
 
 static void run(const isa_kernels *isa, const sertrain_conv *cv, long first, long end) {
@@ -370,6 +374,11 @@ static const isa_kernels *kernels_here(void) {
   if (level_limit >= 1 && __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma")) return &avx2_kernels;
 #endif
   return NULL;
+}
+
+int sertrain_conv_level(void) {
+  const isa_kernels *isa = kernels_here();
+  return isa == NULL ? 0 : isa->nr == NR_AVX512 ? 2 : 1;
 }
 
 int sertrain_conv_available(int kernel, long out_channels) {

@@ -104,6 +104,25 @@ static inline __attribute__((always_inline)) void prefetch_rows(const float *bas
     memcpy((total) + 8, &hi_, sizeof(d8));                                               \
   } while (0)
 
+/// What a pool reads for channels `c0 ..< c0+n` (stem.c, batchnorm.c): the BatchNorm's affine map and, with
+/// `winners` (a training forward), the statistics of the winners' `x̂` (zero without).
+#define LOAD_POOL_MAPS(sc, sh, mean, inv, scale, shift, winners, c0, n) \
+  do {                                                                 \
+    LOAD_INTO(sc, (scale) + (c0), n);                                  \
+    LOAD_INTO(sh, (shift) + (c0), n);                                  \
+    mean = 0;                                                          \
+    inv = 0;                                                           \
+    if (winners) {                                                     \
+      LOAD_INTO(mean, (winners)->mean + (c0), n);                      \
+      LOAD_INTO(inv, (winners)->inv_std + (c0), n);                    \
+    }                                                                  \
+  } while (0)
+
+/// Where the winners' `x̂` of pooled row `p` of sample `b` go.
+static inline float *winner_row(const sertrain_pool_winners *w, int b, long p, int channels) {
+  return w->xhat + (long)b * w->xhat_stride + p * channels;
+}
+
 /// Positions per tile in the backward sweeps (stem.c, batchnorm.c).
 #define TILE 64
 

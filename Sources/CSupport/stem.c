@@ -75,7 +75,7 @@ static inline __attribute__((always_inline)) void window(const sertrain_stem *s,
 static inline __attribute__((always_inline)) void pool(const sertrain_stem *s, const int k, int b0, int b1,
                                                        const float *scale, const float *shift, float *output,
                                                        long output_stride, const sertrain_pool_winners *winners) {
-  const long length = s->length, rows = s->out_length;
+  const long rows = s->out_length;
   const long tile_rows = TILE / s->pool_stride > 0 ? TILE / s->pool_stride : 1;
   f16 *z = zeroed((size_t)(tile_rows * s->pool_stride + s->pool + 1) * sizeof(f16));
   f16 *xh = winners ? zeroed((size_t)(tile_rows * s->pool_stride + s->pool + 1) * sizeof(f16)) : NULL;
@@ -92,13 +92,8 @@ static inline __attribute__((always_inline)) void pool(const sertrain_stem *s, c
         const int n = s->channels - c0 < LANES ? s->channels - c0 : LANES;
         taps tp;
         load_taps(s, c0, n, &tp);
-        f16 sc, sh, mean = 0, inv = 0;
-        LOAD_INTO(sc, scale + c0, n);
-        LOAD_INTO(sh, shift + c0, n);
-        if (winners) {
-          LOAD_INTO(mean, winners->mean + c0, n);
-          LOAD_INTO(inv, winners->inv_std + c0, n);
-        }
+        f16 sc, sh, mean, inv;
+        LOAD_POOL_MAPS(sc, sh, mean, inv, scale, shift, winners, c0, n);
         for (long t = zlo; t < zhi; t++) {
           f16 v;
           conv_at(s, k, &tp, xp, t, &v);
@@ -116,7 +111,7 @@ static inline __attribute__((always_inline)) void pool(const sertrain_stem *s, c
               best = SELECT(wins, z[t - zlo], best);
               x = SELECT(wins, xh[t - zlo], x);
             }
-            STORE(x, winners->xhat + (long)b * winners->xhat_stride + p * s->channels + c0, n);
+            STORE(x, winner_row(winners, b, p, s->channels) + c0, n);
           } else {
             for (long t = lo + 1; t < hi; t++) best = SELECT(z[t - zlo] > best, z[t - zlo], best);
           }

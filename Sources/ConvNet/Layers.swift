@@ -523,20 +523,6 @@ final class BatchNormLayer: Layer {
     let inv = m + c
     let (a1, a2, sc, s, h) = (m + 2 * c, m + 3 * c, m + 4 * c, m + 5 * c, m + 6 * c)
     for i in 0..<c { (m[i], inv[i], s[i], h[i]) = (mean[i], invStd[i], scale[i], shift[i]) }
-    // With a fused pool both sweeps run in C.
-    let fused = pool == nil ? nil : kernels(x)
-    var gradient = sertrain_norm_gradient(
-      output: y.row(0, 0), output_gradient: dy.row(0, 0), output_stride: y.layout.stride * c,
-      output_gradient_stride: dy.layout.stride * c, scale: s, shift: h, mean: m, inv_std: inv, a1: nil, a2: nil,
-      gamma_inv_std: nil)
-    /// The C kernels' sweep over the batch's parts, `width` sums each.
-    func sweep(width: Int, into out: UnsafeMutablePointer<Double>) {
-      let g = gradient
-      let (dxBase, dxStride) = (dx?.row(0, 0), (dx?.layout.stride ?? 0) * c)
-      partSums(batch: x.batch, width: width, into: out) { _, samples, part in
-        withUnsafePointer(to: g) { fused!.backward(samples, $0, dx: dxBase, dxStride: dxStride, part) }
-      }
-    }
     sums.withUnsafeMutableBufferPointer { sb in
       let total = sb.baseAddress!
       if let pool {
@@ -580,16 +566,21 @@ final class BatchNormLayer: Layer {
       a2[i] = Float(sums[c + i] / count)
       sc[i] = gamma[i] * invStd[i]
     }
-    if fused != nil {
-      // The input gradient (batchnorm.c) or the stem's kernel gradient, tap by tap (stem.c), then the producer's
-      // bias gradient.
-      gradient.a1 = UnsafePointer(a1)
-      gradient.a2 = UnsafePointer(a2)
-      gradient.gamma_inv_std = UnsafePointer(sc)
+    if pool != nil {
+      // One sweep in C: the input gradient (batchnorm.c) or the stem's kernel gradient, tap by tap (stem.c), then
+      // the producer's bias gradient.
+      let kernels = kernels(x)
+      let gradient = sertrain_norm_gradient(
+        output: y.row(0, 0), output_gradient: dy.row(0, 0), output_stride: y.layout.stride * c,
+        output_gradient_stride: dy.layout.stride * c, scale: s, shift: h, mean: m, inv_std: inv, a1: a1, a2: a2,
+        gamma_inv_std: sc)
+      let (dxBase, dxStride) = (dx?.row(0, 0), (dx?.layout.stride ?? 0) * c)
       let taps = isStem ? producer!.k : 0
       withUnsafeTemporaryAllocation(of: Double.self, capacity: (taps + 1) * c) { out in
         let o = out.baseAddress!
-        sweep(width: (taps + 1) * c, into: o)
+        partSums(batch: x.batch, width: (taps + 1) * c, into: o) { _, samples, part in
+          withUnsafePointer(to: gradient) { kernels.backward(samples, $0, dx: dxBase, dxStride: dxStride, part) }
+        }
         guard let producer else { return }
         for i in 0..<(taps * c) { producer.dWeight[i] = Float(o[i]) }
         for i in 0..<c { producer.dBias[i] = Float(o[taps * c + i]) }

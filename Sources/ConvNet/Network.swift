@@ -124,6 +124,10 @@ public final class Network {
     set { sertrain_conv_limit(Int32(newValue)) }
   }
 
+  /// The instruction set the direct convolution uses on this CPU within `directConvolutionLevel`: 2 for AVX-512,
+  /// 1 for AVX2, 0 for none.
+  public static var directConvolutionInUse: Int { Int(sertrain_conv_level()) }
+
   /// Whether the direct convolution computes a pass with this kernel size and output width on this CPU: kernels
   /// of 1 to 5 taps, a multiple of 32 output channels on AVX-512 or of 16 on AVX2 (the input gradient's output is
   /// the layer's input channels), within `directConvolutionLevel`; OpenBLAS GEMMs run the rest.

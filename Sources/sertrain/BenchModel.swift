@@ -63,7 +63,7 @@ struct BenchModelCommand: ParsableCommand {
       }
       let network = try Network(spec: spec, classes: 7)
       let flops = trainingFlopsPerSample(network)
-      let level = Network.directConvolutionRuns(kernel: 5, outChannels: 32) ? Network.directConvolutionLevel : 0
+      let level = Network.directConvolutionInUse
       let direct =
         level == 0 ? "convolutions as OpenBLAS GEMMs" : "direct convolution (\(level == 2 ? "AVX-512" : "AVX2"))"
       print("machine: \(machineDescription()), OpenBLAS \(blasThreads) threads, kernels \(blasCoreName); \(direct)")

@@ -170,6 +170,9 @@ int sertrain_conv_available(int kernel, long out_channels);
 /// and returns the limit in effect. For tests and diagnosis; call it before any convolution runs.
 int sertrain_conv_limit(int level);
 
+/// The instruction set the direct kernels use here, within the limit: 2 for AVX-512, 1 for AVX2, 0 for none.
+int sertrain_conv_level(void);
+
 /// Floats `sertrain_conv_pack` writes.
 long sertrain_conv_packed_count(int kernel, long in_channels, long out_channels);
 
