@@ -1,0 +1,46 @@
+#!/usr/bin/env bash
+# The Launch scripts, for real under mpirun on this machine, with fake Slurm and PBS environments (the cluster in a
+# box runs slurm.sbatch under real Slurm): local.sh, slurm.sbatch through srun and through mpirun, pbs.sh, and a
+# preemption (USR1 to the batch script) that checkpoints, exits 75, asks for a requeue and resumes.
+# shellcheck source=Tests/Shell/lib.sh
+source "$(dirname "$0")/lib.sh"
+cd "$WORK" || exit 1
+make_features f.h5 101 64
+fake=$WORK/bin
+mkdir -p "$fake"
+# srun as mpirun would run it inside an allocation; scontrol records a requeue.
+cat >"$fake/srun" <<'SH'
+#!/usr/bin/env bash
+args=(); for a in "$@"; do case "$a" in --mpi=*|--cpu-bind=*|--kill-on-bad-exit=*|--cpus-per-task=*) ;; *) args+=("$a");; esac; done
+exec mpirun -n "$SLURM_NTASKS" --oversubscribe --bind-to none -x OPENBLAS_NUM_THREADS -x HDF5_USE_FILE_LOCKING "${args[@]}"
+SH
+printf '#!/usr/bin/env bash\necho "$@" >>"%s/requeued"\n' "$WORK" >"$fake/scontrol"
+chmod +x "$fake/srun" "$fake/scontrol"
+common=(SERTRAIN="$SERTRAIN" DATA=f.h5 MODEL=tiny EPOCHS=2 EXTRA="--batch-size 8 -q")
+env "${common[@]}" RUN_DIR=local RANKS=2 THREADS=1 bash "$ROOT/Launch/local.sh" || fail "Launch/local.sh"
+env PATH="$fake:$PATH" "${common[@]}" RUN_DIR=slurm SLURM_JOB_ID=42 SLURM_NTASKS=2 SLURM_CPUS_PER_TASK=1 \
+  bash "$ROOT/Launch/slurm.sbatch" || fail "Launch/slurm.sbatch (srun)"
+env "${common[@]}" RUN_DIR=slurm-mpirun LAUNCHER=mpirun SLURM_NTASKS=2 SLURM_CPUS_PER_TASK=1 \
+  bash "$ROOT/Launch/slurm.sbatch" || fail "Launch/slurm.sbatch (mpirun)"
+printf 'localhost\nlocalhost\n' >nodes
+env "${common[@]}" RUN_DIR=pbs PBS_NODEFILE="$WORK/nodes" PBS_JOBID=7 OMP_NUM_THREADS=1 bash "$ROOT/Launch/pbs.sh" \
+  || fail "Launch/pbs.sh"
+for run in local slurm slurm-mpirun pbs; do
+  [ "$(wc -l <"$run/history.csv")" -eq 3 ] || fail "Launch: $run did not train 2 epochs"
+done
+pass "Launch/local.sh, slurm.sbatch (srun and mpirun) and pbs.sh train for real"
+
+# Preemption: USR1 to the batch script reaches the ranks, which checkpoint and exit 75; the script requeues.
+(exec env PATH="$fake:$PATH" SERTRAIN="$SERTRAIN" DATA=f.h5 MODEL=tiny EPOCHS=500 \
+  EXTRA="--batch-size 8 --patience 1000 -q" RUN_DIR=preempt SLURM_JOB_ID=43 SLURM_NTASKS=2 SLURM_CPUS_PER_TASK=1 \
+  bash "$ROOT/Launch/slurm.sbatch") &
+batch=$!
+wait_for_file preempt/checkpoint-last.h5 30 || fail "preemption: no checkpoint after 30 s"
+kill -USR1 "$batch"
+code=0
+wait "$batch" || code=$?
+if [ "$code" -ne 75 ] || ! grep -q "requeue 43" requeued; then fail "preemption: exit $code, requeue not asked"; fi
+env PATH="$fake:$PATH" SERTRAIN="$SERTRAIN" DATA=f.h5 MODEL=tiny EPOCHS=3 EXTRA="--batch-size 8 -q" \
+  RUN_DIR=preempt SLURM_JOB_ID=43 SLURM_NTASKS=2 SLURM_CPUS_PER_TASK=1 bash "$ROOT/Launch/slurm.sbatch" \
+  || fail "the requeued job did not resume"
+pass "USR1 to slurm.sbatch: checkpoint, exit 75, requeue asked, the requeued job resumes"
