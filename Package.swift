@@ -15,6 +15,8 @@ let cTargets: [Target] = [
   .systemLibrary(name: "CSoxr", pkgConfig: "soxr", providers: [.apt(["libsoxr-dev"])]),
   // Optimised in debug builds too (the vocoder's vector math is in it).
   .target(name: "CSupport", cSettings: [.unsafeFlags(["-O2"], .when(configuration: .debug))]),
+  // Runs before main in the executable only: stop signals are recorded from its first constructor.
+  .target(name: "CEntry", dependencies: ["CSupport"]),
 ]
 
 // MARK: - Swift modules, C at the bottom, the command line on top
@@ -37,7 +39,7 @@ let swiftTargets: [Target] = [
   .executableTarget(
     name: "sertrain",
     dependencies: [
-      "Training", "ConvNet", "Collective", "AudioFeatures", "CSupport",
+      "Training", "ConvNet", "Collective", "AudioFeatures", "CSupport", "CEntry",
       .product(name: "ArgumentParser", package: "swift-argument-parser"),
     ]),
 ]

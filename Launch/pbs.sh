@@ -1,10 +1,17 @@
 #!/usr/bin/env bash
-# PBS Pro / Torque: data-parallel training of the seed model.
+# PBS Pro (and Torque, see below): data-parallel training of the seed model.
 #
 #   qsub -v DATA=/scratch/me/features.h5 Launch/pbs.sh
 #
-# 2 nodes x 8 ranks x 4 threads; sertrain checkpoints on SIGTERM (qdel, or walltime with a kill delay) and exits
-# with 75; resubmit the same job and it continues with --resume auto.
+# 2 nodes x 8 ranks x 4 threads. The run directory comes from the job name (runs/pbs-<name>), so resubmitting the
+# same job continues it with --resume auto (a second job of that name running at once is refused by the run's
+# lock). qdel, or the walltime, sends SIGTERM to the job and SIGKILL after the server's kill_delay: the ranks finish
+# their step, rank 0 writes a checkpoint, and the script exits 75. Resubmit to continue.
+#
+# Torque: its resource syntax differs. Replace the select line with
+#   #PBS -l nodes=2:ppn=32
+# Torque lists every core in $PBS_NODEFILE (PBS Pro one line per mpiproc); the script then runs one rank per
+# THREADS cores (default 4) and exports OMP_NUM_THREADS itself.
 #PBS -N sertrain
 #PBS -l select=2:ncpus=32:mpiprocs=8:ompthreads=4
 #PBS -l walltime=04:00:00
@@ -14,18 +21,42 @@ cd "${PBS_O_WORKDIR:-.}"
 
 SERTRAIN=${SERTRAIN:-sertrain}
 DATA=${DATA:-features.h5}
-RUN_DIR=${RUN_DIR:-runs/pbs-${PBS_JOBID:-local}}
+RUN_DIR=${RUN_DIR:-runs/pbs-${PBS_JOBNAME:-sertrain}}
 MODEL=${MODEL:-seed}
 EPOCHS=${EPOCHS:-50}
+GRACE=${GRACE:-60}  # seconds between mpirun's own SIGTERM and SIGKILL to the ranks (one step and a checkpoint)
 EXTRA=${EXTRA:-}
 read -r -a extra <<<"$EXTRA"  # more train options, e.g. EXTRA="--batch-size 128 --patience 8"
-threads=${OMP_NUM_THREADS:-4}
-ranks=$(wc -l <"${PBS_NODEFILE:-/dev/null}" 2>/dev/null || echo 0)
+threads=${THREADS:-${OMP_NUM_THREADS:-4}}
+slots=$(wc -l <"${PBS_NODEFILE:-/dev/null}" 2>/dev/null || echo 0)
+if [ -n "${PBS_NUM_PPN:-}" ]; then
+  ranks=$((slots / threads))  # Torque: one line per core
+else
+  ranks=$slots  # PBS Pro: one line per mpiproc
+fi
 [ "$ranks" -gt 0 ] || ranks=${RANKS:-1}
 
-export OPENBLAS_NUM_THREADS=$threads HDF5_USE_FILE_LOCKING=FALSE
+export OPENBLAS_NUM_THREADS=$threads OMP_NUM_THREADS=$threads HDF5_USE_FILE_LOCKING=FALSE
 hostfile=()
 [ -n "${PBS_NODEFILE:-}" ] && hostfile=(--hostfile "$PBS_NODEFILE")
-exec mpirun -n "$ranks" "${hostfile[@]}" --bind-to core --map-by "slot:PE=$threads" -x OPENBLAS_NUM_THREADS \
-  -x HDF5_USE_FILE_LOCKING "$SERTRAIN" train --data "$DATA" --model "$MODEL" --epochs "$EPOCHS" \
-  --run-dir "$RUN_DIR" --resume auto "${extra[@]}"
+mkdir -p "$RUN_DIR"
+touch "$RUN_DIR/.launched"  # the status file must be newer than this to speak for this job
+mpirun -n "$ranks" "${hostfile[@]}" --bind-to core --map-by "slot:PE=$threads" --mca odls_base_sigkill_timeout \
+  "$GRACE" --mca orte_abort_on_non_zero_status 0 -x OPENBLAS_NUM_THREADS -x HDF5_USE_FILE_LOCKING \
+  "$SERTRAIN" train --data "$DATA" --model "$MODEL" --epochs "$EPOCHS" --run-dir "$RUN_DIR" --resume auto "${extra[@]}" &
+child=$!
+trap 'kill -USR1 "$child" 2>/dev/null || true' USR1 TERM
+# A trapped signal interrupts `wait` (status 128+n): wait until the launcher has really ended, then take its status.
+while kill -0 "$child" 2>/dev/null; do wait "$child" || true; done
+status=0
+wait "$child" || status=$?
+# The run's status file (written by rank 0 with each checkpoint) says how the ranks ended; the launcher's own code
+# cannot: mpirun that was signalled itself exits 1 though the ranks stopped cleanly, and with
+# orte_abort_on_non_zero_status off it exits 0 whatever the ranks' codes.
+state=$(find "$RUN_DIR/status" -newer "$RUN_DIR/.launched" -exec cat {} \; 2>/dev/null || true)
+case "$state" in
+  stopped) status=75 ;;
+  finished) ;;
+  *) [ "$status" -ne 0 ] || status=1 ;;
+esac
+exit "$status"

@@ -40,7 +40,7 @@ fi
 if want format; then
   echo "== format"
   swift format lint --strict --recursive Package.swift Sources Tests
-  shellcheck -x Launch/*.sh Launch/slurm.sbatch .ci/run Tests/Shell/*.sh
+  shellcheck -x Launch/*.sh Launch/slurm.sbatch .ci/run Tests/Shell/*.sh Tests/Cluster/*.sh
 fi
 
 echo "== build"

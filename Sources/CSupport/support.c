@@ -44,6 +44,12 @@ static volatile sig_atomic_t stop_signal = 0;
 
 static void record_stop(int sig) { stop_signal = sig; }
 
+static void stop_signal_set(sigset_t *set) {
+  sigemptyset(set);
+  sigaddset(set, SIGUSR1);
+  sigaddset(set, SIGTERM);
+}
+
 void sertrain_install_stop_handlers(void) {
   struct sigaction sa;
   memset(&sa, 0, sizeof(sa));
@@ -52,6 +58,24 @@ void sertrain_install_stop_handlers(void) {
   sa.sa_flags = SA_RESTART;
   sigaction(SIGUSR1, &sa, NULL);
   sigaction(SIGTERM, &sa, NULL);
+  // A signal that arrived while they were blocked for an exec is delivered here, to the handler.
+  sigset_t set;
+  stop_signal_set(&set);
+  sigprocmask(SIG_UNBLOCK, &set, NULL);
+}
+
+void sertrain_hold_stop_signals_across_exec(void) {
+  sigset_t set;
+  stop_signal_set(&set);
+  sigprocmask(SIG_BLOCK, &set, NULL);
+  // Blocked signals stay pending across execve, recorded ones would be lost with this image: raise them again.
+  if (stop_signal != 0) raise(stop_signal);
+}
+
+void sertrain_default_stop_signals(void) {
+  signal(SIGUSR1, SIG_DFL);
+  signal(SIGTERM, SIG_DFL);
+  if (stop_signal != 0) raise(stop_signal);
 }
 
 int sertrain_stop_requested(void) { return stop_signal; }

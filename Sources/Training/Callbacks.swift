@@ -47,6 +47,15 @@ public struct EarlyStopping: Codable, Equatable, Sendable {
     return increasing ? value - delta > reference : value + delta < reference
   }
 
+  /// Keras's `on_train_begin`: a new `fit` (here, a finished run continued with more epochs) starts afresh.
+  public mutating func beginTraining() {
+    wait = 0
+    stoppedEpoch = 0
+    best = nil
+    bestEpoch = 0
+    hasBestWeights = false
+  }
+
   /// What to do at the end of `epoch` (0-based): stop, and whether to keep the current weights as the best.
   public mutating func onEpochEnd(epoch: Int, value: Double?) -> (stop: Bool, captureWeights: Bool) {
     guard let value, epoch >= startFromEpoch, let up = EarlyStopping.increasing(monitor, mode) else {
@@ -95,6 +104,13 @@ public struct ReduceLROnPlateau: Codable, Equatable, Sendable {
   public init() {}
 
   var increasing: Bool { mode == .max || (mode == .auto && monitor.contains("acc")) }
+
+  /// Keras's `on_train_begin` (its `_reset`).
+  public mutating func beginTraining() {
+    cooldownCounter = 0
+    wait = 0
+    best = nil
+  }
 
   /// Returns the new learning rate when this epoch reduces it. The rate is float32, as in Keras's optimizer.
   public mutating func onEpochEnd(value: Double?, learningRate: Float) -> Float? {

@@ -160,6 +160,16 @@ public struct Checkpoint {
   }
 }
 
+extension Checkpoint {
+  /// Only the training state of a checkpoint (nil for one that does not come from training): what `--resume auto`
+  /// compares across runs without reading their parameters.
+  public static func readTrainingState(_ path: String) throws -> TrainingState? {
+    let f = try H5File(path: path)
+    guard f.hasAttribute("training") else { return nil }
+    return try TrainingState.parse(try f.stringAttribute("training"), source: path)
+  }
+}
+
 public struct CheckpointError: Error, CustomStringConvertible {
   public var message: String
   public init(_ path: String, _ message: String) { self.message = "\(path): \(message)" }

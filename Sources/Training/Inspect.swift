@@ -80,5 +80,14 @@ public func describeCheckpoint(_ path: String) throws -> String {
     let counts = (0..<3).map { p in split.filter { $0 == Int8(p) }.count }
     out.append("  split         train \(counts[0]), val \(counts[1]), test \(counts[2]) rows")
   }
+  out.append("  digest        \(weightsDigest(c)) (parameters and moving statistics, bit for bit)")
   return out.joined(separator: "\n")
+}
+
+/// FNV-1a over the bits of the parameters and the moving statistics: equal digests, equal weights.
+public func weightsDigest(_ c: Checkpoint) -> String {
+  var h = FNV1a()
+  for v in c.parameters { h.add(v.bitPattern) }
+  for v in c.state { h.add(v.bitPattern) }
+  return h.hex
 }

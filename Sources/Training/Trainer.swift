@@ -36,6 +36,8 @@ public struct HistoryRow: Codable, Equatable, Sendable {
   public var valAccuracy: Double?
   public var learningRate: Double
   public var seconds: Double
+  /// When the epoch ended (seconds since 1970), in runs since this field exists.
+  public var end: Double?
 
   public var metrics: [String: Double] {
     var m = ["loss": loss, "accuracy": accuracy]
@@ -66,6 +68,10 @@ public struct TrainingState: Codable, Sendable {
   public var savedReduceLR: ReduceLROnPlateau?
   /// The data file's absolute path when training started (reports and evaluate find it from anywhere).
   public var dataPath: String?
+  /// The data file's content identity (resume refuses other data).
+  public var data: DataIdentity?
+  /// When this state was saved in a checkpoint (seconds since 1970): `--resume auto` takes the newest.
+  public var savedAt: Double?
 
   public init(config: TrainConfig) { self.config = config }
 
@@ -77,11 +83,15 @@ public struct TrainingState: Codable, Sendable {
     return String(decoding: (try? e.encode(self)) ?? Data(), as: UTF8.self)
   }
 
-  public static func parse(_ text: String) throws -> TrainingState {
+  public static func parse(_ text: String, source: String = "checkpoint") throws -> TrainingState {
     let d = JSONDecoder()
     d.nonConformingFloatDecodingStrategy = .convertFromString(
       positiveInfinity: "inf", negativeInfinity: "-inf", nan: "nan")
-    return try d.decode(TrainingState.self, from: Data(text.utf8))
+    do {
+      return try d.decode(TrainingState.self, from: Data(text.utf8))
+    } catch {
+      throw TrainingError("\(source): its training state (attribute 'training') cannot be read: \(error)")
+    }
   }
 }
 
@@ -117,19 +127,44 @@ public final class Trainer {
   /// Called on every rank after each step with (epoch, steps done in it); tests raise signals from here.
   public var onStep: ((Int, Int) -> Void)?
 
+  /// Rank 0's lock on the run directory, held until the trainer goes.
+  var lock: RunLock?
+  /// Seconds between plain progress lines on standard output when standard error is not a terminal (a log
+  /// file); 0 for none. On a terminal a progress bar is drawn instead.
+  public var progressEvery = 30.0
+
+  public static let lastName = "checkpoint-last.h5"
   var isRoot: Bool { comm.rank == 0 }
-  var lastPath: String { runDir + "/checkpoint-last.h5" }
+  var lastPath: String { runDir + "/" + Trainer.lastName }
   var bestPath: String { runDir + "/checkpoint-best.h5" }
 
-  public init(config: TrainConfig, runDir: String, resume: String?, comm: Communicator, quiet: Bool = false) throws {
+  /// - Parameters:
+  ///   - given: the command-line flags given explicitly (`--batch-size`, ...): on resume each one must agree with
+  ///     the checkpoint's run, and `--epochs` beyond a finished run's count continues it.
+  public init(
+    config: TrainConfig, runDir: String, resume: String?, comm: Communicator, quiet: Bool = false,
+    given: Set<String> = []
+  ) throws {
     self.comm = comm
     self.runDir = runDir
     self.quiet = quiet
+    let isRoot = comm.rank == 0
+    // Rank 0 owns the directory: it locks it before anything is read or written there.
+    var failure = ""
+    if isRoot {
+      do {
+        try makeDirectories(runDir)
+        lock = try RunLock(runDir: runDir)
+      } catch { failure = "\(error)" }
+    }
+    comm.broadcast(&failure, root: 0)
+    if !failure.isEmpty { throw AgreedFailure(isRoot ? failure : nil) }
+
     var config = config
     var resumeFrom: Checkpoint?
     var resumePath: String?
     if let resume {
-      let path = resume == "auto" ? runDir + "/checkpoint-last.h5" : resume
+      let path = resume == "auto" ? runDir + "/" + Trainer.lastName : resume
       if access(path, R_OK) == 0 {
         resumeFrom = try Checkpoint.read(path)
         resumePath = path
@@ -138,14 +173,30 @@ public final class Trainer {
       }
     }
     var restoredState: TrainingState?
-    if let c = resumeFrom {
+    var notes: [String] = []
+    if let c = resumeFrom, let resumePath {
       guard let t = c.training else {
-        throw TrainingError("\(resumePath!): has no training state (an imported model?); train without --resume")
+        throw TrainingError("\(resumePath): has no training state (an imported model?); train without --resume")
       }
-      var s = try TrainingState.parse(t)
-      // What may change on resume: the epoch budget and where the data lives; the rest is the run's.
-      s.config.epochs = config.epochs
-      s.config.data = config.data
+      var s = try TrainingState.parse(t, source: resumePath)
+      let contradictions = Trainer.contradictions(given: given, config: config, run: s.config, checkpoint: resumePath)
+      if !contradictions.isEmpty { throw AgreedFailure(isRoot ? contradictions.joined(separator: "\n") : nil) }
+      // What may change on resume: the epoch budget and where the data lives (its content must be the same).
+      if given.contains("--epochs") {
+        if s.finished && config.epochs > s.epoch {
+          // A new fit from the last epoch, as Keras's `fit(initial_epoch=...)`: the callbacks start afresh.
+          s.finished = false
+          s.savedEarlyStopping?.beginTraining()
+          s.savedReduceLR?.beginTraining()
+          notes.append("continuing the finished run from epoch \(s.epoch) to \(config.epochs)")
+        }
+        s.config.epochs = config.epochs
+      }
+      if !given.contains("--data"), let recorded = s.dataPath, access(recorded, R_OK) == 0 {
+        s.config.data = recorded
+      } else {
+        s.config.data = config.data
+      }
       config = s.config
       restoredState = s
     }
@@ -154,6 +205,13 @@ public final class Trainer {
     guard file.rowCount > 0, file.classes.count >= 2 else {
       throw TrainingError(
         "\(config.data): needs rows of at least 2 classes, has \(file.rowCount) rows of \(file.classes.count)")
+    }
+    let identity = try DataIdentity(file)
+    if let resumePath, let recorded = restoredState?.data, let difference = recorded.difference(from: identity) {
+      throw AgreedFailure(
+        isRoot
+          ? "--data \(config.data) is not the data the run in \(resumePath) trained on: \(difference); resume "
+            + "with that file, or start a new run" : nil)
     }
     var spec = try resumeFrom?.spec ?? ModelSpec.load(config.model)
     if ModelSpec.presets.contains(config.model) && resumeFrom == nil {
@@ -205,6 +263,7 @@ public final class Trainer {
       scalerScale = [Float](repeating: 1, count: file.width)
       state = TrainingState(config: config)
     }
+    state.data = identity
     trainRows = split.train
     validationRows = split.validation
     earlyStopping = state.savedEarlyStopping ?? config.earlyStopping
@@ -228,11 +287,35 @@ public final class Trainer {
     }
     network.statisticsReducer = comm.size > 1 ? { [comm] in comm.allreduceSum($0) } : nil
     if isRoot {
-      try makeDirectories(runDir)
       if resumeFrom == nil { try writeConfig() }
+      try RunStatus.running.write(runDir: runDir)
     }
     if let resumePath, isRoot, !quiet {
       print("resuming from \(resumePath): epoch \(state.epoch + 1), step \(state.step), \(comm.size) rank(s)")
+      for note in notes { print(note) }
+    }
+  }
+
+  /// The flags given on a resume that contradict the run's configuration, one line each.
+  static func contradictions(given: Set<String>, config: TrainConfig, run: TrainConfig, checkpoint: String)
+    -> [String]
+  {
+    let fields: [(String, (TrainConfig) -> String)] = [
+      ("--model", { $0.model }), ("--batch-size", { "\($0.batchSize)" }),
+      ("--learning-rate", { "\($0.learningRate)" }), ("--split", { $0.split.rawValue }),
+      ("--val-fraction", { "\($0.validationFraction)" }), ("--test-fraction", { "\($0.testFraction)" }),
+      ("--seed", { "\($0.seed)" }), ("--monitor", { $0.earlyStopping.monitor }),
+      ("--patience", { "\($0.earlyStopping.patience)" }), ("--lr-patience", { "\($0.reduceLR.patience)" }),
+      ("--lr-factor", { "\($0.reduceLR.factor)" }), ("--min-lr", { "\($0.reduceLR.minLR)" }),
+      ("--cooldown", { "\($0.reduceLR.cooldown)" }),
+      ("--no-restore-best-weights", { $0.earlyStopping.restoreBestWeights ? "off" : "on" }),
+      ("--no-standardize", { $0.standardize ? "off" : "on" }),
+    ]
+    return fields.compactMap { flag, value in
+      guard given.contains(flag), value(config) != value(run) else { return nil }
+      let shown = flag.hasPrefix("--no-") ? flag : "\(flag) \(value(config))"
+      return "\(shown) contradicts the run being resumed (\(checkpoint): \(value(run))): drop it to resume, or "
+        + "start a new run with another --run-dir"
     }
   }
 
@@ -310,12 +393,32 @@ public final class Trainer {
 
   // MARK: The loop
 
-  /// Trains to the end (0), or until a stop signal (checkpoint written, `exitStopped`).
+  /// Trains to the end (0), or until a stop signal (checkpoint written, `exitStopped`); then releases the run
+  /// directory's lock.
   public func run() throws -> Int32 {
+    defer { lock = nil }  // the run directory is free again once the loop is over, however it ended
     sertrain_install_stop_handlers()
     if state.finished {
-      if isRoot && !quiet { print("the run in \(runDir) already finished (epoch \(state.epoch))") }
+      if isRoot && !quiet {
+        print(
+          "the run in \(runDir) already finished (epoch \(state.epoch)); --epochs N with N > \(state.epoch) continues it"
+        )
+      }
+      if isRoot { try RunStatus.finished.write(runDir: runDir) }
       return 0
+    }
+    // A stop that came while the data and model were loading: nothing new to save.
+    var early = sertrain_stop_requested() != 0 ? 1.0 : 0.0
+    withUnsafeMutablePointer(to: &early) { comm.allreduceSum(UnsafeMutableBufferPointer(start: $0, count: 1)) }
+    if early > 0 {
+      if isRoot {
+        try RunStatus.stopped.write(runDir: runDir)
+        if !quiet {
+          let saved = access(lastPath, R_OK) == 0 ? "\(lastPath) is unchanged" : "no checkpoint was needed"
+          print("stopped by a signal before training started: \(saved); resume with --resume auto")
+        }
+      }
+      return Trainer.exitStopped
     }
     let b = config.batchSize
     let w = file.width
@@ -327,6 +430,8 @@ public final class Trainer {
       let epoch = state.epoch
       let order = permutation(epoch: epoch)
       let bar = isRoot && !quiet ? ProgressBar(label: "epoch \(epoch + 1)/\(config.epochs)", unit: "samples") : nil
+      let lines = isRoot && !quiet && !(bar?.enabled ?? true) && progressEvery > 0
+      var lastLine = monotonicSeconds()
       var t0 = monotonicSeconds()
       while state.step < stepsPerEpoch {
         let step = state.step
@@ -357,9 +462,11 @@ public final class Trainer {
         tail[4] = sertrain_stop_requested() != 0 ? 1 : 0
         comm.allreduceSum(reduced)
         if tail[3] > 0 {
+          let saved =
+            access(lastPath, R_OK) == 0 ? "the last checkpoint, \(lastPath), is intact" : "no checkpoint was written"
           throw TrainingError(
             "the loss is not finite at epoch \(epoch + 1), step \(step + 1) (NaN or infinity in the data or a diverging "
-              + "model: try a lower --learning-rate); the last checkpoint, \(lastPath), is intact")
+              + "model: try a lower --learning-rate); \(saved)")
         }
         adam.update(network.parameters, network.gradients)
         state.epochLoss += Double(tail[0])
@@ -371,10 +478,17 @@ public final class Trainer {
         t0 = now
         bar?.update(
           fraction: Double(state.step) / Double(stepsPerEpoch), count: Int(state.epochSamples))
+        if lines && now - lastLine >= progressEvery && state.step < stepsPerEpoch {
+          lastLine = now
+          print(
+            "  epoch \(epoch + 1)/\(config.epochs), step \(state.step)/\(stepsPerEpoch): "
+              + "\(fixed(state.epochSamples / max(state.epochSeconds, 1e-9), 1)) samples/s, "
+              + "loss \(fixed(state.epochLoss / max(state.epochSamples, 1), 4))")
+        }
         onStep?(epoch, state.step)
         if tail[4] > 0 {
           bar?.finish()
-          try checkpoint(best: false)
+          try checkpoint(best: false, status: .stopped)
           if isRoot && !quiet {
             print(
               "stopped by a signal at epoch \(epoch + 1), step \(state.step): \(lastPath) written; resume with --resume auto"
@@ -401,7 +515,7 @@ public final class Trainer {
     let row = HistoryRow(
       epoch: epoch + 1, loss: state.epochLoss / max(state.epochSamples, 1),
       accuracy: state.epochCorrect / max(state.epochSamples, 1), valLoss: valLoss, valAccuracy: valAccuracy,
-      learningRate: Double(adam.learningRate), seconds: state.epochSeconds)
+      learningRate: Double(adam.learningRate), seconds: state.epochSeconds, end: unixTime())
     // Rank 0 decides: [stop, new learning rate (or -1), keep as best weights, new best checkpoint].
     var decision: (Double, Double, Double, Double) = (0, -1, 0, 0)
     if isRoot {
@@ -452,7 +566,7 @@ public final class Trainer {
       network.state.copy(from: best.state.withUnsafeBufferPointer { $0 })
       if !quiet { print("restored the weights of the best epoch, \(earlyStopping.bestEpoch + 1)") }
     }
-    try checkpoint(best: false)
+    try checkpoint(best: false, status: .finished)
   }
 
   /// Synchronised BatchNorm keeps the moving statistics equal on every rank; averaging guards against drift.
@@ -487,8 +601,9 @@ public final class Trainer {
     return (sums[0] / sums[2], sums[1] / sums[2])
   }
 
-  /// checkpoint-last (and checkpoint-best) by rank 0, atomically; history.csv beside them.
-  private func checkpoint(best: Bool) throws {
+  /// checkpoint-last (and checkpoint-best) by rank 0, atomically; history.csv beside them, and the run's status
+  /// when it changes, all before the ranks leave the barrier (a rank that exits first may get the others killed).
+  private func checkpoint(best: Bool, status: RunStatus? = nil) throws {
     guard isRoot else {
       comm.barrier()
       return
@@ -496,6 +611,7 @@ public final class Trainer {
     defer { comm.barrier() }
     var saved = state
     saved.callbacks = (earlyStopping, reduceLR)
+    saved.savedAt = unixTime()
     var c = Checkpoint(network: network, classNames: file.classes, scalerMean: scalerMean, scalerScale: scalerScale)
     c.adamM = adam.m.array
     c.adamV = adam.v.array
@@ -507,14 +623,16 @@ public final class Trainer {
     try c.write(to: lastPath, overwrite: true)
     if best { try c.write(to: bestPath, overwrite: true) }
     try writeHistory()
+    try status?.write(runDir: runDir)
   }
 
   private func writeHistory() throws {
-    var text = "epoch,loss,accuracy,val_loss,val_accuracy,learning_rate,seconds\n"
+    var text = "epoch,loss,accuracy,val_loss,val_accuracy,learning_rate,seconds,end_time\n"
     func f(_ v: Double?) -> String { v.map { "\($0)" } ?? "" }
     for r in state.history {
       text +=
-        "\(r.epoch),\(r.loss),\(r.accuracy),\(f(r.valLoss)),\(f(r.valAccuracy)),\(Float(r.learningRate)),\(fixed(r.seconds, 3))\n"
+        "\(r.epoch),\(r.loss),\(r.accuracy),\(f(r.valLoss)),\(f(r.valAccuracy)),\(Float(r.learningRate)),"
+        + "\(fixed(r.seconds, 3)),\(r.end.map { fixed($0, 3) } ?? "")\n"
     }
     try writeTextAtomically(text, to: runDir + "/history.csv")
   }
@@ -549,18 +667,15 @@ extension TrainingState {
   }
 }
 
-/// Writes `text` to `path` through a temporary file, fsync and rename.
+/// Writes `text` to `path` through a temporary file, fsync, rename and an fsync of the directory.
 public func writeTextAtomically(_ text: String, to path: String) throws {
-  let temp = path + ".tmp-\(getpid())"
-  guard let f = fopen(temp, "w") else {
-    throw TrainingError("\(temp): cannot create: \(String(cString: strerror(errno)))")
-  }
-  let bytes = Array(text.utf8)
-  let ok = fwrite(bytes, 1, bytes.count, f) == bytes.count && fflush(f) == 0 && fsync(fileno(f)) == 0
-  fclose(f)
-  guard ok, rename(temp, path) == 0 else {
-    unlink(temp)
-    throw TrainingError("\(path): write failed: \(String(cString: strerror(errno)))")
+  try writeAtomically(to: path, overwrite: true) { temp in
+    guard let f = fopen(temp, "w") else {
+      throw TrainingError("\(temp): cannot create: \(String(cString: strerror(errno)))")
+    }
+    let bytes = Array(text.utf8)
+    let ok = fwrite(bytes, 1, bytes.count, f) == bytes.count
+    guard fclose(f) == 0, ok else { throw TrainingError("\(path): write failed: \(String(cString: strerror(errno)))") }
   }
 }
 

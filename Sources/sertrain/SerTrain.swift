@@ -1,4 +1,5 @@
 import ArgumentParser
+import CEntry
 import CSupport
 import Collective
 import ConvNet
@@ -29,10 +30,17 @@ struct SerTrain: ParsableCommand {
   /// on a file whose close failed (a full disk), and nothing we write depends on exit handlers (every file is
   /// closed, fsynced and renamed explicitly before success).
   static func main() {
+    // CEntry's constructor has installed the stop handlers before main: from there on a stop signal (SIGUSR1,
+    // SIGTERM) is recorded, never fatal, even across the exec below.
+    precondition(sertrain_entry_linked() == 1)
+    // Lines reach a log file (Slurm's output, `> log`) as they are printed, not when a block fills.
+    setvbuf(stdout, nil, _IOLBF, 0)
     useFasterBLASKernels()
     keepFreedMemory()
     do {
       var command = try parseAsRoot()
+      // Only training stops cleanly (checkpoint, exit 75); every other command ends by the signal as usual.
+      if !(command is Train) { sertrain_default_stop_signals() }
       try command.run()
     } catch {
       let code = exitCode(for: error)
@@ -67,7 +75,9 @@ func useFasterBLASKernels() {
   // pkill and the batch scripts.
   var path = [CChar](repeating: 0, count: Int(PATH_MAX) + 1)
   let length = readlink("/proc/self/exe", &path, Int(PATH_MAX))
+  sertrain_hold_stop_signals_across_exec()
   execv(length > 0 ? String(cString: path) : "/proc/self/exe", CommandLine.unsafeArgv)
+  sertrain_install_stop_handlers()
   for name in changes.keys { unsetenv(name) }  // exec failed: carry on as OpenBLAS loaded
 }
 
@@ -82,6 +92,10 @@ func runOnRanks(_ body: (Communicator) throws -> Void) throws {
     throw e
   } catch let e as ValidationError {
     throw e
+  } catch let e as AgreedFailure {
+    // Every rank reached this failure together: no abort, rank 0 says why.
+    if let message = e.message { printError("sertrain: error: \(message)") }
+    throw ExitCode(1)
   } catch {
     let rank = comm.map { $0.size > 1 ? "rank \($0.rank): " : "" } ?? ""
     printError("sertrain: error: \(rank)\(error)")

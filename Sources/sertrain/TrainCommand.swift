@@ -16,56 +16,56 @@ struct Train: ParsableCommand {
       SIGUSR1 or SIGTERM writes a checkpoint at the next step and exits with 75; --resume auto continues.
       """)
 
-  @Option(help: "The feature file.")
-  var data = "features.h5"
+  @Option(help: "The feature file (on resume: the run's own, unless given; its content must be the run's).")
+  var data: String?
 
   @Option(help: "The model: seed, tiny, or a JSON spec.")
-  var model = "seed"
+  var model: String?
 
-  @Option(help: "Epochs (the seed's 50).")
-  var epochs = 50
+  @Option(help: "Epochs (the seed's 50). On resume, more than a finished run's count continues it.")
+  var epochs: Int?
 
   @Option(help: "The global batch size, split across ranks.")
-  var batchSize = 64
+  var batchSize: Int?
 
   @Option(help: "Adam's learning rate.")
-  var learningRate = 1e-3
+  var learningRate: Double?
 
   @Option(help: "How rows are split: recording (default), speaker, or random (the seed's, which leaks).")
-  var split = SplitKind.recording
+  var split: SplitKind?
 
   @Option(help: "Fraction of rows for validation (early stopping and learning-rate decisions).")
-  var valFraction = 0.1
+  var valFraction: Double?
 
   @Option(help: "Fraction of rows held out for testing (sertrain evaluate --split test).")
-  var testFraction = 0.1
+  var testFraction: Double?
 
-  @Option(help: "The run directory (default runs/<date-time>).")
+  @Option(help: "The run directory (default runs/<date-time>, or with --resume auto the newest unfinished run).")
   var runDir: String?
 
   @Option(help: "Continue a run: 'auto' (the run directory's last checkpoint, if any) or a checkpoint path.")
   var resume: String?
 
   @Option(help: "The seed of every random choice (initial weights, split, batch order).")
-  var seed: UInt64 = 0
+  var seed: UInt64?
 
   @Option(help: "The metric both callbacks monitor (Keras's name).")
-  var monitor = "val_accuracy"
+  var monitor: String?
 
   @Option(help: "EarlyStopping patience in epochs (the seed's 5).")
-  var patience = 5
+  var patience: Int?
 
   @Option(help: "ReduceLROnPlateau patience in epochs (the seed's 3).")
-  var lrPatience = 3
+  var lrPatience: Int?
 
   @Option(help: "ReduceLROnPlateau factor (the seed's 0.5).")
-  var lrFactor = 0.5
+  var lrFactor: Double?
 
   @Option(help: "ReduceLROnPlateau minimum learning rate (the seed's 1e-5).")
-  var minLR = 1e-5
+  var minLR: Double?
 
   @Option(help: "ReduceLROnPlateau cooldown in epochs.")
-  var cooldown = 0
+  var cooldown: Int?
 
   @Flag(help: "Keep the last weights instead of restoring the best epoch's at the end.")
   var noRestoreBestWeights = false
@@ -73,45 +73,72 @@ struct Train: ParsableCommand {
   @Flag(help: "Do not standardise the features.")
   var noStandardize = false
 
+  @Option(help: "Seconds between progress lines when the output is a file, not a terminal (0: none).")
+  var progressEvery = 30.0
+
   @Flag(name: .shortAndLong, help: "Print only errors.")
   var quiet = false
 
+  /// The configuration these options describe (defaults where not given), and the flags given explicitly.
+  func configuration() -> (TrainConfig, Set<String>) {
+    var c = TrainConfig()
+    var given = Set<String>()
+    func take<T>(_ value: T?, _ flag: String, _ apply: (inout TrainConfig, T) -> Void) {
+      guard let value else { return }
+      apply(&c, value)
+      given.insert(flag)
+    }
+    take(data, "--data") { $0.data = $1 }
+    take(model, "--model") { $0.model = $1 }
+    take(epochs, "--epochs") { $0.epochs = $1 }
+    take(batchSize, "--batch-size") { $0.batchSize = $1 }
+    take(learningRate, "--learning-rate") { $0.learningRate = $1 }
+    take(split, "--split") { $0.split = $1 }
+    take(valFraction, "--val-fraction") { $0.validationFraction = $1 }
+    take(testFraction, "--test-fraction") { $0.testFraction = $1 }
+    take(seed, "--seed") { $0.seed = $1 }
+    take(monitor, "--monitor") {
+      $0.earlyStopping.monitor = $1
+      $0.reduceLR.monitor = $1
+    }
+    take(patience, "--patience") { $0.earlyStopping.patience = $1 }
+    take(lrPatience, "--lr-patience") { $0.reduceLR.patience = $1 }
+    take(lrFactor, "--lr-factor") { $0.reduceLR.factor = $1 }
+    take(minLR, "--min-lr") { $0.reduceLR.minLR = $1 }
+    take(cooldown, "--cooldown") { $0.reduceLR.cooldown = $1 }
+    take(noRestoreBestWeights ? true : nil, "--no-restore-best-weights") { c, _ in
+      c.earlyStopping.restoreBestWeights = false
+    }
+    take(noStandardize ? true : nil, "--no-standardize") { c, _ in c.standardize = false }
+    return (c, given)
+  }
+
   func validate() throws {
-    if epochs < 1 { throw ValidationError("--epochs must be at least 1") }
-    if batchSize < 1 { throw ValidationError("--batch-size must be at least 1") }
-    if !(learningRate > 0) { throw ValidationError("--learning-rate must be positive") }
-    if valFraction < 0 || testFraction < 0 || valFraction + testFraction >= 1 {
+    let (c, _) = configuration()
+    if c.epochs < 1 { throw ValidationError("--epochs must be at least 1") }
+    if c.batchSize < 1 { throw ValidationError("--batch-size must be at least 1") }
+    if !(c.learningRate > 0) || !c.learningRate.isFinite {
+      throw ValidationError("--learning-rate must be positive and finite")
+    }
+    if c.validationFraction < 0 || c.testFraction < 0 || c.validationFraction + c.testFraction >= 1 {
       throw ValidationError("--val-fraction and --test-fraction must be >= 0 and leave rows for training")
     }
-    if !(lrFactor > 0 && lrFactor < 1) { throw ValidationError("--lr-factor must be in (0, 1)") }
+    if !(c.reduceLR.factor > 0 && c.reduceLR.factor < 1) { throw ValidationError("--lr-factor must be in (0, 1)") }
+    if !(progressEvery >= 0) { throw ValidationError("--progress-every must be 0 or more seconds") }
   }
 
   func run() throws {
     try runOnRanks { comm in
-      let env = environment()
-      configureBLASThreads(environment: env)
-      var config = TrainConfig()
-      config.data = data
-      config.model = model
-      config.epochs = epochs
-      config.batchSize = batchSize
-      config.learningRate = learningRate
-      config.split = split
-      config.validationFraction = valFraction
-      config.testFraction = testFraction
-      config.seed = seed
-      config.standardize = !noStandardize
-      config.earlyStopping.monitor = monitor
-      config.earlyStopping.patience = patience
-      config.earlyStopping.restoreBestWeights = !noRestoreBestWeights
-      config.reduceLR.monitor = monitor
-      config.reduceLR.patience = lrPatience
-      config.reduceLR.factor = lrFactor
-      config.reduceLR.minLR = minLR
-      config.reduceLR.cooldown = cooldown
-      var dir = runDir ?? defaultRunDirectory(resume: resume)
-      comm.broadcast(&dir, root: 0)  // one directory for every rank, whatever their clocks say
-      let trainer = try Trainer(config: config, runDir: dir, resume: resume, comm: comm, quiet: quiet)
+      configureBLASThreads(environment: environment())
+      let (config, given) = configuration()
+      // One directory for every rank, whatever their clocks or views of runs/ say: rank 0 chooses.
+      var dir = ""
+      var note: String?
+      if comm.rank == 0 { (dir, note) = resolveRunDirectory(given: runDir, resume: resume) }
+      comm.broadcast(&dir, root: 0)
+      if let note, !quiet { print(note) }
+      let trainer = try Trainer(config: config, runDir: dir, resume: resume, comm: comm, quiet: quiet, given: given)
+      trainer.progressEvery = progressEvery
       let code = try trainer.run()
       if code != 0 { throw ExitCode(code) }
       // The final weights on the held-out rows, and the report.
@@ -125,26 +152,6 @@ struct Train: ParsableCommand {
       }
     }
   }
-}
-
-/// `runs/<date-time>`, or with `--resume auto` the newest run that has a last checkpoint.
-func defaultRunDirectory(resume: String?) -> String {
-  if resume == "auto", let d = opendir("runs") {
-    defer { closedir(d) }
-    var newest: String?
-    while let e = readdir(d) {
-      let name = withUnsafeBytes(of: e.pointee.d_name) { String(cString: $0.bindMemory(to: CChar.self).baseAddress!) }
-      if name.hasPrefix(".") || access("runs/\(name)/checkpoint-last.h5", R_OK) != 0 { continue }
-      if newest == nil || name > newest! { newest = name }
-    }
-    if let newest { return "runs/\(newest)" }
-  }
-  var t = time(nil)
-  var tm = tm()
-  localtime_r(&t, &tm)
-  var buf = [CChar](repeating: 0, count: 32)
-  strftime(&buf, buf.count, "%Y%m%d-%H%M%S", &tm)
-  return "runs/" + String(cString: buf)
 }
 
 extension SplitKind: ExpressibleByArgument {}

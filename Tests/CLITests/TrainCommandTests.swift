@@ -42,7 +42,7 @@ final class TrainCommandTests: XCTestCase {
       XCTAssertTrue(FileManager.default.fileExists(atPath: "\(dir)/run/\(f)"), f)
     }
     let (best, history) = try bestValidationAccuracy(dir + "/run")
-    XCTAssertEqual(history.first, "epoch,loss,accuracy,val_loss,val_accuracy,learning_rate,seconds")
+    XCTAssertEqual(history.first, "epoch,loss,accuracy,val_loss,val_accuracy,learning_rate,seconds,end_time")
     XCTAssertGreaterThan(best, 0.7, "validation accuracy well above chance (1/3): \(history)")
     let inspect = try runCommand(["inspect", "run/checkpoint-last.h5"], directory: dir)
     XCTAssertTrue(inspect.stdout.contains("angry, calm, sad") && inspect.stdout.contains("standardise"), inspect.stdout)

@@ -14,8 +14,14 @@ int sertrain_cpu_has_avx2_fma(void);
 /// `trim_threshold` bytes at its top are free (see `keepFreedMemory` in the command-line target).
 void sertrain_keep_freed_memory(int mmap_threshold, int trim_threshold);
 
-/// Installs handlers for SIGUSR1 and SIGTERM that only record the request (async-signal-safe).
+/// Installs handlers for SIGUSR1 and SIGTERM that only record the request (async-signal-safe), and unblocks them.
 void sertrain_install_stop_handlers(void);
+/// Blocks SIGUSR1 and SIGTERM before an exec, so that one arriving in between waits for the new image's handlers
+/// (a request already recorded is raised again, to be pending across the exec).
+void sertrain_hold_stop_signals_across_exec(void);
+/// Gives SIGUSR1 and SIGTERM their default action again (commands that cannot stop cleanly), and raises a request
+/// already recorded.
+void sertrain_default_stop_signals(void);
 /// The signal that asked to stop (SIGUSR1 or SIGTERM), or 0.
 int sertrain_stop_requested(void);
 /// Clears the request (tests).

@@ -1,0 +1,194 @@
+import FeatureStore
+import FoundationEssentials
+import HDF5
+
+#if canImport(Glibc)
+  import Glibc
+#endif
+
+/// A failure every rank reached together (the same check on the same inputs, or rank 0's verdict broadcast): the
+/// ranks exit with 1 without aborting the job; rank 0 carries the message.
+public struct AgreedFailure: Error, CustomStringConvertible {
+  public let message: String?
+  public init(_ message: String?) { self.message = message }
+  public var description: String { message ?? "failed on another rank" }
+}
+
+/// The exclusive lock of a run directory (`RUN_DIR/.lock`, `flock`), held by rank 0 for the life of the process:
+/// a second `train` on the same directory refuses instead of interleaving its checkpoints with the first's. The
+/// file holds the holder's PID and host; the kernel drops the lock when the process ends, however it ends.
+public final class RunLock {
+  public static let fileName = ".lock"
+  let fd: Int32
+
+  public init(runDir: String) throws {
+    let path = runDir + "/" + RunLock.fileName
+    fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0o644)
+    guard fd >= 0 else { throw TrainingError("\(path): cannot open the lock: \(String(cString: strerror(errno)))") }
+    guard flock(fd, LOCK_EX | LOCK_NB) == 0 else {
+      let holder = RunLock.holder(fd: fd)
+      close(fd)
+      throw TrainingError(
+        "\(runDir) is in use by \(holder) (lock \(path)): wait for that run to end, stop it (kill -USR1 writes a "
+          + "checkpoint), or choose another --run-dir")
+    }
+    let text = Array("pid \(getpid()) on host \(hostName()), since \(formatTime(unixTime()))\n".utf8)
+    _ = ftruncate(fd, 0)
+    _ = pwrite(fd, text, text.count, 0)
+  }
+
+  deinit { close(fd) }
+
+  private static func holder(fd: Int32) -> String {
+    var buffer = [UInt8](repeating: 0, count: 256)
+    let n = pread(fd, &buffer, buffer.count, 0)
+    let text = n > 0 ? String(decoding: buffer[0..<n], as: UTF8.self) : ""
+    let line = text.split(separator: "\n").first.map(String.init) ?? ""
+    return line.isEmpty ? "another process" : line
+  }
+}
+
+/// `RUN_DIR/status`: one word for scripts and people, `running`, `stopped` (by a signal, after a checkpoint:
+/// resume it) or `finished`. The Launch scripts read it when `mpirun` ends with its own code instead of the ranks'.
+public enum RunStatus: String, Sendable {
+  case running, stopped, finished
+
+  public static let fileName = "status"
+
+  public func write(runDir: String) throws {
+    try writeTextAtomically(rawValue + "\n", to: runDir + "/" + RunStatus.fileName)
+  }
+
+  public static func read(runDir: String) -> RunStatus? {
+    guard let f = fopen(runDir + "/" + fileName, "r") else { return nil }
+    defer { fclose(f) }
+    var buffer = [CChar](repeating: 0, count: 32)
+    guard fgets(&buffer, Int32(buffer.count), f) != nil else { return nil }
+    return RunStatus(rawValue: String(cString: buffer).split(separator: "\n").first.map(String.init) ?? "")
+  }
+}
+
+/// What identifies a feature file by content rather than by name: its shape, classes, a hash of every label and a
+/// hash of the bits of up to 64 rows spread over the file. Resume checks it, so that `--data` of another extract
+/// (even with the same row count) is refused.
+public struct DataIdentity: Codable, Equatable, Sendable {
+  public var rows: Int
+  public var width: Int
+  public var classes: [String]
+  public var labelsHash: String
+  public var rowsHash: String
+
+  public init(_ file: FeatureFile) throws {
+    rows = file.rowCount
+    width = file.width
+    classes = file.classes
+    var h = FNV1a()
+    for l in file.labels { h.add(UInt32(bitPattern: l)) }
+    labelsHash = h.hex
+    var r = FNV1a()
+    let samples = min(64, file.rowCount)
+    for i in 0..<samples {
+      let row = i * file.rowCount / max(samples, 1)
+      for v in try file.readRows(row..<(row + 1)) { r.add(v.bitPattern) }
+    }
+    rowsHash = r.hex
+  }
+
+  /// How `other` (the file given now) differs from this one (the run's), or nil when it is the same data.
+  public func difference(from other: DataIdentity) -> String? {
+    if rows != other.rows || width != other.width {
+      return "\(other.rows) rows x \(other.width) features, the run's data has \(rows) x \(width)"
+    }
+    if classes != other.classes { return "classes \(other.classes), the run's data has \(classes)" }
+    if labelsHash != other.labelsHash { return "its labels differ from the run's data (same shape)" }
+    if rowsHash != other.rowsHash { return "its feature values differ from the run's data (same shape and labels)" }
+    return nil
+  }
+}
+
+/// 64-bit FNV-1a over 32-bit words.
+struct FNV1a {
+  var value: UInt64 = 0xcbf2_9ce4_8422_2325
+  mutating func add(_ word: UInt32) { value = (value ^ UInt64(word)) &* 0x100_0000_01b3 }
+  var hex: String {
+    let s = String(value, radix: 16)
+    return String(repeating: "0", count: 16 - s.count) + s
+  }
+}
+
+/// Where a `train` runs: the directory given, or under `runs/` a new `runs/<date-time>`, or with `--resume auto`
+/// the newest unfinished run there (by the time its last checkpoint was saved, which the checkpoint records).
+/// `note` says which was chosen and why, for rank 0 to print.
+public func resolveRunDirectory(given: String?, resume: String?, parent: String = "runs") -> (
+  dir: String, note: String?
+) {
+  if let given { return (given, nil) }
+  let fresh = parent + "/" + timestampName()
+  guard resume == "auto" else { return (fresh, nil) }
+  var unfinished: [(dir: String, saved: Double, state: TrainingState?)] = []
+  var finished = 0
+  for name in listDirectory(parent) where !name.hasPrefix(".") {
+    let dir = parent + "/" + name
+    let last = dir + "/" + Trainer.lastName
+    guard access(last, R_OK) == 0 else { continue }
+    let state = try? Checkpoint.readTrainingState(last)
+    if state?.finished == true {
+      finished += 1
+      continue
+    }
+    unfinished.append((dir, state?.savedAt ?? modificationTime(last), state))
+  }
+  let skipped = finished > 0 ? "; \(finished) finished run(s) left alone" : ""
+  guard let newest = unfinished.max(by: { $0.saved < $1.saved }) else {
+    return (fresh, "--resume auto: no unfinished run under \(parent)/\(skipped): starting \(fresh)")
+  }
+  var position = ""
+  if let s = newest.state { position = ", epoch \(s.epoch + 1) step \(s.step)" }
+  return (
+    newest.dir,
+    "--resume auto: \(newest.dir) is the newest unfinished run under \(parent)/ (last checkpoint saved "
+      + "\(formatTime(newest.saved))\(position); \(unfinished.count) unfinished\(skipped))"
+  )
+}
+
+func listDirectory(_ path: String) -> [String] {
+  guard let d = opendir(path) else { return [] }
+  defer { closedir(d) }
+  var names: [String] = []
+  while let e = readdir(d) {
+    names.append(withUnsafeBytes(of: e.pointee.d_name) { String(cString: $0.bindMemory(to: CChar.self).baseAddress!) })
+  }
+  return names.sorted()
+}
+
+func modificationTime(_ path: String) -> Double {
+  var st = stat()
+  guard stat(path, &st) == 0 else { return 0 }
+  return Double(st.st_mtim.tv_sec) + Double(st.st_mtim.tv_nsec) * 1e-9
+}
+
+/// Seconds since 1970 (UTC).
+public func unixTime() -> Double {
+  var ts = timespec()
+  clock_gettime(CLOCK_REALTIME, &ts)
+  return Double(ts.tv_sec) + Double(ts.tv_nsec) * 1e-9
+}
+
+/// `2026-12-02 16:27:31` in local time.
+public func formatTime(_ t: Double, format: String = "%Y-%m-%d %H:%M:%S") -> String {
+  var seconds = time_t(t)
+  var parts = tm()
+  localtime_r(&seconds, &parts)
+  var buffer = [CChar](repeating: 0, count: 64)
+  strftime(&buffer, buffer.count, format, &parts)
+  return String(cString: buffer)
+}
+
+/// `20261202-162731`: a new run directory's name.
+func timestampName() -> String { formatTime(unixTime(), format: "%Y%m%d-%H%M%S") }
+
+public func hostName() -> String {
+  var buffer = [CChar](repeating: 0, count: 256)
+  gethostname(&buffer, buffer.count - 1)
+  return String(cString: buffer)
+}
