@@ -36,10 +36,12 @@ let swiftTargets: [Target] = [
   .target(name: "Collective", dependencies: ["CMPI"]),
   .target(
     name: "Training", dependencies: ["HDF5", "FeatureStore", "AudioFeatures", "ConvNet", "Collective", "CSupport"]),
+  // The benchmarks' measurements and subprocesses; their Python peers are Benchmarks/*.py.
+  .target(name: "Bench", dependencies: ["Training", "FeatureStore", "ConvNet", "Collective", "AudioFeatures"]),
   .executableTarget(
     name: "sertrain",
     dependencies: [
-      "Training", "ConvNet", "Collective", "AudioFeatures", "CSupport", "CEntry",
+      "Training", "Bench", "ConvNet", "Collective", "AudioFeatures", "FeatureStore", "HDF5", "CSupport", "CEntry",
       .product(name: "ArgumentParser", package: "swift-argument-parser"),
     ]),
 ]

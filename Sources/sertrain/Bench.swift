@@ -1,4 +1,5 @@
 import ArgumentParser
+import Bench
 import FeatureStore
 import Training
 
@@ -68,12 +69,7 @@ struct BenchConvert: ParsableCommand {
 
         // Interleaved runs, so that both tools see the same machine state; medians are compared.
         let python = options.noPeer ? nil : try benchmarkVenv(options.venv, packages: ["pandas", "h5py"])
-        let script = dir + "/peer.py"
-        if python != nil {
-          let fp = fopen(script, "w")!
-          fputs(pandasPeerScript, fp)
-          fclose(fp)
-        }
+        let script = try peerScript("peer_convert.py")
         var ours: [ChildMeasurement] = []
         var peer: [ChildMeasurement] = []
         for i in 0..<max(options.repeats, python == nil ? 0 : options.peerRepeats) {

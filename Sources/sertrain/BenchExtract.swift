@@ -1,5 +1,6 @@
 import ArgumentParser
 import AudioFeatures
+import Bench
 import FeatureStore
 import Training
 
@@ -65,10 +66,7 @@ struct BenchExtractCommand: ParsableCommand {
         let fp = fopen(list, "w")!
         for r in take { fputs(corpus + "/" + r.path + "\n", fp) }
         fclose(fp)
-        let script = dir + "/peer.py"
-        let sp = fopen(script, "w")!
-        fputs(librosaPeerScript, sp)
-        fclose(sp)
+        let script = try peerScript("peer_extract.py")
         var peer: [Double] = []
         for i in 0..<options.peerRepeats {
           let m = try runMeasured([python, script, list])

@@ -1,4 +1,5 @@
 import ArgumentParser
+import Bench
 import Collective
 import ConvNet
 import Training
@@ -82,14 +83,7 @@ struct BenchModelCommand: ParsableCommand {
       let python =
         options.noPeer || model != "seed"
         ? nil : try benchmarkVenv(options.venv, packages: ["tensorflow-cpu", "h5py"])
-      var script = ""
-      if python != nil {
-        script = "/tmp/sertrain-keras-peer-\(getpid()).py"
-        let fp = fopen(script, "w")!
-        fputs(kerasModelPeerScript, fp)
-        fclose(fp)
-      }
-      defer { if !script.isEmpty { unlink(script) } }
+      let script = python == nil ? "" : try peerScript("peer_model.py")
       let args = ["\(batchSize)", "\(steps)", "\(warmup)", "\(predictBatches)"]
       var ours = [[ModelBenchSample]](repeating: [], count: configurations.count)
       var peer: [ModelBenchSample] = []

@@ -59,17 +59,7 @@ digest() { "$SERTRAIN" inspect "$1/checkpoint-last.h5" | awk '/digest/ {print $2
 # 1. A plain job; a watcher notes when each epoch line reaches the output file.
 t0=$(date +%s)
 job=$(submit plain 6)
-(
-  seen=0
-  while :; do
-    n=$(grep -c "^Epoch " plain.out 2>/dev/null || true)
-    while [ "$seen" -lt "${n:-0}" ]; do
-      seen=$((seen + 1))
-      echo "$seen $(date +%s.%N)" >>arrivals
-    done
-    sleep 0.05
-  done
-) &
+watch_epoch_lines plain.out &
 watcher=$!
 state=$(wait_job "$job" 120)
 kill "$watcher"
@@ -77,12 +67,9 @@ kill "$watcher"
 nodes=$(job_field "$job" NodeList)
 [ "$nodes" = "srt-n[1-2]" ] || fail "the job did not run on both nodes ($nodes)"
 [ "$(grep -c "^Epoch " plain.out)" -eq 6 ] || { cat plain.out; fail "expected 6 epoch lines in plain.out"; }
-late=$(awk -F, 'NR > 1 {print $1, $8}' plain/history.csv | join - <(sort -n arrivals) \
-  | awk '{d = $3 - $2; if (d > worst) worst = d; if (d < -0.5) bad = 1} END {printf "%.2f %d", worst, bad}')
-read -r worst early <<<"$late"
-if ! awk -v w="$worst" 'BEGIN {exit !(w <= 2.0)}' || [ "$early" -ne 0 ]; then
-  fail "epoch lines reached the Slurm output file up to $worst s after their epochs ended"
-fi
+worst=$(epoch_line_lateness plain plain.out) || fail "epoch lines in plain.out before their epochs ended, or none"
+awk -v w="$worst" 'BEGIN {exit !(w <= 2.0)}' \
+  || fail "epoch lines reached the Slurm output file up to $worst s after their epochs ended"
 epoch_seconds=$(awk -F, 'NR > 1 {s += $7} END {printf "%.1f", s / (NR - 1)}' plain/history.csv)
 pass "sbatch slurm.sbatch, 2 nodes x 1 rank (srun --mpi=pmix): 6 epochs of $epoch_seconds s in $(($(date +%s) - t0)) s; each epoch line in the output file at most $worst s after its epoch ended"
 

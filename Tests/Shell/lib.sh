@@ -45,6 +45,28 @@ sertrain_pids() {
   return 0
 }
 
+# watch_epoch_lines LOG: in the background, appends "N <unix time>" to LOG.arrivals as each `Epoch N/` line reaches
+# LOG; the caller kills it ($!) when the run is over.
+watch_epoch_lines() {
+  local log=$1 seen=0 n
+  while :; do
+    n=$(grep -c "^Epoch " "$log" 2>/dev/null || true)
+    while [ "$seen" -lt "${n:-0}" ]; do
+      seen=$((seen + 1))
+      echo "$seen $(date +%s.%N)" >>"$log.arrivals"
+    done
+    sleep 0.05
+  done
+}
+
+# epoch_line_lateness RUN_DIR LOG: the most seconds by which an epoch line reached LOG after the epoch's end_time in
+# RUN_DIR/history.csv; fails when a line arrived before its epoch ended (clocks disagree) or no line arrived.
+epoch_line_lateness() {
+  awk -F, 'NR > 1 {print $1, $8}' "$1/history.csv" | join - <(sort -n "$2.arrivals") \
+    | awk '{d = $3 - $2; if (d > w) w = d; if (d < -0.5) early = 1; n++}
+      END {if (early || n == 0) exit 1; printf "%.2f", w}'
+}
+
 # Waits up to `seconds` for a file to exist.
 wait_for_file() {
   local file=$1 seconds=${2:-30} _

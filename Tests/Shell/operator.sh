@@ -14,22 +14,11 @@ make_features small.h5 120 64
 (exec "$SERTRAIN" train --data f.h5 --model tiny --epochs 4 --batch-size 1 --run-dir file --progress-every 0.3 \
   >file.log 2>&1) &
 run=$!
-(
-  seen=0
-  while :; do
-    n=$(grep -c "^Epoch " file.log 2>/dev/null || true)
-    while [ "$seen" -lt "${n:-0}" ]; do
-      seen=$((seen + 1))
-      echo "$seen $(date +%s.%N)" >>arrivals
-    done
-    sleep 0.05
-  done
-) &
+watch_epoch_lines file.log &
 watcher=$!
 wait "$run" || fail "train with output to a file"
 kill "$watcher"
-worst=$(awk -F, 'NR > 1 {print $1, $8}' file/history.csv | join - <(sort -n arrivals) \
-  | awk '{d = $3 - $2; if (d > w) w = d} END {printf "%.2f", w}')
+worst=$(epoch_line_lateness file file.log) || fail "epoch lines in file.log before their epochs ended, or none"
 seconds=$(awk -F, 'NR > 1 {s += $7} END {printf "%.1f", s}' file/history.csv)
 awk -v w="$worst" 'BEGIN {exit !(w <= 2.0)}' || fail "epoch lines reached the file up to $worst s late"
 grep -qE "^  epoch 1/4, step [0-9]+/[0-9]+: [0-9.]+ samples/s, loss [0-9.]+$" file.log \

@@ -1,6 +1,7 @@
 import Collective
 import ConvNet
 import FoundationEssentials
+import Training
 
 #if canImport(Glibc)
   import Glibc

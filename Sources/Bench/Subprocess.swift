@@ -1,3 +1,5 @@
+import Training
+
 #if canImport(Glibc)
   import Glibc
 #endif
@@ -52,6 +54,26 @@ public struct ChildError: Error, CustomStringConvertible {
 }
 
 /// The path of the running executable.
+/// The path of a Python peer in the checkout's `Benchmarks/` folder: the first found walking up from the executable
+/// (`.build/<triple>/release/sertrain`) and then from the working directory.
+public func peerScript(_ name: String) throws -> String {
+  for start in [currentExecutable(), currentDirectory()] {
+    var dir = start
+    while let slash = dir.lastIndex(of: "/"), !dir.isEmpty {
+      dir = String(dir[..<slash])
+      let candidate = (dir.isEmpty ? "" : dir) + "/Benchmarks/" + name
+      if access(candidate, R_OK) == 0 { return candidate }
+    }
+  }
+  throw ChildError(
+    message: "Benchmarks/\(name) not found above \(currentExecutable()) or here: run the benchmarks from a checkout")
+}
+
+func currentDirectory() -> String {
+  var buffer = [CChar](repeating: 0, count: Int(PATH_MAX) + 1)
+  return getcwd(&buffer, buffer.count) != nil ? String(cString: buffer) : "."
+}
+
 public func currentExecutable() -> String {
   var buf = [CChar](repeating: 0, count: 4096)
   let n = readlink("/proc/self/exe", &buf, buf.count - 1)
