@@ -1,3 +1,4 @@
+import AudioFeatures
 import FeatureStore
 import Training
 
@@ -12,7 +13,6 @@ public func writeSeedShapedCSV(path: String, rows: Int, width: Int = FeatureForm
     throw ChildError(message: "\(path): cannot create: \(String(cString: strerror(errno)))")
   }
   defer { fclose(f) }
-  let emotions = ["angry", "disgust", "fear", "happy", "neutral", "sad", "surprise"]
   var header = (0..<width).map(String.init).joined(separator: ",") + ",labels\n"
   fputs(header, f)
   header = ""

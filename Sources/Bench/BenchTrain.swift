@@ -30,7 +30,7 @@ public func benchmarkDataParallelSteps(
   let network = try Network(spec: spec, classes: 7, seed: 1)
   network.statisticsReducer = comm.size > 1 ? { [comm] in comm.allreduceSum($0) } : nil
   let adam = Adam(count: network.trainableCount)
-  let local = Array(Swift.stride(from: comm.rank, to: globalBatch, by: comm.size))
+  let local = comm.share(0..<globalBatch)
   var rng = RandomStream(seed: 3, stream: [UInt64(comm.rank)])
   let x = (0..<(local.count * network.inputWidth)).map { _ in Float(rng.normal()) }
   let labels = local.map { Int32($0 % 7) }

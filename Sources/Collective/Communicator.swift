@@ -24,6 +24,12 @@ public protocol Communicator: AnyObject {
 extension Communicator {
   public var isRoot: Bool { rank == 0 }
 
+  /// This rank's share of `items`: positions rank, rank + size, ... (every rank's share is as long as any other's, or
+  /// one shorter).
+  public func share<C: RandomAccessCollection>(_ items: C) -> [C.Element] where C.Index == Int {
+    Swift.stride(from: items.startIndex + rank, to: items.endIndex, by: size).map { items[$0] }
+  }
+
   public func allreduceSum(_ values: inout [Double]) {
     values.withUnsafeMutableBufferPointer { allreduceSum($0) }
   }

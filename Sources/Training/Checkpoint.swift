@@ -3,9 +3,6 @@ import FeatureStore
 import FoundationEssentials
 import HDF5
 
-/// The seed's classes, sorted as its label encoder sorted them.
-public let seedEmotions = ["angry", "disgust", "fear", "happy", "neutral", "sad", "surprise"]
-
 /// A training checkpoint (HDF5, `format = "sertrain-checkpoint"`, `version = 1`): the model spec, the flat
 /// parameters with their layout, the BatchNorm moving statistics, the scaler, the class names, and, when it
 /// comes from training, the Adam moments and the training state.

@@ -171,7 +171,7 @@ public func evaluate(
   let rows = try rowsOf(split: split, checkpoint: checkpoint, file: file, checkpointPath: checkpointPath)
   let k = checkpoint.classNames.count
   var counts = [Double](repeating: 0, count: k * k + 1)
-  let mine = Swift.stride(from: comm.rank, to: rows.count, by: comm.size).map { rows[$0] }
+  let mine = comm.share(rows)
   var start = 0
   while start < mine.count {
     let chunk = Array(mine[start..<min(start + 256, mine.count)])

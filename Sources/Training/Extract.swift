@@ -89,7 +89,7 @@ public func extractCorpus(_ o: ExtractOptions, comm: Communicator) throws -> Ext
   guard !recordings.isEmpty else { throw FeatureFileError(o.root, "no labelled audio files found") }
   let width = FeatureSettings().width
   let perFile = o.augmentations.count * width
-  let mine = Array(Swift.stride(from: comm.rank, to: recordings.count, by: comm.size))
+  let mine = comm.share(recordings.indices)
   let bar = comm.rank == 0 && !o.quiet ? ProgressBar(label: "extract", unit: "files") : nil
   // The rank's files over its cores (one extractor each); results land in per-file slots, so the output does
   // not depend on the thread count either.

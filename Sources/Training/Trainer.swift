@@ -337,7 +337,7 @@ public final class Trainer {
   /// reduced), as scikit-learn's StandardScaler computes them; a zero deviation becomes 1.
   private func fitScaler() throws {
     let w = file.width
-    let mine = Swift.stride(from: comm.rank, to: trainRows.count, by: comm.size).map { trainRows[$0] }
+    let mine = comm.share(trainRows)
     var sums = ScalerSums(shift: try file.readRows(trainRows[0]..<(trainRows[0] + 1)))
     var buffer = [Float](repeating: 0, count: 256 * w)
     var start = 0
@@ -436,7 +436,7 @@ public final class Trainer {
       while state.step < stepsPerEpoch {
         let step = state.step
         let global = Array(order[(step * b)..<min((step + 1) * b, order.count)])
-        let local = Swift.stride(from: comm.rank, to: global.count, by: comm.size).map { global[$0] }
+        let local = comm.share(global)
         if local.isEmpty {
           network.emptyTrainingStep()
           for i in 0..<5 { tail[i] = 0 }
@@ -581,7 +581,7 @@ public final class Trainer {
   /// Loss and accuracy over the validation rows: each rank its strided share, sums and counts reduced.
   func validate() throws -> (Double?, Double?) {
     guard !validationRows.isEmpty else { return (nil, nil) }
-    let mine = Swift.stride(from: comm.rank, to: validationRows.count, by: comm.size).map { validationRows[$0] }
+    let mine = comm.share(validationRows)
     var sums = [0.0, 0.0, 0.0]
     let b = config.batchSize
     var x = [Float](repeating: 0, count: b * file.width)

@@ -1,4 +1,5 @@
 import ArgumentParser
+import AudioFeatures
 import ConvNet
 import HDF5
 import Training
@@ -72,7 +73,7 @@ struct ImportKeras: ParsableCommand {
       } else if let fromData = scalerFit?.classes {
         names = fromData
       } else {
-        names = outputs == seedEmotions.count ? seedEmotions : (0..<outputs).map { "class\($0)" }
+        names = outputs == emotions.count ? emotions : (0..<outputs).map { "class\($0)" }
       }
       guard names.count == outputs else {
         throw ValidationError("\(names.count) class names given; the file's output layer has \(outputs) units")
