@@ -27,21 +27,33 @@ let cTargets: [Target] = [
 let optimisedInDebug: [SwiftSetting] = [.unsafeFlags(["-O"], .when(configuration: .debug))]
 
 let swiftTargets: [Target] = [
-  .target(name: "HDF5", dependencies: ["CHDF5"]),
-  .target(name: "FeatureStore", dependencies: ["HDF5", "CSupport"]),
+  // Small helpers every module may use: the PRNG, clocks and formatting, files written atomically.
+  .target(name: "Base"),
+  .target(name: "HDF5", dependencies: ["CHDF5", "Base"]),
+  .target(name: "FeatureStore", dependencies: ["HDF5", "Base", "CSupport"]),
   .target(
-    name: "AudioFeatures", dependencies: ["CSndfile", "CSoxr", "CFFTW", "COpenBLAS", "CSupport"],
+    name: "AudioFeatures", dependencies: ["CSndfile", "CSoxr", "CFFTW", "COpenBLAS", "CSupport", "Base"],
     swiftSettings: optimisedInDebug),
-  .target(name: "ConvNet", dependencies: ["COpenBLAS", "CSupport", "HDF5"], swiftSettings: optimisedInDebug),
+  .target(name: "ConvNet", dependencies: ["COpenBLAS", "CSupport", "Base"], swiftSettings: optimisedInDebug),
   .target(name: "Collective", dependencies: ["CMPI"]),
+  // Feature rows of one recording (the recipe and augmentation order) and a corpus over ranks and threads.
+  .target(name: "Extraction", dependencies: ["AudioFeatures", "FeatureStore", "Collective", "Base"]),
+  // Everything a model is stored as: sertrain checkpoints (with the scaler) and Keras weight files.
+  .target(name: "ModelFiles", dependencies: ["ConvNet", "HDF5", "FeatureStore", "Base"]),
   .target(
-    name: "Training", dependencies: ["HDF5", "FeatureStore", "AudioFeatures", "ConvNet", "Collective", "CSupport"]),
+    name: "Training",
+    dependencies: [
+      "Base", "HDF5", "FeatureStore", "AudioFeatures", "Extraction", "ConvNet", "ModelFiles", "Collective", "CSupport",
+    ]),
   // The benchmarks' measurements and subprocesses; their Python peers are Benchmarks/*.py.
-  .target(name: "Bench", dependencies: ["Training", "FeatureStore", "ConvNet", "Collective", "AudioFeatures"]),
+  .target(
+    name: "Bench",
+    dependencies: ["Base", "Training", "Extraction", "FeatureStore", "ConvNet", "Collective", "AudioFeatures"]),
   .executableTarget(
     name: "sertrain",
     dependencies: [
-      "Training", "Bench", "ConvNet", "Collective", "AudioFeatures", "FeatureStore", "HDF5", "CSupport", "CEntry",
+      "Base", "Training", "Bench", "Extraction", "ModelFiles", "ConvNet", "Collective", "AudioFeatures",
+      "FeatureStore", "HDF5", "CSupport", "CEntry",
       .product(name: "ArgumentParser", package: "swift-argument-parser"),
     ]),
 ]
@@ -53,16 +65,20 @@ let testTargets: [Target] = [
   .testTarget(
     name: "SmokeTests",
     dependencies: ["CMPI", "CHDF5", "CFFTW", "CSndfile", "COpenBLAS", "CSoxr", "_TestSupport"]),
-  .testTarget(name: "HDF5Tests", dependencies: ["HDF5", "_TestSupport"]),
+  .testTarget(name: "HDF5Tests", dependencies: ["HDF5", "Base", "_TestSupport"]),
   .testTarget(name: "FeatureStoreTests", dependencies: ["FeatureStore", "_TestSupport"]),
-  .testTarget(name: "ConvNetTests", dependencies: ["ConvNet", "HDF5", "_TestSupport"]),
-  .testTarget(name: "AudioFeaturesTests", dependencies: ["AudioFeatures", "HDF5", "_TestSupport"]),
-  .testTarget(name: "TrainingTests", dependencies: ["Training", "_TestSupport"]),
+  .testTarget(name: "ConvNetTests", dependencies: ["ConvNet", "ModelFiles", "Base", "HDF5", "_TestSupport"]),
+  .testTarget(
+    name: "AudioFeaturesTests", dependencies: ["AudioFeatures", "Extraction", "Base", "HDF5", "_TestSupport"]),
+  .testTarget(name: "TrainingTests", dependencies: ["Training", "ModelFiles", "Base", "_TestSupport"]),
   .testTarget(name: "CLITests", dependencies: ["FeatureStore", "HDF5", "_TestSupport"]),
   // Also run under mpirun by Launch/test.sh.
   .testTarget(
     name: "MPITests",
-    dependencies: ["Collective", "ConvNet", "FeatureStore", "Training", "AudioFeatures", "CSupport", "_TestSupport"]),
+    dependencies: [
+      "Collective", "ConvNet", "FeatureStore", "Training", "Extraction", "ModelFiles", "AudioFeatures", "Base",
+      "CSupport", "_TestSupport",
+    ]),
 ]
 
 let package = Package(

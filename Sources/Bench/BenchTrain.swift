@@ -1,3 +1,4 @@
+import Base
 import Collective
 import ConvNet
 import FoundationEssentials

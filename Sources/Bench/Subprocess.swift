@@ -1,3 +1,4 @@
+import Base
 import Training
 
 #if canImport(Glibc)

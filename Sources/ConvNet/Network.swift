@@ -1,3 +1,4 @@
+import Base
 import CSupport
 
 #if canImport(Glibc)
@@ -259,10 +260,10 @@ public final class Network {
     for b in 0..<batch { x0.row(b, 0).update(from: input + b * width, count: width) }
     let ctx = StepContext(training: training, dropoutSeed: dropoutSeed, reduce: training ? statisticsReducer : nil)
     for (i, layer) in layers.enumerated() where runs(i) {
-      let t0 = profile == nil ? 0 : monotonicNow()
+      let t0 = profile == nil ? 0 : monotonicSeconds()
       let out = outputIndex(i)
       layer.forward(activation(inputIndex(i), batch: batch), activation(out, batch: batch), ctx)
-      if profile != nil { profile![layer.plan.name + " forward", default: 0] += monotonicNow() - t0 }
+      if profile != nil { profile![layer.plan.name + " forward", default: 0] += monotonicSeconds() - t0 }
     }
     lastBatch = batch
     lastTraining = training
@@ -314,8 +315,8 @@ public final class Network {
     }
     let ctx = StepContext(training: true, dropoutSeed: lastDropoutSeed, reduce: statisticsReducer)
     for i in stride(from: n - 1, through: 0, by: -1) where runs(i) {
-      let t0 = profile == nil ? 0 : monotonicNow()
-      defer { if profile != nil { profile![layers[i].plan.name + " backward", default: 0] += monotonicNow() - t0 } }
+      let t0 = profile == nil ? 0 : monotonicSeconds()
+      defer { if profile != nil { profile![layers[i].plan.name + " backward", default: 0] += monotonicSeconds() - t0 } }
       let out = outputIndex(i)
       let input = inputIndex(i)
       layers[i].backward(
@@ -372,11 +373,4 @@ public final class Network {
       (plan.trainable + plan.nonTrainable).map { (plan, "\(plan.name)/\($0.0)", $0.1) }
     }
   }
-}
-
-/// Seconds on the monotonic clock.
-func monotonicNow() -> Double {
-  var ts = timespec()
-  clock_gettime(CLOCK_MONOTONIC, &ts)
-  return Double(ts.tv_sec) + Double(ts.tv_nsec) * 1e-9
 }

@@ -1,3 +1,5 @@
+import Base
+
 /// Naive reference kernels in double precision, one per layer, written for clarity: the oracle that the fast
 /// kernels and finite differences are checked against. Tensors are compact NLC `[batch][length][channels]`.
 public enum Reference {

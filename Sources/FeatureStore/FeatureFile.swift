@@ -7,6 +7,7 @@
 //   augmentation  int8 [N]            0 original, 1 noise, 2 pitch, 3 pitch+noise, -1 unknown (converted CSV)
 //   sources/path, sources/speaker, sources/corpus   strings, one per recording
 //   attributes    the feature recipe
+import Base
 import HDF5
 
 public enum FeatureFormat {

@@ -1,8 +1,10 @@
 import AudioFeatures
+import Base
 import Collective
 import ConvNet
 import FeatureStore
 import FoundationEssentials
+import ModelFiles
 
 #if canImport(Glibc)
   import Glibc
@@ -133,7 +135,7 @@ final class Predictor {
   func standardise(_ x: inout [Float]) {
     let rows = x.count / network.inputWidth
     x.withUnsafeMutableBufferPointer {
-      Training.standardise($0, rows: rows, mean: checkpoint.scalerMean, scale: checkpoint.scalerScale)
+      ModelFiles.standardise($0, rows: rows, mean: checkpoint.scalerMean, scale: checkpoint.scalerScale)
     }
   }
 }

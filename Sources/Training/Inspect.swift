@@ -1,5 +1,7 @@
+import Base
 import FeatureStore
 import HDF5
+import ModelFiles
 
 /// A human-readable description of a feature file: schema, rows, classes, recipe.
 public func describeFeatureFile(_ f: FeatureFile) throws -> String {

@@ -1,3 +1,6 @@
+import Base
+import ModelFiles
+
 #if canImport(Glibc)
   import Glibc
 #endif

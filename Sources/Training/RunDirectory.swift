@@ -1,6 +1,8 @@
+import Base
 import FeatureStore
 import FoundationEssentials
 import HDF5
+import ModelFiles
 
 #if canImport(Glibc)
   import Glibc
@@ -191,4 +193,14 @@ public func hostName() -> String {
   var buffer = [CChar](repeating: 0, count: 256)
   gethostname(&buffer, buffer.count - 1)
   return String(cString: buffer)
+}
+
+extension Checkpoint {
+  /// Only the training state of a checkpoint (nil for one that does not come from training): what `--resume auto`
+  /// compares across runs without reading their parameters.
+  public static func readTrainingState(_ path: String) throws -> TrainingState? {
+    let f = try H5File(path: path)
+    guard f.hasAttribute("training") else { return nil }
+    return try TrainingState.parse(try f.stringAttribute("training"), source: path)
+  }
 }

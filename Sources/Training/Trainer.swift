@@ -1,9 +1,11 @@
+import Base
 import CSupport
 import Collective
 import ConvNet
 import FeatureStore
 import FoundationEssentials
 import HDF5
+import ModelFiles
 
 #if canImport(Glibc)
   import Glibc
@@ -291,8 +293,9 @@ public final class Trainer {
       try RunStatus.running.write(runDir: runDir)
     }
     if let resumePath, isRoot, !quiet {
-      print("resuming from \(resumePath): epoch \(state.epoch + 1), step \(state.step), \(comm.size) rank(s)")
-      for note in notes { print(note) }
+      Output.shared.line(
+        "resuming from \(resumePath): epoch \(state.epoch + 1), step \(state.step), \(comm.size) rank(s)")
+      for note in notes { Output.shared.line(note) }
     }
   }
 
@@ -396,11 +399,15 @@ public final class Trainer {
   /// Trains to the end (0), or until a stop signal (checkpoint written, `exitStopped`); then releases the run
   /// directory's lock.
   public func run() throws -> Int32 {
-    defer { lock = nil }  // the run directory is free again once the loop is over, however it ended
+    defer {
+      // Every line out (or given up on, if nothing reads them), and the run directory free again.
+      Output.shared.flush(timeout: 5)
+      lock = nil
+    }
     sertrain_install_stop_handlers()
     if state.finished {
       if isRoot && !quiet {
-        print(
+        Output.shared.line(
           "the run in \(runDir) already finished (epoch \(state.epoch)); --epochs N with N > \(state.epoch) continues it"
         )
       }
@@ -415,7 +422,7 @@ public final class Trainer {
         try RunStatus.stopped.write(runDir: runDir)
         if !quiet {
           let saved = access(lastPath, R_OK) == 0 ? "\(lastPath) is unchanged" : "no checkpoint was needed"
-          print("stopped by a signal before training started: \(saved); resume with --resume auto")
+          Output.shared.line("stopped by a signal before training started: \(saved); resume with --resume auto")
         }
       }
       return Trainer.exitStopped
@@ -480,7 +487,7 @@ public final class Trainer {
           fraction: Double(state.step) / Double(stepsPerEpoch), count: Int(state.epochSamples))
         if lines && now - lastLine >= progressEvery && state.step < stepsPerEpoch {
           lastLine = now
-          print(
+          Output.shared.line(
             "  epoch \(epoch + 1)/\(config.epochs), step \(state.step)/\(stepsPerEpoch): "
               + "\(fixed(state.epochSamples / max(state.epochSeconds, 1e-9), 1)) samples/s, "
               + "loss \(fixed(state.epochLoss / max(state.epochSamples, 1), 4))")
@@ -490,7 +497,7 @@ public final class Trainer {
           bar?.finish()
           try checkpoint(best: false, status: .stopped)
           if isRoot && !quiet {
-            print(
+            Output.shared.line(
               "stopped by a signal at epoch \(epoch + 1), step \(state.step): \(lastPath) written; resume with --resume auto"
             )
           }
@@ -539,17 +546,17 @@ public final class Trainer {
     }
     comm.broadcast(&decision, root: 0)
     state.history.append(row)
-    if isRoot && !quiet { print(epochLine(row)) }
+    if isRoot && !quiet { Output.shared.line(epochLine(row)) }
     if decision.1 >= 0 {
       adam.learningRate = Float(decision.1)
-      if isRoot && !quiet { print("  reducing the learning rate to \(adam.learningRate)") }
+      if isRoot && !quiet { Output.shared.line("  reducing the learning rate to \(adam.learningRate)") }
     }
     if decision.2 > 0 && isRoot { bestWeights = (network.parameters.array, network.state.array) }
     state.epoch = epoch + 1
     state.step = 0
     (state.epochLoss, state.epochCorrect, state.epochSamples, state.epochSeconds) = (0, 0, 0, 0)
     if decision.0 > 0 {
-      if isRoot && !quiet { print("early stopping at epoch \(epoch + 1)") }
+      if isRoot && !quiet { Output.shared.line("early stopping at epoch \(epoch + 1)") }
       state.finished = true
       try finish()
       return
@@ -564,7 +571,7 @@ public final class Trainer {
     if earlyStopping.restoreBestWeights, let best = bestWeights, isRoot {
       network.parameters.copy(from: best.parameters.withUnsafeBufferPointer { $0 })
       network.state.copy(from: best.state.withUnsafeBufferPointer { $0 })
-      if !quiet { print("restored the weights of the best epoch, \(earlyStopping.bestEpoch + 1)") }
+      if !quiet { Output.shared.line("restored the weights of the best epoch, \(earlyStopping.bestEpoch + 1)") }
     }
     try checkpoint(best: false, status: .finished)
   }
@@ -663,29 +670,6 @@ extension TrainingState {
     set {
       savedEarlyStopping = newValue?.0
       savedReduceLR = newValue?.1
-    }
-  }
-}
-
-/// Writes `text` to `path` through a temporary file, fsync, rename and an fsync of the directory.
-public func writeTextAtomically(_ text: String, to path: String) throws {
-  try writeAtomically(to: path, overwrite: true) { temp in
-    guard let f = fopen(temp, "w") else {
-      throw TrainingError("\(temp): cannot create: \(String(cString: strerror(errno)))")
-    }
-    let bytes = Array(text.utf8)
-    let ok = fwrite(bytes, 1, bytes.count, f) == bytes.count
-    guard fclose(f) == 0, ok else { throw TrainingError("\(path): write failed: \(String(cString: strerror(errno)))") }
-  }
-}
-
-/// `mkdir -p`.
-public func makeDirectories(_ path: String) throws {
-  var current = path.hasPrefix("/") ? "" : "."
-  for part in path.split(separator: "/") {
-    current += "/" + part
-    if mkdir(current, 0o755) != 0 && errno != EEXIST {
-      throw TrainingError("\(current): cannot create the directory: \(String(cString: strerror(errno)))")
     }
   }
 }

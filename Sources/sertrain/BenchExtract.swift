@@ -1,5 +1,6 @@
 import ArgumentParser
 import AudioFeatures
+import Base
 import Bench
 import FeatureStore
 import Training

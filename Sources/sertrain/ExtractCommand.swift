@@ -1,7 +1,9 @@
 import ArgumentParser
 import AudioFeatures
+import Base
 import Collective
 import ConvNet
+import Extraction
 import Training
 
 struct Extract: ParsableCommand {

@@ -1,7 +1,9 @@
 import ArgumentParser
 import AudioFeatures
+import Base
 import ConvNet
 import HDF5
+import ModelFiles
 import Training
 
 struct ModelOption: ParsableArguments {

@@ -1,10 +1,12 @@
 import ArgumentParser
+import Base
 import CEntry
 import CSupport
 import Collective
 import ConvNet
 import FeatureStore
 import HDF5
+import ModelFiles
 import Training
 
 #if canImport(Glibc)

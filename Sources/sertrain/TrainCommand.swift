@@ -1,4 +1,5 @@
 import ArgumentParser
+import Base
 import Collective
 import ConvNet
 import Training

@@ -1,7 +1,9 @@
 import ArgumentParser
+import Base
 import Collective
 import ConvNet
 import FoundationEssentials
+import ModelFiles
 import Training
 
 #if canImport(Glibc)

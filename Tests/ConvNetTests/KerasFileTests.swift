@@ -1,5 +1,6 @@
 import ConvNet
 import HDF5
+import ModelFiles
 import XCTest
 import _TestSupport
 

@@ -1,6 +1,7 @@
-// Extraction on whatever communicator runs the tests: the rows of a file do not depend on the rank count.
 import AudioFeatures
 import Collective
+// Extraction on whatever communicator runs the tests: the rows of a file do not depend on the rank count.
+import Extraction
 import FeatureStore
 import Training
 import XCTest

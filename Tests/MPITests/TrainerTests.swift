@@ -1,9 +1,10 @@
-// Data-parallel training on whatever communicator runs the tests: one process under `swift test`, 2 and 4
-// ranks under Launch/test.sh's mpirun.
 import CSupport
 import Collective
 import ConvNet
 import FeatureStore
+// Data-parallel training on whatever communicator runs the tests: one process under `swift test`, 2 and 4
+// ranks under Launch/test.sh's mpirun.
+import ModelFiles
 import Training
 import XCTest
 import _TestSupport

@@ -1,12 +1,12 @@
 /// scikit-learn's StandardScaler, fitted in one streaming pass: per-column sums of `x - shift` and of its square
 /// in double, with a reference row as the shift so that the one-pass variance does not cancel. The sums can be
 /// added across ranks (`values`) before `finish`.
-struct ScalerSums {
+public struct ScalerSums {
   let shift: [Double]
   /// `[Σ(x-shift) per column, Σ(x-shift)² per column, rows]`.
-  var values: [Double]
+  public var values: [Double]
 
-  init(shift: [Float]) {
+  public init(shift: [Float]) {
     self.shift = shift.map(Double.init)
     values = [Double](repeating: 0, count: 2 * shift.count + 1)
   }
@@ -14,7 +14,7 @@ struct ScalerSums {
   var width: Int { shift.count }
 
   /// Adds `rows` rows of `width` floats.
-  mutating func add(_ x: UnsafeBufferPointer<Float>, rows: Int) {
+  public mutating func add(_ x: UnsafeBufferPointer<Float>, rows: Int) {
     let w = width
     for r in 0..<rows {
       for c in 0..<w {
@@ -27,7 +27,7 @@ struct ScalerSums {
   }
 
   /// The mean and the population deviation per column (a zero deviation becomes 1, as scikit-learn does).
-  func finish() -> (mean: [Float], scale: [Float]) {
+  public func finish() -> (mean: [Float], scale: [Float]) {
     let w = width
     let n = max(values[2 * w], 1)
     var mean = [Float](repeating: 0, count: w)
@@ -43,7 +43,7 @@ struct ScalerSums {
 }
 
 /// `x = (x - mean) / scale` for every row of `x` (rows of `mean.count` floats).
-func standardise(_ x: UnsafeMutableBufferPointer<Float>, rows: Int, mean: [Float], scale: [Float]) {
+public func standardise(_ x: UnsafeMutableBufferPointer<Float>, rows: Int, mean: [Float], scale: [Float]) {
   let w = mean.count
   mean.withUnsafeBufferPointer { m in
     scale.withUnsafeBufferPointer { s in

@@ -1,4 +1,5 @@
 import AudioFeatures
+import Base
 import Collective
 import ConvNet
 import Dispatch

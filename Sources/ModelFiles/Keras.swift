@@ -1,3 +1,5 @@
+import Base
+import ConvNet
 import HDF5
 
 /// Weights read from a Keras file: the layers that have variables, in model order, with their variables in

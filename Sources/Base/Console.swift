@@ -49,7 +49,7 @@ public func fixed(_ x: Double, _ digits: Int) -> String {
 public final class ProgressBar {
   let label: String
   let unit: String
-  let enabled: Bool
+  public let enabled: Bool
   let start = monotonicSeconds()
   var lastDraw = 0.0
 

@@ -1,3 +1,4 @@
+import Base
 import ConvNet
 import FeatureStore
 import FoundationEssentials
@@ -154,16 +155,6 @@ public struct Checkpoint {
       throw CheckpointError(path, "parameters hold NaN or infinity")
     }
     return c
-  }
-}
-
-extension Checkpoint {
-  /// Only the training state of a checkpoint (nil for one that does not come from training): what `--resume auto`
-  /// compares across runs without reading their parameters.
-  public static func readTrainingState(_ path: String) throws -> TrainingState? {
-    let f = try H5File(path: path)
-    guard f.hasAttribute("training") else { return nil }
-    return try TrainingState.parse(try f.stringAttribute("training"), source: path)
   }
 }
 

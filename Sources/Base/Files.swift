@@ -83,3 +83,28 @@ public func syncFile(_ path: String) throws {
     throw FileWriteError(path: path, reason: "fsync failed: \(String(cString: strerror(errno)))")
   }
 }
+
+/// Writes `text` to `path` through a temporary file, fsync, rename and an fsync of the directory.
+public func writeTextAtomically(_ text: String, to path: String) throws {
+  try writeAtomically(to: path, overwrite: true) { temp in
+    guard let f = fopen(temp, "w") else {
+      throw FileWriteError(path: temp, reason: "cannot create: \(String(cString: strerror(errno)))")
+    }
+    let bytes = Array(text.utf8)
+    let ok = fwrite(bytes, 1, bytes.count, f) == bytes.count
+    guard fclose(f) == 0, ok else {
+      throw FileWriteError(path: path, reason: "write failed: \(String(cString: strerror(errno)))")
+    }
+  }
+}
+
+/// `mkdir -p`.
+public func makeDirectories(_ path: String) throws {
+  var current = path.hasPrefix("/") ? "" : "."
+  for part in path.split(separator: "/") {
+    current += "/" + part
+    if mkdir(current, 0o755) != 0 && errno != EEXIST {
+      throw FileWriteError(path: current, reason: "cannot create the directory: \(String(cString: strerror(errno)))")
+    }
+  }
+}
