@@ -1,4 +1,5 @@
 import Base
+import Collective
 import ConvNet
 import FoundationEssentials
 import Training
@@ -108,6 +109,7 @@ public func benchmarkTraining(
   let (times, predictRate) = try { () throws -> ([Double], Double) in
     let network = try Network(spec: spec, classes: classes, seed: 1)
     let adam = Adam(count: network.parameters.count)
+    let oneProcess = SingleProcessCommunicator()
     var rng = RandomStream(seed: 3)
     let x = (0..<(batch * network.inputWidth)).map { _ in Float(rng.normal()) }
     let labels = (0..<batch).map { _ in Int32(rng.next() % UInt64(classes)) }
@@ -116,10 +118,10 @@ public func benchmarkTraining(
     var peaks: [Double] = []
     for step in 0..<(warmup + steps) {
       let t0 = monotonicSeconds()
-      x.withUnsafeBufferPointer { _ = network.forward($0.baseAddress!, batch: batch, training: true) }
-      labels.withUnsafeBufferPointer {
-        _ = network.loss(labels: $0)
-        network.backward(labels: $0, scale: 1 / Float(batch))
+      _ = x.withUnsafeBufferPointer { x in
+        labels.withUnsafeBufferPointer {
+          trainStep(network, comm: oneProcess, x: x.baseAddress!, labels: $0, globalRows: batch)
+        }
       }
       adam.update(network.parameters, network.gradients)
       if step >= warmup { times.append(monotonicSeconds() - t0) }

@@ -22,9 +22,9 @@ public struct TrainBenchSample: Codable, Sendable {
   }
 }
 
-/// Data-parallel train steps exactly as `Trainer` takes them (a strided share of a global batch per rank,
-/// synchronised BatchNorm, one in-place allreduce of the gradients with 5 spare floats, Adam), on random data;
-/// then a bare `MPI_Allreduce` of the same buffer, for comparison.
+/// Data-parallel train steps exactly as `Trainer` takes them (`trainStep`: a strided share of a global batch per
+/// rank, synchronised BatchNorm, one in-place allreduce of the gradients and the step's sums; then Adam), on random
+/// data; then a bare `MPI_Allreduce` of the same buffer, for comparison.
 public func benchmarkDataParallelSteps(
   spec: ModelSpec, comm: Communicator, globalBatch: Int, steps: Int, warmup: Int
 ) throws -> TrainBenchSample {
@@ -35,24 +35,22 @@ public func benchmarkDataParallelSteps(
   var rng = RandomStream(seed: 3, stream: [UInt64(comm.rank)])
   let x = (0..<(local.count * network.inputWidth)).map { _ in Float(rng.normal()) }
   let labels = local.map { Int32($0 % 7) }
-  let reduced = UnsafeMutableBufferPointer(start: network.gradients.pointer, count: network.trainableCount + 5)
+  let reduced = UnsafeMutableBufferPointer(
+    start: network.gradients.pointer, count: network.trainableCount + Network.gradientTail)
   var stepTimes: [Double] = []
   var reduceTimes: [Double] = []
   for step in 0..<(warmup + steps) {
     comm.barrier()
     let t0 = monotonicSeconds()
-    x.withUnsafeBufferPointer { _ = network.forward($0.baseAddress!, batch: local.count, training: true) }
-    labels.withUnsafeBufferPointer {
-      _ = network.loss(labels: $0)
-      network.backward(labels: $0, scale: 1 / Float(globalBatch))
+    let sums = x.withUnsafeBufferPointer { x in
+      labels.withUnsafeBufferPointer {
+        trainStep(network, comm: comm, x: x.baseAddress!, labels: $0, globalRows: globalBatch)
+      }
     }
-    let t1 = monotonicSeconds()
-    comm.allreduceSum(reduced)
-    let t2 = monotonicSeconds()
     adam.update(network.parameters, network.gradients)
     if step >= warmup {
       stepTimes.append(monotonicSeconds() - t0)
-      reduceTimes.append(t2 - t1)
+      reduceTimes.append(sums.allreduceSeconds)
     }
   }
   var bare: [Double] = []

@@ -17,9 +17,9 @@ public final class Network {
   public let stateLayout: ParameterLayout
   public let parameters: FloatBuffer
   /// Gradients in the parameters' layout, then `gradientTail` spare floats that ride along in the same
-  /// allreduce (a step's loss sum, correct count, flags).
+  /// allreduce: a step's loss sum, correct count, rows, non-finite flag and stop flag (`trainStep` in Training).
   public let gradients: FloatBuffer
-  public static let gradientTail = 8
+  public static let gradientTail = 5
   public let state: FloatBuffer
   /// Sums per-channel BatchNorm statistics across ranks in place (synchronised BatchNorm). Nil: local batch.
   public var statisticsReducer: ((UnsafeMutableBufferPointer<Double>) -> Void)?

@@ -431,8 +431,6 @@ public final class Trainer {
     let w = file.width
     var x = [Float](repeating: 0, count: b * w)
     var labels = [Int32](repeating: 0, count: b)
-    let tail = network.gradients.pointer + network.trainableCount
-    let reduced = UnsafeMutableBufferPointer(start: network.gradients.pointer, count: network.trainableCount + 5)
     while state.epoch < config.epochs {
       let epoch = state.epoch
       let order = permutation(epoch: epoch)
@@ -444,31 +442,19 @@ public final class Trainer {
         let step = state.step
         let global = Array(order[(step * b)..<min((step + 1) * b, order.count)])
         let local = comm.share(global)
-        if local.isEmpty {
-          network.emptyTrainingStep()
-          for i in 0..<5 { tail[i] = 0 }
-        } else {
+        if !local.isEmpty {
           try x.withUnsafeMutableBufferPointer { try load(local, into: $0) }
           for (i, r) in local.enumerated() { labels[i] = file.labels[r] }
-          var stream = RandomStream(seed: config.seed, stream: [UInt64(epoch), UInt64(step), UInt64(comm.rank)])
-          let dropoutSeed = stream.next()
-          x.withUnsafeBufferPointer {
-            _ = network.forward($0.baseAddress!, batch: local.count, training: true, dropoutSeed: dropoutSeed)
-          }
-          let (loss, correct) = labels.withUnsafeBufferPointer {
-            network.loss(labels: UnsafeBufferPointer(rebasing: $0[0..<local.count]))
-          }
-          labels.withUnsafeBufferPointer {
-            network.backward(labels: UnsafeBufferPointer(rebasing: $0[0..<local.count]), scale: 1 / Float(global.count))
-          }
-          tail[0] = Float(loss)
-          tail[1] = Float(correct)
-          tail[2] = Float(local.count)
-          tail[3] = loss.isFinite ? 0 : 1
         }
-        tail[4] = sertrain_stop_requested() != 0 ? 1 : 0
-        comm.allreduceSum(reduced)
-        if tail[3] > 0 {
+        var stream = RandomStream(seed: config.seed, stream: [UInt64(epoch), UInt64(step), UInt64(comm.rank)])
+        let sums = x.withUnsafeBufferPointer { x in
+          labels.withUnsafeBufferPointer {
+            trainStep(
+              network, comm: comm, x: x.baseAddress!, labels: UnsafeBufferPointer(rebasing: $0[0..<local.count]),
+              globalRows: global.count, dropoutSeed: stream.next(), stop: sertrain_stop_requested() != 0)
+          }
+        }
+        if sums.nonFinite {
           let saved =
             access(lastPath, R_OK) == 0 ? "the last checkpoint, \(lastPath), is intact" : "no checkpoint was written"
           throw TrainingError(
@@ -476,9 +462,9 @@ public final class Trainer {
               + "model: try a lower --learning-rate); \(saved)")
         }
         adam.update(network.parameters, network.gradients)
-        state.epochLoss += Double(tail[0])
-        state.epochCorrect += Double(tail[1])
-        state.epochSamples += Double(tail[2])
+        state.epochLoss += sums.loss
+        state.epochCorrect += sums.correct
+        state.epochSamples += sums.rows
         state.step += 1
         let now = monotonicSeconds()
         state.epochSeconds += now - t0
@@ -493,7 +479,7 @@ public final class Trainer {
               + "loss \(fixed(state.epochLoss / max(state.epochSamples, 1), 4))")
         }
         onStep?(epoch, state.step)
-        if tail[4] > 0 {
+        if sums.stop {
           bar?.finish()
           try checkpoint(best: false, status: .stopped)
           if isRoot && !quiet {
