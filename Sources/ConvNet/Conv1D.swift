@@ -1,0 +1,271 @@
+import COpenBLAS
+import CSupport
+
+#if canImport(Glibc)
+  import Glibc
+#endif
+
+// MARK: - Conv1D
+
+/// Conv1D, padding `same`, stride 1, bias, optional fused ReLU. Kernel `[k, cin, cout]` as in Keras.
+///
+/// The batch is `k` GEMMs with `K = k*cin`, with no im2col copy. Each sample sits in a zero-padded NLC buffer of
+/// `S` rows, `S` the smallest multiple of `k` that holds its `L+k-1` padded rows, so output row `i` (over the
+/// whole batch, `B*S` rows) is `X[i..<i+k] · W`: the `k` input rows that start at `i`, laid end to end, times the
+/// kernel as a `k*cin × cout` matrix. BLAS forbids one GEMM over such overlapping rows (`lda < K`), but the rows
+/// `i = k*s + r` of one phase `r` do not overlap: they start `k*cin` floats apart, so phase `r` is one ordinary
+/// GEMM with `lda = k*cin` on the buffer offset by `r` rows, writing every `k`-th output row (`ldc = k*cout`).
+/// Rows past a sample's length (at most `2k-2` of every `S`) are computed and ignored. Backward is the same
+/// decomposition: `dW = Σ_r Xᵣᵀ · dYᵣ`, and `dX` is the flipped, transposed kernel run over the padded output
+/// gradient. Cost: `2·B·L·k·cin·cout` flops per pass, plus under 1% for the ignored rows. With `K = k*cin` the
+/// GEMMs run near the square sgemm's speed, where one GEMM per tap (`K = cin`, the output read and written `k`
+/// times) reached about 83% of it (BENCHMARKS.md).
+///
+/// On CPUs with AVX-512 (AVX2) each pass whose output width is a multiple of 32 (16) channels runs instead as
+/// direct convolution (conv.c) over the same buffers and layouts: the phase GEMMs make OpenBLAS pack every input row once
+/// per phase (`k` times per pass), which held conv2 and conv3 of the seed model at 80-90% of the square sgemm's
+/// speed; the direct kernels pack each input row once and run at 95-100% of it (`bench model --profile`). They
+/// leave the rows past each sample's length unwritten (the phase GEMMs write them with values nobody reads).
+final class Conv1DLayer: Layer {
+  let plan: LayerPlan
+  let k: Int, cin: Int, cout: Int, length: Int, padLeft: Int, padRight: Int, relu: Bool
+  let weight: UnsafeMutablePointer<Float>, bias: UnsafeMutablePointer<Float>
+  let dWeight: UnsafeMutablePointer<Float>, dBias: UnsafeMutablePointer<Float>
+  private var outScratch: FloatBuffer?
+  private var dyScratch: FloatBuffer?
+  private var dxScratch: FloatBuffer?
+  /// The kernel flipped and transposed for the input gradient: tap `k-1-j` of `W`, `cout × cin`, at block `j`.
+  private let flipped: FloatBuffer
+  /// Set by the network when a BatchNorm reads this layer's output: it applies the bias and ReLU as it reads
+  /// (`outputMap`), so the output holds the raw GEMM result and this layer makes no pass over it, and in backward
+  /// it applies the ReLU mask and writes the bias gradient (one sweep over the rows instead of two).
+  var readByNorm = false
+  /// Set by the network when this is the first layer, over a one-channel input, and a BatchNorm and a MaxPool
+  /// follow: the BatchNorm computes this layer's output wherever it reads it and writes this layer's gradients
+  /// (`BatchNormLayer`, stem.c), and the network skips this layer and never stores its output.
+  var computedByNorm = false
+  /// The kernel laid out for the direct convolution (conv.c), for the output and for the input gradient.
+  private var packed: FloatBuffer?
+  private var packedFlipped: FloatBuffer?
+  /// Whether the direct convolution computes a pass with this kernel size and output width here.
+  private func runsDirect(_ outChannels: Int) -> Bool {
+    Network.directConvolutionRuns(kernel: k, outChannels: outChannels)
+  }
+  /// The bias and ReLU that turn the GEMM result into this layer's output.
+  var outputMap: InputMap { InputMap(bias: bias, relu: relu) }
+
+  /// This layer over the input `x` (in `inputLayout`) and the `pool` after its BatchNorm, for stem.c.
+  func stem(input x: Tensor, pool: MaxPoolLayer) -> sertrain_stem {
+    precondition(cin == 1 && k <= Int(SERTRAIN_STEM_MAX_KERNEL) && x.layout == inputLayout, "\(plan.name): stem")
+    return sertrain_stem(
+      input: x.base, input_stride: x.layout.stride, length: length, kernel: Int32(k), channels: Int32(cout),
+      weight: weight, bias: bias, relu: relu ? 1 : 0, pool: Int32(pool.pool), pool_stride: Int32(pool.stride),
+      pool_pad_left: Int32(pool.padLeft), out_length: pool.plan.outputLength)
+  }
+
+  init(plan: LayerPlan, variables: Variables) {
+    self.plan = plan
+    k = plan.spec.kernelSize!
+    cin = plan.inputChannels
+    cout = plan.outputChannels
+    length = plan.inputLength
+    padLeft = (k - 1) / 2
+    padRight = k - 1 - padLeft
+    relu = plan.spec.activation == .relu
+    weight = variables.values["kernel"]!
+    bias = variables.values["bias"]!
+    dWeight = variables.gradients["kernel"]!
+    dBias = variables.gradients["bias"]!
+    flipped = FloatBuffer(count: k * cin * cout)
+  }
+
+  /// Rows per sample: the padded length `L+k-1` rounded up to a multiple of `k`.
+  var sampleRows: Int { (length + 2 * (k - 1)) / k * k }
+  /// The input: each sample's rows surrounded by zero rows, `k-1` more at the end for the last phase's reads.
+  var inputLayout: Layout { Layout(stride: sampleRows, offset: padLeft, extra: k - 1) }
+  /// The GEMM's output (and the input gradient's): row `b*S + t`.
+  var rawLayout: Layout { Layout(stride: sampleRows, offset: 0, extra: 0) }
+  /// The output gradient as backward reads it: zero rows around each sample, `k-1` extra at the end.
+  var gradientLayout: Layout { Layout(stride: sampleRows, offset: padRight, extra: k - 1) }
+
+  func reserve(batch: Int) {}
+
+  private func scratch(_ buffer: inout FloatBuffer?, _ count: Int) -> UnsafeMutablePointer<Float> {
+    if buffer == nil || buffer!.count < count { buffer = FloatBuffer(count: count) }
+    return buffer!.pointer
+  }
+
+  /// A padded buffer of `channels` per row (this layer's input, or its output gradient) as conv.c reads it.
+  private func convInput(_ base: UnsafePointer<Float>, _ channels: Int) -> sertrain_conv_input {
+    sertrain_conv_input(data: base, channels: channels, rows_per_sample: sampleRows, length: length, kernel: Int32(k))
+  }
+
+  /// `out[i] = in[i..<i+k] · w` for the `B*S` rows `i` (`w` as `[k][inChannels][outChannels]`): the direct
+  /// convolution where it runs (rows past each sample's length left as they are), else one GEMM per phase (see the
+  /// type's comment). `pack` holds the kernel's packed copy.
+  private func convolve(
+    batch: Int, _ input: UnsafePointer<Float>, _ inChannels: Int, _ w: UnsafePointer<Float>,
+    _ out: UnsafeMutablePointer<Float>, _ outChannels: Int, pack: inout FloatBuffer?
+  ) {
+    if runsDirect(outChannels) {
+      let p = scratch(&pack, sertrain_conv_packed_count(Int32(k), inChannels, outChannels))
+      sertrain_conv_pack(w, Int32(k), inChannels, outChannels, p)
+      var conv = sertrain_conv(
+        input: convInput(input, inChannels), packed: p, out_channels: outChannels, output: out)
+      Parallel.forEach(sertrain_conv_blocks(&conv, batch)) { _, blocks in
+        sertrain_conv_run(&conv, blocks.lowerBound, blocks.upperBound)
+      }
+      return
+    }
+    let rows = batch * sampleRows / k
+    for r in 0..<k {
+      sgemm(
+        rows, outChannels, k * inChannels, input + r * inChannels, k * inChannels, w, outChannels, beta: 0,
+        out + r * outChannels, k * outChannels)
+    }
+  }
+
+  /// `dW = Σ_r Xᵣᵀ · dYᵣ` as one GEMM per phase, `aligned` row `i` the gradient of output row `i`.
+  private func weightGradientGEMMs(batch: Int, _ input: UnsafePointer<Float>, _ aligned: UnsafePointer<Float>) {
+    let rows = batch * sampleRows / k
+    for r in 0..<k {
+      sgemm(
+        transA: true, k * cin, cout, rows, input + r * cin, k * cin, aligned + r * cout, k * cout,
+        beta: r == 0 ? 0 : 1, dWeight, cout)
+    }
+  }
+
+  /// x `[B, L, cin]` (`inputLayout`: zero rows around each sample) -> y `[B, L, cout]`; raw (no bias, no ReLU) when
+  /// a BatchNorm reads it (`readByNorm`).
+  func forward(_ x: Tensor, _ y: Tensor, _ ctx: StepContext) {
+    precondition(x.layout == inputLayout, "\(plan.name): input layout")
+    let batch = x.batch
+    x.zeroPadding()
+    let direct = y.layout == rawLayout
+    let out = direct ? y.base : scratch(&outScratch, rawLayout.rows(batch: batch) * cout)
+    convolve(batch: batch, x.base, cin, weight, out, cout, pack: &packed)
+    let raw = Tensor(base: out, batch: batch, length: length, channels: cout, layout: rawLayout)
+    if readByNorm {
+      if !direct { raw.copy(to: y) }
+      return
+    }
+    let (c, length, map) = (cout, length, outputMap)
+    let c8 = c & ~7
+    Parallel.forEach(batch) { _, samples in
+      for b in samples {
+        for t in 0..<length {
+          let src = raw.row(b, t)
+          let dst = y.row(b, t)
+          var i = 0
+          while i < c8 {
+            store8(map.apply8(load8(src + i), i), dst + i)
+            i &+= 8
+          }
+          while i < c {
+            dst[i] = map.apply(src[i], i)
+            i &+= 1
+          }
+        }
+      }
+    }
+  }
+
+  /// Masks the output gradient `d` by the ReLU (in place) and writes the bias gradient.
+  private func maskAndSumBias(_ d: Tensor, _ y: Tensor) {
+    let (c, relu) = (cout, relu)
+    withUnsafeTemporaryAllocation(of: Double.self, capacity: c) { sums in
+      sweepSums(batch: d.batch, length: length, width: c, into: sums.baseAddress!) { _, b, t, acc in
+        maskRow(d.row(b, t), y.row(b, t), acc, c, relu: relu)
+      }
+      for i in 0..<c { dBias[i] = Float(sums[i]) }
+    }
+  }
+
+  /// dy `[B, L, cout]` -> dW `[k, cin, cout]`, db `[cout]` (unless a BatchNorm writes it), dx `[B, L, cin]`.
+  func backward(x: Tensor, y: Tensor, dy: Tensor, dx: Tensor?, _ ctx: StepContext) {
+    let batch = x.batch
+    // The output gradient in the padded layout, masked by the ReLU, with zero padding rows.
+    let d: Tensor
+    if dy.layout == gradientLayout {
+      d = dy
+    } else {
+      let base = scratch(&dyScratch, gradientLayout.rows(batch: batch) * cout)
+      d = Tensor(base: base, batch: batch, length: length, channels: cout, layout: gradientLayout)
+      dy.copy(to: d)
+    }
+    d.zeroPadding()
+    if !readByNorm { maskAndSumBias(d, y) }
+    let aligned = d.base + padRight * cout  // row i holds the gradient of output row i
+    if runsDirect(cout) {
+      var g = sertrain_conv_gradient(
+        input: convInput(x.base, cin), batch: batch, gradient: aligned, out_channels: cout, weight_gradient: dWeight)
+      Parallel.forEach(sertrain_conv_gradient_parts(&g)) { _, panels in
+        sertrain_conv_weight_gradient(&g, panels.lowerBound, panels.upperBound)
+      }
+    } else {
+      weightGradientGEMMs(batch: batch, x.base, aligned)
+    }
+    guard let dx else { return }
+    for j in 0..<k {
+      cblas_somatcopy(
+        CblasRowMajor, CblasTrans, Int32(cin), Int32(cout), 1, weight + (k - 1 - j) * cin * cout, Int32(cout),
+        flipped.pointer + j * cout * cin, Int32(cin))
+    }
+    let direct = dx.layout == rawLayout
+    let out = direct ? dx.base : scratch(&dxScratch, rawLayout.rows(batch: batch) * cin)
+    convolve(batch: batch, d.base, cout, flipped.pointer, out, cin, pack: &packedFlipped)
+    if !direct {
+      Tensor(base: out, batch: batch, length: length, channels: cin, layout: rawLayout).copy(to: dx)
+    }
+  }
+}
+
+// MARK: - A Conv1D's bias and ReLU, applied by the Conv1D or on the fly by the BatchNorm that reads it
+
+/// A Conv1D's output from its raw GEMM result: `relu(raw + bias)` (or without the ReLU); the Conv1D's own pass
+/// applies it, or the BatchNorm that reads the output applies it on the fly (`Conv1DLayer.readByNorm`). One
+/// definition for both, so the values are bit-identical. `identity` reads stored values as they are.
+struct InputMap {
+  var bias: UnsafeMutablePointer<Float>?
+  var relu = false
+
+  static let identity = InputMap()
+
+  @inline(__always) func apply8(_ v: F8, _ i: Int) -> F8 {
+    guard let bias else { return v }
+    let u = v + load8(bias + i)
+    return relu ? u.replacing(with: F8(repeating: 0), where: u .< F8(repeating: 0)) : u
+  }
+
+  @inline(__always) func apply(_ v: Float, _ i: Int) -> Float {
+    guard let bias else { return v }
+    let u = v + bias[i]
+    return relu ? max(u, 0) : u
+  }
+}
+
+/// One row of a Conv1D's output gradient: zeroed in place where the layer's output `out` is not positive (when
+/// `relu`), then added to `acc` (the bias gradient's partial sums).
+@inline(__always) func maskRow(
+  _ g: UnsafeMutablePointer<Float>, _ out: UnsafeMutablePointer<Float>, _ acc: UnsafeMutablePointer<Float>,
+  _ c: Int, relu: Bool, map: InputMap = .identity
+) {
+  let c8 = c & ~7
+  let zero = F8(repeating: 0)
+  var i = 0
+  while i < c8 {
+    var v = load8(g + i)
+    if relu {
+      v = v.replacing(with: zero, where: map.apply8(load8(out + i), i) .<= zero)
+      store8(v, g + i)
+    }
+    store8(load8(acc + i) + v, acc + i)
+    i &+= 8
+  }
+  while i < c {
+    let v = relu && !(map.apply(out[i], i) > 0) ? 0 : g[i]
+    g[i] = v
+    acc[i] += v
+    i &+= 1
+  }
+}
