@@ -30,16 +30,17 @@ let swiftTargets: [Target] = [
   // Small helpers every module may use: the PRNG, clocks and formatting, files written atomically.
   .target(name: "Base"),
   .target(name: "HDF5", dependencies: ["CHDF5", "Base"]),
-  .target(name: "FeatureStore", dependencies: ["HDF5", "Base", "CSupport"]),
   .target(
     name: "AudioFeatures", dependencies: ["CSndfile", "CSoxr", "CFFTW", "COpenBLAS", "CSupport", "Base"],
     swiftSettings: optimisedInDebug),
+  // The feature file stores rows with their recipe (AudioFeatures' FeatureRecipe).
+  .target(name: "FeatureStore", dependencies: ["HDF5", "AudioFeatures", "Base", "CSupport"]),
   .target(name: "ConvNet", dependencies: ["COpenBLAS", "CSupport", "Base"], swiftSettings: optimisedInDebug),
   .target(name: "Collective", dependencies: ["CMPI"]),
   // Feature rows of one recording (the recipe and augmentation order) and a corpus over ranks and threads.
   .target(name: "Extraction", dependencies: ["AudioFeatures", "FeatureStore", "Collective", "Base"]),
   // Everything a model is stored as: sertrain checkpoints (with the scaler) and Keras weight files.
-  .target(name: "ModelFiles", dependencies: ["ConvNet", "HDF5", "FeatureStore", "Base"]),
+  .target(name: "ModelFiles", dependencies: ["ConvNet", "HDF5", "FeatureStore", "AudioFeatures", "Base"]),
   .target(
     name: "Training",
     dependencies: [

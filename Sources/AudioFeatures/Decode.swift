@@ -51,16 +51,14 @@ public struct Clip: Sendable {
   public var nativeFrames: Int
 }
 
-/// librosa's `load(path, sr=target, mono=True, offset=offset, duration=duration)` with the soundfile backend and
-/// `res_type="soxr_hq"`: seek `int(offset*sr)` frames, read up to `int(duration*sr)`, average the channels in
-/// float32, resample with libsoxr's HQ recipe.
-public func loadClip(_ path: String, offset: Double = 0.6, duration: Double = 2.5, targetRate: Int = 22050) throws
-  -> Clip
-{
+/// librosa's `load(path, sr=recipe.sampleRate, mono=True, offset=recipe.offset, duration=recipe.duration)` with the
+/// soundfile backend and `res_type="soxr_hq"`: seek `int(offset*sr)` frames, read up to `int(duration*sr)`, average
+/// the channels in float32, resample with libsoxr's HQ recipe.
+public func loadClip(_ path: String, recipe: FeatureRecipe = FeatureRecipe()) throws -> Clip {
   let f = try SoundFile(path: path)
   let sr = f.sampleRate
-  let start = Int(offset * Double(sr))
-  let wanted = Int(duration * Double(sr))
+  let start = Int(recipe.offset * Double(sr))
+  let wanted = Int(recipe.duration * Double(sr))
   var mono: [Float] = []
   if start < f.frames {
     guard sf_seek(f.handle, sf_count_t(start), SEEK_SET) >= 0 else {
@@ -86,7 +84,8 @@ public func loadClip(_ path: String, offset: Double = 0.6, duration: Double = 2.
       }
     }
   }
-  let y = sr == targetRate ? mono : try resample(mono, from: Double(sr), to: Double(targetRate), path: path)
+  let target = recipe.sampleRate
+  let y = sr == target ? mono : try resample(mono, from: Double(sr), to: Double(target), path: path)
   return Clip(samples: y, nativeRate: sr, channels: f.channels, nativeFrames: f.frames)
 }
 

@@ -6,17 +6,37 @@ import CSupport
   import Glibc
 #endif
 
-/// The seed's feature recipe at 22,050 Hz: ZCR and RMS over frames of 2048 with hop 512, and 20 MFCCs of a
-/// 128-band Slaney mel spectrogram in dB; a row is `zcr, rms, mfcc` frame-major, zero-padded to 2376.
-public struct FeatureSettings: Sendable {
+/// How a row is computed, the one definition every part of sertrain uses: the seed's recipe by default. A clip is
+/// `duration` seconds from `offset`, resampled to `sampleRate` (soxr HQ); ZCR and RMS over frames of
+/// `frameLength` with hop `hopLength`, and `nMFCC` MFCCs of an `nMels`-band Slaney mel spectrogram in dB (80 dB
+/// floor); a row is `zcr, rms, mfcc` frame-major, zero-padded to `width`. Feature files and checkpoints store it
+/// (`FeatureStore`, `ModelFiles`).
+public struct FeatureRecipe: Equatable, Sendable, Codable {
+  /// The seed's row width (108 frames x 22 values).
+  public static let seedWidth = 2376
+
   public var sampleRate = 22050
+  public var offset = 0.6
+  public var duration = 2.5
   public var frameLength = 2048
   public var hopLength = 512
-  public var nMels = 128
   public var nMFCC = 20
-  public var width = 2376
-  public var topDB: Float = 80
+  public var nMels = 128
+  public var resampler = "soxr_hq"
+  public var width = FeatureRecipe.seedWidth
+  /// "extract" (computed by sertrain) or "convert" (imported from a CSV whose recipe is assumed to be the seed's).
+  public var origin = "extract"
+
   public init() {}
+
+  /// The fields that change the numbers in a row (origin does not).
+  public func sameFeatures(as other: FeatureRecipe) -> Bool {
+    var a = self
+    var b = other
+    a.origin = ""
+    b.origin = ""
+    return a == b
+  }
 }
 
 /// Everything one clip's features are made of (for tests and inspection), float32 unless noted.
@@ -35,7 +55,9 @@ public struct FeatureParts {
 
 /// Computes feature rows (immutable after `init`: threads may share one).
 public final class FeatureExtractor: Sendable {
-  public let settings: FeatureSettings
+  public let recipe: FeatureRecipe
+  /// librosa's `power_to_db` floor below the peak.
+  let topDB: Float = 80
   let nFFT: Int
   let bins: Int
   /// `[nMels][bins]`, float32 as librosa builds it (in double, then cast).
@@ -47,14 +69,14 @@ public final class FeatureExtractor: Sendable {
   let melBands: [(first: Int, count: Int, offset: Int)]
   let melWeights: [Float]
 
-  public init(settings: FeatureSettings = FeatureSettings()) {
-    self.settings = settings
-    nFFT = settings.frameLength
+  public init(recipe: FeatureRecipe = FeatureRecipe()) {
+    self.recipe = recipe
+    nFFT = recipe.frameLength
     bins = nFFT / 2 + 1
-    melBasis = slaneyMelFilterbank(sampleRate: Double(settings.sampleRate), nFFT: nFFT, nMels: settings.nMels)
+    melBasis = slaneyMelFilterbank(sampleRate: Double(recipe.sampleRate), nFFT: nFFT, nMels: recipe.nMels)
     var bands: [(first: Int, count: Int, offset: Int)] = []
     var weights: [Float] = []
-    for band in 0..<settings.nMels {
+    for band in 0..<recipe.nMels {
       let row = melBasis[(band * bins)..<((band + 1) * bins)]
       let first = row.firstIndex { $0 != 0 } ?? row.startIndex
       let last = row.lastIndex { $0 != 0 } ?? (first - 1)
@@ -63,19 +85,19 @@ public final class FeatureExtractor: Sendable {
     }
     melBands = bands
     melWeights = weights
-    var d = [Float](repeating: 0, count: settings.nMFCC * settings.nMels)
-    let n = Double(settings.nMels)
-    for k in 0..<settings.nMFCC {
+    var d = [Float](repeating: 0, count: recipe.nMFCC * recipe.nMels)
+    let n = Double(recipe.nMels)
+    for k in 0..<recipe.nMFCC {
       let scale = k == 0 ? (1 / n).squareRoot() : (2 / n).squareRoot()
-      for i in 0..<settings.nMels {
-        d[k * settings.nMels + i] = Float(scale * cos(Double.pi * Double(k) * (2 * Double(i) + 1) / (2 * n)))
+      for i in 0..<recipe.nMels {
+        d[k * recipe.nMels + i] = Float(scale * cos(Double.pi * Double(k) * (2 * Double(i) + 1) / (2 * n)))
       }
     }
     dct = d
   }
 
   /// Frames of a centred analysis: `1 + n / hop`.
-  public func frameCount(_ n: Int) -> Int { 1 + n / settings.hopLength }
+  public func frameCount(_ n: Int) -> Int { 1 + n / recipe.hopLength }
 
   /// The seed's row for a clip at `sampleRate`: 2376 floats.
   public func row(_ y: [Float]) -> [Float] { parts(y).row }
@@ -87,11 +109,11 @@ public final class FeatureExtractor: Sendable {
     if n == 0 {
       // An empty read (a clip shorter than the offset): a row of zeros, which the extractor flags.
       return FeatureParts(
-        zcr: [], rms: [], logMel: [], mfcc: [], frames: 0, row: [Float](repeating: 0, count: settings.width))
+        zcr: [], rms: [], logMel: [], mfcc: [], frames: 0, row: [Float](repeating: 0, count: recipe.width))
     }
     let frames = frameCount(n)
     let half = nFFT / 2
-    let hop = settings.hopLength
+    let hop = recipe.hopLength
     var zcr = [Double](repeating: 0, count: frames)
     var rms = [Float](repeating: 0, count: frames)
     y.withUnsafeBufferPointer { yb in
@@ -106,7 +128,7 @@ public final class FeatureExtractor: Sendable {
     // the last) goes straight into Mel [nMels][frames] = basis [nMels][bins] · power, over each filter's nonzero
     // bins only (a triangle spans a few bins: 2 k products per frame instead of 131 k), four frames per vector.
     // Each value is summed over its bins in ascending order.
-    let m = settings.nMels
+    let m = recipe.nMels
     var mel = [Float](repeating: 0, count: m * frames)
     var kept = keepSpectrum ? Spectrum(frames: frames, nFFT: nFFT, hop: hop) : nil
     let block = UnsafeMutablePointer<Float>.allocate(capacity: 4 * bins)  // [bins][4 frames]
@@ -160,9 +182,9 @@ public final class FeatureExtractor: Sendable {
         i += 1
       }
     }
-    let floor = peak - settings.topDB
+    let floor = peak - topDB
     for i in 0..<mel.count { mel[i] = max(mel[i], floor) }
-    let k = settings.nMFCC
+    let k = recipe.nMFCC
     var mfcc = [Float](repeating: 0, count: k * frames)
     dct.withUnsafeBufferPointer { d in
       mel.withUnsafeBufferPointer { l in
@@ -173,7 +195,7 @@ public final class FeatureExtractor: Sendable {
         }
       }
     }
-    var row = [Float](repeating: 0, count: settings.width)
+    var row = [Float](repeating: 0, count: recipe.width)
     var at = 0
     func put(_ v: Float) {
       if at < row.count { row[at] = v }
@@ -192,7 +214,7 @@ extension FeatureExtractor {
   /// summed in double over the zero-padded frame), frame by frame.
   func zcrAndRMSByFrames(_ yb: UnsafeBufferPointer<Float>, zcr: inout [Double], rms: inout [Float]) {
     let (n, y) = (yb.count, yb.baseAddress!)
-    let (hop, half) = (settings.hopLength, nFFT / 2)
+    let (hop, half) = (recipe.hopLength, nFFT / 2)
     // changes[i] counts the changes among the first i+1 padded samples, so a frame's count is a difference.
     let padded = n + 2 * half
     let changes = UnsafeMutablePointer<Int32>.allocate(capacity: padded)
@@ -222,7 +244,7 @@ extension FeatureExtractor {
   /// time.
   func zcrAndRMSByBlocks(_ yb: UnsafeBufferPointer<Float>, zcr: inout [Double], rms: inout [Float]) {
     let (n, y) = (yb.count, yb.baseAddress!)
-    let (hop, half) = (settings.hopLength, nFFT / 2)
+    let (hop, half) = (recipe.hopLength, nFFT / 2)
     let blocks = (n + hop - 1) / hop
     var squares = [Double](repeating: 0, count: blocks)
     // changes[b]: sign changes between samples i-1 and i for i in block b (i >= 1).

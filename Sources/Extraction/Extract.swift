@@ -15,6 +15,8 @@ public struct ExtractOptions: Sendable {
   public var output: String
   public var manifest: String?
   public var augmentations: [Augmentation] = Augmentation.seedRows
+  /// How each row is computed; the file records it.
+  public var recipe = FeatureRecipe()
   public var strict = false
   public var seed: UInt64 = 0
   public var force = false
@@ -42,7 +44,7 @@ public struct ExtractReport: Sendable {
 public func featureRows(
   _ path: String, index: Int, augmentations: [Augmentation], seed: UInt64, extractor: FeatureExtractor
 ) throws -> (rows: [Float], flag: String?) {
-  let clip = try loadClip(path)
+  let clip = try loadClip(path, recipe: extractor.recipe)
   let y = clip.samples
   var rng = RandomStream(seed: seed, stream: [UInt64(index), 0xA0D1])
   var pitched: [Float]?
@@ -59,7 +61,7 @@ public func featureRows(
     case .noise: rows += extractor.row(addNoise(y, rng: &rng))
     case .pitch, .pitchNoise:
       if pitched == nil {
-        pitched = try pitchShift(y, sampleRate: extractor.settings.sampleRate, steps: 0.7, spectrum: spectrum)
+        pitched = try pitchShift(y, sampleRate: extractor.recipe.sampleRate, steps: 0.7, spectrum: spectrum)
       }
       rows += extractor.row(a == .pitch ? pitched! : addNoise(pitched!, rng: &rng))
     case .stretch: rows += extractor.row(y.isEmpty ? y : timeStretch(y, rate: 0.8, spectrum: spectrum))
@@ -88,7 +90,7 @@ public func extractCorpus(_ o: ExtractOptions, comm: Communicator) throws -> Ext
     report.skipped = scan.skipped
   }
   guard !recordings.isEmpty else { throw FeatureFileError(o.root, "no labelled audio files found") }
-  let width = FeatureSettings().width
+  let width = o.recipe.width
   let perFile = o.augmentations.count * width
   let mine = comm.share(recordings.indices)
   let bar = comm.rank == 0 && !o.quiet ? ProgressBar(label: "extract", unit: "files") : nil
@@ -99,7 +101,7 @@ public func extractCorpus(_ o: ExtractOptions, comm: Communicator) throws -> Ext
   results.initialize(repeating: FileResult())
   defer { results.deallocate() }
   DispatchQueue.concurrentPerform(iterations: threads) { worker in
-    let extractor = FeatureExtractor()
+    let extractor = FeatureExtractor(recipe: o.recipe)
     for k in Swift.stride(from: worker, to: mine.count, by: threads) {
       let i = mine[k]
       let r = recordings[i]
@@ -174,7 +176,7 @@ public func extractCorpus(_ o: ExtractOptions, comm: Communicator) throws -> Ext
         rows: $0, labels: labels, sources: sources,
         augmentations: [[Int8]](repeating: o.augmentations.map(\.code), count: infos.count).flatMap { $0 })
     }
-    var recipe = FeatureRecipe()
+    var recipe = o.recipe
     recipe.origin = "extract"
     try writer.finish(
       recipe: recipe, recordings: infos,

@@ -1,5 +1,6 @@
 // `sertrain convert`: streams a seed-style features.csv (numeric feature columns and one label column) into the
 // feature file. Memory is bounded by one block of text and its rows, not by the file.
+import AudioFeatures
 import CSupport
 import Dispatch
 import HDF5

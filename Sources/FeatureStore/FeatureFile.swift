@@ -7,6 +7,7 @@
 //   augmentation  int8 [N]            0 original, 1 noise, 2 pitch, 3 pitch+noise, -1 unknown (converted CSV)
 //   sources/path, sources/speaker, sources/corpus   strings, one per recording
 //   attributes    the feature recipe
+import AudioFeatures
 import Base
 import HDF5
 
@@ -14,28 +15,14 @@ public enum FeatureFormat {
   public static let name = "sertrain-features"
   public static let version = 1
   /// The seed study's row width: ZCR, RMS and 20 MFCCs over 108 frames.
-  public static let seedWidth = 2376
+  public static let seedWidth = FeatureRecipe.seedWidth
   /// Rows per chunk of `features`: a rank's shard read touches only the chunks it needs.
   public static let chunkRows = 32
   public static let augmentationNames = ["original", "noise", "pitch", "pitch+noise", "stretch", "shift"]
 }
 
-/// How the rows were computed. Stored as attributes; `predict` checks a checkpoint against it.
-public struct FeatureRecipe: Equatable, Sendable, Codable {
-  public var sampleRate = 22050
-  public var offset = 0.6
-  public var duration = 2.5
-  public var frameLength = 2048
-  public var hopLength = 512
-  public var nMFCC = 20
-  public var nMels = 128
-  public var resampler = "soxr_hq"
-  public var width = FeatureFormat.seedWidth
-  /// "extract" (computed by sertrain) or "convert" (imported from a CSV whose recipe is assumed to be the seed's).
-  public var origin = "extract"
-
-  public init() {}
-
+/// The recipe as a feature file's attributes; `predict` checks a checkpoint against it.
+extension FeatureRecipe {
   func write(to f: H5Object) throws {
     try f.setAttribute("sample_rate", sampleRate)
     try f.setAttribute("offset", offset)
@@ -64,14 +51,6 @@ public struct FeatureRecipe: Equatable, Sendable, Codable {
     return r
   }
 
-  /// The fields that change the numbers in a row (origin does not).
-  public func sameFeatures(as other: FeatureRecipe) -> Bool {
-    var a = self
-    var b = other
-    a.origin = ""
-    b.origin = ""
-    return a == b
-  }
 }
 
 /// One recording behind a group of rows.

@@ -1,3 +1,4 @@
+import AudioFeatures
 import Base
 import ConvNet
 import FeatureStore

@@ -208,12 +208,12 @@ public func predictFiles(_ paths: [String], checkpoint: Checkpoint, path checkpo
 {
   let predictor = try Predictor(checkpoint, path: checkpointPath)
   let extractor = FeatureExtractor()
-  guard predictor.network.inputWidth == extractor.settings.width else {
+  guard predictor.network.inputWidth == extractor.recipe.width else {
     throw TrainingError(
       "\(checkpointPath) reads \(predictor.network.inputWidth) features per row; audio gives the seed's "
-        + "\(extractor.settings.width): predict with --features instead")
+        + "\(extractor.recipe.width): predict with --features instead")
   }
-  if let recipe = checkpoint.recipe, !recipe.sameFeatures(as: FeatureRecipe()) {
+  if let recipe = checkpoint.recipe, !recipe.sameFeatures(as: extractor.recipe) {
     throw TrainingError(
       "\(checkpointPath) was trained on features of another recipe (\(recipe.sampleRate) Hz, offset \(recipe.offset) s, "
         + "duration \(recipe.duration) s, \(recipe.nMFCC) MFCC) than sertrain extracts: predict with --features")
@@ -221,7 +221,7 @@ public func predictFiles(_ paths: [String], checkpoint: Checkpoint, path checkpo
   var x: [Float] = []
   for p in paths {
     do {
-      x += extractor.row(try loadClip(p).samples)
+      x += extractor.row(try loadClip(p, recipe: extractor.recipe).samples)
     } catch let e as AudioError {
       throw TrainingError("\(p): cannot predict: \(e.message)")
     }

@@ -1,3 +1,4 @@
+import AudioFeatures
 import CSupport
 import Collective
 import ConvNet
