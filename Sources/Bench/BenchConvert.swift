@@ -17,14 +17,7 @@ public func writeSeedShapedCSV(path: String, rows: Int, width: Int = FeatureForm
   var header = (0..<width).map(String.init).joined(separator: ",") + ",labels\n"
   fputs(header, f)
   header = ""
-  var state = seed
-  func next() -> UInt64 {
-    state &+= 0x9E37_79B9_7F4A_7C15
-    var z = state
-    z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
-    z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
-    return z ^ (z >> 31)
-  }
+  var rng = RandomStream(seed: seed)
   var line = [UInt8]()
   line.reserveCapacity(width * 14)
   var digits = [UInt8](repeating: 0, count: 24)
@@ -32,7 +25,7 @@ public func writeSeedShapedCSV(path: String, rows: Int, width: Int = FeatureForm
     line.removeAll(keepingCapacity: true)
     for c in 0..<width {
       // Value = m * 10^-decimals, m with up to 8 digits: "0.0712891", "-345.67891".
-      let r64 = next()
+      let r64 = rng.next()
       let negative = c >= 216 && (r64 & 1) == 1
       let decimals = c < 216 ? 7 : 5
       var m = (r64 >> 1) % (c < 216 ? 10_000_000 : 60_000_000)
