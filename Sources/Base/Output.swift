@@ -6,7 +6,8 @@
 /// Under `mpirun` a rank's output is a pipe that `mpirun` stops draining while it sleeps through its kill grace:
 /// a rank printing into it would block in `write` with a stop signal pending and never reach the step at which it
 /// writes its checkpoint. Lines are kept in order; past `capacity` waiting lines the newest are dropped and counted
-/// (said in the next line that gets through). The thread writes with `write(2)`, never through stdio's locks.
+/// (said in the next line that gets through). The thread writes with `write(2)`, never through stdio's locks. On a
+/// terminal lines are written at once instead.
 public final class Output: @unchecked Sendable {
   public static let shared = Output()
 
@@ -23,8 +24,15 @@ public final class Output: @unchecked Sendable {
     pthread_cond_init(&changed, nil)
   }
 
+  /// A terminal is always read, and a progress bar shares it: lines go to it at once, in order with the bar.
+  private let direct = isatty(1) != 0
+
   /// Queues `line` (a newline is added) for standard output.
   public func line(_ line: String) {
+    if direct {
+      fputs(line + "\n", stdout)
+      return
+    }
     pthread_mutex_lock(&mutex)
     defer { pthread_mutex_unlock(&mutex) }
     if !started { start() }
