@@ -60,14 +60,6 @@ public enum RunStatus: String, Sendable {
   public func write(runDir: String) throws {
     try writeTextAtomically(rawValue + "\n", to: runDir + "/" + RunStatus.fileName)
   }
-
-  public static func read(runDir: String) -> RunStatus? {
-    guard let f = fopen(runDir + "/" + fileName, "r") else { return nil }
-    defer { fclose(f) }
-    var buffer = [CChar](repeating: 0, count: 32)
-    guard fgets(&buffer, Int32(buffer.count), f) != nil else { return nil }
-    return RunStatus(rawValue: String(cString: buffer).split(separator: "\n").first.map(String.init) ?? "")
-  }
 }
 
 /// What identifies a feature file by content rather than by name: its shape, classes, a hash of every label and a
