@@ -1,3 +1,5 @@
+import Base
+
 #if canImport(Glibc)
   import Glibc
 #endif
@@ -98,12 +100,10 @@ public func scanCorpus(_ root: String) throws -> (recordings: [LabelledRecording
 
 private func walk(_ root: String, _ relative: String, _ out: inout [String]) throws {
   let dir = relative.isEmpty ? root : root + "/" + relative
-  guard let d = opendir(dir) else {
+  guard let names = directoryEntries(dir) else {
     throw AudioError(dir, "cannot read the directory: \(String(cString: strerror(errno)))")
   }
-  defer { closedir(d) }
-  while let e = readdir(d) {
-    let name = withUnsafeBytes(of: e.pointee.d_name) { String(cString: $0.bindMemory(to: CChar.self).baseAddress!) }
+  for name in names {
     if name.hasPrefix(".") { continue }
     let rel = relative.isEmpty ? name : relative + "/" + name
     var st = stat()

@@ -108,3 +108,14 @@ public func makeDirectories(_ path: String) throws {
     }
   }
 }
+
+/// The names in a directory (`.` and `..` included, unsorted), or nil when it cannot be read (errno says why).
+public func directoryEntries(_ path: String) -> [String]? {
+  guard let d = opendir(path) else { return nil }
+  defer { closedir(d) }
+  var names: [String] = []
+  while let e = readdir(d) {
+    names.append(withUnsafeBytes(of: e.pointee.d_name) { String(cString: $0.bindMemory(to: CChar.self).baseAddress!) })
+  }
+  return names
+}

@@ -34,6 +34,13 @@ extension Communicator {
     values.withUnsafeMutableBufferPointer { allreduceSum($0) }
   }
 
+  /// `value` summed over all ranks.
+  public func sum(_ value: Double) -> Double {
+    var values = [value]
+    allreduceSum(&values)
+    return values[0]
+  }
+
   /// Broadcasts a value of trivial layout from root.
   public func broadcast<T: BitwiseCopyable>(_ value: inout T, root: Int = 0) {
     withUnsafeMutableBytes(of: &value) { broadcast($0, root: root) }

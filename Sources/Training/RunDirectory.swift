@@ -121,7 +121,7 @@ public func resolveRunDirectory(given: String?, resume: String?, parent: String 
   guard resume == "auto" else { return (fresh, nil) }
   var unfinished: [(dir: String, saved: Double, state: TrainingState?)] = []
   var finished = 0
-  for name in listDirectory(parent) where !name.hasPrefix(".") {
+  for name in (directoryEntries(parent) ?? []).sorted() where !name.hasPrefix(".") {
     let dir = parent + "/" + name
     let last = dir + "/" + Trainer.lastName
     guard access(last, R_OK) == 0 else { continue }
@@ -143,16 +143,6 @@ public func resolveRunDirectory(given: String?, resume: String?, parent: String 
     "--resume auto: \(newest.dir) is the newest unfinished run under \(parent)/ (last checkpoint saved "
       + "\(formatTime(newest.saved))\(position); \(unfinished.count) unfinished\(skipped))"
   )
-}
-
-func listDirectory(_ path: String) -> [String] {
-  guard let d = opendir(path) else { return [] }
-  defer { closedir(d) }
-  var names: [String] = []
-  while let e = readdir(d) {
-    names.append(withUnsafeBytes(of: e.pointee.d_name) { String(cString: $0.bindMemory(to: CChar.self).baseAddress!) })
-  }
-  return names.sorted()
 }
 
 func modificationTime(_ path: String) -> Double {

@@ -232,8 +232,7 @@ public final class Trainer {
     var specText = spec.encoded() + "#\(network.trainableCount)+\(network.nonTrainableCount)"
     let mine = specText
     comm.broadcast(&specText, root: 0)
-    var mismatch = mine == specText ? 0.0 : 1.0
-    withUnsafeMutablePointer(to: &mismatch) { comm.allreduceSum(UnsafeMutableBufferPointer(start: $0, count: 1)) }
+    let mismatch = comm.sum(mine == specText ? 0 : 1)
     if mine != specText {
       throw TrainingError("rank \(comm.rank): the model spec or parameter count differs from rank 0's")
     }
@@ -364,8 +363,7 @@ public final class Trainer {
     let sum = checksum(network.parameters.pointer, network.trainableCount)
     var root = sum
     comm.broadcast(&root, root: 0)
-    var bad = sum == root ? 0.0 : 1.0
-    withUnsafeMutablePointer(to: &bad) { comm.allreduceSum(UnsafeMutableBufferPointer(start: $0, count: 1)) }
+    let bad = comm.sum(sum == root ? 0 : 1)
     if bad > 0 {
       printError("rank \(comm.rank): parameter checksum \(sum) vs rank 0's \(root) after the broadcast")
       comm.abort(code: 1)
@@ -415,9 +413,7 @@ public final class Trainer {
       return 0
     }
     // A stop that came while the data and model were loading: nothing new to save.
-    var early = sertrain_stop_requested() != 0 ? 1.0 : 0.0
-    withUnsafeMutablePointer(to: &early) { comm.allreduceSum(UnsafeMutableBufferPointer(start: $0, count: 1)) }
-    if early > 0 {
+    if comm.sum(sertrain_stop_requested() != 0 ? 1 : 0) > 0 {
       if isRoot {
         try RunStatus.stopped.write(runDir: runDir)
         if !quiet {

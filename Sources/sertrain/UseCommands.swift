@@ -150,7 +150,7 @@ struct Report: ParsableCommand {
 /// Evaluates the run's final weights and writes its report on rank 0; returns the report's path and the
 /// evaluation there.
 func makeReport(runDir: String, data: String?, split: String?, comm: Communicator) throws -> (String, Evaluation?)? {
-  let path = runDir + "/checkpoint-last.h5"
+  let path = runDir + "/" + Trainer.lastName
   let last = try Checkpoint.read(path)
   var evaluation: Evaluation?
   do {
