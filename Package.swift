@@ -13,10 +13,13 @@ let cTargets: [Target] = [
   .systemLibrary(name: "CSndfile", pkgConfig: "sndfile", providers: [.apt(["libsndfile1-dev"])]),
   .systemLibrary(name: "COpenBLAS", pkgConfig: "openblas", providers: [.apt(["libopenblas-dev"])]),
   .systemLibrary(name: "CSoxr", pkgConfig: "soxr", providers: [.apt(["libsoxr-dev"])]),
-  // Optimised in debug builds too (the vocoder's vector math is in it).
-  .target(name: "CSupport", cSettings: [.unsafeFlags(["-O2"], .when(configuration: .debug))]),
+  // The CPU's features and core count, malloc settings, the stop-signal handlers.
+  .target(name: "CSystem"),
+  // The kernels, optimised in debug builds too: the audio front end's vector math, and the ConvNet's.
+  .target(name: "CAudioKernels", cSettings: [.unsafeFlags(["-O2"], .when(configuration: .debug))]),
+  .target(name: "CConvKernels", cSettings: [.unsafeFlags(["-O2"], .when(configuration: .debug))]),
   // Runs before main in the executable only: stop signals are recorded from its first constructor.
-  .target(name: "CEntry", dependencies: ["CSupport"]),
+  .target(name: "CEntry", dependencies: ["CSystem"]),
 ]
 
 // MARK: - Swift modules, C at the bottom, the command line on top
@@ -27,15 +30,16 @@ let cTargets: [Target] = [
 let optimisedInDebug: [SwiftSetting] = [.unsafeFlags(["-O"], .when(configuration: .debug))]
 
 let swiftTargets: [Target] = [
-  // Small helpers every module may use: the PRNG, clocks and formatting, files written atomically.
-  .target(name: "Base"),
-  .target(name: "HDF5", dependencies: ["CHDF5", "Base"]),
+  // Small helpers every module may use: the PRNG, clocks, core count and formatting, files written atomically.
+  .target(name: "Base", dependencies: ["CSystem"]),
+  .target(name: "HDF5", dependencies: ["CHDF5"]),
   .target(
-    name: "AudioFeatures", dependencies: ["CSndfile", "CSoxr", "CFFTW", "COpenBLAS", "CSupport", "Base"],
+    name: "AudioFeatures", dependencies: ["CSndfile", "CSoxr", "CFFTW", "COpenBLAS", "CAudioKernels", "Base"],
     swiftSettings: optimisedInDebug),
   // The feature file stores rows with their recipe (AudioFeatures' FeatureRecipe).
-  .target(name: "FeatureStore", dependencies: ["HDF5", "AudioFeatures", "Base", "CSupport"]),
-  .target(name: "ConvNet", dependencies: ["COpenBLAS", "CSupport", "Base"], swiftSettings: optimisedInDebug),
+  .target(name: "FeatureStore", dependencies: ["HDF5", "AudioFeatures", "Base"]),
+  .target(
+    name: "ConvNet", dependencies: ["COpenBLAS", "CConvKernels", "CSystem", "Base"], swiftSettings: optimisedInDebug),
   .target(name: "Collective", dependencies: ["CMPI"]),
   // Feature rows of one recording (the recipe and augmentation order) and a corpus over ranks and threads.
   .target(name: "Extraction", dependencies: ["AudioFeatures", "FeatureStore", "Collective", "Base"]),
@@ -44,17 +48,17 @@ let swiftTargets: [Target] = [
   .target(
     name: "Training",
     dependencies: [
-      "Base", "HDF5", "FeatureStore", "AudioFeatures", "Extraction", "ConvNet", "ModelFiles", "Collective", "CSupport",
+      "Base", "HDF5", "FeatureStore", "AudioFeatures", "ConvNet", "ModelFiles", "Collective", "CSystem",
     ]),
   // The benchmarks' measurements and subprocesses; their Python peers are Benchmarks/*.py.
   .target(
     name: "Bench",
-    dependencies: ["Base", "Training", "Extraction", "FeatureStore", "ConvNet", "Collective", "AudioFeatures"]),
+    dependencies: ["Base", "Training", "FeatureStore", "ConvNet", "Collective", "AudioFeatures"]),
   .executableTarget(
     name: "sertrain",
     dependencies: [
       "Base", "Training", "Bench", "Extraction", "ModelFiles", "ConvNet", "Collective", "AudioFeatures",
-      "FeatureStore", "HDF5", "CSupport", "CEntry",
+      "FeatureStore", "HDF5", "CSystem", "CEntry",
       .product(name: "ArgumentParser", package: "swift-argument-parser"),
     ]),
 ]
@@ -70,15 +74,15 @@ let testTargets: [Target] = [
   .testTarget(name: "FeatureStoreTests", dependencies: ["FeatureStore", "_TestSupport"]),
   .testTarget(name: "ConvNetTests", dependencies: ["ConvNet", "ModelFiles", "Base", "HDF5", "_TestSupport"]),
   .testTarget(
-    name: "AudioFeaturesTests", dependencies: ["AudioFeatures", "Extraction", "Base", "HDF5", "_TestSupport"]),
-  .testTarget(name: "TrainingTests", dependencies: ["Training", "ModelFiles", "Base", "_TestSupport"]),
+    name: "AudioFeaturesTests", dependencies: ["AudioFeatures", "HDF5", "_TestSupport"]),
+  .testTarget(name: "TrainingTests", dependencies: ["Training"]),
   .testTarget(name: "CLITests", dependencies: ["FeatureStore", "HDF5", "_TestSupport"]),
   // Also run under mpirun by Launch/test.sh.
   .testTarget(
     name: "MPITests",
     dependencies: [
-      "Collective", "ConvNet", "FeatureStore", "Training", "Extraction", "ModelFiles", "AudioFeatures", "Base",
-      "CSupport", "_TestSupport",
+      "Collective", "ConvNet", "FeatureStore", "Training", "Extraction", "ModelFiles", "AudioFeatures", "CSystem",
+      "_TestSupport",
     ]),
 ]
 

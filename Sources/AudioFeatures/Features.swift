@@ -1,6 +1,6 @@
+import CAudioKernels
 import CFFTW
 import COpenBLAS
-import CSupport
 
 #if canImport(Glibc)
   import Glibc

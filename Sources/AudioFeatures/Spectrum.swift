@@ -1,5 +1,5 @@
+import CAudioKernels
 import CFFTW
-import CSupport
 
 #if canImport(Glibc)
   import Glibc

@@ -1,4 +1,4 @@
-import CSupport
+import CAudioKernels
 
 /// Vector arithmetic for the audio front end. The phase vocoder's float32 `hypot`, `atan2`, `sin` and `cos` are
 /// evaluated in double precision and rounded to float once (`magnitudeAndAngle`, `cosSin`). The double evaluation

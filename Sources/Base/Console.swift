@@ -1,6 +1,11 @@
+import CSystem
+
 #if canImport(Glibc)
   import Glibc
 #endif
+
+/// Cores this process may run on (its CPU affinity, what mpirun's binding left it), at least 1.
+public func availableCores() -> Int { Int(sertrain_available_cores()) }
 
 /// Writes a line to standard error.
 public func printError(_ s: String) {

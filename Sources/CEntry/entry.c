@@ -1,5 +1,5 @@
 // What runs before `main`: only the sertrain executable links this target.
-#include "CSupport.h"
+#include "CSystem.h"
 #include "CEntry.h"
 
 // A stop signal (SIGUSR1, SIGTERM) is recorded from the first constructor on, before the Swift runtime and the

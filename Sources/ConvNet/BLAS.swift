@@ -1,11 +1,12 @@
+import Base
 import COpenBLAS
-import CSupport
+import CSystem
 
 /// OpenBLAS's thread count (and the element-wise kernels'), set in code from the cores this process may use unless `OPENBLAS_NUM_THREADS`
 /// (or `OMP_NUM_THREADS`) says otherwise. Returns the count in effect.
 @discardableResult
 public func configureBLASThreads(environment: [String: String]) -> Int {
-  let cores = max(1, Int(sertrain_available_cores()))
+  let cores = availableCores()
   Parallel.threads = cores
   if let s = environment["OPENBLAS_NUM_THREADS"] ?? environment["OMP_NUM_THREADS"], let n = Int(s), n > 0 {
     openblas_set_num_threads(Int32(n))

@@ -1,5 +1,5 @@
+import CConvKernels
 import COpenBLAS
-import CSupport
 
 #if canImport(Glibc)
   import Glibc
@@ -36,14 +36,6 @@ final class Conv1DLayer: Layer {
   private var dxScratch: FloatBuffer?
   /// The kernel flipped and transposed for the input gradient: tap `k-1-j` of `W`, `cout × cin`, at block `j`.
   private let flipped: FloatBuffer
-  /// Set by the network when a BatchNorm reads this layer's output: it applies the bias and ReLU as it reads
-  /// (`outputMap`), so the output holds the raw GEMM result and this layer makes no pass over it, and in backward
-  /// it applies the ReLU mask and writes the bias gradient (one sweep over the rows instead of two).
-  var readByNorm = false
-  /// Set by the network when this is the first layer, over a one-channel input, and a BatchNorm and a MaxPool
-  /// follow: the BatchNorm computes this layer's output wherever it reads it and writes this layer's gradients
-  /// (`BatchNormLayer`, stem.c), and the network skips this layer and never stores its output.
-  var computedByNorm = false
   /// The kernel laid out for the direct convolution (conv.c), for the output and for the input gradient.
   private var packed: FloatBuffer?
   private var packedFlipped: FloatBuffer?
@@ -51,19 +43,14 @@ final class Conv1DLayer: Layer {
   private func runsDirect(_ outChannels: Int) -> Bool {
     Network.directConvolutionRuns(kernel: k, outChannels: outChannels)
   }
-  /// The bias and ReLU that turn the GEMM result into this layer's output.
-  var outputMap: InputMap { InputMap(bias: bias, relu: relu) }
 
-  /// This layer over the input `x` (in `inputLayout`) and the `pool` after its BatchNorm, for stem.c.
-  func stem(input x: Tensor, pool: MaxPoolLayer) -> sertrain_stem {
-    precondition(cin == 1 && k <= Int(SERTRAIN_STEM_MAX_KERNEL) && x.layout == inputLayout, "\(plan.name): stem")
-    return sertrain_stem(
-      input: x.base, input_stride: x.layout.stride, length: length, kernel: Int32(k), channels: Int32(cout),
-      weight: weight, bias: bias, relu: relu ? 1 : 0, pool: Int32(pool.pool), pool_stride: Int32(pool.stride),
-      pool_pad_left: Int32(pool.padLeft), out_length: pool.plan.outputLength)
-  }
+  var plans: [LayerPlan] { [plan] }
+  var inputLayout: Layout? { paddedInputLayout }
+  var inputGradientLayout: Layout? { rawLayout }
+  var outputLayout: Layout? { rawLayout }
+  var outputGradientLayout: Layout? { paddedGradientLayout }
 
-  init(plan: LayerPlan, variables: Variables) {
+  init(plan: LayerPlan, variables: KernelAndBias) {
     self.plan = plan
     k = plan.spec.kernelSize!
     cin = plan.inputChannels
@@ -72,23 +59,28 @@ final class Conv1DLayer: Layer {
     padLeft = (k - 1) / 2
     padRight = k - 1 - padLeft
     relu = plan.spec.activation == .relu
-    weight = variables.values["kernel"]!
-    bias = variables.values["bias"]!
-    dWeight = variables.gradients["kernel"]!
-    dBias = variables.gradients["bias"]!
+    (weight, dWeight) = (variables.kernel.value, variables.kernel.gradient)
+    (bias, dBias) = (variables.bias.value, variables.bias.gradient)
     flipped = FloatBuffer(count: k * cin * cout)
   }
 
   /// Rows per sample: the padded length `L+k-1` rounded up to a multiple of `k`.
   var sampleRows: Int { (length + 2 * (k - 1)) / k * k }
   /// The input: each sample's rows surrounded by zero rows, `k-1` more at the end for the last phase's reads.
-  var inputLayout: Layout { Layout(stride: sampleRows, offset: padLeft, extra: k - 1) }
+  var paddedInputLayout: Layout { Layout(stride: sampleRows, offset: padLeft, extra: k - 1) }
   /// The GEMM's output (and the input gradient's): row `b*S + t`.
   var rawLayout: Layout { Layout(stride: sampleRows, offset: 0, extra: 0) }
   /// The output gradient as backward reads it: zero rows around each sample, `k-1` extra at the end.
-  var gradientLayout: Layout { Layout(stride: sampleRows, offset: padRight, extra: k - 1) }
+  var paddedGradientLayout: Layout { Layout(stride: sampleRows, offset: padRight, extra: k - 1) }
 
-  func reserve(batch: Int) {}
+  /// This layer over the input `x` (in `paddedInputLayout`) and the `pool` after its BatchNorm, for stem.c.
+  func stem(input x: Tensor, pool: PoolWindow) -> sertrain_stem {
+    precondition(cin == 1 && k <= Int(SERTRAIN_STEM_MAX_KERNEL) && x.layout == paddedInputLayout, "\(plan.name): stem")
+    return sertrain_stem(
+      input: x.base, input_stride: x.layout.stride, length: length, kernel: Int32(k), channels: Int32(cout),
+      weight: weight, bias: bias, relu: relu ? 1 : 0, pool: Int32(pool.size), pool_stride: Int32(pool.stride),
+      pool_pad_left: Int32(pool.padLeft), out_length: pool.outputLength)
+  }
 
   private func scratch(_ buffer: inout FloatBuffer?, _ count: Int) -> UnsafeMutablePointer<Float> {
     if buffer == nil || buffer!.count < count { buffer = FloatBuffer(count: count) }
@@ -135,34 +127,36 @@ final class Conv1DLayer: Layer {
     }
   }
 
-  /// x `[B, L, cin]` (`inputLayout`: zero rows around each sample) -> y `[B, L, cout]`; raw (no bias, no ReLU) when
-  /// a BatchNorm reads it (`readByNorm`).
-  func forward(_ x: Tensor, _ y: Tensor, _ ctx: StepContext) {
-    precondition(x.layout == inputLayout, "\(plan.name): input layout")
-    let batch = x.batch
+  /// x `[B, L, cin]` (`paddedInputLayout`: zero rows around each sample) -> raw `[B, L, cout]`: the convolution
+  /// without bias or ReLU (`ConvBlockLayer`'s BatchNorm applies them as it reads).
+  func forwardRaw(_ x: Tensor, _ raw: Tensor) {
+    precondition(x.layout == paddedInputLayout, "\(plan.name): input layout")
     x.zeroPadding()
-    let direct = y.layout == rawLayout
-    let out = direct ? y.base : scratch(&outScratch, rawLayout.rows(batch: batch) * cout)
-    convolve(batch: batch, x.base, cin, weight, out, cout, pack: &packed)
-    let raw = Tensor(base: out, batch: batch, length: length, channels: cout, layout: rawLayout)
-    if readByNorm {
-      if !direct { raw.copy(to: y) }
-      return
-    }
-    let (c, length, map) = (cout, length, outputMap)
+    let direct = raw.layout == rawLayout
+    let out = direct ? raw.base : scratch(&outScratch, rawLayout.rows(batch: x.batch) * cout)
+    convolve(batch: x.batch, x.base, cin, weight, out, cout, pack: &packed)
+    if !direct { Tensor(base: out, batch: x.batch, length: length, channels: cout, layout: rawLayout).copy(to: raw) }
+  }
+
+  /// x `[B, L, cin]` -> y `[B, L, cout]` = `relu(conv(x) + bias)` (or without the ReLU).
+  func forward(_ x: Tensor, _ y: Tensor, _ ctx: StepContext) {
+    forwardRaw(x, y)
+    let (c, length, bias, relu) = (cout, length, bias, relu)
     let c8 = c & ~7
-    Parallel.forEach(batch) { _, samples in
+    let zero = F8(repeating: 0)
+    Parallel.forEach(x.batch) { _, samples in
       for b in samples {
         for t in 0..<length {
-          let src = raw.row(b, t)
-          let dst = y.row(b, t)
+          let r = y.row(b, t)
           var i = 0
           while i < c8 {
-            store8(map.apply8(load8(src + i), i), dst + i)
+            let u = load8(r + i) + load8(bias + i)
+            store8(relu ? u.replacing(with: zero, where: u .< zero) : u, r + i)
             i &+= 8
           }
           while i < c {
-            dst[i] = map.apply(src[i], i)
+            let u = r[i] + bias[i]
+            r[i] = relu ? max(u, 0) : u
             i &+= 1
           }
         }
@@ -181,20 +175,27 @@ final class Conv1DLayer: Layer {
     }
   }
 
-  /// dy `[B, L, cout]` -> dW `[k, cin, cout]`, db `[cout]` (unless a BatchNorm writes it), dx `[B, L, cin]`.
+  /// dy `[B, L, cout]` -> dW `[k, cin, cout]`, db `[cout]`, dx `[B, L, cin]`.
   func backward(x: Tensor, y: Tensor, dy: Tensor, dx: Tensor?, _ ctx: StepContext) {
-    let batch = x.batch
     // The output gradient in the padded layout, masked by the ReLU, with zero padding rows.
     let d: Tensor
-    if dy.layout == gradientLayout {
+    if dy.layout == paddedGradientLayout {
       d = dy
     } else {
-      let base = scratch(&dyScratch, gradientLayout.rows(batch: batch) * cout)
-      d = Tensor(base: base, batch: batch, length: length, channels: cout, layout: gradientLayout)
+      let base = scratch(&dyScratch, paddedGradientLayout.rows(batch: x.batch) * cout)
+      d = Tensor(base: base, batch: x.batch, length: length, channels: cout, layout: paddedGradientLayout)
       dy.copy(to: d)
     }
+    maskAndSumBias(d, y)
+    backwardMasked(x: x, d: d, dx: dx)
+  }
+
+  /// The gradient `d` of the output before the bias and ReLU (`paddedGradientLayout`) -> dW `[k, cin, cout]`,
+  /// dx `[B, L, cin]`. Overwrites the padding rows of `d` with zeros.
+  func backwardMasked(x: Tensor, d: Tensor, dx: Tensor?) {
+    precondition(d.layout == paddedGradientLayout, "\(plan.name): gradient layout")
+    let batch = x.batch
     d.zeroPadding()
-    if !readByNorm { maskAndSumBias(d, y) }
     let aligned = d.base + padRight * cout  // row i holds the gradient of output row i
     if runsDirect(cout) {
       var g = sertrain_conv_gradient(
@@ -220,35 +221,11 @@ final class Conv1DLayer: Layer {
   }
 }
 
-// MARK: - A Conv1D's bias and ReLU, applied by the Conv1D or on the fly by the BatchNorm that reads it
-
-/// A Conv1D's output from its raw GEMM result: `relu(raw + bias)` (or without the ReLU); the Conv1D's own pass
-/// applies it, or the BatchNorm that reads the output applies it on the fly (`Conv1DLayer.readByNorm`). One
-/// definition for both, so the values are bit-identical. `identity` reads stored values as they are.
-struct InputMap {
-  var bias: UnsafeMutablePointer<Float>?
-  var relu = false
-
-  static let identity = InputMap()
-
-  @inline(__always) func apply8(_ v: F8, _ i: Int) -> F8 {
-    guard let bias else { return v }
-    let u = v + load8(bias + i)
-    return relu ? u.replacing(with: F8(repeating: 0), where: u .< F8(repeating: 0)) : u
-  }
-
-  @inline(__always) func apply(_ v: Float, _ i: Int) -> Float {
-    guard let bias else { return v }
-    let u = v + bias[i]
-    return relu ? max(u, 0) : u
-  }
-}
-
 /// One row of a Conv1D's output gradient: zeroed in place where the layer's output `out` is not positive (when
 /// `relu`), then added to `acc` (the bias gradient's partial sums).
 @inline(__always) func maskRow(
   _ g: UnsafeMutablePointer<Float>, _ out: UnsafeMutablePointer<Float>, _ acc: UnsafeMutablePointer<Float>,
-  _ c: Int, relu: Bool, map: InputMap = .identity
+  _ c: Int, relu: Bool
 ) {
   let c8 = c & ~7
   let zero = F8(repeating: 0)
@@ -256,14 +233,14 @@ struct InputMap {
   while i < c8 {
     var v = load8(g + i)
     if relu {
-      v = v.replacing(with: zero, where: map.apply8(load8(out + i), i) .<= zero)
+      v = v.replacing(with: zero, where: load8(out + i) .<= zero)
       store8(v, g + i)
     }
     store8(load8(acc + i) + v, acc + i)
     i &+= 8
   }
   while i < c {
-    let v = relu && !(map.apply(out[i], i) > 0) ? 0 : g[i]
+    let v = relu && !(out[i] > 0) ? 0 : g[i]
     g[i] = v
     acc[i] += v
     i &+= 1

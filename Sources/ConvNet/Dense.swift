@@ -16,22 +16,23 @@ final class DenseLayer: Layer {
   /// The last forward's logits (softmax only), `[batch, units]`.
   private(set) var logits: [Float] = []
 
-  init(plan: LayerPlan, variables: Variables) {
+  var plans: [LayerPlan] { [plan] }
+
+  init(plan: LayerPlan, variables: KernelAndBias) {
     self.plan = plan
     inputs = plan.inputChannels
     units = plan.outputChannels
     activation = plan.spec.activation ?? .linear
-    weight = variables.values["kernel"]!
-    bias = variables.values["bias"]!
-    dWeight = variables.gradients["kernel"]!
-    dBias = variables.gradients["bias"]!
+    (weight, dWeight) = (variables.kernel.value, variables.kernel.gradient)
+    (bias, dBias) = (variables.bias.value, variables.bias.gradient)
   }
 
-  func reserve(batch: Int) {
+  func reserve(batch: Int) -> Int {
     if scratch.count < batch * units { scratch = [Float](repeating: 0, count: batch * units) }
     if activation == .softmax && logits.count < batch * units {
       logits = [Float](repeating: 0, count: batch * units)
     }
+    return 0
   }
 
   /// x `[B, in]` -> y `[B, units]`.

@@ -20,9 +20,12 @@ final class DropoutLayer: Layer {
     self.index = UInt64(index)
   }
 
-  func reserve(batch: Int) {
+  var plans: [LayerPlan] { [plan] }
+
+  func reserve(batch: Int) -> Int {
     let n = batch * plan.inputLength * plan.inputChannels
     if mask.count < n { mask = [Float](repeating: 0, count: n) }
+    return 0
   }
 
   /// x `[B, L, C]` -> y `[B, L, C]`: in training each value zeroed with probability `rate`, the rest scaled by
@@ -72,8 +75,8 @@ final class DropoutLayer: Layer {
 /// `[B, L, C] → [B, L*C]` with index `t*C + c` (Keras channels-last).
 final class FlattenLayer: Layer {
   let plan: LayerPlan
+  var plans: [LayerPlan] { [plan] }
   init(plan: LayerPlan) { self.plan = plan }
-  func reserve(batch: Int) {}
 
   /// x `[B, L, C]` -> y `[B, L*C]`, index `t*C + c` (Keras channels-last).
   func forward(_ x: Tensor, _ y: Tensor, _ ctx: StepContext) {

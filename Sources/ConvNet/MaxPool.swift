@@ -7,26 +7,19 @@
 /// MaxPooling1D with padding `same` by TensorFlow's rule: `L_out = ceil(L/s)`, total padding
 /// `max((L_out-1)*s + p - L, 0)`, `total/2` of it on the left; padded cells never win. Forward keeps only the
 /// maxima; backward routes each output gradient to the first input of its window equal to the maximum (the
-/// input and output are kept for backward anyway), so no index tensor is stored. A BatchNorm before it does its
-/// work on the normalised values as it computes them (`BatchNormLayer.pool`), so that tensor is never stored.
+/// input and output are kept for backward anyway), so no index tensor is stored. After a Conv1D and a BatchNorm
+/// it runs inside their block instead (`ConvBlockLayer`), on the normalised values as they are computed.
 final class MaxPoolLayer: Layer {
   let plan: LayerPlan
-  let pool: Int, stride: Int, padLeft: Int
+  let pool: PoolWindow
+  var plans: [LayerPlan] { [plan] }
 
   init(plan: LayerPlan) {
     self.plan = plan
-    pool = plan.spec.poolSize!
-    stride = plan.spec.strides!
-    let total = max((plan.outputLength - 1) * stride + pool - plan.inputLength, 0)
-    padLeft = total / 2
+    pool = PoolWindow(plan)
   }
 
-  func reserve(batch: Int) {}
-
-  @inline(__always) private func window(_ to: Int) -> (lo: Int, hi: Int) {
-    let start = to * stride - padLeft
-    return (max(start, 0), min(start + pool, plan.inputLength))
-  }
+  @inline(__always) private func window(_ to: Int) -> (lo: Int, hi: Int) { pool.window(to) }
 
   /// x `[B, L, C]` -> y `[B, ceil(L/s), C]`.
   func forward(_ x: Tensor, _ y: Tensor, _ ctx: StepContext) {
@@ -94,5 +87,25 @@ final class MaxPoolLayer: Layer {
         }
       }
     }
+  }
+}
+
+/// A MaxPooling1D's windows, padding `same` by TensorFlow's rule: `L_out = ceil(L/s)`, total padding
+/// `max((L_out-1)*s + p - L, 0)`, `total/2` of it on the left, windows clipped to the input.
+struct PoolWindow {
+  var size: Int, stride: Int, padLeft: Int, inputLength: Int, outputLength: Int
+
+  init(_ plan: LayerPlan) {
+    (size, stride, inputLength, outputLength) =
+      (plan.spec.poolSize!, plan.spec.strides!, plan.inputLength, plan.outputLength)
+    padLeft = max((outputLength - 1) * stride + size - inputLength, 0) / 2
+  }
+
+  /// Windows of one position: no pooling (a BatchNorm alone).
+  init(identity length: Int) { (size, stride, padLeft, inputLength, outputLength) = (1, 1, 0, length, length) }
+
+  @inline(__always) func window(_ p: Int) -> (lo: Int, hi: Int) {
+    let start = p * stride - padLeft
+    return (max(start, 0), min(start + size, inputLength))
   }
 }

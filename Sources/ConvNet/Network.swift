@@ -1,5 +1,5 @@
 import Base
-import CSupport
+import CConvKernels
 
 #if canImport(Glibc)
   import Glibc
@@ -32,6 +32,7 @@ public final class Network {
   private var gradientLayouts: [Layout] = []
   private var activations: [FloatBuffer] = []
   private var gradientBuffers: [FloatBuffer] = []
+  private var scratch = FloatBuffer(count: 0)
   private var lastBatch = 0
   private var lastTraining = false
   private var lastDropoutSeed: UInt64 = 0
@@ -59,30 +60,61 @@ public final class Network {
     parameters = FloatBuffer(count: layout.count)
     gradients = FloatBuffer(count: layout.count + Network.gradientTail)
     state = FloatBuffer(count: stateLayout.count)
-    var layers: [any Layer] = []
-    for (index, plan) in plans.enumerated() {
-      var vars = Variables()
-      var stateVars = Variables()
-      for view in layout.views where view.layer == plan.name {
-        vars.values[view.variable] = parameters.pointer + view.offset
-        vars.gradients[view.variable] = gradients.pointer + view.offset
-      }
-      for view in stateLayout.views where view.layer == plan.name {
-        stateVars.values[view.variable] = state.pointer + view.offset
-      }
+    layers = Network.makeLayers(plans, parameters: layout, state: stateLayout, parameters, gradients, state)
+    initialize(seed: seed)
+    planLayouts()
+  }
+
+  /// The layers that run: one per model layer, but for each `Conv1D -> BatchNormalization -> MaxPooling1D` chain
+  /// (or `BatchNormalization -> MaxPooling1D`), which runs as one `ConvBlockLayer` (a stem when it comes first over
+  /// one input channel and `fusesStem`).
+  private static func makeLayers(
+    _ plans: [LayerPlan], parameters layout: ParameterLayout, state stateLayout: ParameterLayout,
+    _ parameters: FloatBuffer, _ gradients: FloatBuffer, _ state: FloatBuffer
+  ) -> [any Layer] {
+    func variable(_ plan: LayerPlan, _ name: String) -> Variable {
+      let offset = layout["\(plan.name)/\(name)"]!.offset
+      return Variable(value: parameters.pointer + offset, gradient: gradients.pointer + offset)
+    }
+    func kernelAndBias(_ plan: LayerPlan) -> KernelAndBias {
+      KernelAndBias(kernel: variable(plan, "kernel"), bias: variable(plan, "bias"))
+    }
+    func layer(_ index: Int) -> any Layer {
+      let plan = plans[index]
       switch plan.spec.type {
-      case .conv1D: layers.append(Conv1DLayer(plan: plan, variables: vars))
-      case .batchNormalization: layers.append(BatchNormLayer(plan: plan, variables: vars, state: stateVars))
-      case .maxPooling1D: layers.append(MaxPoolLayer(plan: plan))
-      case .dropout: layers.append(DropoutLayer(plan: plan, index: index))
-      case .flatten: layers.append(FlattenLayer(plan: plan))
-      case .dense: layers.append(DenseLayer(plan: plan, variables: vars))
+      case .conv1D: return Conv1DLayer(plan: plan, variables: kernelAndBias(plan))
+      case .batchNormalization:
+        func moving(_ name: String) -> UnsafeMutablePointer<Float> {
+          state.pointer + stateLayout["\(plan.name)/\(name)"]!.offset
+        }
+        return BatchNormLayer(
+          plan: plan,
+          variables: NormVariables(
+            gamma: variable(plan, "gamma"), beta: variable(plan, "beta"), movingMean: moving("moving_mean"),
+            movingVariance: moving("moving_variance")))
+      case .maxPooling1D: return MaxPoolLayer(plan: plan)
+      case .dropout: return DropoutLayer(plan: plan, index: index)
+      case .flatten: return FlattenLayer(plan: plan)
+      case .dense: return DenseLayer(plan: plan, variables: kernelAndBias(plan))
       }
     }
-    self.layers = layers
-    initialize(seed: seed)
-    fuseNeighbours()
-    planLayouts()
+    func type(_ i: Int) -> LayerSpec.Kind? { i < plans.count ? plans[i].spec.type : nil }
+    var layers: [any Layer] = []
+    var i = 0
+    while i < plans.count {
+      let n = type(i) == .conv1D ? 1 : 0  // a Conv1D that starts a block
+      guard type(i + n) == .batchNormalization, type(i + n + 1) == .maxPooling1D else {
+        layers.append(layer(i))
+        i += 1
+        continue
+      }
+      let conv = n == 1 ? layer(i) as? Conv1DLayer : nil
+      let stem = fusesStem && i == 0 && conv.map { $0.cin == 1 && $0.k <= Int(SERTRAIN_STEM_MAX_KERNEL) } == true
+      let (norm, pool) = (layer(i + n) as! BatchNormLayer, layer(i + n + 1) as! MaxPoolLayer)
+      layers.append(ConvBlockLayer(conv: conv, norm: norm, pool: pool, stem: stem))
+      i += n + 2
+    }
+    return layers
   }
 
   /// Glorot-uniform kernels (limit `sqrt(6/(fan_in+fan_out))`, fans include the kernel width), zero biases,
@@ -110,13 +142,8 @@ public final class Network {
 
   // MARK: Buffers
 
-  /// Layers whose work a BatchNorm before them does (`BatchNormLayer.pool`): skipped in both passes.
-  private var fusedIntoPrevious = Set<Int>()
-  /// Layers whose work the BatchNorm after them does from their input (`Conv1DLayer.computedByNorm`): skipped in
-  /// both passes, their output never stored; the BatchNorm reads their input instead.
-  private var fusedIntoNext = Set<Int>()
   /// Lets the first block of a model over one input channel run without storing its convolution's output
-  /// (on by default; tests turn it off to hold the two paths together).
+  /// (on by default; tests turn it off to hold the two paths together). Read when a network is built.
   nonisolated(unsafe) public static var fusesStem = true
   /// The instruction sets each Conv1D's direct convolution (conv.c) may use: 2 for AVX-512 (the default), 1 for
   /// AVX2 with FMA, 0 for none (every pass as OpenBLAS GEMMs). Tests lower it to hold the paths together.
@@ -136,97 +163,44 @@ public final class Network {
     sertrain_conv_available(Int32(kernel), outChannels) != 0
   }
 
-  /// Whether layer `i` runs (it is not fused into a neighbour).
-  private func runs(_ i: Int) -> Bool { !fusedIntoPrevious.contains(i) && !fusedIntoNext.contains(i) }
-
-  /// The activation layer `i` reads: its input, or the input of the layer fused into it from before.
-  private func inputIndex(_ i: Int) -> Int { fusedIntoNext.contains(i - 1) ? i - 1 : i }
-
-  /// The activation layer `i` writes (and whose gradient it reads): its own output, or, when the next layer is
-  /// fused into it, that layer's.
-  private func outputIndex(_ i: Int) -> Int { fusedIntoPrevious.contains(i + 1) ? i + 2 : i + 1 }
-
-  /// Lets each BatchNorm do the work of a MaxPool right after it, and of the bias, ReLU, ReLU mask and bias
-  /// gradient of a Conv1D right before it (see `BatchNormLayer`). Not for a BatchNorm that is the first layer (a
-  /// fused pool routes its gradient through the input gradient, which the first layer does not compute).
-  private func fuseNeighbours() {
-    for (i, layer) in layers.enumerated() {
-      guard let norm = layer as? BatchNormLayer, i > 0 else { continue }
-      if let conv = layers[i - 1] as? Conv1DLayer {
-        norm.producer = conv
-        conv.readByNorm = true
-      }
-      if i + 1 < layers.count, let pool = layers[i + 1] as? MaxPoolLayer {
-        norm.pool = pool
-        fusedIntoPrevious.insert(i + 1)
-        if Network.fusesStem, i == 1, let conv = norm.producer, conv.cin == 1,
-          conv.k <= Int(SERTRAIN_STEM_MAX_KERNEL)
-        {
-          conv.computedByNorm = true
-          fusedIntoNext.insert(0)
-        }
-      }
-    }
-  }
-
   /// Chooses the layout of every activation `a_i` (the input of layer i) and of its gradient: padded where a
   /// convolution reads it, a convolution's own GEMM layout where one writes it, compact otherwise.
   private func planLayouts() {
     let n = layers.count
-    forwardLayouts = []
-    gradientLayouts = []
-    for i in 0...n {
-      let consumer = i < n ? layers[i] as? Conv1DLayer : nil
-      let producer = i > 0 ? layers[i - 1] as? Conv1DLayer : nil
-      let length = i < n ? plans[i].inputLength : plans[n - 1].outputLength
-      if let consumer {
-        forwardLayouts.append(consumer.inputLayout)
-      } else if let producer {
-        forwardLayouts.append(producer.rawLayout)
-      } else {
-        forwardLayouts.append(.compact(length: length))
-      }
-      if let producer {
-        gradientLayouts.append(producer.gradientLayout)
-      } else if let consumer {
-        gradientLayouts.append(consumer.rawLayout)
-      } else {
-        gradientLayouts.append(.compact(length: length))
-      }
+    forwardLayouts = (0...n).map { i in
+      (i < n ? layers[i].inputLayout : nil) ?? (i > 0 ? layers[i - 1].outputLayout : nil)
+        ?? .compact(length: shape(i).length)
+    }
+    gradientLayouts = (0...n).map { i in
+      (i > 0 ? layers[i - 1].outputGradientLayout : nil) ?? (i < n ? layers[i].inputGradientLayout : nil)
+        ?? .compact(length: shape(i).length)
     }
   }
 
+  /// (length, channels) of activation `a_i`: the input of layer `i`, or the network's output.
   private func shape(_ i: Int) -> (length: Int, channels: Int) {
-    i < plans.count
-      ? (plans[i].inputLength, plans[i].inputChannels) : (plans[i - 1].outputLength, plans[i - 1].outputChannels)
+    let plan = i < layers.count ? layers[i].plans.first! : layers[i - 1].plans.last!
+    return i < layers.count ? (plan.inputLength, plan.inputChannels) : (plan.outputLength, plan.outputChannels)
   }
 
   /// Allocates activations and gradients for batches up to `batch`.
   public func reserve(batch: Int) {
     guard batch > capacity else { return }
     capacity = batch
-    activations = []
-    var largestGradient = 0
-    for i in 0...layers.count {
-      let (_, channels) = shape(i)
-      // The input of a fused pool (the normalised tensor) is never stored, nor its gradient, nor the output of
-      // a layer fused into the next.
-      let stored = !fusedIntoPrevious.contains(i) && !fusedIntoNext.contains(i - 1)
-      activations.append(FloatBuffer(count: stored ? forwardLayouts[i].rows(batch: batch) * channels : 1))
-      if i > 0 && stored {
-        largestGradient = max(largestGradient, gradientLayouts[i].rows(batch: batch) * channels)
-      }
+    activations = (0...layers.count).map {
+      FloatBuffer(count: forwardLayouts[$0].rows(batch: batch) * shape($0).channels)
     }
-    // Three, used in turn: a fused BatchNorm reads the gradient two layers up while writing its own.
-    gradientBuffers = (0..<3).map { _ in FloatBuffer(count: largestGradient) }
-    for layer in layers { layer.reserve(batch: batch) }
+    let largestGradient = (1...layers.count).map { gradientLayouts[$0].rows(batch: batch) * shape($0).channels }.max()!
+    // Two, used in turn: a layer reads its output's gradient while it writes its input's.
+    gradientBuffers = (0..<2).map { _ in FloatBuffer(count: largestGradient) }
+    scratch = FloatBuffer(count: layers.map { $0.reserve(batch: batch) }.max() ?? 0)
   }
 
-  /// Bytes held by parameters, gradients, state and the activation buffers.
+  /// Bytes held by parameters, gradients, state, the activation buffers and the layers' own.
   public var allocatedBytes: Int {
     4
       * (parameters.count + gradients.count + state.count + activations.reduce(0) { $0 + $1.count }
-        + gradientBuffers.reduce(0) { $0 + $1.count })
+        + gradientBuffers.reduce(0) { $0 + $1.count } + scratch.count + layers.reduce(0) { $0 + $1.ownedFloats })
   }
 
   private func activation(_ i: Int, batch: Int) -> Tensor {
@@ -238,7 +212,7 @@ public final class Network {
   private func gradient(_ i: Int, batch: Int) -> Tensor {
     let (length, channels) = shape(i)
     return Tensor(
-      base: gradientBuffers[i % 3].pointer, batch: batch, length: length, channels: channels,
+      base: gradientBuffers[i % 2].pointer, batch: batch, length: length, channels: channels,
       layout: gradientLayouts[i])
   }
 
@@ -258,12 +232,13 @@ public final class Network {
     let x0 = activation(0, batch: batch)
     let width = inputWidth
     for b in 0..<batch { x0.row(b, 0).update(from: input + b * width, count: width) }
-    let ctx = StepContext(training: training, dropoutSeed: dropoutSeed, reduce: training ? statisticsReducer : nil)
-    for (i, layer) in layers.enumerated() where runs(i) {
+    let ctx = StepContext(
+      training: training, dropoutSeed: dropoutSeed, reduce: training ? statisticsReducer : nil,
+      scratch: scratch.pointer)
+    for (i, layer) in layers.enumerated() {
       let t0 = profile == nil ? 0 : monotonicSeconds()
-      let out = outputIndex(i)
-      layer.forward(activation(inputIndex(i), batch: batch), activation(out, batch: batch), ctx)
-      if profile != nil { profile![layer.plan.name + " forward", default: 0] += monotonicSeconds() - t0 }
+      layer.forward(activation(i, batch: batch), activation(i + 1, batch: batch), ctx)
+      if profile != nil { profile![layer.name + " forward", default: 0] += monotonicSeconds() - t0 }
     }
     lastBatch = batch
     lastTraining = training
@@ -313,15 +288,14 @@ public final class Network {
       let g = top.row(b, 0)
       for i in 0..<classes { g[i] = (probs[b * classes + i] - (i == y ? 1 : 0)) * scale }
     }
-    let ctx = StepContext(training: true, dropoutSeed: lastDropoutSeed, reduce: statisticsReducer)
-    for i in stride(from: n - 1, through: 0, by: -1) where runs(i) {
+    let ctx = StepContext(
+      training: true, dropoutSeed: lastDropoutSeed, reduce: statisticsReducer, scratch: scratch.pointer)
+    for i in stride(from: n - 1, through: 0, by: -1) {
       let t0 = profile == nil ? 0 : monotonicSeconds()
-      defer { if profile != nil { profile![layers[i].plan.name + " backward", default: 0] += monotonicSeconds() - t0 } }
-      let out = outputIndex(i)
-      let input = inputIndex(i)
       layers[i].backward(
-        x: activation(input, batch: batch), y: activation(out, batch: batch), dy: gradient(out, batch: batch),
-        dx: input > 0 ? gradient(input, batch: batch) : nil, ctx)
+        x: activation(i, batch: batch), y: activation(i + 1, batch: batch), dy: gradient(i + 1, batch: batch),
+        dx: i > 0 ? gradient(i, batch: batch) : nil, ctx)
+      if profile != nil { profile![layers[i].name + " backward", default: 0] += monotonicSeconds() - t0 }
     }
   }
 
@@ -329,15 +303,15 @@ public final class Network {
   /// short last batch is empty), so that the other ranks' synchronised BatchNorm does not wait forever.
   public func emptyTrainingStep() {
     guard let reduce = statisticsReducer else { return }
-    let norms = layers.compactMap { $0 as? BatchNormLayer }
+    let norms = layers.compactMap { ($0 as? BatchNormLayer) ?? ($0 as? ConvBlockLayer)?.norm }
     for layer in norms {
-      for n in layer.reductionSizes().forward {
+      for n in layer.reductionSizes.forward {
         var zeros = [Double](repeating: 0, count: n)
         zeros.withUnsafeMutableBufferPointer { reduce($0) }
       }
     }
     for layer in norms.reversed() {
-      for n in layer.reductionSizes().backward {
+      for n in layer.reductionSizes.backward {
         var zeros = [Double](repeating: 0, count: n)
         zeros.withUnsafeMutableBufferPointer { reduce($0) }
       }

@@ -1,7 +1,6 @@
 import AudioFeatures
 import Base
 import Collective
-import ConvNet
 import Dispatch
 import FeatureStore
 

@@ -1,7 +1,7 @@
 // `sertrain convert`: streams a seed-style features.csv (numeric feature columns and one label column) into the
 // feature file. Memory is bounded by one block of text and its rows, not by the file.
 import AudioFeatures
-import CSupport
+import Base
 import Dispatch
 import HDF5
 
@@ -478,6 +478,3 @@ final class BlockReader {
     }
   }
 }
-
-/// Cores this process may run on (its CPU affinity), at least 1.
-public func availableCores() -> Int { Int(sertrain_available_cores()) }

@@ -1,5 +1,5 @@
 import Base
-import CSupport
+import CSystem
 import Collective
 import ConvNet
 import FeatureStore

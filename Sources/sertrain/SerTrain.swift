@@ -1,7 +1,7 @@
 import ArgumentParser
 import Base
 import CEntry
-import CSupport
+import CSystem
 import Collective
 import ConvNet
 import FeatureStore

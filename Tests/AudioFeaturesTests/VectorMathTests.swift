@@ -168,7 +168,7 @@ final class VectorMathTests: XCTestCase {
 /// The C variants of the vocoder's vector math, one per instruction set, give the same bits.
 final class VectorMathVariantsTests: XCTestCase {
   func testEveryInstructionSetGivesTheSameBits() throws {
-    let sources = packageRoot + "/Sources/CSupport"
+    let sources = packageRoot + "/Sources"
     let harness = packageRoot + "/Tests/Oracles/vectormath_variants.c"
     let dir = temporaryDirectory(self)
     var hashes: [String: String] = [:]
@@ -181,8 +181,9 @@ final class VectorMathVariantsTests: XCTestCase {
       let clones = name.hasPrefix("as built") ? [] : ["-DSERTRAIN_NO_TARGET_CLONES"]
       let build = try runCommand(
         ["clang", "-O2"] + flags + clones + [
-          "-I", sources + "/include", harness, sources + "/vectormath.c", sources + "/stem.c",
-          sources + "/batchnorm.c", "-o", exe,
+          "-I", sources + "/CAudioKernels/include", "-I", sources + "/CConvKernels/include", harness,
+          sources + "/CAudioKernels/vectormath.c", sources + "/CConvKernels/stem.c",
+          sources + "/CConvKernels/batchnorm.c", "-o", exe,
         ],
         executable: "/usr/bin/env")
       XCTAssertEqual(build.status, 0, "clang \(name): \(build.stderr)")

@@ -1,5 +1,5 @@
 import AudioFeatures
-import CSupport
+import CSystem
 import Collective
 import ConvNet
 import FeatureStore

@@ -1,4 +1,4 @@
-// Runs the vector math of Sources/CSupport/vectormath.c over 2 million awkward inputs, 200 vocoder steps and 500
+// Runs the vector math of Sources/CAudioKernels/vectormath.c over 2 million awkward inputs, 200 vocoder steps and 500
 // windowed frames and power spectra, and the ConvNet kernels of stem.c and batchnorm.c over three samples of 150
 // positions and 37 channels (a partial 16-lane block, ties in every pooling window of zeros), and prints one hash
 // of every output bit. VectorMathTests compiles it once
@@ -9,7 +9,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "CSupport.h"
+#include "CAudioKernels.h"
+#include "CConvKernels.h"
 
 /// FNV-1a over a float's bits.
 static uint64_t mix(uint64_t h, float v) {

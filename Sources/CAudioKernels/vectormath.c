@@ -3,9 +3,20 @@
 // built on them, the STFT's window and the power spectrum. Eight lanes per step; each function is compiled for
 // AVX-512, AVX2 and baseline x86-64 and the loader picks one for the CPU (target_clones). Every variant does the
 // same IEEE operations in the same order (no contraction into fused multiply-adds), so all give the same bits.
-#include "kernels.h"
+#include <string.h>
+
+#include "CAudioKernels.h"
 
 #pragma clang fp contract(off)
+
+typedef float f8 __attribute__((ext_vector_type(8)));
+typedef double d8 __attribute__((ext_vector_type(8)));
+
+#if defined(__x86_64__) && !defined(SERTRAIN_NO_TARGET_CLONES)
+#define SERTRAIN_CLONES __attribute__((target_clones("avx512f", "avx2", "default")))
+#else
+#define SERTRAIN_CLONES
+#endif
 
 typedef long l8 __attribute__((ext_vector_type(8)));
 

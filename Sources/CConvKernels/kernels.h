@@ -1,7 +1,6 @@
-// What the kernels in C share (vectormath.c, stem.c, batchnorm.c): vector types, the instruction-set clones
-// (AVX-512, AVX2 and baseline x86-64 in one binary, target_clones) and, for the ConvNet kernels, 16-lane float
-// helpers. Every file turns off contraction into fused multiply-adds, so every variant gives the same bits.
-// Private to CSupport.
+// What the ConvNet's kernels share (stem.c, batchnorm.c, conv.c): vector types, the instruction-set clones
+// (AVX-512, AVX2 and baseline x86-64 in one binary, target_clones) and 16-lane float helpers. Every file turns off
+// contraction into fused multiply-adds, so every variant gives the same bits. Private to CConvKernels.
 #pragma once
 #pragma clang fp contract(off)
 
@@ -9,12 +8,11 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "CSupport.h"
+#include "CConvKernels.h"
 
 
 typedef float f16 __attribute__((ext_vector_type(16)));
 typedef int i16 __attribute__((ext_vector_type(16)));
-typedef float f8 __attribute__((ext_vector_type(8)));
 typedef double d8 __attribute__((ext_vector_type(8)));
 
 #if defined(__x86_64__) && !defined(SERTRAIN_NO_TARGET_CLONES)

@@ -1,7 +1,7 @@
 #define _GNU_SOURCE
 #include <sched.h>
 #include <unistd.h>
-#include "CSupport.h"
+#include "CSystem.h"
 
 int sertrain_available_cores(void) {
   cpu_set_t set;

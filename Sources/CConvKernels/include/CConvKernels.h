@@ -1,62 +1,6 @@
-// Small system helpers that Swift's Glibc overlay does not expose.
+// The ConvNet's kernels (ConvNet uses them): its first block (stem.c), BatchNorm and pool sweeps (batchnorm.c) and
+// direct convolution (conv.c).
 #pragma once
-
-/// The number of CPUs in this process's affinity mask (what mpirun's binding left us), at least 1.
-int sertrain_available_cores(void);
-
-/// 1 if the CPU runs the AVX-512 subsets OpenBLAS's SkylakeX kernels use (F, CD, BW, DQ, VL), else 0.
-int sertrain_cpu_has_avx512_skylakex(void);
-
-/// 1 if the CPU runs AVX2 and FMA (what OpenBLAS's Haswell kernels use), else 0.
-int sertrain_cpu_has_avx2_fma(void);
-
-/// glibc's malloc: blocks up to `mmap_threshold` bytes come from the heap, which is trimmed only when more than
-/// `trim_threshold` bytes at its top are free (see `keepFreedMemory` in the command-line target).
-void sertrain_keep_freed_memory(int mmap_threshold, int trim_threshold);
-
-/// Installs handlers for SIGUSR1 and SIGTERM that only record the request (async-signal-safe), and unblocks them.
-void sertrain_install_stop_handlers(void);
-/// Blocks SIGUSR1 and SIGTERM before an exec, so that one arriving in between waits for the new image's handlers
-/// (a request already recorded is raised again, to be pending across the exec).
-void sertrain_hold_stop_signals_across_exec(void);
-/// Gives SIGUSR1 and SIGTERM their default action again (commands that cannot stop cleanly), and raises a request
-/// already recorded.
-void sertrain_default_stop_signals(void);
-/// The signal that asked to stop (SIGUSR1 or SIGTERM), or 0.
-int sertrain_stop_requested(void);
-/// Clears the request (tests).
-void sertrain_clear_stop_request(void);
-
-// Lane-wise square roots for Swift's SIMD8<Float>: Swift's `squareRoot()` on SIMD vectors goes lane by lane
-// through the C library's `sqrtf` (for errno), which also stops the code around it from staying in vector
-// registers; this is one packed instruction per register.
-typedef float sertrain_float8 __attribute__((ext_vector_type(8)));
-
-static inline __attribute__((always_inline)) sertrain_float8 sertrain_sqrt_float8(sertrain_float8 x) {
-  return __builtin_elementwise_sqrt(x);
-}
-
-/// |z| and arg z of `count` complex numbers given as float32 real and imaginary parts (numpy's `abs` and `angle`
-/// of complex64), evaluated in double and rounded once: correctly rounded but for values within about 1e-13 of a
-/// rounding boundary.
-void sertrain_magnitude_angle(const float *re, const float *im, float *magnitude, float *angle, long count);
-
-/// cos and sin of `count` float32 angles of magnitude below 1.6e6, evaluated in double and rounded once.
-void sertrain_cos_sin(const float *angles, float *cos_out, float *sin_out, long count);
-
-/// One step of librosa's phase vocoder over `bins` bins: the column `(1 - alpha) |a| + alpha |b|` at the phase
-/// accumulator's angle, as complex64 into `column` (interleaved), then the float32 accumulator advanced by
-/// `advance` plus the wrapped difference of the angles of `b` and `a`.
-void sertrain_vocoder_step(
-    const float *magnitude_a, const float *magnitude_b, const float *angle_a, const float *angle_b,
-    const double *advance, double alpha, float *phase, float *column, long bins);
-
-/// `|z|^2` of `bins` complex numbers given in double (interleaved), each rounded to complex64 first and squared in
-/// float32 (librosa's power spectrum of its complex64 STFT), stored `stride` floats apart.
-void sertrain_power_strided(const double *spectrum, long bins, float *power, long stride);
-
-/// `out[i] = frame[i] * window[i]` in double (librosa's window times a float32 frame).
-void sertrain_window_frame(const float *frame, const double *window, double *out, long count);
 
 // The first block of a ConvNet without its convolution's output (stem.c; `BatchNormLayer` in ConvNet uses them).
 

@@ -1,10 +1,11 @@
 import Base
+import ConvNet
 
 /// Naive reference kernels in double precision, one per layer, written for clarity: the oracle that the fast
 /// kernels and finite differences are checked against. Tensors are compact NLC `[batch][length][channels]`.
-public enum Reference {
+enum Reference {
   /// `y[b,t,o] = act(bias[o] + Σ_j Σ_i x[b, t+j-padLeft, i] · w[j,i,o])`, zero outside `0..<length`.
-  public static func conv1DForward(
+  static func conv1DForward(
     _ x: [Double], batch: Int, length: Int, inputs: Int, kernel w: [Double], width k: Int, outputs: Int,
     bias: [Double], relu: Bool
   ) -> [Double] {
@@ -27,7 +28,7 @@ public enum Reference {
   }
 
   /// Gradients of `conv1DForward` given the output `y` and its gradient `dy`.
-  public static func conv1DBackward(
+  static func conv1DBackward(
     _ x: [Double], y: [Double], dy: [Double], batch: Int, length: Int, inputs: Int, kernel w: [Double],
     width k: Int, outputs: Int, relu: Bool
   ) -> (dx: [Double], dKernel: [Double], dBias: [Double]) {
@@ -57,7 +58,7 @@ public enum Reference {
 
   /// BatchNormalization over `rows` rows of `channels`. Training uses the batch mean and biased variance;
   /// otherwise `mean`/`variance` are the moving statistics. Returns the output and the statistics used.
-  public static func batchNormForward(
+  static func batchNormForward(
     _ x: [Double], rows: Int, channels: Int, gamma: [Double], beta: [Double], epsilon: Double, training: Bool,
     movingMean: [Double], movingVariance: [Double]
   ) -> (y: [Double], mean: [Double], variance: [Double]) {
@@ -84,7 +85,7 @@ public enum Reference {
   }
 
   /// Gradients of training-mode `batchNormForward`.
-  public static func batchNormBackward(
+  static func batchNormBackward(
     _ x: [Double], dy: [Double], rows: Int, channels: Int, gamma: [Double], mean: [Double], variance: [Double],
     epsilon: Double
   ) -> (dx: [Double], dGamma: [Double], dBeta: [Double]) {
@@ -112,7 +113,7 @@ public enum Reference {
   }
 
   /// The window `[start, start+pool)` of output `t` under TensorFlow's `same` padding.
-  public static func poolWindow(_ t: Int, length: Int, pool: Int, stride: Int) -> Range<Int> {
+  static func poolWindow(_ t: Int, length: Int, pool: Int, stride: Int) -> Range<Int> {
     let outLength = (length + stride - 1) / stride
     let padLeft = max((outLength - 1) * stride + pool - length, 0) / 2
     let start = t * stride - padLeft
@@ -120,7 +121,7 @@ public enum Reference {
   }
 
   /// MaxPooling1D (`same`): the maximum of each window, and the position of its first maximum.
-  public static func maxPoolForward(
+  static func maxPoolForward(
     _ x: [Double], batch: Int, length: Int, channels: Int, pool: Int, stride: Int
   ) -> (y: [Double], argmax: [Int]) {
     let outLength = (length + stride - 1) / stride
@@ -145,14 +146,14 @@ public enum Reference {
   }
 
   /// Routes each output gradient to its window's first maximum.
-  public static func maxPoolBackward(_ dy: [Double], argmax: [Int], inputCount: Int) -> [Double] {
+  static func maxPoolBackward(_ dy: [Double], argmax: [Int], inputCount: Int) -> [Double] {
     var dx = [Double](repeating: 0, count: inputCount)
     for (i, a) in argmax.enumerated() { dx[a] += dy[i] }
     return dx
   }
 
   /// `y = x·W + b` with `W [inputs, outputs]`, optional ReLU.
-  public static func denseForward(
+  static func denseForward(
     _ x: [Double], batch: Int, inputs: Int, kernel w: [Double], outputs: Int, bias: [Double], relu: Bool
   ) -> [Double] {
     var y = [Double](repeating: 0, count: batch * outputs)
@@ -166,7 +167,7 @@ public enum Reference {
     return y
   }
 
-  public static func denseBackward(
+  static func denseBackward(
     _ x: [Double], y: [Double], dy: [Double], batch: Int, inputs: Int, kernel w: [Double], outputs: Int,
     relu: Bool
   ) -> (dx: [Double], dKernel: [Double], dBias: [Double]) {
@@ -187,7 +188,7 @@ public enum Reference {
   }
 
   /// Softmax probabilities, the mean categorical cross-entropy and its gradient with respect to the logits.
-  public static func softmaxCrossEntropy(
+  static func softmaxCrossEntropy(
     _ logits: [Double], labels: [Int], classes: Int
   ) -> (probs: [Double], loss: Double, dLogits: [Double]) {
     let batch = labels.count
@@ -216,7 +217,7 @@ extension Reference {
   /// A whole network in double precision with the naive kernels: the probabilities and mean loss of `x`
   /// (compact `[batch, inputWidth]`), and, in training mode, every trainable variable's gradient by Keras name.
   /// `variables` holds every variable (trainable and moving statistics) by Keras name.
-  public static func network(
+  static func network(
     _ plans: [LayerPlan], variables: [String: [Double]], x: [Double], batch: Int, labels: [Int], training: Bool,
     dropoutSeed: UInt64 = 0
   ) -> (probs: [Double], loss: Double, gradients: [String: [Double]]) {

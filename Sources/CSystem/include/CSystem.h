@@ -1,0 +1,28 @@
+// System helpers that Swift's Glibc overlay does not expose: the CPU, malloc and the stop signals (support.c).
+#pragma once
+
+/// The number of CPUs in this process's affinity mask (what mpirun's binding left us), at least 1.
+int sertrain_available_cores(void);
+
+/// 1 if the CPU runs the AVX-512 subsets OpenBLAS's SkylakeX kernels use (F, CD, BW, DQ, VL), else 0.
+int sertrain_cpu_has_avx512_skylakex(void);
+
+/// 1 if the CPU runs AVX2 and FMA (what OpenBLAS's Haswell kernels use), else 0.
+int sertrain_cpu_has_avx2_fma(void);
+
+/// glibc's malloc: blocks up to `mmap_threshold` bytes come from the heap, which is trimmed only when more than
+/// `trim_threshold` bytes at its top are free (see `keepFreedMemory` in the command-line target).
+void sertrain_keep_freed_memory(int mmap_threshold, int trim_threshold);
+
+/// Installs handlers for SIGUSR1 and SIGTERM that only record the request (async-signal-safe), and unblocks them.
+void sertrain_install_stop_handlers(void);
+/// Blocks SIGUSR1 and SIGTERM before an exec, so that one arriving in between waits for the new image's handlers
+/// (a request already recorded is raised again, to be pending across the exec).
+void sertrain_hold_stop_signals_across_exec(void);
+/// Gives SIGUSR1 and SIGTERM their default action again (commands that cannot stop cleanly), and raises a request
+/// already recorded.
+void sertrain_default_stop_signals(void);
+/// The signal that asked to stop (SIGUSR1 or SIGTERM), or 0.
+int sertrain_stop_requested(void);
+/// Clears the request (tests).
+void sertrain_clear_stop_request(void);
