@@ -86,3 +86,13 @@ public final class ProgressBar {
     fputs("\r\u{1B}[K", stderr)
   }
 }
+
+extension String {
+  /// The string without white space at either end.
+  public func trimmingCharacters() -> String {
+    var s = Substring(self)
+    while let c = s.first, c.isWhitespace { s = s.dropFirst() }
+    while let c = s.last, c.isWhitespace { s = s.dropLast() }
+    return String(s)
+  }
+}

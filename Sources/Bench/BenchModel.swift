@@ -9,32 +9,21 @@ import Training
 #endif
 
 /// Floating-point operations of one layer's forward pass for one sample (multiply-adds count 2): convolutions and
-/// dense layers; 0 for the rest.
-func forwardFlopsPerSample(_ plan: LayerPlan) -> Double {
+/// dense layers; 0 for the rest. The backward pass of layer `index` takes twice as many (weight and input
+/// gradients), once for the first layer, which computes no input gradient.
+func flopsPerSample(_ plan: LayerPlan, backwardOf index: Int? = nil) -> Double {
+  let passes = index.map { $0 == 0 ? 1.0 : 2.0 } ?? 1
   switch plan.spec.type {
   case .conv1D:
-    return 2 * Double(plan.inputLength * plan.spec.kernelSize! * plan.inputChannels * plan.outputChannels)
-  case .dense: return 2 * Double(plan.inputChannels * plan.outputChannels)
+    return passes * 2 * Double(plan.inputLength * plan.spec.kernelSize! * plan.inputChannels * plan.outputChannels)
+  case .dense: return passes * 2 * Double(plan.inputChannels * plan.outputChannels)
   default: return 0
   }
 }
 
-/// Floating-point operations of layer `index`'s backward pass for one sample: twice its forward (weight and input
-/// gradients), once for the first layer, which computes no input gradient.
-func backwardFlopsPerSample(_ plan: LayerPlan, index: Int) -> Double {
-  forwardFlopsPerSample(plan) * (index == 0 ? 1 : 2)
-}
-
 /// Floating-point operations of one sample's forward and backward pass.
 public func trainingFlopsPerSample(_ network: Network) -> Double {
-  network.plans.enumerated().reduce(0.0) {
-    $0 + forwardFlopsPerSample($1.1) + backwardFlopsPerSample($1.1, index: $1.0)
-  }
-}
-
-/// Forward-only flops per sample.
-public func inferenceFlopsPerSample(_ network: Network) -> Double {
-  network.plans.reduce(0.0) { $0 + forwardFlopsPerSample($1) }
+  network.plans.enumerated().reduce(0.0) { $0 + flopsPerSample($1.1) + flopsPerSample($1.1, backwardOf: $1.0) }
 }
 
 /// The best of `repeats` square sgemm runs of `size`, in GFLOP/s: this machine's attainable peak with this
@@ -57,16 +46,14 @@ public func measureSGEMMPeak(size: Int = 4096, repeats: Int = 3) -> Double {
 }
 
 /// One process's measurements of the model benchmark (ours or the peer's), as a JSON line.
-public struct ModelBenchSample: Codable, Sendable {
+public struct ModelBenchSample: JSONLine, Sendable {
   public var stepSeconds: [Double]
   public var predictSamplesPerSecond: Double
   public var peakMegabytes: Double
   /// The OpenBLAS kernels and their sgemm peak in this process (sertrain only).
   public var blasCore: String?
-  /// The mean of the measurements before and after the steps; and the two.
+  /// The mean of the measurements before and after the steps.
   public var sgemmPeak: Double?
-  public var sgemmPeakBefore: Double?
-  public var sgemmPeakAfter: Double?
   /// The sgemm peak around each timed step: the mean of the measurements right before and right after it (the
   /// machine's speed drifts within a run on shared hosts, so each step is held to its own neighbourhood).
   public var stepSGEMMPeaks: [Double]?
@@ -83,17 +70,7 @@ public struct ModelBenchSample: Codable, Sendable {
     case peakMegabytes = "peak_mb"
     case blasCore = "blas_core"
     case sgemmPeak = "sgemm_peak_gflops"
-    case sgemmPeakBefore = "sgemm_peak_before_gflops"
-    case sgemmPeakAfter = "sgemm_peak_after_gflops"
     case stepSGEMMPeaks = "step_sgemm_peaks_gflops"
-  }
-
-  public func json() -> String {
-    String(decoding: (try? JSONEncoder().encode(self)) ?? Data(), as: UTF8.self)
-  }
-
-  public static func parse(_ line: String) throws -> ModelBenchSample {
-    try JSONDecoder().decode(ModelBenchSample.self, from: Data(line.utf8))
   }
 }
 
@@ -125,7 +102,7 @@ public func benchmarkTraining(
       }
       adam.update(network.parameters, network.gradients)
       if step >= warmup { times.append(monotonicSeconds() - t0) }
-      if step + 1 == warmup { trainingRSS = residentHighWaterMegabytes() }
+      if step + 1 == warmup { trainingRSS = peakResidentMegabytes() }
       if step + 1 >= warmup && !profile { peaks.append(measureSGEMMPeak(repeats: 2)) }
       if profile && step + 1 == warmup { network.profile = [:] }
     }
@@ -135,10 +112,13 @@ public func benchmarkTraining(
     if let p = network.profile {
       // The convolutions' and dense layers' rate against this process's sgemm peak: how close their kernels (the
       // direct convolution, or OpenBLAS) get on each layer's shapes.
+      // A fused block's name joins its layers' (`conv2+bn2+pool2`).
       var flops: [String: Double] = [:]
-      for (i, plan) in network.plans.enumerated() where forwardFlopsPerSample(plan) > 0 {
-        flops[plan.name + " forward"] = forwardFlopsPerSample(plan) * Double(batch)
-        flops[plan.name + " backward"] = backwardFlopsPerSample(plan, index: i) * Double(batch)
+      for (i, plan) in network.plans.enumerated() where flopsPerSample(plan) > 0 {
+        let name = p.keys.first { $0.split(separator: " ")[0].split(separator: "+").contains { $0 == plan.name } }
+        guard let name = name?.split(separator: " ").first else { continue }
+        flops[name + " forward"] = flopsPerSample(plan) * Double(batch)
+        flops[name + " backward"] = flopsPerSample(plan, backwardOf: i) * Double(batch)
       }
       let total = p.values.reduce(0, +)
       for (name, seconds) in p.sorted(by: { $0.value > $1.value }) where seconds > 0.01 * total {
@@ -150,9 +130,7 @@ public func benchmarkTraining(
         }
         printError(line)
       }
-      printError(
-        "  (the pools are fused into the BatchNorms before them, and a first convolution over one input channel "
-          + "into the BatchNorm after it; sgemm peak \(fixed(peak, 0)) GFLOP/s)")
+      printError("  (sgemm peak \(fixed(peak, 0)) GFLOP/s)")
       network.profile = nil
     }
     x.withUnsafeBufferPointer { _ = network.forward($0.baseAddress!, batch: batch, training: false) }
@@ -165,22 +143,16 @@ public func benchmarkTraining(
   }()
   // The machine's rate again after the steps (shared machines drift); the share of the peak uses the mean.
   let peakAfter = measureSGEMMPeak()
-  var usage = rusage()
-  getrusage(RUSAGE_SELF.rawValue, &usage)
   // The peak RSS of the training itself when known: the sgemm measurements between the steps hold three
   // 64 MB matrices beside the model.
   return ModelBenchSample(
-    stepSeconds: times, predictSamplesPerSecond: predictRate,
-    peakMegabytes: trainingRSS ?? Double(usage.ru_maxrss) / 1024, blasCore: blasCoreName,
-    sgemmPeak: (peak + peakAfter) / 2, sgemmPeakBefore: peak, sgemmPeakAfter: peakAfter, stepSGEMMPeaks: stepPeaks)
+    stepSeconds: times, predictSamplesPerSecond: predictRate, peakMegabytes: trainingRSS ?? peakResidentMegabytes(),
+    blasCore: blasCoreName, sgemmPeak: (peak + peakAfter) / 2, stepSGEMMPeaks: stepPeaks)
 }
 
-/// This process's peak resident set so far (`VmHWM`), in MB, or nil where /proc does not say.
-func residentHighWaterMegabytes() -> Double? {
-  guard let status = try? String(contentsOfFile: "/proc/self/status", encoding: .utf8) else { return nil }
-  for line in status.split(separator: "\n") where line.hasPrefix("VmHWM:") {
-    let fields = line.split(separator: " ")
-    if fields.count >= 2, let kilobytes = Double(fields[1]) { return kilobytes / 1024 }
-  }
-  return nil
+/// This process's peak resident set so far, in MB.
+func peakResidentMegabytes() -> Double {
+  var usage = rusage()
+  getrusage(RUSAGE_SELF.rawValue, &usage)
+  return Double(usage.ru_maxrss) / 1024
 }

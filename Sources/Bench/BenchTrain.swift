@@ -9,17 +9,12 @@ import Training
 #endif
 
 /// One configuration's measurements in `bench train` (printed by rank 0 as a JSON line).
-public struct TrainBenchSample: Codable, Sendable {
+public struct TrainBenchSample: JSONLine, Sendable {
   public var ranks: Int
   public var threads: Int
   public var stepSeconds: [Double]
   public var allreduceSeconds: [Double]
   public var bareAllreduceSeconds: [Double]
-
-  public func json() -> String { String(decoding: (try? JSONEncoder().encode(self)) ?? Data(), as: UTF8.self) }
-  public static func parse(_ line: String) throws -> TrainBenchSample {
-    try JSONDecoder().decode(TrainBenchSample.self, from: Data(line.utf8))
-  }
 }
 
 /// Data-parallel train steps exactly as `Trainer` takes them (`trainStep`: a strided share of a global batch per

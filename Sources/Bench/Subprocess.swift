@@ -1,5 +1,5 @@
 import Base
-import Training
+import FoundationEssentials
 
 #if canImport(Glibc)
   import Glibc
@@ -54,7 +54,6 @@ public struct ChildError: Error, CustomStringConvertible {
   public var description: String { message }
 }
 
-/// The path of the running executable.
 /// The path of a Python peer in the checkout's `Benchmarks/` folder: the first found walking up from the executable
 /// (`.build/<triple>/release/sertrain`) and then from the working directory.
 public func peerScript(_ name: String) throws -> String {
@@ -79,6 +78,29 @@ public func currentExecutable() -> String {
   var buf = [CChar](repeating: 0, count: 4096)
   let n = readlink("/proc/self/exe", &buf, buf.count - 1)
   return n > 0 ? String(decoding: buf[0..<n].map { UInt8(bitPattern: $0) }, as: UTF8.self) : CommandLine.arguments[0]
+}
+
+/// A measurement a child process prints as its last JSON line.
+public protocol JSONLine: Codable {}
+
+extension JSONLine {
+  public func json() -> String { String(decoding: (try? JSONEncoder().encode(self)) ?? Data(), as: UTF8.self) }
+}
+
+/// Runs `argv` (standard output captured) and decodes the last line of its output that starts with `{`.
+public func runChild<T: JSONLine>(
+  _ argv: [String], environment: [String: String] = [:], as: T.Type = T.self
+) throws -> (ChildMeasurement, T) {
+  let (m, out) = try runCapturing(argv, environment: environment)
+  guard m.status == 0, let line = out.split(separator: "\n").last(where: { $0.hasPrefix("{") }) else {
+    throw ChildError(message: "\(argv.prefix(3).joined(separator: " ")) exited \(m.status)")
+  }
+  return (m, try JSONDecoder().decode(T.self, from: Data(line.utf8)))
+}
+
+/// What mpirun needs in the environment to run as root (nothing for other users).
+public var mpirunEnvironment: [String: String] {
+  getuid() == 0 ? ["OMPI_ALLOW_RUN_AS_ROOT": "1", "OMPI_ALLOW_RUN_AS_ROOT_CONFIRM": "1"] : [:]
 }
 
 /// Median of a non-empty list.

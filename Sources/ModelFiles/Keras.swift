@@ -1,3 +1,4 @@
+import AudioFeatures
 import Base
 import ConvNet
 import HDF5
@@ -337,4 +338,37 @@ public func specFromKerasConfig(_ json: String) throws -> ModelSpec {
   guard length > 0 else { throw SpecError("model_config has no input shape") }
   return ModelSpec(
     name: root["config"]?["name"]?.string ?? "keras", inputLength: length, inputChannels: channels, layers: specs)
+}
+
+/// A checkpoint from the Keras weights in `path`, and what it holds in words.
+/// - Parameters:
+///   - model: a preset or JSON spec; default the file's `model_config` when it has one, else the seed.
+///   - classes: class names in the output order, comma-separated; default the scaler's data's classes, else the
+///     seed's emotions (when the output layer has 7 units).
+///   - scaler: a feature file to fit the input standardisation on; default none (identity).
+public func importKeras(_ path: String, model: String?, classes: String?, scaler: String?) throws -> (
+  Checkpoint, String
+) {
+  let weights = try KerasWeights.read(path)
+  let spec = try model.map(ModelSpec.load) ?? weights.spec ?? .seed()
+  let fit = try scaler.map(fitScaler)
+  let outputs = weights.layers.last { $0.kind == "dense" }?.variables.last?.shape.first ?? 7
+  let names =
+    classes?.split(separator: ",").map { String($0).trimmingCharacters() } ?? fit?.classes
+    ?? (outputs == emotions.count ? emotions : (0..<outputs).map { "class\($0)" })
+  guard names.count == outputs else {
+    throw KerasImportError(path, "\(names.count) class names given; the output layer has \(outputs) units")
+  }
+  let network = try Network(spec: spec, classes: names.count)
+  try weights.apply(to: network, path: path)
+  if let fit, fit.mean.count != network.inputWidth {
+    throw KerasImportError(scaler!, "\(fit.mean.count) feature columns, but the model reads \(network.inputWidth)")
+  }
+  let checkpoint = Checkpoint(network: network, classNames: names, scalerMean: fit?.mean, scalerScale: fit?.scale)
+  return (
+    checkpoint,
+    "\(weights.format.rawValue), \(weights.layers.count) layers with weights: model \(spec.name), "
+      + "\(network.trainableCount + network.nonTrainableCount) parameters, classes \(names.joined(separator: ", "))"
+      + (fit == nil ? ", identity scaler" : ", scaler fitted on \(scaler!)")
+  )
 }

@@ -1,4 +1,5 @@
 import Base
+import Collective
 import ModelFiles
 
 #if canImport(Glibc)
@@ -170,4 +171,38 @@ public func writeRunReport(runDir: String, last: Checkpoint, evaluation: Evaluat
   let path = runDir + "/report.html"
   try writeTextAtomically(html, to: path)
   return path
+}
+
+/// The data file a checkpoint was trained on, when `--data` is not given.
+public func defaultData(_ c: Checkpoint, _ given: String?) -> String {
+  if let given { return given }
+  if let t = c.training, let s = try? TrainingState.parse(t) {
+    if access(s.config.data, R_OK) != 0, let absolute = s.dataPath, access(absolute, R_OK) == 0 { return absolute }
+    return s.config.data
+  }
+  return "features.h5"
+}
+
+/// The split a report evaluates: test when the run held one out, else validation.
+public func reportSplit(_ c: Checkpoint) -> String {
+  guard let split = c.split else { return "all" }
+  return split.contains(2) ? "test" : split.contains(1) ? "val" : "train"
+}
+
+/// Evaluates the run's final weights and writes its report on rank 0; returns the report's path and the
+/// evaluation there.
+public func makeReport(runDir: String, data: String?, split: String?, comm: Communicator) throws -> (
+  String, Evaluation?
+)? {
+  let path = runDir + "/" + Trainer.lastName
+  let last = try Checkpoint.read(path)
+  var evaluation: Evaluation?
+  do {
+    evaluation = try evaluate(
+      last, path: path, dataPath: defaultData(last, data), split: split ?? reportSplit(last), comm: comm)
+  } catch {
+    if comm.rank == 0 { printError("sertrain: warning: the report has no evaluation: \(error)") }
+  }
+  guard comm.rank == 0 else { return nil }
+  return (try writeRunReport(runDir: runDir, last: last, evaluation: evaluation), evaluation)
 }

@@ -31,6 +31,25 @@ struct BenchOptions: ParsableArguments {
   var venv = ".build/bench-venv"
 }
 
+/// The model and steps of `bench model` and `bench train`, passed on to their child processes.
+struct StepOptions: ParsableArguments {
+  @Option(help: "Model preset or spec (the Keras peer runs only the seed model).")
+  var model = "seed"
+
+  @Option(help: "Batch size (global, across ranks).")
+  var batchSize = 64
+
+  @Option(help: "Timed train steps per process.")
+  var steps = 5
+
+  @Option(help: "Untimed train steps first.")
+  var warmup = 1
+
+  var arguments: [String] {
+    ["--model", model, "--batch-size", "\(batchSize)", "--steps", "\(steps)", "--warmup", "\(warmup)"]
+  }
+}
+
 /// A work directory: the given one (kept) or a fresh temporary one (removed at the end).
 func withWorkDirectory(_ given: String?, _ body: (String) throws -> Void) throws {
   if let given {
@@ -128,13 +147,4 @@ func machineDescription() -> String {
     free(line)
   }
   return "\(model), \(availableCores()) cores"
-}
-
-extension String {
-  func trimmingCharacters() -> String {
-    var s = Substring(self)
-    while let c = s.first, c.isWhitespace { s = s.dropFirst() }
-    while let c = s.last, c.isWhitespace { s = s.dropLast() }
-    return String(s)
-  }
 }

@@ -31,8 +31,6 @@ struct BenchExtractCommand: ParsableCommand {
       print("machine: \(machineDescription()); corpus \(corpus): \(found.count) files")
       try withWorkDirectory(options.workDir) { dir in
         var ours: [[Double]] = [[], [], []]
-        var root: [String: String] = [:]
-        if getuid() == 0 { root = ["OMPI_ALLOW_RUN_AS_ROOT": "1", "OMPI_ALLOW_RUN_AS_ROOT_CONFIRM": "1"] }
         let args = [currentExecutable(), "extract", corpus, "-o", dir + "/f.h5", "--force", "-q"]
         let cores = availableCores()
         let configurations: [(String, [String])] = [
@@ -45,7 +43,7 @@ struct BenchExtractCommand: ParsableCommand {
         ]
         for i in 0..<options.repeats {
           for (c, (label, argv)) in configurations.enumerated() {
-            let m = try runMeasured(argv, environment: root)
+            let m = try runMeasured(argv, environment: mpirunEnvironment)
             guard m.status == 0 else { throw ChildError(message: "\(argv.joined(separator: " ")) exited \(m.status)") }
             ours[c].append(m.seconds)
             print(

@@ -14,17 +14,7 @@ struct BenchModelCommand: ParsableCommand {
     commandName: "model",
     abstract: "Train steps and inference of a model on random data; peer: Keras 3 on TensorFlow CPU.")
 
-  @Option(help: "Model preset or spec (the peer always runs the seed model).")
-  var model = "seed"
-
-  @Option(help: "Batch size.")
-  var batchSize = 64
-
-  @Option(help: "Timed train steps per process.")
-  var steps = 5
-
-  @Option(help: "Untimed train steps first.")
-  var warmup = 1
+  @OptionGroup var steps: StepOptions
 
   @Option(help: "Batches of inference per process.")
   var predictBatches = 4
@@ -55,10 +45,10 @@ struct BenchModelCommand: ParsableCommand {
     try runReportingErrors {
       configureBLASThreads(environment: environment())
       Network.directConvolutionLevel = convolution.level
-      let spec = try ModelSpec.load(model)
+      let spec = try ModelSpec.load(steps.model)
       if child {
         let sample = try benchmarkTraining(
-          spec: spec, batch: batchSize, steps: steps, warmup: warmup, predictBatches: predictBatches,
+          spec: spec, batch: steps.batchSize, steps: steps.steps, warmup: steps.warmup, predictBatches: predictBatches,
           profile: profile)
         print(sample.json())
         return
@@ -71,7 +61,7 @@ struct BenchModelCommand: ParsableCommand {
       print("machine: \(machineDescription()), OpenBLAS \(blasThreads) threads, kernels \(blasCoreName); \(direct)")
       print(
         "model \(spec.name): \(network.trainableCount + network.nonTrainableCount) parameters, "
-          + "\(fixed(flops / 1e9, 2)) GFLOP per sample (forward + backward), batch \(batchSize)")
+          + "\(fixed(flops / 1e9, 2)) GFLOP per sample (forward + backward), batch \(steps.batchSize)")
       // sertrain as configured, and also with the kernels it would pick on this CPU when the environment pins
       // older ones (OPENBLAS_CORETYPE): each process measures its own sgemm peak first.
       var configurations: [(String, [String: String])] = [("sertrain", [:])]
@@ -82,59 +72,44 @@ struct BenchModelCommand: ParsableCommand {
             + "\(better) kernels, which sertrain uses when the variable is unset: both are measured")
       }
       let python =
-        options.noPeer || model != "seed"
+        options.noPeer || steps.model != "seed"
         ? nil : try benchmarkVenv(options.venv, packages: ["tensorflow-cpu", "h5py"])
       let script = python == nil ? "" : try peerScript("peer_model.py")
-      let args = ["\(batchSize)", "\(steps)", "\(warmup)", "\(predictBatches)"]
+      let args = ["\(steps.batchSize)", "\(steps.steps)", "\(steps.warmup)", "\(predictBatches)"]
       var ours = [[ModelBenchSample]](repeating: [], count: configurations.count)
       var peer: [ModelBenchSample] = []
       for i in 0..<max(options.repeats, python == nil ? 0 : options.peerRepeats) {
         if i < options.repeats {
           for (c, (label, env)) in configurations.enumerated() {
-            let (m, out) = try runCapturing(
-              [
-                currentExecutable(), "bench", "model", "--child", "--model", model, "--batch-size", args[0],
-                "--steps", args[1], "--warmup", args[2], "--predict-batches", args[3],
-                "--convolution", convolution.rawValue,
-              ] + (profile ? ["--profile"] : []), environment: env)
-            guard m.status == 0, let line = out.split(separator: "\n").last(where: { $0.hasPrefix("{") }) else {
-              throw ChildError(message: "sertrain bench child exited \(m.status)")
-            }
             // The child reports its training's own peak RSS (see `benchmarkTraining`).
-            let s = try ModelBenchSample.parse(String(line))
-            report(label, i, s, flops: flops, peak: s.sgemmPeak)
+            let (_, s) = try runChild(
+              [currentExecutable(), "bench", "model", "--child"] + steps.arguments + [
+                "--predict-batches", args[3], "--convolution", convolution.rawValue,
+              ] + (profile ? ["--profile"] : []), environment: env, as: ModelBenchSample.self)
+            report(label, i, s, flops: flops)
             ours[c].append(s)
           }
         }
         if let python, i < options.peerRepeats {
-          let (m, out) = try runCapturing([python, script] + args)
-          guard m.status == 0, let line = out.split(separator: "\n").last(where: { $0.hasPrefix("{") }) else {
-            throw ChildError(message: "the Keras peer exited \(m.status)")
-          }
-          var s = try ModelBenchSample.parse(String(line))
+          var (m, s) = try runChild([python, script] + args, as: ModelBenchSample.self)
           s.peakMegabytes = m.maxRSSMegabytes
-          report("keras", i, s, flops: flops, peak: nil)
+          report("keras", i, s, flops: flops)
           peer.append(s)
         }
       }
-      let peerRate = peer.isEmpty ? nil : Double(batchSize) / median(peer.flatMap(\.stepSeconds))
+      let peerRate = peer.isEmpty ? nil : Double(steps.batchSize) / median(peer.flatMap(\.stepSeconds))
       let peerPredict = peer.isEmpty ? nil : median(peer.map(\.predictSamplesPerSecond))
       for (c, (label, _)) in configurations.enumerated() {
         let step = median(ours[c].flatMap(\.stepSeconds))
-        let rate = Double(batchSize) / step
+        let rate = Double(steps.batchSize) / step
         let peak = median(ours[c].compactMap(\.sgemmPeak))
         let predict = median(ours[c].map(\.predictSamplesPerSecond))
-        let shares = ours[c].compactMap { $0.stepPeakShares(flopsPerStep: flops * Double(batchSize)) }.flatMap { $0 }
-        let share =
-          shares.isEmpty
-          ? "\(fixed(100 * rate * flops / 1e9 / peak, 1))% of its sgemm peak \(fixed(peak, 1)) GFLOP/s "
-            + "(before and after the steps, averaged)"
-          : "\(fixed(100 * median(shares), 1))% of its sgemm peak (median over the steps of each step's rate "
-            + "against the sgemm measured right before and after it; \(fixed(peak, 1)) GFLOP/s before and after "
-            + "all steps, averaged)"
+        let shares = ours[c].compactMap { $0.stepPeakShares(flopsPerStep: flops * Double(steps.batchSize)) }
+        // Each step against the sgemm measured right before and after it (none with --profile).
+        let share = shares.isEmpty ? "" : " = \(fixed(100 * median(shares.flatMap { $0 }), 1))% of the sgemm peak"
         var line =
           "\(label) (\(ours[c].first?.blasCore ?? "?") kernels): median step \(fixed(step, 3)) s = "
-          + "\(fixed(rate, 2)) samples/s = \(fixed(rate * flops / 1e9, 1)) GFLOP/s = \(share); predict "
+          + "\(fixed(rate, 2)) samples/s = \(fixed(rate * flops / 1e9, 1)) GFLOP/s\(share) (sgemm \(fixed(peak, 1))); predict "
           + "\(fixed(predict, 1)) samples/s; peak RSS \(fixed(ours[c].map(\.peakMegabytes).max()!, 0)) MB"
         if let peerRate, let peerPredict {
           line += "; vs keras: training \(fixed(rate / peerRate, 2))x, predict \(fixed(predict / peerPredict, 2))x"
@@ -143,26 +118,21 @@ struct BenchModelCommand: ParsableCommand {
       }
       if let peerRate, let peerPredict {
         print(
-          "keras (TensorFlow CPU): median step \(fixed(Double(batchSize) / peerRate, 3)) s = \(fixed(peerRate, 2)) "
+          "keras (TensorFlow CPU): median step \(fixed(Double(steps.batchSize) / peerRate, 3)) s = \(fixed(peerRate, 2)) "
             + "samples/s = \(fixed(peerRate * flops / 1e9, 1)) GFLOP/s; predict \(fixed(peerPredict, 1)) samples/s; "
             + "peak RSS \(fixed(peer.map(\.peakMegabytes).max()!, 0)) MB")
       }
     }
   }
 
-  private func report(_ who: String, _ i: Int, _ s: ModelBenchSample, flops: Double, peak: Double?) {
-    let rate = Double(batchSize) / median(s.stepSeconds)
-    let around = s.stepPeakShares(flopsPerStep: flops * Double(batchSize)).map {
-      "\(fixed(100 * median($0), 1))% of the sgemm peak around each step (\(s.stepSGEMMPeaks!.map { fixed($0, 0) }.joined(separator: ", ")) GFLOP/s); "
+  private func report(_ who: String, _ i: Int, _ s: ModelBenchSample, flops: Double) {
+    let rate = Double(steps.batchSize) / median(s.stepSeconds)
+    let share = s.stepPeakShares(flopsPerStep: flops * Double(steps.batchSize)).map {
+      " (\(fixed(100 * median($0), 1))% of the sgemm peak around each step: \(s.stepSGEMMPeaks!.map { fixed($0, 0) }.joined(separator: ", ")) GFLOP/s)"
     }
-    let share =
-      peak.map {
-        " (\(around ?? "")\(fixed(100 * rate * flops / 1e9 / $0, 1))% of sgemm peak \(fixed($0, 0)): "
-          + "\(fixed(s.sgemmPeakBefore ?? $0, 0)) before the steps, \(fixed(s.sgemmPeakAfter ?? $0, 0)) after)"
-      } ?? ""
     print(
       "  \(who) run \(i + 1): steps \(s.stepSeconds.map { fixed($0, 2) }.joined(separator: ", ")) s -> "
-        + "\(fixed(rate, 2)) samples/s\(share), predict \(fixed(s.predictSamplesPerSecond, 1)) samples/s, "
+        + "\(fixed(rate, 2)) samples/s\(share ?? ""), predict \(fixed(s.predictSamplesPerSecond, 1)) samples/s, "
         + "peak \(fixed(s.peakMegabytes, 0)) MB")
     fflush(stdout)
   }

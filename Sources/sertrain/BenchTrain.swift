@@ -14,17 +14,7 @@ struct BenchTrainCommand: ParsableCommand {
     commandName: "train",
     abstract: "Data-parallel train steps: 1 rank x N threads against N ranks x 1 thread under mpirun.")
 
-  @Option(help: "Model preset or spec.")
-  var model = "seed"
-
-  @Option(help: "Global batch size.")
-  var batchSize = 64
-
-  @Option(help: "Timed steps per configuration.")
-  var steps = 4
-
-  @Option(help: "Untimed steps first.")
-  var warmup = 1
+  @OptionGroup var steps: StepOptions
 
   @Option(help: "Ranks of the MPI configuration (each with one BLAS thread).")
   var ranks = 2
@@ -38,13 +28,13 @@ struct BenchTrainCommand: ParsableCommand {
   func run() throws {
     try runReportingErrors {
       let env = environment()
-      var spec = try ModelSpec.load(model)
+      var spec = try ModelSpec.load(steps.model)
       spec.inputLength = 2376
       if child {
         let comm = try makeCommunicator(env)
         configureBLASThreads(environment: env)
         let s = try benchmarkDataParallelSteps(
-          spec: spec, comm: comm, globalBatch: batchSize, steps: steps, warmup: warmup)
+          spec: spec, comm: comm, globalBatch: steps.batchSize, steps: steps.steps, warmup: steps.warmup)
         if comm.rank == 0 { print(s.json()) }
         return
       }
@@ -52,27 +42,18 @@ struct BenchTrainCommand: ParsableCommand {
       let threads = blasThreads
       let network = try Network(spec: spec, classes: 7)
       let flops = trainingFlopsPerSample(network)
-      print("machine: \(machineDescription()); model \(spec.name), batch \(batchSize), kernels \(blasCoreName)")
-      let args = [
-        currentExecutable(), "bench", "train", "--child", "--model", model, "--batch-size", "\(batchSize)",
-        "--steps", "\(steps)", "--warmup", "\(warmup)",
-      ]
+      print("machine: \(machineDescription()); model \(spec.name), batch \(steps.batchSize), kernels \(blasCoreName)")
+      let args = [currentExecutable(), "bench", "train", "--child"] + steps.arguments
       let mpirun = ["mpirun", "-n", "\(ranks)", "--bind-to", "core", "--oversubscribe", "-x", "OPENBLAS_NUM_THREADS=1"]
-      var root: [String: String] = [:]
-      if getuid() == 0 { root = ["OMPI_ALLOW_RUN_AS_ROOT": "1", "OMPI_ALLOW_RUN_AS_ROOT_CONFIRM": "1"] }
       var results: [[TrainBenchSample]] = [[], []]
       for i in 0..<repeats {
         for (c, (argv, extra)) in [
           (args, ["OPENBLAS_NUM_THREADS": "\(threads)"]),
-          (mpirun + args, root.merging(["OPENBLAS_NUM_THREADS": "1"]) { $1 }),
+          (mpirun + args, mpirunEnvironment.merging(["OPENBLAS_NUM_THREADS": "1"]) { $1 }),
         ].enumerated() {
-          let (m, out) = try runCapturing(argv, environment: extra)
-          guard m.status == 0, let line = out.split(separator: "\n").last(where: { $0.hasPrefix("{") }) else {
-            throw ChildError(message: "bench train child exited \(m.status)")
-          }
-          let s = try TrainBenchSample.parse(String(line))
+          let (_, s) = try runChild(argv, environment: extra, as: TrainBenchSample.self)
           results[c].append(s)
-          let rate = Double(batchSize) / median(s.stepSeconds)
+          let rate = Double(steps.batchSize) / median(s.stepSeconds)
           print(
             "  run \(i + 1): \(s.ranks) rank(s) x \(s.threads) thread(s): \(fixed(rate, 2)) samples/s "
               + "(steps \(s.stepSeconds.map { fixed($0, 2) }.joined(separator: ", ")) s), allreduce "
@@ -87,10 +68,10 @@ struct BenchTrainCommand: ParsableCommand {
         let step = median(r.flatMap(\.stepSeconds))
         let reduce = median(r.flatMap(\.allreduceSeconds))
         let bare = median(r.flatMap(\.bareAllreduceSeconds))
-        rates.append(Double(batchSize) / step)
+        rates.append(Double(steps.batchSize) / step)
         print(
           "\(r[0].ranks) rank(s) x \(r[0].threads) thread(s): median step \(fixed(step, 3)) s = "
-            + "\(fixed(Double(batchSize) / step, 2)) samples/s = \(fixed(Double(batchSize) / step * flops / 1e9, 1)) "
+            + "\(fixed(Double(steps.batchSize) / step, 2)) samples/s = \(fixed(Double(steps.batchSize) / step * flops / 1e9, 1)) "
             + "GFLOP/s; gradient allreduce (\(fixed(megabytes, 1)) MB) \(fixed(1000 * reduce, 1)) ms = "
             + "\(fixed(100 * reduce / step, 1))% of a step; bare MPI_Allreduce \(fixed(1000 * bare, 1)) ms")
       }

@@ -57,42 +57,9 @@ struct ImportKeras: ParsableCommand {
 
   func run() throws {
     try runReportingErrors {
-      let weights = try KerasWeights.read(file)
-      let spec: ModelSpec
-      if let model {
-        spec = try ModelSpec.load(model)
-      } else if let fromFile = weights.spec {
-        spec = fromFile
-      } else {
-        spec = .seed()
-      }
-      var scalerFit: (mean: [Float], scale: [Float], classes: [String])?
-      if let scaler { scalerFit = try fitScaler(scaler) }
-      let outputs = weights.layers.last { $0.kind == "dense" }?.variables.last?.shape.first ?? 7
-      let names: [String]
-      if let classes {
-        names = classes.split(separator: ",").map { String($0).trimmingCharacters() }
-      } else if let fromData = scalerFit?.classes {
-        names = fromData
-      } else {
-        names = outputs == emotions.count ? emotions : (0..<outputs).map { "class\($0)" }
-      }
-      guard names.count == outputs else {
-        throw ValidationError("\(names.count) class names given; the file's output layer has \(outputs) units")
-      }
-      let network = try Network(spec: spec, classes: names.count)
-      try weights.apply(to: network, path: file)
-      if let fit = scalerFit, fit.mean.count != network.inputWidth {
-        throw ValidationError(
-          "\(scaler!): \(fit.mean.count) feature columns, but the model reads \(network.inputWidth)")
-      }
-      let checkpoint = Checkpoint(
-        network: network, classNames: names, scalerMean: scalerFit?.mean, scalerScale: scalerFit?.scale)
+      let (checkpoint, description) = try importKeras(file, model: model, classes: classes, scaler: scaler)
       try checkpoint.write(to: output, overwrite: force)
-      print(
-        "imported \(file) (\(weights.format.rawValue), \(weights.layers.count) layers with weights) into \(output): "
-          + "model \(spec.name), \(network.trainableCount + network.nonTrainableCount) parameters, classes "
-          + names.joined(separator: ", ") + (scalerFit == nil ? ", identity scaler" : ", scaler fitted on \(scaler!)"))
+      print("imported \(file) (\(description)) into \(output)")
     }
   }
 }

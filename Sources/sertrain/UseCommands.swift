@@ -10,22 +10,6 @@ import Training
   import Glibc
 #endif
 
-/// The data file a checkpoint was trained on, when `--data` is not given.
-func defaultData(_ c: Checkpoint, _ given: String?) -> String {
-  if let given { return given }
-  if let t = c.training, let s = try? TrainingState.parse(t) {
-    if access(s.config.data, R_OK) != 0, let absolute = s.dataPath, access(absolute, R_OK) == 0 { return absolute }
-    return s.config.data
-  }
-  return "features.h5"
-}
-
-/// The split a report evaluates: test when the run held one out, else validation.
-func reportSplit(_ c: Checkpoint) -> String {
-  guard let split = c.split else { return "all" }
-  return split.contains(2) ? "test" : split.contains(1) ? "val" : "train"
-}
-
 struct Evaluate: ParsableCommand {
   static let configuration = CommandConfiguration(
     abstract: "Loss, accuracy, per-class report and confusion matrix of a checkpoint (across ranks under mpirun).")
@@ -145,20 +129,4 @@ struct Report: ParsableCommand {
       }
     }
   }
-}
-
-/// Evaluates the run's final weights and writes its report on rank 0; returns the report's path and the
-/// evaluation there.
-func makeReport(runDir: String, data: String?, split: String?, comm: Communicator) throws -> (String, Evaluation?)? {
-  let path = runDir + "/" + Trainer.lastName
-  let last = try Checkpoint.read(path)
-  var evaluation: Evaluation?
-  do {
-    evaluation = try evaluate(
-      last, path: path, dataPath: defaultData(last, data), split: split ?? reportSplit(last), comm: comm)
-  } catch {
-    if comm.rank == 0 { printError("sertrain: warning: the report has no evaluation: \(error)") }
-  }
-  guard comm.rank == 0 else { return nil }
-  return (try writeRunReport(runDir: runDir, last: last, evaluation: evaluation), evaluation)
 }
