@@ -40,7 +40,7 @@ let swiftTargets: [Target] = [
   .target(name: "FeatureStore", dependencies: ["HDF5", "AudioFeatures", "Base"]),
   .target(
     name: "ConvNet", dependencies: ["COpenBLAS", "CConvKernels", "CSystem", "Base"], swiftSettings: optimisedInDebug),
-  .target(name: "Collective", dependencies: ["CMPI"]),
+  .target(name: "Collective", dependencies: ["CMPI", "Base"]),
   // Feature rows of one recording (the recipe and augmentation order) and a corpus over ranks and threads.
   .target(name: "Extraction", dependencies: ["AudioFeatures", "FeatureStore", "Collective", "Base"]),
   // Everything a model is stored as: sertrain checkpoints (with the scaler) and Keras weight files.

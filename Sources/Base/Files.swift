@@ -2,15 +2,15 @@
   import Glibc
 #endif
 
-/// An error writing a file by the temporary-name-then-rename protocol.
-public struct FileWriteError: Error, CustomStringConvertible, Sendable {
-  public let path: String
-  public let reason: String
-  public init(path: String, reason: String) {
-    self.path = path
-    self.reason = reason
+/// An error of sertrain's own, in one line that says what is wrong, beginning with the file (and line) it is about
+/// when there is one.
+public struct Failure: Error, CustomStringConvertible, Sendable {
+  public let message: String
+  public init(_ message: String) { self.message = message }
+  public init(_ path: String, line: Int? = nil, _ message: String) {
+    self.message = "\(path):\(line.map { "\($0):" } ?? "") \(message)"
   }
-  public var description: String { "\(path): \(reason)" }
+  public var description: String { message }
 }
 
 /// A file being written under a temporary name beside its final path. `commit()` fsyncs it and renames it into
@@ -24,7 +24,7 @@ public final class PendingFile {
   /// Refuses an existing `path` unless `overwrite`.
   public init(path: String, overwrite: Bool) throws {
     if !overwrite && access(path, F_OK) == 0 {
-      throw FileWriteError(path: path, reason: "already exists (pass --force to replace it)")
+      throw Failure(path, "already exists (pass --force to replace it)")
     }
     self.path = path
     let slash = path.lastIndex(of: "/")
@@ -39,8 +39,7 @@ public final class PendingFile {
     precondition(!done)
     try syncFile(tempPath)
     guard rename(tempPath, path) == 0 else {
-      throw FileWriteError(
-        path: path, reason: "cannot rename \(tempPath) into place: \(String(cString: strerror(errno)))")
+      throw Failure(path, "cannot rename \(tempPath) into place: \(String(cString: strerror(errno)))")
     }
     done = true
     let slash = path.lastIndex(of: "/")
@@ -76,11 +75,11 @@ public func writeAtomically(to path: String, overwrite: Bool, _ body: (String) t
 public func syncFile(_ path: String) throws {
   let fd = open(path, O_RDONLY)
   guard fd >= 0 else {
-    throw FileWriteError(path: path, reason: "cannot open for fsync: \(String(cString: strerror(errno)))")
+    throw Failure(path, "cannot open for fsync: \(String(cString: strerror(errno)))")
   }
   defer { close(fd) }
   guard fsync(fd) == 0 else {
-    throw FileWriteError(path: path, reason: "fsync failed: \(String(cString: strerror(errno)))")
+    throw Failure(path, "fsync failed: \(String(cString: strerror(errno)))")
   }
 }
 
@@ -88,12 +87,12 @@ public func syncFile(_ path: String) throws {
 public func writeTextAtomically(_ text: String, to path: String) throws {
   try writeAtomically(to: path, overwrite: true) { temp in
     guard let f = fopen(temp, "w") else {
-      throw FileWriteError(path: temp, reason: "cannot create: \(String(cString: strerror(errno)))")
+      throw Failure(temp, "cannot create: \(String(cString: strerror(errno)))")
     }
     let bytes = Array(text.utf8)
     let ok = fwrite(bytes, 1, bytes.count, f) == bytes.count
     guard fclose(f) == 0, ok else {
-      throw FileWriteError(path: path, reason: "write failed: \(String(cString: strerror(errno)))")
+      throw Failure(path, "write failed: \(String(cString: strerror(errno)))")
     }
   }
 }
@@ -104,7 +103,7 @@ public func makeDirectories(_ path: String) throws {
   for part in path.split(separator: "/") {
     current += "/" + part
     if mkdir(current, 0o755) != 0 && errno != EEXIST {
-      throw FileWriteError(path: current, reason: "cannot create the directory: \(String(cString: strerror(errno)))")
+      throw Failure(current, "cannot create the directory: \(String(cString: strerror(errno)))")
     }
   }
 }

@@ -11,7 +11,7 @@ import Training
 /// (ZCR and RMS in [0, 1), MFCCs of a few hundred) with 8 significant digits, and one of the 7 emotions per row.
 public func writeSeedShapedCSV(path: String, rows: Int, width: Int = FeatureFormat.seedWidth, seed: UInt64 = 7) throws {
   guard let f = fopen(path, "w") else {
-    throw ChildError(message: "\(path): cannot create: \(String(cString: strerror(errno)))")
+    throw Failure("\(path): cannot create: \(String(cString: strerror(errno)))")
   }
   defer { fclose(f) }
   var header = (0..<width).map(String.init).joined(separator: ",") + ",labels\n"
@@ -45,7 +45,7 @@ public func writeSeedShapedCSV(path: String, rows: Int, width: Int = FeatureForm
     line.append(contentsOf: emotions[r % 7].utf8)
     line.append(UInt8(ascii: "\n"))
     guard fwrite(line, 1, line.count, f) == line.count else {
-      throw ChildError(message: "\(path): write failed: \(String(cString: strerror(errno)))")
+      throw Failure("\(path): write failed: \(String(cString: strerror(errno)))")
     }
   }
 }
@@ -55,14 +55,14 @@ public func benchmarkVenv(_ dir: String, packages: [String]) throws -> String {
   let python = dir + "/bin/python"
   if access(python, X_OK) != 0 {
     let made = try runMeasured(["python3", "-m", "venv", dir])
-    guard made.status == 0 else { throw ChildError(message: "python3 -m venv \(dir) failed") }
+    guard made.status == 0 else { throw Failure("python3 -m venv \(dir) failed") }
   }
   let check = try runMeasured([
     python, "-c", "import " + packages.map { $0 == "tensorflow-cpu" ? "tensorflow" : $0 }.joined(separator: ","),
   ])
   if check.status != 0 {
     let pip = try runMeasured([python, "-m", "pip", "install", "-q"] + packages)
-    guard pip.status == 0 else { throw ChildError(message: "pip install \(packages.joined(separator: " ")) failed") }
+    guard pip.status == 0 else { throw Failure("pip install \(packages.joined(separator: " ")) failed") }
   }
   return python
 }

@@ -33,7 +33,7 @@ private func spawn(
   let t0 = monotonicSeconds()
   let rc = posix_spawnp(&pid, argv[0], actions, nil, cArgs, cEnv)
   guard rc == 0 else {
-    throw ChildError(message: "cannot start \(argv[0]): \(String(cString: strerror(rc)))")
+    throw Failure("cannot start \(argv[0]): \(String(cString: strerror(rc)))")
   }
   return (pid, t0)
 }
@@ -48,12 +48,6 @@ private func waitMeasured(_ pid: pid_t, since t0: Double) -> ChildMeasurement {
     status: exitCode, seconds: monotonicSeconds() - t0, maxRSSMegabytes: Double(usage.ru_maxrss) / 1024)
 }
 
-public struct ChildError: Error, CustomStringConvertible {
-  public let message: String
-  public init(message: String) { self.message = message }
-  public var description: String { message }
-}
-
 /// The path of a Python peer in the checkout's `Benchmarks/` folder: the first found walking up from the executable
 /// (`.build/<triple>/release/sertrain`) and then from the working directory.
 public func peerScript(_ name: String) throws -> String {
@@ -65,8 +59,7 @@ public func peerScript(_ name: String) throws -> String {
       if access(candidate, R_OK) == 0 { return candidate }
     }
   }
-  throw ChildError(
-    message: "Benchmarks/\(name) not found above \(currentExecutable()) or here: run the benchmarks from a checkout")
+  throw Failure("Benchmarks/\(name) not found above \(currentExecutable()) or here: run the benchmarks from a checkout")
 }
 
 func currentDirectory() -> String {
@@ -93,7 +86,7 @@ public func runChild<T: JSONLine>(
 ) throws -> (ChildMeasurement, T) {
   let (m, out) = try runCapturing(argv, environment: environment)
   guard m.status == 0, let line = out.split(separator: "\n").last(where: { $0.hasPrefix("{") }) else {
-    throw ChildError(message: "\(argv.prefix(3).joined(separator: " ")) exited \(m.status)")
+    throw Failure("\(argv.prefix(3).joined(separator: " ")) exited \(m.status)")
   }
   return (m, try JSONDecoder().decode(T.self, from: Data(line.utf8)))
 }
@@ -114,7 +107,7 @@ public func runCapturing(
   _ argv: [String], environment extra: [String: String] = [:]
 ) throws -> (ChildMeasurement, String) {
   var fds: [Int32] = [0, 0]
-  guard pipe(&fds) == 0 else { throw ChildError(message: "pipe failed") }
+  guard pipe(&fds) == 0 else { throw Failure("pipe failed") }
   var actions = posix_spawn_file_actions_t()
   posix_spawn_file_actions_init(&actions)
   defer { posix_spawn_file_actions_destroy(&actions) }

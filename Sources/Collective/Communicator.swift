@@ -1,4 +1,5 @@
 // Communication between ranks: an MPI implementation and a single-process one with the same interface.
+import Base
 import CMPI
 
 #if canImport(Glibc)
@@ -188,12 +189,6 @@ public final class MPICommunicator: Communicator {
   }
 }
 
-/// Why the job cannot start as launched.
-public struct LaunchError: Error, CustomStringConvertible {
-  public let message: String
-  public var description: String { message }
-}
-
 /// True when a launcher (mpirun, srun with PMIx/PMI) started this process as part of a parallel job.
 public func launchedByMPI(_ env: [String: String] = environment()) -> Bool {
   ["OMPI_COMM_WORLD_SIZE", "PMIX_RANK", "PMI_RANK", "PMI_SIZE", "MPI_LOCALNRANKS"].contains { env[$0] != nil }
@@ -207,9 +202,8 @@ public func makeCommunicator(_ env: [String: String] = environment()) throws -> 
   let expected = ["SLURM_NTASKS", "PBS_NP", "OMPI_COMM_WORLD_SIZE"].lazy.compactMap { env[$0].flatMap { Int($0) } }
     .first
   if let expected, expected > 1, comm.size == 1 {
-    throw LaunchError(
-      message:
-        "the scheduler asked for \(expected) tasks but MPI sees 1: launch with 'srun --mpi=pmix sertrain …' or 'mpirun -n \(expected) sertrain …' inside the allocation"
+    throw Failure(
+      "the scheduler asked for \(expected) tasks but MPI sees 1: launch with 'srun --mpi=pmix sertrain …' or 'mpirun -n \(expected) sertrain …' inside the allocation"
     )
   }
   return comm

@@ -1,3 +1,5 @@
+import Base
+
 /// A spec layer with its name, its resolved settings and its input and output shapes.
 public struct LayerPlan: Equatable, Sendable {
   public var spec: LayerSpec
@@ -23,13 +25,13 @@ public struct LayerPlan: Equatable, Sendable {
 }
 
 extension ModelSpec {
-  /// Resolves names, the output layer's width and every shape, or throws a `SpecError` naming the layer.
+  /// Resolves names, the output layer's width and every shape, or throws a `Failure` naming the layer.
   /// - Parameter classes: the number of classes (the width of a final `Dense` that leaves `units` out).
   public func plan(classes: Int) throws -> [LayerPlan] {
     guard inputLength > 0, inputChannels > 0 else {
-      throw SpecError("the input shape must be positive, got \(inputLength)×\(inputChannels)")
+      throw Failure("the input shape must be positive, got \(inputLength)×\(inputChannels)")
     }
-    guard !layers.isEmpty else { throw SpecError("the spec has no layers") }
+    guard !layers.isEmpty else { throw Failure("the spec has no layers") }
     var plans: [LayerPlan] = []
     var (length, channels) = (inputLength, inputChannels)
     var counters: [LayerSpec.Kind: Int] = [:]
@@ -49,8 +51,8 @@ extension ModelSpec {
       }
       let name = spec.name ?? defaultName
       spec.name = name
-      func fail(_ message: String) -> SpecError {
-        SpecError("layer \(index + 1) (\(name), \(spec.type.rawValue)): \(message)")
+      func fail(_ message: String) -> Failure {
+        Failure("layer \(index + 1) (\(name), \(spec.type.rawValue)): \(message)")
       }
       guard !name.isEmpty, !name.contains("/"), names.insert(name).inserted else {
         throw fail("the name must be unique, non-empty and without '/'")

@@ -1,3 +1,4 @@
+import Base
 import FoundationEssentials
 
 #if canImport(Glibc)
@@ -70,7 +71,7 @@ public struct LayerSpec: Codable, Equatable, Sendable {
     let raw = try c.decode(String.self, forKey: .type)
     let folded = raw.lowercased().replacing("_", with: "")
     guard let kind = Kind.allCases.first(where: { $0.rawValue.lowercased() == folded }) else {
-      throw SpecError(
+      throw Failure(
         "unknown layer type '\(raw)' (expected one of \(Kind.allCases.map(\.rawValue).joined(separator: ", ")))")
     }
     type = kind
@@ -154,7 +155,7 @@ public struct ModelSpec: Codable, Equatable, Sendable {
     case "tiny": return .tiny()
     default:
       guard let bytes = readWholeFile(nameOrPath) else {
-        throw SpecError(
+        throw Failure(
           "cannot read model spec '\(nameOrPath)': not a preset (\(presets.joined(separator: ", "))) "
             + "and no such readable file")
       }
@@ -165,10 +166,10 @@ public struct ModelSpec: Codable, Equatable, Sendable {
   public static func decode(_ bytes: [UInt8], source: String = "spec") throws -> ModelSpec {
     do {
       return try JSONDecoder().decode(ModelSpec.self, from: Data(bytes))
-    } catch let e as SpecError {
-      throw SpecError("\(source): \(e.message)")
+    } catch let e as Failure {
+      throw Failure("\(source): \(e.message)")
     } catch {
-      throw SpecError("\(source): not a valid model spec: \(describeDecodingError(error))")
+      throw Failure("\(source): not a valid model spec: \(describeDecodingError(error))")
     }
   }
 
@@ -178,13 +179,6 @@ public struct ModelSpec: Codable, Equatable, Sendable {
     let data = (try? encoder.encode(self)) ?? Data()
     return String(decoding: data, as: UTF8.self)
   }
-}
-
-/// A spec that cannot describe a network, with the layer it is about.
-public struct SpecError: Error, CustomStringConvertible {
-  public var message: String
-  public init(_ message: String) { self.message = message }
-  public var description: String { message }
 }
 
 func describeDecodingError(_ error: Error) -> String {

@@ -88,7 +88,7 @@ public func extractCorpus(_ o: ExtractOptions, comm: Communicator) throws -> Ext
     recordings = scan.recordings
     report.skipped = scan.skipped
   }
-  guard !recordings.isEmpty else { throw FeatureFileError(o.root, "no labelled audio files found") }
+  guard !recordings.isEmpty else { throw Failure(o.root, "no labelled audio files found") }
   let width = o.recipe.width
   let perFile = o.augmentations.count * width
   let mine = comm.share(recordings.indices)
@@ -148,7 +148,7 @@ public func extractCorpus(_ o: ExtractOptions, comm: Communicator) throws -> Ext
   report.flagged.sort { $0.path < $1.path }
   if o.strict && !report.skipped.isEmpty {
     comm.barrier()
-    throw FeatureFileError(
+    throw Failure(
       o.root,
       "\(report.skipped.count) files could not be used (--strict): "
         + report.skipped.prefix(5).map { "\($0.path): \($0.reason)" }.joined(separator: "; "))

@@ -42,16 +42,6 @@ public struct CSVImportReport: Sendable {
   public var bytes = 0
 }
 
-/// A CSV that cannot be converted; the message names the file and line (and column where it applies).
-public struct CSVImportError: Error, CustomStringConvertible, Sendable {
-  public let path: String
-  public let line: Int?
-  public let message: String
-  public var description: String {
-    line.map { "\(path):\($0): \(message)" } ?? "\(path): \(message)"
-  }
-}
-
 /// Progress: bytes read, total bytes, rows written.
 public typealias ImportProgress = (Int, Int, Int) -> Void
 
@@ -62,36 +52,34 @@ public func importCSV(
 ) throws -> CSVImportReport {
   let reader = try BlockReader(path: csvPath, blockBytes: options.blockBytes)
   guard reader.totalBytes > 0 else {
-    throw CSVImportError(path: csvPath, line: nil, message: "empty file; expected a header row and data rows")
+    throw Failure(csvPath, "empty file; expected a header row and data rows")
   }
   // The header.
   guard let headerBytes = reader.firstLine() else {
-    throw CSVImportError(path: csvPath, line: 1, message: "no complete header line")
+    throw Failure(csvPath, line: 1, "no complete header line")
   }
   if headerBytes.contains(0) {
-    throw CSVImportError(path: csvPath, line: nil, message: "not a CSV file (binary data in the first line)")
+    throw Failure(csvPath, "not a CSV file (binary data in the first line)")
   }
   let header = splitHeader(headerBytes)
   guard header.count >= 2 else {
-    throw CSVImportError(
-      path: csvPath, line: 1,
-      message:
-        "not a CSV file: the first line has \(header.count) column(s); expected feature columns and a label column")
+    throw Failure(
+      csvPath, line: 1,
+      "not a CSV file: the first line has \(header.count) column(s); expected feature columns and a label column")
   }
   let wanted = options.labelColumn.map { [$0.lowercased()] } ?? ["labels", "emotions"]
   guard let labelIndex = wanted.lazy.compactMap({ w in header.firstIndex { $0.lowercased() == w } }).first
   else {
     let shown = header.count > 6 ? header.prefix(3) + ["…"] + header.suffix(2) : header[...]
-    throw CSVImportError(
-      path: csvPath, line: 1,
-      message:
-        "no label column named \(wanted.map { "'\($0)'" }.joined(separator: " or ")) in the header (\(shown.joined(separator: ","))); pass --label-column NAME"
+    throw Failure(
+      csvPath, line: 1,
+      "no label column named \(wanted.map { "'\($0)'" }.joined(separator: " or ")) in the header (\(shown.joined(separator: ","))); pass --label-column NAME"
     )
   }
   let columns = header.count
   let width = columns - 1
   if let rpr = options.rowsPerRecording, rpr < 1 {
-    throw CSVImportError(path: csvPath, line: nil, message: "--rows-per-recording must be at least 1, got \(rpr)")
+    throw Failure(csvPath, "--rows-per-recording must be at least 1, got \(rpr)")
   }
 
   var report = CSVImportReport()
@@ -167,7 +155,7 @@ public func importCSV(
         }
         free[slot].signal()
         try drainWrites()
-        throw CSVImportError(path: csvPath, line: line, message: problem + " (--skip-bad-rows skips such rows)")
+        throw Failure(csvPath, line: line, problem + " (--skip-bad-rows skips such rows)")
       }
       report.emptyCells += Int(r.empty)
       report.nanCells += Int(r.nan)
@@ -210,13 +198,11 @@ public func importCSV(
     writer.discard()
     let why =
       report.skipped.isEmpty ? "a header but no data rows" : "no valid data rows (\(report.skipped.count) skipped)"
-    throw CSVImportError(path: csvPath, line: nil, message: why)
+    throw Failure(csvPath, why)
   }
   if let rpr = options.rowsPerRecording, dataIndex % rpr != 0 {
     writer.discard()
-    throw CSVImportError(
-      path: csvPath, line: nil,
-      message: "\(dataIndex) data rows is not a multiple of --rows-per-recording \(rpr)")
+    throw Failure(csvPath, "\(dataIndex) data rows is not a multiple of --rows-per-recording \(rpr)")
   }
   report.rows = writer.rowCount
   report.recordings = maxSource + 1
@@ -411,21 +397,21 @@ final class BlockReader {
     self.blockBytes = max(blockBytes, 4096)
     var st = stat()
     guard stat(path, &st) == 0 else {
-      throw CSVImportError(path: path, line: nil, message: "cannot open: \(String(cString: strerror(errno)))")
+      throw Failure(path, "cannot open: \(String(cString: strerror(errno)))")
     }
     guard (st.st_mode & S_IFMT) == S_IFREG else {
-      throw CSVImportError(path: path, line: nil, message: "not a regular file")
+      throw Failure(path, "not a regular file")
     }
     fd = open(path, O_RDONLY)
     guard fd >= 0 else {
-      throw CSVImportError(path: path, line: nil, message: "cannot open: \(String(cString: strerror(errno)))")
+      throw Failure(path, "cannot open: \(String(cString: strerror(errno)))")
     }
     totalBytes = Int(st.st_size)
     if totalBytes > 0 {
       let p = mmap(nil, totalBytes, PROT_READ, MAP_PRIVATE, fd, 0)
       guard let p, p != MAP_FAILED else {
         close(fd)
-        throw CSVImportError(path: path, line: nil, message: "cannot map: \(String(cString: strerror(errno)))")
+        throw Failure(path, "cannot map: \(String(cString: strerror(errno)))")
       }
       madvise(p, totalBytes, MADV_SEQUENTIAL)
       base = p

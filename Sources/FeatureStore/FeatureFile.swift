@@ -65,17 +65,6 @@ public struct RecordingInfo: Equatable, Sendable {
   }
 }
 
-/// A problem with a feature file's contents.
-public struct FeatureFileError: Error, CustomStringConvertible, Sendable {
-  public let path: String
-  public let message: String
-  public init(_ path: String, _ message: String) {
-    self.path = path
-    self.message = message
-  }
-  public var description: String { "\(path): \(message)" }
-}
-
 // MARK: - Writing
 
 /// Streams rows into a new feature file. Rows are appended in order; labels are given as class names and
@@ -132,7 +121,7 @@ public final class FeatureFileWriter {
     for (i, c) in names.enumerated() { index[c] = Int32(i) }
     let labels = try labelNames.enumerated().map { (row, name) -> Int32 in
       guard let i = index[name] else {
-        throw FeatureFileError(path, "row \(row): label '\(name)' is not one of \(names)")
+        throw Failure(path, "row \(row): label '\(name)' is not one of \(names)")
       }
       return i
     }
@@ -187,17 +176,17 @@ public final class FeatureFile {
     file = try H5File(path: path)
     let format = (try? file.stringAttribute("format")) ?? ""
     guard format == FeatureFormat.name else {
-      throw FeatureFileError(
+      throw Failure(
         path, "not a sertrain feature file (format attribute is '\(format)', expected '\(FeatureFormat.name)')")
     }
     let version = try file.intAttribute("version")
     guard version == FeatureFormat.version else {
-      throw FeatureFileError(
+      throw Failure(
         path, "feature file version \(version); this sertrain reads version \(FeatureFormat.version)")
     }
     features = try file.openDataset("features")
     let shape = features.shape
-    guard shape.count == 2 else { throw FeatureFileError(path, "features has shape \(shape), expected [rows, width]") }
+    guard shape.count == 2 else { throw Failure(path, "features has shape \(shape), expected [rows, width]") }
     rowCount = shape[0]
     width = shape[1]
     classes = try file.readStrings("classes")
@@ -207,10 +196,10 @@ public final class FeatureFile {
     recipe = try FeatureRecipe.read(from: file)
     for (name, n) in [("labels", labels.count), ("source", source.count), ("augmentation", augmentation.count)]
     where n != rowCount {
-      throw FeatureFileError(path, "\(name) has \(n) entries for \(rowCount) feature rows")
+      throw Failure(path, "\(name) has \(n) entries for \(rowCount) feature rows")
     }
     if let bad = labels.firstIndex(where: { $0 < 0 || Int($0) >= classes.count }) {
-      throw FeatureFileError(path, "row \(bad): label \(labels[bad]) is outside the \(classes.count) classes")
+      throw Failure(path, "row \(bad): label \(labels[bad]) is outside the \(classes.count) classes")
     }
   }
 

@@ -59,7 +59,7 @@ public struct Checkpoint {
   public func makeNetwork(path: String = "checkpoint") throws -> Network {
     let network = try Network(spec: spec, classes: classNames.count)
     guard network.parameterLayout == parameterLayout, network.stateLayout == stateLayout else {
-      throw CheckpointError(path, "the stored parameter layout does not match its model spec")
+      throw Failure(path, "the stored parameter layout does not match its model spec")
     }
     network.parameters.copy(from: parameters.withUnsafeBufferPointer { $0 })
     network.state.copy(from: state.withUnsafeBufferPointer { $0 })
@@ -108,12 +108,12 @@ public struct Checkpoint {
     var d = 0
     for (i, name) in names.enumerated() {
       guard i < ranks.count, i < offsets.count, d + Int(ranks[i]) <= dims.count else {
-        throw CheckpointError(path, "'\(group)' is inconsistent")
+        throw Failure(path, "'\(group)' is inconsistent")
       }
       let shape = dims[d..<(d + Int(ranks[i]))].map { Int($0) }
       d += Int(ranks[i])
       guard layout.append(name, shape: shape) == Int(offsets[i]) else {
-        throw CheckpointError(path, "'\(group)' offsets are not packed")
+        throw Failure(path, "'\(group)' offsets are not packed")
       }
     }
     return layout
@@ -122,10 +122,10 @@ public struct Checkpoint {
   public static func read(_ path: String) throws -> Checkpoint {
     let f = try H5File(path: path)
     guard f.hasAttribute("format"), (try? f.stringAttribute("format")) == format else {
-      throw CheckpointError(path, "not a sertrain checkpoint (no format = \"\(format)\" attribute)")
+      throw Failure(path, "not a sertrain checkpoint (no format = \"\(format)\" attribute)")
     }
     let v = try f.intAttribute("version")
-    guard v == version else { throw CheckpointError(path, "checkpoint version \(v); this sertrain reads \(version)") }
+    guard v == version else { throw Failure(path, "checkpoint version \(v); this sertrain reads \(version)") }
     let spec = try ModelSpec.decode(Array(try f.stringAttribute("spec").utf8), source: "\(path): spec")
     let names = try f.readStrings("class_names")
     _ = try spec.plan(classes: names.count)  // a spec that cannot be built is an error here, not later
@@ -134,12 +134,12 @@ public struct Checkpoint {
       parameters: try f.read("parameters"), stateLayout: try readLayout(f, "state_layout", path),
       state: try f.read("state"), scalerMean: try f.read("scaler/mean"), scalerScale: try f.read("scaler/scale"))
     guard c.parameters.count == c.parameterLayout.count, c.state.count == c.stateLayout.count else {
-      throw CheckpointError(
+      throw Failure(
         path, "parameters hold \(c.parameters.count) values, the layout needs \(c.parameterLayout.count)")
     }
     let width = spec.inputLength * spec.inputChannels
     guard c.scalerMean.count == width, c.scalerScale.count == width else {
-      throw CheckpointError(path, "the scaler has \(c.scalerMean.count) columns, the model reads \(width)")
+      throw Failure(path, "the scaler has \(c.scalerMean.count) columns, the model reads \(width)")
     }
     c.learningRate = try f.doubleAttribute("learning_rate")
     c.adamIterations = try f.intAttribute("optimizer_iterations")
@@ -153,16 +153,10 @@ public struct Checkpoint {
       c.recipe = try? JSONDecoder().decode(FeatureRecipe.self, from: Data(try f.stringAttribute("recipe").utf8))
     }
     guard c.parameters.allSatisfy({ $0.isFinite }) else {
-      throw CheckpointError(path, "parameters hold NaN or infinity")
+      throw Failure(path, "parameters hold NaN or infinity")
     }
     return c
   }
-}
-
-public struct CheckpointError: Error, CustomStringConvertible {
-  public var message: String
-  public init(_ path: String, _ message: String) { self.message = "\(path): \(message)" }
-  public var description: String { message }
 }
 
 /// Per-column mean and standard deviation (population, as scikit-learn's StandardScaler; a zero deviation

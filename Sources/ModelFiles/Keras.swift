@@ -41,13 +41,6 @@ func kerasKey(_ kind: LayerSpec.Kind) -> String {
   }
 }
 
-/// A Keras file that does not fit the model, with what was expected.
-public struct KerasImportError: Error, CustomStringConvertible {
-  public var message: String
-  public var description: String { message }
-  init(_ path: String, _ message: String) { self.message = "\(path): \(message)" }
-}
-
 extension KerasWeights {
   /// Reads either format, telling them apart by their layout.
   public static func read(_ path: String) throws -> KerasWeights {
@@ -55,7 +48,7 @@ extension KerasWeights {
     do {
       file = try H5File(path: path)
     } catch {
-      throw KerasImportError(path, "not a readable HDF5 file (a Keras weights file is HDF5): \(error)")
+      throw Failure(path, "not a readable HDF5 file (a Keras weights file is HDF5): \(error)")
     }
     if file.isGroup("layers") && !file.hasAttribute("layer_names") && !file.exists("model_weights") {
       return try readKeras3(file, path)
@@ -63,7 +56,7 @@ extension KerasWeights {
     if file.exists("model_weights") || file.hasAttribute("layer_names") {
       return try readLegacy(file, path)
     }
-    throw KerasImportError(
+    throw Failure(
       path,
       "neither Keras 3 weights (a 'layers' group) nor a legacy Keras HDF5 file ('model_weights' or "
         + "'layer_names'); for a .keras archive, unzip it and import its model.weights.h5")
@@ -146,7 +139,7 @@ extension KerasWeights {
       let index = counters[kind, default: 0]
       counters[kind] = index + 1
       guard let layer = layers.first(where: { $0.kind == kind && $0.index == index }) else {
-        throw KerasImportError(
+        throw Failure(
           path,
           "the model's layer \(plan.name) (\(plan.spec.type.rawValue) #\(index + 1)) has no counterpart: the "
             + "file has \(layers.filter { $0.kind == kind }.count) \(kind) layers with weights; this is not the "
@@ -155,27 +148,27 @@ extension KerasWeights {
       used.insert("\(kind)#\(index)")
       let expected = plan.trainable + plan.nonTrainable
       guard layer.variables.count == expected.count else {
-        throw KerasImportError(
+        throw Failure(
           path,
           "layer \(describe(layer)) has \(layer.variables.count) variables; the model's \(plan.name) has "
             + "\(expected.count) (\(expected.map(\.0).joined(separator: ", ")))")
       }
       for ((name, shape), v) in zip(expected, layer.variables) {
         guard v.shape == shape else {
-          throw KerasImportError(
+          throw Failure(
             path,
             "layer \(layer.name) variable \(v.name) has shape \(v.shape); the model's \(plan.name)/\(name) "
               + "is \(shape): this is not the architecture of model '\(network.spec.name)' (pass --model)")
         }
         guard v.values.allSatisfy({ $0.isFinite }) else {
-          throw KerasImportError(path, "layer \(layer.name) variable \(v.name) holds NaN or infinite values")
+          throw Failure(path, "layer \(layer.name) variable \(v.name) holds NaN or infinite values")
         }
         let dst = network.variable("\(plan.name)/\(name)")!
         _ = dst.update(from: v.values)
       }
     }
     if let extra = layers.first(where: { !used.contains("\($0.kind)#\($0.index)") }) {
-      throw KerasImportError(
+      throw Failure(
         path,
         "the file has a layer the model lacks: \(describe(extra)); this is not the architecture of model "
           + "'\(network.spec.name)' (pass --model)")
@@ -295,7 +288,7 @@ public func kerasConfig(_ network: Network) -> String {
 /// MaxPooling1D, Dropout, Flatten, Dense); throws naming anything else.
 public func specFromKerasConfig(_ json: String) throws -> ModelSpec {
   let root = try JSONValue.parse(json)
-  guard let layers = root["config"]?["layers"]?.array else { throw SpecError("model_config has no layer list") }
+  guard let layers = root["config"]?["layers"]?.array else { throw Failure("model_config has no layer list") }
   var length = 0
   var channels = 1
   var specs: [LayerSpec] = []
@@ -304,7 +297,7 @@ public func specFromKerasConfig(_ json: String) throws -> ModelSpec {
     let c = layer["config"] ?? .null
     func activation() throws -> Activation {
       let a = c["activation"]?.string ?? "linear"
-      guard let act = Activation(rawValue: a) else { throw SpecError("activation '\(a)' is not supported") }
+      guard let act = Activation(rawValue: a) else { throw Failure("activation '\(a)' is not supported") }
       return act
     }
     var s: LayerSpec
@@ -312,7 +305,7 @@ public func specFromKerasConfig(_ json: String) throws -> ModelSpec {
     case "InputLayer":
       let shape = (c["batch_shape"] ?? c["batch_input_shape"])?.array ?? []
       guard shape.count == 3, let l = shape[1].int, let ch = shape[2].int else {
-        throw SpecError("the input shape must be (length, channels)")
+        throw Failure("the input shape must be (length, channels)")
       }
       (length, channels) = (l, ch)
       continue
@@ -330,12 +323,12 @@ public func specFromKerasConfig(_ json: String) throws -> ModelSpec {
     case "Dropout": s = .dropout(c["rate"]?.number ?? 0)
     case "Flatten": s = .flatten()
     case "Dense": s = .dense(c["units"]?.int, activation: try activation())
-    default: throw SpecError("layer type \(cls) is not supported")
+    default: throw Failure("layer type \(cls) is not supported")
     }
     s.name = c["name"]?.string
     specs.append(s)
   }
-  guard length > 0 else { throw SpecError("model_config has no input shape") }
+  guard length > 0 else { throw Failure("model_config has no input shape") }
   return ModelSpec(
     name: root["config"]?["name"]?.string ?? "keras", inputLength: length, inputChannels: channels, layers: specs)
 }
@@ -357,12 +350,12 @@ public func importKeras(_ path: String, model: String?, classes: String?, scaler
     classes?.split(separator: ",").map { String($0).trimmingCharacters() } ?? fit?.classes
     ?? (outputs == emotions.count ? emotions : (0..<outputs).map { "class\($0)" })
   guard names.count == outputs else {
-    throw KerasImportError(path, "\(names.count) class names given; the output layer has \(outputs) units")
+    throw Failure(path, "\(names.count) class names given; the output layer has \(outputs) units")
   }
   let network = try Network(spec: spec, classes: names.count)
   try weights.apply(to: network, path: path)
   if let fit, fit.mean.count != network.inputWidth {
-    throw KerasImportError(scaler!, "\(fit.mean.count) feature columns, but the model reads \(network.inputWidth)")
+    throw Failure(scaler!, "\(fit.mean.count) feature columns, but the model reads \(network.inputWidth)")
   }
   let checkpoint = Checkpoint(network: network, classNames: names, scalerMean: fit?.mean, scalerScale: fit?.scale)
   return (

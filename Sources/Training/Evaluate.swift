@@ -144,13 +144,13 @@ final class Predictor {
 public func rowsOf(split: String, checkpoint: Checkpoint, file: FeatureFile, checkpointPath: String) throws -> [Int] {
   if split == "all" { return Array(0..<file.rowCount) }
   guard let part = DataSplit.names.firstIndex(of: split) else {
-    throw TrainingError("--split \(split): expected train, val, test or all")
+    throw Failure("--split \(split): expected train, val, test or all")
   }
   guard let membership = checkpoint.split else {
-    throw TrainingError("\(checkpointPath) has no saved split (an imported model): use --split all")
+    throw Failure("\(checkpointPath) has no saved split (an imported model): use --split all")
   }
   guard membership.count == file.rowCount else {
-    throw TrainingError(
+    throw Failure(
       "\(checkpointPath)'s split covers \(membership.count) rows but \(file.path) has \(file.rowCount): it was "
         + "trained on another file; use --split all")
   }
@@ -164,11 +164,11 @@ public func evaluate(
 ) throws -> Evaluation {
   let file = try FeatureFile(path: dataPath)
   guard file.classes == checkpoint.classNames else {
-    throw TrainingError("\(dataPath)'s classes \(file.classes) are not the checkpoint's \(checkpoint.classNames)")
+    throw Failure("\(dataPath)'s classes \(file.classes) are not the checkpoint's \(checkpoint.classNames)")
   }
   let predictor = try Predictor(checkpoint, path: checkpointPath)
   guard predictor.network.inputWidth == file.width else {
-    throw TrainingError("the model reads \(predictor.network.inputWidth) features, \(dataPath) has \(file.width)")
+    throw Failure("the model reads \(predictor.network.inputWidth) features, \(dataPath) has \(file.width)")
   }
   let rows = try rowsOf(split: split, checkpoint: checkpoint, file: file, checkpointPath: checkpointPath)
   let k = checkpoint.classNames.count
@@ -209,12 +209,12 @@ public func predictFiles(_ paths: [String], checkpoint: Checkpoint, path checkpo
   let predictor = try Predictor(checkpoint, path: checkpointPath)
   let extractor = FeatureExtractor()
   guard predictor.network.inputWidth == extractor.recipe.width else {
-    throw TrainingError(
+    throw Failure(
       "\(checkpointPath) reads \(predictor.network.inputWidth) features per row; audio gives the seed's "
         + "\(extractor.recipe.width): predict with --features instead")
   }
   if let recipe = checkpoint.recipe, !recipe.sameFeatures(as: extractor.recipe) {
-    throw TrainingError(
+    throw Failure(
       "\(checkpointPath) was trained on features of another recipe (\(recipe.sampleRate) Hz, offset \(recipe.offset) s, "
         + "duration \(recipe.duration) s, \(recipe.nMFCC) MFCC) than sertrain extracts: predict with --features")
   }
@@ -223,7 +223,7 @@ public func predictFiles(_ paths: [String], checkpoint: Checkpoint, path checkpo
     do {
       x += extractor.row(try loadClip(p, recipe: extractor.recipe).samples)
     } catch let e as AudioError {
-      throw TrainingError("\(p): cannot predict: \(e.message)")
+      throw Failure("\(p): cannot predict: \(e.message)")
     }
   }
   predictor.standardise(&x)
@@ -237,11 +237,11 @@ public func predictRows(
   let file = try FeatureFile(path: featuresPath)
   let predictor = try Predictor(checkpoint, path: checkpointPath)
   guard predictor.network.inputWidth == file.width else {
-    throw TrainingError(
+    throw Failure(
       "\(checkpointPath) reads \(predictor.network.inputWidth) features, \(featuresPath) has \(file.width)")
   }
   if let recipe = checkpoint.recipe, !recipe.sameFeatures(as: file.recipe) {
-    throw TrainingError("\(featuresPath)'s feature recipe differs from the one \(checkpointPath) was trained on")
+    throw Failure("\(featuresPath)'s feature recipe differs from the one \(checkpointPath) was trained on")
   }
   let rows = try rowsOf(split: split, checkpoint: checkpoint, file: file, checkpointPath: checkpointPath)
   var x = [Float](repeating: 0, count: rows.count * file.width)

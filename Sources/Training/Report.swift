@@ -156,7 +156,7 @@ func classTable(_ e: Evaluation) -> String {
 /// Writes `RUN_DIR/report.html` from the run's last checkpoint (history, configuration) and an evaluation.
 public func writeRunReport(runDir: String, last: Checkpoint, evaluation: Evaluation?) throws -> String {
   guard let text = last.training, let state = try? TrainingState.parse(text) else {
-    throw TrainingError("\(runDir)/checkpoint-last.h5 has no training state")
+    throw Failure("\(runDir)/checkpoint-last.h5 has no training state")
   }
   var facts: [(String, String)] = [
     ("run", runDir), ("model", "\(last.spec.name) (\(state.config.model))"), ("data", state.config.data),

@@ -26,11 +26,11 @@ public final class RunLock {
   public init(runDir: String) throws {
     let path = runDir + "/" + RunLock.fileName
     fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0o644)
-    guard fd >= 0 else { throw TrainingError("\(path): cannot open the lock: \(String(cString: strerror(errno)))") }
+    guard fd >= 0 else { throw Failure("\(path): cannot open the lock: \(String(cString: strerror(errno)))") }
     guard flock(fd, LOCK_EX | LOCK_NB) == 0 else {
       let holder = RunLock.holder(fd: fd)
       close(fd)
-      throw TrainingError(
+      throw Failure(
         "\(runDir) is in use by \(holder) (lock \(path)): wait for that run to end, stop it (kill -USR1 writes a "
           + "checkpoint), or choose another --run-dir")
     }

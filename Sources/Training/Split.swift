@@ -40,7 +40,7 @@ extension DataSplit {
       let recordings = try file.recordings()
       let speakers = recordings.map(\.speaker)
       guard !speakers.isEmpty, speakers.allSatisfy({ !$0.isEmpty }) else {
-        throw FeatureFileError(
+        throw Failure(
           file.path, "has no speaker for its recordings (a converted CSV): use --split recording or random")
       }
       var ids: [String: Int] = [:]

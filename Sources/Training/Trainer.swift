@@ -92,15 +92,9 @@ public struct TrainingState: Codable, Sendable {
     do {
       return try d.decode(TrainingState.self, from: Data(text.utf8))
     } catch {
-      throw TrainingError("\(source): its training state (attribute 'training') cannot be read: \(error)")
+      throw Failure("\(source): its training state (attribute 'training') cannot be read: \(error)")
     }
   }
-}
-
-public struct TrainingError: Error, CustomStringConvertible {
-  public var message: String
-  public init(_ message: String) { self.message = message }
-  public var description: String { message }
 }
 
 /// Data-parallel training: every rank takes a strided share of each global batch of the epoch's permutation,
@@ -171,14 +165,14 @@ public final class Trainer {
         resumeFrom = try Checkpoint.read(path)
         resumePath = path
       } else if resume != "auto" {
-        throw TrainingError("--resume \(resume): no readable checkpoint there")
+        throw Failure("--resume \(resume): no readable checkpoint there")
       }
     }
     var restoredState: TrainingState?
     var notes: [String] = []
     if let c = resumeFrom, let resumePath {
       guard let t = c.training else {
-        throw TrainingError("\(resumePath): has no training state (an imported model?); train without --resume")
+        throw Failure("\(resumePath): has no training state (an imported model?); train without --resume")
       }
       var s = try TrainingState.parse(t, source: resumePath)
       let contradictions = Trainer.contradictions(given: given, config: config, run: s.config, checkpoint: resumePath)
@@ -205,7 +199,7 @@ public final class Trainer {
     self.config = config
     file = try FeatureFile(path: config.data)
     guard file.rowCount > 0, file.classes.count >= 2 else {
-      throw TrainingError(
+      throw Failure(
         "\(config.data): needs rows of at least 2 classes, has \(file.rowCount) rows of \(file.classes.count)")
     }
     let identity = try DataIdentity(file)
@@ -221,7 +215,7 @@ public final class Trainer {
       spec.inputChannels = 1
     }
     guard spec.inputLength * spec.inputChannels == file.width else {
-      throw TrainingError(
+      throw Failure(
         "model '\(spec.name)' reads \(spec.inputLength) x \(spec.inputChannels) inputs but \(config.data) has "
           + "\(file.width) features per row")
     }
@@ -234,13 +228,13 @@ public final class Trainer {
     comm.broadcast(&specText, root: 0)
     let mismatch = comm.sum(mine == specText ? 0 : 1)
     if mine != specText {
-      throw TrainingError("rank \(comm.rank): the model spec or parameter count differs from rank 0's")
+      throw Failure("rank \(comm.rank): the model spec or parameter count differs from rank 0's")
     }
-    if mismatch > 0 { throw TrainingError("rank \(comm.rank): another rank has a different model spec") }
+    if mismatch > 0 { throw Failure("rank \(comm.rank): another rank has a different model spec") }
 
     if let c = resumeFrom {
       guard c.classNames == file.classes else {
-        throw TrainingError("\(resumePath!): its classes \(c.classNames) are not \(config.data)'s \(file.classes)")
+        throw Failure("\(resumePath!): its classes \(c.classNames) are not \(config.data)'s \(file.classes)")
       }
       network.parameters.copy(from: c.parameters.withUnsafeBufferPointer { $0 })
       network.state.copy(from: c.state.withUnsafeBufferPointer { $0 })
@@ -251,7 +245,7 @@ public final class Trainer {
       adam.iterations = c.adamIterations
       adam.learningRate = Float(c.learningRate)
       guard let membership = c.split, membership.count == file.rowCount else {
-        throw TrainingError("\(resumePath!): its split does not cover \(config.data)'s \(file.rowCount) rows")
+        throw Failure("\(resumePath!): its split does not cover \(config.data)'s \(file.rowCount) rows")
       }
       split = DataSplit(membership: membership)
       scalerMean = c.scalerMean
@@ -274,7 +268,7 @@ public final class Trainer {
       state.dataPath = String(cString: resolved)
       free(resolved)
     }
-    guard !trainRows.isEmpty else { throw TrainingError("the split left no train rows") }
+    guard !trainRows.isEmpty else { throw Failure("the split left no train rows") }
     try checkMonitors()
     if resumeFrom == nil {
       if config.standardize { try fitScaler() }
@@ -327,11 +321,11 @@ public final class Trainer {
     if !validationRows.isEmpty { available += ["val_loss", "val_accuracy"] }
     for (name, monitor) in [("early stopping", earlyStopping.monitor), ("learning-rate reduction", reduceLR.monitor)]
     where !available.contains(monitor) {
-      throw TrainingError(
+      throw Failure(
         "\(name) monitors '\(monitor)', which no metric produces (available: \(available.joined(separator: ", ")))")
     }
     if EarlyStopping.increasing(earlyStopping.monitor, earlyStopping.mode) == nil {
-      throw TrainingError("early stopping cannot tell which way '\(earlyStopping.monitor)' improves: give a mode")
+      throw Failure("early stopping cannot tell which way '\(earlyStopping.monitor)' improves: give a mode")
     }
   }
 
@@ -453,7 +447,7 @@ public final class Trainer {
         if sums.nonFinite {
           let saved =
             access(lastPath, R_OK) == 0 ? "the last checkpoint, \(lastPath), is intact" : "no checkpoint was written"
-          throw TrainingError(
+          throw Failure(
             "the loss is not finite at epoch \(epoch + 1), step \(step + 1) (NaN or infinity in the data or a diverging "
               + "model: try a lower --learning-rate); \(saved)")
         }

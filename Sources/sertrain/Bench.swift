@@ -58,7 +58,7 @@ func withWorkDirectory(_ given: String?, _ body: (String) throws -> Void) throws
     return
   }
   var template = Array("/tmp/sertrain-bench-XXXXXX".utf8CString)
-  guard let p = mkdtemp(&template) else { throw ChildError(message: "mkdtemp failed") }
+  guard let p = mkdtemp(&template) else { throw Failure("mkdtemp failed") }
   let dir = String(cString: p)
   defer { _ = try? runMeasured(["rm", "-rf", dir]) }
   try body(dir)
@@ -97,20 +97,20 @@ struct BenchConvert: ParsableCommand {
             let m = try runMeasured([
               currentExecutable(), "convert", csv, "-o", out, "--rows-per-recording", "4", "--force",
             ])
-            guard m.status == 0 else { throw ChildError(message: "sertrain convert exited \(m.status)") }
+            guard m.status == 0 else { throw Failure("sertrain convert exited \(m.status)") }
             print("  sertrain convert  run \(i + 1): \(fixed(m.seconds, 2)) s, peak \(fixed(m.maxRSSMegabytes, 0)) MB")
             ours.append(m)
           }
           if let python, i < options.peerRepeats {
             let m = try runMeasured([python, script, csv, dir + "/pandas.h5"])
-            guard m.status == 0 else { throw ChildError(message: "the pandas peer exited \(m.status)") }
+            guard m.status == 0 else { throw Failure("the pandas peer exited \(m.status)") }
             print("  pandas+h5py       run \(i + 1): \(fixed(m.seconds, 2)) s, peak \(fixed(m.maxRSSMegabytes, 0)) MB")
             peer.append(m)
           }
         }
         let f = try FeatureFile(path: out)
         guard f.rowCount == rows && f.width == FeatureFormat.seedWidth else {
-          throw ChildError(message: "converted file has \(f.rowCount) x \(f.width)")
+          throw Failure("converted file has \(f.rowCount) x \(f.width)")
         }
         let oursMedian = median(ours.map(\.seconds))
         let oursPeak = ours.map(\.maxRSSMegabytes).max()!

@@ -44,7 +44,7 @@ struct BenchExtractCommand: ParsableCommand {
         for i in 0..<options.repeats {
           for (c, (label, argv)) in configurations.enumerated() {
             let m = try runMeasured(argv, environment: mpirunEnvironment)
-            guard m.status == 0 else { throw ChildError(message: "\(argv.joined(separator: " ")) exited \(m.status)") }
+            guard m.status == 0 else { throw Failure("\(argv.joined(separator: " ")) exited \(m.status)") }
             ours[c].append(m.seconds)
             print(
               "  run \(i + 1): sertrain extract, \(label): \(fixed(m.seconds, 2)) s = "
@@ -69,7 +69,7 @@ struct BenchExtractCommand: ParsableCommand {
         var peer: [Double] = []
         for i in 0..<options.peerRepeats {
           let m = try runMeasured([python, script, list])
-          guard m.status == 0 else { throw ChildError(message: "the librosa peer exited \(m.status)") }
+          guard m.status == 0 else { throw Failure("the librosa peer exited \(m.status)") }
           peer.append(Double(take.count) / m.seconds)
           print("  run \(i + 1): librosa (process included): \(fixed(peer.last!, 2)) files/s")
         }

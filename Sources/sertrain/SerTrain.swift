@@ -191,7 +191,7 @@ struct Inspect: ParsableCommand {
       case Checkpoint.format:
         print(try describeCheckpoint(file))
       default:
-        throw FeatureFileError(file, "unknown format '\(format)': expected a sertrain feature file or checkpoint")
+        throw Failure(file, "unknown format '\(format)': expected a sertrain feature file or checkpoint")
       }
     }
   }
