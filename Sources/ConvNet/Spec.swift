@@ -173,12 +173,7 @@ public struct ModelSpec: Codable, Equatable, Sendable {
     }
   }
 
-  public func encoded() -> String {
-    let encoder = JSONEncoder()
-    encoder.outputFormatting = [.sortedKeys]
-    let data = (try? encoder.encode(self)) ?? Data()
-    return String(decoding: data, as: UTF8.self)
-  }
+  public func encoded() -> String { jsonText(self) }
 }
 
 func describeDecodingError(_ error: Error) -> String {

@@ -95,13 +95,7 @@ public struct Evaluation: Codable, Sendable {
     return out.joined(separator: "\n")
   }
 
-  public func json() -> String {
-    let e = JSONEncoder()
-    e.outputFormatting = [.sortedKeys, .prettyPrinted]
-    e.nonConformingFloatEncodingStrategy = .convertToString(
-      positiveInfinity: "inf", negativeInfinity: "-inf", nan: "nan")
-    return String(decoding: (try? e.encode(self)) ?? Data(), as: UTF8.self)
-  }
+  public func json() -> String { jsonText(self, pretty: true) }
 }
 
 /// Rows of a feature file standardised with a checkpoint's scaler, and the network's probabilities for them.

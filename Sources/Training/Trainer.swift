@@ -77,20 +77,9 @@ public struct TrainingState: Codable, Sendable {
 
   public init(config: TrainConfig) { self.config = config }
 
-  func json() -> String {
-    let e = JSONEncoder()
-    e.outputFormatting = [.sortedKeys]
-    e.nonConformingFloatEncodingStrategy = .convertToString(
-      positiveInfinity: "inf", negativeInfinity: "-inf", nan: "nan")
-    return String(decoding: (try? e.encode(self)) ?? Data(), as: UTF8.self)
-  }
-
   public static func parse(_ text: String, source: String = "checkpoint") throws -> TrainingState {
-    let d = JSONDecoder()
-    d.nonConformingFloatDecodingStrategy = .convertFromString(
-      positiveInfinity: "inf", negativeInfinity: "-inf", nan: "nan")
     do {
-      return try d.decode(TrainingState.self, from: Data(text.utf8))
+      return try decodeJSON(TrainingState.self, from: text)
     } catch {
       throw Failure("\(source): its training state (attribute 'training') cannot be read: \(error)")
     }
@@ -600,7 +589,7 @@ public final class Trainer {
     c.adamV = adam.v.array
     c.adamIterations = adam.iterations
     c.learningRate = Double(adam.learningRate)
-    c.training = saved.json()
+    c.training = jsonText(saved)
     c.split = split.membership
     c.recipe = file.recipe
     try c.write(to: lastPath, overwrite: true)
@@ -621,13 +610,7 @@ public final class Trainer {
   }
 
   private func writeConfig() throws {
-    let e = JSONEncoder()
-    e.outputFormatting = [.sortedKeys, .prettyPrinted]
-    e.nonConformingFloatEncodingStrategy = .convertToString(
-      positiveInfinity: "inf", negativeInfinity: "-inf", nan: "nan")
-    var text = String(decoding: try e.encode(config), as: UTF8.self) + "\n"
-    text = text.replacing("\\/", with: "/")
-    try writeTextAtomically(text, to: runDir + "/config.json")
+    try writeTextAtomically(jsonText(config, pretty: true) + "\n", to: runDir + "/config.json")
   }
 
   func epochLine(_ r: HistoryRow) -> String {

@@ -80,9 +80,7 @@ struct Predict: ParsableCommand {
         : try predictRows(featuresPath: features!, split: split, checkpoint: c, path: checkpoint)
       let classes = c.classNames
       if json {
-        let e = JSONEncoder()
-        e.outputFormatting = [.sortedKeys, .prettyPrinted]
-        print(String(decoding: try e.encode(predictions), as: UTF8.self).replacing("\\/", with: "/"))
+        print(jsonText(predictions, pretty: true))
       } else if csv {
         print((["path_or_row", "emotion"] + classes).joined(separator: ","))
         for p in predictions {
