@@ -76,7 +76,7 @@ let testTargets: [Target] = [
   .testTarget(
     name: "AudioFeaturesTests", dependencies: ["AudioFeatures", "HDF5", "_TestSupport"]),
   .testTarget(name: "TrainingTests", dependencies: ["Training"]),
-  .testTarget(name: "CLITests", dependencies: ["FeatureStore", "HDF5", "_TestSupport"]),
+  .testTarget(name: "CLITests", dependencies: ["AudioFeatures", "FeatureStore", "HDF5", "_TestSupport"]),
   // Also run under mpirun by Launch/test.sh.
   .testTarget(
     name: "MPITests",

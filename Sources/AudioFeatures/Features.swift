@@ -9,9 +9,20 @@ import COpenBLAS
 /// How a row is computed, the one definition every part of sertrain uses: the seed's recipe by default. A clip is
 /// `duration` seconds from `offset`, resampled to `sampleRate` (soxr HQ); ZCR and RMS over frames of
 /// `frameLength` with hop `hopLength`, and `nMFCC` MFCCs of an `nMels`-band Slaney mel spectrogram in dB (80 dB
-/// floor); a row is `zcr, rms, mfcc` frame-major, zero-padded to `width`. Feature files and checkpoints store it
-/// (`FeatureStore`, `ModelFiles`).
+/// floor); a row holds `zcr, rms, mfcc` (frame-major) as `layout` places them in `width` values. Feature files and
+/// checkpoints store it (`FeatureStore`, `ModelFiles`).
 public struct FeatureRecipe: Equatable, Sendable, Codable {
+  /// Where a clip's values go in its row.
+  public enum Layout: String, Codable, Sendable, CaseIterable {
+    /// The seed study's: the clip's ZCR, then its RMS, then its MFCCs frame by frame, the whole row zero-padded. A
+    /// clip with fewer frames than a full one starts its RMS and MFCC blocks early, so a column means different
+    /// things in different rows.
+    case seed
+    /// Each block padded to a full clip's frames (`framesPerRow`): ZCR of frame t at t, RMS at F + t, MFCC c at
+    /// 2F + t*nMFCC + c, for every clip.
+    case aligned
+  }
+
   /// The seed's row width (108 frames x 22 values).
   public static let seedWidth = 2376
 
@@ -26,8 +37,31 @@ public struct FeatureRecipe: Equatable, Sendable, Codable {
   public var width = FeatureRecipe.seedWidth
   /// "extract" (computed by sertrain) or "convert" (imported from a CSV whose recipe is assumed to be the seed's).
   public var origin = "extract"
+  public var layout = Layout.seed
 
   public init() {}
+
+  /// A full clip's frames: the frames a row has room for (108 in the seed's).
+  public var framesPerRow: Int { width / (2 + nMFCC) }
+
+  /// Files and checkpoints written before a field existed read as the seed's value of it.
+  public init(from decoder: Decoder) throws {
+    let c = try decoder.container(keyedBy: CodingKeys.self)
+    func take<T: Decodable>(_ key: CodingKeys, _ value: inout T) throws {
+      value = try c.decodeIfPresent(T.self, forKey: key) ?? value
+    }
+    try take(.sampleRate, &sampleRate)
+    try take(.offset, &offset)
+    try take(.duration, &duration)
+    try take(.frameLength, &frameLength)
+    try take(.hopLength, &hopLength)
+    try take(.nMFCC, &nMFCC)
+    try take(.nMels, &nMels)
+    try take(.resampler, &resampler)
+    try take(.width, &width)
+    try take(.origin, &origin)
+    try take(.layout, &layout)
+  }
 
   /// The fields that change the numbers in a row (origin does not).
   public func sameFeatures(as other: FeatureRecipe) -> Bool {
@@ -195,15 +229,15 @@ public final class FeatureExtractor: Sendable {
         }
       }
     }
+    // The blocks start `stride` values apart: the clip's frames (seed) or a full clip's (aligned).
     var row = [Float](repeating: 0, count: recipe.width)
-    var at = 0
-    func put(_ v: Float) {
-      if at < row.count { row[at] = v }
-      at += 1
+    let stride = recipe.layout == .aligned ? recipe.framesPerRow : frames
+    func put(_ at: Int, _ v: Float) { if at < row.count { row[at] = v } }
+    for t in 0..<min(frames, stride) {
+      put(t, Float(zcr[t]))
+      put(stride + t, rms[t])
+      for c in 0..<k { put(2 * stride + t * k + c, mfcc[c * frames + t]) }
     }
-    for v in zcr { put(Float(v)) }
-    for v in rms { put(v) }
-    for t in 0..<frames { for c in 0..<k { put(mfcc[c * frames + t]) } }
     return FeatureParts(
       zcr: zcr, rms: rms, logMel: mel, mfcc: mfcc, frames: frames, row: row, spectrum: kept)
   }

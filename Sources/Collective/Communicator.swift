@@ -20,6 +20,9 @@ public protocol Communicator: AnyObject {
   func gather(_ bytes: [UInt8], root: Int) -> [[UInt8]]
   /// Ends every rank of the job with `code` (MPI_Abort); a single process just exits.
   func abort(code: Int32) -> Never
+  /// The ranks of the same `color` as a communicator of their own, in rank order (`MPI_Comm_split`); every rank
+  /// calls it.
+  func split(color: Int) -> Communicator
 }
 
 extension Communicator {
@@ -69,6 +72,7 @@ public final class SingleProcessCommunicator: Communicator {
   public func barrier() {}
   public func gather(_ bytes: [UInt8], root: Int) -> [[UInt8]] { [bytes] }
   public func abort(code: Int32) -> Never { exit(code) }
+  public func split(color: Int) -> Communicator { self }
 }
 
 /// MPI_COMM_WORLD. MPI is initialised once per process and finalised at exit.
@@ -96,6 +100,12 @@ public final class MPICommunicator: Communicator {
     let c = MPICommunicator(comm: sertrain_MPI_COMM_WORLD())
     shared = c
     return c
+  }
+
+  public func split(color: Int) -> Communicator {
+    var part: MPI_Comm?
+    MPI_Comm_split(comm, Int32(color), Int32(rank), &part)
+    return MPICommunicator(comm: part!)
   }
 
   private init(comm: MPI_Comm) {

@@ -6,7 +6,7 @@
 //   source        int32 [N]           recording index; all augmented rows of one recording share it
 //   augmentation  int8 [N]            0 original, 1 noise, 2 pitch, 3 pitch+noise, -1 unknown (converted CSV)
 //   sources/path, sources/speaker, sources/corpus   strings, one per recording
-//   attributes    the feature recipe
+//   attributes    the feature recipe (its `layout`: seed when missing)
 import AudioFeatures
 import Base
 import HDF5
@@ -34,6 +34,7 @@ extension FeatureRecipe {
     try f.setAttribute("resampler", resampler)
     try f.setAttribute("width", width)
     try f.setAttribute("origin", origin)
+    try f.setAttribute("layout", layout.rawValue)
   }
 
   static func read(from f: H5Object) throws -> FeatureRecipe {
@@ -48,6 +49,13 @@ extension FeatureRecipe {
     r.resampler = try f.stringAttribute("resampler")
     r.width = try f.intAttribute("width")
     r.origin = try f.stringAttribute("origin")
+    if f.hasAttribute("layout") {  // files written before layouts are the seed's
+      let name = try f.stringAttribute("layout")
+      guard let layout = Layout(rawValue: name) else {
+        throw Failure(f.filePath, "unknown row layout '\(name)' (this sertrain knows seed and aligned)")
+      }
+      r.layout = layout
+    }
     return r
   }
 

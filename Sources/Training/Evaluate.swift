@@ -67,6 +67,13 @@ public struct Evaluation: Codable, Sendable {
     weighted = average(scores.map { Double($0.support) }, "weighted avg")
   }
 
+  /// The mean recall over the classes that have rows (unweighted average recall, the usual measure in speech
+  /// emotion recognition: chance is 1/classes whatever the class balance).
+  public var unweightedAverageRecall: Double {
+    let present = perClass.filter { $0.support > 0 }
+    return present.isEmpty ? .nan : present.reduce(0) { $0 + $1.recall } / Double(present.count)
+  }
+
   /// The per-class table laid out as scikit-learn's `classification_report`.
   public var report: String {
     let width = max(12, (classes.map(\.count) + ["weighted avg".count]).max()!)
@@ -201,7 +208,9 @@ public func predictFiles(_ paths: [String], checkpoint: Checkpoint, path checkpo
   -> [Prediction]
 {
   let predictor = try Predictor(checkpoint, path: checkpointPath)
-  let extractor = FeatureExtractor()
+  var recipe = FeatureRecipe()
+  recipe.layout = checkpoint.recipe?.layout ?? .seed  // rows as the model was trained on
+  let extractor = FeatureExtractor(recipe: recipe)
   guard predictor.network.inputWidth == extractor.recipe.width else {
     throw Failure(
       "\(checkpointPath) reads \(predictor.network.inputWidth) features per row; audio gives the seed's "
@@ -210,7 +219,8 @@ public func predictFiles(_ paths: [String], checkpoint: Checkpoint, path checkpo
   if let recipe = checkpoint.recipe, !recipe.sameFeatures(as: extractor.recipe) {
     throw Failure(
       "\(checkpointPath) was trained on features of another recipe (\(recipe.sampleRate) Hz, offset \(recipe.offset) s, "
-        + "duration \(recipe.duration) s, \(recipe.nMFCC) MFCC) than sertrain extracts: predict with --features")
+        + "duration \(recipe.duration) s, \(recipe.nMFCC) MFCC, \(recipe.layout) layout) than sertrain extracts: "
+        + "predict with --features")
   }
   var x: [Float] = []
   for p in paths {

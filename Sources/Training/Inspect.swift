@@ -38,9 +38,47 @@ public func describeFeatureFile(_ f: FeatureFile) throws -> String {
   out.append(
     "  recipe        \(r.origin == "convert" ? "converted from CSV (assumed seed recipe): " : "")sr \(r.sampleRate) Hz, offset \(r.offset) s, duration \(r.duration) s, frame \(r.frameLength), hop \(r.hopLength), \(r.nMFCC) MFCC over \(r.nMels) mels, resampler \(r.resampler)"
   )
+  out.append("  layout        \(r.layout.rawValue)")
+  let short = try shortRows(f)
+  if !short.isEmpty {
+    let byCorpus = Dictionary(
+      grouping: short.map { recordings.isEmpty ? "" : recordings[Int(f.source[$0.row])].corpus }
+    ) {
+      $0
+    }
+    let missing = short.map(\.missing).sorted()
+    out.append(
+      "  short rows    \(short.count) of \(f.rowCount) from clips of fewer than \(r.framesPerRow) frames "
+        + "(missing frames: median \(missing[missing.count / 2]), max \(missing.last!))"
+        + (byCorpus.keys.allSatisfy(\.isEmpty)
+          ? "" : "; by corpus " + byCorpus.keys.sorted().map { "\($0) \(byCorpus[$0]!.count)" }.joined(separator: ", "))
+        + (r.layout == .seed
+          ? "; in the seed layout their RMS and MFCC columns are shifted (extract --layout aligned)" : ""))
+  }
   if let src = try? f.file.stringAttribute("converted_from") { out.append("  converted     from \(src)") }
   out.append("  datasets      " + (try f.file.children()).joined(separator: ", "))
   return out.joined(separator: "\n")
+}
+
+/// The rows whose clip had fewer frames than a full one, and how many it lacked: the row ends in zeros where those
+/// frames' values would be (a whole frame, 2 + nMFCC values, in the seed layout; nMFCC in the aligned one's last
+/// block). A value that is exactly zero at the end of a full row is rare enough not to matter.
+public func shortRows(_ f: FeatureFile) throws -> [(row: Int, missing: Int)] {
+  let r = f.recipe
+  let perFrame = r.layout == .seed ? 2 + r.nMFCC : r.nMFCC
+  var out: [(row: Int, missing: Int)] = []
+  var start = 0
+  while start < f.rowCount {
+    let end = min(start + 1024, f.rowCount)
+    let rows = try f.readRows(start..<end)
+    for i in 0..<(end - start) {
+      let row = rows[(i * f.width)..<((i + 1) * f.width)]
+      let zeros = row.count - 1 - (row.lastIndex { $0 != 0 } ?? (row.startIndex - 1)) + row.startIndex
+      if zeros / perFrame > 0 { out.append((start + i, min(zeros / perFrame, r.framesPerRow))) }
+    }
+    start = end
+  }
+  return out
 }
 
 extension String {

@@ -24,46 +24,48 @@ public struct DataSplit: Equatable, Sendable {
 }
 
 extension DataSplit {
-  /// Assigns groups of rows (recordings, speakers, or single rows) to test, validation and train in a shuffled
-  /// order drawn from `seed`, until each side holds its fraction of the rows.
-  public static func make(
-    _ file: FeatureFile, kind: SplitKind, validation: Double, test: Double, seed: UInt64
-  ) throws -> DataSplit {
-    let n = file.rowCount
-    var groupOf = [Int](repeating: 0, count: n)
+  /// Each row's group, numbered from 0: the row itself (random), its recording, or its speaker (in order of first
+  /// appearance).
+  public static func groups(_ file: FeatureFile, _ kind: SplitKind) throws -> [Int] {
     switch kind {
-    case .random:
-      groupOf = Array(0..<n)
-    case .recording:
-      groupOf = file.source.map(Int.init)
+    case .random: return Array(0..<file.rowCount)
+    case .recording: return file.source.map(Int.init)
     case .speaker:
-      let recordings = try file.recordings()
-      let speakers = recordings.map(\.speaker)
+      let speakers = try file.recordings().map(\.speaker)
       guard !speakers.isEmpty, speakers.allSatisfy({ !$0.isEmpty }) else {
         throw Failure(
           file.path, "has no speaker for its recordings (a converted CSV): use --split recording or random")
       }
       var ids: [String: Int] = [:]
-      for (row, s) in file.source.enumerated() {
+      return file.source.map { s in
         let speaker = speakers[Int(s)]
-        groupOf[row] =
-          ids[speaker]
-          ?? {
-            ids[speaker] = ids.count; return ids.count - 1
-          }()
+        if let id = ids[speaker] { return id }
+        ids[speaker] = ids.count
+        return ids.count - 1
       }
     }
+  }
+
+  /// Assigns groups of rows (recordings, speakers, or single rows) to test, validation and train in a shuffled
+  /// order drawn from `seed`, until each side holds its fraction of the rows. With `testRows`, those rows are the
+  /// test side (`test` is not used) and validation takes its fraction of the others, from groups without test rows.
+  public static func make(
+    _ file: FeatureFile, kind: SplitKind, validation: Double, test: Double, seed: UInt64, testRows: [Int]? = nil
+  ) throws -> DataSplit {
+    let n = file.rowCount
     var members: [Int: [Int]] = [:]
-    for (row, g) in groupOf.enumerated() { members[g, default: []].append(row) }
+    for (row, g) in try groups(file, kind).enumerated() { members[g, default: []].append(row) }
     var rng = RandomStream(seed: seed, stream: [0x5_9117])
     let groups = members.keys.sorted()
     let order = rng.permutation(groups.count).map { groups[$0] }
     var membership = [Int8](repeating: 0, count: n)
-    let testTarget = Int((Double(n) * test).rounded())
-    let validationTarget = Int((Double(n) * validation).rounded())
+    for r in testRows ?? [] { membership[r] = 2 }
+    let testTarget = testRows == nil ? Int((Double(n) * test).rounded()) : 0
+    let validationTarget = Int((Double(n - (testRows?.count ?? 0)) * validation).rounded())
     var (inTest, inValidation) = (0, 0)
     for g in order {
       let rows = members[g]!
+      if rows.contains(where: { membership[$0] == 2 }) { continue }
       let part: Int8
       if inTest < testTarget {
         part = 2

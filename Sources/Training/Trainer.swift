@@ -117,6 +117,8 @@ public final class Trainer {
   /// Seconds between plain progress lines on standard output when standard error is not a terminal (a log
   /// file); 0 for none. On a terminal a progress bar is drawn instead.
   public var progressEvery = 30.0
+  /// Put before every line this trainer prints (cross-validation's `fold 2/4: `).
+  public var linePrefix = ""
 
   public static let lastName = "checkpoint-last.h5"
   var isRoot: Bool { comm.rank == 0 }
@@ -126,9 +128,11 @@ public final class Trainer {
   /// - Parameters:
   ///   - given: the command-line flags given explicitly (`--batch-size`, ...): on resume each one must agree with
   ///     the checkpoint's run, and `--epochs` beyond a finished run's count continues it.
+  ///   - split: the rows' sides for a new run (default: drawn from the configuration), as cross-validation's folds
+  ///     give them.
   public init(
     config: TrainConfig, runDir: String, resume: String?, comm: Communicator, quiet: Bool = false,
-    given: Set<String> = []
+    given: Set<String> = [], split: DataSplit? = nil
   ) throws {
     self.comm = comm
     self.runDir = runDir
@@ -236,20 +240,25 @@ public final class Trainer {
       guard let membership = c.split, membership.count == file.rowCount else {
         throw Failure("\(resumePath!): its split does not cover \(config.data)'s \(file.rowCount) rows")
       }
-      split = DataSplit(membership: membership)
+      self.split = DataSplit(membership: membership)
       scalerMean = c.scalerMean
       scalerScale = c.scalerScale
       state = restoredState!
     } else {
-      split = try DataSplit.make(
-        file, kind: config.split, validation: config.validationFraction, test: config.testFraction, seed: config.seed)
+      if let split, split.membership.count != file.rowCount {
+        throw Failure("the given split covers \(split.membership.count) rows, \(config.data) has \(file.rowCount)")
+      }
+      self.split =
+        try split
+        ?? DataSplit.make(
+          file, kind: config.split, validation: config.validationFraction, test: config.testFraction, seed: config.seed)
       scalerMean = [Float](repeating: 0, count: file.width)
       scalerScale = [Float](repeating: 1, count: file.width)
       state = TrainingState(config: config)
     }
     state.data = identity
-    trainRows = split.train
-    validationRows = split.validation
+    trainRows = self.split.train
+    validationRows = self.split.validation
     earlyStopping = state.savedEarlyStopping ?? config.earlyStopping
     reduceLR = state.savedReduceLR ?? config.reduceLR
     state.ranks = comm.size
@@ -275,9 +284,9 @@ public final class Trainer {
       try RunStatus.running.write(runDir: runDir)
     }
     if let resumePath, isRoot, !quiet {
-      Output.shared.line(
+      say(
         "resuming from \(resumePath): epoch \(state.epoch + 1), step \(state.step), \(comm.size) rank(s)")
-      for note in notes { Output.shared.line(note) }
+      for note in notes { say(note) }
     }
   }
 
@@ -359,6 +368,8 @@ public final class Trainer {
     return h
   }
 
+  private func say(_ line: String) { Output.shared.line(linePrefix + line) }
+
   // MARK: Data
 
   /// Reads `rows` (any order) standardised into `x`.
@@ -388,7 +399,7 @@ public final class Trainer {
     sertrain_install_stop_handlers()
     if state.finished {
       if isRoot && !quiet {
-        Output.shared.line(
+        say(
           "the run in \(runDir) already finished (epoch \(state.epoch)); --epochs N with N > \(state.epoch) continues it"
         )
       }
@@ -401,7 +412,7 @@ public final class Trainer {
         try RunStatus.stopped.write(runDir: runDir)
         if !quiet {
           let saved = access(lastPath, R_OK) == 0 ? "\(lastPath) is unchanged" : "no checkpoint was needed"
-          Output.shared.line("stopped by a signal before training started: \(saved); resume with --resume auto")
+          say("stopped by a signal before training started: \(saved); resume with --resume auto")
         }
       }
       return Trainer.exitStopped
@@ -413,7 +424,8 @@ public final class Trainer {
     while state.epoch < config.epochs {
       let epoch = state.epoch
       let order = permutation(epoch: epoch)
-      let bar = isRoot && !quiet ? ProgressBar(label: "epoch \(epoch + 1)/\(config.epochs)", unit: "samples") : nil
+      let bar =
+        isRoot && !quiet ? ProgressBar(label: "\(linePrefix)epoch \(epoch + 1)/\(config.epochs)", unit: "samples") : nil
       let lines = isRoot && !quiet && !(bar?.enabled ?? true) && progressEvery > 0
       var lastLine = monotonicSeconds()
       var t0 = monotonicSeconds()
@@ -452,7 +464,7 @@ public final class Trainer {
           fraction: Double(state.step) / Double(stepsPerEpoch), count: Int(state.epochSamples))
         if lines && now - lastLine >= progressEvery && state.step < stepsPerEpoch {
           lastLine = now
-          Output.shared.line(
+          say(
             "  epoch \(epoch + 1)/\(config.epochs), step \(state.step)/\(stepsPerEpoch): "
               + "\(fixed(state.epochSamples / max(state.epochSeconds, 1e-9), 1)) samples/s, "
               + "loss \(fixed(state.epochLoss / max(state.epochSamples, 1), 4))")
@@ -462,7 +474,7 @@ public final class Trainer {
           bar?.finish()
           try checkpoint(best: false, status: .stopped)
           if isRoot && !quiet {
-            Output.shared.line(
+            say(
               "stopped by a signal at epoch \(epoch + 1), step \(state.step): \(lastPath) written; resume with --resume auto"
             )
           }
@@ -511,17 +523,17 @@ public final class Trainer {
     }
     comm.broadcast(&decision, root: 0)
     state.history.append(row)
-    if isRoot && !quiet { Output.shared.line(epochLine(row)) }
+    if isRoot && !quiet { say(epochLine(row)) }
     if decision.1 >= 0 {
       adam.learningRate = Float(decision.1)
-      if isRoot && !quiet { Output.shared.line("  reducing the learning rate to \(adam.learningRate)") }
+      if isRoot && !quiet { say("  reducing the learning rate to \(adam.learningRate)") }
     }
     if decision.2 > 0 && isRoot { bestWeights = (network.parameters.array, network.state.array) }
     state.epoch = epoch + 1
     state.step = 0
     (state.epochLoss, state.epochCorrect, state.epochSamples, state.epochSeconds) = (0, 0, 0, 0)
     if decision.0 > 0 {
-      if isRoot && !quiet { Output.shared.line("early stopping at epoch \(epoch + 1)") }
+      if isRoot && !quiet { say("early stopping at epoch \(epoch + 1)") }
       state.finished = true
       try finish()
       return
@@ -536,7 +548,7 @@ public final class Trainer {
     if earlyStopping.restoreBestWeights, let best = bestWeights, isRoot {
       network.parameters.copy(from: best.parameters.withUnsafeBufferPointer { $0 })
       network.state.copy(from: best.state.withUnsafeBufferPointer { $0 })
-      if !quiet { Output.shared.line("restored the weights of the best epoch, \(earlyStopping.bestEpoch + 1)") }
+      if !quiet { say("restored the weights of the best epoch, \(earlyStopping.bestEpoch + 1)") }
     }
     try checkpoint(best: false, status: .finished)
   }

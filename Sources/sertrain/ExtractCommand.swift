@@ -25,6 +25,13 @@ struct Extract: ParsableCommand {
   @Option(help: "Rows per recording, in order: original, noise, pitch, pitch+noise (the seed's), stretch, shift.")
   var augment = "original,noise,pitch,pitch+noise"
 
+  @Option(
+    help: """
+      Row layout: seed (the seed study's: a short clip's RMS and MFCC blocks start early) or aligned (each block \
+      padded to a full clip's frames, so a column means one frame and feature in every row).
+      """)
+  var layout = FeatureRecipe.Layout.seed
+
   @Flag(help: "Fail when any file cannot be used, instead of reporting it.")
   var strict = false
 
@@ -54,6 +61,7 @@ struct Extract: ParsableCommand {
       var o = ExtractOptions(root: directory, output: output)
       o.manifest = manifest
       o.augmentations = augment.split(separator: ",").map { Augmentation(rawValue: String($0))! }
+      o.recipe.layout = layout
       o.strict = strict
       o.seed = seed
       o.force = force
@@ -73,6 +81,8 @@ struct Extract: ParsableCommand {
     }
   }
 }
+
+extension FeatureRecipe.Layout: ExpressibleByArgument {}
 
 struct Synth: ParsableCommand {
   static let configuration = CommandConfiguration(

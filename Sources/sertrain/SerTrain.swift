@@ -19,7 +19,8 @@ struct SerTrain: ParsableCommand {
     commandName: "sertrain",
     abstract: "A data-parallel trainer for speech emotion recognition.",
     subcommands: [
-      Train.self, Extract.self, Convert.self, Evaluate.self, Predict.self, Report.self, Inspect.self, Synth.self,
+      Train.self, CrossValidate.self, Extract.self, Convert.self, Evaluate.self, Predict.self, Report.self,
+      Inspect.self, Synth.self,
       Summary.self, ImportKeras.self,
       ExportKeras.self,
       Bench.self,
@@ -42,7 +43,7 @@ struct SerTrain: ParsableCommand {
     do {
       var command = try parseAsRoot()
       // Only training stops cleanly (checkpoint, exit 75); every other command ends by the signal as usual.
-      if !(command is Train) { sertrain_default_stop_signals() }
+      if !(command is Train || command is CrossValidate) { sertrain_default_stop_signals() }
       try command.run()
     } catch {
       let code = exitCode(for: error)

@@ -17,6 +17,46 @@ struct Train: ParsableCommand {
       SIGUSR1 or SIGTERM writes a checkpoint at the next step and exits with 75; --resume auto continues.
       """)
 
+  @OptionGroup(title: "Training") var training: TrainingOptions
+
+  @Option(help: "The run directory (default runs/<date-time>, or with --resume auto the newest unfinished run).")
+  var runDir: String?
+
+  @Option(help: "Continue a run: 'auto' (the run directory's last checkpoint, if any) or a checkpoint path.")
+  var resume: String?
+
+  @OptionGroup var output: OutputOptions
+
+  func run() throws {
+    try runOnRanks { comm in
+      configureBLASThreads(environment: environment())
+      let (config, given) = training.configuration()
+      // One directory for every rank, whatever their clocks or views of runs/ say: rank 0 chooses.
+      var dir = ""
+      var note: String?
+      if comm.rank == 0 { (dir, note) = resolveRunDirectory(given: runDir, resume: resume) }
+      comm.broadcast(&dir, root: 0)
+      if let note, !output.quiet { print(note) }
+      let trainer = try Trainer(
+        config: config, runDir: dir, resume: resume, comm: comm, quiet: output.quiet, given: given)
+      trainer.progressEvery = output.progressEvery
+      let code = try trainer.run()
+      if code != 0 { throw ExitCode(code) }
+      // The final weights on the held-out rows, and the report.
+      if let (path, evaluation) = try makeReport(runDir: dir, data: nil, split: nil, comm: comm), !output.quiet {
+        if let e = evaluation {
+          print(
+            "\n\(e.split) split, \(e.rows) rows: loss \(fixed(e.loss, 4)), accuracy \(fixed(e.accuracy, 4))\n\n\(e.report)"
+          )
+        }
+        print("report: \(path)")
+      }
+    }
+  }
+}
+
+/// What a training run is told (`TrainConfig`): for `train` and for each fold of `cv`.
+struct TrainingOptions: ParsableArguments {
   @Option(help: "The feature file (on resume: the run's own, unless given; its content must be the run's).")
   var data: String?
 
@@ -40,12 +80,6 @@ struct Train: ParsableCommand {
 
   @Option(help: "Fraction of rows held out for testing (sertrain evaluate --split test).")
   var testFraction: Double?
-
-  @Option(help: "The run directory (default runs/<date-time>, or with --resume auto the newest unfinished run).")
-  var runDir: String?
-
-  @Option(help: "Continue a run: 'auto' (the run directory's last checkpoint, if any) or a checkpoint path.")
-  var resume: String?
 
   @Option(help: "The seed of every random choice (initial weights, split, batch order).")
   var seed: UInt64?
@@ -73,12 +107,6 @@ struct Train: ParsableCommand {
 
   @Flag(help: "Do not standardise the features.")
   var noStandardize = false
-
-  @Option(help: "Seconds between progress lines when the output is a file, not a terminal (0: none).")
-  var progressEvery = 30.0
-
-  @Flag(name: .shortAndLong, help: "Print only errors.")
-  var quiet = false
 
   /// The configuration these options describe (defaults where not given), and the flags given explicitly.
   func configuration() -> (TrainConfig, Set<String>) {
@@ -125,32 +153,66 @@ struct Train: ParsableCommand {
       throw ValidationError("--val-fraction and --test-fraction must be >= 0 and leave rows for training")
     }
     if !(c.reduceLR.factor > 0 && c.reduceLR.factor < 1) { throw ValidationError("--lr-factor must be in (0, 1)") }
+  }
+
+}
+
+/// How much a run prints, and how often when the output is a file.
+struct OutputOptions: ParsableArguments {
+  @Option(help: "Seconds between progress lines when the output is a file, not a terminal (0: none).")
+  var progressEvery = 30.0
+
+  @Flag(name: .shortAndLong, help: "Print only errors.")
+  var quiet = false
+
+  func validate() throws {
     if !(progressEvery >= 0) { throw ValidationError("--progress-every must be 0 or more seconds") }
+  }
+}
+
+struct CrossValidate: ParsableCommand {
+  static let configuration = CommandConfiguration(
+    commandName: "cv",
+    abstract: "K-fold cross-validation by speaker (or recording), the folds trained in turn or at once across ranks.",
+    discussion: """
+      Each fold holds out whole speakers (or recordings) as its test rows and trains on the others, with a \
+      validation part carved from them for the callbacks (--split, --val-fraction). Under mpirun -n P the ranks \
+      split into min(P, K) groups, each training its folds data-parallel. DIR/fold-i is each fold's run directory; \
+      run the same command again to continue after a stop. Prints per-fold and mean ± sd accuracy, macro F1 and \
+      unweighted average recall; writes DIR/cv.csv, DIR/cv.html and DIR/folds.csv.
+      """)
+
+  @OptionGroup(title: "Training") var training: TrainingOptions
+
+  @Option(help: "Folds.")
+  var folds = 5
+
+  @Option(help: "What a fold holds out: speaker or recording.")
+  var by = SplitKind.speaker
+
+  @Option(name: .customLong("dir"), help: "The cross-validation directory.")
+  var directory = "cv"
+
+  @OptionGroup var output: OutputOptions
+
+  func validate() throws {
+    if folds < 2 { throw ValidationError("--folds must be at least 2") }
+    if by == .random { throw ValidationError("--by speaker or recording (random folds leak augmented copies)") }
   }
 
   func run() throws {
     try runOnRanks { comm in
       configureBLASThreads(environment: environment())
-      let (config, given) = configuration()
-      // One directory for every rank, whatever their clocks or views of runs/ say: rank 0 chooses.
-      var dir = ""
-      var note: String?
-      if comm.rank == 0 { (dir, note) = resolveRunDirectory(given: runDir, resume: resume) }
-      comm.broadcast(&dir, root: 0)
-      if let note, !quiet { print(note) }
-      let trainer = try Trainer(config: config, runDir: dir, resume: resume, comm: comm, quiet: quiet, given: given)
-      trainer.progressEvery = progressEvery
-      let code = try trainer.run()
-      if code != 0 { throw ExitCode(code) }
-      // The final weights on the held-out rows, and the report.
-      if let (path, evaluation) = try makeReport(runDir: dir, data: nil, split: nil, comm: comm), !quiet {
-        if let e = evaluation {
-          print(
-            "\n\(e.split) split, \(e.rows) rows: loss \(fixed(e.loss, 4)), accuracy \(fixed(e.accuracy, 4))\n\n\(e.report)"
-          )
-        }
-        print("report: \(path)")
-      }
+      var o = CrossValidationOptions()
+      (o.folds, o.by, o.directory) = (folds, by, directory)
+      (o.config, o.quiet, o.progressEvery) = (training.configuration().0, output.quiet, output.progressEvery)
+      o.config.testFraction = 0
+      let (summary, stopped) = try crossValidate(o, comm: comm)
+      if stopped { throw ExitCode(Trainer.exitStopped) }
+      guard let summary, !output.quiet else { return }
+      print("\n" + summary.table(by: by))
+      print("\npooled confusion matrix (\(summary.pooled.rows) test rows):\n" + summary.pooled.confusionTable)
+      print("\nwrote \(directory)/cv.csv, \(directory)/cv.html")
     }
   }
 }

@@ -29,3 +29,21 @@ final class FrameStatisticsTests: XCTestCase {
     }
   }
 }
+
+/// The recipe's JSON (in checkpoints) round-trips, and a recipe written before layouts existed reads as the seed's.
+final class RecipeTests: XCTestCase {
+  func testRecipeJSONRoundTripsAndOldRecipesReadAsSeed() throws {
+    var r = FeatureRecipe()
+    r.layout = .aligned
+    r.origin = "extract"
+    let text = String(decoding: try JSONEncoder().encode(r), as: UTF8.self)
+    XCTAssertTrue(text.contains("\"layout\":\"aligned\""), text)
+    XCTAssertEqual(try JSONDecoder().decode(FeatureRecipe.self, from: Data(text.utf8)), r)
+    let old = text.replacing(",\"layout\":\"aligned\"", with: "").replacing("\"layout\":\"aligned\",", with: "")
+    XCTAssertFalse(old.contains("layout"), old)
+    let read = try JSONDecoder().decode(FeatureRecipe.self, from: Data(old.utf8))
+    XCTAssertEqual(read.layout, .seed)
+    XCTAssertTrue(read.sameFeatures(as: FeatureRecipe()))
+    XCTAssertEqual(FeatureRecipe().framesPerRow, 108)
+  }
+}

@@ -98,6 +98,42 @@ final class TrainerTests: XCTestCase {
     try Checkpoint.read(dir + "/checkpoint-last.h5").parameters
   }
 
+  /// `sertrain cv` with the ranks in two groups (each training its fold data-parallel) gives each fold the result
+  /// of the folds trained in turn by one process: bit for bit with one rank per group, and within summation-order
+  /// rounding at a learning rate of 1e-5 with two.
+  func testCrossValidationGroupsMatchFoldsInTurn() throws {
+    let dir = sharedDirectory()
+    try writeFeatures(dir + "/f.h5", rows: 60)
+    var o = CrossValidationOptions()
+    (o.folds, o.by, o.quiet) = (2, .speaker, true)
+    o.config = config(dir + "/f.h5", epochs: 2)
+    o.config.split = .recording
+    if comm.size > 2 { o.config.learningRate = 1e-5 }
+    o.directory = dir + "/together"
+    let together = try crossValidate(o, comm: comm)
+    XCTAssertFalse(together.stopped)
+    if comm.rank == 0 {
+      o.directory = dir + "/in-turn"
+      let inTurn = try crossValidate(o, comm: SingleProcessCommunicator())
+      let (a, b) = (together.summary!, inTurn.summary!)
+      XCTAssertEqual(a.folds.map(\.groups), b.folds.map(\.groups))
+      XCTAssertEqual(Set(a.folds.flatMap(\.groups)).count, 5, "every speaker in one fold")
+      for fold in 1...2 {
+        let (p, q) = try (
+          finalParameters(dir + "/together/fold-\(fold)"), finalParameters(dir + "/in-turn/fold-\(fold)")
+        )
+        if comm.size <= 2 {
+          XCTAssertEqual(p, q, "fold \(fold) on \(comm.size) ranks")
+          XCTAssertEqual(a.folds[fold - 1].evaluation.confusion, b.folds[fold - 1].evaluation.confusion)
+        } else {
+          assertClose(p, q, rtol: 1e-4, atol: 1e-6, "fold \(fold), 2 ranks per group")
+        }
+        XCTAssertEqual(a.folds[fold - 1].evaluation.loss, b.folds[fold - 1].evaluation.loss, accuracy: 1e-4)
+      }
+    }
+    comm.barrier()
+  }
+
   /// 49 train rows in batches of 8 leave a last batch of 1: with several ranks some have no rows in it and
   /// must still join the step. A run stopped by SIGUSR1 mid-epoch and resumed ends bit for bit where an
   /// uninterrupted run ends.

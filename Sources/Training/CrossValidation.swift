@@ -1,0 +1,203 @@
+import Base
+import Collective
+import FeatureStore
+import FoundationEssentials
+import ModelFiles
+
+#if canImport(Glibc)
+  import Glibc
+#endif
+
+/// What `sertrain cv` is told.
+public struct CrossValidationOptions: Sendable {
+  public var folds = 5
+  /// Whole speakers (or recordings) per fold.
+  public var by = SplitKind.speaker
+  /// Each fold's training; its split carves the validation part from the other folds' rows.
+  public var config = TrainConfig()
+  public var directory = "cv"
+  public var quiet = false
+  public var progressEvery = 30.0
+  public init() {}
+}
+
+/// One fold's held-out groups and its test metrics.
+public struct FoldResult: Sendable {
+  public var fold: Int
+  public var groups: [String]
+  public var evaluation: Evaluation
+}
+
+/// Every fold's result, their mean and spread, and the pooled confusion matrix.
+public struct CrossValidationSummary: Sendable {
+  public var folds: [FoldResult]
+  public var pooled: Evaluation
+
+  /// Mean and sample standard deviation over the folds of `metric`.
+  public func spread(_ metric: (Evaluation) -> Double) -> (mean: Double, sd: Double) {
+    let v = folds.map { metric($0.evaluation) }
+    let mean = v.reduce(0, +) / Double(v.count)
+    let sd = v.count > 1 ? (v.reduce(0) { $0 + ($1 - mean) * ($1 - mean) } / Double(v.count - 1)).squareRoot() : 0
+    return (mean, sd)
+  }
+}
+
+extension CrossValidationSummary {
+  /// A row per fold, then mean ± sd: accuracy, macro F1, unweighted average recall.
+  public func table(by: SplitKind) -> String {
+    func pad(_ s: String, _ n: Int) -> String { s + String(repeating: " ", count: max(0, n - s.count)) }
+    let width = max(12, folds.map { $0.groups.joined(separator: ",").count }.max() ?? 0) + 2
+    var lines = [pad("fold", 6) + pad(by.rawValue + "s", width) + "rows   accuracy  macro F1  UAR"]
+    for f in folds {
+      let e = f.evaluation
+      lines.append(
+        pad("\(f.fold)", 6) + pad(f.groups.joined(separator: ","), width) + pad("\(e.rows)", 7)
+          + pad(fixed(e.accuracy, 4), 10) + pad(fixed(e.macro.f1, 4), 10) + fixed(e.unweightedAverageRecall, 4))
+    }
+    let columns = [spread(\.accuracy), spread { $0.macro.f1 }, spread(\.unweightedAverageRecall)]
+    lines.append(
+      pad("mean ± sd", 6 + width + 7)
+        + columns.map { "\(fixed($0.mean, 4)) ± \(fixed($0.sd, 4))" }.joined(separator: ", "))
+    return lines.joined(separator: "\n")
+  }
+}
+
+/// The folds: whole groups (speakers or recordings), each fold's rows; the largest groups first, each to the fold
+/// with the fewest rows so far (ties in an order drawn from `seed`), so folds hold similar numbers of rows.
+public func crossValidationFolds(_ file: FeatureFile, folds k: Int, by: SplitKind, seed: UInt64) throws -> (
+  rows: [[Int]], groups: [[String]]
+) {
+  let groupOf = try DataSplit.groups(file, by)
+  var members: [Int: [Int]] = [:]
+  for (row, g) in groupOf.enumerated() { members[g, default: []].append(row) }
+  guard members.count >= k else {
+    throw Failure(
+      file.path, "has \(members.count) \(by == .speaker ? "speakers" : "recordings"), fewer than --folds \(k)")
+  }
+  let recordings = try file.recordings()
+  func name(_ g: Int) -> String {
+    let row = members[g]![0]
+    return by == .speaker ? recordings[Int(file.source[row])].speaker : recordings[Int(file.source[row])].path
+  }
+  var rng = RandomStream(seed: seed, stream: [0xF01D])
+  let keys = members.keys.sorted()
+  let tieBreak = rng.permutation(keys.count)
+  let order = keys.indices.sorted {
+    (members[keys[$0]]!.count, tieBreak[$0]) > (members[keys[$1]]!.count, tieBreak[$1])
+  }.map { keys[$0] }
+  var rows = [[Int]](repeating: [], count: k)
+  var groups = [[String]](repeating: [], count: k)
+  for g in order {
+    let f = rows.indices.min { (rows[$0].count, $0) < (rows[$1].count, $1) }!
+    rows[f] += members[g]!
+    groups[f].append(name(g))
+  }
+  return (rows.map { $0.sorted() }, groups.map { $0.sorted() })
+}
+
+/// K-fold cross-validation: each fold trained on the others (a run directory `DIR/fold-i` of its own, resumed
+/// where it stopped) and evaluated on its held-out groups. The ranks split into `min(ranks, K)` groups, each
+/// training its folds data-parallel, in turn. Returns the summary on rank 0 (nil elsewhere), or nil with
+/// `stopped` when a signal stopped a fold (its checkpoint written: run again to continue).
+public func crossValidate(_ o: CrossValidationOptions, comm: Communicator) throws -> (
+  summary: CrossValidationSummary?, stopped: Bool
+) {
+  let file = try FeatureFile(path: o.config.data)
+  let (foldRows, foldGroups) = try crossValidationFolds(file, folds: o.folds, by: o.by, seed: o.config.seed)
+  let groups = min(comm.size, o.folds)
+  let color = comm.rank * groups / comm.size
+  let team = comm.split(color: color)
+  if comm.rank == 0 {
+    try makeDirectories(o.directory)
+    let lines = foldGroups.enumerated().map {
+      "\($0.offset + 1),\(foldRows[$0.offset].count),\($0.element.joined(separator: " "))"
+    }
+    try writeTextAtomically(
+      "fold,rows,\(o.by.rawValue)s\n" + lines.joined(separator: "\n") + "\n", to: o.directory + "/folds.csv")
+  }
+  comm.barrier()
+  var stopped = 0.0
+  for fold in stride(from: color, to: o.folds, by: groups) {
+    let dir = o.directory + "/fold-\(fold + 1)"
+    let done = dir + "/evaluation.json"
+    if access(done, R_OK) == 0 { continue }
+    var config = o.config
+    config.testFraction = 0
+    let split = try DataSplit.make(
+      file, kind: config.split, validation: config.validationFraction, test: 0, seed: config.seed,
+      testRows: foldRows[fold])
+    let trainer = try Trainer(config: config, runDir: dir, resume: "auto", comm: team, quiet: o.quiet, split: split)
+    trainer.progressEvery = o.progressEvery
+    trainer.linePrefix = groups > 1 || !o.quiet ? "fold \(fold + 1)/\(o.folds): " : ""
+    if try trainer.run() != 0 {
+      stopped = 1
+      break
+    }
+    let path = dir + "/" + Trainer.lastName
+    let evaluation = try evaluate(
+      try Checkpoint.read(path), path: path, dataPath: o.config.data, split: "test", comm: team)
+    if team.rank == 0 {
+      try writeTextAtomically(jsonText(evaluation, pretty: true) + "\n", to: done)
+      if !o.quiet {
+        Output.shared.line(
+          "fold \(fold + 1)/\(o.folds) (\(foldGroups[fold].joined(separator: ", "))): \(evaluation.rows) rows, accuracy "
+            + "\(fixed(evaluation.accuracy, 4)), macro F1 \(fixed(evaluation.macro.f1, 4)), UAR "
+            + "\(fixed(evaluation.unweightedAverageRecall, 4))")
+      }
+    }
+  }
+  Output.shared.flush(timeout: 5)
+  if comm.sum(stopped) > 0 { return (nil, true) }
+  guard comm.rank == 0 else { return (nil, false) }
+  var results: [FoldResult] = []
+  for fold in 0..<o.folds {
+    let path = o.directory + "/fold-\(fold + 1)/evaluation.json"
+    guard let text = try? String(contentsOfFile: path, encoding: .utf8) else { throw Failure(path, "missing") }
+    results.append(
+      FoldResult(fold: fold + 1, groups: foldGroups[fold], evaluation: try decodeJSON(Evaluation.self, from: text)))
+  }
+  let classes = results[0].evaluation.classes
+  var confusion = [[Int]](repeating: [Int](repeating: 0, count: classes.count), count: classes.count)
+  for r in results {
+    for t in classes.indices { for p in classes.indices { confusion[t][p] += r.evaluation.confusion[t][p] } }
+  }
+  let loss = results.reduce(0.0) { $0 + $1.evaluation.loss * Double($1.evaluation.rows) }
+  let summary = CrossValidationSummary(
+    folds: results, pooled: Evaluation(split: "pooled test folds", loss: loss, classes: classes, confusion: confusion))
+  try writeCrossValidation(summary, o)
+  return (summary, false)
+}
+
+/// `DIR/cv.csv` (a row per fold, then mean and sd) and `DIR/cv.html`.
+func writeCrossValidation(_ s: CrossValidationSummary, _ o: CrossValidationOptions) throws {
+  let metrics: [(String, (Evaluation) -> Double)] = [
+    ("accuracy", \.accuracy), ("macro_f1", { $0.macro.f1 }), ("uar", \.unweightedAverageRecall), ("loss", \.loss),
+  ]
+  var csv = "fold,\(o.by.rawValue)s,rows," + metrics.map(\.0).joined(separator: ",") + "\n"
+  for f in s.folds {
+    csv +=
+      "\(f.fold),\(f.groups.joined(separator: " ")),\(f.evaluation.rows),"
+      + metrics.map { "\($0.1(f.evaluation))" }.joined(separator: ",") + "\n"
+  }
+  csv += "mean,,\(s.pooled.rows)," + metrics.map { "\(s.spread($0.1).mean)" }.joined(separator: ",") + "\n"
+  csv += "sd,,," + metrics.map { "\(s.spread($0.1).sd)" }.joined(separator: ",") + "\n"
+  try writeTextAtomically(csv, to: o.directory + "/cv.csv")
+  var facts: [(String, String)] = [
+    ("data", o.config.data), ("model", o.config.model),
+    ("folds", "\(o.folds) by \(o.by.rawValue), \(s.pooled.rows) test rows in all"),
+    ("training", "up to \(o.config.epochs) epochs, batch \(o.config.batchSize), seed \(o.config.seed)"),
+  ]
+  for (name, metric) in metrics.prefix(3) {
+    let (mean, sd) = s.spread(metric)
+    facts.append((name.replacing("_", with: " "), "\(fixed(mean, 4)) ± \(fixed(sd, 4)) (mean ± sd over folds)"))
+  }
+  for f in s.folds {
+    facts.append(
+      (
+        "fold \(f.fold)",
+        "\(f.groups.joined(separator: ", ")): \(f.evaluation.rows) rows, accuracy \(fixed(f.evaluation.accuracy, 4))"
+      ))
+  }
+  let html = reportHTML(title: "sertrain cross-validation", facts: facts, history: [], evaluation: s.pooled)
+  try writeTextAtomically(html, to: o.directory + "/cv.html")
+}

@@ -1,0 +1,106 @@
+import AudioFeatures
+import FeatureStore
+import XCTest
+import _TestSupport
+
+/// `extract --layout aligned`, predict with the checkpoint's layout, and `sertrain cv` on a synthetic corpus.
+final class LayoutAndCVTests: XCTestCase {
+  func testAlignedLayoutPredictAndSpeakerFolds() throws {
+    let dir = temporaryDirectory(self)
+    XCTAssertEqual(
+      try runCommand(["synth", "-o", "corpus", "--speakers", "4", "--per-class", "2"], directory: dir).status, 0)
+    // Short clips: 3 frames after the 0.6 s offset (fewer than a kernel's 5 taps), 20, 60 and 107 frames.
+    var rng = TestRNG(seed: 3)
+    for (i, seconds) in [0.67, 1.06, 1.99, 3.08].enumerated() {
+      let samples = (0..<Int(seconds * 22050)).map { t in
+        Int16(8000 * sin(Double(t) * (0.03 + 0.01 * Double(i))) + 300 * Double(rng.normal()))
+      }
+      let name = dir + "/corpus/Synth/S\(i + 1)_90_\(["angry", "sad", "fear", "happy"][i]).wav"
+      XCTAssertTrue(FileManager.default.createFile(atPath: name, contents: wavBytes(samples)))
+    }
+    for layout in ["seed", "aligned"] {
+      let x = try runCommand(["extract", "corpus", "-o", "\(layout).h5", "--layout", layout, "-q"], directory: dir)
+      XCTAssertEqual(x.status, 0, x.stderr)
+    }
+    let seed = try FeatureFile(path: dir + "/seed.h5")
+    let aligned = try FeatureFile(path: dir + "/aligned.h5")
+    XCTAssertEqual(seed.recipe.layout, .seed)
+    XCTAssertEqual(aligned.recipe.layout, .aligned)
+    XCTAssertFalse(seed.recipe.sameFeatures(as: aligned.recipe))
+    let inspect = try runCommand(["inspect", "seed.h5"], directory: dir)
+    XCTAssertTrue(inspect.stdout.contains("layout        seed"), inspect.stdout)
+
+    // The synthetic clips are short: aligned rows are the seed rows' blocks at their frame positions.
+    let (s, a) = (try seed.readRows(0..<seed.rowCount), try aligned.readRows(0..<aligned.rowCount))
+    let (w, full, k) = (seed.width, seed.recipe.framesPerRow, seed.recipe.nMFCC)
+    var shortRows = 0
+    for r in 0..<seed.rowCount {
+      let sr = Array(s[(r * w)..<((r + 1) * w)])
+      let ar = Array(a[(r * w)..<((r + 1) * w)])
+      let frames = (0..<full).last { t in (0..<k).contains { ar[2 * full + t * k + $0] != 0 } }.map { $0 + 1 } ?? 0
+      if frames < full { shortRows += 1 }
+      var moved = [Float](repeating: 0, count: w)
+      for t in 0..<frames {
+        moved[t] = sr[t]
+        moved[full + t] = sr[frames + t]
+        for c in 0..<k { moved[2 * full + t * k + c] = sr[2 * frames + t * k + c] }
+      }
+      XCTAssertEqual(moved, ar, "row \(r) (\(frames) frames)")
+    }
+    XCTAssertGreaterThan(shortRows, 0, "the synthetic clips should include short ones")
+    XCTAssertTrue(inspect.stdout.contains("short rows    \(shortRows) of \(seed.rowCount)"), inspect.stdout)
+
+    // A model trained on aligned rows predicts audio with the aligned layout: the same probabilities as for its
+    // stored original rows.
+    let train = try runCommand(
+      ["train", "--data", "aligned.h5", "--model", "tiny", "--epochs", "1", "--run-dir", "run", "-q"], directory: dir)
+    XCTAssertEqual(train.status, 0, train.stderr)
+    let recordings = try aligned.recordings()
+    let originals = (0..<aligned.rowCount).filter {
+      aligned.augmentation[$0] == 0 && recordings[Int(aligned.source[$0])].path.contains("_90_")
+    }
+    let paths = originals.map { "corpus/" + recordings[Int(aligned.source[$0])].path }
+    let audio = try runCommand(["predict", "--checkpoint", "run/checkpoint-last.h5", "--csv"] + paths, directory: dir)
+    let rows = try runCommand(
+      ["predict", "--checkpoint", "run/checkpoint-last.h5", "--features", "aligned.h5", "--csv"], directory: dir)
+    XCTAssertEqual(audio.status, 0, audio.stderr)
+    let byRow = Dictionary(
+      uniqueKeysWithValues: rows.stdout.split(separator: "\n").dropFirst().map {
+        (Int($0.split(separator: ",")[0])!, $0.split(separator: ",").dropFirst())
+      })
+    for (line, row) in zip(audio.stdout.split(separator: "\n").dropFirst(), originals) {
+      let fromAudio = line.split(separator: ",").dropFirst(2).map { Double($0)! }
+      let fromRow = byRow[row]!.dropFirst().map { Double($0)! }
+      XCTAssertEqual(fromAudio.count, 7)
+      for (x, y) in zip(fromAudio, fromRow) { XCTAssertEqual(x, y, accuracy: 2e-6, "recording of row \(row)") }
+    }
+
+    // cv: speaker folds, disjoint and covering every speaker once; resumable (a second run trains nothing).
+    let cv = try runCommand(
+      [
+        "cv", "--data", "seed.h5", "--model", "tiny", "--folds", "2", "--by", "speaker", "--epochs", "1", "--dir",
+        "cv", "--progress-every", "0",
+      ], directory: dir)
+    XCTAssertEqual(cv.status, 0, cv.stderr)
+    XCTAssertTrue(cv.stdout.contains("mean ± sd") && cv.stdout.contains("pooled confusion matrix"), cv.stdout)
+    let folds = try String(contentsOfFile: dir + "/cv/folds.csv", encoding: .utf8).split(separator: "\n").dropFirst()
+    let speakers = folds.flatMap { $0.split(separator: ",")[2].split(separator: " ").map(String.init) }
+    XCTAssertEqual(speakers.sorted(), Set(recordings.map(\.speaker)).sorted())
+    let csv = try String(contentsOfFile: dir + "/cv/cv.csv", encoding: .utf8).split(separator: "\n")
+    XCTAssertEqual(csv.count, 1 + 2 + 2, csv.joined(separator: "\n"))
+    XCTAssertEqual(
+      csv.dropFirst().prefix(2).map { Int($0.split(separator: ",")[2])! }.reduce(0, +), seed.rowCount)
+    for fold in 1...2 {
+      let c = try runCommand(
+        ["evaluate", "--checkpoint", "cv/fold-\(fold)/checkpoint-last.h5", "--split", "train", "--json"], directory: dir
+      )
+      XCTAssertEqual(c.status, 0, c.stderr)
+    }
+    let again = try runCommand(
+      ["cv", "--data", "seed.h5", "--model", "tiny", "--folds", "2", "--epochs", "1", "--dir", "cv"], directory: dir)
+    XCTAssertEqual(again.status, 0, again.stderr)
+    XCTAssertFalse(again.stdout.contains("Epoch 1/1"), again.stdout)
+    XCTAssertEqual(
+      try String(contentsOfFile: dir + "/cv/cv.csv", encoding: .utf8).split(separator: "\n"), csv)
+  }
+}
