@@ -133,6 +133,14 @@ public struct ModelSpec: Codable, Equatable, Sendable {
       pools: [5, 5, 5, 5, 5], dense: 8)
   }
 
+  /// The seed's layer types at a small size (93,303 parameters with 7 classes): fast experiments such as
+  /// cross-validation on a laptop.
+  public static func small(inputLength: Int = 2376) -> ModelSpec {
+    blocks(
+      name: "small", inputLength: inputLength, filters: [32, 32, 32, 32, 16], kernels: [5, 5, 5, 3, 3],
+      pools: [5, 5, 5, 5, 5], dense: 64)
+  }
+
   /// Conv1D/BatchNorm/MaxPool blocks, then Flatten, Dense relu, BatchNorm, Dense softmax (the seed's shape).
   public static func blocks(
     name: String, inputLength: Int, filters: [Int], kernels: [Int], pools: [Int], dense: Int, dropout: Double? = nil
@@ -146,13 +154,14 @@ public struct ModelSpec: Codable, Equatable, Sendable {
     return ModelSpec(name: name, inputLength: inputLength, layers: layers)
   }
 
-  public static let presets = ["seed", "tiny"]
+  public static let presets = ["seed", "small", "tiny"]
 
   /// A preset name (`seed`, `tiny`) or the path of a JSON spec.
   public static func load(_ nameOrPath: String) throws -> ModelSpec {
     switch nameOrPath {
     case "seed": return .seed()
     case "tiny": return .tiny()
+    case "small": return .small()
     default:
       guard let bytes = readWholeFile(nameOrPath) else {
         throw Failure(

@@ -7,7 +7,7 @@ import ModelFiles
 import Training
 
 struct ModelOption: ParsableArguments {
-  @Option(help: "The model: a preset (seed, tiny) or a JSON spec file.")
+  @Option(help: "The model: a preset (seed, small, tiny) or a JSON spec file.")
   var model = "seed"
 
   @Option(help: "Number of classes (the width of the softmax layer).")

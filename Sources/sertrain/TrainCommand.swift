@@ -60,7 +60,7 @@ struct TrainingOptions: ParsableArguments {
   @Option(help: "The feature file (on resume: the run's own, unless given; its content must be the run's).")
   var data: String?
 
-  @Option(help: "The model: seed, tiny, or a JSON spec.")
+  @Option(help: "The model: seed, small, tiny, or a JSON spec.")
   var model: String?
 
   @Option(help: "Epochs (the seed's 50). On resume, more than a finished run's count continues it.")
