@@ -4,6 +4,17 @@ import CSystem
   import Glibc
 #endif
 
+/// `7193223` as "7,193,223".
+public func grouped(_ n: Int) -> String {
+  var s = String(n.magnitude)
+  var i = s.count - 3
+  while i > 0 {
+    s.insert(",", at: s.index(s.startIndex, offsetBy: i))
+    i -= 3
+  }
+  return (n < 0 ? "-" : "") + s
+}
+
 /// Cores this process may run on (its CPU affinity, what mpirun's binding left it), at least 1.
 public func availableCores() -> Int { Int(sertrain_available_cores()) }
 

@@ -13,6 +13,14 @@ public struct Failure: Error, CustomStringConvertible, Sendable {
   public var description: String { message }
 }
 
+/// A failure every rank reached together (the same check on the same inputs, or rank 0's verdict broadcast): the
+/// ranks exit with 1 without aborting the job; rank 0 carries the message.
+public struct AgreedFailure: Error, CustomStringConvertible {
+  public let message: String?
+  public init(_ message: String?) { self.message = message }
+  public var description: String { message ?? "failed on another rank" }
+}
+
 /// A file being written under a temporary name beside its final path. `commit()` fsyncs it and renames it into
 /// place; `discard()` (or an uncommitted deinit) removes it. A crash or a full disk therefore never leaves a
 /// half-written file under the final name, and a file already there stays intact until the rename.

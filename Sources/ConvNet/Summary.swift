@@ -1,14 +1,7 @@
+import Base
+
 /// A Keras-style summary table: layer (type), output shape, parameter count, and the totals Keras prints.
 public func summary(_ network: Network) -> String {
-  func grouped(_ n: Int) -> String {
-    var s = String(n)
-    var i = s.count - 3
-    while i > 0 {
-      s.insert(",", at: s.index(s.startIndex, offsetBy: i))
-      i -= 3
-    }
-    return s
-  }
   func bytes(_ n: Int) -> String {
     let b = Double(n * 4)
     if b >= 1024 * 1024 { return "\((b / 1024 / 1024 * 100).rounded() / 100) MB" }

@@ -79,6 +79,13 @@ public func featureRows(
 /// Scans the corpus, spreads the recordings over the ranks (strided), and writes the feature file on rank 0.
 public func extractCorpus(_ o: ExtractOptions, comm: Communicator) throws -> ExtractReport {
   let t0 = monotonicSeconds()
+  // The output is checked before any work: rank 0's verdict, so that every rank stops together.
+  var refusal = ""
+  if comm.rank == 0 && !o.force && access(o.output, F_OK) == 0 {
+    refusal = "\(o.output): already exists (pass --force to replace it)"
+  }
+  comm.broadcast(&refusal, root: 0)
+  if !refusal.isEmpty { throw AgreedFailure(comm.rank == 0 ? refusal : nil) }
   var report = ExtractReport()
   var recordings: [LabelledRecording]
   if let manifest = o.manifest {

@@ -221,6 +221,9 @@ public final class FeatureFile {
 
   /// Rows per recording if the file declares one (a converted CSV with `--rows-per-recording`).
   public var rowsPerRecording: Int? { try? file.intAttribute("rows_per_recording") }
+  /// A converted CSV whose rows could not be grouped by recording (no `--rows-per-recording`): every row is its own
+  /// recording, so a split by recording can put augmented copies of one recording on both sides.
+  public var leaksAcrossSplits: Bool { recipe.origin == "convert" && rowsPerRecording == nil }
 
   /// Reads rows `range` into `buffer` (range.count * width floats); only their chunks are read from disk.
   public func readRows(_ range: Range<Int>, into buffer: UnsafeMutableBufferPointer<Float>) throws {

@@ -196,11 +196,16 @@ public func evaluate(
   return Evaluation(split: split, loss: counts[k * k], classes: checkpoint.classNames, confusion: confusion)
 }
 
-/// One prediction: what was predicted from, the most probable class, every class's probability.
+/// One prediction: what was predicted from, the most probable class, every class's probability; or why a file
+/// could not be predicted. A stored row also names its recording, true class and augmentation.
 public struct Prediction: Codable, Sendable {
   public var source: String
   public var emotion: String
   public var probabilities: [String: Double]
+  public var error: String?
+  public var path: String?
+  public var truth: String?
+  public var augmentation: String?
 }
 
 /// Predicts recordings (their original row, extracted as in training) with a checkpoint.
@@ -222,16 +227,23 @@ public func predictFiles(_ paths: [String], checkpoint: Checkpoint, path checkpo
         + "duration \(recipe.duration) s, \(recipe.nMFCC) MFCC, \(recipe.layout) layout) than sertrain extracts: "
         + "predict with --features")
   }
+  // Every file gets its line: a file that cannot be read says why, and the others are still predicted.
   var x: [Float] = []
+  var errors: [String: String] = [:]
   for p in paths {
     do {
       x += extractor.row(try loadClip(p, recipe: extractor.recipe).samples)
     } catch let e as AudioError {
-      throw Failure("\(p): cannot predict: \(e.message)")
+      errors[p] = e.message
     }
   }
   predictor.standardise(&x)
-  return label(predictor.probabilities(x, count: paths.count), sources: paths, classes: checkpoint.classNames)
+  let good = paths.filter { errors[$0] == nil }
+  var predicted = label(predictor.probabilities(x, count: good.count), sources: good, classes: checkpoint.classNames)
+  return paths.map { p in
+    guard let error = errors[p] else { return predicted.removeFirst() }
+    return Prediction(source: p, emotion: "", probabilities: [:], error: error)
+  }
 }
 
 /// Predicts stored rows (all, or a split) of a feature file.
@@ -251,8 +263,19 @@ public func predictRows(
   var x = [Float](repeating: 0, count: rows.count * file.width)
   try x.withUnsafeMutableBufferPointer { try file.readRows(at: rows, into: $0) }
   predictor.standardise(&x)
-  return label(
-    predictor.probabilities(x, count: rows.count), sources: rows.map(String.init), classes: checkpoint.classNames)
+  let recordings = try file.recordings()
+  return zip(
+    rows,
+    label(predictor.probabilities(x, count: rows.count), sources: rows.map(String.init), classes: checkpoint.classNames)
+  ).map { row, prediction in
+    var p = prediction
+    p.truth = file.classes[Int(file.labels[row])]
+    let (a, names) = (Int(file.augmentation[row]), FeatureFormat.augmentationNames)
+    p.augmentation = names.indices.contains(a) ? names[a] : "unknown"
+    let path = recordings.isEmpty ? "" : recordings[Int(file.source[row])].path
+    p.path = path.isEmpty ? nil : path
+    return p
+  }
 }
 
 private func label(_ p: [Float], sources: [String], classes: [String]) -> [Prediction] {

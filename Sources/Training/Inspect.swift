@@ -110,15 +110,20 @@ public func describeCheckpoint(_ path: String) throws -> String {
     if let best = t.bestValue, let epoch = t.bestEpoch {
       out.append("  best          \(t.config.earlyStopping.monitor) \(fixed(best, 4)) at epoch \(epoch)")
     }
-    if let last = t.history.last {
-      var h = "  last epoch    \(last.epoch): loss \(fixed(last.loss, 4)), accuracy \(fixed(last.accuracy, 4))"
-      if let v = last.valAccuracy { h += ", val_accuracy \(fixed(v, 4))" }
-      out.append(h)
+    func describe(_ r: HistoryRow) -> String {
+      "loss \(fixed(r.loss, 4)), accuracy \(fixed(r.accuracy, 4))"
+        + (r.valAccuracy.map { ", val_loss \(fixed(r.valLoss ?? .nan, 4)), val_accuracy \(fixed($0, 4))" } ?? "")
+    }
+    if let last = t.history.last { out.append("  last epoch    \(last.epoch): \(describe(last))") }
+    if let w = t.weightsEpoch, w != t.history.last?.epoch, let row = t.history.first(where: { $0.epoch == w }) {
+      out.append("  weights       of epoch \(w), restored as the best by early stopping: \(describe(row))")
     }
   }
   if let split = c.split {
-    let counts = (0..<3).map { p in split.filter { $0 == Int8(p) }.count }
-    out.append("  split         train \(counts[0]), val \(counts[1]), test \(counts[2]) rows")
+    let counts = (0..<4).map { p in split.filter { $0 == Int8(p) }.count }
+    out.append(
+      "  split         train \(counts[0]), val \(counts[1]), test \(counts[2]) rows"
+        + (counts[3] > 0 ? ", \(counts[3]) left out (--limit-rows)" : ""))
   }
   out.append("  digest        \(weightsDigest(c)) (parameters and moving statistics, bit for bit)")
   return out.joined(separator: "\n")

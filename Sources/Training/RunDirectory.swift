@@ -8,14 +8,6 @@ import ModelFiles
   import Glibc
 #endif
 
-/// A failure every rank reached together (the same check on the same inputs, or rank 0's verdict broadcast): the
-/// ranks exit with 1 without aborting the job; rank 0 carries the message.
-public struct AgreedFailure: Error, CustomStringConvertible {
-  public let message: String?
-  public init(_ message: String?) { self.message = message }
-  public var description: String { message ?? "failed on another rank" }
-}
-
 /// The exclusive lock of a run directory (`RUN_DIR/.lock`, `flock`), held by rank 0 for the life of the process:
 /// a second `train` on the same directory refuses instead of interleaving its checkpoints with the first's. The
 /// file holds the holder's PID and host; the kernel drops the lock when the process ends, however it ends.

@@ -13,7 +13,7 @@ public enum SplitKind: String, Codable, Sendable, CaseIterable {
   case speaker
 }
 
-/// Row membership: 0 train, 1 validation, 2 test.
+/// Row membership: 0 train, 1 validation, 2 test, 3 left out (`--limit-rows`).
 public struct DataSplit: Equatable, Sendable {
   public var membership: [Int8]
   public var train: [Int] { rows(0) }
@@ -49,16 +49,37 @@ extension DataSplit {
   /// Assigns groups of rows (recordings, speakers, or single rows) to test, validation and train in a shuffled
   /// order drawn from `seed`, until each side holds its fraction of the rows. With `testRows`, those rows are the
   /// test side (`test` is not used) and validation takes its fraction of the others, from groups without test rows.
+  /// With `limitRows`, only whole recordings drawn from `seed` up to that many rows take part; the rest are left out.
   public static func make(
-    _ file: FeatureFile, kind: SplitKind, validation: Double, test: Double, seed: UInt64, testRows: [Int]? = nil
+    _ file: FeatureFile, kind: SplitKind, validation: Double, test: Double, seed: UInt64, testRows: [Int]? = nil,
+    limitRows: Int? = nil
   ) throws -> DataSplit {
-    let n = file.rowCount
+    guard let limit = limitRows, limit < file.rowCount else {
+      return try make(file, kind: kind, validation: validation, test: test, seed: seed, testRows: testRows, among: nil)
+    }
+    var recordings: [Int: [Int]] = [:]
+    for (row, s) in file.source.enumerated() { recordings[Int(s), default: []].append(row) }
+    var rng = RandomStream(seed: seed, stream: [0x11_0175])
+    let keys = recordings.keys.sorted()
+    var kept: [Int] = []
+    for i in rng.permutation(keys.count) where kept.count < limit { kept += recordings[keys[i]]! }
+    return try make(
+      file, kind: kind, validation: validation, test: test, seed: seed, testRows: testRows, among: Set(kept))
+  }
+
+  private static func make(
+    _ file: FeatureFile, kind: SplitKind, validation: Double, test: Double, seed: UInt64, testRows: [Int]?,
+    among: Set<Int>?
+  ) throws -> DataSplit {
     var members: [Int: [Int]] = [:]
-    for (row, g) in try groups(file, kind).enumerated() { members[g, default: []].append(row) }
+    for (row, g) in try groups(file, kind).enumerated() where among?.contains(row) ?? true {
+      members[g, default: []].append(row)
+    }
+    let n = among?.count ?? file.rowCount
     var rng = RandomStream(seed: seed, stream: [0x5_9117])
     let groups = members.keys.sorted()
     let order = rng.permutation(groups.count).map { groups[$0] }
-    var membership = [Int8](repeating: 0, count: n)
+    var membership = [Int8](repeating: among == nil ? 0 : 3, count: file.rowCount)
     for r in testRows ?? [] { membership[r] = 2 }
     let testTarget = testRows == nil ? Int((Double(n) * test).rounded()) : 0
     let validationTarget = Int((Double(n - (testRows?.count ?? 0)) * validation).rounded())

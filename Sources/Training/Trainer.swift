@@ -26,6 +26,10 @@ public struct TrainConfig: Codable, Equatable, Sendable {
   public var standardize = true
   public var earlyStopping = EarlyStopping()
   public var reduceLR = ReduceLROnPlateau()
+  /// For trying things out: at most this many rows (whole recordings, drawn from the seed), and at most this many
+  /// steps per epoch (Keras's `steps_per_epoch`). Nil: all.
+  public var limitRows: Int?
+  public var stepsPerEpoch: Int?
   public init() {}
 }
 
@@ -74,6 +78,8 @@ public struct TrainingState: Codable, Sendable {
   public var data: DataIdentity?
   /// When this state was saved in a checkpoint (seconds since 1970): `--resume auto` takes the newest.
   public var savedAt: Double?
+  /// The epoch whose weights the checkpoint holds (the best one once early stopping restored it).
+  public var weightsEpoch: Int?
 
   public init(config: TrainConfig) { self.config = config }
 
@@ -190,6 +196,15 @@ public final class Trainer {
       restoredState = s
     }
     self.config = config
+    if access(config.data, F_OK) != 0 {
+      throw Failure(
+        given.contains("--data") || resumeFrom != nil
+          ? "\(config.data): no such feature file"
+          : "no feature file: \(config.data) is not here. Make one with 'sertrain extract CORPUS_DIR' (audio: "
+            + "RAVDESS, CREMA-D, TESS, SAVEE or a manifest), 'sertrain convert features.csv' (the seed's CSV) or "
+            + "'sertrain synth -o demo && sertrain extract demo' (a small synthetic corpus), then train with "
+            + "--data FILE; 'sertrain --help' lists every command")
+    }
     file = try FeatureFile(path: config.data)
     guard file.rowCount > 0, file.classes.count >= 2 else {
       throw Failure(
@@ -251,7 +266,8 @@ public final class Trainer {
       self.split =
         try split
         ?? DataSplit.make(
-          file, kind: config.split, validation: config.validationFraction, test: config.testFraction, seed: config.seed)
+          file, kind: config.split, validation: config.validationFraction, test: config.testFraction, seed: config.seed,
+          limitRows: config.limitRows)
       scalerMean = [Float](repeating: 0, count: file.width)
       scalerScale = [Float](repeating: 1, count: file.width)
       state = TrainingState(config: config)
@@ -288,6 +304,28 @@ public final class Trainer {
         "resuming from \(resumePath): epoch \(state.epoch + 1), step \(state.step), \(comm.size) rank(s)")
       for note in notes { say(note) }
     }
+    if isRoot && !quiet { for line in startLines() { say(line) } }
+  }
+
+  /// What is about to run, said before the first step: the run directory, model, data, split and ranks.
+  private func startLines() -> [String] {
+    let parameters = grouped(network.trainableCount + network.nonTrainableCount)
+    let s = split.membership
+    let sizes = (0..<3).map { p in s.reduce(0) { $0 + ($1 == Int8(p) ? 1 : 0) } }
+    var lines = [
+      "run \(runDir): model \(network.spec.name) (\(parameters) parameters), \(config.data): \(file.rowCount) rows x "
+        + "\(file.width), split by \(config.split.rawValue): train \(sizes[0]), val \(sizes[1]), test \(sizes[2]); "
+        + "\(comm.size) rank(s), batch \(config.batchSize), up to \(config.epochs) epochs of \(stepsPerEpoch) steps"
+    ]
+    let left = s.count - sizes.reduce(0, +)
+    if left > 0 { lines.append("  --limit-rows: \(left) rows left out (for trying things out)") }
+    if file.leaksAcrossSplits && config.split != .random {
+      lines.append(
+        "  warning: \(config.data) does not group its rows by recording (converted without --rows-per-recording): "
+          + "augmented copies of one recording can land on both sides of the split; convert again with "
+          + "--rows-per-recording 4 for the seed's features.csv")
+    }
+    return lines
   }
 
   /// The flags given on a resume that contradict the run's configuration, one line each.
@@ -304,6 +342,8 @@ public final class Trainer {
       ("--cooldown", { "\($0.reduceLR.cooldown)" }),
       ("--no-restore-best-weights", { $0.earlyStopping.restoreBestWeights ? "off" : "on" }),
       ("--no-standardize", { $0.standardize ? "off" : "on" }),
+      ("--limit-rows", { $0.limitRows.map(String.init) ?? "all" }),
+      ("--steps-per-epoch", { $0.stepsPerEpoch.map(String.init) ?? "all" }),
     ]
     return fields.compactMap { flag, value in
       guard given.contains(flag), value(config) != value(run) else { return nil }
@@ -384,7 +424,9 @@ public final class Trainer {
     return rng.permutation(trainRows.count).map { trainRows[$0] }
   }
 
-  var stepsPerEpoch: Int { (trainRows.count + config.batchSize - 1) / config.batchSize }
+  var stepsPerEpoch: Int {
+    min((trainRows.count + config.batchSize - 1) / config.batchSize, config.stepsPerEpoch ?? .max)
+  }
 
   // MARK: The loop
 
@@ -549,6 +591,7 @@ public final class Trainer {
       network.parameters.copy(from: best.parameters.withUnsafeBufferPointer { $0 })
       network.state.copy(from: best.state.withUnsafeBufferPointer { $0 })
       if !quiet { say("restored the weights of the best epoch, \(earlyStopping.bestEpoch + 1)") }
+      state.weightsEpoch = earlyStopping.bestEpoch + 1
     }
     try checkpoint(best: false, status: .finished)
   }
@@ -594,6 +637,7 @@ public final class Trainer {
     }
     defer { comm.barrier() }
     var saved = state
+    saved.weightsEpoch = saved.weightsEpoch ?? saved.epoch
     saved.callbacks = (earlyStopping, reduceLR)
     saved.savedAt = unixTime()
     var c = Checkpoint(network: network, classNames: file.classes, scalerMean: scalerMean, scalerScale: scalerScale)

@@ -167,6 +167,12 @@ struct Convert: ParsableCommand {
       if report.emptyCells + report.nanCells > 0 {
         print("filled with 0: \(report.emptyCells) empty cells, \(report.nanCells) NaN cells (as the seed did)")
       }
+      if rowsPerRecording == nil {
+        print(
+          "warning: without --rows-per-recording every row counts as its own recording, so a split by recording "
+            + "puts augmented copies of one recording on both sides (the seed's leak); for the seed's features.csv "
+            + "(original, noise, pitch, pitch+noise per recording) convert with --rows-per-recording 4")
+      }
       if !report.skipped.isEmpty {
         print("skipped \(report.skipped.count) bad rows:")
         for s in report.skipped.prefix(20) { print("  \(s)") }

@@ -102,6 +102,12 @@ struct TrainingOptions: ParsableArguments {
   @Option(help: "ReduceLROnPlateau cooldown in epochs.")
   var cooldown: Int?
 
+  @Option(help: "For trying things out: use at most N rows (whole recordings, drawn from --seed).")
+  var limitRows: Int?
+
+  @Option(help: "For trying things out: at most N steps per epoch (Keras's steps_per_epoch).")
+  var stepsPerEpoch: Int?
+
   @Flag(help: "Keep the last weights instead of restoring the best epoch's at the end.")
   var noRestoreBestWeights = false
 
@@ -139,6 +145,8 @@ struct TrainingOptions: ParsableArguments {
       c.earlyStopping.restoreBestWeights = false
     }
     take(noStandardize ? true : nil, "--no-standardize") { c, _ in c.standardize = false }
+    take(limitRows, "--limit-rows") { $0.limitRows = $1 }
+    take(stepsPerEpoch, "--steps-per-epoch") { $0.stepsPerEpoch = $1 }
     return (c, given)
   }
 
@@ -153,6 +161,9 @@ struct TrainingOptions: ParsableArguments {
       throw ValidationError("--val-fraction and --test-fraction must be >= 0 and leave rows for training")
     }
     if !(c.reduceLR.factor > 0 && c.reduceLR.factor < 1) { throw ValidationError("--lr-factor must be in (0, 1)") }
+    if (c.limitRows ?? 1) < 1 || (c.stepsPerEpoch ?? 1) < 1 {
+      throw ValidationError("--limit-rows and --steps-per-epoch must be at least 1")
+    }
   }
 
 }

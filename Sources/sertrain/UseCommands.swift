@@ -79,24 +79,40 @@ struct Predict: ParsableCommand {
         ? try predictFiles(files, checkpoint: c, path: checkpoint)
         : try predictRows(featuresPath: features!, split: split, checkpoint: c, path: checkpoint)
       let classes = c.classNames
+      let rows = features != nil
       if json {
         print(jsonText(predictions, pretty: true))
       } else if csv {
-        print((["path_or_row", "emotion"] + classes).joined(separator: ","))
+        let extra = rows ? ["path", "truth", "augmentation"] : ["error"]
+        print((["path_or_row", "emotion"] + classes + extra).joined(separator: ","))
         for p in predictions {
-          print(
-            ([csvCell(p.source), p.emotion] + classes.map { fixed(p.probabilities[$0] ?? 0, 6) }).joined(separator: ",")
-          )
+          let probabilities = classes.map { p.error == nil ? fixed(p.probabilities[$0] ?? 0, 6) : "" }
+          let more = rows ? [p.path ?? "", p.truth ?? "", p.augmentation ?? ""] : [p.error ?? ""]
+          print(([p.source, p.emotion] + probabilities + more).map(csvCell).joined(separator: ","))
         }
       } else {
-        let w = max(12, predictions.map(\.source.count).max() ?? 0)
         func pad(_ s: String, _ n: Int) -> String { s + String(repeating: " ", count: max(0, n - s.count)) }
-        print(pad("file", w) + "  " + pad("emotion", 9) + classes.map { pad(String($0.prefix(8)), 9) }.joined())
+        let w = max(rows ? 6 : 12, predictions.map(\.source.count).max() ?? 0)
+        let more = rows ? pad("truth", 9) + pad("augmented", 12) : ""
+        print(
+          pad(rows ? "row" : "file", w) + "  " + more + pad("emotion", 9)
+            + classes.map { pad(String($0.prefix(8)), 9) }.joined() + (rows ? "recording" : ""))
         for p in predictions {
+          if let error = p.error {
+            print(pad(p.source, w) + "  error: " + error)
+            continue
+          }
           print(
-            pad(p.source, w) + "  " + pad(p.emotion, 9)
-              + classes.map { pad(fixed(p.probabilities[$0] ?? 0, 3), 9) }.joined())
+            pad(p.source, w) + "  " + (rows ? pad(p.truth ?? "", 9) + pad(p.augmentation ?? "", 12) : "")
+              + pad(p.emotion, 9) + classes.map { pad(fixed(p.probabilities[$0] ?? 0, 3), 9) }.joined()
+              + (rows ? p.path ?? "" : ""))
         }
+      }
+      let failed = predictions.filter { $0.error != nil }.count
+      if failed > 0 {
+        let names = predictions.filter { $0.error != nil }.map(\.source).joined(separator: ", ")
+        printError("sertrain: error: \(failed) of \(predictions.count) file(s) could not be predicted: \(names)")
+        throw ExitCode(1)
       }
     }
   }

@@ -28,6 +28,44 @@ final class TrainCommandTests: XCTestCase {
 
   func parameters(_ path: String) throws -> [Float] { try H5File(path: path).read("parameters") }
 
+  /// Short runs for trying things out, recorded in the checkpoint; a converted CSV without rows per recording is
+  /// said to leak; inspect names the epoch whose weights a finished run holds.
+  func testShortRunsLeakWarningAndRestoredEpoch() throws {
+    let dir = temporaryDirectory(self)
+    try makeFeatures(dir)
+    let leaky = try runCommand(["convert", "f.csv", "-o", "leaky.h5"], directory: dir)
+    XCTAssertEqual(leaky.status, 0, leaky.stderr)
+    XCTAssertTrue(leaky.stdout.contains("warning: without --rows-per-recording"), leaky.stdout)
+    let short = try runCommand(
+      [
+        "train", "--data", "leaky.h5", "--model", "tiny", "--epochs", "3", "--batch-size", "8", "--limit-rows", "50",
+        "--steps-per-epoch", "2", "--run-dir", "short", "--learning-rate", "0.5", "--patience", "1",
+      ], directory: dir)
+    XCTAssertEqual(short.status, 0, short.stderr)
+    XCTAssertTrue(short.stdout.contains("--limit-rows: 190 rows left out"), short.stdout)
+    XCTAssertTrue(short.stdout.contains("warning: leaky.h5 does not group its rows by recording"), short.stdout)
+    XCTAssertTrue(short.stdout.contains("up to 3 epochs of 2 steps"), short.stdout)
+    let inspect = try runCommand(["inspect", "short/checkpoint-last.h5"], directory: dir)
+    XCTAssertTrue(inspect.stdout.contains("train 40, val 5, test 5 rows, 190 left out"), inspect.stdout)
+    let config = try String(contentsOfFile: dir + "/short/config.json", encoding: .utf8)
+    XCTAssertTrue(config.contains("\"limitRows\" : 50") && config.contains("\"stepsPerEpoch\" : 2"), config)
+    let history = try String(contentsOfFile: dir + "/short/history.csv", encoding: .utf8).split(separator: "\n")
+    if short.stdout.contains("restored the weights of the best epoch") {
+      XCTAssertTrue(inspect.stdout.contains("weights       of epoch"), inspect.stdout)
+    } else {
+      XCTAssertFalse(inspect.stdout.contains("weights       of epoch"), inspect.stdout)
+    }
+    XCTAssertGreaterThan(history.count, 1)
+    let contradicting = try runCommand(
+      [
+        "train", "--data", "leaky.h5", "--model", "tiny", "--limit-rows", "60", "--run-dir", "short", "--resume",
+        "auto",
+      ],
+      directory: dir)
+    XCTAssertEqual(contradicting.status, 1)
+    XCTAssertTrue(contradicting.stderr.contains("--limit-rows 60 contradicts"), contradicting.stderr)
+  }
+
   func testTinyModelLearnsAndWritesTheRunDirectory() throws {
     let dir = temporaryDirectory(self)
     try makeFeatures(dir)
@@ -38,6 +76,11 @@ final class TrainCommandTests: XCTestCase {
       ], directory: dir)
     XCTAssertEqual(r.status, 0, r.stderr)
     XCTAssertTrue(r.stdout.contains("Epoch 1/10: loss"), r.stdout)
+    // The first line says what runs, before any epoch.
+    let start = r.stdout.split(separator: "\n").first ?? ""
+    XCTAssertTrue(
+      start.hasPrefix("run run: model tiny (") && start.contains("f.h5: 240 rows x 96")
+        && start.contains("train 168, val 48, test 24") && start.contains("1 rank(s)"), r.stdout)
     for f in ["checkpoint-last.h5", "checkpoint-best.h5", "history.csv", "config.json"] {
       XCTAssertTrue(FileManager.default.fileExists(atPath: "\(dir)/run/\(f)"), f)
     }
@@ -88,7 +131,15 @@ final class TrainCommandTests: XCTestCase {
     XCTAssertTrue(speaker.stderr.contains("no speaker"), speaker.stderr)
     let missing = try runCommand(["train", "--data", "nope.h5", "--run-dir", "r"], directory: dir)
     XCTAssertEqual(missing.status, 1)
-    XCTAssertTrue(missing.stderr.contains("nope.h5"), missing.stderr)
+    XCTAssertTrue(missing.stderr.contains("nope.h5: no such feature file"), missing.stderr)
+    // No arguments in a folder without features.h5: the three ways to make one.
+    let empty = temporaryDirectory(self) + "/empty"
+    XCTAssertEqual(mkdir(empty, 0o755), 0)
+    let bare = try runCommand([], directory: empty)
+    XCTAssertEqual(bare.status, 1)
+    for hint in ["sertrain extract", "sertrain convert", "sertrain synth", "--help"] {
+      XCTAssertTrue(bare.stderr.contains(hint), bare.stderr)
+    }
     let usage = try runCommand(["train", "--epochs", "0"], directory: dir)
     XCTAssertEqual(usage.status, 2)
   }

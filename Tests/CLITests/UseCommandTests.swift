@@ -32,7 +32,8 @@ final class UseCommandTests: XCTestCase {
       directory: dir)
     XCTAssertEqual(p.status, 0, p.stderr)
     let lines = p.stdout.split(separator: "\n")
-    XCTAssertEqual(lines.first, "path_or_row,emotion,angry,disgust,fear,happy,neutral,sad,surprise")
+    XCTAssertEqual(
+      lines.first, "path_or_row,emotion,angry,disgust,fear,happy,neutral,sad,surprise,path,truth,augmentation")
     let file = try FeatureFile(path: dir + "/f.h5")
     var correct = 0
     for line in lines.dropFirst() {
@@ -54,9 +55,25 @@ final class UseCommandTests: XCTestCase {
     let probabilities = predictions[0]["probabilities"] as! [String: Double]
     XCTAssertEqual(probabilities.values.reduce(0, +), 1, accuracy: 1e-5)
     XCTAssertTrue(FileManager.default.createFile(atPath: dir + "/notes.wav", contents: Data("text".utf8)))
-    let bad = try runCommand(["predict", "--checkpoint", "run/checkpoint-last.h5", "notes.wav"], directory: dir)
+    // A bad file among good ones: every file gets its line, the good ones their prediction; exit 1.
+    let bad = try runCommand(
+      ["predict", "--checkpoint", "run/checkpoint-last.h5", audio[0], "notes.wav", audio[1]], directory: dir)
     XCTAssertEqual(bad.status, 1)
-    XCTAssertTrue(bad.stderr.contains("notes.wav") && bad.stderr.contains("cannot"), bad.stderr)
+    let badLines = bad.stdout.split(separator: "\n")
+    XCTAssertEqual(badLines.count, 4, bad.stdout)
+    XCTAssertTrue(badLines[2].hasPrefix("notes.wav") && badLines[2].contains("error: "), bad.stdout)
+    XCTAssertTrue(badLines[1].hasPrefix(audio[0]) && badLines[3].hasPrefix(audio[1]), bad.stdout)
+    XCTAssertEqual(badLines[1], table.stdout.split(separator: "\n")[1])
+    XCTAssertTrue(bad.stderr.contains("1 of 3") && bad.stderr.contains("notes.wav"), bad.stderr)
+    // Stored rows show their recording, true class and augmentation.
+    let stored = try runCommand(
+      ["predict", "--checkpoint", "run/checkpoint-last.h5", "--features", "f.h5", "--split", "test"], directory: dir)
+    XCTAssertEqual(stored.status, 0, stored.stderr)
+    let first = stored.stdout.split(separator: "\n")[1].split(separator: " ", omittingEmptySubsequences: true)
+    let row = Int(first[0])!
+    XCTAssertEqual(String(first[1]), file.classes[Int(file.labels[row])], stored.stdout)
+    XCTAssertEqual(String(first[2]), ["original", "noise"][Int(file.augmentation[row])], stored.stdout)
+    XCTAssertTrue(first.last!.hasPrefix("Synth/"), stored.stdout)
     let report = try runCommand(["report", "run"], directory: dir)
     XCTAssertEqual(report.status, 0, report.stderr)
     let usage = try runCommand(["predict", "--checkpoint", "run/checkpoint-last.h5"], directory: dir)
