@@ -44,3 +44,15 @@ env PATH="$fake:$PATH" SERTRAIN="$SERTRAIN" DATA=f.h5 MODEL=tiny EPOCHS=3 EXTRA=
   RUN_DIR=preempt SLURM_JOB_ID=43 SLURM_NTASKS=2 SLURM_CPUS_PER_TASK=1 bash "$ROOT/Launch/slurm.sbatch" \
   || fail "the requeued job did not resume"
 pass "USR1 to slurm.sbatch: checkpoint, exit 75, requeue asked, the requeued job resumes"
+
+# Launch/install.sh puts the binary under PREFIX/bin and says when that is not on PATH (swift stubbed: the build is
+# the test suite's own; this checks the script's copy and its advice).
+cat >"$fake/swift" <<SH
+#!/usr/bin/env bash
+case "\$*" in *--show-bin-path*) dirname "$SERTRAIN";; *) echo "Build of product 'sertrain' complete!";; esac
+SH
+chmod +x "$fake/swift"
+out=$(env PATH="$fake:$PATH" PREFIX="$WORK/prefix" bash "$ROOT/Launch/install.sh") || fail "Launch/install.sh: $out"
+"$WORK/prefix/bin/sertrain" summary --model tiny | grep -q "Total params: 3,651" || fail "install.sh: installed binary"
+grep -q "is not on PATH" <<<"$out" || fail "install.sh did not say that PREFIX/bin is not on PATH: $out"
+pass "Launch/install.sh installs PREFIX/bin/sertrain and says how to put it on PATH"

@@ -1,0 +1,18 @@
+#!/usr/bin/env bash
+# Builds sertrain in release and installs the binary as PREFIX/bin/sertrain (default /usr/local; PREFIX=~/.local
+# installs without root). Installs the C libraries it links against first (apt, as root; Launch/install-deps.sh).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+prefix=${PREFIX:-/usr/local}
+Launch/install-deps.sh
+swift build -c release --product sertrain 2>&1 | grep -E "error|Build of product" || true
+bin="$(swift build -c release --show-bin-path)/sertrain"
+[ -x "$bin" ] || { echo "install.sh: the build did not produce $bin" >&2; exit 1; }
+mkdir -p "$prefix/bin"
+install -m 0755 "$bin" "$prefix/bin/sertrain"
+echo "installed $prefix/bin/sertrain"
+case ":$PATH:" in
+  *":$prefix/bin:"*) ;;
+  *) echo "note: $prefix/bin is not on PATH; add it: export PATH=\"$prefix/bin:\$PATH\"" ;;
+esac
+# The benchmarks find their Python peers from the checkout (Benchmarks/*.py): run 'sertrain bench' from here.
