@@ -47,7 +47,8 @@ extension DataSplit {
   }
 
   /// Assigns groups of rows (recordings, speakers, or single rows) to test, validation and train in a shuffled
-  /// order drawn from `seed`, until each side holds its fraction of the rows. With `testRows`, those rows are the
+  /// order drawn from `seed`, until each side holds its fraction of the rows: of each class's rows when every group
+  /// has one class (recordings, rows), of all rows for speakers. With `testRows`, those rows are the
   /// test side (`test` is not used) and validation takes its fraction of the others, from groups without test rows.
   /// With `limitRows`, only whole recordings drawn from `seed` up to that many rows take part; the rest are left out.
   public static func make(
@@ -75,25 +76,36 @@ extension DataSplit {
     for (row, g) in try groups(file, kind).enumerated() where among?.contains(row) ?? true {
       members[g, default: []].append(row)
     }
-    let n = among?.count ?? file.rowCount
     var rng = RandomStream(seed: seed, stream: [0x5_9117])
     let groups = members.keys.sorted()
     let order = rng.permutation(groups.count).map { groups[$0] }
     var membership = [Int8](repeating: among == nil ? 0 : 3, count: file.rowCount)
     for r in testRows ?? [] { membership[r] = 2 }
-    let testTarget = testRows == nil ? Int((Double(n) * test).rounded()) : 0
-    let validationTarget = Int((Double(n - (testRows?.count ?? 0)) * validation).rounded())
-    var (inTest, inValidation) = (0, 0)
+    // Stratified by class where every group has one class (recordings, rows): each class gives its fractions to
+    // test and validation; speakers, which span classes, fill the sides as they come.
+    let labels = file.labels
+    let oneClass = members.values.allSatisfy { rows in rows.allSatisfy { labels[$0] == labels[rows[0]] } }
+    func stratum(_ g: Int) -> Int { oneClass ? Int(labels[members[g]![0]]) : 0 }
+    var sizes: [Int: Int] = [:]
+    for g in groups where !members[g]!.contains(where: { membership[$0] == 2 }) {
+      sizes[stratum(g), default: 0] += members[g]!.count
+    }
+    var inTest: [Int: Int] = [:]
+    var inValidation: [Int: Int] = [:]
     for g in order {
       let rows = members[g]!
       if rows.contains(where: { membership[$0] == 2 }) { continue }
+      let c = stratum(g)
+      let total = Double(sizes[c]!)  // the stratum's rows outside a fixed test side
+      let testTarget = testRows == nil ? Int((total * test).rounded()) : 0
+      let validationTarget = Int((total * validation).rounded())
       let part: Int8
-      if inTest < testTarget {
+      if inTest[c, default: 0] < testTarget {
         part = 2
-        inTest += rows.count
-      } else if inValidation < validationTarget {
+        inTest[c, default: 0] += rows.count
+      } else if inValidation[c, default: 0] < validationTarget {
         part = 1
-        inValidation += rows.count
+        inValidation[c, default: 0] += rows.count
       } else {
         part = 0
       }

@@ -71,11 +71,11 @@ final class TrainCommandTests: XCTestCase {
     try makeFeatures(dir)
     let r = try runCommand(
       [
-        "train", "--data", "f.h5", "--model", "tiny", "--epochs", "10", "--batch-size", "16", "--run-dir", "run",
+        "train", "--data", "f.h5", "--model", "tiny", "--epochs", "20", "--batch-size", "16", "--run-dir", "run",
         "--val-fraction", "0.2", "--test-fraction", "0.1", "--learning-rate", "0.01",
       ], directory: dir)
     XCTAssertEqual(r.status, 0, r.stderr)
-    XCTAssertTrue(r.stdout.contains("Epoch 1/10: loss"), r.stdout)
+    XCTAssertTrue(r.stdout.contains("Epoch 1/20: loss"), r.stdout)
     // The first line says what runs, before any epoch.
     let start = r.stdout.split(separator: "\n").first ?? ""
     XCTAssertTrue(
