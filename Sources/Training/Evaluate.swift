@@ -29,6 +29,9 @@ public struct Evaluation: Codable, Sendable {
   public var perClass: [ClassScore]
   public var macro: ClassScore
   public var weighted: ClassScore
+  /// Correct and total rows per corpus and per speaker, where the feature file knows them.
+  public var byCorpus: [String: [Int]]?
+  public var bySpeaker: [String: [Int]]?
 
   /// - Parameters:
   ///   - loss: the summed loss over the rows (divided by their count here).
@@ -161,7 +164,8 @@ public func rowsOf(split: String, checkpoint: Checkpoint, file: FeatureFile, che
 /// Evaluates a checkpoint on a split of a feature file; under MPI each rank takes a strided share and the counts
 /// are summed (never means of means).
 public func evaluate(
-  _ checkpoint: Checkpoint, path checkpointPath: String, dataPath: String, split: String, comm: Communicator
+  _ checkpoint: Checkpoint, path checkpointPath: String, dataPath: String, split: String, comm: Communicator,
+  progress: Bool = false
 ) throws -> Evaluation {
   let file = try FeatureFile(path: dataPath)
   guard file.classes == checkpoint.classNames else {
@@ -173,8 +177,18 @@ public func evaluate(
   }
   let rows = try rowsOf(split: split, checkpoint: checkpoint, file: file, checkpointPath: checkpointPath)
   let k = checkpoint.classNames.count
-  var counts = [Double](repeating: 0, count: k * k + 1)
+  // [confusion k*k, loss, then correct and total per corpus and per speaker]
+  let recordings = try file.recordings()
+  let corpora = Array(Set(recordings.map(\.corpus).filter { !$0.isEmpty })).sorted()
+  let speakers = Array(Set(recordings.map(\.speaker).filter { !$0.isEmpty })).sorted()
+  let (corpusIndex, speakerIndex) = (
+    Dictionary(uniqueKeysWithValues: corpora.enumerated().map { ($1, $0) }),
+    Dictionary(uniqueKeysWithValues: speakers.enumerated().map { ($1, $0) })
+  )
+  let groupsAt = k * k + 1
+  var counts = [Double](repeating: 0, count: groupsAt + 2 * (corpora.count + speakers.count))
   let mine = comm.share(rows)
+  let bar = progress && comm.rank == 0 ? ProgressBar(label: "evaluate \(split)", unit: "rows") : nil
   var start = 0
   while start < mine.count {
     let chunk = Array(mine[start..<min(start + 256, mine.count)])
@@ -188,12 +202,33 @@ public func evaluate(
       for c in 1..<k where p[i * k + c] > p[i * k + best] { best = c }
       counts[truth * k + best] += 1
       counts[k * k] -= Double(log(max(p[i * k + truth], 1e-7)))
+      if !recordings.isEmpty {
+        let recording = recordings[Int(file.source[r])]
+        let hit: Double = best == truth ? 1 : 0
+        let slots = [
+          corpusIndex[recording.corpus].map { groupsAt + 2 * $0 },
+          speakerIndex[recording.speaker].map { groupsAt + 2 * (corpora.count + $0) },
+        ]
+        for at in slots.compactMap({ $0 }) {
+          counts[at] += hit
+          counts[at + 1] += 1
+        }
+      }
     }
     start += chunk.count
+    bar?.update(fraction: Double(start) / Double(max(mine.count, 1)), count: start * comm.size)
   }
+  bar?.finish()
   comm.allreduceSum(&counts)
   let confusion = (0..<k).map { t in (0..<k).map { Int(counts[t * k + $0]) } }
-  return Evaluation(split: split, loss: counts[k * k], classes: checkpoint.classNames, confusion: confusion)
+  var e = Evaluation(split: split, loss: counts[k * k], classes: checkpoint.classNames, confusion: confusion)
+  func scores(_ names: [String], from at: Int) -> [String: [Int]]? {
+    let pairs = names.enumerated().map { ($1, [Int(counts[at + 2 * $0]), Int(counts[at + 2 * $0 + 1])]) }
+    let present = pairs.filter { $0.1[1] > 0 }
+    return present.count > 1 ? Dictionary(uniqueKeysWithValues: present) : nil
+  }
+  (e.byCorpus, e.bySpeaker) = (scores(corpora, from: groupsAt), scores(speakers, from: groupsAt + 2 * corpora.count))
+  return e
 }
 
 /// One prediction: what was predicted from, the most probable class, every class's probability; or why a file

@@ -1,5 +1,6 @@
 import Base
 import Collective
+import FeatureStore
 import ModelFiles
 
 #if canImport(Glibc)
@@ -32,7 +33,17 @@ public func reportHTML(title: String, facts: [(String, String)], history: [Histo
   if let e = evaluation {
     body +=
       "<h2>\(esc(e.split)) split: accuracy \(fixed(e.accuracy, 3)), loss \(fixed(e.loss, 3)), \(e.rows) rows</h2>\n"
-    body += "<div class=\"charts\">" + heatMap(e) + classTable(e) + "</div>\n"
+    body += "<div class=\"charts\">" + heatMap(e) + classTable(e)
+    for (name, scores) in [("corpus", e.byCorpus), ("speaker", e.bySpeaker)] {
+      guard let scores else { continue }
+      body += "<table class=\"scores\"><tr><th>\(name)</th><th>accuracy</th><th>rows</th></tr>"
+      for key in scores.keys.sorted() {
+        let (correct, total) = (scores[key]![0], scores[key]![1])
+        body += "<tr><th>\(esc(key))</th><td>\(fixed(Double(correct) / Double(total), 3))</td><td>\(total)</td></tr>"
+      }
+      body += "</table>"
+    }
+    body += "</div>\n"
   }
   return """
     <!DOCTYPE html>
@@ -59,25 +70,29 @@ func lineChart(
   let values = series.flatMap(\.2).filter { $0.isFinite && (!log || $0 > 0) }
   guard !x.isEmpty, !values.isEmpty else { return "" }
   func t(_ v: Double) -> Double { log ? Glibc.log10(v) : v }
+  // Ticks at round values: 1, 2, 2.5 or 5 times a power of ten apart (whole decades on a log axis, or 1-2-5 within
+  // one), the axis from the tick below the data to the tick above it.
   var (lo, hi) = yRange ?? (t(values.min()!), t(values.max()!))
-  if yRange == nil {
-    let pad = max((hi - lo) * 0.08, log ? 0.1 : 1e-6)
-    (lo, hi) = (!log && lo >= 0 ? max(0, lo - pad) : lo - pad, hi + pad)
-  }
+  let span = max(hi - lo, log ? 1 : max(abs(hi) * 1e-3, 1e-9))
+  let unit = Glibc.pow(10, (Glibc.log10(span / 4)).rounded(.down))
+  let step = log ? max(1, (span / 4).rounded(.up)) : [1, 2, 2.5, 5, 10].map { $0 * unit }.first { $0 * 4 >= span }!
+  if yRange == nil { (lo, hi) = ((lo / step).rounded(.down) * step, (hi / step).rounded(.up) * step) }
+  if hi <= lo { hi = lo + step }
+  let ticks = Swift.stride(from: lo, through: hi + step / 1000, by: step).map { $0 }
+  let decimals = max(0, -Int(Glibc.log10(step).rounded(.down)) + (step / unit == 2.5 ? 1 : 0))
   let (x0, x1) = (x.min()!, max(x.max()!, x.min()! + 1))
   func px(_ v: Double) -> Double { left + (v - x0) / (x1 - x0) * (w - left - right) }
   func py(_ v: Double) -> Double { top + (1 - (t(v) - lo) / (hi - lo)) * (h - top - bottom) }
   var s = "<svg width=\"\(Int(w))\" height=\"\(Int(h))\" viewBox=\"0 0 \(Int(w)) \(Int(h))\" role=\"img\">"
   s += "<text x=\"\(Int(left))\" y=\"18\" style=\"font-weight:600\">\(title)</text>"
-  for i in 0...4 {
-    let v = lo + (hi - lo) * Double(i) / 4
-    let y = top + (1 - Double(i) / 4) * (h - top - bottom)
-    let label = log ? String(format3(Glibc.pow(10, v))) : fixed(v, abs(hi - lo) < 0.5 ? 3 : 2)
+  for v in ticks {
+    let y = top + (1 - (v - lo) / (hi - lo)) * (h - top - bottom)
+    let label = log ? power10(Int(v.rounded())) : fixed(v, decimals)
     s += "<line x1=\"\(left)\" x2=\"\(w - right)\" y1=\"\(y)\" y2=\"\(y)\" stroke=\"#e5e5e5\"/>"
     s += "<text x=\"\(left - 6)\" y=\"\(y + 4)\" text-anchor=\"end\">\(label)</text>"
   }
-  let step = max(1, Int((x1 - x0) / 8))
-  for e in Swift.stride(from: Int(x0), through: Int(x1), by: step) {
+  let epochStep = [1, 2, 5, 10, 20, 50, 100].first { Double($0) * 8 >= x1 - x0 } ?? Int((x1 - x0) / 8)
+  for e in Swift.stride(from: Int(x0), through: Int(x1), by: epochStep) {
     s += "<text x=\"\(px(Double(e)))\" y=\"\(h - bottom + 16)\" text-anchor=\"middle\">\(e)</text>"
   }
   s += "<text x=\"\((left + w - right) / 2)\" y=\"\(h - 6)\" text-anchor=\"middle\">epoch</text>"
@@ -100,15 +115,10 @@ func lineChart(
   return s + "</svg>\n"
 }
 
-private func format3(_ v: Double) -> String {
-  if v >= 0.01 { return fixed(v, 3) }
-  var e = 0
-  var m = v
-  while m < 1 {
-    m *= 10
-    e += 1
-  }
-  return "\(fixed(m, 1))e-\(e)"
+/// 10^e as a label: 0.001, 0.01, 0.1, 1, 10, ... and 1e-4 below.
+private func power10(_ e: Int) -> String {
+  e >= 0
+    ? "1" + String(repeating: "0", count: e) : e >= -3 ? "0." + String(repeating: "0", count: -e - 1) + "1" : "1e\(e)"
 }
 
 /// The confusion matrix, each row shaded by its share of the true class.
@@ -120,7 +130,8 @@ func heatMap(_ e: Evaluation) -> String {
   let w = left + cell * Double(k) + 12
   let h = top + cell * Double(k) + 56
   var s = "<svg width=\"\(Int(w))\" height=\"\(Int(h))\" viewBox=\"0 0 \(Int(w)) \(Int(h))\" role=\"img\">"
-  s += "<text x=\"\(left)\" y=\"18\" style=\"font-weight:600\">Confusion matrix (rows: true, columns: predicted)</text>"
+  s += "<text x=\"\(left)\" y=\"14\" style=\"font-weight:600\">Confusion matrix</text>"
+  s += "<text x=\"\(left)\" y=\"30\" fill=\"#666\">rows: true, columns: predicted; % of the row, count</text>"
   for i in 0..<k {
     let total = max(1, e.confusion[i].reduce(0, +))
     s +=
@@ -132,8 +143,11 @@ func heatMap(_ e: Evaluation) -> String {
       let x = left + cell * Double(j)
       let y = top + cell * Double(i)
       s += "<rect x=\"\(x)\" y=\"\(y)\" width=\"\(cell - 2)\" height=\"\(cell - 2)\" fill=\"\(color)\"/>"
+      guard e.confusion[i][j] > 0 else { continue }
       s +=
-        "<text x=\"\(x + cell / 2 - 1)\" y=\"\(y + cell / 2 + 4)\" text-anchor=\"middle\">\(e.confusion[i][j])</text>"
+        "<text x=\"\(x + cell / 2 - 1)\" y=\"\(y + cell / 2 - 2)\" text-anchor=\"middle\">\(fixed(100 * share, 0))%</text>"
+      s += "<text x=\"\(x + cell / 2 - 1)\" y=\"\(y + cell / 2 + 12)\" text-anchor=\"middle\" fill=\"#666\">"
+      s += "\(e.confusion[i][j])</text>"
     }
   }
   for j in 0..<k {
@@ -153,22 +167,59 @@ func classTable(_ e: Evaluation) -> String {
   return s + "<tr><th>accuracy</th><td></td><td></td><td>\(fixed(e.accuracy, 2))</td><td>\(e.rows)</td></tr></table>\n"
 }
 
-/// Writes `RUN_DIR/report.html` from the run's last checkpoint (history, configuration) and an evaluation.
-public func writeRunReport(runDir: String, last: Checkpoint, evaluation: Evaluation?) throws -> String {
+/// Writes the report (default `RUN_DIR/report.html`) from the run's last checkpoint (history, configuration) and
+/// an evaluation of it.
+public func writeRunReport(runDir: String, last: Checkpoint, evaluation: Evaluation?, to output: String? = nil)
+  throws -> String
+{
   guard let text = last.training, let state = try? TrainingState.parse(text) else {
     throw Failure("\(runDir)/checkpoint-last.h5 has no training state")
   }
+  let c = state.config
+  let network = try last.makeNetwork(path: runDir + "/" + Trainer.lastName)
+  let parameters = grouped(network.trainableCount + network.nonTrainableCount)
+  let seconds = state.history.reduce(0) { $0 + $1.seconds }
   var facts: [(String, String)] = [
-    ("run", runDir), ("model", "\(last.spec.name) (\(state.config.model))"), ("data", state.config.data),
+    ("run", runDir), ("report written", formatTime(unixTime())),
+    ("model", "\(last.spec.name): \(parameters) parameters\(c.model == last.spec.name ? "" : " (\(c.model))")"),
+    ("data", "\(c.data)\(last.recipe.map { ", \($0.layout.rawValue) layout" } ?? "")"),
     ("classes", last.classNames.joined(separator: ", ")),
-    ("epochs", "\(state.history.count) of \(state.config.epochs)\(state.finished ? ", finished" : ", in progress")"),
-    ("split", "\(state.config.split.rawValue), batch \(state.config.batchSize), \(state.ranks) rank(s)"),
+    ("epochs", "\(state.history.count) of \(c.epochs)\(state.finished ? ", finished" : ", in progress")"),
+    (
+      "training",
+      "Adam, learning rate \(c.learningRate), batch \(c.batchSize) on \(state.ranks) rank(s), seed \(c.seed); "
+        + "early stopping on \(c.earlyStopping.monitor), patience \(c.earlyStopping.patience); learning rate x"
+        + "\(c.reduceLR.factor) after \(c.reduceLR.patience) epochs without improvement, floor \(c.reduceLR.minLR)"
+        + (c.standardize ? "; features standardised" : "")
+    ),
+    (
+      "time",
+      "\(formatDuration(seconds)) of training"
+        + (state.history.first?.end.map { " from \(formatTime($0 - state.history[0].seconds))" } ?? "")
+        + (state.history.last?.end.map { " to \(formatTime($0))" } ?? "")
+    ),
   ]
-  if let b = state.bestValue, let epoch = state.bestEpoch {
-    facts.append(("best", "\(state.config.earlyStopping.monitor) \(fixed(b, 4)) at epoch \(epoch)"))
+  if let split = last.split {
+    let labels = try? FeatureFile(path: defaultData(last, nil)).labels
+    func sizes(_ part: Int8) -> String {
+      let rows = split.indices.filter { split[$0] == part }
+      guard let labels, labels.count == split.count else { return "\(rows.count)" }
+      let perClass = last.classNames.indices.map { c in rows.filter { labels[$0] == Int32(c) }.count }
+      return "\(rows.count) (" + perClass.map(String.init).joined(separator: "/") + ")"
+    }
+    facts.append(
+      (
+        "split",
+        "by \(c.split.rawValue): train \(sizes(0)), val \(sizes(1)), test \(sizes(2)) rows (per class, as above)"
+      ))
   }
+  if let b = state.bestValue, let epoch = state.bestEpoch {
+    facts.append(("best", "\(c.earlyStopping.monitor) \(fixed(b, 4)) at epoch \(epoch)"))
+  }
+  let weights = state.weightsEpoch.map { "the weights of epoch \($0)" } ?? "the last weights"
+  facts.append(("evaluated", "\(Trainer.lastName): \(weights)"))
   let html = reportHTML(title: "sertrain report", facts: facts, history: state.history, evaluation: evaluation)
-  let path = runDir + "/report.html"
+  let path = output ?? runDir + "/report.html"
   try writeTextAtomically(html, to: path)
   return path
 }
@@ -191,18 +242,19 @@ public func reportSplit(_ c: Checkpoint) -> String {
 
 /// Evaluates the run's final weights and writes its report on rank 0; returns the report's path and the
 /// evaluation there.
-public func makeReport(runDir: String, data: String?, split: String?, comm: Communicator) throws -> (
-  String, Evaluation?
-)? {
+public func makeReport(
+  runDir: String, data: String?, split: String?, comm: Communicator, output: String? = nil, progress: Bool = false
+) throws -> (String, Evaluation?)? {
   let path = runDir + "/" + Trainer.lastName
   let last = try Checkpoint.read(path)
   var evaluation: Evaluation?
   do {
     evaluation = try evaluate(
-      last, path: path, dataPath: defaultData(last, data), split: split ?? reportSplit(last), comm: comm)
+      last, path: path, dataPath: defaultData(last, data), split: split ?? reportSplit(last), comm: comm,
+      progress: progress)
   } catch {
     if comm.rank == 0 { printError("sertrain: warning: the report has no evaluation: \(error)") }
   }
   guard comm.rank == 0 else { return nil }
-  return (try writeRunReport(runDir: runDir, last: last, evaluation: evaluation), evaluation)
+  return (try writeRunReport(runDir: runDir, last: last, evaluation: evaluation, to: output), evaluation)
 }

@@ -135,10 +135,16 @@ struct Report: ParsableCommand {
   @Option(help: "Rows to evaluate (default: test if the run held some out, else val).")
   var split: String?
 
+  @Option(name: .shortAndLong, help: "The page to write (default RUN_DIR/report.html, or RUN_DIR/report-SPLIT.html).")
+  var output: String?
+
   func run() throws {
     try runReportingErrors {
       configureBLASThreads(environment: environment())
-      if let (path, _) = try makeReport(runDir: runDir, data: data, split: split, comm: SingleProcessCommunicator()) {
+      let page = output ?? split.map { "\(runDir)/report-\($0).html" }
+      if let (path, _) = try makeReport(
+        runDir: runDir, data: data, split: split, comm: SingleProcessCommunicator(), output: page, progress: true)
+      {
         print("wrote \(path)")
       }
     }

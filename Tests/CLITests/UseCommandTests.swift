@@ -22,6 +22,12 @@ final class UseCommandTests: XCTestCase {
     XCTAssertTrue(train.stdout.contains("report: run/report.html"), train.stdout)
     let html = try String(contentsOfFile: dir + "/run/report.html", encoding: .utf8)
     XCTAssertTrue(html.contains("<svg") && html.contains("Confusion matrix") && html.contains("Learning rate"))
+    for fact in [
+      "tiny: 3,651 parameters", "Adam, learning rate 0.01, batch 16", "split</th><td>by recording: train",
+      "evaluated</th><td>checkpoint-last.h5: the weights of epoch", "<th>speaker</th><th>accuracy</th>", "% of the row",
+    ] {
+      XCTAssertTrue(html.contains(fact), "report.html lacks \(fact)")
+    }
 
     // evaluate --json against predict --csv on the same test rows.
     let e = try runCommand(["evaluate", "--checkpoint", "run/checkpoint-last.h5", "--json"], directory: dir)
@@ -74,6 +80,12 @@ final class UseCommandTests: XCTestCase {
     XCTAssertEqual(String(first[1]), file.classes[Int(file.labels[row])], stored.stdout)
     XCTAssertEqual(String(first[2]), ["original", "noise"][Int(file.augmentation[row])], stored.stdout)
     XCTAssertTrue(first.last!.hasPrefix("Synth/"), stored.stdout)
+    let other = try runCommand(["report", "run", "--split", "val"], directory: dir)
+    XCTAssertEqual(other.status, 0, other.stderr)
+    XCTAssertTrue(other.stdout.contains("wrote run/report-val.html"), other.stdout)
+    XCTAssertEqual(try String(contentsOfFile: dir + "/run/report.html", encoding: .utf8), html, "report.html kept")
+    let named = try runCommand(["report", "run", "-o", "page.html"], directory: dir)
+    XCTAssertTrue(named.status == 0 && FileManager.default.fileExists(atPath: dir + "/page.html"), named.stderr)
     let report = try runCommand(["report", "run"], directory: dir)
     XCTAssertEqual(report.status, 0, report.stderr)
     let usage = try runCommand(["predict", "--checkpoint", "run/checkpoint-last.h5"], directory: dir)
