@@ -178,6 +178,12 @@ extension KerasWeights {
   /// Writes `network`'s variables as a Keras file: Keras 3 weights when `path` ends in `.weights.h5`, else the
   /// legacy HDF5 model format with a `model_config` that Keras can rebuild the model from. Atomic.
   public static func write(_ network: Network, to path: String, overwrite: Bool) throws {
+    guard path.hasSuffix(".h5") else {
+      throw Failure(
+        path,
+        "sertrain writes Keras weights as NAME.weights.h5 (Keras 3: model.load_weights) or NAME.h5 (legacy HDF5 "
+          + "with model_config: keras.models.load_model); Keras 3's native .keras zip is not written yet")
+    }
     try writeAtomically(to: path, overwrite: overwrite) { temp in
       let file = try H5File(creating: temp)
       if path.hasSuffix(".weights.h5") {

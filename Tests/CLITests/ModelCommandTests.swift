@@ -24,6 +24,8 @@ final class ModelCommandTests: XCTestCase {
     let imported = try runCommand(
       ["import-keras", legacy, "-o", "small.h5", "--classes", "calm,happy,sad"], directory: dir)
     XCTAssertEqual(imported.status, 0, imported.stderr)
+    XCTAssertTrue(
+      imported.stderr.contains("no input standardisation") && imported.stderr.contains("--scaler"), imported.stderr)
     let inspect = try runCommand(["inspect", "small.h5"], directory: dir)
     XCTAssertEqual(inspect.status, 0, inspect.stderr)
     XCTAssertTrue(inspect.stdout.contains("sertrain checkpoint") && inspect.stdout.contains("calm, happy, sad"))
@@ -68,6 +70,10 @@ final class ModelCommandTests: XCTestCase {
 
     let refused = try runCommand(["export-keras", "small.h5", "-o", "back.h5"], directory: dir)
     XCTAssertEqual(refused.status, 1, "an existing output is refused without --force")
+    let native = try runCommand(["export-keras", "small.h5", "-o", "m.keras"], directory: dir)
+    XCTAssertEqual(native.status, 1)
+    XCTAssertTrue(native.stderr.contains("m.keras") && native.stderr.contains(".weights.h5"), native.stderr)
+    XCTAssertFalse(FileManager.default.fileExists(atPath: dir + "/m.keras"))
     let wrongCount = try runCommand(["import-keras", legacy, "-o", "x.h5", "--classes", "a,b"], directory: dir)
     XCTAssertNotEqual(wrongCount.status, 0)
     XCTAssertTrue(wrongCount.stderr.contains("3 units"), wrongCount.stderr)
