@@ -16,8 +16,10 @@ let cTargets: [Target] = [
   // The CPU's features and core count, malloc settings, the stop-signal handlers.
   .target(name: "CSystem"),
   // The kernels, optimised in debug builds too: the audio front end's vector math, and the ConvNet's.
-  .target(name: "CAudioKernels", cSettings: [.unsafeFlags(["-O2"], .when(configuration: .debug))]),
-  .target(name: "CConvKernels", cSettings: [.unsafeFlags(["-O2"], .when(configuration: .debug))]),
+  .target(
+    name: "CAudioKernels", dependencies: ["CSystem"], cSettings: [.unsafeFlags(["-O2"], .when(configuration: .debug))]),
+  .target(
+    name: "CConvKernels", dependencies: ["CSystem"], cSettings: [.unsafeFlags(["-O2"], .when(configuration: .debug))]),
   // Runs before main in the executable only: stop signals are recorded from its first constructor.
   .target(name: "CEntry", dependencies: ["CSystem"]),
 ]

@@ -6,17 +6,13 @@
 #include <string.h>
 
 #include "CAudioKernels.h"
+#include "CSystem.h"
 
 #pragma clang fp contract(off)
 
 typedef float f8 __attribute__((ext_vector_type(8)));
 typedef double d8 __attribute__((ext_vector_type(8)));
 
-#if defined(__x86_64__) && !defined(SERTRAIN_NO_TARGET_CLONES)
-#define SERTRAIN_CLONES __attribute__((target_clones("avx512f", "avx2", "default")))
-#else
-#define SERTRAIN_CLONES
-#endif
 
 typedef long l8 __attribute__((ext_vector_type(8)));
 

@@ -9,17 +9,13 @@
 #include <string.h>
 
 #include "CConvKernels.h"
+#include "CSystem.h"
 
 
 typedef float f16 __attribute__((ext_vector_type(16)));
 typedef int i16 __attribute__((ext_vector_type(16)));
 typedef double d8 __attribute__((ext_vector_type(8)));
 
-#if defined(__x86_64__) && !defined(SERTRAIN_NO_TARGET_CLONES)
-#define SERTRAIN_CLONES __attribute__((target_clones("avx512f", "avx2", "default")))
-#else
-#define SERTRAIN_CLONES
-#endif
 
 #define LANES 16
 #define SELECT(mask, a, b) ((f16)(((i16)(a) & (mask)) | ((i16)(b) & ~(mask))))

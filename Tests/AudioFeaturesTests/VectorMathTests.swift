@@ -181,7 +181,8 @@ final class VectorMathVariantsTests: XCTestCase {
       let clones = name.hasPrefix("as built") ? [] : ["-DSERTRAIN_NO_TARGET_CLONES"]
       let build = try runCommand(
         ["clang", "-O2"] + flags + clones + [
-          "-I", sources + "/CAudioKernels/include", "-I", sources + "/CConvKernels/include", harness,
+          "-I", sources + "/CAudioKernels/include", "-I", sources + "/CConvKernels/include", "-I",
+          sources + "/CSystem/include", harness,
           sources + "/CAudioKernels/vectormath.c", sources + "/CConvKernels/stem.c",
           sources + "/CConvKernels/batchnorm.c", "-o", exe,
         ],

@@ -26,3 +26,12 @@ void sertrain_default_stop_signals(void);
 int sertrain_stop_requested(void);
 /// Clears the request (tests).
 void sertrain_clear_stop_request(void);
+
+/// Compiles a C kernel for AVX-512, AVX2 and baseline x86-64 in one binary, the loader picking the variant the CPU
+/// runs (target_clones); CAudioKernels and CConvKernels mark their entry points with it. Tests define
+/// SERTRAIN_NO_TARGET_CLONES to build one variant per instruction set and compare their bits.
+#if defined(__x86_64__) && !defined(SERTRAIN_NO_TARGET_CLONES)
+#define SERTRAIN_CLONES __attribute__((target_clones("avx512f", "avx2", "default")))
+#else
+#define SERTRAIN_CLONES
+#endif
