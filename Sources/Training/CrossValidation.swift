@@ -163,7 +163,7 @@ public func crossValidate(_ o: CrossValidationOptions, comm: Communicator) throw
   }
   let loss = results.reduce(0.0) { $0 + $1.evaluation.loss * Double($1.evaluation.rows) }
   let summary = CrossValidationSummary(
-    folds: results, pooled: Evaluation(split: "pooled test folds", loss: loss, classes: classes, confusion: confusion))
+    folds: results, pooled: Evaluation(split: "pooled test", loss: loss, classes: classes, confusion: confusion))
   try writeCrossValidation(summary, o)
   return (summary, false)
 }
