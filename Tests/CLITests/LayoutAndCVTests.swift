@@ -1,5 +1,6 @@
 import AudioFeatures
 import FeatureStore
+import HDF5
 import XCTest
 import _TestSupport
 
@@ -102,5 +103,33 @@ final class LayoutAndCVTests: XCTestCase {
     XCTAssertFalse(again.stdout.contains("Epoch 1/1"), again.stdout)
     XCTAssertEqual(
       try String(contentsOfFile: dir + "/cv/cv.csv", encoding: .utf8).split(separator: "\n"), csv)
+
+    // A stop (SIGUSR1) in a fold: checkpoint, exit 75; the same command continues, and every fold ends bit for bit
+    // where an uninterrupted cv ends.
+    let args = [
+      "cv", "--data", "seed.h5", "--model", "tiny", "--folds", "2", "--epochs", "12", "--patience", "100",
+      "--batch-size", "16", "-q",
+    ]
+    XCTAssertEqual(try runCommand(args + ["--dir", "straight"], directory: dir).status, 0)
+    let script = """
+      '\(sertrainBinary)' \(args.joined(separator: " ")) --dir stopped & pid=$!
+      while [ ! -f stopped/fold-1/checkpoint-last.h5 ]; do sleep 0.02; done
+      sleep 0.2; kill -USR1 $pid; wait $pid; echo "exit $?"
+      """
+    let stopped = try bash(script, directory: dir)
+    XCTAssertTrue(stopped.stdout.contains("exit 75"), stopped.stdout + stopped.stderr)
+    XCTAssertFalse(FileManager.default.fileExists(atPath: dir + "/stopped/cv.csv"))
+    let resumed = try runCommand(args + ["--dir", "stopped"], directory: dir)
+    XCTAssertEqual(resumed.status, 0, resumed.stderr)
+    for fold in 1...2 {
+      let (a, b) = try (
+        checkpointParameters(dir + "/straight/fold-\(fold)/checkpoint-last.h5"),
+        checkpointParameters(dir + "/stopped/fold-\(fold)/checkpoint-last.h5")
+      )
+      XCTAssertEqual(a, b, "fold \(fold) after a stop and a second cv")
+    }
   }
 }
+
+/// A checkpoint's flat parameters.
+private func checkpointParameters(_ path: String) throws -> [Float] { try H5File(path: path).read("parameters") }
