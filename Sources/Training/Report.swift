@@ -199,8 +199,17 @@ public func writeRunReport(runDir: String, last: Checkpoint, evaluation: Evaluat
         + (state.history.last?.end.map { " to \(formatTime($0))" } ?? "")
     ),
   ]
+  let data = try? FeatureFile(path: defaultData(last, nil))
+  if let data, data.leaksAcrossSplits, c.split != .random {
+    facts.append(
+      (
+        "warning",
+        "the rows are not grouped by recording (converted without --rows-per-recording): augmented copies "
+          + "of one recording can be on both sides of the split, so held-out accuracy is optimistic"
+      ))
+  }
   if let split = last.split {
-    let labels = try? FeatureFile(path: defaultData(last, nil)).labels
+    let labels = data?.labels
     func sizes(_ part: Int8) -> String {
       let rows = split.indices.filter { split[$0] == part }
       guard let labels, labels.count == split.count else { return "\(rows.count)" }

@@ -45,6 +45,8 @@ final class TrainCommandTests: XCTestCase {
     XCTAssertTrue(short.stdout.contains("--limit-rows: 190 rows left out"), short.stdout)
     XCTAssertTrue(short.stdout.contains("warning: leaky.h5 does not group its rows by recording"), short.stdout)
     XCTAssertTrue(short.stdout.contains("up to 3 epochs of 2 steps"), short.stdout)
+    let report = try String(contentsOfFile: dir + "/short/report.html", encoding: .utf8)
+    XCTAssertTrue(report.contains("not grouped by recording"), "the report repeats the leak warning")
     let inspect = try runCommand(["inspect", "short/checkpoint-last.h5"], directory: dir)
     XCTAssertTrue(inspect.stdout.contains("train 40, val 5, test 5 rows, 190 left out"), inspect.stdout)
     let config = try String(contentsOfFile: dir + "/short/config.json", encoding: .utf8)
