@@ -31,6 +31,10 @@ public struct Checkpoint {
   public var split: [Int8]?
   /// The feature recipe of the data it was trained on (JSON attribute `recipe`), when known.
   public var recipe: FeatureRecipe?
+  /// The weights early stopping would restore (`best/parameters`, `best/state`), kept in the same file as the run's
+  /// state so that the two cannot disagree after a crash.
+  public var bestParameters: [Float]?
+  public var bestState: [Float]?
 
   /// A checkpoint of `network`'s current variables, with an identity scaler unless one is given.
   public init(network: Network, classNames: [String], scalerMean: [Float]? = nil, scalerScale: [Float]? = nil) {
@@ -88,6 +92,10 @@ public struct Checkpoint {
         _ = try f.write("optimizer/m", adamM)
         _ = try f.write("optimizer/v", adamV)
       }
+      if let bestParameters, let bestState {
+        _ = try f.write("best/parameters", bestParameters)
+        _ = try f.write("best/state", bestState)
+      }
       try f.close()
     }
   }
@@ -135,7 +143,9 @@ public struct Checkpoint {
       state: try f.read("state"), scalerMean: try f.read("scaler/mean"), scalerScale: try f.read("scaler/scale"))
     guard c.parameters.count == c.parameterLayout.count, c.state.count == c.stateLayout.count else {
       throw Failure(
-        path, "parameters hold \(c.parameters.count) values, the layout needs \(c.parameterLayout.count)")
+        path,
+        "parameters and state hold \(c.parameters.count) and \(c.state.count) values, their layouts need "
+          + "\(c.parameterLayout.count) and \(c.stateLayout.count)")
     }
     let width = spec.inputLength * spec.inputChannels
     guard c.scalerMean.count == width, c.scalerScale.count == width else {
@@ -146,6 +156,19 @@ public struct Checkpoint {
     if f.exists("optimizer/m") {
       c.adamM = try f.read("optimizer/m")
       c.adamV = try f.read("optimizer/v")
+      guard c.adamM!.count == c.parameters.count, c.adamV!.count == c.parameters.count else {
+        throw Failure(
+          path,
+          "the optimizer moments hold \(c.adamM!.count) and \(c.adamV!.count) values, the parameters "
+            + "\(c.parameters.count)")
+      }
+    }
+    if f.exists("best/parameters") {
+      c.bestParameters = try f.read("best/parameters")
+      c.bestState = try f.read("best/state")
+      guard c.bestParameters!.count == c.parameters.count, c.bestState!.count == c.state.count else {
+        throw Failure(path, "the best weights (best/) do not have the parameters' and state's sizes")
+      }
     }
     if f.hasAttribute("training") { c.training = try f.stringAttribute("training") }
     if f.exists("split") { c.split = try f.read("split") }

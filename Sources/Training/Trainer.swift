@@ -150,6 +150,7 @@ public final class Trainer {
       do {
         try makeDirectories(runDir)
         lock = try RunLock(runDir: runDir)
+        removeStaleTemporaryFiles(in: runDir)
       } catch { failure = "\(error)" }
     }
     comm.broadcast(&failure, root: 0)
@@ -288,11 +289,21 @@ public final class Trainer {
       if config.standardize { try fitScaler() }
       broadcastInitialParameters()
     }
-    if resumeFrom != nil, earlyStopping.restoreBestWeights, earlyStopping.hasBestWeights, isRoot,
-      access(bestPath, R_OK) == 0
-    {
-      let best = try Checkpoint.read(bestPath)
-      bestWeights = (best.parameters, best.state)
+    // The best weights travel in checkpoint-last.h5 itself; checkpoint-best.h5 is a copy for the user (older
+    // checkpoints kept them only there).
+    if let c = resumeFrom, earlyStopping.restoreBestWeights, earlyStopping.hasBestWeights, isRoot {
+      if let p = c.bestParameters, let s = c.bestState {
+        bestWeights = (p, s)
+        // A crash between the two writes leaves checkpoint-best.h5 an epoch behind: write it again.
+        if (try? Checkpoint.read(bestPath).parameters) != p {
+          var best = c
+          (best.parameters, best.state, best.bestParameters, best.bestState) = (p, s, nil, nil)
+          try best.write(to: bestPath, overwrite: true)
+        }
+      } else if access(bestPath, R_OK) == 0 {
+        let best = try Checkpoint.read(bestPath)
+        bestWeights = (best.parameters, best.state)
+      }
     }
     network.statisticsReducer = comm.size > 1 ? { [comm] in comm.allreduceSum($0) } : nil
     if isRoot {
@@ -648,8 +659,16 @@ public final class Trainer {
     c.training = jsonText(saved)
     c.split = split.membership
     c.recipe = file.recipe
+    if earlyStopping.restoreBestWeights, let bestWeights { (c.bestParameters, c.bestState) = bestWeights }
     try c.write(to: lastPath, overwrite: true)
-    if best { try c.write(to: bestPath, overwrite: true) }
+    if best {
+      faultPoint("between-checkpoints")
+      // checkpoint-best.h5: the best epoch's weights as a checkpoint of their own (written after last, which holds
+      // them too, so a crash between the two writes loses nothing).
+      c.bestParameters = nil
+      c.bestState = nil
+      try c.write(to: bestPath, overwrite: true)
+    }
     try writeHistory()
     try status?.write(runDir: runDir)
   }
@@ -688,3 +707,25 @@ extension TrainingState {
     }
   }
 }
+
+/// Removes what a writer that died left in the run directory: `.NAME.tmp-PID` files whose process is gone (the run
+/// lock is held, so no live writer of this run owns one).
+func removeStaleTemporaryFiles(in runDir: String) {
+  for name in directoryEntries(runDir) ?? [] where name.hasPrefix(".") {
+    let parts = name.split(separator: "-")
+    guard parts.count >= 2, parts[parts.count - 2].hasSuffix(".tmp"), let pid = Int32(parts.last!) else { continue }
+    if pid != getpid() && kill(pid, 0) != 0 && errno == ESRCH { unlink(runDir + "/" + name) }
+  }
+}
+
+/// Fault injection for tests: `SERTRAIN_FAULT=NAME:N` kills the process (SIGKILL) the Nth time it reaches the
+/// point NAME. Unset, nothing happens.
+func faultPoint(_ name: String) {
+  guard let spec = environment()["SERTRAIN_FAULT"], spec.hasPrefix(name + ":"),
+    let n = Int(spec.dropFirst(name.count + 1))
+  else { return }
+  faultCounts[name, default: 0] += 1
+  if faultCounts[name] == n { raise(SIGKILL) }
+}
+
+nonisolated(unsafe) private var faultCounts: [String: Int] = [:]

@@ -120,6 +120,40 @@ final class TrainCommandTests: XCTestCase {
     }
   }
 
+  /// A kill between the writes of checkpoint-last.h5 and checkpoint-best.h5 (the last time the best weights are
+  /// written): the resumed run still restores the right best weights, rewrites the stale checkpoint-best.h5, and
+  /// removes a dead writer's temporary file.
+  func testKillBetweenTheTwoCheckpointWrites() throws {
+    let dir = temporaryDirectory(self)
+    try makeFeatures(dir)
+    let args = [
+      "train", "--data", "f.h5", "--model", "tiny", "--epochs", "8", "--patience", "100", "--batch-size", "16",
+      "--learning-rate", "0.01", "-q",
+    ]
+    XCTAssertEqual(try runCommand(args + ["--run-dir", "straight"], directory: dir).status, 0)
+    // Kill at the last improvement, so that no later epoch writes the best weights again.
+    let (_, history) = try bestValidationAccuracy(dir + "/straight")
+    var (best, improvements) = (-1.0, 0)
+    for line in history.dropFirst() {
+      let accuracy = Double(line.split(separator: ",")[4])!
+      if accuracy > best { (best, improvements) = (accuracy, improvements + 1) }
+    }
+    XCTAssertGreaterThan(improvements, 1, "the run should improve more than once: \(history)")
+    let killed = try runCommand(
+      args + ["--run-dir", "faulted"], environment: ["SERTRAIN_FAULT": "between-checkpoints:\(improvements)"],
+      directory: dir)
+    XCTAssertEqual(killed.status, SIGKILL, "killed by the fault point: \(killed.stderr)")
+    let stale = dir + "/faulted/.checkpoint-best.h5.tmp-999999"
+    XCTAssertTrue(FileManager.default.createFile(atPath: stale, contents: Data("half".utf8)))
+    let resumed = try runCommand(args + ["--run-dir", "faulted", "--resume", "auto"], directory: dir)
+    XCTAssertEqual(resumed.status, 0, resumed.stderr)
+    for name in ["checkpoint-last.h5", "checkpoint-best.h5"] {
+      let same = try parameters("\(dir)/faulted/\(name)") == parameters("\(dir)/straight/\(name)")
+      XCTAssertTrue(same, "\(name) after the kill: not the uninterrupted run's weights")
+    }
+    XCTAssertFalse(FileManager.default.fileExists(atPath: stale), "the dead writer's temporary file is removed")
+  }
+
   func testBadSettingsAreClearErrors() throws {
     let dir = temporaryDirectory(self)
     try makeFeatures(dir, recordings: 12)
