@@ -83,6 +83,9 @@ public func loadClip(_ path: String, recipe: FeatureRecipe = FeatureRecipe()) th
         mono[i] = s / Float(c)
       }
     }
+    if let bad = mono.firstIndex(where: { !$0.isFinite }) {
+      throw AudioError(path, "sample \(start + bad) is \(mono[bad]): a float file holding NaN or infinity")
+    }
   }
   let target = recipe.sampleRate
   let y = sr == target ? mono : try resample(mono, from: Double(sr), to: Double(target), path: path)

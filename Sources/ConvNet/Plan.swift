@@ -25,6 +25,11 @@ public struct LayerPlan: Equatable, Sendable {
 }
 
 extension ModelSpec {
+  /// The largest layer sertrain builds: 2^30 parameters (4 GiB of float32) and 2^26 outputs per sample (the
+  /// seed's largest is 1.2 million).
+  public static let maxLayerParameters = 1 << 30
+  public static let maxLayerOutputs = 1 << 26
+
   /// Resolves names, the output layer's width and every shape, or throws a `Failure` naming the layer.
   /// - Parameter classes: the number of classes (the width of a final `Dense` that leaves `units` out).
   public func plan(classes: Int) throws -> [LayerPlan] {
@@ -51,6 +56,7 @@ extension ModelSpec {
       }
       let name = spec.name ?? defaultName
       spec.name = name
+      func count(_ v: Double) -> String { v < 1e18 ? "\(Int(v))" : "\(v)" }
       func fail(_ message: String) -> Failure {
         Failure("layer \(index + 1) (\(name), \(spec.type.rawValue)): \(message)")
       }
@@ -111,6 +117,15 @@ extension ModelSpec {
       }
       if isLast && !(spec.type == .dense && spec.activation == .softmax) {
         throw fail("the last layer must be Dense with softmax")
+      }
+      // Sizes a machine can hold, checked before anything is allocated (a spec or checkpoint may say anything),
+      // in floating point so that no product overflows.
+      let values = (plan.trainable + plan.nonTrainable).reduce(0.0) { $0 + $1.1.reduce(1.0) { $0 * Double($1) } }
+      let outputs = Double(plan.outputLength) * Double(plan.outputChannels)
+      guard values <= Double(ModelSpec.maxLayerParameters), outputs <= Double(ModelSpec.maxLayerOutputs) else {
+        throw fail(
+          "declares \(count(values)) parameters and \(count(outputs)) outputs per sample; sertrain takes at most "
+            + "\(ModelSpec.maxLayerParameters) and \(ModelSpec.maxLayerOutputs)")
       }
       plan.spec = spec
       plans.append(plan)

@@ -99,8 +99,12 @@ extension DataSplit {
       let total = Double(sizes[c]!)  // the stratum's rows outside a fixed test side
       let testTarget = testRows == nil ? Int((total * test).rounded()) : 0
       let validationTarget = Int((total * validation).rounded())
+      // The last rows of a class stay in train, however small the class (the targets are rounded).
+      let taken = inTest[c, default: 0] + inValidation[c, default: 0]
       let part: Int8
-      if inTest[c, default: 0] < testTarget {
+      if taken + rows.count >= sizes[c]! {
+        part = 0
+      } else if inTest[c, default: 0] < testTarget {
         part = 2
         inTest[c, default: 0] += rows.count
       } else if inValidation[c, default: 0] < validationTarget {

@@ -145,6 +145,13 @@ final class ModelSpecTests: XCTestCase {
     XCTAssertTrue(noSoftmax.contains("last layer must be Dense with softmax"), noSoftmax)
     let badPool = message([.maxPooling1D(0), .flatten(), .dense(nil, activation: .softmax)])
     XCTAssertTrue(badPool.contains("pool_size"), badPool)
+    // Sizes no machine holds are errors before any allocation (they trapped in FloatBuffer), even past Int's range.
+    let huge = message([.conv1D(100_000_000, kernel: 5), .flatten(), .dense(nil, activation: .softmax)])
+    XCTAssertTrue(huge.contains("layer 1 (conv1, Conv1D)") && huge.contains("at most"), huge)
+    let enormous = message([
+      .conv1D(1 << 40, kernel: 1 << 30), .conv1D(1 << 40, kernel: 3), .flatten(), .dense(nil, activation: .softmax),
+    ])
+    XCTAssertTrue(enormous.contains("layer 1") && enormous.contains("at most"), enormous)
     XCTAssertThrowsError(try ModelSpec.decode(Array(#"{"layers": [{"type": "LSTM"}]}"#.utf8))) {
       XCTAssertTrue("\($0)".contains("unknown layer type 'LSTM'"), "\($0)")
     }

@@ -40,6 +40,12 @@ final class SplitTests: XCTestCase {
         XCTAssertEqual(Double(validation), 0.1 * Double(rows.count), accuracy: Double(step), "\(kind) \(name) val")
         XCTAssertEqual(rows.count, 40 * (c + 1))
       }
+      // However large the fractions, every class keeps rows to train on.
+      let greedy = try DataSplit.make(file, kind: kind, validation: 0.45, test: 0.45, seed: 3)
+      for c in 0..<Int32(classes.count) {
+        XCTAssertTrue(
+          (0..<file.rowCount).contains { file.labels[$0] == c && greedy.membership[$0] == 0 }, "\(kind) class \(c)")
+      }
       if kind == .recording {
         for r in stride(from: 0, to: file.rowCount, by: 4) {
           XCTAssertEqual(Set(split.membership[r..<(r + 4)]).count, 1, "recording \(r / 4) split")
