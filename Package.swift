@@ -83,7 +83,8 @@ let testTargets: [Target] = [
   .testTarget(
     name: "MPITests",
     dependencies: [
-      "Collective", "ConvNet", "FeatureStore", "Training", "Extraction", "ModelFiles", "AudioFeatures", "CSystem",
+      "Collective", "ConvNet", "FeatureStore", "Training", "Extraction", "ModelFiles", "AudioFeatures", "Base",
+      "CSystem",
       "_TestSupport",
     ]),
 ]

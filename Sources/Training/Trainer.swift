@@ -370,8 +370,17 @@ public final class Trainer {
     if !validationRows.isEmpty { available += ["val_loss", "val_accuracy"] }
     for (name, monitor) in [("early stopping", earlyStopping.monitor), ("learning-rate reduction", reduceLR.monitor)]
     where !available.contains(monitor) {
-      throw Failure(
-        "\(name) monitors '\(monitor)', which no metric produces (available: \(available.joined(separator: ", ")))")
+      // The same verdict on every rank (the same split): no abort, rank 0 says why.
+      if monitor.hasPrefix("val_") && validationRows.isEmpty {
+        throw AgreedFailure(
+          comm.rank == 0
+            ? "the split has no validation rows (--val-fraction \(config.validationFraction) of \(file.rowCount) rows), "
+              + "so \(name) cannot monitor '\(monitor)': raise --val-fraction, or --monitor loss" : nil)
+      }
+      throw AgreedFailure(
+        comm.rank == 0
+          ? "\(name) monitors '\(monitor)', which no metric produces (available: \(available.joined(separator: ", ")))"
+          : nil)
     }
     if EarlyStopping.increasing(earlyStopping.monitor, earlyStopping.mode) == nil {
       throw Failure("early stopping cannot tell which way '\(earlyStopping.monitor)' improves: give a mode")

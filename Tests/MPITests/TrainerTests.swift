@@ -1,4 +1,5 @@
 import AudioFeatures
+import Base
 import CSystem
 import Collective
 import ConvNet
@@ -202,7 +203,15 @@ final class TrainerTests: XCTestCase {
     var c = config(data, epochs: 1)
     c.earlyStopping.monitor = "val_acc"
     XCTAssertThrowsError(try Trainer(config: c, runDir: dir + "/run", resume: nil, comm: comm, quiet: true)) {
-      XCTAssertTrue("\($0)".contains("val_acc") && "\($0)".contains("val_accuracy"), "\($0)")
+      // Every rank fails together (no abort); rank 0 carries the message.
+      XCTAssertTrue($0 is AgreedFailure, "\($0)")
+      if comm.rank == 0 { XCTAssertTrue("\($0)".contains("val_acc") && "\($0)".contains("val_accuracy"), "\($0)") }
+    }
+    // No validation rows: the message says so, not that no metric produces val_accuracy.
+    c.earlyStopping.monitor = "val_accuracy"
+    c.validationFraction = 0
+    XCTAssertThrowsError(try Trainer(config: c, runDir: dir + "/run2", resume: nil, comm: comm, quiet: true)) {
+      if comm.rank == 0 { XCTAssertTrue("\($0)".contains("no validation rows"), "\($0)") }
     }
     comm.barrier()
   }
