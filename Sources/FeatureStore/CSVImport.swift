@@ -148,7 +148,11 @@ public func importCSV(
       let r = results[k]
       if r.blank { continue }
       defer { dataIndex += 1 }
-      if let problem = r.problem(header: header, labelIndex: labelIndex, columns: columns) {
+      let label = block[r.labelStart..<r.labelEnd]
+      let control = label.contains { $0 < 0x20 && $0 != 0x09 }
+      if let problem = r.problem(header: header, labelIndex: labelIndex, columns: columns)
+        ?? (control ? "the label in column '\(header[labelIndex])' holds a control character (NUL or another)" : nil)
+      {
         if options.skipBadRows {
           report.skipped.append(SkippedRow(line: line, reason: problem))
           continue
@@ -166,8 +170,7 @@ public func importCSV(
         }
       }
       kept += 1
-      labels.append(
-        unquote(String(decoding: UnsafeBufferPointer(rebasing: block[r.labelStart..<r.labelEnd]), as: UTF8.self)))
+      labels.append(unquote(String(decoding: UnsafeBufferPointer(rebasing: label), as: UTF8.self)))
       let source = options.rowsPerRecording.map { dataIndex / $0 } ?? dataIndex
       maxSource = max(maxSource, source)
       sources.append(Int32(source))
@@ -242,6 +245,12 @@ struct LineResult {
     if labelEnd <= labelStart { return "empty label in column '\(header[labelIndex])'" }
     guard badColumn >= 0 else { return nil }
     let what = "column \(badColumn + 1) ('\(header[badColumn])')"
+    // Shown as text: control characters (a NUL would end the message where C prints it) as escapes.
+    let badText = String(
+      badText.unicodeScalars.flatMap {
+        $0.value < 0x20 ? Array("\\u{\(String($0.value, radix: 16))}".unicodeScalars) : [$0]
+      }
+      .map(Character.init))
     switch badStatus {
     case .infinite: return "\(what): '\(badText)' is not a finite number"
     case .outOfRange: return "\(what): '\(badText)' is outside float32's range"

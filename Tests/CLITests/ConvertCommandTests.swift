@@ -33,6 +33,25 @@ final class ConvertCommandTests: XCTestCase {
     XCTAssertEqual(try FeatureFile(path: dir + "/features.h5").rowCount, 28)
   }
 
+  /// A NUL in a label is an error naming the line (it cut the label to a new class), and one in a number is shown
+  /// escaped (it cut the message).
+  func testControlCharactersInCellsAreErrors() throws {
+    let dir = temporaryDirectory(self)
+    let header = "0,1,labels\n"
+    for (name, row, expected) in [
+      ("label.csv", "0.5,0.25,hap\u{0}py\n", "control character"),
+      ("number.csv", "0.5,0.2\u{0}5,happy\n", "0.2\\u{0}5"),
+    ] {
+      let text = header + "0.1,0.2,sad\n" + row + "0.3,0.4,sad\n"
+      XCTAssertTrue(FileManager.default.createFile(atPath: dir + "/" + name, contents: Data(text.utf8)))
+      let r = try runCommand(["convert", name, "-o", name + ".h5"], directory: dir)
+      XCTAssertEqual(r.status, 1, r.stdout)
+      XCTAssertTrue(r.stderr.contains("\(name):3:") && r.stderr.contains(expected), r.stderr)
+      XCTAssertTrue(r.stderr.hasSuffix("\n"), "the message is whole: \(r.stderr)")
+      XCTAssertFalse(FileManager.default.fileExists(atPath: dir + "/" + name + ".h5"))
+    }
+  }
+
   func testUsageErrorsExitWithTwo() throws {
     let r = try runCommand(["convert"])
     XCTAssertEqual(r.status, 2, r.stderr)
