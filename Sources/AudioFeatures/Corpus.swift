@@ -132,9 +132,7 @@ public func readManifest(_ path: String) throws -> [LabelledRecording] {
     var text = String(cString: line!)
     while text.hasSuffix("\n") || text.hasSuffix("\r") { text.removeLast() }
     if text.isEmpty { continue }
-    let cells = text.split(separator: text.contains("\t") ? "\t" : ",", omittingEmptySubsequences: false).map {
-      String($0).trimmingCharacters(in: " \"")
-    }
+    let cells = csvCells(text, separator: text.contains("\t") ? "\t" : ",").map { $0.trimmingCharacters(in: " ") }
     if number == 1 && cells.first?.lowercased() == "path" { continue }
     guard cells.count >= 2, !cells[0].isEmpty, !cells[1].isEmpty else {
       throw AudioError(path, "line \(number): expected path,emotion[,speaker], got '\(text)'")
@@ -144,6 +142,41 @@ public func readManifest(_ path: String) throws -> [LabelledRecording] {
         path: cells[0], corpus: "manifest", speaker: cells.count > 2 ? cells[2] : "", emotion: cells[1].lowercased()))
   }
   return out
+}
+
+/// The cells of one CSV line as RFC 4180 quotes them: a cell in double quotes may hold the separator, and `""` inside
+/// it is one quote.
+func csvCells(_ line: String, separator: Character) -> [String] {
+  var cells: [String] = []
+  var cell = ""
+  var quoted = false
+  var chars = line.makeIterator()
+  while let c = chars.next() {
+    if quoted {
+      if c == "\"" {
+        // A doubled quote is a quote; a single one ends the quoted part.
+        var look = chars
+        if look.next() == "\"" {
+          cell.append("\"")
+          chars = look
+        } else {
+          quoted = false
+        }
+      } else {
+        cell.append(c)
+      }
+    } else if c == "\"" && cell.allSatisfy(\.isWhitespace) {
+      quoted = true
+      cell = ""
+    } else if c == separator {
+      cells.append(cell)
+      cell = ""
+    } else {
+      cell.append(c)
+    }
+  }
+  cells.append(cell)
+  return cells
 }
 
 extension String {

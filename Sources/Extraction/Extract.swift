@@ -17,6 +17,8 @@ public struct ExtractOptions: Sendable {
   /// How each row is computed; the file records it.
   public var recipe = FeatureRecipe()
   public var strict = false
+  /// Lets manifest paths (and symlinks) lead outside the corpus root.
+  public var allowOutsideRoot = false
   public var seed: UInt64 = 0
   public var force = false
   public var quiet = false
@@ -35,6 +37,8 @@ public struct ExtractReport: Sendable {
   public var skipped: [SkippedFile] = []
   /// Kept, but worth a look (an empty read gives rows of zeros; a silent file).
   public var flagged: [SkippedFile] = []
+  /// Said once for the whole corpus (labels outside the seed's seven emotions).
+  public var warnings: [String] = []
   public var seconds = 0.0
 }
 
@@ -96,6 +100,22 @@ public func extractCorpus(_ o: ExtractOptions, comm: Communicator) throws -> Ext
     report.skipped = scan.skipped
   }
   guard !recordings.isEmpty else { throw Failure(o.root, "no labelled audio files found") }
+  // Labels other than the seven emotions: errors with --strict, else one warning with their counts.
+  let unknown = Dictionary(grouping: recordings.map(\.emotion).filter { !emotions.contains($0) }) { $0 }
+  if !unknown.isEmpty {
+    let counts = unknown.keys.sorted().map { "'\($0)' \(unknown[$0]!.count)" }.joined(separator: ", ")
+    let message = "labels outside the seven emotions (\(emotions.joined(separator: ", "))): \(counts)"
+    if o.strict { throw AgreedFailure(comm.rank == 0 ? "\(o.manifest ?? o.root): \(message) (--strict)" : nil) }
+    report.warnings.append(message + "; each becomes a class of its own")
+  }
+  // Every file must resolve (symlinks too) inside the corpus root, unless allowed.
+  var outside = Set<Int>()
+  if !o.allowOutsideRoot, let root = resolvedPath(o.root) {
+    for (i, r) in recordings.enumerated() {
+      let full = r.path.hasPrefix("/") ? r.path : o.root + "/" + r.path
+      if let p = resolvedPath(full), !(p + "/").hasPrefix(root + "/") || p == root { outside.insert(i) }
+    }
+  }
   let width = o.recipe.width
   let perFile = o.augmentations.count * width
   let mine = comm.share(recordings.indices)
@@ -111,6 +131,11 @@ public func extractCorpus(_ o: ExtractOptions, comm: Communicator) throws -> Ext
     for k in Swift.stride(from: worker, to: mine.count, by: threads) {
       let i = mine[k]
       let r = recordings[i]
+      if outside.contains(i) {
+        let note = "\(i)\tskip\toutside the corpus root \(o.root) (--allow-outside-root reads it)"
+        results[k] = FileResult(rows: nil, note: note)
+        continue
+      }
       do {
         let (x, flag) = try featureRows(
           r.path.hasPrefix("/") ? r.path : o.root + "/" + r.path, index: i, augmentations: o.augmentations,
@@ -159,6 +184,13 @@ public func extractCorpus(_ o: ExtractOptions, comm: Communicator) throws -> Ext
       o.root,
       "\(report.skipped.count) files could not be used (--strict): "
         + report.skipped.prefix(5).map { "\($0.path): \($0.reason)" }.joined(separator: "; "))
+  }
+  guard !byIndex.isEmpty else {
+    comm.barrier()
+    throw Failure(
+      o.root,
+      "no file could be used (\(report.skipped.count) skipped, first: "
+        + report.skipped.prefix(3).map { "\($0.path): \($0.reason)" }.joined(separator: "; ") + "); nothing written")
   }
   let writer = try FeatureFileWriter(path: o.output, width: width, overwrite: o.force)
   do {
@@ -232,4 +264,11 @@ private func decode(_ bytes: [UInt8], rowFloats: Int) -> ([Int32], [Float], Stri
   }
   off += n * rowFloats * 4
   return (indices, rows, String(decoding: bytes[off...], as: UTF8.self))
+}
+
+/// The path with symlinks, `.` and `..` resolved, or nil when it does not exist.
+func resolvedPath(_ path: String) -> String? {
+  guard let r = realpath(path, nil) else { return nil }
+  defer { free(r) }
+  return String(cString: r)
 }

@@ -32,8 +32,11 @@ struct Extract: ParsableCommand {
       """)
   var layout = FeatureRecipe.Layout.seed
 
-  @Flag(help: "Fail when any file cannot be used, instead of reporting it.")
+  @Flag(help: "Fail when a file cannot be used or a label is not one of the seven emotions, instead of reporting it.")
   var strict = false
+
+  @Flag(help: "Read manifest paths (and symlinks) that lead outside the corpus root.")
+  var allowOutsideRoot = false
 
   @Option(help: "Seed of the noise (per recording, so results do not depend on the rank count).")
   var seed: UInt64 = 0
@@ -63,6 +66,7 @@ struct Extract: ParsableCommand {
       o.augmentations = augment.split(separator: ",").map { Augmentation(rawValue: String($0))! }
       o.recipe.layout = layout
       o.strict = strict
+      o.allowOutsideRoot = allowOutsideRoot
       o.seed = seed
       o.force = force
       o.quiet = quiet
@@ -73,6 +77,7 @@ struct Extract: ParsableCommand {
         "extracted \(report.recordings) recordings -> \(report.rows) rows x 2376 into \(output) in "
           + "\(fixed(report.seconds, 1)) s (\(fixed(Double(report.recordings) / max(report.seconds, 1e-9), 1)) files/s, \(comm.size) rank(s))"
       )
+      for w in report.warnings { print("warning: \(w)") }
       for f in report.flagged { print("  flagged \(f.path): \(f.reason)") }
       if !report.skipped.isEmpty {
         print("skipped \(report.skipped.count) files:")

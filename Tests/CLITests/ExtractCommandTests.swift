@@ -1,3 +1,4 @@
+import FeatureStore
 import HDF5
 import XCTest
 import _TestSupport
@@ -121,5 +122,50 @@ final class SynthCommandTests: XCTestCase {
     XCTAssertEqual(p.status, 1)
     XCTAssertTrue(p.stdout.contains("error: ") && p.stdout.contains("NaN"), p.stdout)
     XCTAssertFalse(p.stdout.lowercased().contains("nan ") && !p.stdout.contains("NaN or infinity"), p.stdout)
+  }
+
+  /// Manifests: paths (and symlinks) must stay inside the corpus root, RFC 4180 quoting holds a comma in a name,
+  /// labels outside the seven emotions are a warning (an error with --strict), and nothing usable writes nothing.
+  func testManifestsAreConfinedAndQuoted() throws {
+    let dir = temporaryDirectory(self)
+    XCTAssertEqual(
+      try runCommand(["synth", "-o", "corpus", "--speakers", "2", "--per-class", "2"], directory: dir).status, 0)
+    let fm = FileManager.default
+    let wav = dir + "/corpus/Synth/S1_00_angry.wav"
+    try fm.copyItem(atPath: wav, toPath: dir + "/outside.wav")
+    try fm.copyItem(atPath: wav, toPath: dir + "/corpus/b,c.wav")
+    try fm.createSymbolicLink(atPath: dir + "/corpus/link.wav", withDestinationPath: dir + "/outside.wav")
+    var lines = ["path,emotion,speaker"]
+    for f in try fm.contentsOfDirectory(atPath: dir + "/corpus/Synth").sorted() where f.hasSuffix(".wav") {
+      lines.append("Synth/\(f),\(f.split(separator: "_")[2].dropLast(4)),\(f.prefix(2))")
+    }
+    lines += [
+      "../outside.wav,angry,S9", "\(dir)/outside.wav,sad,S9", "link.wav,fear,S9", "\"b,c.wav\",happy,S8",
+      "Synth/S1_00_angry.wav,jubilant,S1",
+    ]
+    XCTAssertTrue(fm.createFile(atPath: dir + "/m.csv", contents: Data((lines.joined(separator: "\n") + "\n").utf8)))
+    let r = try runCommand(["extract", "corpus", "--manifest", "m.csv", "-o", "f.h5", "-q"], directory: dir)
+    XCTAssertEqual(r.status, 0, r.stderr)
+    for name in ["../outside.wav", "\(dir)/outside.wav", "link.wav"] {
+      XCTAssertTrue(r.stdout.contains("\(name): outside the corpus root"), "\(name): \(r.stdout)")
+    }
+    XCTAssertFalse(r.stdout.contains("b,c.wav:"), r.stdout)
+    XCTAssertTrue(r.stdout.contains("warning: labels outside the seven emotions") && r.stdout.contains("'jubilant' 1"))
+    let recordings = try FeatureFile(path: dir + "/f.h5").recordings().map(\.path)
+    XCTAssertTrue(recordings.contains("b,c.wav") && !recordings.contains("link.wav"), "\(recordings)")
+    let strict = try runCommand(
+      ["extract", "corpus", "--manifest", "m.csv", "-o", "g.h5", "-q", "--strict"], directory: dir)
+    XCTAssertEqual(strict.status, 1)
+    XCTAssertTrue(strict.stderr.contains("jubilant"), strict.stderr)
+    let allowed = try runCommand(
+      ["extract", "corpus", "--manifest", "m.csv", "-o", "h.h5", "-q", "--allow-outside-root"], directory: dir)
+    XCTAssertEqual(allowed.status, 0, allowed.stderr)
+    XCTAssertFalse(allowed.stdout.contains("outside the corpus root"), allowed.stdout)
+    // Nothing usable: an error, and no file.
+    XCTAssertTrue(fm.createFile(atPath: dir + "/bad.csv", contents: Data("../outside.wav,angry\n".utf8)))
+    let none = try runCommand(["extract", "corpus", "--manifest", "bad.csv", "-o", "none.h5", "-q"], directory: dir)
+    XCTAssertEqual(none.status, 1)
+    XCTAssertTrue(none.stderr.contains("no file could be used"), none.stderr)
+    XCTAssertFalse(fm.fileExists(atPath: dir + "/none.h5"))
   }
 }
