@@ -21,7 +21,8 @@ final class ExtractCommandTests: XCTestCase {
     for (_, files) in perClass.sorted(by: { $0.key < $1.key }) {
       lines += Swift.stride(from: 0, to: files.count, by: max(1, files.count / 60)).prefix(60).map { files[$0] }
     }
-    // Odd files, by absolute path (a manifest path that starts with / is taken as is).
+    // Odd files, by absolute path outside the corpus root (a manifest path that starts with / is taken as is, and
+    // --allow-outside-root lets it lead outside the root).
     let odd = dir + "/odd"
     try FileManager.default.createDirectory(atPath: odd, withIntermediateDirectories: true)
     XCTAssertTrue(FileManager.default.createFile(atPath: odd + "/notes.wav", contents: Data("not audio\n".utf8)))
@@ -34,7 +35,11 @@ final class ExtractCommandTests: XCTestCase {
       FileManager.default.createFile(atPath: dir + "/m.csv", contents: Data(lines.joined(separator: "\n").utf8)))
 
     let r = try runCommand(
-      ["extract", root, "-o", "f.h5", "--manifest", "m.csv", "--augment", "original,noise", "-q"], directory: dir)
+      [
+        "extract", root, "-o", "f.h5", "--manifest", "m.csv", "--augment", "original,noise", "--allow-outside-root",
+        "-q",
+      ],
+      directory: dir)
     XCTAssertEqual(r.status, 0, r.stderr)
     XCTAssertTrue(r.stdout.contains("skipped 2 files"), r.stdout)
     XCTAssertTrue(r.stdout.contains("notes.wav: cannot decode"), r.stdout)
@@ -44,7 +49,11 @@ final class ExtractCommandTests: XCTestCase {
     XCTAssertTrue(inspect.stdout.contains("rows          842 x 2376"), inspect.stdout)
 
     let strict = try runCommand(
-      ["extract", root, "-o", "g.h5", "--manifest", "m.csv", "--augment", "original", "--strict", "-q"], directory: dir)
+      [
+        "extract", root, "-o", "g.h5", "--manifest", "m.csv", "--augment", "original", "--strict",
+        "--allow-outside-root",
+        "-q",
+      ], directory: dir)
     XCTAssertEqual(strict.status, 1)
     XCTAssertTrue(strict.stderr.contains("--strict"), strict.stderr)
     XCTAssertFalse(FileManager.default.fileExists(atPath: dir + "/g.h5"))
