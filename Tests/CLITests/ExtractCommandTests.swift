@@ -99,24 +99,8 @@ final class SynthCommandTests: XCTestCase {
       try runCommand(["synth", "-o", "corpus", "--speakers", "3", "--per-class", "1"], directory: dir).status, 0)
     var samples = (0..<44100).map { Float(sin(Double($0) * 0.05)) * 0.3 }
     samples[30000] = .nan
-    var d = Data()
-    func u32(_ v: Int) { withUnsafeBytes(of: UInt32(v).littleEndian) { d.append(contentsOf: $0) } }
-    func u16(_ v: Int) { withUnsafeBytes(of: UInt16(v).littleEndian) { d.append(contentsOf: $0) } }
-    d.append(contentsOf: Array("RIFF".utf8))
-    u32(36 + 4 * samples.count)
-    d.append(contentsOf: Array("WAVEfmt ".utf8))
-    u32(16)
-    u16(3)  // IEEE float
-    u16(1)
-    u32(22050)
-    u32(22050 * 4)
-    u16(4)
-    u16(32)
-    d.append(contentsOf: Array("data".utf8))
-    u32(4 * samples.count)
-    for v in samples { withUnsafeBytes(of: v.bitPattern.littleEndian) { d.append(contentsOf: $0) } }
     let bad = dir + "/corpus/Synth/S1_99_angry.wav"
-    XCTAssertTrue(FileManager.default.createFile(atPath: bad, contents: d))
+    XCTAssertTrue(FileManager.default.createFile(atPath: bad, contents: floatWavBytes(samples)))
     let x = try runCommand(["extract", "corpus", "-o", "f.h5", "-q"], directory: dir)
     XCTAssertEqual(x.status, 0, x.stderr)
     XCTAssertTrue(x.stdout.contains("skipped 1 files") && x.stdout.contains("S1_99_angry.wav"), x.stdout)

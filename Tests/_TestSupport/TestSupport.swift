@@ -151,22 +151,34 @@ public struct TestRNG: RandomNumberGenerator {
 
 /// A 16-bit PCM mono WAV file's bytes.
 public func wavBytes(_ samples: [Int16], rate: Int = 22050) -> Data {
+  var d = wavHeader(format: 1, bytesPerSample: 2, count: samples.count, rate: rate)
+  for s in samples { withUnsafeBytes(of: s.littleEndian) { d.append(contentsOf: $0) } }
+  return d
+}
+
+/// A 32-bit IEEE float mono WAV file's bytes (NaN and infinity allowed).
+public func floatWavBytes(_ samples: [Float], rate: Int = 22050) -> Data {
+  var d = wavHeader(format: 3, bytesPerSample: 4, count: samples.count, rate: rate)
+  for v in samples { withUnsafeBytes(of: v.bitPattern.littleEndian) { d.append(contentsOf: $0) } }
+  return d
+}
+
+private func wavHeader(format: Int, bytesPerSample: Int, count: Int, rate: Int) -> Data {
   var d = Data()
   func u32(_ v: Int) { withUnsafeBytes(of: UInt32(v).littleEndian) { d.append(contentsOf: $0) } }
   func u16(_ v: Int) { withUnsafeBytes(of: UInt16(v).littleEndian) { d.append(contentsOf: $0) } }
   d.append(contentsOf: Array("RIFF".utf8))
-  u32(36 + 2 * samples.count)
+  u32(36 + bytesPerSample * count)
   d.append(contentsOf: Array("WAVEfmt ".utf8))
   u32(16)
-  u16(1)
+  u16(format)
   u16(1)
   u32(rate)
-  u32(rate * 2)
-  u16(2)
-  u16(16)
+  u32(rate * bytesPerSample)
+  u16(bytesPerSample)
+  u16(8 * bytesPerSample)
   d.append(contentsOf: Array("data".utf8))
-  u32(2 * samples.count)
-  for s in samples { withUnsafeBytes(of: s.littleEndian) { d.append(contentsOf: $0) } }
+  u32(bytesPerSample * count)
   return d
 }
 
