@@ -297,6 +297,9 @@ public func predictRows(
   let rows = try rowsOf(split: split, checkpoint: checkpoint, file: file, checkpointPath: checkpointPath)
   var x = [Float](repeating: 0, count: rows.count * file.width)
   try x.withUnsafeMutableBufferPointer { try file.readRows(at: rows, into: $0) }
+  // A stored row holding NaN or infinity gets an error, never non-finite probabilities.
+  let w = file.width
+  let bad = Set(rows.indices.filter { i in x[(i * w)..<((i + 1) * w)].contains { !$0.isFinite } })
   predictor.standardise(&x)
   let recordings = try file.recordings()
   return zip(
@@ -310,6 +313,11 @@ public func predictRows(
     let path = recordings.isEmpty ? "" : recordings[Int(file.source[row])].path
     p.path = path.isEmpty ? nil : path
     return p
+  }.enumerated().map { i, p in
+    guard bad.contains(i) else { return p }
+    var failed = p
+    (failed.emotion, failed.probabilities, failed.error) = ("", [:], "the stored row holds NaN or infinity")
+    return failed
   }
 }
 

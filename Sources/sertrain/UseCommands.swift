@@ -62,7 +62,7 @@ struct Predict: ParsableCommand {
   @Flag(help: "Print JSON.")
   var json = false
 
-  @Flag(help: "Print CSV: path_or_row,emotion,<one column per class>.")
+  @Flag(help: "Print CSV: path_or_row,emotion,<one column per class>[,path,truth,augmentation],error.")
   var csv = false
 
   func validate() throws {
@@ -83,11 +83,11 @@ struct Predict: ParsableCommand {
       if json {
         print(jsonText(predictions, pretty: true))
       } else if csv {
-        let extra = rows ? ["path", "truth", "augmentation"] : ["error"]
+        let extra = (rows ? ["path", "truth", "augmentation"] : []) + ["error"]
         print((["path_or_row", "emotion"] + classes + extra).joined(separator: ","))
         for p in predictions {
           let probabilities = classes.map { p.error == nil ? fixed(p.probabilities[$0] ?? 0, 6) : "" }
-          let more = rows ? [p.path ?? "", p.truth ?? "", p.augmentation ?? ""] : [p.error ?? ""]
+          let more = (rows ? [p.path ?? "", p.truth ?? "", p.augmentation ?? ""] : []) + [p.error ?? ""]
           print(([p.source, p.emotion] + probabilities + more).map(csvCell).joined(separator: ","))
         }
       } else {

@@ -115,6 +115,23 @@ final class SynthCommandTests: XCTestCase {
     XCTAssertEqual(p.status, 1)
     XCTAssertTrue(p.stdout.contains("error: ") && p.stdout.contains("NaN"), p.stdout)
     XCTAssertFalse(p.stdout.lowercased().contains("nan ") && !p.stdout.contains("NaN or infinity"), p.stdout)
+    // A stored row holding NaN gets an error line too, never `nan` probabilities.
+    let f = try FeatureFile(path: dir + "/f.h5")
+    var rows = try f.readRows(0..<f.rowCount)
+    rows[5 * f.width + 100] = .nan  // row 5
+    let w = try FeatureFileWriter(path: dir + "/nan.h5", width: f.width, overwrite: true)
+    try rows.withUnsafeBufferPointer {
+      try w.append(
+        rows: $0, labels: f.labels.map { f.classes[Int($0)] }, sources: f.source, augmentations: f.augmentation)
+    }
+    try w.finish(recipe: f.recipe, recordings: try f.recordings())
+    let stored = try runCommand(
+      ["predict", "--checkpoint", "run/checkpoint-last.h5", "--features", "nan.h5", "--csv"], directory: dir)
+    XCTAssertEqual(stored.status, 1, stored.stdout)
+    let lines = stored.stdout.split(separator: "\n")
+    XCTAssertEqual(lines.count, 1 + f.rowCount)
+    XCTAssertTrue(lines[1 + 5].hasSuffix("the stored row holds NaN or infinity"), String(lines[1 + 5]))
+    XCTAssertFalse(stored.stdout.contains("nan,"), stored.stdout)
   }
 
   /// Manifests: paths (and symlinks) must stay inside the corpus root, RFC 4180 quoting holds a comma in a name,
