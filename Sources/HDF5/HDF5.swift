@@ -54,11 +54,20 @@ private func takeErrorStack() -> String {
   return box.lines.prefix(3).joined(separator: "; ")
 }
 
-private let silenceOnce: Void = {
-  H5Eset_auto2(sertrain_H5E_DEFAULT(), nil, nil)
+/// HDF5's automatic error printing off for the calling thread (HDF5 keeps error stacks per thread, and convert
+/// writes on a thread of its own): our errors carry the file, object and HDF5's own words instead. Every public
+/// entry point calls it first.
+private let quietKey: pthread_key_t = {
+  var key = pthread_key_t()
+  pthread_key_create(&key, nil)
+  return key
 }()
 
-@inline(__always) func ensureQuiet() { _ = silenceOnce }
+@inline(__always) func ensureQuiet() {
+  guard pthread_getspecific(quietKey) == nil else { return }
+  H5Eset_auto2(sertrain_H5E_DEFAULT(), nil, nil)
+  pthread_setspecific(quietKey, UnsafeRawPointer(bitPattern: 1))
+}
 
 @discardableResult
 func check(_ status: herr_t, _ file: String, _ object: String, _ operation: String) throws -> herr_t {
@@ -146,6 +155,7 @@ public class H5Object {
 
   /// Writes (replacing) a numeric attribute, a scalar when `values` has one element and `scalar` is true.
   public func setAttribute<T: H5Scalar>(_ key: String, _ values: [T], scalar: Bool = false) throws {
+    ensureQuiet()
     if hasAttribute(key) { H5Adelete(id, key) }
     let space = Dataspace(dims: scalar ? [] : [values.count])
     let a = try checkID(
@@ -157,14 +167,17 @@ public class H5Object {
     }
   }
   public func setAttribute<T: H5Scalar>(_ key: String, _ value: T) throws {
+    ensureQuiet()
     try setAttribute(key, [value], scalar: true)
   }
   public func setAttribute(_ key: String, _ value: Int) throws {
+    ensureQuiet()
     try setAttribute(key, [Int64(value)], scalar: true)
   }
 
   /// Writes (replacing) a scalar variable-length UTF-8 string attribute.
   public func setAttribute(_ key: String, _ value: String) throws {
+    ensureQuiet()
     if hasAttribute(key) { H5Adelete(id, key) }
     let type = StringType()
     let space = Dataspace(dims: [])
@@ -181,6 +194,7 @@ public class H5Object {
   /// Writes (replacing) a 1-D attribute of variable-length UTF-8 strings (Keras's `layer_names`,
   /// `weight_names`); an empty list gives an empty attribute.
   public func setAttribute(_ key: String, strings: [String]) throws {
+    ensureQuiet()
     if hasAttribute(key) { H5Adelete(id, key) }
     let type = StringType()
     let space = Dataspace(dims: [strings.count])
@@ -204,6 +218,7 @@ public class H5Object {
 
   /// Reads a numeric attribute (scalar or 1-D), converting to `T`.
   public func attribute<T: H5Scalar>(_ key: String, as: T.Type = T.self) throws -> [T] {
+    ensureQuiet()
     let a = try openAttribute(key)
     defer { H5Aclose(a) }
     let space = Dataspace(id: H5Aget_space(a))
@@ -223,6 +238,7 @@ public class H5Object {
 
   /// Reads a numeric scalar attribute as Int.
   public func intAttribute(_ key: String) throws -> Int {
+    ensureQuiet()
     guard let v = try attribute(key, as: Int64.self).first else {
       throw HDF5Error(file: filePath, object: name, operation: "read attribute '\(key)'", detail: "empty")
     }
@@ -230,6 +246,7 @@ public class H5Object {
   }
 
   public func doubleAttribute(_ key: String) throws -> Double {
+    ensureQuiet()
     guard let v = try attribute(key, as: Double.self).first else {
       throw HDF5Error(file: filePath, object: name, operation: "read attribute '\(key)'", detail: "empty")
     }
@@ -238,6 +255,7 @@ public class H5Object {
 
   /// Reads a string attribute, variable or fixed length (as h5py and Keras write them).
   public func stringAttribute(_ key: String) throws -> String {
+    ensureQuiet()
     let a = try openAttribute(key)
     defer { H5Aclose(a) }
     let ftype = H5Aget_type(a)
@@ -257,6 +275,7 @@ public class H5Object {
 
   /// Reads a string-array attribute (such as Keras's `layer_names`).
   public func stringArrayAttribute(_ key: String) throws -> [String] {
+    ensureQuiet()
     let a = try openAttribute(key)
     defer { H5Aclose(a) }
     let ftype = H5Aget_type(a)
@@ -306,6 +325,7 @@ public class H5Object {
   // MARK: Links
 
   public func exists(_ path: String) -> Bool {
+    ensureQuiet()
     // Check each component so that a missing intermediate group is not an error.
     var prefix = ""
     for part in path.split(separator: "/") {
@@ -317,6 +337,7 @@ public class H5Object {
 
   /// Names of the links directly below this group, in name order.
   public func children() throws -> [String] {
+    ensureQuiet()
     final class Box { var names: [String] = [] }
     let box = Box()
     var idx: hsize_t = 0
@@ -335,6 +356,7 @@ public class H5Object {
   }
 
   public func isGroup(_ path: String) -> Bool {
+    ensureQuiet()
     guard exists(path) else { return false }
     var info = H5O_info_t()
     guard H5Oget_info_by_name2(id, path, &info, UInt32(H5O_INFO_BASIC), sertrain_H5P_DEFAULT()) >= 0 else {
@@ -344,6 +366,7 @@ public class H5Object {
   }
 
   public func createGroup(_ path: String) throws -> H5Group {
+    ensureQuiet()
     let lcpl = H5Pcreate(sertrain_H5P_LINK_CREATE())
     defer { H5Pclose(lcpl) }
     H5Pset_create_intermediate_group(lcpl, 1)
@@ -354,6 +377,7 @@ public class H5Object {
   }
 
   public func openGroup(_ path: String) throws -> H5Group {
+    ensureQuiet()
     guard exists(path) else {
       throw HDF5Error(file: filePath, object: childName(path), operation: "open group", detail: "not found")
     }
@@ -362,6 +386,7 @@ public class H5Object {
   }
 
   public func openDataset(_ path: String) throws -> H5Dataset {
+    ensureQuiet()
     guard exists(path) else {
       throw HDF5Error(file: filePath, object: childName(path), operation: "open dataset", detail: "not found")
     }
@@ -373,7 +398,8 @@ public class H5Object {
   public func createDataset<T: H5Scalar>(
     _ path: String, of: T.Type, dims: [Int], maxDims: [Int]? = nil, chunk: [Int]? = nil
   ) throws -> H5Dataset {
-    try createDataset(path, type: T.h5Type, dims: dims, maxDims: maxDims, chunk: chunk)
+    ensureQuiet()
+    return try createDataset(path, type: T.h5Type, dims: dims, maxDims: maxDims, chunk: chunk)
   }
 
   func createDataset(_ path: String, type: hid_t, dims: [Int], maxDims: [Int]?, chunk: [Int]?) throws
@@ -398,6 +424,7 @@ public class H5Object {
   /// Writes a whole 1-D (or shaped) numeric dataset in one call.
   @discardableResult
   public func write<T: H5Scalar>(_ path: String, _ values: [T], shape: [Int]? = nil) throws -> H5Dataset {
+    ensureQuiet()
     let dims = shape ?? [values.count]
     precondition(dims.reduce(1, *) == values.count, "shape \(dims) does not hold \(values.count) values")
     let d = try createDataset(path, of: T.self, dims: dims)
@@ -408,6 +435,7 @@ public class H5Object {
   /// Writes a 1-D variable-length UTF-8 string dataset.
   @discardableResult
   public func write(_ path: String, strings: [String]) throws -> H5Dataset {
+    ensureQuiet()
     let type = StringType()
     let d = try createDataset(path, type: type.id, dims: [strings.count], maxDims: nil, chunk: nil)
     if strings.isEmpty { return d }
@@ -423,12 +451,14 @@ public class H5Object {
 
   /// Reads a whole numeric dataset, converting to `T`.
   public func read<T: H5Scalar>(_ path: String, as: T.Type = T.self) throws -> [T] {
-    try openDataset(path).readAll(as: T.self)
+    ensureQuiet()
+    return try openDataset(path).readAll(as: T.self)
   }
 
   /// Reads a 1-D string dataset.
   public func readStrings(_ path: String) throws -> [String] {
-    try openDataset(path).readStrings()
+    ensureQuiet()
+    return try openDataset(path).readStrings()
   }
 }
 
@@ -482,11 +512,13 @@ public final class H5File: H5Object {
 
   /// Flushes HDF5's buffers to the operating system.
   public func flush() throws {
+    ensureQuiet()
     try check(H5Fflush(id, H5F_SCOPE_GLOBAL), filePath, "", "flush")
   }
 
   /// Closes the file now; further use is an error. Throws if HDF5 could not write what it held.
   public func close() throws {
+    ensureQuiet()
     guard open else { return }
     open = false
     try check(H5Fclose(id), filePath, "", "close")
@@ -521,6 +553,7 @@ public final class H5Dataset {
   }
 
   public func readAll<T: H5Scalar>(as: T.Type = T.self) throws -> [T] {
+    ensureQuiet()
     let n = count
     var out = [T]()
     out.reserveCapacity(n)
@@ -536,6 +569,7 @@ public final class H5Dataset {
   }
 
   public func writeAll<T: H5Scalar>(_ values: [T]) throws {
+    ensureQuiet()
     guard count == values.count else {
       throw HDF5Error(
         file: filePath, object: name, operation: "write",
@@ -551,6 +585,7 @@ public final class H5Dataset {
 
   /// Reads a 1-D string dataset (variable or fixed length).
   public func readStrings() throws -> [String] {
+    ensureQuiet()
     let ftype = H5Dget_type(id)
     defer { H5Tclose(ftype) }
     guard H5Tget_class(ftype) == H5T_STRING else {
@@ -589,6 +624,7 @@ public final class H5Dataset {
 
   /// Reads rows `rows` into `buffer` (rows.count * rowSize elements), reading nothing else from disk.
   public func readRows<T: H5Scalar>(_ rows: Range<Int>, into buffer: UnsafeMutableBufferPointer<T>) throws {
+    ensureQuiet()
     if rows.isEmpty { return }
     precondition(buffer.count >= rows.count * rowSize)
     let (fs, ms) = try rowSelection(rows)
@@ -598,6 +634,7 @@ public final class H5Dataset {
   }
 
   public func readRows<T: H5Scalar>(_ rows: Range<Int>, as: T.Type = T.self) throws -> [T] {
+    ensureQuiet()
     let n = rows.count * rowSize
     var out = [T](repeating: T.zeroValue, count: n)
     try out.withUnsafeMutableBufferPointer { try readRows(rows, into: $0) }
@@ -606,6 +643,7 @@ public final class H5Dataset {
 
   /// Writes rows starting at `start` (extending an unlimited dataset if needed).
   public func writeRows<T: H5Scalar>(at start: Int, _ buffer: UnsafeBufferPointer<T>) throws {
+    ensureQuiet()
     let rs = rowSize
     precondition(rs > 0 && buffer.count % rs == 0)
     let n = buffer.count / rs
