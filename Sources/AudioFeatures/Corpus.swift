@@ -132,7 +132,7 @@ public func readManifest(_ path: String) throws -> [LabelledRecording] {
     var text = String(cString: line!)
     while text.hasSuffix("\n") || text.hasSuffix("\r") { text.removeLast() }
     if text.isEmpty { continue }
-    let cells = csvCells(text, separator: text.contains("\t") ? "\t" : ",").map { $0.trimmingCharacters(in: " ") }
+    let cells = csvCells(text, separator: text.contains("\t") ? "\t" : ",").map { $0.trimmingCharacters() }
     if number == 1 && cells.first?.lowercased() == "path" { continue }
     guard cells.count >= 2, !cells[0].isEmpty, !cells[1].isEmpty else {
       throw AudioError(path, "line \(number): expected path,emotion[,speaker], got '\(text)'")
@@ -177,13 +177,4 @@ func csvCells(_ line: String, separator: Character) -> [String] {
   }
   cells.append(cell)
   return cells
-}
-
-extension String {
-  func trimmingCharacters(in set: String) -> String {
-    var s = Substring(self)
-    while let c = s.first, set.contains(c) { s = s.dropFirst() }
-    while let c = s.last, set.contains(c) { s = s.dropLast() }
-    return String(s)
-  }
 }

@@ -38,8 +38,19 @@ public final class PendingFile {
     let slash = path.lastIndex(of: "/")
     let dir = slash.map { String(path[...$0]) } ?? ""
     let base = slash.map { String(path[path.index(after: $0)...]) } ?? path
-    tempPath = "\(dir).\(base).tmp-\(getpid())"
+    tempPath = "\(dir).\(base)\(PendingFile.suffix)\(getpid())"
     unlink(tempPath)
+  }
+
+  /// Temporary names end in this and the writer's PID.
+  private static let suffix = ".tmp-"
+
+  /// Removes the temporary files in `directory` whose writing process is gone (a crash or kill left them).
+  public static func removeStale(in directory: String) {
+    for name in directoryEntries(directory) ?? [] where name.hasPrefix(".") {
+      guard let at = name.ranges(of: suffix).last, let pid = Int32(name[at.upperBound...]) else { continue }
+      if pid != getpid() && kill(pid, 0) != 0 && errno == ESRCH { unlink(directory + "/" + name) }
+    }
   }
 
   /// fsyncs the temporary file, renames it to `path` and fsyncs the directory.

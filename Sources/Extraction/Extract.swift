@@ -109,13 +109,7 @@ public func extractCorpus(_ o: ExtractOptions, comm: Communicator) throws -> Ext
     report.warnings.append(message + "; each becomes a class of its own")
   }
   // Every file must resolve (symlinks too) inside the corpus root, unless allowed.
-  var outside = Set<Int>()
-  if !o.allowOutsideRoot, let root = resolvedPath(o.root) {
-    for (i, r) in recordings.enumerated() {
-      let full = r.path.hasPrefix("/") ? r.path : o.root + "/" + r.path
-      if let p = resolvedPath(full), !(p + "/").hasPrefix(root + "/") || p == root { outside.insert(i) }
-    }
-  }
+  let root = o.allowOutsideRoot ? nil : resolvedPath(o.root)
   let width = o.recipe.width
   let perFile = o.augmentations.count * width
   let mine = comm.share(recordings.indices)
@@ -131,15 +125,15 @@ public func extractCorpus(_ o: ExtractOptions, comm: Communicator) throws -> Ext
     for k in Swift.stride(from: worker, to: mine.count, by: threads) {
       let i = mine[k]
       let r = recordings[i]
-      if outside.contains(i) {
+      let path = r.path.hasPrefix("/") ? r.path : o.root + "/" + r.path
+      if let root, let p = resolvedPath(path), !p.hasPrefix(root + "/") {
         let note = "\(i)\tskip\toutside the corpus root \(o.root) (--allow-outside-root reads it)"
         results[k] = FileResult(rows: nil, note: note)
         continue
       }
       do {
         let (x, flag) = try featureRows(
-          r.path.hasPrefix("/") ? r.path : o.root + "/" + r.path, index: i, augmentations: o.augmentations,
-          seed: o.seed, extractor: extractor)
+          path, index: i, augmentations: o.augmentations, seed: o.seed, extractor: extractor)
         results[k] = FileResult(rows: x, note: flag.map { "\(i)\tflag\t\($0)" })
       } catch let e as AudioError {
         results[k] = FileResult(rows: nil, note: "\(i)\tskip\t\(e.message)")

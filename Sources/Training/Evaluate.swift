@@ -302,22 +302,17 @@ public func predictRows(
   let bad = Set(rows.indices.filter { i in x[(i * w)..<((i + 1) * w)].contains { !$0.isFinite } })
   predictor.standardise(&x)
   let recordings = try file.recordings()
-  return zip(
-    rows,
-    label(predictor.probabilities(x, count: rows.count), sources: rows.map(String.init), classes: checkpoint.classNames)
-  ).map { row, prediction in
-    var p = prediction
+  let predictions = label(
+    predictor.probabilities(x, count: rows.count), sources: rows.map(String.init), classes: checkpoint.classNames)
+  return zip(rows, predictions).enumerated().map { i, pair in
+    var (row, p) = pair
+    if bad.contains(i) { (p.emotion, p.probabilities, p.error) = ("", [:], "the stored row holds NaN or infinity") }
     p.truth = file.classes[Int(file.labels[row])]
     let (a, names) = (Int(file.augmentation[row]), FeatureFormat.augmentationNames)
     p.augmentation = names.indices.contains(a) ? names[a] : "unknown"
     let path = recordings.isEmpty ? "" : recordings[Int(file.source[row])].path
     p.path = path.isEmpty ? nil : path
     return p
-  }.enumerated().map { i, p in
-    guard bad.contains(i) else { return p }
-    var failed = p
-    (failed.emotion, failed.probabilities, failed.error) = ("", [:], "the stored row holds NaN or infinity")
-    return failed
   }
 }
 

@@ -120,7 +120,7 @@ public func describeCheckpoint(_ path: String) throws -> String {
     }
   }
   if let split = c.split {
-    let counts = (0..<4).map { p in split.filter { $0 == Int8(p) }.count }
+    let counts = DataSplit(membership: split).sizes
     out.append(
       "  split         train \(counts[0]), val \(counts[1]), test \(counts[2]) rows"
         + (counts[3] > 0 ? ", \(counts[3]) left out (--limit-rows)" : ""))

@@ -176,8 +176,7 @@ public func writeRunReport(runDir: String, last: Checkpoint, evaluation: Evaluat
     throw Failure("\(runDir)/checkpoint-last.h5 has no training state")
   }
   let c = state.config
-  let network = try last.makeNetwork(path: runDir + "/" + Trainer.lastName)
-  let parameters = grouped(network.trainableCount + network.nonTrainableCount)
+  let parameters = grouped(last.parameters.count + last.state.count)
   let seconds = state.history.reduce(0) { $0 + $1.seconds }
   var facts: [(String, String)] = [
     ("run", runDir), ("report written", formatTime(unixTime())),

@@ -20,6 +20,10 @@ public struct DataSplit: Equatable, Sendable {
   public var validation: [Int] { rows(1) }
   public var test: [Int] { rows(2) }
   public func rows(_ part: Int8) -> [Int] { membership.indices.filter { membership[$0] == part } }
+  /// Rows of each part: train, validation, test, left out (other values, from a damaged file, are not counted).
+  public var sizes: [Int] {
+    membership.reduce(into: [0, 0, 0, 0]) { counts, part in if (0..<4).contains(part) { counts[Int(part)] += 1 } }
+  }
   public static let names = ["train", "val", "test"]
 }
 

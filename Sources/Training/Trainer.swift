@@ -150,7 +150,7 @@ public final class Trainer {
       do {
         try makeDirectories(runDir)
         lock = try RunLock(runDir: runDir)
-        removeStaleTemporaryFiles(in: runDir)
+        PendingFile.removeStale(in: runDir)  // the lock is held: no live writer of this run owns one
       } catch { failure = "\(error)" }
     }
     comm.broadcast(&failure, root: 0)
@@ -321,15 +321,13 @@ public final class Trainer {
   /// What is about to run, said before the first step: the run directory, model, data, split and ranks.
   private func startLines() -> [String] {
     let parameters = grouped(network.trainableCount + network.nonTrainableCount)
-    let s = split.membership
-    let sizes = (0..<3).map { p in s.reduce(0) { $0 + ($1 == Int8(p) ? 1 : 0) } }
+    let sizes = split.sizes
     var lines = [
       "run \(runDir): model \(network.spec.name) (\(parameters) parameters), \(config.data): \(file.rowCount) rows x "
         + "\(file.width), split by \(config.split.rawValue): train \(sizes[0]), val \(sizes[1]), test \(sizes[2]); "
         + "\(comm.size) rank(s), batch \(config.batchSize), up to \(config.epochs) epochs of \(stepsPerEpoch) steps"
     ]
-    let left = s.count - sizes.reduce(0, +)
-    if left > 0 { lines.append("  --limit-rows: \(left) rows left out (for trying things out)") }
+    if sizes[3] > 0 { lines.append("  --limit-rows: \(sizes[3]) rows left out (for trying things out)") }
     if file.leaksAcrossSplits && config.split != .random {
       lines.append(
         "  warning: \(config.data) does not group its rows by recording (converted without --rows-per-recording): "
@@ -714,16 +712,6 @@ extension TrainingState {
       savedEarlyStopping = newValue?.0
       savedReduceLR = newValue?.1
     }
-  }
-}
-
-/// Removes what a writer that died left in the run directory: `.NAME.tmp-PID` files whose process is gone (the run
-/// lock is held, so no live writer of this run owns one).
-func removeStaleTemporaryFiles(in runDir: String) {
-  for name in directoryEntries(runDir) ?? [] where name.hasPrefix(".") {
-    let parts = name.split(separator: "-")
-    guard parts.count >= 2, parts[parts.count - 2].hasSuffix(".tmp"), let pid = Int32(parts.last!) else { continue }
-    if pid != getpid() && kill(pid, 0) != 0 && errno == ESRCH { unlink(runDir + "/" + name) }
   }
 }
 

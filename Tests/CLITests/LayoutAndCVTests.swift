@@ -1,6 +1,5 @@
 import AudioFeatures
 import FeatureStore
-import HDF5
 import XCTest
 import _TestSupport
 
@@ -130,6 +129,3 @@ final class LayoutAndCVTests: XCTestCase {
     }
   }
 }
-
-/// A checkpoint's flat parameters.
-private func checkpointParameters(_ path: String) throws -> [Float] { try H5File(path: path).read("parameters") }

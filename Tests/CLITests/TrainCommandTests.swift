@@ -26,8 +26,6 @@ final class TrainCommandTests: XCTestCase {
     XCTAssertEqual(r.status, 0, r.stderr)
   }
 
-  func parameters(_ path: String) throws -> [Float] { try H5File(path: path).read("parameters") }
-
   /// Short runs for trying things out, recorded in the checkpoint; a converted CSV without rows per recording is
   /// said to leak; inspect names the epoch whose weights a finished run holds.
   func testShortRunsLeakWarningAndRestoredEpoch() throws {
@@ -102,7 +100,7 @@ final class TrainCommandTests: XCTestCase {
       "train", "--data", "f.h5", "--model", "tiny", "--epochs", "40", "--patience", "100", "--batch-size", "8", "-q",
     ]
     XCTAssertEqual(try runCommand(args + ["--run-dir", "straight"], directory: dir).status, 0)
-    let expected = try parameters(dir + "/straight/checkpoint-last.h5")
+    let expected = try checkpointParameters(dir + "/straight/checkpoint-last.h5")
 
     for (signal, run) in [(SIGKILL, "killed"), (SIGUSR1, "signalled")] {
       let script = """
@@ -116,7 +114,7 @@ final class TrainCommandTests: XCTestCase {
       XCTAssertEqual(inspect.status, 0, "the last checkpoint opens after \(run): \(inspect.stderr)")
       let resumed = try runCommand(args + ["--run-dir", run, "--resume", "auto"], directory: dir)
       XCTAssertEqual(resumed.status, 0, resumed.stderr)
-      XCTAssertEqual(try parameters("\(dir)/\(run)/checkpoint-last.h5"), expected, "\(run) then resumed")
+      XCTAssertEqual(try checkpointParameters("\(dir)/\(run)/checkpoint-last.h5"), expected, "\(run) then resumed")
     }
   }
 
@@ -148,7 +146,7 @@ final class TrainCommandTests: XCTestCase {
     let resumed = try runCommand(args + ["--run-dir", "faulted", "--resume", "auto"], directory: dir)
     XCTAssertEqual(resumed.status, 0, resumed.stderr)
     for name in ["checkpoint-last.h5", "checkpoint-best.h5"] {
-      let same = try parameters("\(dir)/faulted/\(name)") == parameters("\(dir)/straight/\(name)")
+      let same = try checkpointParameters("\(dir)/faulted/\(name)") == checkpointParameters("\(dir)/straight/\(name)")
       XCTAssertTrue(same, "\(name) after the kill: not the uninterrupted run's weights")
     }
     XCTAssertFalse(FileManager.default.fileExists(atPath: stale), "the dead writer's temporary file is removed")
@@ -180,3 +178,6 @@ final class TrainCommandTests: XCTestCase {
     XCTAssertEqual(usage.status, 2)
   }
 }
+
+/// A checkpoint's flat parameters.
+func checkpointParameters(_ path: String) throws -> [Float] { try H5File(path: path).read("parameters") }
