@@ -13,8 +13,8 @@ let cTargets: [Target] = [
   .systemLibrary(name: "CSndfile", pkgConfig: "sndfile", providers: [.apt(["libsndfile1-dev"])]),
   .systemLibrary(name: "COpenBLAS", pkgConfig: "openblas", providers: [.apt(["libopenblas-dev"])]),
   .systemLibrary(name: "CSoxr", pkgConfig: "soxr", providers: [.apt(["libsoxr-dev"])]),
-  // The CPU's features and core count, malloc settings, the stop-signal handlers.
-  .target(name: "CSystem"),
+  // The CPU's features and core count, malloc settings, the stop-signal handlers, SHA-256.
+  .target(name: "CSystem", cSettings: [.unsafeFlags(["-O2"], .when(configuration: .debug))]),
   // The kernels, optimised in debug builds too: the audio front end's vector math, and the ConvNet's.
   .target(
     name: "CAudioKernels", dependencies: ["CSystem"], cSettings: [.unsafeFlags(["-O2"], .when(configuration: .debug))]),
@@ -34,7 +34,7 @@ let optimisedInDebug: [SwiftSetting] = [.unsafeFlags(["-O"], .when(configuration
 let swiftTargets: [Target] = [
   // Small helpers every module may use: the PRNG, clocks, core count and formatting, files written atomically.
   .target(name: "Base", dependencies: ["CSystem"]),
-  .target(name: "HDF5", dependencies: ["CHDF5"]),
+  .target(name: "HDF5", dependencies: ["CHDF5", "CSystem"]),
   .target(
     name: "AudioFeatures", dependencies: ["CSndfile", "CSoxr", "CFFTW", "COpenBLAS", "CAudioKernels", "Base"],
     swiftSettings: optimisedInDebug),
@@ -73,7 +73,7 @@ let testTargets: [Target] = [
     name: "SmokeTests",
     dependencies: ["CMPI", "CHDF5", "CFFTW", "CSndfile", "COpenBLAS", "CSoxr", "_TestSupport"]),
   .testTarget(name: "HDF5Tests", dependencies: ["HDF5", "Base", "_TestSupport"]),
-  .testTarget(name: "FeatureStoreTests", dependencies: ["FeatureStore", "_TestSupport"]),
+  .testTarget(name: "FeatureStoreTests", dependencies: ["FeatureStore", "AudioFeatures", "_TestSupport"]),
   .testTarget(name: "ConvNetTests", dependencies: ["ConvNet", "ModelFiles", "Base", "HDF5", "_TestSupport"]),
   .testTarget(
     name: "AudioFeaturesTests", dependencies: ["AudioFeatures", "HDF5", "_TestSupport"]),

@@ -26,7 +26,16 @@ final class SoundFile {
     self.path = path
     var info = SF_INFO()
     guard let h = sf_open(path, Int32(SFM_READ), &info) else {
-      let why = String(cString: sf_strerror(nil))
+      var why = String(cString: sf_strerror(nil))
+      var st = stat()
+      if stat(path, &st) != 0 {
+        why = String(cString: strerror(errno))
+      } else if (st.st_mode & S_IFMT) != S_IFREG {
+        why = "not a regular file"
+      } else if why.hasPrefix("File does not exist") {
+        // What libsndfile says when its MPEG decoder gives up on a file that is there.
+        why = "corrupt, truncated, or not audio that libsndfile reads"
+      }
       throw AudioError(path, "cannot decode: \(why)")
     }
     handle = h
@@ -83,8 +92,11 @@ public func loadClip(_ path: String, recipe: FeatureRecipe = FeatureRecipe()) th
         mono[i] = s / Float(c)
       }
     }
-    if let bad = mono.firstIndex(where: { !$0.isFinite }) {
-      throw AudioError(path, "sample \(start + bad) is \(mono[bad]): a float file holding NaN or infinity")
+    // Beyond 1e6 (120 dB over full scale) a float file holds garbage, and power spectra would overflow float32.
+    if let bad = mono.firstIndex(where: { !(abs($0) <= 1e6) }) {
+      let what =
+        mono[bad].isFinite ? "beyond ±1e6 (float audio's full scale is ±1)" : "a float file holding NaN or infinity"
+      throw AudioError(path, "sample \(start + bad) is \(mono[bad]): \(what)")
     }
   }
   let target = recipe.sampleRate

@@ -70,6 +70,13 @@ public final class PendingFile {
     }
   }
 
+  /// `error` (which names the temporary file) as a failure to write `path`: what the user asked for.
+  public func failure(_ error: Error) -> Failure {
+    var text = String(describing: error)
+    for name in [tempPath, path] where text.hasPrefix(name + ": ") { text.removeFirst(name.count + 2) }
+    return Failure(path, "not written (a file already there is untouched): \(text)")
+  }
+
   public func discard() {
     if !done { unlink(tempPath) }
     done = true
@@ -86,7 +93,7 @@ public func writeAtomically(to path: String, overwrite: Bool, _ body: (String) t
     try pending.commit()
   } catch {
     pending.discard()
-    throw error
+    throw pending.failure(error)
   }
 }
 

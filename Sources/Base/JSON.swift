@@ -14,5 +14,14 @@ public func decodeJSON<T: Decodable>(_ type: T.Type, from text: String) throws -
   let d = JSONDecoder()
   d.nonConformingFloatDecodingStrategy = .convertFromString(
     positiveInfinity: "inf", negativeInfinity: "-inf", nan: "nan")
-  return try d.decode(type, from: Data(text.utf8))
+  do {
+    return try d.decode(type, from: Data(text.utf8))
+  } catch let error as DecodingError {
+    switch error {
+    case .typeMismatch(_, let c), .valueNotFound(_, let c), .keyNotFound(_, let c), .dataCorrupted(let c):
+      let path = c.codingPath.map { $0.intValue.map(String.init) ?? $0.stringValue }.joined(separator: ".")
+      throw Failure((path.isEmpty ? "" : "at '\(path)': ") + c.debugDescription)
+    @unknown default: throw error
+    }
+  }
 }

@@ -94,11 +94,13 @@ public final class FeatureFileWriter {
     precondition(width > 0)
     pending = try PendingFile(path: path, overwrite: overwrite)
     self.width = width
-    let f = try H5File(creating: pending.tempPath)
-    file = f
-    features = try f.createDataset(
-      "features", of: Float.self, dims: [0, width], maxDims: [-1, width],
-      chunk: [FeatureFormat.chunkRows, width])
+    do {
+      let f = try H5File(creating: pending.tempPath)
+      file = f
+      features = try f.createDataset(
+        "features", of: Float.self, dims: [0, width], maxDims: [-1, width],
+        chunk: [FeatureFormat.chunkRows, width])
+    } catch { throw pending.failure(error) }
   }
 
   /// Appends `buffer.count / width` rows with their labels, recording ids and augmentation codes.
@@ -108,7 +110,7 @@ public final class FeatureFileWriter {
     let n = buffer.count / width
     precondition(buffer.count == n * width && labels.count == n && sources.count == n && augmentations.count == n)
     guard let features else { preconditionFailure("append after finish") }
-    try features.writeRows(at: rowCount, buffer)
+    do { try features.writeRows(at: rowCount, buffer) } catch { throw pending.failure(error) }
     rowCount += n
     labelNames += labels
     self.sources += sources
@@ -123,6 +125,17 @@ public final class FeatureFileWriter {
   ) throws {
     guard let f = file else { return }
     defer { cleanUp() }
+    do {
+      try finish(
+        f, recipe: recipe, recordings: recordings, classes: classes, attributes: attributes,
+        rowsPerRecording: rowsPerRecording)
+    } catch { throw pending.failure(error) }
+  }
+
+  private func finish(
+    _ f: H5File, recipe: FeatureRecipe, recordings: [RecordingInfo], classes: [String]?, attributes: [String: String],
+    rowsPerRecording: Int?
+  ) throws {
     features = nil  // every object must be closed before the file is, or HDF5 keeps it open
     let names = classes ?? Array(Set(labelNames)).sorted()
     var index = [String: Int32]()

@@ -1,7 +1,10 @@
 // A thin, safe Swift wrapper over the HDF5 C library: files, groups, datasets, attributes, hyperslab reads and
 // writes of rows. Every handle is owned by a final class and closed in deinit. HDF5's own error printing is
 // switched off; failures become `HDF5Error` values that carry the file, the object and HDF5's error stack.
+// Every dataset with data is chunked with HDF5's Fletcher-32 filter, so a flipped bit in it fails the read that
+// meets it; `write(_:_:digest:)` adds a SHA-256 of the values, checked by every whole read.
 import CHDF5
+import CSystem
 
 #if canImport(Glibc)
   import Glibc
@@ -310,6 +313,7 @@ public class H5Object {
     let mem = H5Tcopy(sertrain_H5T_C_S1())
     defer { H5Tclose(mem) }
     H5Tset_size(mem, size)
+    H5Tset_strpad(mem, H5T_STR_NULLPAD)  // all `size` bytes are text (a NUL-terminated type would drop the last)
     H5Tset_cset(mem, H5Tget_cset(fileType))
     var bytes = [UInt8](repeating: 0, count: n * size)
     try bytes.withUnsafeMutableBytes { raw in
@@ -355,6 +359,26 @@ public class H5Object {
     return box.names
   }
 
+  /// Reads every dataset below this group in full (`H5Dataset.verifiedBytes`); returns how many, their bytes, and
+  /// a SHA-256 over their paths and bytes (equal for files whose datasets hold the same values).
+  public func verifyContents() throws -> (datasets: Int, bytes: Int, digest: String) {
+    var all: [UInt8] = []
+    var datasets = 0
+    func visit(_ group: H5Object) throws {
+      for child in try group.children() {
+        if group.isGroup(child) {
+          try visit(try group.openGroup(child))
+        } else {
+          let d = try group.openDataset(child)
+          all += Array(d.name.utf8) + [0] + (try d.verifiedBytes())
+          datasets += 1
+        }
+      }
+    }
+    try visit(self)
+    return (datasets, all.count, sha256Hex(all))
+  }
+
   public func isGroup(_ path: String) -> Bool {
     ensureQuiet()
     guard exists(path) else { return false }
@@ -394,7 +418,8 @@ public class H5Object {
     return H5Dataset(id: d, filePath: filePath, name: childName(path))
   }
 
-  /// Creates a dataset of `T`. `maxDims` entries of -1 are unlimited; `chunk` turns on chunked layout.
+  /// Creates a dataset of `T`. `maxDims` entries of -1 are unlimited; `chunk` turns on chunked layout, with a
+  /// Fletcher-32 checksum per chunk.
   public func createDataset<T: H5Scalar>(
     _ path: String, of: T.Type, dims: [Int], maxDims: [Int]? = nil, chunk: [Int]? = nil
   ) throws -> H5Dataset {
@@ -411,6 +436,7 @@ public class H5Object {
     if let chunk {
       let c = chunk.map { hsize_t(max(1, $0)) }
       try check(H5Pset_chunk(dcpl, Int32(c.count), c), filePath, childName(path), "set chunking")
+      try check(H5Pset_fletcher32(dcpl), filePath, childName(path), "set the Fletcher-32 checksum")
     }
     let lcpl = H5Pcreate(sertrain_H5P_LINK_CREATE())
     defer { H5Pclose(lcpl) }
@@ -421,30 +447,42 @@ public class H5Object {
     return H5Dataset(id: d, filePath: filePath, name: childName(path))
   }
 
-  /// Writes a whole 1-D (or shaped) numeric dataset in one call.
+  /// Writes a whole 1-D (or shaped) numeric dataset in one call, in checksummed chunks of up to 1 MiB; `digest`
+  /// stores a SHA-256 of the values (attribute `sha256`) that `read` and `readAll` check.
   @discardableResult
-  public func write<T: H5Scalar>(_ path: String, _ values: [T], shape: [Int]? = nil) throws -> H5Dataset {
+  public func write<T: H5Scalar>(_ path: String, _ values: [T], shape: [Int]? = nil, digest: Bool = false) throws
+    -> H5Dataset
+  {
     ensureQuiet()
     let dims = shape ?? [values.count]
     precondition(dims.reduce(1, *) == values.count, "shape \(dims) does not hold \(values.count) values")
-    let d = try createDataset(path, of: T.self, dims: dims)
+    let d = try createDataset(
+      path, of: T.self, dims: dims, chunk: chunkShape(dims, elementSize: MemoryLayout<T>.size))
     try d.writeAll(values)
+    if digest {
+      try H5Object(id: d.id, filePath: filePath, name: d.name).setAttribute("sha256", sha256Hex(values))
+    }
     return d
   }
 
-  /// Writes a 1-D variable-length UTF-8 string dataset.
+  /// Writes a 1-D dataset of fixed-length UTF-8 strings (padded with NULs to the longest; chunked and checksummed
+  /// like numbers, where variable-length strings would live unchecked in HDF5's global heap).
   @discardableResult
   public func write(_ path: String, strings: [String]) throws -> H5Dataset {
     ensureQuiet()
-    let type = StringType()
-    let d = try createDataset(path, type: type.id, dims: [strings.count], maxDims: nil, chunk: nil)
+    let width = max(1, strings.map(\.utf8.count).max() ?? 1)
+    let type = H5Tcopy(sertrain_H5T_C_S1())
+    defer { H5Tclose(type) }
+    H5Tset_size(type, width)
+    H5Tset_strpad(type, H5T_STR_NULLPAD)
+    H5Tset_cset(type, H5T_CSET_UTF8)
+    let d = try createDataset(
+      path, type: type, dims: [strings.count], maxDims: nil, chunk: chunkShape([strings.count], elementSize: width))
     if strings.isEmpty { return d }
-    // Keep the C strings alive while HDF5 copies them.
-    let cstrings = strings.map { strdup($0) }
-    defer { cstrings.forEach { free($0) } }
-    var ptrs = cstrings.map { UnsafePointer<CChar>($0) }
+    var bytes = [UInt8](repeating: 0, count: strings.count * width)
+    for (i, s) in strings.enumerated() { bytes.replaceSubrange((i * width)..<(i * width + s.utf8.count), with: s.utf8) }
     try check(
-      H5Dwrite(d.id, type.id, sertrain_H5S_ALL(), sertrain_H5S_ALL(), sertrain_H5P_DEFAULT(), &ptrs),
+      H5Dwrite(d.id, type, sertrain_H5S_ALL(), sertrain_H5S_ALL(), sertrain_H5P_DEFAULT(), bytes),
       filePath, d.name, "write strings")
     return d
   }
@@ -502,8 +540,9 @@ public final class H5File: H5Object {
 
   static func accessList(locking: Bool?, path: String) throws -> hid_t {
     let fapl = H5Pcreate(sertrain_H5P_FILE_ACCESS())
-    // The latest format the 1.10 library writes; h5py and Keras read it.
-    H5Pset_libver_bounds(fapl, H5F_LIBVER_V18, H5F_LIBVER_V110)
+    // The 1.10 formats, which checksum all metadata, chunk indexes included (with 1.8's, a flipped bit in a
+    // chunk's B-tree key could change values unnoticed); h5py and Keras read them.
+    H5Pset_libver_bounds(fapl, H5F_LIBVER_V110, H5F_LIBVER_V110)
     if let locking {
       try check(H5Pset_file_locking(fapl, locking, true), path, "", "set file locking")
     }
@@ -565,7 +604,46 @@ public final class H5Dataset {
       c = n
     }
     try check(failed, filePath, name, "read")
+    try verifyDigest(out)
     return out
+  }
+
+  /// Checks the values read against the dataset's `sha256` attribute, when it has one (and `T` is its type).
+  private func verifyDigest<T: H5Scalar>(_ values: [T]) throws {
+    let stored = H5Dget_type(id)
+    defer { H5Tclose(stored) }
+    guard H5Tequal(stored, T.h5Type) > 0 else { return }
+    try values.withUnsafeBytes { try verifyDigest($0) }
+  }
+
+  private func verifyDigest(_ bytes: UnsafeRawBufferPointer) throws {
+    guard H5Aexists(id, "sha256") > 0 else { return }
+    let expected = try H5Object(id: id, filePath: filePath, name: name).stringAttribute("sha256")
+    guard sha256Hex(bytes) == expected else {
+      throw HDF5Error(
+        file: filePath, object: name, operation: "verify",
+        detail: "the values' SHA-256 is not the one stored with them: the file is corrupt")
+    }
+  }
+
+  /// The whole dataset's bytes as stored (strings: their UTF-8, each ended by a NUL), read in full so that every
+  /// chunk's checksum and the stored SHA-256, if any, are checked.
+  public func verifiedBytes() throws -> [UInt8] {
+    ensureQuiet()
+    let type = H5Dget_type(id)
+    defer { H5Tclose(type) }
+    if H5Tget_class(type) == H5T_STRING {
+      return try readStrings().flatMap { Array($0.utf8) + [0] }
+    }
+    let n = count * H5Tget_size(type)
+    var bytes = [UInt8](repeating: 0, count: n)
+    if n > 0 {
+      try check(
+        H5Dread(id, type, sertrain_H5S_ALL(), sertrain_H5S_ALL(), sertrain_H5P_DEFAULT(), &bytes), filePath, name,
+        "read")
+    }
+    try bytes.withUnsafeBytes { try verifyDigest($0) }
+    return bytes
   }
 
   public func writeAll<T: H5Scalar>(_ values: [T]) throws {
@@ -658,6 +736,23 @@ public final class H5Dataset {
       H5Dwrite(id, T.h5Type, ms.id, fs.id, sertrain_H5P_DEFAULT(), buffer.baseAddress), filePath, name,
       "write rows \(start)..<\(start + n)")
   }
+}
+
+/// Chunks of whole rows of at most 1 MiB (at least one row), or none for an empty dataset (contiguous, no data).
+func chunkShape(_ dims: [Int], elementSize: Int) -> [Int]? {
+  guard let rows = dims.first, rows > 0, dims.allSatisfy({ $0 > 0 }) else { return nil }
+  let rowBytes = dims.dropFirst().reduce(elementSize, *)
+  return [min(rows, max(1, (1 << 20) / rowBytes))] + dims.dropFirst()
+}
+
+/// The SHA-256 of the values' bytes, as 64 lowercase hex digits.
+public func sha256Hex<T>(_ values: [T]) -> String { values.withUnsafeBytes { sha256Hex($0) } }
+
+public func sha256Hex(_ bytes: UnsafeRawBufferPointer) -> String {
+  var digest = [UInt8](repeating: 0, count: 32)
+  sertrain_sha256(bytes.baseAddress, UInt(bytes.count), &digest)
+  let hex = Array("0123456789abcdef".utf8)
+  return String(decoding: digest.flatMap { [hex[Int($0 >> 4)], hex[Int($0 & 15)]] }, as: UTF8.self)
 }
 
 extension H5Scalar {

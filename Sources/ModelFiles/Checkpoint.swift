@@ -7,7 +7,8 @@ import HDF5
 
 /// A training checkpoint (HDF5, `format = "sertrain-checkpoint"`, `version = 1`): the model spec, the flat
 /// parameters with their layout, the BatchNorm moving statistics, the scaler, the class names, and, when it
-/// comes from training, the Adam moments and the training state.
+/// comes from training, the Adam moments and the training state. Every float tensor carries a SHA-256 of its
+/// values (attribute `sha256`), checked when it is read.
 public struct Checkpoint {
   public static let format = "sertrain-checkpoint"
   public static let version = 1
@@ -80,21 +81,21 @@ public struct Checkpoint {
       try f.setAttribute("optimizer_iterations", adamIterations)
       if let training { try f.setAttribute("training", training) }
       _ = try f.write("class_names", strings: classNames)
-      _ = try f.write("parameters", parameters)
+      _ = try f.write("parameters", parameters, digest: true)
       try writeLayout(parameterLayout, f, "layout")
-      _ = try f.write("state", state)
+      _ = try f.write("state", state, digest: true)
       try writeLayout(stateLayout, f, "state_layout")
-      _ = try f.write("scaler/mean", scalerMean)
-      _ = try f.write("scaler/scale", scalerScale)
+      _ = try f.write("scaler/mean", scalerMean, digest: true)
+      _ = try f.write("scaler/scale", scalerScale, digest: true)
       if let split { _ = try f.write("split", split) }
       if let recipe { try f.setAttribute("recipe", String(decoding: try JSONEncoder().encode(recipe), as: UTF8.self)) }
       if let adamM, let adamV {
-        _ = try f.write("optimizer/m", adamM)
-        _ = try f.write("optimizer/v", adamV)
+        _ = try f.write("optimizer/m", adamM, digest: true)
+        _ = try f.write("optimizer/v", adamV, digest: true)
       }
       if let bestParameters, let bestState {
-        _ = try f.write("best/parameters", bestParameters)
-        _ = try f.write("best/state", bestState)
+        _ = try f.write("best/parameters", bestParameters, digest: true)
+        _ = try f.write("best/state", bestState, digest: true)
       }
       try f.close()
     }

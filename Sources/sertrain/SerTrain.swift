@@ -188,9 +188,17 @@ struct Inspect: ParsableCommand {
   @Argument(help: "A feature file (.h5) or a checkpoint.")
   var file: String
 
+  @Flag(help: "Also read every dataset in full, checking every checksum (after a copy, before a long run).")
+  var verify = false
+
   func run() throws {
     try runReportingErrors {
       let h5 = try H5File(path: file)
+      if verify {
+        let v = try h5.verifyContents()
+        print("\(file): verified \(v.datasets) datasets, \(grouped(v.bytes)) bytes: every checksum matches")
+        print("  contents sha256 \(v.digest)")
+      }
       let format = (try? h5.stringAttribute("format")) ?? ""
       switch format {
       case FeatureFormat.name:

@@ -31,11 +31,26 @@ final class OddFilesTests: XCTestCase {
       ("empty.wav", Data(), "cannot decode"),
       ("notes.wav", Data("these are my notes, not audio\n".utf8), "cannot decode"),
       ("noise.flac", Data((0..<4000).map { UInt8(truncatingIfNeeded: $0 * 7) }), "cannot decode"),
+      // libsndfile's words for an MPEG stream it gives up on are "File does not exist or is not a regular file".
+      (
+        "broken.mp3", Data([0xFF, 0xFB, 0x90, 0x00] + (0..<5000).map { UInt8(truncatingIfNeeded: $0 * 131) }), "corrupt"
+      ),
     ] {
       XCTAssertThrowsError(try loadClip(make(name, data))) { error in
         let message = "\(error)"
         XCTAssertTrue(message.contains(name) && message.contains(expected), message)
+        XCTAssertFalse(message.contains("does not exist"), message)
       }
     }
+    // Finite but far beyond full scale: power spectra would overflow float32 into infinite features.
+    var loud = (0..<30000).map { sin(Float($0) * 0.05) }
+    loud[20000] = 3e20
+    XCTAssertThrowsError(try loadClip(make("loud.wav", floatWavBytes(loud)))) { error in
+      XCTAssertTrue("\(error)".contains("beyond ±1e6"), "\(error)")
+    }
+    XCTAssertThrowsError(try loadClip(dir + "/missing.wav")) {
+      XCTAssertTrue("\($0)".contains("No such file"), "\($0)")
+    }
+    XCTAssertThrowsError(try loadClip(dir)) { XCTAssertTrue("\($0)".contains("not a regular file"), "\($0)") }
   }
 }

@@ -66,7 +66,8 @@ final class ConvertCommandTests: XCTestCase {
     let r = try bash(
       "trap '' XFSZ; ulimit -f 512; exec '\(sertrainBinary)' convert big.csv -o out.h5", directory: dir)
     XCTAssertEqual(r.status, 1, r.stdout + r.stderr)
-    XCTAssertTrue(r.stderr.contains("out.h5") && r.stderr.contains("failed"), r.stderr)
+    XCTAssertTrue(r.stderr.contains("out.h5: not written") && r.stderr.contains("failed"), r.stderr)
+    XCTAssertFalse(r.stderr.contains(".tmp-"), "the message names the file asked for: \(r.stderr)")
     // One line that says it, not HDF5's diagnostic stack (printed from the writer thread).
     XCTAssertFalse(r.stderr.contains("HDF5-DIAG"), r.stderr)
     XCTAssertEqual(r.stderr.split(separator: "\n").count, 1, r.stderr)

@@ -177,6 +177,37 @@ final class TrainCommandTests: XCTestCase {
     let usage = try runCommand(["train", "--epochs", "0"], directory: dir)
     XCTAssertEqual(usage.status, 2)
   }
+
+  /// A checkpoint changed after it was written: a flipped bit in the weights and a training state that does not
+  /// parse are errors that name the file and what in it, never a raw Swift error or a run on wrong weights.
+  func testCorruptCheckpointsAreClearErrors() throws {
+    let dir = temporaryDirectory(self)
+    try makeFeatures(dir, recordings: 12)
+    let args = ["train", "--data", "f.h5", "--model", "tiny", "--epochs", "2", "-q"]
+    XCTAssertEqual(try runCommand(args + ["--run-dir", "r"], directory: dir).status, 0)
+    let path = dir + "/r/checkpoint-last.h5"
+    let original = try Data(contentsOf: URL(fileURLWithPath: path))
+    // One bit of the first parameter (its bytes are the first place the values appear in the file).
+    let first = try checkpointParameters(path).prefix(4).withUnsafeBytes { Data($0) }
+    var flipped = original
+    flipped[original.range(of: first)!.lowerBound] ^= 0x10
+    try flipped.write(to: URL(fileURLWithPath: path))
+    for command in [["evaluate", "--checkpoint", "r/checkpoint-last.h5", "--data", "f.h5"], ["inspect", "--verify", path]] {
+      let r = try runCommand(command, directory: dir)
+      XCTAssertEqual(r.status, 1, "\(command): \(r.stderr)")
+      XCTAssertTrue(r.stderr.contains("checkpoint-last.h5") && r.stderr.contains("/parameters"), r.stderr)
+    }
+    try original.write(to: URL(fileURLWithPath: path))
+    do {
+      let f = try H5File(path: path, mode: .readWrite)
+      try f.setAttribute("training", #"{"epoch": "two"}"#)
+      try f.close()
+    }
+    let resumed = try runCommand(args + ["--run-dir", "r", "--resume", "auto", "--epochs", "3"], directory: dir)
+    XCTAssertEqual(resumed.status, 1, resumed.stderr)
+    XCTAssertTrue(resumed.stderr.contains("checkpoint-last.h5: its training state"), resumed.stderr)
+    XCTAssertFalse(resumed.stderr.contains("DecodingError") || resumed.stderr.contains("Context("), resumed.stderr)
+  }
 }
 
 /// A checkpoint's flat parameters.

@@ -105,3 +105,73 @@ final class HDF5WrapperTests: XCTestCase {
     XCTAssertEqual(try String(contentsOfFile: path, encoding: .utf8), "new")
   }
 }
+
+/// Single flipped bits (issue 16, item 5): every flip inside a dataset's stored values fails a full read, and a
+/// flip anywhere in the file either fails it or leaves every value as it was. `SERTRAIN_BITFLIPS` sets how many
+/// flips of each kind (default 150).
+final class BitFlipTests: XCTestCase {
+  func testEveryFlipInTheValuesIsDetectedAndNoneElsewhereChangesThem() throws {
+    let dir = temporaryDirectory(self)
+    let path = dir + "/original.h5"
+    var rng = TestRNG(seed: 16)
+    let rows = (0..<300 * 24).map { _ in rng.normal() }
+    let parameters = (0..<5000).map { _ in rng.normal() }
+    let labels = (0..<300).map { Int32($0 % 7) }
+    let names = (0..<300).map { "Actor_\($0 % 24)/03-01-0\($0 % 7 + 1)-01-01-01-\($0).wav" }
+    do {
+      let f = try H5File(creating: path)
+      let d = try f.createDataset("features", of: Float.self, dims: [0, 24], maxDims: [-1, 24], chunk: [64, 24])
+      for start in stride(from: 0, to: 300, by: 100) {
+        try rows[(start * 24)..<((start + 100) * 24)].withUnsafeBufferPointer { try d.writeRows(at: start, $0) }
+      }
+      try f.write("labels", labels)
+      try f.write("sources/path", strings: names)
+      try f.write("parameters", parameters, digest: true)
+      try f.setAttribute("format", "test")
+      try f.close()
+    }
+    let original = try Data(contentsOf: URL(fileURLWithPath: path))
+    let expected = try H5File(path: path).verifyContents().digest
+    // Where each dataset's values lie in the file (chunks hold them in order, unfiltered but for the checksum).
+    var valueRanges: [Range<Int>] = []
+    func locate(_ bytes: Data, chunk: Int) {
+      for start in stride(from: 0, to: bytes.count, by: chunk) {
+        let piece = bytes[start..<min(start + chunk, bytes.count)]
+        guard let r = original.range(of: piece) else { return XCTFail("chunk at \(start) not found") }
+        valueRanges.append(r)
+      }
+    }
+    locate(rows.withUnsafeBytes { Data($0) }, chunk: 64 * 24 * 4)
+    locate(parameters.withUnsafeBytes { Data($0) }, chunk: 5000 * 4)
+    locate(labels.withUnsafeBytes { Data($0) }, chunk: 300 * 4)
+    let width = names.map(\.utf8.count).max()!
+    locate(Data(names.flatMap { Array($0.utf8) + [UInt8](repeating: 0, count: width - $0.utf8.count) }), chunk: 1 << 20)
+
+    let trials = Int(ProcessInfo.processInfo.environment["SERTRAIN_BITFLIPS"] ?? "") ?? 150
+    var (detected, harmless, undetected) = (0, 0, [String]())
+    let flipped = dir + "/flipped.h5"
+    for trial in 0..<(2 * trials) {
+      let inValues = trial < trials
+      var bit: Int
+      if inValues {
+        let r = valueRanges[Int(rng.next() % UInt64(valueRanges.count))]
+        bit = (r.lowerBound + Int(rng.next() % UInt64(r.count))) * 8 + Int(rng.next() % 8)
+      } else {
+        bit = Int(rng.next() % UInt64(original.count * 8))
+      }
+      var bytes = original
+      bytes[bit / 8] ^= UInt8(1 << (bit % 8))
+      try bytes.write(to: URL(fileURLWithPath: flipped))
+      let digest: String? = try? H5File(path: flipped).verifyContents().digest
+      if digest == nil {
+        detected += 1
+      } else if digest == expected && !inValues {
+        harmless += 1
+      } else {
+        undetected.append("byte \(bit / 8) bit \(bit % 8)\(inValues ? " (in the values)" : "")")
+      }
+    }
+    print("bit flips: \(2 * trials) cases, \(detected) detected, \(harmless) harmless, \(undetected.count) undetected")
+    XCTAssertEqual(undetected, [], "flips that changed values without an error")
+  }
+}

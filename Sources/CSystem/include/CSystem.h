@@ -35,3 +35,6 @@ void sertrain_clear_stop_request(void);
 #else
 #define SERTRAIN_CLONES
 #endif
+
+/// SHA-256 (FIPS 180-4) of `count` bytes into `digest` (32 bytes): the checkpoints' integrity check (sha256.c).
+void sertrain_sha256(const void *bytes, unsigned long count, unsigned char digest[32]);
