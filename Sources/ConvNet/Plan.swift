@@ -26,9 +26,12 @@ public struct LayerPlan: Equatable, Sendable {
 
 extension ModelSpec {
   /// The largest layer sertrain builds: 2^30 parameters (4 GiB of float32) and 2^26 outputs per sample (the
-  /// seed's largest is 1.2 million).
+  /// seed's largest is 1.2 million); and the largest model: 2^28 parameters (training keeps five copies: 5 GiB) and
+  /// 2^26 outputs per sample over all layers (256 MiB per sample, the seed's 4.6 million).
   public static let maxLayerParameters = 1 << 30
   public static let maxLayerOutputs = 1 << 26
+  public static let maxModelParameters = 1 << 28
+  public static let maxModelOutputs = 1 << 26
 
   /// Resolves names, the output layer's width and every shape, or throws a `Failure` naming the layer.
   /// - Parameter classes: the number of classes (the width of a final `Dense` that leaves `units` out).
@@ -36,9 +39,13 @@ extension ModelSpec {
     guard inputLength > 0, inputChannels > 0 else {
       throw Failure("the input shape must be positive, got \(inputLength)×\(inputChannels)")
     }
+    guard Double(inputLength) * Double(inputChannels) <= Double(ModelSpec.maxLayerOutputs) else {
+      throw Failure("the input shape \(inputLength)×\(inputChannels) is larger than \(ModelSpec.maxLayerOutputs) values")
+    }
     guard !layers.isEmpty else { throw Failure("the spec has no layers") }
     var plans: [LayerPlan] = []
     var (length, channels) = (inputLength, inputChannels)
+    var (totalValues, totalOutputs) = (0.0, 0.0)
     var counters: [LayerSpec.Kind: Int] = [:]
     var names = Set<String>()
     for (index, original) in layers.enumerated() {
@@ -86,7 +93,7 @@ extension ModelSpec {
       case .maxPooling1D:
         guard let p = spec.poolSize, p > 0, p < 256 else { throw fail("needs 'pool_size' in 1...255") }
         let s = spec.strides ?? p
-        guard s > 0 else { throw fail("'strides' must be positive") }
+        guard s > 0, s < 256 else { throw fail("needs 'strides' in 1...255") }
         guard (spec.padding ?? "same") == "same" else { throw fail("only padding 'same' is supported") }
         spec.strides = s
         plan.outputLength = (length + s - 1) / s
@@ -126,6 +133,13 @@ extension ModelSpec {
         throw fail(
           "declares \(count(values)) parameters and \(count(outputs)) outputs per sample; sertrain takes at most "
             + "\(ModelSpec.maxLayerParameters) and \(ModelSpec.maxLayerOutputs)")
+      }
+      (totalValues, totalOutputs) = (totalValues + values, totalOutputs + outputs)
+      guard totalValues <= Double(ModelSpec.maxModelParameters), totalOutputs <= Double(ModelSpec.maxModelOutputs)
+      else {
+        throw fail(
+          "brings the model to \(count(totalValues)) parameters and \(count(totalOutputs)) outputs per sample; "
+            + "sertrain takes at most \(ModelSpec.maxModelParameters) and \(ModelSpec.maxModelOutputs) in all")
       }
       plan.spec = spec
       plans.append(plan)

@@ -160,6 +160,38 @@ final class ModelSpecTests: XCTestCase {
     }
   }
 
+  /// Specs with numbers a damaged file or a careless hand may give (zero, negative, huge, past Int's range):
+  /// each is an error that names the problem, or a network that builds and runs forward; never a trap.
+  /// `SERTRAIN_FUZZ` sets the cases (default 400).
+  func testMutatedSpecsFailOrBuild() throws {
+    let cases = Int(ProcessInfo.processInfo.environment["SERTRAIN_FUZZ"] ?? "") ?? 400
+    var rng = TestRNG(seed: 17)
+    let text = ModelSpec.tiny(inputLength: 40).encoded()
+    let numbers = text.matches(of: try Regex("-?[0-9]+(\\.[0-9]+)?(e-?[0-9]+)?")).map(\.range)
+    let values = ["0", "-1", "1", "2", "7", "1000", "100000000", "2147483648", "9223372036854775807", "1e300", "0.5"]
+    var (built, refused) = (0, 0)
+    for _ in 0..<cases {
+      var mutated = text
+      for _ in 0...(rng.next() % 3) {
+        let r = numbers[Int(rng.next() % UInt64(numbers.count))]
+        let value = values[Int(rng.next() % UInt64(values.count))]
+        mutated = String(text[..<r.lowerBound]) + value + String(text[r.upperBound...])
+      }
+      do {
+        let spec = try ModelSpec.decode(Array(mutated.utf8))
+        _ = try spec.plan(classes: 3)
+        let network = try Network(spec: spec, classes: 3)
+        let x = [Float](repeating: 0.5, count: 2 * network.inputWidth)
+        x.withUnsafeBufferPointer { _ = network.forward($0.baseAddress!, batch: 2, training: true) }
+        built += 1
+      } catch {
+        refused += 1
+        XCTAssertFalse("\(error)".isEmpty)
+      }
+    }
+    print("fuzz specs: \(cases) cases, \(built) built and ran, \(refused) clear errors")
+  }
+
   /// NaN in the input reaches the loss (the training loop stops on a non-finite loss).
   func testNaNInputGivesANonFiniteLoss() throws {
     let network = try Network(spec: .tiny(inputLength: 50), classes: 3)
