@@ -111,16 +111,35 @@ public func syncFile(_ path: String) throws {
 
 /// Writes `text` to `path` through a temporary file, fsync, rename and an fsync of the directory.
 public func writeTextAtomically(_ text: String, to path: String) throws {
-  try writeAtomically(to: path, overwrite: true) { temp in
+  try writeBytesAtomically(Array(text.utf8), to: path, overwrite: true)
+}
+
+/// Writes `bytes` to `path` as `writeTextAtomically` does; refuses an existing `path` unless `overwrite`.
+public func writeBytesAtomically(_ bytes: [UInt8], to path: String, overwrite: Bool) throws {
+  try writeAtomically(to: path, overwrite: overwrite) { temp in
     guard let f = fopen(temp, "w") else {
       throw Failure(temp, "cannot create: \(String(cString: strerror(errno)))")
     }
-    let bytes = Array(text.utf8)
     let ok = fwrite(bytes, 1, bytes.count, f) == bytes.count
     guard fclose(f) == 0, ok else {
       throw Failure(path, "write failed: \(String(cString: strerror(errno)))")
     }
   }
+}
+
+/// A whole file's bytes.
+public func readFileBytes(_ path: String) throws -> [UInt8] {
+  guard let f = fopen(path, "r") else { throw Failure(path, "cannot open: \(String(cString: strerror(errno)))") }
+  defer { fclose(f) }
+  var bytes: [UInt8] = []
+  var block = [UInt8](repeating: 0, count: 1 << 20)
+  while true {
+    let n = fread(&block, 1, block.count, f)
+    bytes += block[0..<n]
+    if n < block.count { break }
+  }
+  guard ferror(f) == 0 else { throw Failure(path, "read failed: \(String(cString: strerror(errno)))") }
+  return bytes
 }
 
 /// `mkdir -p`.

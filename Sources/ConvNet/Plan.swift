@@ -40,7 +40,8 @@ extension ModelSpec {
       throw Failure("the input shape must be positive, got \(inputLength)×\(inputChannels)")
     }
     guard Double(inputLength) * Double(inputChannels) <= Double(ModelSpec.maxLayerOutputs) else {
-      throw Failure("the input shape \(inputLength)×\(inputChannels) is larger than \(ModelSpec.maxLayerOutputs) values")
+      throw Failure(
+        "the input shape \(inputLength)×\(inputChannels) is larger than \(ModelSpec.maxLayerOutputs) values")
     }
     guard !layers.isEmpty else { throw Failure("the spec has no layers") }
     var plans: [LayerPlan] = []

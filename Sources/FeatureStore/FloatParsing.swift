@@ -7,11 +7,35 @@ public enum CellStatus: UInt8, Sendable {
   case number, empty, nan, infinite, text, outOfRange
 }
 
-/// Powers of ten exactly representable in a Double (10^0 ... 10^22).
-private let exactPowersOfTen: [Double] = (0...22).map { e in
-  var p = 1.0
-  for _ in 0..<e { p *= 10 }
-  return p
+/// 10^e for e in 0...22, the powers of ten a Double holds exactly. A switch compiles to a constant table; a global
+/// array cost a `swift_once` check and a bounds check per cell (5.6% of convert's time).
+@inline(__always)
+private func exactPowerOfTen(_ e: Int) -> Double {
+  switch e {
+  case 0: 1e0
+  case 1: 1e1
+  case 2: 1e2
+  case 3: 1e3
+  case 4: 1e4
+  case 5: 1e5
+  case 6: 1e6
+  case 7: 1e7
+  case 8: 1e8
+  case 9: 1e9
+  case 10: 1e10
+  case 11: 1e11
+  case 12: 1e12
+  case 13: 1e13
+  case 14: 1e14
+  case 15: 1e15
+  case 16: 1e16
+  case 17: 1e17
+  case 18: 1e18
+  case 19: 1e19
+  case 20: 1e20
+  case 21: 1e21
+  default: 1e22
+  }
 }
 
 /// Parses one decimal cell `p[0..<n]` to the correctly rounded Float (as `strtof` would).
@@ -75,7 +99,7 @@ public func parseDecimalPrefix(_ p: UnsafePointer<UInt8>, _ limit: Int) -> (Floa
   if mantissa == 0 { return (negative ? -0.0 : 0.0, i, .number) }
   if !overflowDigits && mantissa <= (1 << 53) && exp10 >= -22 && exp10 <= 22 {
     var d = Double(mantissa)
-    d = exp10 < 0 ? d / exactPowersOfTen[-exp10] : d * exactPowersOfTen[exp10]
+    d = exp10 < 0 ? d / exactPowerOfTen(-exp10) : d * exactPowerOfTen(exp10)
     let belowFloat = d.bitPattern & ((1 << 29) - 1)
     if belowFloat != (1 << 28) && d >= Double(Float.leastNormalMagnitude) {
       let f = Float(d)
@@ -109,7 +133,18 @@ private func scanDigits(
     x =
       (((x & 0x0000_00FF_0000_00FF) &* (100 &+ (1_000_000 << 32)))
         &+ (((x >> 16) & 0x0000_00FF_0000_00FF) &* (1 &+ (10_000 << 32)))) >> 32
-    mantissa = mantissa &* powersOfTenU64[run] &+ x
+    let scale: UInt64
+    switch run {
+    case 1: scale = 10
+    case 2: scale = 100
+    case 3: scale = 1000
+    case 4: scale = 10_000
+    case 5: scale = 100_000
+    case 6: scale = 1_000_000
+    case 7: scale = 10_000_000
+    default: scale = 100_000_000
+    }
+    mantissa = mantissa &* scale &+ x
     if fraction { exp10 &-= run }
     digits &+= run
     i &+= run
@@ -128,8 +163,6 @@ private func scanDigits(
     i &+= 1
   }
 }
-
-private let powersOfTenU64: [UInt64] = (0...8).map { e in (0..<e).reduce(1) { r, _ in r * 10 } }
 
 /// The exact fallback: glibc's strtof on a NUL-terminated copy.
 private func strtofCell(_ p: UnsafePointer<UInt8>, _ n: Int) -> (Float, CellStatus) {

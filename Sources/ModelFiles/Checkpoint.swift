@@ -7,8 +7,9 @@ import HDF5
 
 /// A training checkpoint (HDF5, `format = "sertrain-checkpoint"`, `version = 1`): the model spec, the flat
 /// parameters with their layout, the BatchNorm moving statistics, the scaler, the class names, and, when it
-/// comes from training, the Adam moments and the training state. Every float tensor carries a SHA-256 of its
-/// values (attribute `sha256`), checked when it is read.
+/// comes from training, the Adam moments and the training state. The weights (parameters, state, best/, scaler)
+/// carry a SHA-256 of their values (attribute `sha256`), checked when read; every dataset, the moments too, has
+/// HDF5's Fletcher-32 per chunk.
 public struct Checkpoint {
   public static let format = "sertrain-checkpoint"
   public static let version = 1
@@ -90,8 +91,8 @@ public struct Checkpoint {
       if let split { _ = try f.write("split", split) }
       if let recipe { try f.setAttribute("recipe", String(decoding: try JSONEncoder().encode(recipe), as: UTF8.self)) }
       if let adamM, let adamV {
-        _ = try f.write("optimizer/m", adamM, digest: true)
-        _ = try f.write("optimizer/v", adamV, digest: true)
+        _ = try f.write("optimizer/m", adamM)
+        _ = try f.write("optimizer/v", adamV)
       }
       if let bestParameters, let bestState {
         _ = try f.write("best/parameters", bestParameters, digest: true)

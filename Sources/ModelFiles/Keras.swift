@@ -3,6 +3,10 @@ import Base
 import ConvNet
 import HDF5
 
+#if canImport(Glibc)
+  import Glibc
+#endif
+
 /// Weights read from a Keras file: the layers that have variables, in model order, with their variables in
 /// Keras's order (kernel, bias; gamma, beta, moving_mean, moving_variance).
 public struct KerasWeights {
@@ -12,6 +16,9 @@ public struct KerasWeights {
     /// tf.keras 2 `model.save("x.h5")` (with `model_config`) or `save_weights("x.h5")`: `layer_names`,
     /// `weight_names`.
     case legacy = "legacy HDF5 (tf.keras 2)"
+    /// Keras 3 `model.save("x.keras")`: a zip of `config.json`, `model.weights.h5` (the `keras3` layout) and
+    /// `metadata.json`.
+    case native = "Keras 3 model (.keras)"
   }
 
   public struct Layer {
@@ -27,6 +34,10 @@ public struct KerasWeights {
   public var layers: [Layer]
   /// The architecture, when the file carries a `model_config` made only of layer types sertrain has.
   public var spec: ModelSpec?
+  /// A leading `Normalization` layer's mean and variance per input column, when the model has one.
+  public var normalization: (mean: [Float], variance: [Float])?
+  /// The class names in output order, when the file records them (sertrain's `.keras` exports do, in metadata.json).
+  public var classNames: [String]?
 }
 
 /// The Keras class-name key of each layer type (Keras 3 names the groups of a weights file by them).
@@ -44,6 +55,12 @@ func kerasKey(_ kind: LayerSpec.Kind) -> String {
 extension KerasWeights {
   /// Reads either format, telling them apart by their layout.
   public static func read(_ path: String) throws -> KerasWeights {
+    if let f = fopen(path, "r") {
+      var magic = [UInt8](repeating: 0, count: 4)
+      let n = fread(&magic, 1, 4, f)
+      fclose(f)
+      if n == 4 && magic == [0x50, 0x4B, 0x03, 0x04] { return try readNative(path) }
+    }
     let file: H5File
     do {
       file = try H5File(path: path)
@@ -59,11 +76,47 @@ extension KerasWeights {
     throw Failure(
       path,
       "neither Keras 3 weights (a 'layers' group) nor a legacy Keras HDF5 file ('model_weights' or "
-        + "'layer_names'); for a .keras archive, unzip it and import its model.weights.h5")
+        + "'layer_names'), and not a .keras archive")
+  }
+
+  /// A `.keras` archive: its weights (read from a temporary copy, as HDF5 reads files), its architecture, and the
+  /// scaler in a leading `Normalization` layer's config (or its variables, when Keras adapted it).
+  static func readNative(_ path: String) throws -> KerasWeights {
+    let entries = try unzipStored(try readFileBytes(path), path: path)
+    guard let config = entries["config.json"], let weights = entries["model.weights.h5"] else {
+      throw Failure(path, "a .keras archive must hold config.json and model.weights.h5")
+    }
+    var template = Array("/tmp/sertrain-keras-XXXXXX".utf8CString)
+    let fd = mkstemp(&template)
+    guard fd >= 0 else { throw Failure("/tmp", "cannot create a temporary file: \(String(cString: strerror(errno)))") }
+    let temp = String(cString: template)
+    defer { unlink(temp) }
+    guard Glibc.write(fd, weights, weights.count) == weights.count, close(fd) == 0 else {
+      throw Failure(temp, "write failed: \(String(cString: strerror(errno)))")
+    }
+    var w: KerasWeights
+    do { w = try readKeras3(try H5File(path: temp), temp) } catch {
+      throw Failure(path, "model.weights.h5: \(String(describing: error).replacing(temp + ": ", with: ""))")
+    }
+    w.format = .native
+    if let metadata = entries["metadata.json"],
+      let json = try? JSONValue.parse(String(decoding: metadata, as: UTF8.self))
+    {
+      w.classNames = json["class_names"]?.array?.compactMap(\.string)
+    }
+    do {
+      let (spec, normalization) = try specFromKerasConfig(String(decoding: config, as: UTF8.self))
+      w.spec = spec
+      w.normalization = normalization ?? w.normalization
+    } catch {
+      throw Failure(path, "config.json: \(error)")
+    }
+    return w
   }
 
   static func readKeras3(_ file: H5File, _ path: String) throws -> KerasWeights {
     var layers: [Layer] = []
+    var normalization: (mean: [Float], variance: [Float])?
     for key in try file.openGroup("layers").children() {
       let base = "layers/\(key)/vars"
       guard file.isGroup(base) else { continue }
@@ -83,10 +136,14 @@ extension KerasWeights {
         variables.append((n, ds.shape, try ds.readAll(as: Float.self)))
       }
       let display = (try? vars.stringAttribute("name")) ?? key
+      if kind == "normalization" && variables.count >= 2 {
+        normalization = (variables[0].2, variables[1].2)  // an adapted Normalization: mean, variance, count
+        continue
+      }
       layers.append(Layer(name: display, kind: kind, index: index, variables: variables))
     }
     layers.sort { ($0.kind, $0.index) < ($1.kind, $1.index) }
-    return KerasWeights(format: .keras3, layers: layers, spec: nil)
+    return KerasWeights(format: .keras3, layers: layers, spec: nil, normalization: normalization)
   }
 
   static func readLegacy(_ file: H5File, _ path: String) throws -> KerasWeights {
@@ -119,7 +176,7 @@ extension KerasWeights {
     }
     var spec: ModelSpec?
     if file.hasAttribute("model_config") {
-      spec = try? specFromKerasConfig(try file.stringAttribute("model_config"))
+      spec = try? specFromKerasConfig(try file.stringAttribute("model_config")).spec
     }
     return KerasWeights(format: .legacy, layers: layers, spec: spec)
   }
@@ -175,14 +232,35 @@ extension KerasWeights {
     }
   }
 
-  /// Writes `network`'s variables as a Keras file: Keras 3 weights when `path` ends in `.weights.h5`, else the
-  /// legacy HDF5 model format with a `model_config` that Keras can rebuild the model from. Atomic.
-  public static func write(_ network: Network, to path: String, overwrite: Bool) throws {
+  /// Writes `network`'s variables as a Keras file, by the name's ending: `.keras` (Keras 3's native archive, the
+  /// scaler as a leading `Normalization` layer), `.weights.h5` (Keras 3 weights), or `.h5` (the legacy HDF5 model
+  /// format with a `model_config`; neither `.h5` form carries the scaler). Atomic.
+  public static func write(
+    _ network: Network, to path: String, overwrite: Bool, scaler: (mean: [Float], scale: [Float])? = nil,
+    classNames: [String] = []
+  ) throws {
+    if path.hasSuffix(".keras") {
+      let variance = scaler.map { s in s.scale.map { $0 * $0 } }
+      let normalization = scaler.map { ($0.mean, variance!) }
+      let weights = try PendingFile(path: path + ".weights.h5", overwrite: true)
+      defer { weights.discard() }
+      let file = try H5File(creating: weights.tempPath)
+      try writeKeras3(network, file, normalization: normalization != nil)
+      try file.close()
+      let metadata =
+        #"{"keras_version": "3.15.1", "date_saved": "sertrain", "class_names": \#(jsonText(classNames))}"#
+      let config = kerasConfig(network, normalization: normalization, native: true)
+      let archive = zipStored([
+        ("metadata.json", Array(metadata.utf8)), ("config.json", Array(config.utf8)),
+        ("model.weights.h5", try readFileBytes(weights.tempPath)),
+      ])
+      return try writeBytesAtomically(archive, to: path, overwrite: overwrite)
+    }
     guard path.hasSuffix(".h5") else {
       throw Failure(
         path,
-        "sertrain writes Keras weights as NAME.weights.h5 (Keras 3: model.load_weights) or NAME.h5 (legacy HDF5 "
-          + "with model_config: keras.models.load_model); Keras 3's native .keras zip is not written yet")
+        "sertrain writes Keras models as NAME.keras (Keras 3: keras.models.load_model), NAME.weights.h5 (Keras 3: "
+          + "model.load_weights) or NAME.h5 (legacy HDF5 with model_config)")
     }
     try writeAtomically(to: path, overwrite: overwrite) { temp in
       let file = try H5File(creating: temp)
@@ -195,9 +273,10 @@ extension KerasWeights {
     }
   }
 
-  static func writeKeras3(_ network: Network, _ file: H5File) throws {
+  static func writeKeras3(_ network: Network, _ file: H5File, normalization: Bool = false) throws {
     var counters: [String: Int] = [:]
     _ = try file.createGroup("layers")
+    if normalization { try file.createGroup("layers/normalization/vars").setAttribute("name", "normalization") }
     for plan in network.plans {
       let kind = kerasKey(plan.spec.type)
       let index = counters[kind, default: 0]
@@ -215,7 +294,7 @@ extension KerasWeights {
   static func writeLegacy(_ network: Network, _ file: H5File) throws {
     try file.setAttribute("backend", "tensorflow")
     try file.setAttribute("keras_version", "3.15.1")
-    try file.setAttribute("model_config", kerasConfig(network))
+    try file.setAttribute("model_config", kerasConfig(network, normalization: nil, native: false))
     let root = try file.createGroup("model_weights")
     try root.setAttribute("backend", "tensorflow")
     try root.setAttribute("keras_version", "3.15.1")
@@ -232,17 +311,43 @@ extension KerasWeights {
   }
 }
 
-/// A Keras 3 `Sequential` configuration (JSON) of the network, as `model.save("x.h5")` writes it.
-public func kerasConfig(_ network: Network) -> String {
+/// A Keras 3 `Sequential` configuration (JSON) of the network: as `model.save("x.h5")` writes it, or, `native`, as
+/// `.keras` archives hold it (each layer with its module and build shape); `normalization` (mean, variance per input
+/// column) becomes a leading `Normalization` layer.
+public func kerasConfig(
+  _ network: Network, normalization: (mean: [Float], variance: [Float])?, native: Bool
+) -> String {
   func q(_ s: String) -> String { "\"\(s)\"" }
   let dtype =
     #"{"module": "keras", "class_name": "DTypePolicy", "config": {"name": "float32"}, "registered_name": null}"#
   func initializer(_ name: String) -> String {
     #"{"module": "keras.initializers", "class_name": ""# + name + #"", "config": {}, "registered_name": null}"#
   }
+  let (length, channels) = (network.inputLength, network.inputChannels)
+  /// A layer's entry: its class and config, and in a native config its module and the shape it is built for.
+  func entry(_ cls: String, _ config: String, input: [Int]) -> String {
+    let shape = "[null, " + input.map(String.init).joined(separator: ", ") + "]"
+    let extra =
+      native ? #", "module": "keras.layers", "registered_name": null, "build_config": {"input_shape": \#(shape)}"# : ""
+    return #"{"class_name": \#(q(cls)), "config": {\#(config)}\#(extra)}"#
+  }
   var layers = [
-    #"{"class_name": "InputLayer", "config": {"batch_shape": [null, \#(network.inputLength), \#(network.inputChannels)], "dtype": "float32", "sparse": false, "ragged": false, "name": "input_layer", "optional": false}}"#
+    #"{"class_name": "InputLayer", "config": {"batch_shape": [null, \#(length), \#(channels)], "dtype": "float32", "sparse": false, "ragged": false, "name": "input_layer", "optional": false}\#(native ? #", "module": "keras.layers", "registered_name": null"# : "")}"#
   ]
+  if let (mean, variance) = normalization {
+    // One mean and variance per input position (and channel): axis 1, or axes 1 and 2 as [length][channels].
+    func list(_ v: [Float]) -> String {
+      channels == 1
+        ? "[" + v.map { "\($0)" }.joined(separator: ", ") + "]"
+        : "[" + (0..<length).map { i in list1(v[(i * channels)..<((i + 1) * channels)]) }.joined(separator: ", ") + "]"
+    }
+    func list1(_ v: ArraySlice<Float>) -> String { "[" + v.map { "\($0)" }.joined(separator: ", ") + "]" }
+    let axis = channels == 1 ? "[1]" : "[1, 2]"
+    let config =
+      #""name": "normalization", "trainable": true, "dtype": \#(dtype), "axis": \#(axis), "invert": false, "mean": \#(list(mean)), "variance": \#(list(variance))"#
+    layers.append(entry("Normalization", config, input: [length, channels]))
+  }
+  var flat = false  // (batch, features) after a Flatten, (batch, length, channels) before
   for plan in network.plans {
     let s = plan.spec
     var c = [#""name": \#(q(plan.name))"#, #""trainable": true"#, #""dtype": \#(dtype)"#]
@@ -284,20 +389,34 @@ public func kerasConfig(_ network: Network) -> String {
         #""activity_regularizer": null"#, #""kernel_constraint": null"#, #""bias_constraint": null"#,
       ]
     }
-    layers.append(#"{"class_name": \#(q(s.type.rawValue)), "config": {\#(c.joined(separator: ", "))}}"#)
+    layers.append(
+      entry(
+        s.type.rawValue, c.joined(separator: ", "),
+        input: flat ? [plan.inputChannels] : [plan.inputLength, plan.inputChannels]))
+    flat = flat || s.type == .flatten
   }
-  return
-    #"{"class_name": "Sequential", "config": {"name": "sequential", "trainable": true, "dtype": \#(dtype), "layers": [\#(layers.joined(separator: ", "))], "build_input_shape": [null, \#(network.inputLength), \#(network.inputChannels)]}}"#
+  let model =
+    #""class_name": "Sequential", "config": {"name": "sequential", "trainable": true, "dtype": \#(dtype), "layers": [\#(layers.joined(separator: ", "))], "build_input_shape": [null, \#(length), \#(channels)]}"#
+  return native
+    ? #"{"module": "keras", \#(model), "registered_name": null, "build_config": {"input_shape": [null, \#(length), \#(channels)]}, "compile_config": null}"#
+    : "{\(model)}"
 }
 
 /// The architecture of a Keras `model_config` (Sequential of InputLayer, Conv1D, BatchNormalization,
 /// MaxPooling1D, Dropout, Flatten, Dense); throws naming anything else.
-public func specFromKerasConfig(_ json: String) throws -> ModelSpec {
+public func specFromKerasConfig(_ json: String) throws -> (
+  spec: ModelSpec, normalization: (mean: [Float], variance: [Float])?
+) {
   let root = try JSONValue.parse(json)
   guard let layers = root["config"]?["layers"]?.array else { throw Failure("model_config has no layer list") }
   var length = 0
   var channels = 1
   var specs: [LayerSpec] = []
+  var normalization: (mean: [Float], variance: [Float])?
+  func numbers(_ v: JSONValue?) -> [Float] {
+    if let a = v?.array { return a.flatMap { numbers($0) } }
+    return v?.number.map { [Float($0)] } ?? []
+  }
   for layer in layers {
     let cls = layer["class_name"]?.string ?? "?"
     let c = layer["config"] ?? .null
@@ -308,6 +427,17 @@ public func specFromKerasConfig(_ json: String) throws -> ModelSpec {
     }
     var s: LayerSpec
     switch cls {
+    case "Normalization":
+      // The scaler, when it leads the model (a Normalization elsewhere is not a layer sertrain has).
+      guard specs.isEmpty, c["invert"] != .bool(true) else { throw Failure("Normalization is supported only first") }
+      let (mean, variance) = (numbers(c["mean"]), numbers(c["variance"]))
+      if !mean.isEmpty {
+        guard mean.count == length * channels, variance.count == mean.count else {
+          throw Failure("the Normalization layer holds \(mean.count) means for \(length * channels) inputs")
+        }
+        normalization = (mean, variance)
+      }
+      continue
     case "InputLayer":
       let shape = (c["batch_shape"] ?? c["batch_input_shape"])?.array ?? []
       guard shape.count == 3, let l = shape[1].int, let ch = shape[2].int else {
@@ -335,8 +465,9 @@ public func specFromKerasConfig(_ json: String) throws -> ModelSpec {
     specs.append(s)
   }
   guard length > 0 else { throw Failure("model_config has no input shape") }
-  return ModelSpec(
+  let spec = ModelSpec(
     name: root["config"]?["name"]?.string ?? "keras", inputLength: length, inputChannels: channels, layers: specs)
+  return (spec, normalization)
 }
 
 /// A checkpoint from the Keras weights in `path`, and what it holds in words.
@@ -346,14 +477,14 @@ public func specFromKerasConfig(_ json: String) throws -> ModelSpec {
 ///     seed's emotions (when the output layer has 7 units).
 ///   - scaler: a feature file to fit the input standardisation on; default none (identity).
 public func importKeras(_ path: String, model: String?, classes: String?, scaler: String?) throws -> (
-  Checkpoint, String
+  checkpoint: Checkpoint, description: String, standardised: Bool
 ) {
   let weights = try KerasWeights.read(path)
   let spec = try model.map(ModelSpec.load) ?? weights.spec ?? .seed()
   let fit = try scaler.map(fitScaler)
   let outputs = weights.layers.last { $0.kind == "dense" }?.variables.last?.shape.first ?? 7
   let names =
-    classes?.split(separator: ",").map { String($0).trimmingCharacters() } ?? fit?.classes
+    classes?.split(separator: ",").map { String($0).trimmingCharacters() } ?? fit?.classes ?? weights.classNames
     ?? (outputs == emotions.count ? emotions : (0..<outputs).map { "class\($0)" })
   guard names.count == outputs else {
     throw Failure(path, "\(names.count) class names given; the output layer has \(outputs) units")
@@ -363,11 +494,22 @@ public func importKeras(_ path: String, model: String?, classes: String?, scaler
   if let fit, fit.mean.count != network.inputWidth {
     throw Failure(scaler!, "\(fit.mean.count) feature columns, but the model reads \(network.inputWidth)")
   }
-  let checkpoint = Checkpoint(network: network, classNames: names, scalerMean: fit?.mean, scalerScale: fit?.scale)
+  // The file's Normalization as the scaler, dividing as Keras does: by max(sqrt(variance), 1e-7).
+  let stored = weights.normalization.map { n in (n.mean, n.variance.map { max($0.squareRoot(), 1e-7) }) }
+  if let stored, stored.0.count != network.inputWidth {
+    throw Failure(
+      path, "the Normalization layer has \(stored.0.count) columns, but the model reads \(network.inputWidth)")
+  }
+  let (mean, scale) = fit.map { ($0.mean, $0.scale) } ?? stored ?? (nil, nil)
+  let checkpoint = Checkpoint(network: network, classNames: names, scalerMean: mean, scalerScale: scale)
+  let source =
+    fit != nil
+    ? ", scaler fitted on \(scaler!)" : stored != nil ? ", scaler from its Normalization layer" : ", identity scaler"
   return (
     checkpoint,
     "\(weights.format.rawValue), \(weights.layers.count) layers with weights: model \(spec.name), "
       + "\(network.trainableCount + network.nonTrainableCount) parameters, classes \(names.joined(separator: ", "))"
-      + (fit == nil ? ", identity scaler" : ", scaler fitted on \(scaler!)")
+      + source,
+    mean != nil
   )
 }

@@ -34,7 +34,9 @@ struct Summary: ParsableCommand {
 struct ImportKeras: ParsableCommand {
   static let configuration = CommandConfiguration(
     commandName: "import-keras",
-    abstract: "Make a checkpoint from Keras weights (Keras 3 .weights.h5, or a legacy tf.keras 2 .h5 file).")
+    abstract:
+      "Make a checkpoint from a Keras model: Keras 3 .keras (its Normalization layer, if first, is the scaler) or "
+      + ".weights.h5, or a legacy tf.keras 2 .h5 file.")
 
   @Argument(help: "The Keras file.")
   var file: String
@@ -46,10 +48,16 @@ struct ImportKeras: ParsableCommand {
     help: "The model (preset or JSON spec); default: the file's model_config when it has one, else seed.")
   var model: String?
 
-  @Option(help: "Class names in the model's output order, comma-separated (default: the seed's 7 emotions).")
+  @Option(
+    help: ArgumentHelp(
+      "Class names in the model's output order, comma-separated (default: those a sertrain .keras export "
+        + "records, else the seed's 7 emotions)."))
   var classes: String?
 
-  @Option(help: "Fit the input standardisation on this feature file (default: none, identity scaler).")
+  @Option(
+    help: ArgumentHelp(
+      "Fit the input standardisation on this feature file (default: a .keras file's leading Normalization "
+        + "layer, else none)."))
   var scaler: String?
 
   @Flag(help: "Replace an existing output file.")
@@ -57,10 +65,11 @@ struct ImportKeras: ParsableCommand {
 
   func run() throws {
     try runReportingErrors {
-      let (checkpoint, description) = try importKeras(file, model: model, classes: classes, scaler: scaler)
+      let (checkpoint, description, standardised) = try importKeras(
+        file, model: model, classes: classes, scaler: scaler)
       try checkpoint.write(to: output, overwrite: force)
       print("imported \(file) (\(description)) into \(output)")
-      if scaler == nil {
+      if !standardised {
         printError(
           "sertrain: warning: \(output) has no input standardisation. A model trained on standardised features (the "
             + "seed's StandardScaler) predicts wrongly on raw rows: the seed model imported this way fell from 0.73 "
@@ -74,7 +83,8 @@ struct ExportKeras: ParsableCommand {
   static let configuration = CommandConfiguration(
     commandName: "export-keras",
     abstract:
-      "Write a checkpoint's weights for Keras: FILE.weights.h5 (Keras 3) or FILE.h5 (legacy, with model_config).")
+      "Write a checkpoint for Keras: FILE.keras (Keras 3, the scaler as a leading Normalization layer), "
+      + "FILE.weights.h5 (Keras 3 weights) or FILE.h5 (legacy, with model_config).")
 
   @Argument(help: "The checkpoint.")
   var checkpoint: String
@@ -89,11 +99,21 @@ struct ExportKeras: ParsableCommand {
     try runReportingErrors {
       let c = try Checkpoint.read(checkpoint)
       let network = try c.makeNetwork(path: checkpoint)
-      try KerasWeights.write(network, to: output, overwrite: force)
       let identity = c.scalerMean.allSatisfy { $0 == 0 } && c.scalerScale.allSatisfy { $0 == 1 }
+      let native = output.hasSuffix(".keras")
+      try KerasWeights.write(
+        network, to: output, overwrite: force, scaler: identity ? nil : (c.scalerMean, c.scalerScale),
+        classNames: c.classNames)
+      let kind =
+        native
+        ? "Keras 3 model" + (identity ? "" : " with the input standardisation as its first layer, a Normalization")
+        : output.hasSuffix(".weights.h5") ? "Keras 3 weights" : "legacy HDF5 model with model_config"
       print(
-        "wrote \(output) (\(output.hasSuffix(".weights.h5") ? "Keras 3 weights" : "legacy HDF5 model with model_config"))"
-          + (identity ? "" : "; note: Keras does not carry the checkpoint's input standardisation, apply it yourself"))
+        "wrote \(output) (\(kind))"
+          + (identity || native
+            ? ""
+            : "; note: this form does not carry the checkpoint's input standardisation: write NAME.keras, or apply it yourself")
+      )
     }
   }
 }

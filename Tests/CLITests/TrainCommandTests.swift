@@ -192,7 +192,10 @@ final class TrainCommandTests: XCTestCase {
     var flipped = original
     flipped[original.range(of: first)!.lowerBound] ^= 0x10
     try flipped.write(to: URL(fileURLWithPath: path))
-    for command in [["evaluate", "--checkpoint", "r/checkpoint-last.h5", "--data", "f.h5"], ["inspect", "--verify", path]] {
+    let commands = [
+      ["evaluate", "--checkpoint", "r/checkpoint-last.h5", "--data", "f.h5"], ["inspect", "--verify", path],
+    ]
+    for command in commands {
       let r = try runCommand(command, directory: dir)
       XCTAssertEqual(r.status, 1, "\(command): \(r.stderr)")
       XCTAssertTrue(r.stderr.contains("checkpoint-last.h5") && r.stderr.contains("/parameters"), r.stderr)

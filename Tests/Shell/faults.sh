@@ -15,8 +15,8 @@ args=(train --data f.h5 --model tiny --epochs 30 --patience 100 --batch-size 8 -
 # The contents digest of every dataset in a checkpoint (`inspect --verify` reads them all, checking checksums).
 contents() { "$SERTRAIN" inspect --verify "$1" | awk '/contents sha256/ {print $3}'; }
 
-# kill_trials RANKS NAME N SECONDS: SIGKILLs (of one rank) at random moments up to 2 x SECONDS / N after the start of
-# a run or of its resume, until N have landed; a run that ends first is finished and a new one (NAME-2, ...) begins.
+# kill_trials RANKS NAME N SECONDS: SIGKILLs (of one rank) at random moments up to 2 x SECONDS / N after the ranks
+# of a run or of its resume have started, until N have landed; a run that ends first is finished and a new one (NAME-2, ...) begins.
 # Each run is compared with the uninterrupted one (straight, or straight2 on 2 ranks). Prints runs and starts.
 kill_trials() {
   local ranks=$1 name=$2 n=$3 span=$4 landed=0 starts=0 round=0 dir delay pid victim
@@ -30,6 +30,11 @@ kill_trials() {
       delay=$(awk -v r="$RANDOM" -v s="$span" -v n="$n" 'BEGIN {printf "%.3f", r / 32768 * 2 * s / n}')
       "${launch[@]}" "${args[@]}" --run-dir "$dir" --resume auto >"$dir.$starts.log" 2>&1 &
       pid=$!
+      # The moment counts from when every rank's process is there (mpirun takes a while to start them).
+      for _ in $(seq 1 200); do
+        [ "$(sertrain_pids "--run-dir $dir " | wc -l)" -ge "$ranks" ] && break
+        sleep 0.02
+      done
       sleep "$delay"
       victim=$(sertrain_pids "--run-dir $dir " | sed -n "$((RANDOM % ranks + 1))p")
       if [ -n "$victim" ] && kill -9 "$victim" 2>/dev/null; then landed=$((landed + 1)); fi

@@ -1,0 +1,69 @@
+#!/usr/bin/env bash
+# Keras 3 itself (issue 18): a sertrain checkpoint exported as .keras loads with keras.models.load_model and its
+# probabilities on raw feature rows equal `sertrain predict` (within 1e-5), the scaler riding in a leading
+# Normalization layer; and a .keras that Keras saved (with a Normalization first) imports into a checkpoint that
+# predicts as Keras does. Keras runs on the JAX backend (the smallest install), from a virtual environment made on
+# first use (SERTRAIN_KERAS_VENV, default ~/.cache/sertrain/keras-venv); without PyPI the test skips.
+# shellcheck source=Tests/Shell/lib.sh
+source "$(dirname "$0")/lib.sh"
+cd "$WORK" || exit 1
+venv=${SERTRAIN_KERAS_VENV:-${XDG_CACHE_HOME:-$HOME/.cache}/sertrain/keras-venv}
+if ! "$venv/bin/python" -c "import keras, jax, h5py" 2>/dev/null; then
+  if ! { python3 -m venv "$venv" && "$venv/bin/pip" install -q "keras==3.15.1" "jax[cpu]" h5py; } >pip.log 2>&1; then
+    skip "Keras 3 round trip" "cannot install keras and jax into $venv: $(tail -1 pip.log)"
+    exit 0
+  fi
+fi
+export KERAS_BACKEND=jax TF_CPP_MIN_LOG_LEVEL=3
+# Rows far from standard (an offset and a scale per column), so that a missing or wrong scaler shows.
+awk 'BEGIN { srand(5); for (i = 0; i < 48; i++) printf "%d,", i; print "labels";
+  for (r = 0; r < 90; r++) { c = r % 3; for (t = 0; t < 48; t++) printf "%.4f,", 100 * t + (t + 1) * (sin(0.2 * (c + 1) * t) + rand());
+  print (c == 0 ? "angry" : c == 1 ? "calm" : "sad") } }' >f.csv
+"$SERTRAIN" convert f.csv -o f.h5 --rows-per-recording 3 >/dev/null
+"$SERTRAIN" train --data f.h5 --model tiny --epochs 3 --batch-size 16 --run-dir run -q >/dev/null
+"$SERTRAIN" export-keras run/checkpoint-last.h5 -o model.keras >/dev/null
+"$SERTRAIN" predict --checkpoint run/checkpoint-last.h5 --features f.h5 --csv >sertrain.csv
+
+cat >compare.py <<'EOF'
+import csv, sys
+import h5py, keras, numpy as np
+model_path, features, predictions = sys.argv[1:4]
+model = keras.models.load_model(model_path)
+assert type(model.layers[0]).__name__ == "Normalization", [type(l).__name__ for l in model.layers]
+x = h5py.File(features, "r")["features"][:]
+p = model.predict(x.reshape(len(x), -1, 1), verbose=0)
+rows = list(csv.reader(open(predictions)))
+k = p.shape[1]
+s = np.array([[float(v) for v in r[2:2 + k]] for r in rows[1:]])
+diff = float(np.abs(p - s).max())
+print(f"{len(x)} rows x {k} classes, largest difference {diff:.2e}")
+sys.exit(0 if diff <= 1e-5 else 1)
+EOF
+line=$("$venv/bin/python" compare.py model.keras f.h5 sertrain.csv 2>&1 | tail -1) \
+  || fail "Keras 3 predicts sertrain's .keras export differently: $line"
+pass "sertrain's .keras in Keras 3 (load_model, JAX backend): $line from sertrain predict on raw rows"
+
+# A model Keras made and saved, a Normalization adapted to data first: import it, predict, compare.
+cat >make.py <<'EOF'
+import sys
+import h5py, keras, numpy as np
+x = h5py.File(sys.argv[1], "r")["features"][:].reshape(-1, 48, 1)
+norm = keras.layers.Normalization(axis=1)
+norm.adapt(x)
+model = keras.Sequential([keras.Input((48, 1)), norm, keras.layers.Conv1D(8, 5, padding="same", activation="relu"),
+    keras.layers.BatchNormalization(), keras.layers.MaxPooling1D(2, strides=2, padding="same"),
+    keras.layers.Flatten(), keras.layers.Dense(3, activation="softmax")])
+model.compile("adam", "sparse_categorical_crossentropy")
+y = h5py.File(sys.argv[1], "r")["labels"][:]
+model.fit(x, y, epochs=2, verbose=0)
+model.save(sys.argv[2])
+EOF
+"$venv/bin/python" make.py f.h5 keras-made.keras >make.log 2>&1 || { cat make.log; fail "Keras could not make its model"; }
+"$SERTRAIN" import-keras keras-made.keras -o imported.h5 --classes angry,calm,sad >import.log 2>&1 \
+  || { cat import.log; fail "import-keras of a Keras-made .keras"; }
+grep -q "scaler from its Normalization layer" import.log || fail "the adapted Normalization was not taken as the scaler"
+grep -q "warning" import.log && fail "a warning on a model that carries its scaler: $(cat import.log)"
+"$SERTRAIN" predict --checkpoint imported.h5 --features f.h5 --csv >imported.csv
+line=$("$venv/bin/python" compare.py keras-made.keras f.h5 imported.csv 2>&1 | tail -1) \
+  || fail "sertrain predicts a Keras-made .keras differently from Keras: $line"
+pass "a .keras Keras saved (adapted Normalization first) imports: $line from Keras's own predict"
