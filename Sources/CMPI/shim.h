@@ -15,5 +15,7 @@ static inline MPI_Op sertrain_MPI_MAX(void) { return MPI_MAX; }
 static inline MPI_Op sertrain_MPI_MIN(void) { return MPI_MIN; }
 static inline void *sertrain_MPI_IN_PLACE(void) { return MPI_IN_PLACE; }
 static inline MPI_Status *sertrain_MPI_STATUS_IGNORE(void) { return MPI_STATUS_IGNORE; }
+static inline MPI_Status *sertrain_MPI_STATUSES_IGNORE(void) { return MPI_STATUSES_IGNORE; }
+static inline MPI_Request sertrain_MPI_REQUEST_NULL(void) { return MPI_REQUEST_NULL; }
 static inline MPI_Errhandler sertrain_MPI_ERRORS_RETURN(void) { return MPI_ERRORS_RETURN; }
 static inline int sertrain_MPI_THREAD_FUNNELED(void) { return MPI_THREAD_FUNNELED; }

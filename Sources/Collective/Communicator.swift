@@ -12,6 +12,12 @@ public protocol Communicator: AnyObject {
   var size: Int { get }
   /// Sums `buffer` elementwise over all ranks, in place.
   func allreduceSum(_ buffer: UnsafeMutableBufferPointer<Float>)
+  /// Starts summing `buffer` over all ranks in place (MPI_Iallreduce), on a communicator of its own so that these
+  /// reductions never wait on the order of the blocking collectives issued meanwhile; every rank starts the same
+  /// buffers in the same order. `progressReductions` lets MPI advance them; `finishReductions` waits for all.
+  func startAllreduceSum(_ buffer: UnsafeMutableBufferPointer<Float>)
+  func progressReductions()
+  func finishReductions()
   func allreduceSum(_ buffer: UnsafeMutableBufferPointer<Double>)
   /// Copies root's bytes to every rank.
   func broadcast(_ buffer: UnsafeMutableRawBufferPointer, root: Int)
@@ -68,6 +74,9 @@ public final class SingleProcessCommunicator: Communicator {
   public var size: Int { 1 }
   public func allreduceSum(_ buffer: UnsafeMutableBufferPointer<Float>) {}
   public func allreduceSum(_ buffer: UnsafeMutableBufferPointer<Double>) {}
+  public func startAllreduceSum(_ buffer: UnsafeMutableBufferPointer<Float>) {}
+  public func progressReductions() {}
+  public func finishReductions() {}
   public func broadcast(_ buffer: UnsafeMutableRawBufferPointer, root: Int) {}
   public func barrier() {}
   public func gather(_ bytes: [UInt8], root: Int) -> [[UInt8]] { [bytes] }
@@ -80,6 +89,9 @@ public final class MPICommunicator: Communicator {
   public let rank: Int
   public let size: Int
   private let comm: MPI_Comm
+  /// A duplicate of `comm` for the nonblocking reductions, and their requests.
+  private var reductionComm: MPI_Comm?
+  private var requests: [MPI_Request?] = []
 
   nonisolated(unsafe) private static var shared: MPICommunicator?
 
@@ -110,6 +122,9 @@ public final class MPICommunicator: Communicator {
 
   private init(comm: MPI_Comm) {
     self.comm = comm
+    var dup: MPI_Comm?
+    MPI_Comm_dup(comm, &dup)
+    reductionComm = dup
     var r: Int32 = 0
     var s: Int32 = 0
     MPI_Comm_rank(comm, &r)
@@ -125,6 +140,30 @@ public final class MPICommunicator: Communicator {
         sertrain_MPI_IN_PLACE(), buffer.baseAddress! + off, Int32(n), sertrain_MPI_FLOAT(), sertrain_MPI_SUM(),
         comm)
     }
+  }
+
+  public func startAllreduceSum(_ buffer: UnsafeMutableBufferPointer<Float>) {
+    guard size > 1, buffer.count > 0 else { return }
+    chunked(buffer.count) { off, n in
+      var request: MPI_Request? = sertrain_MPI_REQUEST_NULL()
+      let status = MPI_Iallreduce(
+        sertrain_MPI_IN_PLACE(), buffer.baseAddress! + off, Int32(n), sertrain_MPI_FLOAT(), sertrain_MPI_SUM(),
+        reductionComm, &request)
+      requests.append(request)
+      return status
+    }
+  }
+
+  public func progressReductions() {
+    guard !requests.isEmpty else { return }
+    var done: Int32 = 0
+    MPI_Testall(Int32(requests.count), &requests, &done, sertrain_MPI_STATUSES_IGNORE())
+  }
+
+  public func finishReductions() {
+    guard !requests.isEmpty else { return }
+    MPI_Waitall(Int32(requests.count), &requests, sertrain_MPI_STATUSES_IGNORE())
+    requests.removeAll(keepingCapacity: true)
   }
 
   public func allreduceSum(_ buffer: UnsafeMutableBufferPointer<Double>) {

@@ -273,10 +273,35 @@ public final class Network {
     return (total, correct)
   }
 
+  /// The gradient buffer in buckets for reductions that overlap backward: runs of whole layers, from the last layer
+  /// down, each closed once it holds at least `bytes` (or at the first layer), with the step's tail in the first.
+  /// `afterLayer` is the layer whose backward completes the bucket. Buckets cover the buffer, in layer order reversed.
+  public func gradientBuckets(bytes: Int) -> [(afterLayer: Int, range: Range<Int>)] {
+    let starts = layers.map { layer in
+      layer.plans.flatMap { plan in plan.trainable.map { parameterLayout["\(plan.name)/\($0.0)"]!.offset } }.min()
+    }
+    var buckets: [(afterLayer: Int, range: Range<Int>)] = []
+    var end = gradients.count
+    for k in stride(from: layers.count - 1, through: 0, by: -1) {
+      let start = k == 0 ? 0 : starts[k] ?? end
+      if start < end && ((end - start) * MemoryLayout<Float>.size >= bytes || k == 0) {
+        buckets.append((k, start..<end))
+        end = start
+      }
+    }
+    return buckets
+  }
+
+  /// Layers as backward runs them (a fused block is one).
+  public var layerCount: Int { layers.count }
+
   /// Back-propagates the cross-entropy of the last training forward, writing every parameter gradient:
   /// `d logits = (p - onehot(label)) * scale`. With `scale = 1/B` the gradients are those of the batch mean;
   /// data-parallel ranks pass `1/global batch` so that summing the ranks' gradients gives the global mean.
-  public func backward(labels: UnsafeBufferPointer<Int32>, scale: Float) {
+  /// `afterLayer(k)` runs as soon as layer k's gradients are complete (layers from the top down).
+  public func backward(
+    labels: UnsafeBufferPointer<Int32>, scale: Float, afterLayer: ((Int) -> Void)? = nil
+  ) {
     let batch = lastBatch
     precondition(lastTraining, "backward needs a training forward")
     let n = layers.count
@@ -296,6 +321,7 @@ public final class Network {
         x: activation(i, batch: batch), y: activation(i + 1, batch: batch), dy: gradient(i + 1, batch: batch),
         dx: i > 0 ? gradient(i, batch: batch) : nil, ctx)
       if profile != nil { profile![layers[i].name + " backward", default: 0] += monotonicSeconds() - t0 }
+      afterLayer?(i)
     }
   }
 

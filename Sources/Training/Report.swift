@@ -186,7 +186,11 @@ public func writeRunReport(runDir: String, last: Checkpoint, evaluation: Evaluat
     ("epochs", "\(state.history.count) of \(c.epochs)\(state.finished ? ", finished" : ", in progress")"),
     (
       "training",
-      "Adam, learning rate \(c.learningRate), batch \(c.batchSize) on \(state.ranks) rank(s), seed \(c.seed); "
+      "Adam, learning rate \(c.learningRate)"
+        + ((c.lrScaling ?? .none) == .none
+          ? "" : " scaled \(c.lrScaling!.rawValue) from batch \(c.baseBatch ?? 64) to \(c.scaledLearningRate)")
+        + ((c.warmupEpochs ?? 0) > 0 ? " after \(c.warmupEpochs!) epochs of linear warmup" : "")
+        + ", batch \(c.batchSize) on \(state.ranks) rank(s), seed \(c.seed); "
         + "early stopping on \(c.earlyStopping.monitor), patience \(c.earlyStopping.patience); learning rate x"
         + "\(c.reduceLR.factor) after \(c.reduceLR.patience) epochs without improvement, floor \(c.reduceLR.minLR)"
         + (c.standardize ? "; features standardised" : "")

@@ -13,35 +13,66 @@ public struct StepSums: Sendable {
   public var nonFinite = false
   /// Some rank was asked to stop (SIGUSR1, SIGTERM) before the step's reduction.
   public var stop = false
-  /// Seconds this rank spent in the allreduce.
+  /// Seconds this rank waited for the gradients' reduction after its backward (with overlap: the part not hidden).
   public var allreduceSeconds = 0.0
+  /// Seconds of forward and loss, and of backward; with overlap, each bucket's start (seconds after backward
+  /// began) and floats: what `bench scale` models communication and overlap from.
+  public var forwardSeconds = 0.0
+  public var backwardSeconds = 0.0
+  public var bucketStarts: [(seconds: Double, floats: Int)] = []
 }
 
 /// One data-parallel training step, as `Trainer` takes it and the benchmarks time it: forward in training mode on
 /// this rank's `labels.count` rows of `x` (`[rows, inputWidth]`; no rows: the step's collectives are joined with
-/// zeros), the loss, backward scaled by `1/globalRows`, then one in-place allreduce of the gradients and the
-/// step's sums. The caller applies the optimizer (unless the sums are not finite).
+/// zeros), the loss, backward scaled by `1/globalRows`, and the sum over ranks of the gradients and the step's sums.
+/// With `bucketBytes` 0 that sum is one blocking allreduce after backward; otherwise the gradients go in buckets of
+/// at least that many bytes (`Network.gradientBuckets`), each reduced without blocking as soon as backward has
+/// finished its layers, MPI driven between layers, all complete before this returns. The caller applies the
+/// optimizer (unless the sums are not finite).
 public func trainStep(
   _ network: Network, comm: Communicator, x: UnsafePointer<Float>, labels: UnsafeBufferPointer<Int32>,
-  globalRows: Int, dropoutSeed: UInt64 = 0, stop: Bool = false
+  globalRows: Int, dropoutSeed: UInt64 = 0, stop: Bool = false, bucketBytes: Int = 0
 ) -> StepSums {
   let tail = network.gradients.pointer + network.trainableCount
+  let overlap = bucketBytes > 0 && comm.size > 1
+  let buckets = overlap ? network.gradientBuckets(bytes: bucketBytes) : []
+  var next = 0
+  var sums = StepSums()
+  var backwardStart = monotonicSeconds()
+  // Starts the buckets that layer k completes.
+  func afterLayer(_ k: Int) {
+    while next < buckets.count && buckets[next].afterLayer == k {
+      let r = buckets[next].range
+      sums.bucketStarts.append((monotonicSeconds() - backwardStart, r.count))
+      comm.startAllreduceSum(
+        UnsafeMutableBufferPointer(start: network.gradients.pointer + r.lowerBound, count: r.count))
+      next += 1
+    }
+    comm.progressReductions()
+  }
   if labels.isEmpty {
     network.emptyTrainingStep()
+    tail[4] = stop ? 1 : 0
+    if overlap { for k in stride(from: network.layerCount - 1, through: 0, by: -1) { afterLayer(k) } }
   } else {
+    let forwardStart = monotonicSeconds()
     _ = network.forward(x, batch: labels.count, training: true, dropoutSeed: dropoutSeed)
     let (loss, correct) = network.loss(labels: labels)
-    network.backward(labels: labels, scale: 1 / Float(globalRows))
-    tail[0] = Float(loss)
-    tail[1] = Float(correct)
-    tail[2] = Float(labels.count)
-    tail[3] = loss.isFinite ? 0 : 1
+    // The tail first: it rides in the first bucket, which leaves before backward is over.
+    (tail[0], tail[1], tail[2], tail[3]) = (Float(loss), Float(correct), Float(labels.count), loss.isFinite ? 0 : 1)
+    tail[4] = stop ? 1 : 0
+    backwardStart = monotonicSeconds()
+    sums.forwardSeconds = backwardStart - forwardStart
+    network.backward(labels: labels, scale: 1 / Float(globalRows), afterLayer: overlap ? afterLayer : nil)
   }
-  tail[4] = stop ? 1 : 0
   let t0 = monotonicSeconds()
-  comm.allreduceSum(
-    UnsafeMutableBufferPointer(start: network.gradients.pointer, count: network.trainableCount + Network.gradientTail))
-  var sums = StepSums()
+  sums.backwardSeconds = t0 - backwardStart
+  if overlap {
+    comm.finishReductions()
+  } else {
+    comm.allreduceSum(
+      UnsafeMutableBufferPointer(start: network.gradients.pointer, count: network.gradients.count))
+  }
   sums.allreduceSeconds = monotonicSeconds() - t0
   (sums.loss, sums.correct, sums.rows) = (Double(tail[0]), Double(tail[1]), Double(tail[2]))
   sums.nonFinite = tail[3] > 0

@@ -30,7 +30,36 @@ public struct TrainConfig: Codable, Equatable, Sendable {
   /// steps per epoch (Keras's `steps_per_epoch`). Nil: all.
   public var limitRows: Int?
   public var stepsPerEpoch: Int?
+  /// Large global batches (Goyal et al. 2017): the learning rate scaled by `batchSize / baseBatch` (linear) or its
+  /// square root, reached by a linear warmup from `learningRate` over `warmupEpochs`, step by step. Nil in runs
+  /// from before these existed: none, 64, 0.
+  public var lrScaling: LRScaling?
+  public var baseBatch: Int?
+  public var warmupEpochs: Int?
   public init() {}
+
+  public enum LRScaling: String, Codable, Sendable, CaseIterable {
+    case none, linear, sqrt
+  }
+
+  /// The learning rate after warmup (before ReduceLROnPlateau's reductions).
+  public var scaledLearningRate: Double {
+    let ratio = Double(batchSize) / Double(baseBatch ?? 64)
+    switch lrScaling ?? .none {
+    case .none: return learningRate
+    case .linear: return learningRate * ratio
+    case .sqrt: return learningRate * ratio.squareRoot()
+    }
+  }
+
+  /// The learning rate of global step `step` (0-based, counted over epochs of `stepsPerEpoch`) when `target` is
+  /// the rate after warmup: from `learningRate` up to `target` in equal increments, reaching it at the last step
+  /// of the warmup epochs; `target` after them.
+  public func learningRate(step: Int, stepsPerEpoch: Int, target: Double) -> Double {
+    let warmup = (warmupEpochs ?? 0) * stepsPerEpoch
+    guard step < warmup else { return target }
+    return learningRate + (target - learningRate) * Double(step + 1) / Double(warmup)
+  }
 }
 
 /// One epoch's metrics, as Keras's History records them.
@@ -123,6 +152,9 @@ public final class Trainer {
   /// Seconds between plain progress lines on standard output when standard error is not a terminal (a log
   /// file); 0 for none. On a terminal a progress bar is drawn instead.
   public var progressEvery = 30.0
+  /// Gradient buckets reduced while backward runs (`trainStep`); 0: one blocking allreduce after backward.
+  public var bucketBytes = Trainer.defaultBucketBytes
+  public static let defaultBucketBytes = 4 << 20
   /// Put before every line this trainer prints (cross-validation's `fold 2/4: `).
   public var linePrefix = ""
 
@@ -197,6 +229,13 @@ public final class Trainer {
       restoredState = s
     }
     self.config = config
+    if comm.size > config.batchSize {
+      throw AgreedFailure(
+        isRoot
+          ? "\(comm.size) ranks but a global batch of \(config.batchSize) rows: every rank needs a row of each step. "
+            + "Pass --batch-size \(comm.size) or more (with --lr-scaling linear --warmup-epochs 2 to keep the "
+            + "learning rate in step with it), or run fewer ranks" : nil)
+    }
     if access(config.data, F_OK) != 0 {
       throw Failure(
         given.contains("--data") || resumeFrom != nil
@@ -229,7 +268,7 @@ public final class Trainer {
           + "\(file.width) features per row")
     }
     network = try Network(spec: spec, classes: file.classes.count, seed: config.seed)
-    adam = Adam(count: network.trainableCount, learningRate: Float(config.learningRate))
+    adam = Adam(count: network.trainableCount, learningRate: Float(config.scaledLearningRate))
 
     // Every rank must run the same model.
     var specText = spec.encoded() + "#\(network.trainableCount)+\(network.nonTrainableCount)"
@@ -353,6 +392,8 @@ public final class Trainer {
       ("--no-standardize", { $0.standardize ? "off" : "on" }),
       ("--limit-rows", { $0.limitRows.map(String.init) ?? "all" }),
       ("--steps-per-epoch", { $0.stepsPerEpoch.map(String.init) ?? "all" }),
+      ("--lr-scaling", { ($0.lrScaling ?? .none).rawValue }), ("--base-batch", { "\($0.baseBatch ?? 64)" }),
+      ("--warmup-epochs", { "\($0.warmupEpochs ?? 0)" }),
     ]
     return fields.compactMap { flag, value in
       guard given.contains(flag), value(config) != value(run) else { return nil }
@@ -502,7 +543,8 @@ public final class Trainer {
           labels.withUnsafeBufferPointer {
             trainStep(
               network, comm: comm, x: x.baseAddress!, labels: UnsafeBufferPointer(rebasing: $0[0..<local.count]),
-              globalRows: global.count, dropoutSeed: stream.next(), stop: sertrain_stop_requested() != 0)
+              globalRows: global.count, dropoutSeed: stream.next(), stop: sertrain_stop_requested() != 0,
+              bucketBytes: bucketBytes)
           }
         }
         if sums.nonFinite {
@@ -512,7 +554,12 @@ public final class Trainer {
             "the loss is not finite at epoch \(epoch + 1), step \(step + 1) (NaN or infinity in the data or a diverging "
               + "model: try a lower --learning-rate); \(saved)")
         }
+        // During warmup the step's rate comes from the schedule; Adam keeps the target (ReduceLROnPlateau's).
+        let target = adam.learningRate
+        adam.learningRate = Float(
+          config.learningRate(step: epoch * stepsPerEpoch + step, stepsPerEpoch: stepsPerEpoch, target: Double(target)))
         adam.update(network.parameters, network.gradients)
+        adam.learningRate = target
         state.epochLoss += sums.loss
         state.epochCorrect += sums.correct
         state.epochSamples += sums.rows
@@ -559,7 +606,9 @@ public final class Trainer {
     let row = HistoryRow(
       epoch: epoch + 1, loss: state.epochLoss / max(state.epochSamples, 1),
       accuracy: state.epochCorrect / max(state.epochSamples, 1), valLoss: valLoss, valAccuracy: valAccuracy,
-      learningRate: Double(adam.learningRate), seconds: state.epochSeconds, end: unixTime())
+      learningRate: config.learningRate(  // the rate of the epoch's last step (warmup's, or Adam's)
+        step: (epoch + 1) * stepsPerEpoch - 1, stepsPerEpoch: stepsPerEpoch, target: Double(adam.learningRate)),
+      seconds: state.epochSeconds, end: unixTime())
     // Rank 0 decides: [stop, new learning rate (or -1), keep as best weights, new best checkpoint].
     var decision: (Double, Double, Double, Double) = (0, -1, 0, 0)
     if isRoot {

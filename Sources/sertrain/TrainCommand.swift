@@ -40,6 +40,7 @@ struct Train: ParsableCommand {
       let trainer = try Trainer(
         config: config, runDir: dir, resume: resume, comm: comm, quiet: output.quiet, given: given)
       trainer.progressEvery = output.progressEvery
+      trainer.bucketBytes = training.bucketBytes
       let code = try trainer.run()
       if code != 0 { throw ExitCode(code) }
       // The final weights on the held-out rows, and the report.
@@ -102,6 +103,26 @@ struct TrainingOptions: ParsableArguments {
   @Option(help: "ReduceLROnPlateau cooldown in epochs.")
   var cooldown: Int?
 
+  @Option(
+    help: ArgumentHelp(
+      "Scale the learning rate with the global batch: linear (x batch/base), sqrt, or none (the default).",
+      valueName: "linear|sqrt|none"))
+  var lrScaling: TrainConfig.LRScaling?
+
+  @Option(help: "The batch size --learning-rate is meant for (the seed's 64).")
+  var baseBatch: Int?
+
+  @Option(help: "Epochs of linear warmup from --learning-rate to the scaled rate (Goyal et al. 2017).")
+  var warmupEpochs: Int?
+
+  @Option(
+    help: ArgumentHelp(
+      "Across ranks: reduce the gradients in buckets of this many MiB while backward runs (0: one blocking "
+        + "allreduce after it). Changes speed, not results (beyond the order of sums on more than 2 ranks).",
+      valueName: "MiB"))
+  var bucketMB = Double(Trainer.defaultBucketBytes) / Double(1 << 20)
+  var bucketBytes: Int { Int(bucketMB * Double(1 << 20)) }
+
   @Option(help: "For trying things out: use at most N rows (whole recordings, drawn from --seed).")
   var limitRows: Int?
 
@@ -147,6 +168,9 @@ struct TrainingOptions: ParsableArguments {
     take(noStandardize ? true : nil, "--no-standardize") { c, _ in c.standardize = false }
     take(limitRows, "--limit-rows") { $0.limitRows = $1 }
     take(stepsPerEpoch, "--steps-per-epoch") { $0.stepsPerEpoch = $1 }
+    take(lrScaling, "--lr-scaling") { $0.lrScaling = $1 }
+    take(baseBatch, "--base-batch") { $0.baseBatch = $1 }
+    take(warmupEpochs, "--warmup-epochs") { $0.warmupEpochs = $1 }
     return (c, given)
   }
 
@@ -163,6 +187,14 @@ struct TrainingOptions: ParsableArguments {
     if !(c.reduceLR.factor > 0 && c.reduceLR.factor < 1) { throw ValidationError("--lr-factor must be in (0, 1)") }
     if (c.limitRows ?? 1) < 1 || (c.stepsPerEpoch ?? 1) < 1 {
       throw ValidationError("--limit-rows and --steps-per-epoch must be at least 1")
+    }
+    if !(bucketMB >= 0) { throw ValidationError("--bucket-mb must be 0 or more") }
+    if (c.baseBatch ?? 1) < 1 || (c.warmupEpochs ?? 0) < 0 {
+      throw ValidationError("--base-batch must be at least 1 and --warmup-epochs at least 0")
+    }
+    if (c.warmupEpochs ?? 0) >= c.epochs {
+      throw ValidationError(
+        "--warmup-epochs \(c.warmupEpochs!) leaves no epoch at the scaled learning rate of --epochs \(c.epochs)")
     }
   }
 
@@ -217,6 +249,7 @@ struct CrossValidate: ParsableCommand {
       var o = CrossValidationOptions()
       (o.folds, o.by, o.directory) = (folds, by, directory)
       (o.config, o.quiet, o.progressEvery) = (training.configuration().0, output.quiet, output.progressEvery)
+      o.bucketBytes = training.bucketBytes
       o.config.testFraction = 0
       let (summary, stopped) = try crossValidate(o, comm: comm)
       if stopped { throw ExitCode(Trainer.exitStopped) }
@@ -229,3 +262,4 @@ struct CrossValidate: ParsableCommand {
 }
 
 extension SplitKind: ExpressibleByArgument {}
+extension TrainConfig.LRScaling: ExpressibleByArgument {}

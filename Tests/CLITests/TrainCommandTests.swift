@@ -176,6 +176,12 @@ final class TrainCommandTests: XCTestCase {
     }
     let usage = try runCommand(["train", "--epochs", "0"], directory: dir)
     XCTAssertEqual(usage.status, 2)
+    let warmup = try runCommand(["train", "--epochs", "3", "--warmup-epochs", "3"], directory: dir)
+    XCTAssertEqual(warmup.status, 2)
+    XCTAssertTrue(warmup.stderr.contains("--warmup-epochs 3 leaves no epoch"), warmup.stderr)
+    let scaling = try runCommand(["train", "--lr-scaling", "cubic"], directory: dir)
+    XCTAssertEqual(scaling.status, 2)
+    XCTAssertTrue(scaling.stderr.contains("linear") && scaling.stderr.contains("sqrt"), scaling.stderr)
   }
 
   /// A checkpoint changed after it was written: a flipped bit in the weights and a training state that does not

@@ -222,4 +222,22 @@ final class FastVersusNaiveTests: XCTestCase {
     let spec = oddSpec(length: 13, channels: [4, 3], kernels: [3, 3], pools: [3, 3], dense: 4)
     for batch in [4, 1, 6, 2] { try check(spec, classes: 3, batch: batch, seed: UInt64(batch)) }
   }
+
+  /// Buckets cover the gradients and the step's tail, contiguous, from the top layer down, each at least the size
+  /// asked unless it ends at the first layer, and closed by the layer whose backward completes it.
+  func testGradientBucketsCoverTheBufferFromTheTop() throws {
+    let network = try Network(spec: .seed(inputLength: 2376), classes: 7)
+    for bytes in [1, 1 << 20, 4 << 20, 1 << 30] {
+      let buckets = network.gradientBuckets(bytes: bytes)
+      XCTAssertEqual(buckets.first?.range.upperBound, network.gradients.count, "the tail rides in the first")
+      XCTAssertEqual(buckets.last?.range.lowerBound, 0)
+      for (a, b) in zip(buckets, buckets.dropFirst()) {
+        XCTAssertEqual(a.range.lowerBound, b.range.upperBound)
+        XCTAssertGreaterThan(a.afterLayer, b.afterLayer)
+      }
+      for bucket in buckets.dropLast() { XCTAssertGreaterThanOrEqual(bucket.range.count * 4, bytes) }
+    }
+    XCTAssertEqual(network.gradientBuckets(bytes: 1 << 30).count, 1)
+    XCTAssertEqual(network.gradientBuckets(bytes: 1).count, 8, "one per layer with weights: 5 blocks, 3 in the head")
+  }
 }

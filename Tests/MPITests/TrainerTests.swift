@@ -215,4 +215,57 @@ final class TrainerTests: XCTestCase {
     }
     comm.barrier()
   }
+
+  /// The gradients reduced in buckets while backward runs equal the blocking allreduce's: within 1e-6 per tensor
+  /// for buckets of any size (256 bytes here: many), bit for bit with one bucket holding everything; the same bucket
+  /// size twice gives the same bits; the step's sums ride along.
+  func testOverlappedReductionsEqualTheBlockingOne() throws {
+    let spec = ModelSpec.tiny(inputLength: 64)
+    let batch = 12
+    var rng = TestRNG(seed: 4)
+    let x = (0..<(batch * 64)).map { _ in rng.normal() }
+    let labels = (0..<batch).map { Int32($0 % 3) }
+    let mine = Array(Swift.stride(from: comm.rank, to: batch, by: comm.size))
+    let xs = mine.flatMap { x[($0 * 64)..<(($0 + 1) * 64)] }
+    let ys = mine.map { labels[$0] }
+    func step(_ bucketBytes: Int) throws -> (Network, StepSums) {
+      let network = try Network(spec: spec, classes: 3, seed: 7)
+      network.statisticsReducer = comm.size > 1 ? { [comm] in comm.allreduceSum($0) } : nil
+      let sums = xs.withUnsafeBufferPointer { x in
+        ys.withUnsafeBufferPointer {
+          trainStep(network, comm: comm, x: x.baseAddress!, labels: $0, globalRows: batch, bucketBytes: bucketBytes)
+        }
+      }
+      return (network, sums)
+    }
+    let (blocking, blockingSums) = try step(0)
+    let (overlapped, overlappedSums) = try step(256)
+    let (again, _) = try step(256)
+    let (whole, _) = try step(1 << 30)
+    XCTAssertGreaterThan(overlapped.gradientBuckets(bytes: 256).count, 3, "the tiny model in several buckets")
+    for view in blocking.parameterLayout.views {
+      let error = relativeToMax(Array(overlapped.gradient(view.name)!), Array(blocking.gradient(view.name)!))
+      XCTAssertLessThanOrEqual(error, 1e-6, "\(view.name), \(comm.size) ranks")
+    }
+    XCTAssertEqual(again.gradients.array, overlapped.gradients.array, "the same buckets twice")
+    XCTAssertEqual(whole.gradients.array, blocking.gradients.array, "one bucket is the blocking allreduce")
+    XCTAssertEqual(overlappedSums.rows, Double(batch))
+    XCTAssertEqual(overlappedSums.loss, blockingSums.loss, accuracy: 1e-5 * abs(blockingSums.loss))
+    XCTAssertEqual(overlappedSums.correct, blockingSums.correct)
+  }
+
+  /// More ranks than rows in a global batch: an error on every rank that says what to pass.
+  func testMoreRanksThanTheBatchIsAnError() throws {
+    guard comm.size > 1 else { throw XCTSkip("needs 2 ranks or more") }
+    let dir = sharedDirectory()
+    let data = dir + "/features.h5"
+    try writeFeatures(data, rows: 30)
+    var c = config(data, epochs: 1)
+    c.batchSize = comm.size - 1
+    XCTAssertThrowsError(try Trainer(config: c, runDir: dir + "/run", resume: nil, comm: comm, quiet: true)) {
+      XCTAssertTrue($0 is AgreedFailure, "\($0)")
+      if comm.rank == 0 { XCTAssertTrue("\($0)".contains("--batch-size \(comm.size) or more"), "\($0)") }
+    }
+    comm.barrier()
+  }
 }

@@ -90,4 +90,25 @@ final class CallbackTests: XCTestCase {
     XCTAssertEqual(EarlyStopping.increasing("loss", .auto), false)
     XCTAssertNil(EarlyStopping.increasing("val_f1", .auto), "Keras cannot tell: an error at startup")
   }
+
+  /// Goyal et al.'s rule: the rate scaled with the batch, reached by equal steps over the warmup epochs.
+  func testLearningRateScalingAndWarmup() {
+    var c = TrainConfig()
+    (c.learningRate, c.batchSize) = (1e-3, 256)
+    XCTAssertEqual(c.scaledLearningRate, 1e-3, "no scaling by default")
+    c.lrScaling = .linear
+    XCTAssertEqual(c.scaledLearningRate, 4e-3, accuracy: 1e-15)
+    c.lrScaling = .sqrt
+    XCTAssertEqual(c.scaledLearningRate, 2e-3, accuracy: 1e-15)
+    (c.lrScaling, c.baseBatch) = (.linear, 128)
+    XCTAssertEqual(c.scaledLearningRate, 2e-3, accuracy: 1e-15)
+    c.warmupEpochs = 2
+    // 2 epochs of 4 steps: 1e-3 + 1e-3 * (k + 1) / 8 for steps 0 ... 7, then the target.
+    let rates = (0..<10).map { c.learningRate(step: $0, stepsPerEpoch: 4, target: 2e-3) }
+    var expected: [Double] = (0..<8).map { k in 1e-3 + 1e-3 * Double(k + 1) / 8 }
+    expected += [2e-3, 2e-3]
+    for (r, e) in zip(rates, expected) { XCTAssertEqual(r, e, accuracy: 1e-15) }
+    c.warmupEpochs = nil
+    XCTAssertEqual(c.learningRate(step: 0, stepsPerEpoch: 4, target: 2e-3), 2e-3, "no warmup: the target at once")
+  }
 }
