@@ -99,6 +99,10 @@ public final class ProgressBar {
 }
 
 extension String {
+  /// Padded with spaces to `n` characters, on the right or (`leftPadding`) on the left.
+  public func padding(_ n: Int) -> String { count >= n ? self : self + String(repeating: " ", count: n - count) }
+  public func leftPadding(_ n: Int) -> String { count >= n ? self : String(repeating: " ", count: n - count) + self }
+
   /// The string without white space at either end.
   public func trimmingCharacters() -> String {
     var s = Substring(self)

@@ -19,3 +19,4 @@ static inline MPI_Status *sertrain_MPI_STATUSES_IGNORE(void) { return MPI_STATUS
 static inline MPI_Request sertrain_MPI_REQUEST_NULL(void) { return MPI_REQUEST_NULL; }
 static inline MPI_Errhandler sertrain_MPI_ERRORS_RETURN(void) { return MPI_ERRORS_RETURN; }
 static inline int sertrain_MPI_THREAD_FUNNELED(void) { return MPI_THREAD_FUNNELED; }
+static inline int sertrain_MPI_THREAD_MULTIPLE(void) { return MPI_THREAD_MULTIPLE; }

@@ -12,9 +12,10 @@ public protocol Communicator: AnyObject {
   var size: Int { get }
   /// Sums `buffer` elementwise over all ranks, in place.
   func allreduceSum(_ buffer: UnsafeMutableBufferPointer<Float>)
-  /// Starts summing `buffer` over all ranks in place (MPI_Iallreduce), on a communicator of its own so that these
-  /// reductions never wait on the order of the blocking collectives issued meanwhile; every rank starts the same
-  /// buffers in the same order. `progressReductions` lets MPI advance them; `finishReductions` waits for all.
+  /// Starts summing `buffer` over all ranks in place (MPI_Iallreduce, in pieces), on a communicator of its own so
+  /// that these reductions never wait on the order of the blocking collectives issued meanwhile; every rank starts
+  /// the same buffers in the same order. `progressReductions` advances them where MPI has no thread support;
+  /// `finishReductions` waits for all.
   func startAllreduceSum(_ buffer: UnsafeMutableBufferPointer<Float>)
   func progressReductions()
   func finishReductions()
@@ -89,11 +90,11 @@ public final class MPICommunicator: Communicator {
   public let rank: Int
   public let size: Int
   private let comm: MPI_Comm
-  /// A duplicate of `comm` for the nonblocking reductions, and their requests.
-  private var reductionComm: MPI_Comm?
-  private var requests: [MPI_Request?] = []
+  /// The nonblocking reductions, on a duplicate of `comm`.
+  private let progress: ReductionProgress
 
   nonisolated(unsafe) private static var shared: MPICommunicator?
+  nonisolated(unsafe) private static var threadMultiple = false
 
   /// The world communicator, initialising MPI on first use.
   public static func world() -> MPICommunicator {
@@ -101,8 +102,10 @@ public final class MPICommunicator: Communicator {
     var initialized: Int32 = 0
     MPI_Initialized(&initialized)
     if initialized == 0 {
+      // Multiple: a thread of ours drives the nonblocking reductions while the main one computes.
       var provided: Int32 = 0
-      MPI_Init_thread(nil, nil, sertrain_MPI_THREAD_FUNNELED(), &provided)
+      MPI_Init_thread(nil, nil, sertrain_MPI_THREAD_MULTIPLE(), &provided)
+      threadMultiple = provided >= sertrain_MPI_THREAD_MULTIPLE()
       atexit {
         var finalized: Int32 = 0
         MPI_Finalized(&finalized)
@@ -124,7 +127,7 @@ public final class MPICommunicator: Communicator {
     self.comm = comm
     var dup: MPI_Comm?
     MPI_Comm_dup(comm, &dup)
-    reductionComm = dup
+    progress = ReductionProgress(comm: dup)
     var r: Int32 = 0
     var s: Int32 = 0
     MPI_Comm_rank(comm, &r)
@@ -144,27 +147,14 @@ public final class MPICommunicator: Communicator {
 
   public func startAllreduceSum(_ buffer: UnsafeMutableBufferPointer<Float>) {
     guard size > 1, buffer.count > 0 else { return }
-    chunked(buffer.count) { off, n in
-      var request: MPI_Request? = sertrain_MPI_REQUEST_NULL()
-      let status = MPI_Iallreduce(
-        sertrain_MPI_IN_PLACE(), buffer.baseAddress! + off, Int32(n), sertrain_MPI_FLOAT(), sertrain_MPI_SUM(),
-        reductionComm, &request)
-      requests.append(request)
-      return status
-    }
+    progress.add(buffer)
+    if MPICommunicator.threadMultiple { progress.startThread() }
   }
 
-  public func progressReductions() {
-    guard !requests.isEmpty else { return }
-    var done: Int32 = 0
-    MPI_Testall(Int32(requests.count), &requests, &done, sertrain_MPI_STATUSES_IGNORE())
-  }
+  /// Without a progress thread (MPI without thread support), MPI advances the reductions only inside MPI calls.
+  public func progressReductions() { if !MPICommunicator.threadMultiple { progress.test() } }
 
-  public func finishReductions() {
-    guard !requests.isEmpty else { return }
-    MPI_Waitall(Int32(requests.count), &requests, sertrain_MPI_STATUSES_IGNORE())
-    requests.removeAll(keepingCapacity: true)
-  }
+  public func finishReductions() { progress.finish() }
 
   public func allreduceSum(_ buffer: UnsafeMutableBufferPointer<Double>) {
     guard size > 1, buffer.count > 0 else { return }
@@ -235,6 +225,86 @@ public final class MPICommunicator: Communicator {
       _ = body(off, n)
       off += n
     }
+  }
+}
+
+/// The nonblocking reductions of one step, in order: a thread of ours starts them one piece of at most `window`
+/// floats at a time, the next when the last is done (MPI_Test every 20 us), while the main thread computes.
+/// OpenMPI advances a nonblocking collective only inside MPI calls; and a whole bucket in flight would queue the
+/// small blocking BatchNorm reductions of backward behind megabytes on the link (measured: BENCHMARKS.md, "bench
+/// scale"). Without thread support, pieces start and advance in `test` (between layers) instead.
+final class ReductionProgress: @unchecked Sendable {
+  private var pending: [(UnsafeMutablePointer<Float>, Int)] = []
+  private var inFlight: MPI_Request? = nil
+  private var lock = pthread_mutex_t()
+  private var thread: pthread_t?
+  private var draining = false
+  let window = 1 << 16  // 256 KiB
+  let comm: MPI_Comm?
+
+  init(comm: MPI_Comm?) {
+    self.comm = comm
+    pthread_mutex_init(&lock, nil)
+  }
+
+  func add(_ buffer: UnsafeMutableBufferPointer<Float>) {
+    pthread_mutex_lock(&lock)
+    for off in stride(from: 0, to: buffer.count, by: window) {
+      pending.append((buffer.baseAddress! + off, min(window, buffer.count - off)))
+    }
+    pthread_mutex_unlock(&lock)
+  }
+
+  /// Completes the piece in flight if it is done and starts the next; true when nothing is left.
+  @discardableResult
+  func test() -> Bool {
+    pthread_mutex_lock(&lock)
+    defer { pthread_mutex_unlock(&lock) }
+    if inFlight != nil && inFlight != sertrain_MPI_REQUEST_NULL() {
+      var done: Int32 = 0
+      MPI_Test(&inFlight, &done, sertrain_MPI_STATUS_IGNORE())
+      if done == 0 { return false }
+    }
+    inFlight = nil
+    guard !pending.isEmpty else { return true }
+    let (p, n) = pending.removeFirst()
+    var request: MPI_Request? = sertrain_MPI_REQUEST_NULL()
+    MPI_Iallreduce(sertrain_MPI_IN_PLACE(), p, Int32(n), sertrain_MPI_FLOAT(), sertrain_MPI_SUM(), comm, &request)
+    inFlight = request
+    return false
+  }
+
+  func startThread() {
+    guard thread == nil else { return }
+    draining = false
+    var t = pthread_t()
+    let context = Unmanaged.passRetained(self).toOpaque()
+    pthread_create(
+      &t, nil,
+      { context in
+        let me = Unmanaged<ReductionProgress>.fromOpaque(context!).takeRetainedValue()
+        while !(me.test() && me.isDraining) { usleep(100) }
+        return nil
+      }, context)
+    thread = t
+  }
+
+  private var isDraining: Bool {
+    pthread_mutex_lock(&lock)
+    defer { pthread_mutex_unlock(&lock) }
+    return draining
+  }
+
+  /// Waits until every piece is reduced.
+  func finish() {
+    if let t = thread {
+      pthread_mutex_lock(&lock)
+      draining = true
+      pthread_mutex_unlock(&lock)
+      pthread_join(t, nil)
+      thread = nil
+    }
+    while !test() {}
   }
 }
 

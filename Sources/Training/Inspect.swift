@@ -81,11 +81,6 @@ public func shortRows(_ f: FeatureFile) throws -> [(row: Int, missing: Int)] {
   return out
 }
 
-extension String {
-  func padding(_ n: Int) -> String { count >= n ? self : self + String(repeating: " ", count: n - count) }
-  func leftPadding(_ n: Int) -> String { count >= n ? self : String(repeating: " ", count: n - count) + self }
-}
-
 /// A human-readable description of a checkpoint: model, classes, scaler, optimizer and training state.
 public func describeCheckpoint(_ path: String) throws -> String {
   let c = try Checkpoint.read(path)

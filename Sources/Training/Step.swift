@@ -35,7 +35,8 @@ public func trainStep(
 ) -> StepSums {
   let tail = network.gradients.pointer + network.trainableCount
   let overlap = bucketBytes > 0 && comm.size > 1
-  let buckets = overlap ? network.gradientBuckets(bytes: bucketBytes) : []
+  // On one rank buckets are only timed (when each would start), for `bench scale`'s model.
+  let buckets = bucketBytes > 0 ? network.gradientBuckets(bytes: bucketBytes) : []
   var next = 0
   var sums = StepSums()
   var backwardStart = monotonicSeconds()
@@ -44,8 +45,10 @@ public func trainStep(
     while next < buckets.count && buckets[next].afterLayer == k {
       let r = buckets[next].range
       sums.bucketStarts.append((monotonicSeconds() - backwardStart, r.count))
-      comm.startAllreduceSum(
-        UnsafeMutableBufferPointer(start: network.gradients.pointer + r.lowerBound, count: r.count))
+      if overlap {
+        comm.startAllreduceSum(
+          UnsafeMutableBufferPointer(start: network.gradients.pointer + r.lowerBound, count: r.count))
+      }
       next += 1
     }
     comm.progressReductions()
@@ -63,7 +66,7 @@ public func trainStep(
     tail[4] = stop ? 1 : 0
     backwardStart = monotonicSeconds()
     sums.forwardSeconds = backwardStart - forwardStart
-    network.backward(labels: labels, scale: 1 / Float(globalRows), afterLayer: overlap ? afterLayer : nil)
+    network.backward(labels: labels, scale: 1 / Float(globalRows), afterLayer: buckets.isEmpty ? nil : afterLayer)
   }
   let t0 = monotonicSeconds()
   sums.backwardSeconds = t0 - backwardStart

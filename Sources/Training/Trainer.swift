@@ -152,9 +152,10 @@ public final class Trainer {
   /// Seconds between plain progress lines on standard output when standard error is not a terminal (a log
   /// file); 0 for none. On a terminal a progress bar is drawn instead.
   public var progressEvery = 30.0
-  /// Gradient buckets reduced while backward runs (`trainStep`); 0: one blocking allreduce after backward.
+  /// Gradient buckets reduced while backward runs (`trainStep`); 0: one blocking allreduce after backward, the
+  /// default: on the cluster in a box, overlap paid at 1 Gbit/s and below and cost 6% at 10 (BENCHMARKS.md).
   public var bucketBytes = Trainer.defaultBucketBytes
-  public static let defaultBucketBytes = 4 << 20
+  public static let defaultBucketBytes = 0
   /// Put before every line this trainer prints (cross-validation's `fold 2/4: `).
   public var linePrefix = ""
 

@@ -11,7 +11,10 @@ import Training
 struct Bench: ParsableCommand {
   static let configuration = CommandConfiguration(
     abstract: "Benchmarks (build with -c release); each measures a peer in the same run.",
-    subcommands: [BenchConvert.self, BenchModelCommand.self, BenchTrainCommand.self, BenchExtractCommand.self])
+    subcommands: [
+      BenchConvert.self, BenchModelCommand.self, BenchTrainCommand.self, BenchExtractCommand.self,
+      BenchScaleCommand.self,
+    ])
 }
 
 struct BenchOptions: ParsableArguments {

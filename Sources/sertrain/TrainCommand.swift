@@ -117,8 +117,9 @@ struct TrainingOptions: ParsableArguments {
 
   @Option(
     help: ArgumentHelp(
-      "Across ranks: reduce the gradients in buckets of this many MiB while backward runs (0: one blocking "
-        + "allreduce after it). Changes speed, not results (beyond the order of sums on more than 2 ranks).",
+      "Across ranks: reduce the gradients in buckets of this many MiB while backward runs (4 pays on links of "
+        + "1 Gbit/s or less; 0, the default: one blocking allreduce after it). Changes speed, not results (beyond "
+        + "the order of sums on more than 2 ranks).",
       valueName: "MiB"))
   var bucketMB = Double(Trainer.defaultBucketBytes) / Double(1 << 20)
   var bucketBytes: Int { Int(bucketMB * Double(1 << 20)) }

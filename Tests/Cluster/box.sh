@@ -35,6 +35,42 @@ box_check() {
 
 # box_up NODES RATE: brings the cluster up; BOX is its directory, BOX_NODES the node names, SLURM_CONF exported.
 box_up() {
+  local nodes=$1 node
+  box_net_up "$@"
+
+  # munge: one daemon serves every node (its socket is a path, and paths are shared).
+  mkdir -p "$BOX/munge"
+  dd if=/dev/urandom of="$BOX/munge/munge.key" bs=1024 count=1 status=none
+  chown -R munge:munge "$BOX/munge"
+  chmod 711 "$BOX/munge"
+  chmod 400 "$BOX/munge/munge.key"
+  runuser -u munge -- munged --socket="$BOX/munge/munge.socket" --key-file="$BOX/munge/munge.key" \
+    --pid-file="$BOX/munge/munged.pid" --log-file="$BOX/munge/munged.log" --seed-file="$BOX/munge/munged.seed"
+
+  write_slurm_conf "$nodes"
+  mkdir -p "$BOX/ctld"
+  for node in "${BOX_NODES[@]}"; do mkdir -p "$BOX/spool/$node" "$BOX/tmp/$node"; done
+  in_node srt-hub srtctl slurmctld -D -i -f "$SLURM_CONF" >"$BOX/slurmctld.out" 2>&1 &
+  for node in "${BOX_NODES[@]}"; do
+    in_node "$node" "$node" slurmd -D -N "$node" -f "$SLURM_CONF" >"$BOX/slurmd-$node.out" 2>&1 &
+  done
+  # Every node idle within 20 s.
+  local idle=0 _
+  for _ in $(seq 1 200); do
+    idle=$(box_client sinfo -h -N -o "%N %t" 2>/dev/null | grep -c " idle" || true)
+    [ "$idle" -eq "$nodes" ] && break
+    sleep 0.1
+  done
+  if [ "$idle" -ne "$nodes" ]; then
+    box_client sinfo -N 2>&1 || true
+    tail -5 "$BOX"/*.log "$BOX"/*.out 2>/dev/null || true
+    echo "box: $idle of $nodes nodes came up" >&2
+    return 1
+  fi
+}
+
+# box_net_up NODES RATE: only the nodes and their capped links (no Slurm): what `bench scale` needs.
+box_net_up() {
   local nodes=$1 rate=$2 i node
   BOX=$(mktemp -d /tmp/sertrain-box-XXXXXX)
   chmod 755 "$BOX"
@@ -71,35 +107,17 @@ box_up() {
     tc -n "$node" qdisc add dev eth0 root tbf rate "$rate" burst "$burst" latency 50ms
   done
 
-  # munge: one daemon serves every node (its socket is a path, and paths are shared).
-  mkdir -p "$BOX/munge"
-  dd if=/dev/urandom of="$BOX/munge/munge.key" bs=1024 count=1 status=none
-  chown -R munge:munge "$BOX/munge"
-  chmod 711 "$BOX/munge"
-  chmod 400 "$BOX/munge/munge.key"
-  runuser -u munge -- munged --socket="$BOX/munge/munge.socket" --key-file="$BOX/munge/munge.key" \
-    --pid-file="$BOX/munge/munged.pid" --log-file="$BOX/munge/munged.log" --seed-file="$BOX/munge/munged.seed"
+}
 
-  write_slurm_conf "$nodes"
-  mkdir -p "$BOX/ctld"
-  for node in "${BOX_NODES[@]}"; do mkdir -p "$BOX/spool/$node" "$BOX/tmp/$node"; done
-  in_node srt-hub srtctl slurmctld -D -i -f "$SLURM_CONF" >"$BOX/slurmctld.out" 2>&1 &
-  for node in "${BOX_NODES[@]}"; do
-    in_node "$node" "$node" slurmd -D -N "$node" -f "$SLURM_CONF" >"$BOX/slurmd-$node.out" 2>&1 &
+# box_set_rate RATE: caps every link at another rate.
+box_set_rate() {
+  local bytes burst i
+  bytes=$(rate_bytes "$1")
+  burst=$((bytes / 100 > 65536 ? bytes / 100 : 65536))
+  for i in $(seq 1 ${#BOX_NODES[@]}); do
+    tc -n srt-hub qdisc change dev "hv$i" root tbf rate "$1" burst "$burst" latency 50ms
+    tc -n "srt-n$i" qdisc change dev eth0 root tbf rate "$1" burst "$burst" latency 50ms
   done
-  # Every node idle within 20 s.
-  local idle=0 _
-  for _ in $(seq 1 200); do
-    idle=$(box_client sinfo -h -N -o "%N %t" 2>/dev/null | grep -c " idle" || true)
-    [ "$idle" -eq "$nodes" ] && break
-    sleep 0.1
-  done
-  if [ "$idle" -ne "$nodes" ]; then
-    box_client sinfo -N 2>&1 || true
-    tail -5 "$BOX"/*.log "$BOX"/*.out 2>/dev/null || true
-    echo "box: $idle of $nodes nodes came up" >&2
-    return 1
-  fi
 }
 
 box_down() {
