@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# Large global batches (issue 15): the small model on a corpus (CORPUS, default ser-mini beside the checkout, else a
-# synthetic one), split by speaker, trained by one rank at
+# Large global batches (issue 15): the tiny model (learning rate 0.01, as the demo) on a synthetic corpus of 10
+# speakers (or CORPUS), split by speaker, trained by one rank at
 # the seed's batch 64 and by two nodes of the cluster in a box (1 rank each, 10 Gbit/s links) at batch 256 with
 # the learning rate scaled linearly and 2 epochs of warmup; prints both test accuracies (held-out speakers).
 # Root only (network namespaces). Usage: Benchmarks/large-batch.sh [SERTRAIN] [WORK_DIR]
@@ -10,15 +10,13 @@ sertrain=$(realpath "${1:-$root/.build/release/sertrain}")
 work=${2:-$(mktemp -d /tmp/sertrain-large-batch-XXXXXX)}
 mkdir -p "$work"
 cd "$work"
-corpus=${CORPUS:-$root/../shared/datasets/ser-mini}
+corpus=${CORPUS:-$work/corpus}
 if [ ! -f f.h5 ]; then
-  if [ ! -d "$corpus" ]; then
-    corpus=$work/corpus
-    "$sertrain" synth -o "$corpus" --speakers 10 --per-class 10 --seed 3 >/dev/null
-  fi
+  [ -d "$corpus" ] || "$sertrain" synth -o "$corpus" --speakers 10 --per-class 10 --seed 3 >/dev/null
   "$sertrain" extract "$corpus" -o f.h5 -q
 fi
-common=(train --data f.h5 --model small --split speaker --val-fraction 0.1 --test-fraction 0.2 --epochs 40)
+common=(train --data f.h5 --model "${MODEL:-tiny}" --learning-rate "${LR:-0.01}" --split speaker --val-fraction 0.2
+  --test-fraction 0.2 --epochs 40 --seed "${SEED:-0}")
 accuracy() { grep -oE "test split, [0-9]+ rows: loss [0-9.]+, accuracy [0-9.]+" "$1" | awk '{print $NF}'; }
 
 OPENBLAS_NUM_THREADS=1 "$sertrain" "${common[@]}" --batch-size 64 --run-dir b64 >b64.log 2>&1
