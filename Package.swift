@@ -77,7 +77,8 @@ let testTargets: [Target] = [
   .testTarget(name: "ConvNetTests", dependencies: ["ConvNet", "ModelFiles", "Base", "HDF5", "_TestSupport"]),
   .testTarget(
     name: "AudioFeaturesTests", dependencies: ["AudioFeatures", "HDF5", "_TestSupport"]),
-  .testTarget(name: "TrainingTests", dependencies: ["Training", "FeatureStore", "AudioFeatures", "_TestSupport"]),
+  .testTarget(
+    name: "TrainingTests", dependencies: ["Training", "ConvNet", "FeatureStore", "AudioFeatures", "_TestSupport"]),
   .testTarget(name: "CLITests", dependencies: ["AudioFeatures", "FeatureStore", "HDF5", "_TestSupport"]),
   // Also run under mpirun by Launch/test.sh.
   .testTarget(

@@ -52,6 +52,20 @@ public struct TrainConfig: Codable, Equatable, Sendable {
     }
   }
 
+  /// With `lrScaling`, BatchNorm's moving averages keep their horizon in samples: a batch k times `baseBatch` takes
+  /// k times fewer steps, so each step's momentum becomes momentum^k (0.99 at 64 rows is 0.9606 at 256). Without it
+  /// the moving statistics of a large-batch run lag far behind the batches' after a few epochs, and validation,
+  /// which uses them, sees another network. The checkpoint's spec records the momentum used.
+  public func scalingMomentum(_ spec: ModelSpec) -> ModelSpec {
+    guard (lrScaling ?? .none) != .none else { return spec }
+    var s = spec
+    let k = Double(batchSize) / Double(baseBatch ?? 64)
+    for i in s.layers.indices where s.layers[i].type == .batchNormalization {
+      s.layers[i].momentum = pow(s.layers[i].momentum ?? 0.99, k)
+    }
+    return s
+  }
+
   /// The learning rate of global step `step` (0-based, counted over epochs of `stepsPerEpoch`) when `target` is
   /// the rate after warmup: from `learningRate` up to `target` in equal increments, reaching it at the last step
   /// of the warmup epochs; `target` after them.
@@ -268,6 +282,7 @@ public final class Trainer {
         "model '\(spec.name)' reads \(spec.inputLength) x \(spec.inputChannels) inputs but \(config.data) has "
           + "\(file.width) features per row")
     }
+    if resumeFrom == nil { spec = config.scalingMomentum(spec) }
     network = try Network(spec: spec, classes: file.classes.count, seed: config.seed)
     adam = Adam(count: network.trainableCount, learningRate: Float(config.scaledLearningRate))
 

@@ -1,3 +1,4 @@
+import ConvNet
 import Training
 import XCTest
 
@@ -110,5 +111,14 @@ final class CallbackTests: XCTestCase {
     for (r, e) in zip(rates, expected) { XCTAssertEqual(r, e, accuracy: 1e-15) }
     c.warmupEpochs = nil
     XCTAssertEqual(c.learningRate(step: 0, stepsPerEpoch: 4, target: 2e-3), 2e-3, "no warmup: the target at once")
+    // BatchNorm's moving averages keep their horizon in samples: momentum^(batch/base).
+    (c.batchSize, c.baseBatch) = (256, 64)
+    var spec = ModelSpec.tiny(inputLength: 40)
+    spec.layers[1].momentum = 0.9
+    let scaled = c.scalingMomentum(spec).layers.filter { $0.type == .batchNormalization }.map { $0.momentum ?? -1 }
+    XCTAssertEqual(scaled[0], 0.9 * 0.9 * 0.9 * 0.9, accuracy: 1e-12)
+    XCTAssertTrue(scaled.dropFirst().allSatisfy { abs($0 - 0.960596) < 1e-6 }, "\(scaled)")
+    c.lrScaling = TrainConfig.LRScaling.none
+    XCTAssertEqual(c.scalingMomentum(spec), spec, "no scaling, no change")
   }
 }
