@@ -71,6 +71,7 @@ public func benchmarkDataParallelSteps(
     let buffer = UnsafeMutableBufferPointer(start: reduced.baseAddress!, count: min(floats, reduced.count))
     return median(
       (0..<5).map { _ in
+        usleep(100_000)  // a pause, as a step's compute gives: back to back, tc's queue made them slower
         comm.barrier()
         let t0 = monotonicSeconds()
         comm.allreduceSum(buffer)

@@ -17,18 +17,16 @@ public struct ScaleRecord: Codable, Sendable {
   public var sample: TrainBenchSample
 }
 
-/// An allreduce's cost at p = 2 as measured: `alpha + beta * bytes` (least squares over the bare allreduces).
+/// An allreduce's cost at p = 2 as measured: `alpha + beta * bytes`, alpha the smallest message's time and beta the
+/// slope to the largest (a least-squares line let tbf's bursts on the middle sizes tilt it).
 public struct LinkFit: Sendable {
   public var alpha: Double
   public var beta: Double
 
   public init(_ points: [(bytes: Double, seconds: Double)]) {
-    let n = Double(points.count)
-    let (sx, sy) = (points.reduce(0) { $0 + $1.bytes }, points.reduce(0) { $0 + $1.seconds })
-    let sxx = points.reduce(0) { $0 + $1.bytes * $1.bytes }
-    let sxy = points.reduce(0) { $0 + $1.bytes * $1.seconds }
-    beta = max((n * sxy - sx * sy) / max(n * sxx - sx * sx, 1e-300), 0)
-    alpha = max((sy - beta * sx) / n, 0)
+    let (small, large) = (points.map(\.bytes).min()!, points.map(\.bytes).max()!)
+    alpha = median(points.filter { $0.bytes == small }.map(\.seconds))
+    beta = max(median(points.filter { $0.bytes == large }.map(\.seconds)) - alpha, 0) / large
   }
   public init(alpha: Double, beta: Double) { (self.alpha, self.beta) = (alpha, beta) }
 
@@ -61,6 +59,9 @@ public struct ComputeProfile: Sendable {
   public var ready: [Double]
   public var bytes: [Double]
   public var gradientBytes: Double
+  /// Seconds of a rank's CPU per byte it sends while computing (the network stack and MPI's copies share the
+  /// rank's cores: measured as how much longer backward takes with overlap at the fastest link).
+  public var cpuPerByte = 0.0
 
   public init(_ runs: [TrainBenchSample]) {
     let batch = Double(runs[0].globalBatch)
@@ -84,7 +85,8 @@ public struct ComputeProfile: Sendable {
           ready: ready.map { $0 * rows }, bytes: bytes, backward: backward * rows,
           allreduce: { link.allreduce(bytes: $0, ranks: p) })
         : link.allreduce(bytes: gradientBytes, ranks: p)
-    return (forward + backward) * rows + adam / Double(cores) + exposed
+    let cpu = overlap && p > 1 ? cpuPerByte * 2 * Double(p - 1) / Double(p) * gradientBytes / Double(cores) : 0
+    return (forward + backward) * rows + adam / Double(cores) + exposed + cpu
   }
 }
 

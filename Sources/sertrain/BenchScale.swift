@@ -107,13 +107,22 @@ struct BenchScaleCommand: ParsableCommand {
       let runs = records.filter { $0.labels.model == model }
       let alone = runs.filter { $0.labels.nodes == 1 }.map(\.sample)
       guard !alone.isEmpty else { continue }
-      let profile = ComputeProfile(alone)
+      var profile = ComputeProfile(alone)
+      // The CPU that communication takes from compute, from the fastest link (where the transfer itself is short).
+      if let fastest = runs.map(\.labels.rate).filter({ !$0.isEmpty }).max(by: rateOrder) {
+        func backward(_ overlapped: Bool) -> Double {
+          median(
+            runs.filter { $0.labels.rate == fastest && ($0.labels.bucket_mb > 0) == overlapped }.flatMap(
+              \.sample.backwardSeconds))
+        }
+        profile.cpuPerByte = max(0, backward(true) - backward(false)) / profile.gradientBytes
+      }
       let step1 = median(alone.flatMap(\.stepSeconds))
       let batch = alone[0].globalBatch
       print(
         "\n\(model): \(grouped(alone[0].gradientFloats)) gradient floats; 1 rank: \(fixed(Double(batch) / step1, 2)) "
           + "samples/s (forward \(fixed(1000 * profile.forward, 1)) ms, backward \(fixed(1000 * profile.backward, 1)) "
-          + "ms per sample)")
+          + "ms per sample; communication takes \(fixed(1e9 * profile.cpuPerByte, 2)) ns of CPU per byte)")
       print("  rate     bucket  samples/s  efficiency  allreduce not hidden  model  error")
       var links: [String: LinkFit] = [:]
       for rate in Array(Set(runs.map(\.labels.rate))).filter({ !$0.isEmpty }).sorted(by: rateOrder) {
