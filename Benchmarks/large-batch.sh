@@ -29,13 +29,7 @@ read -r -a common <<<"$3"
 source "$root/Tests/Cluster/box.sh"
 trap box_down EXIT
 box_net_up 2 10gbit
-cat >"$BOX/agent" <<'AGENT'
-#!/bin/sh
-host=$1
-shift
-exec ip netns exec "$host" unshare --uts -- sh -c 'hostname "$0" && exec sh -c "$1"' "$host" "$*"
-AGENT
-chmod +x "$BOX/agent"
+box_mpi_agent
 export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1 OPENBLAS_NUM_THREADS=1
 box_client mpirun -n 2 --host srt-n1:1,srt-n2:1 --mca plm_rsh_agent "$BOX/agent" --bind-to none -x OPENBLAS_NUM_THREADS \
   --wdir "$PWD" "$sertrain" "${common[@]}" --batch-size 256 --lr-scaling linear --warmup-epochs 2 --run-dir b256 \

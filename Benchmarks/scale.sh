@@ -20,15 +20,8 @@ read -r -a models <<<"$MODELS"
 read -r -a child <<<"${CHILD:-}"
 box_net_up 2 "${rates[0]}"
 
+box_mpi_agent
 agent=$BOX/agent
-cat >"$agent" <<'AGENT'
-#!/bin/sh
-# mpirun's rsh agent: HOST COMMAND... runs COMMAND in HOST's network namespace, under HOST as its host name.
-host=$1
-shift
-exec ip netns exec "$host" unshare --uts -- sh -c 'hostname "$0" && exec sh -c "$1"' "$host" "$*"
-AGENT
-chmod +x "$agent"
 export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1 OPENBLAS_NUM_THREADS=1
 
 # label JSON: prefixes a child's last JSON line with the run's labels.

@@ -109,6 +109,18 @@ box_net_up() {
 
 }
 
+# box_mpi_agent: writes $BOX/agent, an rsh agent for mpirun (--mca plm_rsh_agent $BOX/agent): HOST COMMAND... runs
+# COMMAND in HOST's network namespace under HOST as its host name (for box_net_up's nodes, which have no daemons).
+box_mpi_agent() {
+  cat >"$BOX/agent" <<'AGENT'
+#!/bin/sh
+host=$1
+shift
+exec ip netns exec "$host" unshare --uts -- sh -c 'hostname "$0" && exec sh -c "$1"' "$host" "$*"
+AGENT
+  chmod +x "$BOX/agent"
+}
+
 # box_set_rate RATE: caps every link at another rate.
 box_set_rate() {
   local bytes burst i
