@@ -106,6 +106,20 @@ final class HDF5WrapperTests: XCTestCase {
   }
 }
 
+/// The checkpoints' SHA-256 against FIPS 180-4's examples (one and two final blocks, a million bytes).
+final class SHA256Tests: XCTestCase {
+  func testKnownDigests() {
+    XCTAssertEqual(sha256Hex([UInt8]()), "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855")
+    XCTAssertEqual(sha256Hex(Array("abc".utf8)), "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad")
+    XCTAssertEqual(
+      sha256Hex(Array("abcdbcdecdefdefgefghfghighijhijkijkljklmklmnlmnomnopnopq".utf8)),
+      "248d6a61d20638b8e5c026930c3e6039a33ce45964ff2167f6ecedd419db06c1")
+    XCTAssertEqual(
+      sha256Hex([UInt8](repeating: 0x61, count: 1_000_000)),
+      "cdc76e5c9914fb9281a1c7e284d73e67f1809a48a497200e046d39ccc7112cd0")
+  }
+}
+
 /// Single flipped bits (issue 16, item 5): every flip inside a dataset's stored values fails a full read, and a
 /// flip anywhere in the file either fails it or leaves every value as it was. `SERTRAIN_BITFLIPS` sets how many
 /// flips of each kind (default 150).
