@@ -17,10 +17,14 @@ public func decodeJSON<T: Decodable>(_ type: T.Type, from text: String) throws -
   do {
     return try d.decode(type, from: Data(text.utf8))
   } catch let error as DecodingError {
-    switch error {
-    case .typeMismatch(_, let c), .valueNotFound(_, let c), .keyNotFound(_, let c), .dataCorrupted(let c):
+    func at(_ c: DecodingError.Context) -> String {
       let path = c.codingPath.map { $0.intValue.map(String.init) ?? $0.stringValue }.joined(separator: ".")
-      throw Failure((path.isEmpty ? "" : "at '\(path)': ") + c.debugDescription)
+      return path.isEmpty ? "" : "at '\(path)': "
+    }
+    switch error {
+    case .keyNotFound(let key, let c): throw Failure(at(c) + "'\(key.stringValue)' is missing")
+    case .typeMismatch(_, let c), .valueNotFound(_, let c), .dataCorrupted(let c):
+      throw Failure(at(c) + c.debugDescription)
     @unknown default: throw error
     }
   }
