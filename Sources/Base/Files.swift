@@ -31,15 +31,19 @@ public final class PendingFile {
 
   /// Refuses an existing `path` unless `overwrite`.
   public init(path: String, overwrite: Bool) throws {
-    if !overwrite && access(path, F_OK) == 0 {
-      throw Failure(path, "already exists (pass --force to replace it)")
-    }
+    if let refusal = PendingFile.refusal(path, overwrite: overwrite) { throw Failure(refusal) }
     self.path = path
     let slash = path.lastIndex(of: "/")
     let dir = slash.map { String(path[...$0]) } ?? ""
     let base = slash.map { String(path[path.index(after: $0)...]) } ?? path
     tempPath = "\(dir).\(base)\(PendingFile.suffix)\(getpid())"
     unlink(tempPath)
+  }
+
+  /// Why `path` may not be written (it exists and `overwrite` is off), or nil: what `init` refuses with, for commands
+  /// that check their output before any work.
+  public static func refusal(_ path: String, overwrite: Bool) -> String? {
+    !overwrite && access(path, F_OK) == 0 ? "\(path): already exists (pass --force to replace it)" : nil
   }
 
   /// Temporary names end in this and the writer's PID.

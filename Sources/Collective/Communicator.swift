@@ -229,7 +229,7 @@ public final class MPICommunicator: Communicator {
 }
 
 /// The nonblocking reductions of one step, in order: a thread of ours starts them one piece of at most `window`
-/// floats at a time, the next when the last is done (MPI_Test every 20 us), while the main thread computes.
+/// floats at a time, the next when the last is done (MPI_Test every 100 us), while the main thread computes.
 /// OpenMPI advances a nonblocking collective only inside MPI calls; and a whole bucket in flight would queue the
 /// small blocking BatchNorm reductions of backward behind megabytes on the link (measured: BENCHMARKS.md, "bench
 /// scale"). Without thread support, pieces start and advance in `test` (between layers) instead.

@@ -84,10 +84,7 @@ public func featureRows(
 public func extractCorpus(_ o: ExtractOptions, comm: Communicator) throws -> ExtractReport {
   let t0 = monotonicSeconds()
   // The output is checked before any work: rank 0's verdict, so that every rank stops together.
-  var refusal = ""
-  if comm.rank == 0 && !o.force && access(o.output, F_OK) == 0 {
-    refusal = "\(o.output): already exists (pass --force to replace it)"
-  }
+  var refusal = comm.rank == 0 ? PendingFile.refusal(o.output, overwrite: o.force) ?? "" : ""
   comm.broadcast(&refusal, root: 0)
   if !refusal.isEmpty { throw AgreedFailure(comm.rank == 0 ? refusal : nil) }
   var report = ExtractReport()

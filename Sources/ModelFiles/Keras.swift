@@ -40,6 +40,22 @@ public struct KerasWeights {
   public var classNames: [String]?
 }
 
+/// A file under /tmp holding `bytes` while `body` runs, removed afterwards: a `.keras` archive's weights are an HDF5
+/// file inside a zip, and HDF5 reads and writes paths, not memory.
+func withTemporaryFile<T>(holding bytes: [UInt8] = [], _ body: (String) throws -> T) throws -> T {
+  var template = Array("/tmp/sertrain-keras-XXXXXX".utf8CString)
+  let fd = mkstemp(&template)
+  guard fd >= 0 else { throw Failure("/tmp", "cannot create a temporary file: \(String(cString: strerror(errno)))") }
+  let path = String(cString: template)
+  defer { unlink(path) }
+  let written = bytes.isEmpty ? 0 : Glibc.write(fd, bytes, bytes.count)
+  let closed = close(fd)
+  guard written == bytes.count, closed == 0 else {
+    throw Failure(path, "write failed: \(String(cString: strerror(errno)))")
+  }
+  return try body(path)
+}
+
 /// The Keras class-name key of each layer type (Keras 3 names the groups of a weights file by them).
 func kerasKey(_ kind: LayerSpec.Kind) -> String {
   switch kind {
@@ -86,17 +102,10 @@ extension KerasWeights {
     guard let config = entries["config.json"], let weights = entries["model.weights.h5"] else {
       throw Failure(path, "a .keras archive must hold config.json and model.weights.h5")
     }
-    var template = Array("/tmp/sertrain-keras-XXXXXX".utf8CString)
-    let fd = mkstemp(&template)
-    guard fd >= 0 else { throw Failure("/tmp", "cannot create a temporary file: \(String(cString: strerror(errno)))") }
-    let temp = String(cString: template)
-    defer { unlink(temp) }
-    guard Glibc.write(fd, weights, weights.count) == weights.count, close(fd) == 0 else {
-      throw Failure(temp, "write failed: \(String(cString: strerror(errno)))")
-    }
-    var w: KerasWeights
-    do { w = try readKeras3(try H5File(path: temp), temp) } catch {
-      throw Failure(path, "model.weights.h5: \(String(describing: error).replacing(temp + ": ", with: ""))")
+    var w = try withTemporaryFile(holding: weights) { temp in
+      do { return try readKeras3(try H5File(path: temp), temp) } catch {
+        throw Failure(path, "model.weights.h5: \(String(describing: error).replacing(temp + ": ", with: ""))")
+      }
     }
     w.format = .native
     if let metadata = entries["metadata.json"],
@@ -242,17 +251,18 @@ extension KerasWeights {
     if path.hasSuffix(".keras") {
       let variance = scaler.map { s in s.scale.map { $0 * $0 } }
       let normalization = scaler.map { ($0.mean, variance!) }
-      let weights = try PendingFile(path: path + ".weights.h5", overwrite: true)
-      defer { weights.discard() }
-      let file = try H5File(creating: weights.tempPath)
-      try writeKeras3(network, file, normalization: normalization != nil)
-      try file.close()
+      let weights = try withTemporaryFile { temp in
+        let file = try H5File(creating: temp)
+        try writeKeras3(network, file, normalization: normalization != nil)
+        try file.close()
+        return try readFileBytes(temp)
+      }
       let metadata =
         #"{"keras_version": "3.15.1", "date_saved": "sertrain", "class_names": \#(jsonText(classNames))}"#
       let config = kerasConfig(network, normalization: normalization, native: true)
       let archive = zipStored([
         ("metadata.json", Array(metadata.utf8)), ("config.json", Array(config.utf8)),
-        ("model.weights.h5", try readFileBytes(weights.tempPath)),
+        ("model.weights.h5", weights),
       ])
       return try writeBytesAtomically(archive, to: path, overwrite: overwrite)
     }
@@ -336,12 +346,12 @@ public func kerasConfig(
   ]
   if let (mean, variance) = normalization {
     // One mean and variance per input position (and channel): axis 1, or axes 1 and 2 as [length][channels].
+    func flat(_ v: ArraySlice<Float>) -> String { "[" + v.map { "\($0)" }.joined(separator: ", ") + "]" }
     func list(_ v: [Float]) -> String {
       channels == 1
-        ? "[" + v.map { "\($0)" }.joined(separator: ", ") + "]"
-        : "[" + (0..<length).map { i in list1(v[(i * channels)..<((i + 1) * channels)]) }.joined(separator: ", ") + "]"
+        ? flat(v[...])
+        : "[" + (0..<length).map { i in flat(v[(i * channels)..<((i + 1) * channels)]) }.joined(separator: ", ") + "]"
     }
-    func list1(_ v: ArraySlice<Float>) -> String { "[" + v.map { "\($0)" }.joined(separator: ", ") + "]" }
     let axis = channels == 1 ? "[1]" : "[1, 2]"
     let config =
       #""name": "normalization", "trainable": true, "dtype": \#(dtype), "axis": \#(axis), "invert": false, "mean": \#(list(mean)), "variance": \#(list(variance))"#

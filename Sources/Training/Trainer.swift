@@ -42,9 +42,12 @@ public struct TrainConfig: Codable, Equatable, Sendable {
     case none, linear, sqrt
   }
 
+  /// The global batch over the batch `learningRate` is meant for.
+  private var batchRatio: Double { Double(batchSize) / Double(baseBatch ?? 64) }
+
   /// The learning rate after warmup (before ReduceLROnPlateau's reductions).
   public var scaledLearningRate: Double {
-    let ratio = Double(batchSize) / Double(baseBatch ?? 64)
+    let ratio = batchRatio
     switch lrScaling ?? .none {
     case .none: return learningRate
     case .linear: return learningRate * ratio
@@ -59,9 +62,8 @@ public struct TrainConfig: Codable, Equatable, Sendable {
   public func scalingMomentum(_ spec: ModelSpec) -> ModelSpec {
     guard (lrScaling ?? .none) != .none else { return spec }
     var s = spec
-    let k = Double(batchSize) / Double(baseBatch ?? 64)
     for i in s.layers.indices where s.layers[i].type == .batchNormalization {
-      s.layers[i].momentum = pow(s.layers[i].momentum ?? 0.99, k)
+      s.layers[i].momentum = pow(s.layers[i].momentum ?? 0.99, batchRatio)
     }
     return s
   }
