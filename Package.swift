@@ -15,9 +15,11 @@ let cTargets: [Target] = [
   .systemLibrary(name: "CSoxr", pkgConfig: "soxr", providers: [.apt(["libsoxr-dev"])]),
   // The CPU's features and core count, malloc settings, the stop-signal handlers, SHA-256.
   .target(name: "CSystem", cSettings: [.unsafeFlags(["-O2"], .when(configuration: .debug))]),
-  // The kernels, optimised in debug builds too: the audio front end's vector math, and the ConvNet's.
+  // The kernels, optimised in debug builds too: the CSV reader's number parsing, the audio front end's vector math,
+  // and the ConvNet's.
   .target(
     name: "CAudioKernels", dependencies: ["CSystem"], cSettings: [.unsafeFlags(["-O2"], .when(configuration: .debug))]),
+  .target(name: "CTextKernels", cSettings: [.unsafeFlags(["-O2"], .when(configuration: .debug))]),
   .target(
     name: "CConvKernels", dependencies: ["CSystem"], cSettings: [.unsafeFlags(["-O2"], .when(configuration: .debug))]),
   // Runs before main in the executable only: stop signals are recorded from its first constructor.
@@ -39,7 +41,7 @@ let swiftTargets: [Target] = [
     name: "AudioFeatures", dependencies: ["CSndfile", "CSoxr", "CFFTW", "COpenBLAS", "CAudioKernels", "Base"],
     swiftSettings: optimisedInDebug),
   // The feature file stores rows with their recipe (AudioFeatures' FeatureRecipe).
-  .target(name: "FeatureStore", dependencies: ["HDF5", "AudioFeatures", "Base"]),
+  .target(name: "FeatureStore", dependencies: ["HDF5", "AudioFeatures", "Base", "CTextKernels"]),
   .target(
     name: "ConvNet", dependencies: ["COpenBLAS", "CConvKernels", "CSystem", "Base"], swiftSettings: optimisedInDebug),
   .target(name: "Collective", dependencies: ["CMPI", "Base"]),

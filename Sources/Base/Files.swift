@@ -1,3 +1,5 @@
+import CSystem
+
 #if canImport(Glibc)
   import Glibc
 #endif
@@ -57,9 +59,20 @@ public final class PendingFile {
     }
   }
 
+  private var writebackDescriptor: Int32 = -1
+
+  /// Starts the disk writes of what has been written to the temporary file so far, without waiting for them, so
+  /// that `commit()`'s fsync finds little left to do (a large file's writes overlap the work that produces it).
+  /// Failures are ignored here: the fsync in `commit()` reports them.
+  public func startWriteback() {
+    if writebackDescriptor < 0 { writebackDescriptor = open(tempPath, O_RDONLY | O_CLOEXEC) }
+    if writebackDescriptor >= 0 { _ = sertrain_start_writeback(writebackDescriptor) }
+  }
+
   /// fsyncs the temporary file, renames it to `path` and fsyncs the directory.
   public func commit() throws {
     precondition(!done)
+    closeWriteback()
     try syncFile(tempPath)
     guard rename(tempPath, path) == 0 else {
       throw Failure(path, "cannot rename \(tempPath) into place: \(String(cString: strerror(errno)))")
@@ -82,8 +95,14 @@ public final class PendingFile {
   }
 
   public func discard() {
+    closeWriteback()
     if !done { unlink(tempPath) }
     done = true
+  }
+
+  private func closeWriteback() {
+    if writebackDescriptor >= 0 { close(writebackDescriptor) }
+    writebackDescriptor = -1
   }
 
   deinit { discard() }

@@ -1,4 +1,5 @@
 #define _GNU_SOURCE
+#include <fcntl.h>
 #include <sched.h>
 #include <unistd.h>
 #include "CSystem.h"
@@ -12,6 +13,15 @@ int sertrain_available_cores(void) {
   }
   long n = sysconf(_SC_NPROCESSORS_ONLN);
   return n > 0 ? (int)n : 1;
+}
+
+int sertrain_start_writeback(int fd) {
+#if defined(__linux__)
+  return sync_file_range(fd, 0, 0, SYNC_FILE_RANGE_WRITE);
+#else
+  (void)fd;
+  return 0;
+#endif
 }
 
 int sertrain_cpu_has_avx512_skylakex(void) {

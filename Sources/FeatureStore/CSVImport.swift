@@ -2,6 +2,7 @@
 // feature file. Memory is bounded by one block of text and its rows, not by the file.
 import AudioFeatures
 import Base
+import CTextKernels
 import Dispatch
 import HDF5
 
@@ -296,18 +297,15 @@ func parseLine(
   var column = 0
   var feature = 0
   while true {
-    // Fast path: a plain number followed by a comma or the end of the line, parsed in one pass.
+    // Fast path: the run of plain numbers (each followed by a comma or the line's end) up to the label column.
     if column != labelIndex && feature < columns - 1 && pos < span.end {
-      let (v, used, status) = parseDecimalPrefix(base + pos, span.end - pos)
-      let stop = pos + used
-      if used > 0 && status == .number && (stop == span.end || base[stop] == UInt8(ascii: ",")) {
-        out[feature] = v
-        feature += 1
-        column += 1
-        if stop >= span.end { break }
-        pos = stop + 1
-        continue
-      }
+      let upToLabel = labelIndex > column ? labelIndex - column : Int.max
+      let parsed = sertrain_parse_number_cells(
+        base, &pos, span.end, out + feature, min(upToLabel, columns - 1 - feature))
+      feature += parsed
+      column += parsed
+      if pos > span.end { break }
+      if parsed > 0 { continue }
     }
     // General path. Find the end of this cell (quotes allowed around a cell, with "" escapes, no line breaks
     // inside).

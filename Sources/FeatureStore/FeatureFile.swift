@@ -111,6 +111,7 @@ public final class FeatureFileWriter {
     precondition(buffer.count == n * width && labels.count == n && sources.count == n && augmentations.count == n)
     guard let features else { preconditionFailure("append after finish") }
     do { try features.writeRows(at: rowCount, buffer) } catch { throw pending.failure(error) }
+    pending.startWriteback()
     rowCount += n
     labelNames += labels
     self.sources += sources

@@ -187,7 +187,7 @@ public func writeRunReport(runDir: String, last: Checkpoint, evaluation: Evaluat
     (
       "training",
       "Adam, learning rate \(c.learningRate)"
-        + ((c.lrScaling ?? .none) == .none
+        + (c.lrScaling.map { $0 == .none } ?? true
           ? "" : " scaled \(c.lrScaling!.rawValue) from batch \(c.baseBatch ?? 64) to \(c.scaledLearningRate)")
         + ((c.warmupEpochs ?? 0) > 0 ? " after \(c.warmupEpochs!) epochs of linear warmup" : "")
         + ", batch \(c.batchSize) on \(state.ranks) rank(s), seed \(c.seed); "

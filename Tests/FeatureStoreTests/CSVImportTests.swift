@@ -61,6 +61,46 @@ final class CSVImportTests: XCTestCase {
     XCTAssertEqual(picked, [150, 3, 4, 77].flatMap { values[$0] })
   }
 
+  func testCellsOfEveryNumberFormatAgreeWithStrtof() throws {
+    // The line kernel's eight-bytes-at-a-time path and its general one, cell by cell against strtof: number
+    // widths that change from cell to cell, exponents, signs, midpoints of float32 roundings, long mantissas,
+    // and the label column in the middle of the line.
+    var rng = TestRNG(seed: 3)
+    let formats: [(Double) -> String] = [
+      { "\(Float($0))" }, { "\($0)" }, { String(format: "%.9g", $0) }, { String(format: "%.3f", $0) },
+      { String(format: "%.6e", $0) }, { String(format: "%+.15f", $0) }, { String(format: "%.0f", $0) },
+      { String(format: "%.20g", $0) }, { String(format: "%.12e", (Double(Float($0)) + Double(Float($0).nextUp)) / 2) },
+    ]
+    let width = 300
+    var text = (0..<width).map(String.init).joined(separator: ",") + ",labels," + "x\n"
+    var expected: [Float] = []
+    for _ in 0..<60 {
+      var cells: [String] = []
+      for _ in 0..<width {
+        let d = Double(rng.normal()) * pow(10, Double(Float.random(in: -9...9, using: &rng)))
+        cells.append(formats[Int(rng.next() % UInt64(formats.count))](d))
+      }
+      cells[17] = ["-0.0", "+.5", "5.", "0", "00012.50", "-1234567.8"][Int(rng.next() % 6)]
+      expected += cells.map { strtof($0, nil) }
+      text += cells.joined(separator: ",") + ",happy," + cells[0] + "\n"
+    }
+    // The label is column 300 of 302, so the last column ('x') is a feature too.
+    var options = CSVImportOptions()
+    options.labelColumn = "labels"
+    let (report, f) = try convert(write(text), options)
+    XCTAssertEqual(report.rows, 60)
+    XCTAssertEqual(f.width, width + 1)
+    let rows = try f.readRows(0..<60)
+    for r in 0..<60 {
+      for c in 0..<width {
+        let got = rows[r * (width + 1) + c]
+        let want = expected[r * width + c]
+        XCTAssertEqual(got.bitPattern, want.bitPattern, "row \(r) column \(c): \(got) vs strtof \(want)")
+      }
+      XCTAssertEqual(rows[r * (width + 1) + width].bitPattern, expected[r * width].bitPattern)
+    }
+  }
+
   func testCRLFAndQuotedCellsAndEmotionsColumn() throws {
     let text = "\"a\",\"b\",Emotions\r\n1.5,\"2\",\"happy\"\r\n-3,4e2,sad\r\n"
     let (_, f) = try convert(write(text))

@@ -53,6 +53,32 @@ final class FloatParsingTests: XCTestCase {
     }
   }
 
+  func testDecimalsNextToFloatMidpointsAgreeWithStrtof() {
+    // The fast path multiplies by an inexact 10^-k and checks its distance from a Float midpoint: decimals of 9 to
+    // 17 significant digits on, just below and just above midpoints (the values whose rounding that check guards).
+    var rng = TestRNG(seed: 7)
+    var checked = 0
+    for _ in 0..<20_000 {
+      let f = Float(Double(rng.normal()) * pow(10, Double(Float.random(in: -8...6, using: &rng))))
+      guard f.isNormal else { continue }
+      let midpoint = (Double(f) + Double(f.nextUp)) / 2
+      for digits in [9, 12, 15, 16, 17] {
+        for nudge in [-1.0, 0, 1] {
+          let t = String(format: "%.\(digits - 1)e", midpoint + nudge * midpoint.ulp)
+          let (v, status) = parse(t)
+          XCTAssertEqual(status, .number, t)
+          XCTAssertEqual(v.bitPattern, reference(t).bitPattern, "'\(t)': \(v) vs strtof \(reference(t))")
+          let plain = String(format: "%.\(max(0, digits - 1 - Int(log10(abs(midpoint)).rounded(.down))))f", midpoint)
+          if plain.count <= 24 {
+            XCTAssertEqual(parse(plain).0.bitPattern, reference(plain).bitPattern, plain)
+          }
+          checked += 1
+        }
+      }
+    }
+    XCTAssertGreaterThan(checked, 250_000)
+  }
+
   func testSpecialCells() {
     XCTAssertEqual(parse("").1, .empty)
     XCTAssertEqual(parse("  ").1, .empty)

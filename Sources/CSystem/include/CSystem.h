@@ -10,6 +10,10 @@ int sertrain_cpu_has_avx512_skylakex(void);
 /// 1 if the CPU runs AVX2 and FMA (what OpenBLAS's Haswell kernels use), else 0.
 int sertrain_cpu_has_avx2_fma(void);
 
+/// Starts writing the file's dirty pages to disk without waiting (Linux's sync_file_range; a no-op returning 0
+/// elsewhere). 0 or -1 with errno.
+int sertrain_start_writeback(int fd);
+
 /// glibc's malloc: blocks up to `mmap_threshold` bytes come from the heap, which is trimmed only when more than
 /// `trim_threshold` bytes at its top are free (see `keepFreedMemory` in the command-line target).
 void sertrain_keep_freed_memory(int mmap_threshold, int trim_threshold);
