@@ -1,22 +1,25 @@
 // Decimal text to float32, correctly rounded, for `sertrain convert` (about 100 million cells per seed CSV).
 //
-// The common cell (a sign, up to 7 integer digits, up to 15 digits in all, no exponent) is parsed without a loop
-// or a data-dependent jump: eight bytes at a time are classified and converted with SWAR arithmetic, the powers
-// of ten come from tables, and the value is the exact integer mantissa times the nearest double to 10^-k. A
-// switch over digit counts (Swift's) compiled to jump tables whose targets changed from cell to cell with the
-// data's number widths; the mispredicted jumps, not the arithmetic, were most of the parse's time.
-#include <errno.h>
+// The common cell (at most 15 bytes before its comma: a sign, digits, one dot, no exponent) is parsed with SSE4.1
+// and no data-dependent jump: a 16-byte comma search gives the next cell's start (so successive cells overlap in
+// the CPU), two compares check the bytes, two shuffles close the dot and right-align the digits, three
+// multiply-adds make the integer mantissa, and the value is that mantissa times the nearest double to 10^-k.
+// Everything else (and every cell on CPUs without SSE4.1) takes `sertrain_parse_decimal`, digit by digit.
+// (Swift's first version switched over digit counts; its jump tables mispredicted with the data's number widths.)
 #include <float.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 #include "CTextKernels.h"
 
+#if defined(__x86_64__)
+#include <smmintrin.h>
+#endif
+
 static const double kPowerOfTen[45] = {
     1e-22, 1e-21, 1e-20, 1e-19, 1e-18, 1e-17, 1e-16, 1e-15, 1e-14, 1e-13, 1e-12, 1e-11, 1e-10, 1e-9, 1e-8,
     1e-7,  1e-6,  1e-5,  1e-4,  1e-3,  1e-2,  1e-1,  1e0,   1e1,   1e2,   1e3,   1e4,   1e5,   1e6,  1e7,
     1e8,   1e9,   1e10,  1e11,  1e12,  1e13,  1e14,  1e15,  1e16,  1e17,  1e18,  1e19,  1e20,  1e21, 1e22};
-static const uint64_t kIntegerPowerOfTen[9] = {1, 10, 100, 1000, 10000, 100000, 1000000, 10000000, 100000000};
 
 /// The float nearest to `mantissa * 10^exp10` (mantissa at most 2^53, |exp10| at most 22) through the double
 /// product, or 0 when that product may round differently from the exact value. The product is within 2 ulps of
@@ -24,39 +27,13 @@ static const uint64_t kIntegerPowerOfTen[9] = {1, 10, 100, 1000, 10000, 100000, 
 /// exact unless a float rounding midpoint may lie between the two: its 29 bits below float's precision within 4
 /// of the midpoint (1 in 2^26), or float's subnormal range.
 static inline int product_to_float(uint64_t mantissa, long exp10, float *value) {
-  double d = (double)mantissa * kPowerOfTen[exp10 + 22];
+  double d = (double)(int64_t)mantissa * kPowerOfTen[exp10 + 22];  // a signed conversion is one instruction
   uint64_t bits;
   memcpy(&bits, &d, sizeof bits);
   int64_t fromMidpoint = (int64_t)(bits & ((1ull << 29) - 1)) - (1ll << 28);
   if ((fromMidpoint >= -4 && fromMidpoint <= 4) || d < FLT_MIN) return 0;
   *value = (float)d;
   return 1;
-}
-
-/// The number of decimal digits that begin the eight bytes of `v` (byte 0 first), 0 to 8.
-static inline int digit_run(uint64_t v) {
-  // A byte is a digit when its high nibble is 3 and adding 6 keeps it so. (A carry out of a byte of 0xFA or more
-  // reaches only bytes after it, which are past the run.)
-  uint64_t classes = (v & 0xF0F0F0F0F0F0F0F0ull) | (((v + 0x0606060606060606ull) & 0xF0F0F0F0F0F0F0F0ull) >> 4);
-  uint64_t nonDigit = classes ^ 0x3333333333333333ull;
-  return nonDigit ? __builtin_ctzll(nonDigit) >> 3 : 8;
-}
-
-/// The value of the first `run` (0 to 8) digit bytes of `v`.
-static inline uint64_t run_value(uint64_t v, int run) {
-  // The run moved to the last of eight digit places (the first places become zeros), then the eight places
-  // combined in pairs, fours and eights. Bytes past the run, and borrows from them, are shifted out.
-  uint64_t x = run ? (v - 0x3030303030303030ull) << (64 - 8 * run) : 0;
-  x = x * 10 + (x >> 8);
-  return (((x & 0x000000FF000000FFull) * (100 + (1000000ull << 32))) +
-          (((x >> 16) & 0x000000FF000000FFull) * (1 + (10000ull << 32)))) >>
-         32;
-}
-
-static inline uint64_t load8(const unsigned char *p) {
-  uint64_t v;
-  memcpy(&v, p, sizeof v);  // little-endian: byte 0 is p[0]
-  return v;
 }
 
 int sertrain_parse_decimal(const unsigned char *p, long limit, float *value, long *used) {
@@ -127,52 +104,95 @@ int sertrain_parse_decimal(const unsigned char *p, long limit, float *value, lon
   return SERTRAIN_CELL_NUMBER;
 }
 
-long sertrain_parse_number_cells(const unsigned char *line, long *position, long end, float *out, long max) {
+#if defined(__x86_64__)
+/// Shuffles that close the dot at byte k (bytes before it move one place later, byte 0 becomes 0), and that move
+/// bytes [0, k) to the end of the 16 (k in 1...16). -1 selects a zero.
+static const signed char kCloseDot[16][16] = {
+#define C(k) \
+  {-1, 0 < k ? 0 : 1, 1 < k ? 1 : 2, 2 < k ? 2 : 3, 3 < k ? 3 : 4, 4 < k ? 4 : 5, 5 < k ? 5 : 6, 6 < k ? 6 : 7, \
+   7 < k ? 7 : 8, 8 < k ? 8 : 9, 9 < k ? 9 : 10, 10 < k ? 10 : 11, 11 < k ? 11 : 12, 12 < k ? 12 : 13, \
+   13 < k ? 13 : 14, 14 < k ? 14 : 15}
+    C(0), C(1), C(2), C(3), C(4), C(5), C(6), C(7), C(8), C(9), C(10), C(11), C(12), C(13), C(14), C(15)};
+#undef C
+static const signed char kAlignRight[17][16] = {
+#define A(k)                                                                                                     \
+  {0 >= 16 - k ? 0 - 16 + k : -1, 1 >= 16 - k ? 1 - 16 + k : -1, 2 >= 16 - k ? 2 - 16 + k : -1,                 \
+   3 >= 16 - k ? 3 - 16 + k : -1, 4 >= 16 - k ? 4 - 16 + k : -1, 5 >= 16 - k ? 5 - 16 + k : -1,                 \
+   6 >= 16 - k ? 6 - 16 + k : -1, 7 >= 16 - k ? 7 - 16 + k : -1, 8 >= 16 - k ? 8 - 16 + k : -1,                 \
+   9 >= 16 - k ? 9 - 16 + k : -1, 10 >= 16 - k ? 10 - 16 + k : -1, 11 >= 16 - k ? 11 - 16 + k : -1,             \
+   12 >= 16 - k ? 12 - 16 + k : -1, 13 >= 16 - k ? 13 - 16 + k : -1, 14 >= 16 - k ? 14 - 16 + k : -1, 15 - 16 + k}
+    A(0), A(1), A(2), A(3), A(4), A(5), A(6), A(7), A(8), A(9), A(10), A(11), A(12), A(13), A(14), A(15), A(16)};
+#undef A
+
+/// The common cell at `p` (16 bytes readable): sets `*length` (its bytes before the comma) and `*value` and
+/// returns 1, or returns 0 for anything else.
+__attribute__((target("sse4.1"))) static inline int parse_short_cell(const unsigned char *p, long *length,
+                                                                     float *value) {
+  __m128i v = _mm_loadu_si128((const __m128i *)p);
+  int n = __builtin_ctz((unsigned)_mm_movemask_epi8(_mm_cmpeq_epi8(v, _mm_set1_epi8(','))) | 0x10000);
+  *length = n;  // 16: no comma in these bytes
+  __m128i d = _mm_sub_epi8(v, _mm_set1_epi8('0'));
+  __m128i isDigit = _mm_cmpeq_epi8(_mm_min_epu8(d, _mm_set1_epi8(9)), d);
+  unsigned digitBytes = (unsigned)_mm_movemask_epi8(isDigit);
+  unsigned cell = (1u << n) - 1;
+  unsigned sign = p[0] == '-' || p[0] == '+';
+  unsigned dot = (unsigned)_mm_movemask_epi8(_mm_cmpeq_epi8(v, _mm_set1_epi8('.'))) & cell;
+  int dotAt = dot ? __builtin_ctz(dot) : n;
+  int digits = n - (int)sign - (dot != 0);
+  if (n == 16 || (cell & ~digitBytes & ~sign & ~dot) != 0 || (dot & (dot - 1)) != 0 || digits <= 0) return 0;
+  // The digits' values (sign and dot as 0), the dot closed, right-aligned: a 16-digit number.
+  d = _mm_shuffle_epi8(_mm_and_si128(d, isDigit), _mm_loadu_si128((const __m128i *)kCloseDot[dotAt]));
+  d = _mm_shuffle_epi8(d, _mm_loadu_si128((const __m128i *)kAlignRight[dot ? n : n + 1]));
+  __m128i pairs = _mm_maddubs_epi16(d, _mm_set1_epi16(0x010A));      // 10 a + b
+  __m128i fours = _mm_madd_epi16(pairs, _mm_set1_epi32(0x00010064));  // 100 ab + cd
+  __m128i eights = _mm_madd_epi16(_mm_packus_epi32(fours, fours), _mm_set1_epi32(0x00012710));  // 10^4 x + y
+  uint64_t mantissa = (uint64_t)(uint32_t)_mm_cvtsi128_si32(eights) * 100000000u +
+                      (uint32_t)_mm_extract_epi32(eights, 1);
+  float f = 0;
+  if (mantissa != 0 && !product_to_float(mantissa, -(long)(dot ? n - dotAt - 1 : 0), &f)) return 0;
+  uint32_t bits;  // the sign set without a jump: signs vary from cell to cell and would be mispredicted
+  memcpy(&bits, &f, sizeof bits);
+  bits |= (uint32_t)(p[0] == '-') << 31;
+  memcpy(value, &bits, sizeof bits);
+  return 1;
+}
+#endif
+
+/// The cells loop; `shortCell` (inlined) parses the common cell when the line has 16 bytes left.
+static inline __attribute__((always_inline)) long parse_cells(
+    const unsigned char *line, long *position, long end, float *out, long max,
+    int (*shortCell)(const unsigned char *, long *, float *)) {
   long pos = *position, cells = 0;
   while (cells < max && pos < end) {
     const unsigned char *p = line + pos;
-    long stop;  // the cell's end: its comma or the line's end
     float value;
-    if (end - pos >= 32) {  // the common cell, read eight bytes at a time (never past the line's end)
-      int negative = p[0] == '-';
-      const unsigned char *s = p + (negative | (p[0] == '+'));
-      uint64_t v = load8(s);
-      int integerDigits = digit_run(v);
-      uint64_t mantissa = run_value(v, integerDigits);
-      const unsigned char *t = s + integerDigits;
-      long fractionDigits = 0;
-      if (*t == '.') {
-        uint64_t w = load8(t + 1);
-        int run = digit_run(w);
-        mantissa = mantissa * kIntegerPowerOfTen[run] + run_value(w, run);
-        fractionDigits = run;
-        t += 1 + run;
-        if (run == 8) {
-          w = load8(t);
-          run = digit_run(w);
-          mantissa = mantissa * kIntegerPowerOfTen[run] + run_value(w, run);
-          fractionDigits += run;
-          t += run;
-        }
-      }
-      stop = t - line;
-      long digits = integerDigits + fractionDigits;
-      // Anything else (8 or more integer digits, more than 15 digits, an exponent, text after the number, a
-      // value that needs strtof) takes the general parse below.
-      if (integerDigits < 8 && digits > 0 && digits <= 15 && (stop == end || *t == ',') &&
-          (mantissa == 0 ? (value = 0, 1) : product_to_float(mantissa, -fractionDigits, &value))) {
-        out[cells++] = negative ? -value : value;
-        pos = stop + 1;
-        continue;
-      }
+    long length;
+    if (shortCell && end - pos >= 16 && shortCell(p, &length, &value)) {  // never reads past the line's end
+      out[cells++] = value;
+      pos += length + 1;
+      continue;
     }
     long used;
     if (sertrain_parse_decimal(p, end - pos, &value, &used) != SERTRAIN_CELL_NUMBER || used == 0) break;
-    stop = pos + used;
+    long stop = pos + used;
     if (stop != end && line[stop] != ',') break;
     out[cells++] = value;
     pos = stop + 1;
   }
   *position = pos;
   return cells;
+}
+
+#if defined(__x86_64__)
+__attribute__((target("sse4.1"))) static long parse_cells_sse41(const unsigned char *line, long *position, long end,
+                                                                float *out, long max) {
+  return parse_cells(line, position, end, out, max, parse_short_cell);
+}
+#endif
+
+long sertrain_parse_number_cells(const unsigned char *line, long *position, long end, float *out, long max) {
+#if defined(__x86_64__)
+  if (__builtin_cpu_supports("sse4.1")) return parse_cells_sse41(line, position, end, out, max);
+#endif
+  return parse_cells(line, position, end, out, max, 0);
 }
