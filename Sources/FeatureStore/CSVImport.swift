@@ -108,7 +108,18 @@ public func importCSV(
   }
   var blockIndex = 0
   while let block = reader.nextBlock() {
-    let lines = splitLines(block)
+    // Lines found in parallel, each part of the block by one thread (the first touch of the mapped text is there).
+    let splitParts = min(options.threads, max(1, block.count >> 16))
+    var partLines = [[LineSpan]](repeating: [], count: splitParts)
+    partLines.withUnsafeMutableBufferPointer { partLines in
+      let partLines = partLines
+      DispatchQueue.concurrentPerform(iterations: splitParts) { part in
+        partLines[part] = splitLines(
+          block, from: lineStart(block, block.count * part / splitParts),
+          to: lineStart(block, block.count * (part + 1) / splitParts))
+      }
+    }
+    let lines = splitParts == 1 ? partLines[0] : partLines.flatMap { $0 }
     if lines.isEmpty { continue }
     let n = lines.count
     let slot = blockIndex & 1
@@ -145,7 +156,7 @@ public func importCSV(
     var augmentations: [Int8] = []
     var kept = 0
     for k in 0..<n {
-      let line = lineNumber + 1 + lines[k].number
+      let line = lineNumber + 1 + k
       let r = results[k]
       if r.blank { continue }
       defer { dataIndex += 1 }
@@ -177,7 +188,7 @@ public func importCSV(
       sources.append(Int32(source))
       augmentations.append(options.rowsPerRecording == 4 ? Int8(dataIndex % 4) : -1)
     }
-    lineNumber += lines.last!.number + 1
+    lineNumber += n
     let bytesRead = reader.bytesRead
     let totalBytes = reader.totalBytes
     let buffer = buffers[slot]
@@ -227,7 +238,6 @@ public func importCSV(
 struct LineSpan {
   var start: Int
   var end: Int  // exclusive, without the line break
-  var number: Int  // 0-based line number within the block
 }
 
 struct LineResult {
@@ -260,27 +270,28 @@ struct LineResult {
   }
 }
 
-/// Splits a block of complete lines (LF or CRLF) into spans.
-func splitLines(_ b: UnsafeBufferPointer<UInt8>) -> [LineSpan] {
+/// The start of the first line that begins at or after `offset` in a block of whole lines (`b.count` if none).
+func lineStart(_ b: UnsafeBufferPointer<UInt8>, _ offset: Int) -> Int {
+  guard offset > 0 && offset < b.count else { return min(max(offset, 0), b.count) }
+  guard let nl = memchr(b.baseAddress! + offset - 1, 0x0A, b.count - offset + 1) else { return b.count }
+  return b.baseAddress!.distance(to: nl.assumingMemoryBound(to: UInt8.self)) + 1
+}
+
+/// Splits the lines (LF or CRLF) that start in `b[from..<to]` into spans.
+func splitLines(_ b: UnsafeBufferPointer<UInt8>, from: Int = 0, to: Int? = nil) -> [LineSpan] {
+  let n = to ?? b.count
   var spans: [LineSpan] = []
   spans.reserveCapacity(256)
-  do {
-    var start = 0
-    var number = 0
-    let n = b.count
-    while start < n {
-      var end = start
-      if let nl = memchr(b.baseAddress! + start, 0x0A, n - start) {
-        end = b.baseAddress!.distance(to: nl.assumingMemoryBound(to: UInt8.self))
-      } else {
-        end = n
-      }
-      var stop = end
-      if stop > start && b[stop - 1] == 0x0D { stop -= 1 }
-      spans.append(LineSpan(start: start, end: stop, number: number))
-      number += 1
-      start = end + 1
+  var start = from
+  while start < n {
+    var end = b.count
+    if let nl = memchr(b.baseAddress! + start, 0x0A, b.count - start) {
+      end = b.baseAddress!.distance(to: nl.assumingMemoryBound(to: UInt8.self))
     }
+    var stop = end
+    if stop > start && b[stop - 1] == 0x0D { stop -= 1 }
+    spans.append(LineSpan(start: start, end: stop))
+    start = end + 1
   }
   return spans
 }

@@ -96,7 +96,10 @@ struct BenchConvert: ParsableCommand {
         var ours: [ChildMeasurement] = []
         var peer: [ChildMeasurement] = []
         for i in 0..<max(options.repeats, python == nil ? 0 : options.peerRepeats) {
+          // Every run starts with no dirty pages: the peer does not sync its 464 MB, whose writeback otherwise lands
+          // in the next run (ours fsyncs, so it would pay for both).
           if i < options.repeats {
+            sync()
             let m = try runMeasured([
               currentExecutable(), "convert", csv, "-o", out, "--rows-per-recording", "4", "--force",
             ])
@@ -105,6 +108,7 @@ struct BenchConvert: ParsableCommand {
             ours.append(m)
           }
           if let python, i < options.peerRepeats {
+            sync()
             let m = try runMeasured([python, script, csv, dir + "/pandas.h5"])
             guard m.status == 0 else { throw Failure("the pandas peer exited \(m.status)") }
             print("  pandas+h5py       run \(i + 1): \(fixed(m.seconds, 2)) s, peak \(fixed(m.maxRSSMegabytes, 0)) MB")
