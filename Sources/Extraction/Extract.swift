@@ -141,21 +141,22 @@ public func extractCorpus(_ o: ExtractOptions, comm: Communicator) throws -> Ext
     }
   }
   bar?.finish()
-  // Everything to rank 0 (indices, rows, notes); with one rank it is all here already.
+  // Everything to rank 0 (indices, rows, notes): its own files are here already.
   var byIndex: [Int: ArraySlice<Float>] = [:]
   var notes: [String] = []  // "index\tkind\treason"
-  if comm.size == 1 {
+  if comm.rank == 0 {
     for (k, i) in mine.enumerated() {
       if let x = results[k].rows { byIndex[i] = x[...] }
       if let n = results[k].note { notes.append(n) }
     }
-  } else {
-    let parts = comm.gather(encode(mine, results), root: 0)
+  }
+  if comm.size > 1 {
+    let parts = comm.gather(comm.rank == 0 ? [] : encode(mine, results), root: 0)
     guard comm.rank == 0 else {
       comm.barrier()
       return report
     }
-    for part in parts {
+    for part in parts.dropFirst() {
       let (idx, r, text) = decode(part, rowFloats: perFile)
       for (k, i) in idx.enumerated() { byIndex[Int(i)] = r[(k * perFile)..<((k + 1) * perFile)] }
       notes += text.split(separator: "\n").map(String.init)
@@ -233,10 +234,12 @@ struct FileResult {
 private func encode(_ mine: [Int], _ results: UnsafeMutableBufferPointer<FileResult>) -> [UInt8] {
   let kept = mine.indices.filter { results[$0].rows != nil }
   var out: [UInt8] = []
+  let notes = Array(mine.indices.compactMap { results[$0].note }.joined(separator: "\n").utf8)
+  out.reserveCapacity(8 + 4 * kept.count + kept.reduce(0) { $0 + 4 * results[$1].rows!.count } + notes.count)
   withUnsafeBytes(of: Int64(kept.count)) { out += $0 }
   for k in kept { withUnsafeBytes(of: Int32(mine[k])) { out += $0 } }
   for k in kept { results[k].rows!.withUnsafeBytes { out += $0 } }
-  out += Array(mine.indices.compactMap { results[$0].note }.joined(separator: "\n").utf8)
+  out += notes
   return out
 }
 
