@@ -2,7 +2,7 @@
 //
 // The common cell (at most 15 bytes before its comma: a sign, digits, one dot, no exponent) is parsed with SSE4.1
 // and no data-dependent jump: a 16-byte comma search gives the next cell's start (so successive cells overlap in
-// the CPU), two compares check the bytes, two shuffles close the dot and right-align the digits, three
+// the CPU), two compares check the bytes, one shuffle gathers the digits without the dot, right-aligned, three
 // multiply-adds make the integer mantissa, and the value is that mantissa times the nearest double to 10^-k.
 // Everything else (and every cell on CPUs without SSE4.1) takes `sertrain_parse_decimal`, digit by digit.
 // (Swift's first version switched over digit counts; its jump tables mispredicted with the data's number widths.)
@@ -105,44 +105,40 @@ int sertrain_parse_decimal(const unsigned char *p, long limit, float *value, lon
 }
 
 #if defined(__x86_64__)
-/// Shuffles that close the dot at byte k (bytes before it move one place later, byte 0 becomes 0), and that move
-/// bytes [0, k) to the end of the 16 (k in 1...16). -1 selects a zero.
-static const signed char kCloseDot[16][16] = {
-#define C(k) \
-  {-1, 0 < k ? 0 : 1, 1 < k ? 1 : 2, 2 < k ? 2 : 3, 3 < k ? 3 : 4, 4 < k ? 4 : 5, 5 < k ? 5 : 6, 6 < k ? 6 : 7, \
-   7 < k ? 7 : 8, 8 < k ? 8 : 9, 9 < k ? 9 : 10, 10 < k ? 10 : 11, 11 < k ? 11 : 12, 12 < k ? 12 : 13, \
-   13 < k ? 13 : 14, 14 < k ? 14 : 15}
-    C(0), C(1), C(2), C(3), C(4), C(5), C(6), C(7), C(8), C(9), C(10), C(11), C(12), C(13), C(14), C(15)};
-#undef C
-static const signed char kAlignRight[17][16] = {
-#define A(k)                                                                                                     \
-  {0 >= 16 - k ? 0 - 16 + k : -1, 1 >= 16 - k ? 1 - 16 + k : -1, 2 >= 16 - k ? 2 - 16 + k : -1,                 \
-   3 >= 16 - k ? 3 - 16 + k : -1, 4 >= 16 - k ? 4 - 16 + k : -1, 5 >= 16 - k ? 5 - 16 + k : -1,                 \
-   6 >= 16 - k ? 6 - 16 + k : -1, 7 >= 16 - k ? 7 - 16 + k : -1, 8 >= 16 - k ? 8 - 16 + k : -1,                 \
-   9 >= 16 - k ? 9 - 16 + k : -1, 10 >= 16 - k ? 10 - 16 + k : -1, 11 >= 16 - k ? 11 - 16 + k : -1,             \
-   12 >= 16 - k ? 12 - 16 + k : -1, 13 >= 16 - k ? 13 - 16 + k : -1, 14 >= 16 - k ? 14 - 16 + k : -1, 15 - 16 + k}
-    A(0), A(1), A(2), A(3), A(4), A(5), A(6), A(7), A(8), A(9), A(10), A(11), A(12), A(13), A(14), A(15), A(16)};
-#undef A
+/// kGatherDigits[n][k]: the shuffle that takes the digits of a cell of n bytes whose dot is at byte k (k = n: no
+/// dot) and right-aligns them in 16 bytes, the dot left out; -1 selects a zero. Filled before main.
+static signed char kGatherDigits[16][16][16];
+
+__attribute__((constructor)) static void fill_gather_digits(void) {
+  for (int n = 0; n < 16; n++) {
+    for (int k = 0; k < 16; k++) {
+      memset(kGatherDigits[n][k], -1, 16);
+      int j = 15;
+      for (int i = n - 1; i >= 0; i--) {
+        if (i != k) kGatherDigits[n][k][j--] = (signed char)i;
+      }
+    }
+  }
+}
 
 /// The common cell at `p` (16 bytes readable): sets `*length` (its bytes before the comma) and `*value` and
 /// returns 1, or returns 0 for anything else.
-__attribute__((target("sse4.1"))) static inline int parse_short_cell(const unsigned char *p, long *length,
-                                                                     float *value) {
+__attribute__((target("sse4.1,popcnt"))) static inline int parse_short_cell(const unsigned char *p, long *length,
+                                                                            float *value) {
   __m128i v = _mm_loadu_si128((const __m128i *)p);
-  int n = __builtin_ctz((unsigned)_mm_movemask_epi8(_mm_cmpeq_epi8(v, _mm_set1_epi8(','))) | 0x10000);
+  unsigned n = (unsigned)__builtin_ctz((unsigned)_mm_movemask_epi8(_mm_cmpeq_epi8(v, _mm_set1_epi8(','))) | 0x10000);
   *length = n;  // 16: no comma in these bytes
   __m128i d = _mm_sub_epi8(v, _mm_set1_epi8('0'));
   __m128i isDigit = _mm_cmpeq_epi8(_mm_min_epu8(d, _mm_set1_epi8(9)), d);
-  unsigned digitBytes = (unsigned)_mm_movemask_epi8(isDigit);
   unsigned cell = (1u << n) - 1;
-  unsigned sign = p[0] == '-' || p[0] == '+';
+  unsigned digitBytes = (unsigned)_mm_movemask_epi8(isDigit) & cell;
   unsigned dot = (unsigned)_mm_movemask_epi8(_mm_cmpeq_epi8(v, _mm_set1_epi8('.'))) & cell;
-  int dotAt = dot ? __builtin_ctz(dot) : n;
-  int digits = n - (int)sign - (dot != 0);
-  if (n == 16 || (cell & ~digitBytes & ~sign & ~dot) != 0 || (dot & (dot - 1)) != 0 || digits <= 0) return 0;
-  // The digits' values (sign and dot as 0), the dot closed, right-aligned: a 16-digit number.
-  d = _mm_shuffle_epi8(_mm_and_si128(d, isDigit), _mm_loadu_si128((const __m128i *)kCloseDot[dotAt]));
-  d = _mm_shuffle_epi8(d, _mm_loadu_si128((const __m128i *)kAlignRight[dot ? n : n + 1]));
+  unsigned sign = p[0] == '-' || p[0] == '+';
+  // Plain: fewer than 16 bytes, nothing but digits, one dot at most and a leading sign, and a digit.
+  if (n == 16 || (cell & ~digitBytes & ~dot & ~sign) != 0 || __builtin_popcount(dot) > 1 || digitBytes == 0) return 0;
+  unsigned dotAt = dot ? (unsigned)__builtin_ctz(dot) : n;
+  // The digits' values (the sign as 0), right-aligned without the dot: a 16-digit number.
+  d = _mm_shuffle_epi8(_mm_and_si128(d, isDigit), _mm_loadu_si128((const __m128i *)kGatherDigits[n][dotAt & 15]));
   __m128i pairs = _mm_maddubs_epi16(d, _mm_set1_epi16(0x010A));      // 10 a + b
   __m128i fours = _mm_madd_epi16(pairs, _mm_set1_epi32(0x00010064));  // 100 ab + cd
   __m128i eights = _mm_madd_epi16(_mm_packus_epi32(fours, fours), _mm_set1_epi32(0x00012710));  // 10^4 x + y
@@ -164,14 +160,16 @@ static inline __attribute__((always_inline)) long parse_cells(
     int (*shortCell)(const unsigned char *, long *, float *)) {
   long pos = *position, cells = 0;
   while (cells < max && pos < end) {
-    const unsigned char *p = line + pos;
     float value;
-    long length;
-    if (shortCell && end - pos >= 16 && shortCell(p, &length, &value)) {  // never reads past the line's end
-      out[cells++] = value;
-      pos += length + 1;
-      continue;
+    if (shortCell) {  // never reads past the line's end
+      long length;
+      while (cells < max && pos <= end - 16 && shortCell(line + pos, &length, &value)) {
+        out[cells++] = value;
+        pos += length + 1;
+      }
+      if (cells == max || pos >= end) break;
     }
+    const unsigned char *p = line + pos;
     long used;
     if (sertrain_parse_decimal(p, end - pos, &value, &used) != SERTRAIN_CELL_NUMBER || used == 0) break;
     long stop = pos + used;
@@ -184,7 +182,7 @@ static inline __attribute__((always_inline)) long parse_cells(
 }
 
 #if defined(__x86_64__)
-__attribute__((target("sse4.1"))) static long parse_cells_sse41(const unsigned char *line, long *position, long end,
+__attribute__((target("sse4.1,popcnt"))) static long parse_cells_sse41(const unsigned char *line, long *position, long end,
                                                                 float *out, long max) {
   return parse_cells(line, position, end, out, max, parse_short_cell);
 }
@@ -192,7 +190,9 @@ __attribute__((target("sse4.1"))) static long parse_cells_sse41(const unsigned c
 
 long sertrain_parse_number_cells(const unsigned char *line, long *position, long end, float *out, long max) {
 #if defined(__x86_64__)
-  if (__builtin_cpu_supports("sse4.1")) return parse_cells_sse41(line, position, end, out, max);
+  if (__builtin_cpu_supports("sse4.1") && __builtin_cpu_supports("popcnt")) {
+    return parse_cells_sse41(line, position, end, out, max);
+  }
 #endif
   return parse_cells(line, position, end, out, max, 0);
 }
