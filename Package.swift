@@ -74,7 +74,7 @@ let testTargets: [Target] = [
   .testTarget(
     name: "SmokeTests",
     dependencies: ["CMPI", "CHDF5", "CFFTW", "CSndfile", "COpenBLAS", "CSoxr", "_TestSupport"]),
-  .testTarget(name: "HDF5Tests", dependencies: ["HDF5", "Base", "_TestSupport"]),
+  .testTarget(name: "HDF5Tests", dependencies: ["HDF5", "Base", "CSystem", "_TestSupport"]),
   .testTarget(name: "FeatureStoreTests", dependencies: ["FeatureStore", "AudioFeatures", "_TestSupport"]),
   .testTarget(name: "ConvNetTests", dependencies: ["ConvNet", "ModelFiles", "Base", "HDF5", "_TestSupport"]),
   .testTarget(

@@ -88,6 +88,8 @@ public final class FeatureFileWriter {
   private var labelNames: [String] = []
   private var sources: [Int32] = []
   private var augmentations: [Int8] = []
+  /// Rows appended but not written: the start of a chunk (fewer than `FeatureFormat.chunkRows`).
+  private var unwritten: [Float] = []
 
   /// Creates the temporary file. Refuses an existing `path` unless `overwrite`.
   public init(path: String, width: Int, overwrite: Bool) throws {
@@ -110,7 +112,28 @@ public final class FeatureFileWriter {
     let n = buffer.count / width
     precondition(buffer.count == n * width && labels.count == n && sources.count == n && augmentations.count == n)
     guard let features else { preconditionFailure("append after finish") }
-    do { try features.writeRows(at: rowCount, buffer) } catch { throw pending.failure(error) }
+    // Whole chunks go straight to the file; the rows of a chunk not yet complete wait for the next append.
+    let chunk = FeatureFormat.chunkRows * width
+    var rest = buffer[...]
+    if !unwritten.isEmpty {
+      let take = min(chunk - unwritten.count, rest.count)
+      unwritten += rest.prefix(take)
+      rest = rest.dropFirst(take)
+    }
+    do {
+      if unwritten.count == chunk {
+        try unwritten.withUnsafeBufferPointer {
+          try features.writeRowsByChunk(at: rowCount - rowCount % FeatureFormat.chunkRows, $0)
+        }
+        unwritten.removeAll(keepingCapacity: true)
+      }
+      if unwritten.isEmpty {
+        let whole = rest.count / chunk * chunk
+        let at = (rowCount + n) - rest.count / width
+        try features.writeRowsByChunk(at: at, UnsafeBufferPointer(rebasing: rest.prefix(whole)))
+        unwritten += rest.dropFirst(whole)
+      }
+    } catch { throw pending.failure(error) }
     pending.startWriteback()
     rowCount += n
     labelNames += labels
@@ -137,6 +160,9 @@ public final class FeatureFileWriter {
     _ f: H5File, recipe: FeatureRecipe, recordings: [RecordingInfo], classes: [String]?, attributes: [String: String],
     rowsPerRecording: Int?
   ) throws {
+    if !unwritten.isEmpty {
+      try unwritten.withUnsafeBufferPointer { try features!.writeRows(at: rowCount - $0.count / width, $0) }
+    }
     features = nil  // every object must be closed before the file is, or HDF5 keeps it open
     let names = classes ?? Array(Set(labelNames)).sorted()
     var index = [String: Int32]()

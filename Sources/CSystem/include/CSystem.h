@@ -1,5 +1,6 @@
 // System helpers that Swift's Glibc overlay does not expose: the CPU, malloc and the stop signals (support.c).
 #pragma once
+#include <stdint.h>
 
 /// The number of CPUs in this process's affinity mask (what mpirun's binding left us), at least 1.
 int sertrain_available_cores(void);
@@ -39,6 +40,10 @@ void sertrain_clear_stop_request(void);
 #else
 #define SERTRAIN_CLONES
 #endif
+
+/// HDF5's Fletcher-32 of `count` bytes, the same value as HDF5's H5_checksum_fletcher32, vectorised (fletcher32.c):
+/// the HDF5 module registers it as the library's Fletcher-32 filter.
+uint32_t sertrain_fletcher32(const void *bytes, unsigned long count);
 
 /// SHA-256 (FIPS 180-4) of `count` bytes into `digest` (32 bytes): the checkpoints' integrity check (sha256.c).
 void sertrain_sha256(const void *bytes, unsigned long count, unsigned char digest[32]);
