@@ -1,4 +1,5 @@
 import CSystem
+import Dispatch
 
 #if canImport(Glibc)
   import Glibc
@@ -60,13 +61,23 @@ public final class PendingFile {
   }
 
   private var writebackDescriptor: Int32 = -1
+  private var syncedBytes = 0
+  private let syncs = DispatchGroup()
 
-  /// Starts the disk writes of what has been written to the temporary file so far, without waiting for them, so
-  /// that `commit()`'s fsync finds little left to do (a large file's writes overlap the work that produces it).
-  /// Failures are ignored here: the fsync in `commit()` reports them.
+  /// Starts the disk writes of what has been written to the temporary file so far, without waiting for them, and
+  /// every 64 MiB an fdatasync on a thread of its own, so that `commit()`'s fsync finds little left to do: a large
+  /// file's writes, and the device's flushes of its cache (0.3 s for 464 MB here), overlap the work that produces
+  /// it. Failures are ignored here: the fsync in `commit()` reports them.
   public func startWriteback() {
     if writebackDescriptor < 0 { writebackDescriptor = open(tempPath, O_RDONLY | O_CLOEXEC) }
-    if writebackDescriptor >= 0 { _ = sertrain_start_writeback(writebackDescriptor) }
+    let fd = writebackDescriptor
+    guard fd >= 0 else { return }
+    _ = sertrain_start_writeback(fd)
+    var st = stat()
+    if fstat(fd, &st) == 0, Int(st.st_size) - syncedBytes >= 64 << 20, syncs.wait(timeout: .now()) == .success {
+      syncedBytes = Int(st.st_size)
+      DispatchQueue.global().async(group: syncs) { _ = fdatasync(fd) }
+    }
   }
 
   /// fsyncs the temporary file, renames it to `path` and fsyncs the directory.
@@ -101,6 +112,7 @@ public final class PendingFile {
   }
 
   private func closeWriteback() {
+    syncs.wait()
     if writebackDescriptor >= 0 { close(writebackDescriptor) }
     writebackDescriptor = -1
   }
