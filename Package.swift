@@ -62,7 +62,7 @@ let swiftTargets: [Target] = [
     name: "sertrain",
     dependencies: [
       "Base", "Training", "Bench", "Extraction", "ModelFiles", "ConvNet", "Collective", "AudioFeatures",
-      "FeatureStore", "HDF5", "CSystem", "CEntry",
+      "FeatureStore", "HDF5", "CSystem", "CEntry", "CTextKernels",
       .product(name: "ArgumentParser", package: "swift-argument-parser"),
     ]),
 ]

@@ -24,6 +24,15 @@ int sertrain_start_writeback(int fd) {
 #endif
 }
 
+const char *sertrain_clone_level(void) {
+#if defined(__x86_64__)
+  __builtin_cpu_init();
+  return __builtin_cpu_supports("avx512f") ? "AVX-512" : __builtin_cpu_supports("avx2") ? "AVX2" : "x86-64";
+#else
+  return "generic";
+#endif
+}
+
 int sertrain_cpu_has_avx512_skylakex(void) {
 #if defined(__x86_64__)
   __builtin_cpu_init();

@@ -188,6 +188,13 @@ __attribute__((target("sse4.1,popcnt"))) static long parse_cells_sse41(const uns
 }
 #endif
 
+const char *sertrain_number_cells_level(void) {
+#if defined(__x86_64__)
+  if (__builtin_cpu_supports("sse4.1") && __builtin_cpu_supports("popcnt")) return "SSE4.1";
+#endif
+  return "digit by digit";
+}
+
 long sertrain_parse_number_cells(const unsigned char *line, long *position, long end, float *out, long max) {
 #if defined(__x86_64__)
   if (__builtin_cpu_supports("sse4.1") && __builtin_cpu_supports("popcnt")) {

@@ -1,6 +1,8 @@
 import ArgumentParser
 import Base
 import Bench
+import CSystem
+import CTextKernels
 import FeatureStore
 import Training
 
@@ -88,7 +90,7 @@ struct BenchConvert: ParsableCommand {
         sync()  // the generated file's writeback must not land inside the timed runs
         let megabytes = Double(st.st_size) / 1e6
         print("generated \(csv): \(rows) x 2377, \(fixed(megabytes, 0)) MB in \(fixed(monotonicSeconds() - t0, 1)) s")
-        print("machine: \(machineDescription())")
+        print("machine: \(machineDescription()); CSV numbers \(String(cString: sertrain_number_cells_level()))")
 
         // Interleaved runs, so that both tools see the same machine state; medians are compared.
         let python = options.noPeer ? nil : try benchmarkVenv(options.venv, packages: ["pandas", "h5py"])
@@ -144,19 +146,20 @@ struct BenchConvert: ParsableCommand {
 
 /// CPU model and core count, for benchmark records.
 func machineDescription() -> String {
-  var model = "unknown CPU"
+  var fields: [String: String] = [:]  // the first processor's "model name", "cpu family", "model"
   if let f = fopen("/proc/cpuinfo", "r") {
     defer { fclose(f) }
     var line: UnsafeMutablePointer<CChar>? = nil
     var cap = 0
     while getline(&line, &cap, f) > 0 {
       let s = String(cString: line!)
-      if s.hasPrefix("model name") {
-        model = String(s.drop { $0 != ":" }.dropFirst()).trimmingCharacters()
-        break
-      }
+      if s.trimmingCharacters().isEmpty { break }
+      let key = String(s.prefix { $0 != ":" }).trimmingCharacters()
+      if fields[key] == nil { fields[key] = String(s.drop { $0 != ":" }.dropFirst()).trimmingCharacters() }
     }
     free(line)
   }
-  return "\(model), \(availableCores()) cores"
+  let model = fields["model name"] ?? "unknown CPU"
+  let family = fields["cpu family"].map { " (family \($0), model \(fields["model"] ?? "?"))" } ?? ""
+  return "\(model)\(family), \(availableCores()) cores, vector kernels \(String(cString: sertrain_clone_level()))"
 }

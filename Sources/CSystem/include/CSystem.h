@@ -41,6 +41,9 @@ void sertrain_clear_stop_request(void);
 #define SERTRAIN_CLONES
 #endif
 
+/// The variant of the SERTRAIN_CLONES kernels this CPU runs: "AVX-512", "AVX2" or "x86-64" (for benchmark records).
+const char *sertrain_clone_level(void);
+
 /// HDF5's Fletcher-32 of `count` bytes, the same value as HDF5's H5_checksum_fletcher32, vectorised (fletcher32.c):
 /// the HDF5 module registers it as the library's Fletcher-32 filter.
 uint32_t sertrain_fletcher32(const void *bytes, unsigned long count);

@@ -14,3 +14,6 @@ int sertrain_parse_decimal(const unsigned char *p, long limit, float *value, lon
 /// out of range: the caller's general path). Returns the cells parsed and leaves `*position` one past the last
 /// one's comma, or at `end + 1` when it ended the line.
 long sertrain_parse_number_cells(const unsigned char *line, long *position, long end, float *out, long max);
+
+/// How this CPU parses the common cell: "SSE4.1", or "digit by digit" (for benchmark records).
+const char *sertrain_number_cells_level(void);
