@@ -9,7 +9,11 @@ import Training
 
 /// Writes a seed-shaped CSV: header `0,…,width-1,labels`, `rows` rows of values shaped like the seed's features
 /// (ZCR and RMS in [0, 1), MFCCs of a few hundred) with 8 significant digits, and one of the 7 emotions per row.
-public func writeSeedShapedCSV(path: String, rows: Int, width: Int = FeatureFormat.seedWidth, seed: UInt64 = 7) throws {
+/// `float64`: each value rounded to float32 and written as the shortest float64 that reads back as it (up to 17
+/// digits, "-345.67889404296875"), as pandas writes the seed's float64 array of float32 features.
+public func writeSeedShapedCSV(
+  path: String, rows: Int, width: Int = FeatureFormat.seedWidth, seed: UInt64 = 7, float64: Bool = false
+) throws {
   guard let f = fopen(path, "w") else {
     throw Failure("\(path): cannot create: \(String(cString: strerror(errno)))")
   }
@@ -29,6 +33,12 @@ public func writeSeedShapedCSV(path: String, rows: Int, width: Int = FeatureForm
       let negative = c >= 216 && (r64 & 1) == 1
       let decimals = c < 216 ? 7 : 5
       var m = (r64 >> 1) % (c < 216 ? 10_000_000 : 60_000_000)
+      if float64 {
+        let value = Double(Float(Double(m) / (c < 216 ? 1e7 : 1e5))) * (negative ? -1 : 1)
+        line.append(contentsOf: value.description.utf8)
+        line.append(UInt8(ascii: ","))
+        continue
+      }
       if negative { line.append(UInt8(ascii: "-")) }
       var n = 0
       repeat {

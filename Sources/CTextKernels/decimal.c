@@ -1,9 +1,10 @@
 // Decimal text to float32, correctly rounded, for `sertrain convert` (about 100 million cells per seed CSV).
 //
-// The common cell (at most 15 bytes before its comma: a sign, digits, one dot, no exponent) is parsed with SSE4.1
+// The plain cell (at most 31 bytes before its comma: a sign, digits, one dot, no exponent) is parsed with SSE4.1
 // and no data-dependent jump: a 16-byte comma search gives the next cell's start (so successive cells overlap in
 // the CPU), two compares check the bytes, one shuffle gathers the digits without the dot, right-aligned, three
 // multiply-adds make the integer mantissa, and the value is that mantissa times the nearest double to 10^-k.
+// Cells past 15 bytes (float64 text) take a second 16 bytes the same way.
 // Everything else (and every cell on CPUs without SSE4.1) takes `sertrain_parse_decimal`, digit by digit.
 // (Swift's first version switched over digit counts; its jump tables mispredicted with the data's number widths.)
 #include <float.h>
@@ -21,17 +22,18 @@ static const double kPowerOfTen[45] = {
     1e-7,  1e-6,  1e-5,  1e-4,  1e-3,  1e-2,  1e-1,  1e0,   1e1,   1e2,   1e3,   1e4,   1e5,   1e6,  1e7,
     1e8,   1e9,   1e10,  1e11,  1e12,  1e13,  1e14,  1e15,  1e16,  1e17,  1e18,  1e19,  1e20,  1e21, 1e22};
 
-/// The float nearest to `mantissa * 10^exp10` (mantissa at most 2^53, |exp10| at most 22) through the double
-/// product, or 0 when that product may round differently from the exact value. The product is within 2 ulps of
-/// the exact value (10^exp10's rounding and the product's, half an ulp each, relative); rounding it to float is
-/// exact unless a float rounding midpoint may lie between the two: its 29 bits below float's precision within 4
-/// of the midpoint (1 in 2^26), or float's subnormal range.
-static inline int product_to_float(uint64_t mantissa, long exp10, float *value) {
-  double d = (double)(int64_t)mantissa * kPowerOfTen[exp10 + 22];  // a signed conversion is one instruction
+/// The float nearest to `mantissa * 10^exp10` (|exp10| at most 22) through the double product, or 0 when that
+/// product may round differently from the exact value. `mantissa` is the decimal integer's value in double after at
+/// most three roundings (none to 2^53; a long cell's halves joined: the high half, its scaling and the sum). With
+/// 10^exp10's rounding and the product's, at most five roundings of 2^-53 relative: within 5 ulps of the exact
+/// value. Rounding it to float is exact unless a float rounding midpoint may lie between the two: its 29 bits below
+/// float's precision within 8 of the midpoint (1 in 2^25), float's subnormal range, or past float's largest value.
+static inline int product_to_float(double mantissa, long exp10, float *value) {
+  double d = mantissa * kPowerOfTen[exp10 + 22];
   uint64_t bits;
   memcpy(&bits, &d, sizeof bits);
   int64_t fromMidpoint = (int64_t)(bits & ((1ull << 29) - 1)) - (1ll << 28);
-  if ((fromMidpoint >= -4 && fromMidpoint <= 4) || d < FLT_MIN) return 0;
+  if ((fromMidpoint >= -8 && fromMidpoint <= 8) || d < FLT_MIN || d > FLT_MAX) return 0;
   *value = (float)d;
   return 1;
 }
@@ -84,8 +86,7 @@ int sertrain_parse_decimal(const unsigned char *p, long limit, float *value, lon
   float f;
   if (mantissa == 0) {
     f = 0;
-  } else if (dropped || mantissa > (1ull << 53) || exp10 < -22 || exp10 > 22 ||
-             !product_to_float(mantissa, exp10, &f)) {
+  } else if (dropped || exp10 < -22 || exp10 > 22 || !product_to_float((double)mantissa, exp10, &f)) {
     // The exact fallback: strtof on a NUL-terminated copy of the bytes used.
     char small[64];
     char *copy = i < (long)sizeof small ? small : malloc((size_t)i + 1);
@@ -105,13 +106,13 @@ int sertrain_parse_decimal(const unsigned char *p, long limit, float *value, lon
 }
 
 #if defined(__x86_64__)
-/// kGatherDigits[n][k]: the shuffle that takes the digits of a cell of n bytes whose dot is at byte k (k = n: no
+/// kGatherDigits[n][k]: the shuffle that takes the digits of n bytes (0 to 16) whose dot is at byte k (k = n: no
 /// dot) and right-aligns them in 16 bytes, the dot left out; -1 selects a zero. Filled before main.
-static signed char kGatherDigits[16][16][16];
+static signed char kGatherDigits[17][17][16];
 
 __attribute__((constructor)) static void fill_gather_digits(void) {
-  for (int n = 0; n < 16; n++) {
-    for (int k = 0; k < 16; k++) {
+  for (int n = 0; n <= 16; n++) {
+    for (int k = 0; k <= 16; k++) {
       memset(kGatherDigits[n][k], -1, 16);
       int j = 15;
       for (int i = n - 1; i >= 0; i--) {
@@ -121,31 +122,71 @@ __attribute__((constructor)) static void fill_gather_digits(void) {
   }
 }
 
-/// The common cell at `p` (16 bytes readable): sets `*length` (its bytes before the comma) and `*value` and
-/// returns 1, or returns 0 for anything else.
-__attribute__((target("sse4.1,popcnt"))) static inline int parse_short_cell(const unsigned char *p, long *length,
-                                                                            float *value) {
-  __m128i v = _mm_loadu_si128((const __m128i *)p);
-  unsigned n = (unsigned)__builtin_ctz((unsigned)_mm_movemask_epi8(_mm_cmpeq_epi8(v, _mm_set1_epi8(','))) | 0x10000);
-  *length = n;  // 16: no comma in these bytes
+/// What 16 bytes of a cell hold: digit bytes, dots, and the digits' values (others 0).
+typedef struct {
+  __m128i values;
+  unsigned digits, dots;
+} classified;
+
+__attribute__((target("sse4.1"))) static inline classified classify(__m128i v) {
   __m128i d = _mm_sub_epi8(v, _mm_set1_epi8('0'));
   __m128i isDigit = _mm_cmpeq_epi8(_mm_min_epu8(d, _mm_set1_epi8(9)), d);
-  unsigned cell = (1u << n) - 1;
-  unsigned digitBytes = (unsigned)_mm_movemask_epi8(isDigit) & cell;
-  unsigned dot = (unsigned)_mm_movemask_epi8(_mm_cmpeq_epi8(v, _mm_set1_epi8('.'))) & cell;
-  unsigned sign = p[0] == '-' || p[0] == '+';
-  // Plain: fewer than 16 bytes, nothing but digits, one dot at most and a leading sign, and a digit.
-  if (n == 16 || (cell & ~digitBytes & ~dot & ~sign) != 0 || __builtin_popcount(dot) > 1 || digitBytes == 0) return 0;
-  unsigned dotAt = dot ? (unsigned)__builtin_ctz(dot) : n;
-  // The digits' values (the sign as 0), right-aligned without the dot: a 16-digit number.
-  d = _mm_shuffle_epi8(_mm_and_si128(d, isDigit), _mm_loadu_si128((const __m128i *)kGatherDigits[n][dotAt & 15]));
+  classified c = {_mm_and_si128(d, isDigit), (unsigned)_mm_movemask_epi8(isDigit),
+                  (unsigned)_mm_movemask_epi8(_mm_cmpeq_epi8(v, _mm_set1_epi8('.')))};
+  return c;
+}
+
+/// The integer that the digits of `n` bytes spell, the dot at `dotAt` (n: none) left out: at most 16 digits.
+__attribute__((target("sse4.1"))) static inline uint64_t gather_integer(__m128i values, unsigned n, unsigned dotAt) {
+  __m128i d = _mm_shuffle_epi8(values, _mm_loadu_si128((const __m128i *)kGatherDigits[n][dotAt]));
   __m128i pairs = _mm_maddubs_epi16(d, _mm_set1_epi16(0x010A));      // 10 a + b
   __m128i fours = _mm_madd_epi16(pairs, _mm_set1_epi32(0x00010064));  // 100 ab + cd
   __m128i eights = _mm_madd_epi16(_mm_packus_epi32(fours, fours), _mm_set1_epi32(0x00012710));  // 10^4 x + y
-  uint64_t mantissa = (uint64_t)(uint32_t)_mm_cvtsi128_si32(eights) * 100000000u +
-                      (uint32_t)_mm_extract_epi32(eights, 1);
+  return (uint64_t)(uint32_t)_mm_cvtsi128_si32(eights) * 100000000u + (uint32_t)_mm_extract_epi32(eights, 1);
+}
+
+/// A plain cell at `p` (`room` bytes readable): a sign, digits and at most one dot, at most 31 bytes before its
+/// comma. Sets `*length` (its bytes before the comma) and `*value` and returns 1, or returns 0 for anything else.
+/// Cells of up to 15 bytes (8 significant digits and the like) take one 16-byte load; longer ones (a float32
+/// written as float64, "-344.8731384277344") two, their halves' integers joined in double.
+__attribute__((target("sse4.1,popcnt"))) static inline int parse_plain_cell(const unsigned char *p, long room,
+                                                                            long *length, float *value) {
+  __m128i v = _mm_loadu_si128((const __m128i *)p);
+  unsigned commas = (unsigned)_mm_movemask_epi8(_mm_cmpeq_epi8(v, _mm_set1_epi8(',')));
+  unsigned sign = p[0] == '-' || p[0] == '+';
+  classified a = classify(v);
+  double mantissa;
+  long fraction;
+  if (commas) {
+    unsigned n = (unsigned)__builtin_ctz(commas);
+    *length = n;
+    unsigned cell = (1u << n) - 1, digits = a.digits & cell, dot = a.dots & cell;
+    if ((cell & ~digits & ~dot & ~sign) != 0 || __builtin_popcount(dot) > 1 || digits == 0) return 0;
+    unsigned dotAt = dot ? (unsigned)__builtin_ctz(dot) : n;
+    // (A signed conversion is one instruction; at most 15 digits.)
+    mantissa = (double)(int64_t)gather_integer(a.values, n, dotAt);
+    fraction = dot ? n - dotAt - 1 : 0;
+  } else {
+    if (room < 32) return 0;
+    __m128i w = _mm_loadu_si128((const __m128i *)(p + 16));
+    unsigned n = (unsigned)__builtin_ctz((unsigned)_mm_movemask_epi8(_mm_cmpeq_epi8(w, _mm_set1_epi8(','))) | 0x10000);
+    *length = 16 + n;
+    classified b = classify(w);
+    unsigned cell = (1u << n) - 1, dot1 = a.dots, dot2 = b.dots & cell;
+    if (n == 16 || (0xFFFF & ~a.digits & ~dot1 & ~sign) != 0 || (cell & ~b.digits & ~dot2) != 0 ||
+        __builtin_popcount(dot1) + __builtin_popcount(dot2) > 1) {
+      return 0;
+    }
+    unsigned dotAt1 = dot1 ? (unsigned)__builtin_ctz(dot1) : 16, dotAt2 = dot2 ? (unsigned)__builtin_ctz(dot2) : n;
+    long lowDigits = n - (dot2 != 0);
+    fraction = dot1 ? 15 - dotAt1 + lowDigits : dot2 ? n - dotAt2 - 1 : 0;
+    if (fraction > 22) return 0;
+    // The halves' integers are exact; in double the high one (16 digits) may round, and so may its scaling and the sum.
+    mantissa = (double)(int64_t)gather_integer(a.values, 16, dotAt1) * kPowerOfTen[22 + lowDigits] +
+               (double)(int64_t)gather_integer(b.values, n, dotAt2);
+  }
   float f = 0;
-  if (mantissa != 0 && !product_to_float(mantissa, -(long)(dot ? n - dotAt - 1 : 0), &f)) return 0;
+  if (mantissa != 0 && !product_to_float(mantissa, -fraction, &f)) return 0;
   uint32_t bits;  // the sign set without a jump: signs vary from cell to cell and would be mispredicted
   memcpy(&bits, &f, sizeof bits);
   bits |= (uint32_t)(p[0] == '-') << 31;
@@ -154,16 +195,16 @@ __attribute__((target("sse4.1,popcnt"))) static inline int parse_short_cell(cons
 }
 #endif
 
-/// The cells loop; `shortCell` (inlined) parses the common cell when the line has 16 bytes left.
+/// The cells loop; `plainCell` (inlined) parses the plain cells when the line has 16 bytes left.
 static inline __attribute__((always_inline)) long parse_cells(
     const unsigned char *line, long *position, long end, float *out, long max,
-    int (*shortCell)(const unsigned char *, long *, float *)) {
+    int (*plainCell)(const unsigned char *, long, long *, float *)) {
   long pos = *position, cells = 0;
   while (cells < max && pos < end) {
     float value;
-    if (shortCell) {  // never reads past the line's end
+    if (plainCell) {  // never reads past the line's end
       long length;
-      while (cells < max && pos <= end - 16 && shortCell(line + pos, &length, &value)) {
+      while (cells < max && pos <= end - 16 && plainCell(line + pos, end - pos, &length, &value)) {
         out[cells++] = value;
         pos += length + 1;
       }
@@ -184,7 +225,7 @@ static inline __attribute__((always_inline)) long parse_cells(
 #if defined(__x86_64__)
 __attribute__((target("sse4.1,popcnt"))) static long parse_cells_sse41(const unsigned char *line, long *position, long end,
                                                                 float *out, long max) {
-  return parse_cells(line, position, end, out, max, parse_short_cell);
+  return parse_cells(line, position, end, out, max, parse_plain_cell);
 }
 #endif
 

@@ -76,6 +76,9 @@ struct BenchConvert: ParsableCommand {
   @Option(help: "Rows of the generated CSV (the seed's features.csv has 48,648).")
   var rows = 48_648
 
+  @Flag(help: "Write the values as float64 (float32 values in up to 17 digits, as pandas wrote the seed's array).")
+  var float64 = false
+
   @OptionGroup var options: BenchOptions
 
   func run() throws {
@@ -85,7 +88,7 @@ struct BenchConvert: ParsableCommand {
         let out = dir + "/features.h5"
         var st = stat()
         let t0 = monotonicSeconds()
-        try writeSeedShapedCSV(path: csv, rows: rows)
+        try writeSeedShapedCSV(path: csv, rows: rows, float64: float64)
         stat(csv, &st)
         sync()  // the generated file's writeback must not land inside the timed runs
         let megabytes = Double(st.st_size) / 1e6

@@ -62,14 +62,17 @@ final class CSVImportTests: XCTestCase {
   }
 
   func testCellsOfEveryNumberFormatAgreeWithStrtof() throws {
-    // The line kernel's eight-bytes-at-a-time path and its general one, cell by cell against strtof: number
-    // widths that change from cell to cell, exponents, signs, midpoints of float32 roundings, long mantissas,
-    // and the label column in the middle of the line.
+    // The line kernel's SSE4.1 path and its general one, cell by cell against strtof: number widths that change
+    // from cell to cell, exponents, signs, midpoints of float32 roundings, long mantissas (float32 values written
+    // as float64, as the seed's notebook wrote them: 17 digits), and the label column in the middle of the line.
     var rng = TestRNG(seed: 3)
     let formats: [(Double) -> String] = [
-      { "\(Float($0))" }, { "\($0)" }, { String(format: "%.9g", $0) }, { String(format: "%.3f", $0) },
+      { "\(Float($0))" }, { "\($0)" }, { "\(Double(Float($0)))" }, { String(format: "%.9g", $0) },
+      { String(format: "%.3f", $0) },
       { String(format: "%.6e", $0) }, { String(format: "%+.15f", $0) }, { String(format: "%.0f", $0) },
       { String(format: "%.20g", $0) }, { String(format: "%.12e", (Double(Float($0)) + Double(Float($0).nextUp)) / 2) },
+      { "\((Double(Float($0)) + Double(Float($0).nextUp)) / 2)" },
+      { String(format: "%.9f", (Double(Float($0)) + Double(Float($0).nextUp)) / 2 + Double(Float($0)).ulp) },
     ]
     let width = 300
     var text = (0..<width).map(String.init).joined(separator: ",") + ",labels," + "x\n"
