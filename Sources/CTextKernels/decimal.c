@@ -229,18 +229,20 @@ __attribute__((target("sse4.1,popcnt"))) static long parse_cells_sse41(const uns
 }
 #endif
 
-const char *sertrain_number_cells_level(void) {
+/// 1 when the CPU runs `parse_cells_sse41`.
+static inline int has_sse41(void) {
 #if defined(__x86_64__)
-  if (__builtin_cpu_supports("sse4.1") && __builtin_cpu_supports("popcnt")) return "SSE4.1";
+  return __builtin_cpu_supports("sse4.1") && __builtin_cpu_supports("popcnt");
+#else
+  return 0;
 #endif
-  return "digit by digit";
 }
+
+const char *sertrain_number_cells_level(void) { return has_sse41() ? "SSE4.1" : "digit by digit"; }
 
 long sertrain_parse_number_cells(const unsigned char *line, long *position, long end, float *out, long max) {
 #if defined(__x86_64__)
-  if (__builtin_cpu_supports("sse4.1") && __builtin_cpu_supports("popcnt")) {
-    return parse_cells_sse41(line, position, end, out, max);
-  }
+  if (has_sse41()) return parse_cells_sse41(line, position, end, out, max);
 #endif
   return parse_cells(line, position, end, out, max, 0);
 }

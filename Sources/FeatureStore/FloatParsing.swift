@@ -26,8 +26,8 @@ public func parseFloatCell(_ p: UnsafePointer<UInt8>, _ n: Int) -> (Float, CellS
 public func parseDecimalPrefix(_ p: UnsafePointer<UInt8>, _ limit: Int) -> (Float, Int, CellStatus) {
   var value: Float = 0
   var used = 0
-  let status = sertrain_parse_decimal(p, limit, &value, &used)
-  return (value, used, used == 0 ? .text : status == SERTRAIN_CELL_NUMBER ? .number : .outOfRange)
+  let status = sertrain_parse_decimal(p, limit, &value, &used)  // CellStatus's raw values
+  return (value, used, CellStatus(rawValue: UInt8(status))!)
 }
 
 /// nan, inf, infinity (any case, optional sign), as pandas writes and reads them.

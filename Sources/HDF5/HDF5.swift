@@ -720,17 +720,21 @@ public final class H5Dataset {
   }
 
   /// Writes rows starting at `start` (extending an unlimited dataset if needed).
+  /// Grows the first dimension to `rows` if it is shorter.
+  private func extend(toRows rows: Int) throws {
+    var dims = shape
+    guard rows > dims[0] else { return }
+    dims[0] = rows
+    try check(H5Dset_extent(id, dims.map { hsize_t($0) }), filePath, name, "extend to \(rows) rows")
+  }
+
   public func writeRows<T: H5Scalar>(at start: Int, _ buffer: UnsafeBufferPointer<T>) throws {
     ensureQuiet()
     let rs = rowSize
     precondition(rs > 0 && buffer.count % rs == 0)
     let n = buffer.count / rs
     if n == 0 { return }
-    var dims = shape
-    if start + n > dims[0] {
-      dims[0] = start + n
-      try check(H5Dset_extent(id, dims.map { hsize_t($0) }), filePath, name, "extend to \(dims[0]) rows")
-    }
+    try extend(toRows: start + n)
     let (fs, ms) = try rowSelection(start..<(start + n))
     try check(
       H5Dwrite(id, T.h5Type, ms.id, fs.id, sertrain_H5P_DEFAULT(), buffer.baseAddress), filePath, name,
@@ -753,7 +757,7 @@ extension H5Dataset {
     guard H5Pget_filter2(dcpl, 0, &flags, &values, nil, 0, nil, nil) == H5Z_FILTER_FLETCHER32 else { return nil }
     var dims = [hsize_t](repeating: 0, count: rank)
     H5Pget_chunk(dcpl, Int32(rank), &dims)
-    guard dims.dropFirst().map(Int.init) == shape.dropFirst().map({ $0 }) else { return nil }
+    guard dims.dropFirst().map(Int.init) == Array(shape.dropFirst()) else { return nil }
     return Int(dims[0])
   }
 
@@ -768,15 +772,11 @@ extension H5Dataset {
     let n = buffer.count / rs
     guard let c = directChunkRows(T.self), start % c == 0, n >= c else { return try writeRows(at: start, buffer) }
     let whole = n / c * c
-    var dims = shape
-    if start + whole > dims[0] {
-      dims[0] = start + whole
-      try check(H5Dset_extent(id, dims.map { hsize_t($0) }), filePath, name, "extend to \(dims[0]) rows")
-    }
+    try extend(toRows: start + whole)
     let bytes = c * rs * MemoryLayout<T>.stride
     let chunk = UnsafeMutableRawPointer.allocate(byteCount: bytes + 4, alignment: 64)
     defer { chunk.deallocate() }
-    var offset = [hsize_t](repeating: 0, count: dims.count)
+    var offset = [hsize_t](repeating: 0, count: shape.count)
     for row in Swift.stride(from: 0, to: whole, by: c) {
       chunk.copyMemory(from: buffer.baseAddress! + row * rs, byteCount: bytes)
       chunk.storeBytes(of: sertrain_fletcher32(chunk, UInt(bytes)).littleEndian, toByteOffset: bytes, as: UInt32.self)

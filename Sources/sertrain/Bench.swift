@@ -147,7 +147,7 @@ struct BenchConvert: ParsableCommand {
   }
 }
 
-/// CPU model and core count, for benchmark records.
+/// CPU model (with its family and model numbers), core count and the kernel variant it runs, for benchmark records.
 func machineDescription() -> String {
   var fields: [String: String] = [:]  // the first processor's "model name", "cpu family", "model"
   if let f = fopen("/proc/cpuinfo", "r") {
