@@ -49,6 +49,10 @@ public func measureSGEMMPeak(size: Int = 4096, repeats: Int = 3) -> Double {
 public struct ModelBenchSample: JSONLine, Sendable {
   public var stepSeconds: [Double]
   public var predictSamplesPerSecond: Double
+  /// sertrain only: inference with the direct convolution (`Network.winogradInference` off), and the largest
+  /// difference between its probabilities and those of the default (Winograd) inference.
+  public var directPredictSamplesPerSecond: Double?
+  public var predictDifference: Double?
   public var peakMegabytes: Double
   /// The OpenBLAS kernels and their sgemm peak in this process (sertrain only).
   public var blasCore: String?
@@ -67,6 +71,8 @@ public struct ModelBenchSample: JSONLine, Sendable {
   enum CodingKeys: String, CodingKey {
     case stepSeconds = "step_seconds"
     case predictSamplesPerSecond = "predict_samples_per_second"
+    case directPredictSamplesPerSecond = "direct_predict_samples_per_second"
+    case predictDifference = "predict_max_difference"
     case peakMegabytes = "peak_mb"
     case blasCore = "blas_core"
     case sgemmPeak = "sgemm_peak_gflops"
@@ -83,7 +89,7 @@ public func benchmarkTraining(
   var stepPeaks: [Double]?
   var trainingRSS: Double?
   // The model lives in this closure, so that it is freed before the last sgemm measurement.
-  let (times, predictRate) = try { () throws -> ([Double], Double) in
+  let (times, predicted) = try { () throws -> ([Double], (Double, Double, Double)) in
     let network = try Network(spec: spec, classes: classes, seed: 1)
     let adam = Adam(count: network.parameters.count)
     let oneProcess = SingleProcessCommunicator()
@@ -133,20 +139,29 @@ public func benchmarkTraining(
       printError("  (sgemm peak \(fixed(peak, 0)) GFLOP/s)")
       network.profile = nil
     }
-    x.withUnsafeBufferPointer { _ = network.forward($0.baseAddress!, batch: batch, training: false) }
-    let t0 = monotonicSeconds()
-    for _ in 0..<predictBatches {
-      x.withUnsafeBufferPointer { _ = network.forward($0.baseAddress!, batch: batch, training: false) }
+    // Inference as predict runs it (Winograd's F(4, k)), then with the direct convolution of training, each after
+    // one untimed batch whose probabilities the two compare.
+    func predict(winograd: Bool) -> (rate: Double, probabilities: [Float]) {
+      Network.winogradInference = winograd
+      defer { Network.winogradInference = true }
+      let first = x.withUnsafeBufferPointer { Array(network.forward($0.baseAddress!, batch: batch, training: false)) }
+      let t0 = monotonicSeconds()
+      for _ in 0..<predictBatches {
+        x.withUnsafeBufferPointer { _ = network.forward($0.baseAddress!, batch: batch, training: false) }
+      }
+      return (Double(predictBatches * batch) / (monotonicSeconds() - t0), first)
     }
-    let predictRate = Double(predictBatches * batch) / (monotonicSeconds() - t0)
-    return (times, predictRate)
+    let (fast, direct) = (predict(winograd: true), predict(winograd: false))
+    let difference = zip(fast.probabilities, direct.probabilities).map { Double(abs($0 - $1)) }.max() ?? 0
+    return (times, (fast.rate, direct.rate, difference))
   }()
   // The machine's rate again after the steps (shared machines drift); the share of the peak uses the mean.
   let peakAfter = measureSGEMMPeak()
   // The peak RSS of the training itself when known: the sgemm measurements between the steps hold three
   // 64 MB matrices beside the model.
   return ModelBenchSample(
-    stepSeconds: times, predictSamplesPerSecond: predictRate, peakMegabytes: trainingRSS ?? peakResidentMegabytes(),
+    stepSeconds: times, predictSamplesPerSecond: predicted.0, directPredictSamplesPerSecond: predicted.1,
+    predictDifference: predicted.2, peakMegabytes: trainingRSS ?? peakResidentMegabytes(),
     blasCore: blasCoreName, sgemmPeak: (peak + peakAfter) / 2, stepSGEMMPeaks: stepPeaks)
 }
 

@@ -39,12 +39,15 @@ final class Conv1DLayer: Layer {
   /// The kernel laid out for the direct convolution (conv.c), for the output and for the input gradient.
   private var packed: FloatBuffer?
   private var packedFlipped: FloatBuffer?
+  /// The inference forward by Winograd's F(4, k), made on first use.
+  private var winograd: WinogradForward?
   /// Whether the direct convolution computes a pass with this kernel size and output width here.
   private func runsDirect(_ outChannels: Int) -> Bool {
     Network.directConvolutionRuns(kernel: k, outChannels: outChannels)
   }
 
   var plans: [LayerPlan] { [plan] }
+  var ownedFloats: Int { winograd?.ownedFloats ?? 0 }
   var inputLayout: Layout? { paddedInputLayout }
   var inputGradientLayout: Layout? { rawLayout }
   var outputLayout: Layout? { rawLayout }
@@ -127,20 +130,32 @@ final class Conv1DLayer: Layer {
     }
   }
 
+  /// Whether an inference forward runs as Winograd's F(4, k) (`Network.winogradInference`): kernels of 2 to 5
+  /// taps over at least 8 input channels (fewer leave the GEMMs too small to gain).
+  var runsWinograd: Bool { Network.winogradInference && WinogradTransform.supports(kernel: k) && cin >= 8 }
+
   /// x `[B, L, cin]` (`paddedInputLayout`: zero rows around each sample) -> raw `[B, L, cout]`: the convolution
-  /// without bias or ReLU (`ConvBlockLayer`'s BatchNorm applies them as it reads).
-  func forwardRaw(_ x: Tensor, _ raw: Tensor) {
+  /// without bias or ReLU (`ConvBlockLayer`'s BatchNorm applies them as it reads); by Winograd's F(4, k) when
+  /// `inference` and `runsWinograd`.
+  func forwardRaw(_ x: Tensor, _ raw: Tensor, inference: Bool) {
     precondition(x.layout == paddedInputLayout, "\(plan.name): input layout")
     x.zeroPadding()
     let direct = raw.layout == rawLayout
     let out = direct ? raw.base : scratch(&outScratch, rawLayout.rows(batch: x.batch) * cout)
-    convolve(batch: x.batch, x.base, cin, weight, out, cout, pack: &packed)
+    if inference && runsWinograd {
+      if winograd == nil { winograd = WinogradForward(kernel: k, cin: cin, cout: cout) }
+      winograd!.run(
+        batch: x.batch, input: convInput(x.base, cin), validRows: padLeft + length, weight: weight, cout: cout,
+        output: out)
+    } else {
+      convolve(batch: x.batch, x.base, cin, weight, out, cout, pack: &packed)
+    }
     if !direct { Tensor(base: out, batch: x.batch, length: length, channels: cout, layout: rawLayout).copy(to: raw) }
   }
 
   /// x `[B, L, cin]` -> y `[B, L, cout]` = `relu(conv(x) + bias)` (or without the ReLU).
   func forward(_ x: Tensor, _ y: Tensor, _ ctx: StepContext) {
-    forwardRaw(x, y)
+    forwardRaw(x, y, inference: !ctx.training)
     let (c, length, bias, relu) = (cout, length, bias, relu)
     let c8 = c & ~7
     let zero = F8(repeating: 0)

@@ -36,7 +36,7 @@ final class ConvBlockLayer: Layer {
 
   var inputLayout: Layout? { conv?.paddedInputLayout }
   var inputGradientLayout: Layout? { conv?.rawLayout }
-  var ownedFloats: Int { (raw?.count ?? 0) + norm.ownedFloats }
+  var ownedFloats: Int { (raw?.count ?? 0) + norm.ownedFloats + (conv?.ownedFloats ?? 0) }
 
   /// Allocates the raw output; the convolution's output gradient lives in the network's shared scratch.
   func reserve(batch: Int) -> Int {
@@ -62,7 +62,11 @@ final class ConvBlockLayer: Layer {
 
   /// x `[B, L, cin]` (`Conv1DLayer.paddedInputLayout`) -> y `[B, ceil(L/s), cout]`.
   func forward(_ x: Tensor, _ y: Tensor, _ ctx: StepContext) {
-    if isStem { x.zeroPadding() } else if let conv { conv.forwardRaw(x, rawOutput(conv, batch: x.batch)) }
+    if isStem {
+      x.zeroPadding()
+    } else if let conv {
+      conv.forwardRaw(x, rawOutput(conv, batch: x.batch), inference: !ctx.training)
+    }
     norm.normalize(kernels(x), batch: x.batch, length: pool.inputLength, pool: pool, into: y, ctx)
   }
 

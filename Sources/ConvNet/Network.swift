@@ -145,6 +145,11 @@ public final class Network {
   /// Lets the first block of a model over one input channel run without storing its convolution's output
   /// (on by default; tests turn it off to hold the two paths together). Read when a network is built.
   nonisolated(unsafe) public static var fusesStem = true
+  /// Lets inference passes (evaluate, predict, validation) run each Conv1D of 2 to 5 taps as Winograd's F(4, k)
+  /// (`WinogradForward`): 2-2.5x fewer multiplies, outputs within about 1e-6 of the direct convolution's. Training
+  /// passes never do: with Winograd in forward and input gradient, the seed's gradients drifted past the 1e-4 of
+  /// float64 that the direct convolution keeps. On by default; tests and `bench model` turn it off to compare.
+  nonisolated(unsafe) public static var winogradInference = true
   /// The instruction sets each Conv1D's direct convolution (conv.c) may use: 2 for AVX-512 (the default), 1 for
   /// AVX2 with FMA, 0 for none (every pass as OpenBLAS GEMMs). Tests lower it to hold the paths together.
   public static var directConvolutionLevel: Int {

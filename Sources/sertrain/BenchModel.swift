@@ -104,13 +104,16 @@ struct BenchModelCommand: ParsableCommand {
         let rate = Double(steps.batchSize) / step
         let peak = median(ours[c].compactMap(\.sgemmPeak))
         let predict = median(ours[c].map(\.predictSamplesPerSecond))
+        let direct = median(ours[c].compactMap(\.directPredictSamplesPerSecond))
+        let difference = ours[c].compactMap(\.predictDifference).max() ?? 0
         let shares = ours[c].compactMap { $0.stepPeakShares(flopsPerStep: flops * Double(steps.batchSize)) }
         // Each step against the sgemm measured right before and after it (none with --profile).
         let share = shares.isEmpty ? "" : " = \(fixed(100 * median(shares.flatMap { $0 }), 1))% of the sgemm peak"
         var line =
           "\(label) (\(ours[c].first?.blasCore ?? "?") kernels): median step \(fixed(step, 3)) s = "
           + "\(fixed(rate, 2)) samples/s = \(fixed(rate * flops / 1e9, 1)) GFLOP/s\(share) (sgemm \(fixed(peak, 1))); predict "
-          + "\(fixed(predict, 1)) samples/s; peak RSS \(fixed(ours[c].map(\.peakMegabytes).max()!, 0)) MB"
+          + "\(fixed(predict, 1)) samples/s (Winograd; direct convolution \(fixed(direct, 1)), probabilities within "
+          + "\(Float(difference))); peak RSS \(fixed(ours[c].map(\.peakMegabytes).max()!, 0)) MB"
         if let peerRate, let peerPredict {
           line += "; vs keras: training \(fixed(rate / peerRate, 2))x, predict \(fixed(predict / peerPredict, 2))x"
         }
@@ -132,7 +135,8 @@ struct BenchModelCommand: ParsableCommand {
     }
     print(
       "  \(who) run \(i + 1): steps \(s.stepSeconds.map { fixed($0, 2) }.joined(separator: ", ")) s -> "
-        + "\(fixed(rate, 2)) samples/s\(share ?? ""), predict \(fixed(s.predictSamplesPerSecond, 1)) samples/s, "
+        + "\(fixed(rate, 2)) samples/s\(share ?? ""), predict \(fixed(s.predictSamplesPerSecond, 1))"
+        + (s.directPredictSamplesPerSecond.map { " (direct \(fixed($0, 1)))" } ?? "") + " samples/s, "
         + "peak \(fixed(s.peakMegabytes, 0)) MB")
     fflush(stdout)
   }

@@ -1,5 +1,5 @@
-// The ConvNet's kernels (ConvNet uses them): its first block (stem.c), BatchNorm and pool sweeps (batchnorm.c) and
-// direct convolution (conv.c).
+// The ConvNet's kernels (ConvNet uses them): its first block (stem.c), BatchNorm and pool sweeps (batchnorm.c),
+// direct convolution (conv.c), and the Winograd transforms of inference (winograd.c).
 #pragma once
 
 // The first block of a ConvNet without its convolution's output (stem.c; `BatchNormLayer` in ConvNet uses them).
@@ -150,3 +150,37 @@ long sertrain_conv_gradient_parts(const sertrain_conv_gradient *gradient);
 
 /// Writes the kernel gradient's columns of panels `first ..< end` (every tap and input channel).
 void sertrain_conv_weight_gradient(const sertrain_conv_gradient *gradient, long first, long end);
+
+// A Conv1D's inference forward as Winograd's F(4, k) (winograd.c; `Conv1DLayer` in ConvNet).
+
+/// The most points (k+3 for a k-tap kernel) the Winograd transforms take.
+#define SERTRAIN_WINOGRAD_MAX_POINTS 8
+
+/// One chunk of whole samples of a convolution's inference forward, in tiles of four output positions
+/// (`(input.length+3)/4` per sample, numbered from the chunk's first sample). The input rows as
+/// `sertrain_conv_input` lays them out; rows from `valid_rows` on (the right padding) read as zeros. The transforms
+/// `bt` `[points][points]` and `at` `[4][points]`; the transformed input `v` `[points][tiles][input.channels]` and
+/// the products `m` `[points][tiles][out_channels]`; output row `t` of sample `b` at
+/// `output + (b*input.rows_per_sample + t)*out_channels`.
+typedef struct {
+  sertrain_conv_input input;
+  long valid_rows;
+  long first_sample;
+  long tiles;
+  int points;
+  const float *bt, *at;
+  float *v, *m;
+  long out_channels;
+  float *output;
+} sertrain_winograd;
+
+/// The kernel's transform `u[p][ci][co] = Σ_j g[p][j] · weight[j][ci][co]`, `g` `[points][kernel]`.
+void sertrain_winograd_kernel(const float *weight, int kernel, long in_channels, long out_channels, const float *g,
+                              int points, float *u);
+
+/// Writes `v` for the chunk's tiles `first ..< end`.
+void sertrain_winograd_input(const sertrain_winograd *w, long first, long end);
+
+/// Writes the output rows of the chunk's tiles `first ..< end` from `m` (the rows past each sample's length are
+/// left as they are).
+void sertrain_winograd_output(const sertrain_winograd *w, long first, long end);
