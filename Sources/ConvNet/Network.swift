@@ -146,9 +146,10 @@ public final class Network {
   /// (on by default; tests turn it off to hold the two paths together). Read when a network is built.
   nonisolated(unsafe) public static var fusesStem = true
   /// Lets inference passes (evaluate, predict, validation) run each Conv1D of 2 to 5 taps as Winograd's F(4, k)
-  /// (`WinogradForward`): 2-2.5x fewer multiplies, outputs within about 1e-6 of the direct convolution's. Training
-  /// passes never do: with Winograd in forward and input gradient, the seed's gradients drifted past the 1e-4 of
-  /// float64 that the direct convolution keeps. On by default; tests and `bench model` turn it off to compare.
+  /// (`WinogradForward`): 2-2.5x fewer multiplies; on the seed with a trained model's BatchNorm statistics, its
+  /// probabilities are within 8e-6 of float64 (the direct convolution's, 7.5e-6). Training passes never do: with
+  /// Winograd, the seed's training probabilities and gradients left the tolerances of float64 that the direct
+  /// convolution keeps (3e-5 and 1e-4). On by default; tests and `bench model` turn it off to compare.
   nonisolated(unsafe) public static var winogradInference = true
   /// The instruction sets each Conv1D's direct convolution (conv.c) may use: 2 for AVX-512 (the default), 1 for
   /// AVX2 with FMA, 0 for none (every pass as OpenBLAS GEMMs). Tests lower it to hold the paths together.
