@@ -39,15 +39,14 @@ final class Conv1DLayer: Layer {
   /// The kernel laid out for the direct convolution (conv.c), for the output and for the input gradient.
   private var packed: FloatBuffer?
   private var packedFlipped: FloatBuffer?
-  /// The inference forward by Winograd's F(4, k), made on first use.
-  private var winograd: WinogradForward?
+  /// The inference forward by Winograd's F(4, k), where it runs (`runsWinograd`).
+  private let winograd: WinogradForward?
   /// Whether the direct convolution computes a pass with this kernel size and output width here.
   private func runsDirect(_ outChannels: Int) -> Bool {
     Network.directConvolutionRuns(kernel: k, outChannels: outChannels)
   }
 
   var plans: [LayerPlan] { [plan] }
-  var ownedFloats: Int { winograd?.ownedFloats ?? 0 }
   var inputLayout: Layout? { paddedInputLayout }
   var inputGradientLayout: Layout? { rawLayout }
   var outputLayout: Layout? { rawLayout }
@@ -65,7 +64,13 @@ final class Conv1DLayer: Layer {
     (weight, dWeight) = (variables.kernel.value, variables.kernel.gradient)
     (bias, dBias) = (variables.bias.value, variables.bias.gradient)
     flipped = FloatBuffer(count: k * cin * cout)
+    winograd =
+      WinogradTransform.supports(kernel: k) && cin >= 8
+      ? WinogradForward(kernel: k, cin: cin, cout: cout, length: length) : nil
   }
+
+  /// The scratch (`StepContext.scratch`) an inference forward over `batch` samples needs.
+  func reserve(batch: Int) -> Int { winograd?.scratchFloats(batch: batch) ?? 0 }
 
   /// Rows per sample: the padded length `L+k-1` rounded up to a multiple of `k`.
   var sampleRows: Int { (length + 2 * (k - 1)) / k * k }
@@ -132,21 +137,20 @@ final class Conv1DLayer: Layer {
 
   /// Whether an inference forward runs as Winograd's F(4, k) (`Network.winogradInference`): kernels of 2 to 5
   /// taps over at least 8 input channels (fewer leave the GEMMs too small to gain).
-  var runsWinograd: Bool { Network.winogradInference && WinogradTransform.supports(kernel: k) && cin >= 8 }
+  var runsWinograd: Bool { Network.winogradInference && winograd != nil }
 
   /// x `[B, L, cin]` (`paddedInputLayout`: zero rows around each sample) -> raw `[B, L, cout]`: the convolution
   /// without bias or ReLU (`ConvBlockLayer`'s BatchNorm applies them as it reads); by Winograd's F(4, k) when
-  /// `inference` and `runsWinograd`.
-  func forwardRaw(_ x: Tensor, _ raw: Tensor, inference: Bool) {
+  /// `inference` and `runsWinograd`, in `workspace` (`reserve(batch:)` floats).
+  func forwardRaw(_ x: Tensor, _ raw: Tensor, inference: Bool, workspace: UnsafeMutablePointer<Float>?) {
     precondition(x.layout == paddedInputLayout, "\(plan.name): input layout")
     x.zeroPadding()
     let direct = raw.layout == rawLayout
     let out = direct ? raw.base : scratch(&outScratch, rawLayout.rows(batch: x.batch) * cout)
-    if inference && runsWinograd {
-      if winograd == nil { winograd = WinogradForward(kernel: k, cin: cin, cout: cout) }
+    if inference && runsWinograd, let workspace {
       winograd!.run(
-        batch: x.batch, input: convInput(x.base, cin), validRows: padLeft + length, weight: weight, cout: cout,
-        output: out)
+        batch: x.batch, input: convInput(x.base, cin), validRows: padLeft + length, weight: weight, output: out,
+        scratch: workspace)
     } else {
       convolve(batch: x.batch, x.base, cin, weight, out, cout, pack: &packed)
     }
@@ -155,7 +159,7 @@ final class Conv1DLayer: Layer {
 
   /// x `[B, L, cin]` -> y `[B, L, cout]` = `relu(conv(x) + bias)` (or without the ReLU).
   func forward(_ x: Tensor, _ y: Tensor, _ ctx: StepContext) {
-    forwardRaw(x, y, inference: !ctx.training)
+    forwardRaw(x, y, inference: !ctx.training, workspace: ctx.scratch)
     let (c, length, bias, relu) = (cout, length, bias, relu)
     let c8 = c & ~7
     let zero = F8(repeating: 0)

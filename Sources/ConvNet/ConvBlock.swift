@@ -36,16 +36,17 @@ final class ConvBlockLayer: Layer {
 
   var inputLayout: Layout? { conv?.paddedInputLayout }
   var inputGradientLayout: Layout? { conv?.rawLayout }
-  var ownedFloats: Int { (raw?.count ?? 0) + norm.ownedFloats + (conv?.ownedFloats ?? 0) }
+  var ownedFloats: Int { (raw?.count ?? 0) + norm.ownedFloats }
 
-  /// Allocates the raw output; the convolution's output gradient lives in the network's shared scratch.
+  /// Allocates the raw output; the convolution's output gradient (backward) and its Winograd buffers (inference)
+  /// live in the network's shared scratch.
   func reserve(batch: Int) -> Int {
     guard let conv, !isStem else { return 0 }
     if batch > capacity {
       capacity = batch
       raw = FloatBuffer(count: conv.rawLayout.rows(batch: batch) * conv.cout)
     }
-    return conv.paddedGradientLayout.rows(batch: batch) * conv.cout
+    return max(conv.paddedGradientLayout.rows(batch: batch) * conv.cout, conv.reserve(batch: batch))
   }
 
   private func rawOutput(_ conv: Conv1DLayer, batch: Int) -> Tensor {
@@ -65,7 +66,7 @@ final class ConvBlockLayer: Layer {
     if isStem {
       x.zeroPadding()
     } else if let conv {
-      conv.forwardRaw(x, rawOutput(conv, batch: x.batch), inference: !ctx.training)
+      conv.forwardRaw(x, rawOutput(conv, batch: x.batch), inference: !ctx.training, workspace: ctx.scratch)
     }
     norm.normalize(kernels(x), batch: x.batch, length: pool.inputLength, pool: pool, into: y, ctx)
   }

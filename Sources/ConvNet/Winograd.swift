@@ -64,37 +64,44 @@ struct WinogradTransform {
 /// A Conv1D's inference forward by F(4, k) (winograd.c): chunks of whole samples, each transformed, multiplied by
 /// `count` OpenBLAS GEMMs (`tiles × cin` by `cin × cout`) and transformed back into the output rows. The kernel's
 /// transform is recomputed every pass (the weights change between passes; it costs `count·k·cin·cout` multiplies).
-final class WinogradForward {
+/// Its buffers are the network's scratch (`Layer.reserve`), which one layer at a time uses.
+struct WinogradForward {
   /// Tiles per chunk: GEMMs this tall run near the square sgemm's speed, and a chunk's buffers stay a few MB.
   static let chunkTiles = 1536
   let transform: WinogradTransform
-  private var u: FloatBuffer
-  private var v: FloatBuffer?
-  private var m: FloatBuffer?
+  let cin: Int, cout: Int, length: Int
 
-  init(kernel: Int, cin: Int, cout: Int) {
+  init(kernel: Int, cin: Int, cout: Int, length: Int) {
     transform = WinogradTransform(kernel: kernel)
-    u = FloatBuffer(count: transform.count * cin * cout)
+    (self.cin, self.cout, self.length) = (cin, cout, length)
   }
 
-  var ownedFloats: Int { u.count + (v?.count ?? 0) + (m?.count ?? 0) }
+  private var tilesPerSample: Int { (length + 3) / 4 }
+  private func samplesPerChunk(batch: Int) -> Int { max(1, min(batch, Self.chunkTiles / tilesPerSample)) }
 
-  /// `out` row `t` of sample `b` (`input.rows_per_sample` rows per sample) `= Σ_j` input row `t+j` `· W_j` for the
-  /// `t < input.length`, the input's rows from `validRows` on read as zeros.
+  /// Floats of scratch a pass over `batch` samples needs: the kernel's transform `[count][cin][cout]`, a chunk's
+  /// transformed input `[count][tiles][cin]` and products `[count][tiles][cout]`.
+  func scratchFloats(batch: Int) -> Int {
+    let tiles = samplesPerChunk(batch: batch) * tilesPerSample
+    return transform.count * (cin * cout + tiles * (cin + cout))
+  }
+
+  /// `output` row `t` of sample `b` (`input.rows_per_sample` rows per sample) `= Σ_j` input row `t+j` `· W_j` for
+  /// the `t < length`, the input's rows from `validRows` on read as zeros; `scratch` holds `scratchFloats(batch:)`.
   func run(
-    batch: Int, input: sertrain_conv_input, validRows: Int, weight: UnsafePointer<Float>, cout: Int,
-    output: UnsafeMutablePointer<Float>
+    batch: Int, input: sertrain_conv_input, validRows: Int, weight: UnsafePointer<Float>,
+    output: UnsafeMutablePointer<Float>, scratch: UnsafeMutablePointer<Float>
   ) {
-    let (n, k, cin) = (transform.count, transform.kernel, input.channels)
-    transform.g.withUnsafeBufferPointer {
-      sertrain_winograd_kernel(weight, Int32(k), cin, cout, $0.baseAddress!, Int32(n), u.pointer)
-    }
-    let perSample = (input.length + 3) / 4
-    let samplesPerChunk = max(1, min(batch, Self.chunkTiles / perSample))
+    let (n, k, cin, cout) = (transform.count, transform.kernel, cin, cout)
+    precondition(input.channels == cin && input.length == length, "Winograd: input shape")
+    let perSample = tilesPerSample
+    let samplesPerChunk = samplesPerChunk(batch: batch)
     let capacity = samplesPerChunk * perSample
-    if (v?.count ?? 0) < n * capacity * cin { v = FloatBuffer(count: n * capacity * cin) }
-    if (m?.count ?? 0) < n * capacity * cout { m = FloatBuffer(count: n * capacity * cout) }
-    let (vp, mp, up) = (v!.pointer, m!.pointer, u.pointer)
+    let (up, vp) = (scratch, scratch + n * cin * cout)
+    let mp = vp + n * capacity * cin
+    transform.g.withUnsafeBufferPointer {
+      sertrain_winograd_kernel(weight, Int32(k), cin, cout, $0.baseAddress!, Int32(n), up)
+    }
     transform.bt.withUnsafeBufferPointer { bt in
       transform.at.withUnsafeBufferPointer { at in
         for first in stride(from: 0, to: batch, by: samplesPerChunk) {

@@ -187,8 +187,9 @@ final class FastVersusNaiveTests: XCTestCase {
       assertClose(fused.state, unfused.state, rtol: 1e-5, atol: 1e-7, "moving statistics \(context)")
       let largest = unfused.gradients.map(abs).max()!
       assertClose(fused.gradients, unfused.gradients, atol: 1e-5 * largest, "gradients \(context)")
-      // The convolution's output and its gradient are not allocated.
-      XCTAssertLessThan(fused.bytes, unfused.bytes - 4 * 5 * c.length * c.channels, context)
+      // The convolution's output is not allocated (nor its gradient, unless the shared scratch, which may hold it,
+      // is as large for another layer's use, such as the next convolution's Winograd buffers).
+      XCTAssertLessThanOrEqual(fused.bytes, unfused.bytes - 4 * 5 * c.length * c.channels, context)
     }
   }
 
