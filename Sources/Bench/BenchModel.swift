@@ -49,7 +49,7 @@ public func measureSGEMMPeak(size: Int = 4096, repeats: Int = 3) -> Double {
 public struct ModelBenchSample: JSONLine, Sendable {
   public var stepSeconds: [Double]
   public var predictSamplesPerSecond: Double
-  /// sertrain only: inference with the direct convolution (`Network.winogradInference` off), and the largest
+  /// sertrain only: inference with the direct convolution (`Network.winograd` off), and the largest
   /// difference between its probabilities and those of the default (Winograd) inference.
   public var directPredictSamplesPerSecond: Double?
   public var predictDifference: Double?
@@ -142,8 +142,8 @@ public func benchmarkTraining(
     // Inference as predict runs it (Winograd's F(4, k)), then with the direct convolution of training, each after
     // one untimed batch whose probabilities the two compare.
     func predict(winograd: Bool) -> (rate: Double, probabilities: [Float]) {
-      Network.winogradInference = winograd
-      defer { Network.winogradInference = true }
+      Network.winograd = winograd
+      defer { Network.winograd = true }
       let first = x.withUnsafeBufferPointer { Array(network.forward($0.baseAddress!, batch: batch, training: false)) }
       let t0 = monotonicSeconds()
       for _ in 0..<predictBatches {

@@ -26,6 +26,9 @@ import COpenBLAS
 /// per phase (`k` times per pass), which held conv2 and conv3 of the seed model at 80-90% of the square sgemm's
 /// speed; the direct kernels pack each input row once and run at 95-100% of it (`bench model --profile`). They
 /// leave the rows past each sample's length unwritten (the phase GEMMs write them with values nobody reads).
+///
+/// The input gradient, and the forward of inference, run as Winograd's F(4, k) where `Network.winograd` allows
+/// (`WinogradForward`): fewer multiplies, in GEMMs over transformed tiles.
 final class Conv1DLayer: Layer {
   let plan: LayerPlan
   let k: Int, cin: Int, cout: Int, length: Int, padLeft: Int, padRight: Int, relu: Bool
@@ -39,8 +42,10 @@ final class Conv1DLayer: Layer {
   /// The kernel laid out for the direct convolution (conv.c), for the output and for the input gradient.
   private var packed: FloatBuffer?
   private var packedFlipped: FloatBuffer?
-  /// The inference forward by Winograd's F(4, k), where it runs (`runsWinograd`).
+  /// The passes by Winograd's F(4, k) where they run (`Network.winograd`): the inference forward, and the input
+  /// gradient (the flipped kernel over the output gradient).
   private let winograd: WinogradForward?
+  private let winogradGradient: WinogradForward?
   /// Whether the direct convolution computes a pass with this kernel size and output width here.
   private func runsDirect(_ outChannels: Int) -> Bool {
     Network.directConvolutionRuns(kernel: k, outChannels: outChannels)
@@ -64,13 +69,24 @@ final class Conv1DLayer: Layer {
     (weight, dWeight) = (variables.kernel.value, variables.kernel.gradient)
     (bias, dBias) = (variables.bias.value, variables.bias.gradient)
     flipped = FloatBuffer(count: k * cin * cout)
-    winograd =
-      WinogradTransform.supports(kernel: k) && cin >= 8
-      ? WinogradForward(kernel: k, cin: cin, cout: cout, length: length) : nil
+    // Kernels of 2 to 5 taps over at least 8 input channels (fewer leave the GEMMs too small to gain).
+    let (k, cin, cout, length) = (k, cin, cout, length)
+    func pass(_ inChannels: Int, _ outChannels: Int) -> WinogradForward? {
+      WinogradTransform.supports(kernel: k) && inChannels >= 8
+        ? WinogradForward(kernel: k, cin: inChannels, cout: outChannels, length: length) : nil
+    }
+    (winograd, winogradGradient) = (pass(cin, cout), pass(cout, cin))
   }
 
-  /// The scratch (`StepContext.scratch`) an inference forward over `batch` samples needs.
-  func reserve(batch: Int) -> Int { winograd?.scratchFloats(batch: batch) ?? 0 }
+  /// The scratch (`StepContext.scratch`) of an inference forward over `batch` samples, and of backward's input
+  /// gradient (`backwardMasked`).
+  func winogradScratch(batch: Int) -> (forward: Int, inputGradient: Int) {
+    (winograd?.scratchFloats(batch: batch) ?? 0, winogradGradient?.scratchFloats(batch: batch) ?? 0)
+  }
+
+  func reserve(batch: Int) -> Int {
+    max(winogradScratch(batch: batch).forward, winogradScratch(batch: batch).inputGradient)
+  }
 
   /// Rows per sample: the padded length `L+k-1` rounded up to a multiple of `k`.
   var sampleRows: Int { (length + 2 * (k - 1)) / k * k }
@@ -135,20 +151,16 @@ final class Conv1DLayer: Layer {
     }
   }
 
-  /// Whether an inference forward runs as Winograd's F(4, k) (`Network.winogradInference`): kernels of 2 to 5
-  /// taps over at least 8 input channels (fewer leave the GEMMs too small to gain).
-  var runsWinograd: Bool { Network.winogradInference && winograd != nil }
-
   /// x `[B, L, cin]` (`paddedInputLayout`: zero rows around each sample) -> raw `[B, L, cout]`: the convolution
   /// without bias or ReLU (`ConvBlockLayer`'s BatchNorm applies them as it reads); by Winograd's F(4, k) when
-  /// `inference` and `runsWinograd`, in `workspace` (`reserve(batch:)` floats).
+  /// `inference` and `Network.winograd`, in `workspace` (`winogradScratch(batch:).forward` floats).
   func forwardRaw(_ x: Tensor, _ raw: Tensor, inference: Bool, workspace: UnsafeMutablePointer<Float>?) {
     precondition(x.layout == paddedInputLayout, "\(plan.name): input layout")
     x.zeroPadding()
     let direct = raw.layout == rawLayout
     let out = direct ? raw.base : scratch(&outScratch, rawLayout.rows(batch: x.batch) * cout)
-    if inference && runsWinograd, let workspace {
-      winograd!.run(
+    if inference && Network.winograd, let winograd, let workspace {
+      winograd.run(
         batch: x.batch, input: convInput(x.base, cin), validRows: padLeft + length, weight: weight, output: out,
         scratch: workspace)
     } else {
@@ -206,12 +218,13 @@ final class Conv1DLayer: Layer {
       dy.copy(to: d)
     }
     maskAndSumBias(d, y)
-    backwardMasked(x: x, d: d, dx: dx)
+    backwardMasked(x: x, d: d, dx: dx, workspace: ctx.scratch)
   }
 
   /// The gradient `d` of the output before the bias and ReLU (`paddedGradientLayout`) -> dW `[k, cin, cout]`,
-  /// dx `[B, L, cin]`. Overwrites the padding rows of `d` with zeros.
-  func backwardMasked(x: Tensor, d: Tensor, dx: Tensor?) {
+  /// dx `[B, L, cin]`, by Winograd's F(4, k) where `Network.winograd` (in `workspace`,
+  /// `winogradScratch(batch:).inputGradient` floats). Overwrites the padding rows of `d` with zeros.
+  func backwardMasked(x: Tensor, d: Tensor, dx: Tensor?, workspace: UnsafeMutablePointer<Float>?) {
     precondition(d.layout == paddedGradientLayout, "\(plan.name): gradient layout")
     let batch = x.batch
     d.zeroPadding()
@@ -233,7 +246,13 @@ final class Conv1DLayer: Layer {
     }
     let direct = dx.layout == rawLayout
     let out = direct ? dx.base : scratch(&dxScratch, rawLayout.rows(batch: batch) * cin)
-    convolve(batch: batch, d.base, cout, flipped.pointer, out, cin, pack: &packedFlipped)
+    if Network.winograd, let winogradGradient, let workspace {
+      winogradGradient.run(
+        batch: batch, input: convInput(d.base, cout), validRows: padRight + length, weight: flipped.pointer,
+        output: out, scratch: workspace)
+    } else {
+      convolve(batch: batch, d.base, cout, flipped.pointer, out, cin, pack: &packedFlipped)
+    }
     if !direct {
       Tensor(base: out, batch: batch, length: length, channels: cin, layout: rawLayout).copy(to: dx)
     }

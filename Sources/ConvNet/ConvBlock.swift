@@ -38,15 +38,16 @@ final class ConvBlockLayer: Layer {
   var inputGradientLayout: Layout? { conv?.rawLayout }
   var ownedFloats: Int { (raw?.count ?? 0) + norm.ownedFloats }
 
-  /// Allocates the raw output; the convolution's output gradient (backward) and its Winograd buffers (inference)
-  /// live in the network's shared scratch.
+  /// Allocates the raw output; the convolution's output gradient and its Winograd buffers (after the gradient in
+  /// backward, alone in an inference forward) live in the network's shared scratch.
   func reserve(batch: Int) -> Int {
     guard let conv, !isStem else { return 0 }
     if batch > capacity {
       capacity = batch
       raw = FloatBuffer(count: conv.rawLayout.rows(batch: batch) * conv.cout)
     }
-    return max(conv.paddedGradientLayout.rows(batch: batch) * conv.cout, conv.reserve(batch: batch))
+    let (forward, inputGradient) = conv.winogradScratch(batch: batch)
+    return max(forward, conv.paddedGradientLayout.rows(batch: batch) * conv.cout + inputGradient)
   }
 
   private func rawOutput(_ conv: Conv1DLayer, batch: Int) -> Tensor {
@@ -85,6 +86,7 @@ final class ConvBlockLayer: Layer {
     let d = Tensor(
       base: ctx.scratch!, batch: x.batch, length: conv.length, channels: conv.cout, layout: conv.paddedGradientLayout)
     norm.backward(kernels(x), batch: x.batch, pool: pool, y: y, dy: dy, dx: d, producer: conv, ctx)
-    conv.backwardMasked(x: x, d: d, dx: dx)
+    conv.backwardMasked(
+      x: x, d: d, dx: dx, workspace: ctx.scratch! + conv.paddedGradientLayout.rows(batch: x.batch) * conv.cout)
   }
 }

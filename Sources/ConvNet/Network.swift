@@ -145,12 +145,14 @@ public final class Network {
   /// Lets the first block of a model over one input channel run without storing its convolution's output
   /// (on by default; tests turn it off to hold the two paths together). Read when a network is built.
   nonisolated(unsafe) public static var fusesStem = true
-  /// Lets inference passes (evaluate, predict, validation) run each Conv1D of 2 to 5 taps as Winograd's F(4, k)
-  /// (`WinogradForward`): 2-2.5x fewer multiplies; on the seed with a trained model's BatchNorm statistics, its
-  /// probabilities are within 8e-6 of float64 (the direct convolution's, 7.5e-6). Training passes never do: with
-  /// Winograd, the seed's training probabilities and gradients left the tolerances of float64 that the direct
-  /// convolution keeps (3e-5 and 1e-4). On by default; tests and `bench model` turn it off to compare.
-  nonisolated(unsafe) public static var winogradInference = true
+  /// Lets two convolution passes of each Conv1D of 2 to 5 taps run as Winograd's F(4, k) (`WinogradForward`), with
+  /// 2-2.5x fewer multiplies: the input gradient in training, and the forward of inference (evaluate, predict,
+  /// validation). Against float64 on the seed, the input gradient keeps the kernel gradients as close as the direct
+  /// convolution does (`KerasGoldenTests`), and inference with a trained model's statistics gives probabilities within
+  /// 8e-6 (direct: 7.5e-6). The training forward stays direct: there BatchNorm's batch statistics magnified Winograd's
+  /// rounding past the README's tolerances against float64. On by default; tests and `bench model` turn it off to
+  /// compare.
+  nonisolated(unsafe) public static var winograd = true
   /// The instruction sets each Conv1D's direct convolution (conv.c) may use: 2 for AVX-512 (the default), 1 for
   /// AVX2 with FMA, 0 for none (every pass as OpenBLAS GEMMs). Tests lower it to hold the paths together.
   public static var directConvolutionLevel: Int {

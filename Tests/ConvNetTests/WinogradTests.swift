@@ -2,13 +2,13 @@ import ConvNet
 import XCTest
 import _TestSupport
 
-/// Inference runs each Conv1D of 2 to 5 taps over at least 8 input channels as Winograd's F(4, k) (winograd.c):
-/// against the naive double-precision reference and against the direct convolution, on lengths with every
-/// remainder mod 4 (the last tile of each sample partly past its end), shorter than one tile, over several chunks
-/// of samples, and with neighbours whose rows the last tiles must not read.
+/// Each Conv1D of 2 to 5 taps over at least 8 input channels runs its inference forward and its input gradient as
+/// Winograd's F(4, k) (winograd.c): against the naive double-precision reference and against the direct
+/// convolution, on lengths with every remainder mod 4 (the last tile of each sample partly past its end), shorter
+/// than one tile, over several chunks of samples, and with neighbours whose rows the last tiles must not read.
 extension FastVersusNaiveTests {
-  func testWinogradInferenceAgainstNaiveAndDirect() throws {
-    defer { Network.winogradInference = true }
+  func testWinogradAgainstNaiveAndDirect() throws {
+    defer { Network.winograd = true }
     let cases: [(name: String, length: Int, inputs: Int, batch: Int, layers: [LayerSpec])] = [
       (
         "k5, L = 4q+1", 37, 16, 3,
@@ -36,9 +36,9 @@ extension FastVersusNaiveTests {
       func infer() -> [Float] {
         x.withUnsafeBufferPointer { Array(network.forward($0.baseAddress!, batch: c.batch, training: false)) }
       }
-      Network.winogradInference = true
+      Network.winograd = true
       let fast = infer()
-      Network.winogradInference = false
+      Network.winograd = false
       let direct = infer()
       let reference = Reference.network(
         network.plans, variables: variables(of: network), x: x.map(Double.init), batch: c.batch,
@@ -46,9 +46,31 @@ extension FastVersusNaiveTests {
       assertClose(fast, reference.probs.map(Float.init), rtol: 1e-4, atol: 1e-6, "naive, \(c.name)")
       assertClose(fast, direct, rtol: 1e-5, atol: 1e-7, "direct, \(c.name)")
       if fast != direct { differs += 1 }
+
+      // Training: the input gradients by Winograd, every gradient against float64 and the direct convolution's.
+      let labels = (0..<c.batch).map { Int32($0 % 4) }
+      func gradients() -> [Float] {
+        _ = x.withUnsafeBufferPointer { network.forward($0.baseAddress!, batch: c.batch, training: true) }
+        labels.withUnsafeBufferPointer { network.backward(labels: $0, scale: 1 / Float(c.batch)) }
+        return network.parameterLayout.views.flatMap { Array(network.gradient($0.name)!) }
+      }
+      let exact = Reference.network(
+        network.plans, variables: variables(of: network), x: x.map(Double.init), batch: c.batch,
+        labels: labels.map(Int.init), training: true
+      ).gradients
+      Network.winograd = true
+      let fastGradients = gradients()
+      Network.winograd = false
+      let directGradients = gradients()
+      let exactGradients = network.parameterLayout.views.flatMap { exact[$0.name]! }
+      let largest = Float(exactGradients.map(abs).max()!)
+      assertClose(fastGradients, exactGradients.map(Float.init), atol: 1e-4 * largest, "gradients, naive, \(c.name)")
+      assertClose(fastGradients, directGradients, atol: 1e-5 * largest, "gradients, direct, \(c.name)")
+      if c.layers.count > 1 && fastGradients != directGradients { differs += 1 }
     }
-    // Another order of sums: some probabilities differ in their last bits unless the Winograd path never ran.
-    XCTAssertGreaterThan(differs, 2, "the Winograd and direct runs agree bit for bit: one path ran twice")
+    // Another order of sums: some values differ in their last bits unless the Winograd path never ran (5 inferences,
+    // 3 input gradients).
+    XCTAssertGreaterThan(differs, 5, "the Winograd and direct runs agree bit for bit: one path ran twice")
   }
 
   /// The seed's widths with the moving statistics of a trained model (a training forward with momentum 0 sets them
