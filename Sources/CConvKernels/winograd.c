@@ -1,6 +1,8 @@
-// A Conv1D's inference forward as Winograd's minimal filtering F(4, k) (`Conv1DLayer` in ConvNet): four outputs of
-// a k-tap correlation from n = k+3 products instead of 4k, so the channel-mixing GEMMs do n/4k of the direct
-// convolution's multiplies (8/20 for k = 5, 6/12 for k = 3).
+// A Conv1D's passes by Winograd's minimal filtering (`Conv1DLayer` in ConvNet): F(4, k) for the inference forward
+// and the input gradient, four outputs of a k-tap correlation from n = k+3 products instead of 4k, so the
+// channel-mixing GEMMs do n/4k of the direct convolution's multiplies (8/20 for k = 5, 6/12 for k = 3); and F(k, 4)
+// for the kernel gradient, the k taps from the same tiles of the input and four rows of the output gradient
+// (`sertrain_winograd_gradient`), its products summed over the tiles by the GEMMs.
 //
 // Per tile of four output positions (Lavin and Gray, "Fast Algorithms for Convolutional Neural Networks", 2016):
 //   V_p = Σ_q BT[p][q] · d_q         the tile's n padded input rows d_q (cin each), here
@@ -72,5 +74,20 @@ void sertrain_winograd_output(const sertrain_winograd *w, long first, long end) 
       float *row = w->output + (b * w->input.rows_per_sample + t0 + i) * channels;
       combine(row, products, w->at + i * n, n, channels);
     }
+  }
+}
+
+SERTRAIN_CLONES
+void sertrain_winograd_gradient(const float *gradient, long rows_per_sample, long length, long channels,
+                                long first_sample, long tiles, int points, const float *g4, float *u, long first,
+                                long end) {
+  const long per_sample = (length + 3) / 4;
+  for (long tile = first; tile < end; tile++) {
+    const long b = first_sample + tile / per_sample, t0 = 4 * (tile % per_sample);
+    const float *rows[4];
+    for (int i = 0; i < 4; i++) {
+      rows[i] = t0 + i < length ? gradient + (b * rows_per_sample + t0 + i) * channels : NULL;
+    }
+    for (int p = 0; p < points; p++) combine(u + (p * tiles + tile) * channels, rows, g4 + p * 4, 4, channels);
   }
 }

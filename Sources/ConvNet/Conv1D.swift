@@ -27,8 +27,8 @@ import COpenBLAS
 /// speed; the direct kernels pack each input row once and run at 95-100% of it (`bench model --profile`). They
 /// leave the rows past each sample's length unwritten (the phase GEMMs write them with values nobody reads).
 ///
-/// The input gradient, and the forward of inference, run as Winograd's F(4, k) where `Network.winograd` allows
-/// (`WinogradForward`): fewer multiplies, in GEMMs over transformed tiles.
+/// The kernel and input gradients, and the forward of inference, run by Winograd's minimal filtering where
+/// `Network.winograd` allows (`WinogradForward`): fewer multiplies, in GEMMs over transformed tiles.
 final class Conv1DLayer: Layer {
   let plan: LayerPlan
   let k: Int, cin: Int, cout: Int, length: Int, padLeft: Int, padRight: Int, relu: Bool
@@ -80,12 +80,14 @@ final class Conv1DLayer: Layer {
 
   /// The scratch (`StepContext.scratch`) of an inference forward over `batch` samples, and of backward's input
   /// gradient (`backwardMasked`).
-  func winogradScratch(batch: Int) -> (forward: Int, inputGradient: Int) {
-    (winograd?.scratchFloats(batch: batch) ?? 0, winogradGradient?.scratchFloats(batch: batch) ?? 0)
+  func winogradScratch(batch: Int) -> (forward: Int, backward: Int) {
+    let forward = winograd?.scratchFloats(batch: batch) ?? 0
+    let weights = winograd?.weightGradientScratchFloats(batch: batch) ?? 0
+    return (forward, max(weights, winogradGradient?.scratchFloats(batch: batch) ?? 0))
   }
 
   func reserve(batch: Int) -> Int {
-    max(winogradScratch(batch: batch).forward, winogradScratch(batch: batch).inputGradient)
+    max(winogradScratch(batch: batch).forward, winogradScratch(batch: batch).backward)
   }
 
   /// Rows per sample: the padded length `L+k-1` rounded up to a multiple of `k`.
@@ -222,14 +224,18 @@ final class Conv1DLayer: Layer {
   }
 
   /// The gradient `d` of the output before the bias and ReLU (`paddedGradientLayout`) -> dW `[k, cin, cout]`,
-  /// dx `[B, L, cin]`, by Winograd's F(4, k) where `Network.winograd` (in `workspace`,
-  /// `winogradScratch(batch:).inputGradient` floats). Overwrites the padding rows of `d` with zeros.
+  /// dx `[B, L, cin]`, by Winograd's F(k, 4) and F(4, k) where `Network.winograd` (in `workspace`,
+  /// `winogradScratch(batch:).backward` floats). Overwrites the padding rows of `d` with zeros.
   func backwardMasked(x: Tensor, d: Tensor, dx: Tensor?, workspace: UnsafeMutablePointer<Float>?) {
     precondition(d.layout == paddedGradientLayout, "\(plan.name): gradient layout")
     let batch = x.batch
     d.zeroPadding()
     let aligned = d.base + padRight * cout  // row i holds the gradient of output row i
-    if runsDirect(cout) {
+    if Network.winograd, let winograd, let workspace {
+      winograd.weightGradient(
+        batch: batch, input: convInput(x.base, cin), validRows: padLeft + length, gradient: aligned,
+        weightGradient: dWeight, scratch: workspace)
+    } else if runsDirect(cout) {
       var g = sertrain_conv_gradient(
         input: convInput(x.base, cin), batch: batch, gradient: aligned, out_channels: cout, weight_gradient: dWeight)
       Parallel.forEach(sertrain_conv_gradient_parts(&g)) { _, panels in

@@ -46,8 +46,8 @@ final class ConvBlockLayer: Layer {
       capacity = batch
       raw = FloatBuffer(count: conv.rawLayout.rows(batch: batch) * conv.cout)
     }
-    let (forward, inputGradient) = conv.winogradScratch(batch: batch)
-    return max(forward, conv.paddedGradientLayout.rows(batch: batch) * conv.cout + inputGradient)
+    let (forward, backward) = conv.winogradScratch(batch: batch)
+    return max(forward, conv.paddedGradientLayout.rows(batch: batch) * conv.cout + backward)
   }
 
   private func rawOutput(_ conv: Conv1DLayer, batch: Int) -> Tensor {

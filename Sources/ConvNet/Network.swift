@@ -145,13 +145,13 @@ public final class Network {
   /// Lets the first block of a model over one input channel run without storing its convolution's output
   /// (on by default; tests turn it off to hold the two paths together). Read when a network is built.
   nonisolated(unsafe) public static var fusesStem = true
-  /// Lets two convolution passes of each Conv1D of 2 to 5 taps run as Winograd's F(4, k) (`WinogradForward`), with
-  /// 2-2.5x fewer multiplies: the input gradient in training, and the forward of inference (evaluate, predict,
-  /// validation). Against float64 on the seed, the input gradient keeps the kernel gradients as close as the direct
-  /// convolution does (`KerasGoldenTests`), and inference with a trained model's statistics gives probabilities within
-  /// 8e-6 (direct: 7.5e-6). The training forward stays direct: there BatchNorm's batch statistics magnified Winograd's
-  /// rounding past the README's tolerances against float64. On by default; tests and `bench model` turn it off to
-  /// compare.
+  /// Lets three convolution passes of each Conv1D of 2 to 5 taps run by Winograd's minimal filtering
+  /// (`WinogradForward`), with 2-2.5x fewer multiplies: in training the input gradient (F(4, k)) and the kernel
+  /// gradient (F(k, 4)), and the forward of inference (evaluate, predict, validation). Against float64 on the seed,
+  /// the gradients stay as close as with the direct convolution (`KerasGoldenTests`), and inference with a trained
+  /// model's statistics gives probabilities within 8e-6 (direct: 7.5e-6). The training forward stays direct: there
+  /// BatchNorm's batch statistics magnified Winograd's rounding past the README's tolerances against float64. On by
+  /// default; tests and `bench model` turn it off to compare.
   nonisolated(unsafe) public static var winograd = true
   /// The instruction sets each Conv1D's direct convolution (conv.c) may use: 2 for AVX-512 (the default), 1 for
   /// AVX2 with FMA, 0 for none (every pass as OpenBLAS GEMMs). Tests lower it to hold the paths together.

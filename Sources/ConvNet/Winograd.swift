@@ -18,6 +18,9 @@ struct WinogradTransform {
   let count: Int
   /// `[count][count]`, `[count][kernel]`, `[4][count]`, row-major.
   let bt: [Float], g: [Float], at: [Float]
+  /// The kernel gradient's F(k, 4) (the output gradient's four rows as the filter, the k taps as the outputs): `atᵀ`
+  /// `[count][4]` and `gᵀ` `[kernel][count]`, with the same `bt`.
+  let g4: [Float], atk: [Float]
 
   /// Kernels of 2 to 5 taps (up to `SERTRAIN_WINOGRAD_MAX_POINTS` points).
   static func supports(kernel: Int) -> Bool {
@@ -39,6 +42,8 @@ struct WinogradTransform {
     bt = (0..<n).flatMap { p in (0..<n).map { q in Float(inverse[q][p]) } }
     g = evaluation(kernel).flatMap { $0.map(Float.init) }
     at = (0..<Self.tile).flatMap { i in (0..<n).map { p in Float(product[p][i]) } }
+    g4 = product.flatMap { $0.map(Float.init) }
+    atk = (0..<kernel).flatMap { j in evaluation(kernel).map { Float($0[j]) } }
   }
 
   private static func pow(_ x: Double, _ j: Int) -> Double { (0..<j).reduce(1) { r, _ in r * x } }
@@ -84,6 +89,53 @@ struct WinogradForward {
   func scratchFloats(batch: Int) -> Int {
     let tiles = samplesPerChunk(batch: batch) * tilesPerSample
     return transform.count * (cin * cout + tiles * (cin + cout))
+  }
+
+  /// Floats of scratch a kernel gradient over `batch` samples needs: the products `[count][cin][cout]`, a chunk's
+  /// transformed input `[count][tiles][cin]` and output gradient `[count][tiles][cout]`.
+  func weightGradientScratchFloats(batch: Int) -> Int {
+    let tiles = samplesPerChunk(batch: batch) * tilesPerSample
+    return transform.count * (cin * cout + tiles * (cin + cout))
+  }
+
+  /// The kernel gradient `dW[j][ci][co] = Σ_b Σ_{t<length}` input row `t+j` `[ci] ·` gradient row `t` `[co]` by
+  /// F(k, 4): per chunk the input's tiles (as the forward transforms them) and the gradient's, one GEMM per point
+  /// summing over the chunk's tiles into the products (chunk after chunk, in order), then `dW_j = Σ_p atk[j][p]·M_p`.
+  /// The gradient's row `t` of sample `b` at `gradient + (b*input.rows_per_sample + t)*cout`.
+  func weightGradient(
+    batch: Int, input: sertrain_conv_input, validRows: Int, gradient: UnsafePointer<Float>,
+    weightGradient: UnsafeMutablePointer<Float>, scratch: UnsafeMutablePointer<Float>
+  ) {
+    let (n, k, cin, cout) = (transform.count, transform.kernel, cin, cout)
+    let perSample = tilesPerSample
+    let samplesPerChunk = samplesPerChunk(batch: batch)
+    let capacity = samplesPerChunk * perSample
+    let (mp, vp) = (scratch, scratch + n * cin * cout)
+    let up = vp + n * capacity * cin
+    transform.bt.withUnsafeBufferPointer { bt in
+      transform.g4.withUnsafeBufferPointer { g4 in
+        for first in stride(from: 0, to: batch, by: samplesPerChunk) {
+          let tiles = min(samplesPerChunk, batch - first) * perSample
+          var w = sertrain_winograd(
+            input: input, valid_rows: validRows, first_sample: first, tiles: tiles, points: Int32(n),
+            bt: bt.baseAddress!, at: bt.baseAddress!, v: vp, m: up, out_channels: cout, output: nil)
+          Parallel.forEach(tiles) { _, part in
+            sertrain_winograd_input(&w, part.lowerBound, part.upperBound)
+            sertrain_winograd_gradient(
+              gradient, input.rows_per_sample, length, cout, first, tiles, Int32(n), g4.baseAddress!, up,
+              part.lowerBound, part.upperBound)
+          }
+          for p in 0..<n {
+            sgemm(
+              transA: true, cin, cout, tiles, vp + p * tiles * cin, cin, up + p * tiles * cout, cout,
+              beta: first == 0 ? 0 : 1, mp + p * cin * cout, cout)
+          }
+        }
+      }
+    }
+    transform.atk.withUnsafeBufferPointer {
+      sertrain_winograd_kernel(mp, Int32(n), cin, cout, $0.baseAddress!, Int32(k), weightGradient)
+    }
   }
 
   /// `output` row `t` of sample `b` (`input.rows_per_sample` rows per sample) `= Σ_j` input row `t+j` `· W_j` for

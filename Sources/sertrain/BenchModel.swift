@@ -58,7 +58,7 @@ struct BenchModelCommand: ParsableCommand {
       let level = Network.directConvolutionInUse
       let direct =
         level == 0 ? "convolutions as OpenBLAS GEMMs" : "direct convolution (\(level == 2 ? "AVX-512" : "AVX2"))"
-      let winograd = Network.winograd ? "; Winograd F(4, k) for input gradients and inference" : ""
+      let winograd = Network.winograd ? "; Winograd for the gradients (F(4, k), F(k, 4)) and inference" : ""
       print(
         "machine: \(machineDescription()), OpenBLAS \(blasThreads) threads, kernels \(blasCoreName); \(direct)\(winograd)"
       )
@@ -66,7 +66,7 @@ struct BenchModelCommand: ParsableCommand {
         "model \(spec.name): \(network.trainableCount + network.nonTrainableCount) parameters, "
           + "\(fixed(flops / 1e9, 2)) GFLOP per sample (forward + backward), batch \(steps.batchSize)"
           + (Network.winograd
-            ? " (the direct convolution's count: Winograd's input gradients do fewer, so a share of the sgemm peak "
+            ? " (the direct convolution's count: Winograd's gradients do fewer, so a share of the sgemm peak "
               + "can pass 100%)" : ""))
       // sertrain as configured, and also with the kernels it would pick on this CPU when the environment pins
       // older ones (OPENBLAS_CORETYPE): each process measures its own sgemm peak first.
