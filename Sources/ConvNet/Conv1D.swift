@@ -82,7 +82,7 @@ final class Conv1DLayer: Layer {
   /// gradient (`backwardMasked`).
   func winogradScratch(batch: Int) -> (forward: Int, backward: Int) {
     let forward = winograd?.scratchFloats(batch: batch) ?? 0
-    let weights = winograd?.weightGradientScratchFloats(batch: batch) ?? 0
+    let weights = winograd?.scratchFloats(batch: batch) ?? 0
     return (forward, max(weights, winogradGradient?.scratchFloats(batch: batch) ?? 0))
   }
 

@@ -84,18 +84,33 @@ struct WinogradForward {
   private var tilesPerSample: Int { (length + 3) / 4 }
   private func samplesPerChunk(batch: Int) -> Int { max(1, min(batch, Self.chunkTiles / tilesPerSample)) }
 
-  /// Floats of scratch a pass over `batch` samples needs: the kernel's transform `[count][cin][cout]`, a chunk's
-  /// transformed input `[count][tiles][cin]` and products `[count][tiles][cout]`.
+  /// Floats of scratch a pass over `batch` samples needs: `[count][cin][cout]` (the kernel's transform, or the kernel
+  /// gradient's products), then a chunk's transformed input `[count][tiles][cin]` and `[count][tiles][cout]` (the
+  /// products, or the transformed output gradient).
   func scratchFloats(batch: Int) -> Int {
-    let tiles = samplesPerChunk(batch: batch) * tilesPerSample
-    return transform.count * (cin * cout + tiles * (cin + cout))
+    transform.count * (cin * cout + samplesPerChunk(batch: batch) * tilesPerSample * (cin + cout))
   }
 
-  /// Floats of scratch a kernel gradient over `batch` samples needs: the products `[count][cin][cout]`, a chunk's
-  /// transformed input `[count][tiles][cin]` and output gradient `[count][tiles][cout]`.
-  func weightGradientScratchFloats(batch: Int) -> Int {
-    let tiles = samplesPerChunk(batch: batch) * tilesPerSample
-    return transform.count * (cin * cout + tiles * (cin + cout))
+  /// `body` for each chunk of whole samples, in order, with its `sertrain_winograd` (the input's rows, `at` and
+  /// `output` as given, the transformed input and `[count][tiles][cout]` in the scratch after its first
+  /// `[count][cin][cout]`, which `body` also gets).
+  private func chunks(
+    batch: Int, input: sertrain_conv_input, validRows: Int, at: UnsafePointer<Float>?,
+    output: UnsafeMutablePointer<Float>?, scratch: UnsafeMutablePointer<Float>,
+    _ body: (_ w: inout sertrain_winograd, _ planes: UnsafeMutablePointer<Float>) -> Void
+  ) {
+    let samples = samplesPerChunk(batch: batch)
+    let inputs = scratch + transform.count * cin * cout
+    let outputs = inputs + transform.count * samples * tilesPerSample * cin
+    transform.bt.withUnsafeBufferPointer { bt in
+      for first in stride(from: 0, to: batch, by: samples) {
+        var w = sertrain_winograd(
+          input: input, valid_rows: validRows, first_sample: first, tiles: min(samples, batch - first) * tilesPerSample,
+          points: Int32(transform.count), bt: bt.baseAddress!, at: at, v: inputs, m: outputs, out_channels: cout,
+          output: output)
+        body(&w, scratch)
+      }
+    }
   }
 
   /// The kernel gradient `dW[j][ci][co] = Σ_b Σ_{t<length}` input row `t+j` `[ci] ·` gradient row `t` `[co]` by
@@ -107,34 +122,24 @@ struct WinogradForward {
     weightGradient: UnsafeMutablePointer<Float>, scratch: UnsafeMutablePointer<Float>
   ) {
     let (n, k, cin, cout) = (transform.count, transform.kernel, cin, cout)
-    let perSample = tilesPerSample
-    let samplesPerChunk = samplesPerChunk(batch: batch)
-    let capacity = samplesPerChunk * perSample
-    let (mp, vp) = (scratch, scratch + n * cin * cout)
-    let up = vp + n * capacity * cin
-    transform.bt.withUnsafeBufferPointer { bt in
-      transform.g4.withUnsafeBufferPointer { g4 in
-        for first in stride(from: 0, to: batch, by: samplesPerChunk) {
-          let tiles = min(samplesPerChunk, batch - first) * perSample
-          var w = sertrain_winograd(
-            input: input, valid_rows: validRows, first_sample: first, tiles: tiles, points: Int32(n),
-            bt: bt.baseAddress!, at: bt.baseAddress!, v: vp, m: up, out_channels: cout, output: nil)
-          Parallel.forEach(tiles) { _, part in
-            sertrain_winograd_input(&w, part.lowerBound, part.upperBound)
-            sertrain_winograd_gradient(
-              gradient, input.rows_per_sample, length, cout, first, tiles, Int32(n), g4.baseAddress!, up,
-              part.lowerBound, part.upperBound)
-          }
-          for p in 0..<n {
-            sgemm(
-              transA: true, cin, cout, tiles, vp + p * tiles * cin, cin, up + p * tiles * cout, cout,
-              beta: first == 0 ? 0 : 1, mp + p * cin * cout, cout)
-          }
+    transform.g4.withUnsafeBufferPointer { g4 in
+      chunks(batch: batch, input: input, validRows: validRows, at: nil, output: nil, scratch: scratch) { w, mp in
+        let (first, tiles, vp, up) = (w.first_sample, w.tiles, w.v!, w.m!)
+        Parallel.forEach(tiles) { _, part in
+          sertrain_winograd_input(&w, part.lowerBound, part.upperBound)
+          sertrain_winograd_gradient(
+            gradient, input.rows_per_sample, length, cout, first, tiles, Int32(n), g4.baseAddress!, up,
+            part.lowerBound, part.upperBound)
+        }
+        for p in 0..<n {
+          sgemm(
+            transA: true, cin, cout, tiles, vp + p * tiles * cin, cin, up + p * tiles * cout, cout,
+            beta: first == 0 ? 0 : 1, mp + p * cin * cout, cout)
         }
       }
     }
     transform.atk.withUnsafeBufferPointer {
-      sertrain_winograd_kernel(mp, Int32(n), cin, cout, $0.baseAddress!, Int32(k), weightGradient)
+      sertrain_winograd_kernel(scratch, Int32(n), cin, cout, $0.baseAddress!, Int32(k), weightGradient)
     }
   }
 
@@ -146,29 +151,20 @@ struct WinogradForward {
   ) {
     let (n, k, cin, cout) = (transform.count, transform.kernel, cin, cout)
     precondition(input.channels == cin && input.length == length, "Winograd: input shape")
-    let perSample = tilesPerSample
-    let samplesPerChunk = samplesPerChunk(batch: batch)
-    let capacity = samplesPerChunk * perSample
-    let (up, vp) = (scratch, scratch + n * cin * cout)
-    let mp = vp + n * capacity * cin
     transform.g.withUnsafeBufferPointer {
-      sertrain_winograd_kernel(weight, Int32(k), cin, cout, $0.baseAddress!, Int32(n), up)
+      sertrain_winograd_kernel(weight, Int32(k), cin, cout, $0.baseAddress!, Int32(n), scratch)
     }
-    transform.bt.withUnsafeBufferPointer { bt in
-      transform.at.withUnsafeBufferPointer { at in
-        for first in stride(from: 0, to: batch, by: samplesPerChunk) {
-          let tiles = min(samplesPerChunk, batch - first) * perSample
-          var w = sertrain_winograd(
-            input: input, valid_rows: validRows, first_sample: first, tiles: tiles, points: Int32(n),
-            bt: bt.baseAddress!, at: at.baseAddress!, v: vp, m: mp, out_channels: cout, output: output)
-          Parallel.forEach(tiles) { _, part in sertrain_winograd_input(&w, part.lowerBound, part.upperBound) }
-          for p in 0..<n {
-            sgemm(
-              tiles, cout, cin, vp + p * tiles * cin, cin, up + p * cin * cout, cout, beta: 0, mp + p * tiles * cout,
-              cout)
-          }
-          Parallel.forEach(tiles) { _, part in sertrain_winograd_output(&w, part.lowerBound, part.upperBound) }
+    transform.at.withUnsafeBufferPointer { at in
+      chunks(batch: batch, input: input, validRows: validRows, at: at.baseAddress!, output: output, scratch: scratch) {
+        w, up in
+        let (tiles, vp, mp) = (w.tiles, w.v!, w.m!)
+        Parallel.forEach(tiles) { _, part in sertrain_winograd_input(&w, part.lowerBound, part.upperBound) }
+        for p in 0..<n {
+          sgemm(
+            tiles, cout, cin, vp + p * tiles * cin, cin, up + p * cin * cout, cout, beta: 0, mp + p * tiles * cout,
+            cout)
         }
+        Parallel.forEach(tiles) { _, part in sertrain_winograd_output(&w, part.lowerBound, part.upperBound) }
       }
     }
   }
