@@ -42,8 +42,9 @@ final class Conv1DLayer: Layer {
   /// The kernel laid out for the direct convolution (conv.c), for the output and for the input gradient.
   private var packed: FloatBuffer?
   private var packedFlipped: FloatBuffer?
-  /// The passes by Winograd's F(4, k) where they run (`Network.winograd`): the inference forward, and the input
-  /// gradient (the flipped kernel over the output gradient).
+  /// The passes by Winograd's minimal filtering where they run (`Network.winograd`): `winograd` (cin -> cout) the
+  /// inference forward and the kernel gradient, `winogradGradient` (cout -> cin) the input gradient (the flipped
+  /// kernel over the output gradient).
   private let winograd: WinogradForward?
   private let winogradGradient: WinogradForward?
   /// Whether the direct convolution computes a pass with this kernel size and output width here.
@@ -78,12 +79,11 @@ final class Conv1DLayer: Layer {
     (winograd, winogradGradient) = (pass(cin, cout), pass(cout, cin))
   }
 
-  /// The scratch (`StepContext.scratch`) of an inference forward over `batch` samples, and of backward's input
-  /// gradient (`backwardMasked`).
+  /// The scratch (`StepContext.scratch`) of an inference forward over `batch` samples, and of backward's kernel and
+  /// input gradients, one after the other (`backwardMasked`).
   func winogradScratch(batch: Int) -> (forward: Int, backward: Int) {
-    let forward = winograd?.scratchFloats(batch: batch) ?? 0
-    let weights = winograd?.scratchFloats(batch: batch) ?? 0
-    return (forward, max(weights, winogradGradient?.scratchFloats(batch: batch) ?? 0))
+    let forward = winograd?.scratchFloats(batch: batch) ?? 0  // the kernel gradient's too
+    return (forward, max(forward, winogradGradient?.scratchFloats(batch: batch) ?? 0))
   }
 
   func reserve(batch: Int) -> Int {
