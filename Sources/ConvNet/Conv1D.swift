@@ -28,7 +28,7 @@ import COpenBLAS
 /// leave the rows past each sample's length unwritten (the phase GEMMs write them with values nobody reads).
 ///
 /// The kernel and input gradients, and the forward of inference, run by Winograd's minimal filtering where
-/// `Network.winograd` allows (`WinogradForward`): fewer multiplies, in GEMMs over transformed tiles.
+/// `Network.winograd` allows (`WinogradConvolution`): fewer multiplies, in GEMMs over transformed tiles.
 final class Conv1DLayer: Layer {
   let plan: LayerPlan
   let k: Int, cin: Int, cout: Int, length: Int, padLeft: Int, padRight: Int, relu: Bool
@@ -45,8 +45,8 @@ final class Conv1DLayer: Layer {
   /// The passes by Winograd's minimal filtering where they run (`Network.winograd`): `winograd` (cin -> cout) the
   /// inference forward and the kernel gradient, `winogradGradient` (cout -> cin) the input gradient (the flipped
   /// kernel over the output gradient).
-  private let winograd: WinogradForward?
-  private let winogradGradient: WinogradForward?
+  private let winograd: WinogradConvolution?
+  private let winogradGradient: WinogradConvolution?
   /// Whether the direct convolution computes a pass with this kernel size and output width here.
   private func runsDirect(_ outChannels: Int) -> Bool {
     Network.directConvolutionRuns(kernel: k, outChannels: outChannels)
@@ -72,9 +72,9 @@ final class Conv1DLayer: Layer {
     flipped = FloatBuffer(count: k * cin * cout)
     // Kernels of 2 to 5 taps over at least 8 input channels (fewer leave the GEMMs too small to gain).
     let (k, cin, cout, length) = (k, cin, cout, length)
-    func pass(_ inChannels: Int, _ outChannels: Int) -> WinogradForward? {
+    func pass(_ inChannels: Int, _ outChannels: Int) -> WinogradConvolution? {
       WinogradTransform.supports(kernel: k) && inChannels >= 8
-        ? WinogradForward(kernel: k, cin: inChannels, cout: outChannels, length: length) : nil
+        ? WinogradConvolution(kernel: k, cin: inChannels, cout: outChannels, length: length) : nil
     }
     (winograd, winogradGradient) = (pass(cin, cout), pass(cout, cin))
   }
@@ -87,7 +87,8 @@ final class Conv1DLayer: Layer {
   }
 
   func reserve(batch: Int) -> Int {
-    max(winogradScratch(batch: batch).forward, winogradScratch(batch: batch).backward)
+    let (forward, backward) = winogradScratch(batch: batch)
+    return max(forward, backward)
   }
 
   /// Rows per sample: the padded length `L+k-1` rounded up to a multiple of `k`.

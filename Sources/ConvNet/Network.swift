@@ -146,7 +146,7 @@ public final class Network {
   /// (on by default; tests turn it off to hold the two paths together). Read when a network is built.
   nonisolated(unsafe) public static var fusesStem = true
   /// Lets three convolution passes of each Conv1D of 2 to 5 taps run by Winograd's minimal filtering
-  /// (`WinogradForward`), with 2-2.5x fewer multiplies: in training the input gradient (F(4, k)) and the kernel
+  /// (`WinogradConvolution`), with 2-2.5x fewer multiplies: in training the input gradient (F(4, k)) and the kernel
   /// gradient (F(k, 4)), and the forward of inference (evaluate, predict, validation). Against float64 on the seed,
   /// the gradients stay as close as with the direct convolution (`KerasGoldenTests`), and inference with a trained
   /// model's statistics gives probabilities within 8e-6 (direct: 7.5e-6). The training forward stays direct: there

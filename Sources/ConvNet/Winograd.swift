@@ -1,6 +1,6 @@
 import CConvKernels
 
-// MARK: - Winograd's F(4, k), for inference
+// MARK: - Winograd's minimal filtering: F(4, k) and F(k, 4)
 
 /// The transforms of Winograd's minimal filtering F(4, k) for a `k`-tap correlation `y_t = Σ_j d_{t+j}·g_j`
 /// (winograd.c): `y = ATᵀ[(G·g) ⊙ (BT·d)]` over `n = k+3` points, from the Toom-Cook product of a degree-`k-1` and
@@ -8,9 +8,10 @@ import CConvKernels
 /// `V(c)` the `n × c` evaluation matrix (row `p` the powers of point `p`, the last row picking the leading
 /// coefficient), `G = V(k)`, `AT = V(4)ᵀ` and `BT = V(n)⁻¹ᵀ`. Computed in double, stored as float.
 ///
-/// Error: these points keep the transforms' entries small (powers of 2 and simple fractions); on the seed's conv2
-/// (512 input channels, unit-variance input) the outputs differ from float64 by at most 7e-7 of their largest value,
-/// against 1e-7 for the direct convolution (`WinogradTests`).
+/// Error: these points keep the transforms' entries small (powers of 2 and simple fractions). When they were chosen,
+/// a conv2-shaped sum (512 input channels, unit-variance input) differed from float64 by at most 7e-7 of its largest
+/// value, against 1e-7 for the direct convolution; `WinogradTests` hold the network's outputs and gradients to
+/// float64 and to the direct convolution.
 struct WinogradTransform {
   static let tile = 4
   static let points: [Double] = [0, 1, -1, 2, -2, 0.5, -0.5]
@@ -37,13 +38,12 @@ struct WinogradTransform {
         (0..<columns).map { j in p < n - 1 ? Self.pow(Self.points[p], j) : (j == columns - 1 ? 1 : 0) }
       }
     }
-    let inverse = Self.inverse(evaluation(n))
-    let product = evaluation(Self.tile)
+    let (inverse, taps, product) = (Self.inverse(evaluation(n)), evaluation(kernel), evaluation(Self.tile))
     bt = (0..<n).flatMap { p in (0..<n).map { q in Float(inverse[q][p]) } }
-    g = evaluation(kernel).flatMap { $0.map(Float.init) }
+    g = taps.flatMap { $0.map(Float.init) }
     at = (0..<Self.tile).flatMap { i in (0..<n).map { p in Float(product[p][i]) } }
     g4 = product.flatMap { $0.map(Float.init) }
-    atk = (0..<kernel).flatMap { j in evaluation(kernel).map { Float($0[j]) } }
+    atk = (0..<kernel).flatMap { j in taps.map { Float($0[j]) } }
   }
 
   private static func pow(_ x: Double, _ j: Int) -> Double { (0..<j).reduce(1) { r, _ in r * x } }
@@ -66,11 +66,13 @@ struct WinogradTransform {
   }
 }
 
-/// A Conv1D's inference forward by F(4, k) (winograd.c): chunks of whole samples, each transformed, multiplied by
-/// `count` OpenBLAS GEMMs (`tiles × cin` by `cin × cout`) and transformed back into the output rows. The kernel's
-/// transform is recomputed every pass (the weights change between passes; it costs `count·k·cin·cout` multiplies).
-/// Its buffers are the network's scratch (`Layer.reserve`), which one layer at a time uses.
-struct WinogradForward {
+/// A convolution of `cin` channels into `cout` by Winograd's minimal filtering (winograd.c), in chunks of whole
+/// samples: `run` (F(4, k): a Conv1D's inference forward, or its input gradient with the flipped kernel), each chunk
+/// transformed, multiplied by `count` OpenBLAS GEMMs (`tiles × cin` by `cin × cout`) and transformed back into the
+/// output rows, the kernel's transform recomputed every pass (the weights change between passes; it costs
+/// `count·k·cin·cout` multiplies); and `weightGradient` (F(k, 4)). Its buffers are the network's scratch
+/// (`Layer.reserve`), which one layer at a time uses.
+struct WinogradConvolution {
   /// Tiles per chunk: GEMMs this tall run near the square sgemm's speed, and a chunk's buffers stay a few MB.
   static let chunkTiles = 1536
   let transform: WinogradTransform

@@ -719,7 +719,6 @@ public final class H5Dataset {
     return out
   }
 
-  /// Writes rows starting at `start` (extending an unlimited dataset if needed).
   /// Grows the first dimension to `rows` if it is shorter.
   private func extend(toRows rows: Int) throws {
     var dims = shape
@@ -728,6 +727,7 @@ public final class H5Dataset {
     try check(H5Dset_extent(id, dims.map { hsize_t($0) }), filePath, name, "extend to \(rows) rows")
   }
 
+  /// Writes rows starting at `start` (extending an unlimited dataset if needed).
   public func writeRows<T: H5Scalar>(at start: Int, _ buffer: UnsafeBufferPointer<T>) throws {
     ensureQuiet()
     let rs = rowSize

@@ -174,7 +174,8 @@ typedef struct {
   float *output;
 } sertrain_winograd;
 
-/// The kernel's transform `u[p][ci][co] = Σ_j g[p][j] · weight[j][ci][co]`, `g` `[points][kernel]`.
+/// The kernel's transform `u[p][ci][co] = Σ_j g[p][j] · weight[j][ci][co]`, `g` `[points][kernel]` (also how the
+/// kernel gradient's `points` products combine into its taps: `weight` the products, `g` `[taps][points]`).
 void sertrain_winograd_kernel(const float *weight, int kernel, long in_channels, long out_channels, const float *g,
                               int points, float *u);
 
