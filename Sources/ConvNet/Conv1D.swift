@@ -221,13 +221,16 @@ final class Conv1DLayer: Layer {
       dy.copy(to: d)
     }
     maskAndSumBias(d, y)
-    backwardMasked(x: x, d: d, dx: dx, workspace: ctx.scratch)
+    backwardMasked(x: x, d: d, dx: dx, workspace: ctx.scratch, parametersDone: ctx.parametersDone)
   }
 
   /// The gradient `d` of the output before the bias and ReLU (`paddedGradientLayout`) -> dW `[k, cin, cout]`,
   /// dx `[B, L, cin]`, by Winograd's F(k, 4) and F(4, k) where `Network.winograd` (in `workspace`,
-  /// `winogradScratch(batch:).backward` floats). Overwrites the padding rows of `d` with zeros.
-  func backwardMasked(x: Tensor, d: Tensor, dx: Tensor?, workspace: UnsafeMutablePointer<Float>?) {
+  /// `winogradScratch(batch:).backward` floats). Overwrites the padding rows of `d` with zeros. Calls
+  /// `parametersDone` between the kernel gradient and the input gradient (the bias gradient is written before).
+  func backwardMasked(
+    x: Tensor, d: Tensor, dx: Tensor?, workspace: UnsafeMutablePointer<Float>?, parametersDone: () -> Void = {}
+  ) {
     precondition(d.layout == paddedGradientLayout, "\(plan.name): gradient layout")
     let batch = x.batch
     d.zeroPadding()
@@ -245,6 +248,7 @@ final class Conv1DLayer: Layer {
     } else {
       weightGradientGEMMs(batch: batch, x.base, aligned)
     }
+    parametersDone()
     guard let dx else { return }
     for j in 0..<k {
       cblas_somatcopy(

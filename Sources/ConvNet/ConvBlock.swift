@@ -87,6 +87,7 @@ final class ConvBlockLayer: Layer {
       base: ctx.scratch!, batch: x.batch, length: conv.length, channels: conv.cout, layout: conv.paddedGradientLayout)
     norm.backward(kernels(x), batch: x.batch, pool: pool, y: y, dy: dy, dx: d, producer: conv, ctx)
     conv.backwardMasked(
-      x: x, d: d, dx: dx, workspace: ctx.scratch! + conv.paddedGradientLayout.rows(batch: x.batch) * conv.cout)
+      x: x, d: d, dx: dx, workspace: ctx.scratch! + conv.paddedGradientLayout.rows(batch: x.batch) * conv.cout,
+      parametersDone: ctx.parametersDone)
   }
 }

@@ -11,6 +11,9 @@ struct StepContext {
   var reduce: ((UnsafeMutableBufferPointer<Double>) -> Void)?
   /// Scratch that one layer at a time may use during a pass (`Layer.reserve` says how much).
   var scratch: UnsafeMutablePointer<Float>?
+  /// In backward: says that the layer's parameter gradients are complete, so that their reduction may start while
+  /// it computes its input gradient (a Conv1D calls it between the two; otherwise it runs after the layer).
+  var parametersDone: () -> Void = {}
 }
 
 /// One step of the network: a model layer, or a fused block of several (`ConvBlockLayer`), as a forward/backward

@@ -306,7 +306,8 @@ public final class Network {
   /// Back-propagates the cross-entropy of the last training forward, writing every parameter gradient:
   /// `d logits = (p - onehot(label)) * scale`. With `scale = 1/B` the gradients are those of the batch mean;
   /// data-parallel ranks pass `1/global batch` so that summing the ranks' gradients gives the global mean.
-  /// `afterLayer(k)` runs as soon as layer k's gradients are complete (layers from the top down).
+  /// `afterLayer(k)` runs as soon as layer k's parameter gradients are complete (layers from the top down; a Conv1D's
+  /// before it computes its input gradient).
   public func backward(
     labels: UnsafeBufferPointer<Int32>, scale: Float, afterLayer: ((Int) -> Void)? = nil
   ) {
@@ -321,15 +322,20 @@ public final class Network {
       let g = top.row(b, 0)
       for i in 0..<classes { g[i] = (probs[b * classes + i] - (i == y ? 1 : 0)) * scale }
     }
-    let ctx = StepContext(
+    var ctx = StepContext(
       training: true, dropoutSeed: lastDropoutSeed, reduce: statisticsReducer, scratch: scratch.pointer)
     for i in stride(from: n - 1, through: 0, by: -1) {
       let t0 = profile == nil ? 0 : monotonicSeconds()
+      var done = false
+      ctx.parametersDone = {
+        if !done { afterLayer?(i) }
+        done = true
+      }
       layers[i].backward(
         x: activation(i, batch: batch), y: activation(i + 1, batch: batch), dy: gradient(i + 1, batch: batch),
         dx: i > 0 ? gradient(i, batch: batch) : nil, ctx)
       if profile != nil { profile![layers[i].name + " backward", default: 0] += monotonicSeconds() - t0 }
-      afterLayer?(i)
+      ctx.parametersDone()
     }
   }
 

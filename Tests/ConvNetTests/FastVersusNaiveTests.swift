@@ -241,4 +241,41 @@ final class FastVersusNaiveTests: XCTestCase {
     XCTAssertEqual(network.gradientBuckets(bytes: 1 << 30).count, 1)
     XCTAssertEqual(network.gradientBuckets(bytes: 1).count, 8, "one per layer with weights: 5 blocks, 3 in the head")
   }
+
+  /// `afterLayer(k)` comes once per layer, top down, when layer k's parameter gradients are final and those below it
+  /// not yet written: the gradients seen there, filled with NaN before backward, against those after it. (A Conv1D
+  /// calls it before computing its input gradient, so that its bucket's reduction overlaps that: `bench scale`'s
+  /// bucket start times show when.)
+  func testAfterLayerSeesTheLayersGradientsFinalAndNoneBelow() throws {
+    let spec = oddSpec(length: 23, channels: [8, 12, 9], kernels: [5, 3, 4], pools: [3, 2, 2], dense: 6)
+    let network = try Network(spec: spec, classes: 3, seed: 7)
+    var rng = TestRNG(seed: 7)
+    let batch = 3
+    let x = (0..<(batch * network.inputWidth)).map { _ in rng.normal() }
+    let labels: [Int32] = [0, 2, 1]
+    func backward(_ afterLayer: ((Int) -> Void)?) -> [Float] {
+      for i in 0..<network.gradients.count { network.gradients.pointer[i] = .nan }
+      _ = network.forward(x, batch: batch, training: true)
+      labels.withUnsafeBufferPointer { network.backward(labels: $0, scale: 1, afterLayer: afterLayer) }
+      return Array(network.gradients.array[0..<network.trainableCount])
+    }
+    let final = backward(nil)
+    XCTAssertFalse(final.contains { $0.isNaN })
+    let buckets = network.gradientBuckets(bytes: 1).map { ($0.afterLayer, $0.range.clamped(to: 0..<final.count)) }
+    XCTAssertEqual(buckets.count, 6, "one per layer with weights: 3 blocks, 3 in the head")
+    var calls: [Int] = []
+    _ = backward { k in
+      calls.append(k)
+      let seen = network.gradients.array
+      for (layer, range) in buckets {
+        if layer >= k {
+          let differ = zip(seen[range], final[range]).filter { $0 != $1 }.count
+          XCTAssertEqual(differ, 0, "layer \(layer)'s gradients not final at afterLayer(\(k))")
+        } else {
+          XCTAssertTrue(seen[range].allSatisfy(\.isNaN), "layer \(layer)'s gradients written before afterLayer(\(k))")
+        }
+      }
+    }
+    XCTAssertEqual(calls, Array((0..<network.layerCount).reversed()))
+  }
 }
