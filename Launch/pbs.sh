@@ -39,24 +39,9 @@ fi
 export OPENBLAS_NUM_THREADS=$threads OMP_NUM_THREADS=$threads HDF5_USE_FILE_LOCKING=FALSE
 hostfile=()
 [ -n "${PBS_NODEFILE:-}" ] && hostfile=(--hostfile "$PBS_NODEFILE")
-mkdir -p "$RUN_DIR"
-touch "$RUN_DIR/.launched"  # the status file must be newer than this to speak for this job
-mpirun -n "$ranks" "${hostfile[@]}" --bind-to core --map-by "slot:PE=$threads" --mca odls_base_sigkill_timeout \
-  "$GRACE" --mca orte_abort_on_non_zero_status 0 -x OPENBLAS_NUM_THREADS -x HDF5_USE_FILE_LOCKING \
-  "$SERTRAIN" train --data "$DATA" --model "$MODEL" --epochs "$EPOCHS" --run-dir "$RUN_DIR" --resume auto "${extra[@]}" &
-child=$!
-trap 'kill -USR1 "$child" 2>/dev/null || true' USR1 TERM
-# A trapped signal interrupts `wait` (status 128+n): wait until the launcher has really ended, then take its status.
-while kill -0 "$child" 2>/dev/null; do wait "$child" || true; done
-status=0
-wait "$child" || status=$?
-# The run's status file (written by rank 0 with each checkpoint) says how the ranks ended; the launcher's own code
-# cannot: mpirun that was signalled itself exits 1 though the ranks stopped cleanly, and with
-# orte_abort_on_non_zero_status off it exits 0 whatever the ranks' codes.
-state=$(find "$RUN_DIR/status" -newer "$RUN_DIR/.launched" -exec cat {} \; 2>/dev/null || true)
-case "$state" in
-  stopped) status=75 ;;
-  finished) ;;
-  *) [ "$status" -ne 0 ] || status=1 ;;
-esac
-exit "$status"
+# supervise (in this script's place) passes qdel's TERM (and USR1) on to mpirun as USR1, which mpirun forwards to
+# every rank, and exits as the run's status file says: 75 when the ranks stopped after a checkpoint.
+exec "$SERTRAIN" supervise --run-dir "$RUN_DIR" -- mpirun -n "$ranks" "${hostfile[@]}" --bind-to core \
+  --map-by "slot:PE=$threads" --mca odls_base_sigkill_timeout "$GRACE" --mca orte_abort_on_non_zero_status 0 \
+  -x OPENBLAS_NUM_THREADS -x HDF5_USE_FILE_LOCKING \
+  "$SERTRAIN" train --data "$DATA" --model "$MODEL" --epochs "$EPOCHS" --run-dir "$RUN_DIR" --resume auto "${extra[@]}"

@@ -101,6 +101,39 @@ int sertrain_stop_requested(void) { return stop_signal; }
 
 void sertrain_clear_stop_request(void) { stop_signal = 0; }
 
+#include <errno.h>
+#include <spawn.h>
+#include <sys/wait.h>
+extern char **environ;
+
+int sertrain_supervise(char *const argv[], int *wait_status) {
+  // SIGINT too (a terminal's Ctrl-C), recorded like the others while the launcher runs.
+  struct sigaction sa;
+  memset(&sa, 0, sizeof(sa));
+  sa.sa_handler = record_stop;
+  sigemptyset(&sa.sa_mask);
+  sa.sa_flags = SA_RESTART;
+  sigaction(SIGINT, &sa, NULL);
+  pid_t child;
+  int rc = posix_spawnp(&child, argv[0], NULL, NULL, argv, environ);
+  if (rc != 0) {
+    errno = rc;
+    return -1;
+  }
+  // Polled, not waited for with sigwaitinfo: OpenBLAS's threads exist already, and a signal sent to the process
+  // may run the handler on any of them.
+  for (;;) {
+    if (stop_signal != 0) {
+      stop_signal = 0;
+      kill(child, SIGUSR1);
+    }
+    pid_t done = waitpid(child, wait_status, WNOHANG);
+    if (done == child) return 0;
+    if (done < 0 && errno != EINTR) return -1;
+    usleep(20000);
+  }
+}
+
 void sertrain_keep_freed_memory(int mmap_threshold, int trim_threshold) {
 #if defined(__GLIBC__)
   mallopt(M_MMAP_THRESHOLD, mmap_threshold);

@@ -1,4 +1,5 @@
 import Base
+import CSystem
 import FeatureStore
 import FoundationEssentials
 import HDF5
@@ -52,6 +53,57 @@ public enum RunStatus: String, Sendable {
   public func write(runDir: String) throws {
     try writeTextAtomically(rawValue + "\n", to: runDir + "/" + RunStatus.fileName)
   }
+}
+
+/// Runs a training run's launcher (`mpirun ...`, `srun ...`) as a batch script needs it run (`sertrain supervise`,
+/// which the Launch scripts `exec`): a stop signal to this process (SIGUSR1, SIGTERM, SIGINT: Slurm's
+/// `--signal=B:`, `scancel --batch`, qdel, a terminal) goes on to the launcher as SIGUSR1, which mpirun and srun pass
+/// to every rank, so that rank 0 writes a checkpoint; and the exit code comes from the run's status file when rank 0
+/// wrote it during this launch, since the launcher's cannot say: mpirun signalled itself exits 1 though the ranks
+/// stopped cleanly, and with `orte_abort_on_non_zero_status` off it exits 0 whatever theirs. Returns 75 (stopped:
+/// resume it), the launcher's code when the run finished, else that code or 1 if it was 0.
+public func superviseLauncher(_ command: [String], runDir: String) throws -> Int32 {
+  try makeDirectories(runDir)
+  // The status file must be newer than this to speak for this launch (mtimes of one file system, not clocks).
+  let marker = runDir + "/.launched"
+  let fd = open(marker, O_WRONLY | O_CREAT | O_CLOEXEC, 0o644)
+  guard fd >= 0, futimens(fd, nil) == 0, close(fd) == 0 else {
+    throw Failure(marker, "cannot mark the launch: \(String(cString: strerror(errno)))")
+  }
+  if sertrain_stop_requested() != 0 { return Trainer.exitStopped }  // before anything started: nothing to stop
+  var code = try runForwardingStops(command)
+  func modified(_ path: String) -> timespec? {
+    var s = stat()
+    return stat(path, &s) == 0 ? s.st_mtim : nil
+  }
+  let status = runDir + "/" + RunStatus.fileName
+  var state: RunStatus?
+  if let written = modified(status), let launched = modified(marker),
+    (written.tv_sec, written.tv_nsec) > (launched.tv_sec, launched.tv_nsec)
+  {
+    state = (try? readFileBytes(status)).flatMap {
+      RunStatus(rawValue: String(decoding: $0, as: UTF8.self).trimmingCharacters())
+    }
+  }
+  switch state {
+  case .stopped: code = Trainer.exitStopped
+  case .finished: break
+  default: if code == 0 { code = 1 }
+  }
+  return code
+}
+
+/// Runs `argv` (searched in PATH, inheriting standard input, output and error) to its end, passing each stop signal
+/// this process gets meanwhile on as SIGUSR1; its exit code, or 128 + the signal that killed it, as a shell says.
+public func runForwardingStops(_ argv: [String]) throws -> Int32 {
+  var pointers: [UnsafeMutablePointer<CChar>?] = argv.map { strdup($0) } + [nil]
+  defer { for p in pointers { free(p) } }
+  fflush(nil)  // the child writes to the same files: our lines first
+  var status: Int32 = 0
+  guard sertrain_supervise(&pointers, &status) == 0 else {
+    throw Failure("\(argv[0]): cannot run it: \(String(cString: strerror(errno)))")
+  }
+  return status & 0x7f == 0 ? (status >> 8) & 0xff : 128 + (status & 0x7f)
 }
 
 /// What identifies a feature file by content rather than by name: its shape, classes, a hash of every label and a

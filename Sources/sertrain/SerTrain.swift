@@ -22,7 +22,7 @@ struct SerTrain: ParsableCommand {
       Train.self, CrossValidate.self, Extract.self, Convert.self, Evaluate.self, Predict.self, Report.self,
       Inspect.self, Synth.self,
       Summary.self, ImportKeras.self,
-      ExportKeras.self,
+      ExportKeras.self, Supervise.self,
       Bench.self,
     ],
     defaultSubcommand: Train.self)
@@ -42,8 +42,9 @@ struct SerTrain: ParsableCommand {
     keepFreedMemory()
     do {
       var command = try parseAsRoot()
-      // Only training stops cleanly (checkpoint, exit 75); every other command ends by the signal as usual.
-      if !(command is Train || command is CrossValidate) { sertrain_default_stop_signals() }
+      // Only training stops cleanly (checkpoint, exit 75), and supervise passes stops on to it; every other
+      // command ends by the signal as usual.
+      if !(command is Train || command is CrossValidate || command is Supervise) { sertrain_default_stop_signals() }
       try command.run()
     } catch {
       let code = exitCode(for: error)

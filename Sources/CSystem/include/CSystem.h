@@ -31,6 +31,9 @@ void sertrain_default_stop_signals(void);
 int sertrain_stop_requested(void);
 /// Clears the request (tests).
 void sertrain_clear_stop_request(void);
+/// Starts `argv` (searched in PATH) and waits for it to end, sending it SIGUSR1 whenever this process has recorded a
+/// stop signal meanwhile (SIGUSR1, SIGTERM and, from here on, SIGINT). 0 with its wait status, or -1 with errno.
+int sertrain_supervise(char *const argv[], int *wait_status);
 
 /// Compiles a C kernel for AVX-512, AVX2 and baseline x86-64 in one binary, the loader picking the variant the CPU
 /// runs (target_clones); CAudioKernels and CConvKernels mark their entry points with it. Tests define
