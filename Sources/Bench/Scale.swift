@@ -62,9 +62,11 @@ public struct ComputeProfile: Sendable {
   public var ready: [Double]
   public var bytes: [Double]
   public var gradientBytes: Double
-  /// Seconds of a rank's CPU per byte it sends while computing (the network stack and MPI's copies share the
-  /// rank's cores: measured as how much longer backward takes with overlap at the fastest link).
+  /// What overlap's communication takes from compute, which shares the rank's cores with it: seconds of CPU per
+  /// byte sent (the network stack, MPI's copies, the progress thread's wake-ups), and the share of a core taken
+  /// while a reduction is in flight during backward (its progress calls). `fitCommunicationCPU` measures both.
   public var cpuPerByte = 0.0
+  public var cpuInFlight = 0.0
 
   public init(_ runs: [TrainBenchSample]) {
     let batch = Double(runs[0].globalBatch)
@@ -88,8 +90,33 @@ public struct ComputeProfile: Sendable {
           ready: ready.map { $0 * rows }, bytes: bytes, backward: backward * rows,
           allreduce: { link.allreduce(bytes: $0, ranks: p) })
         : link.allreduce(bytes: gradientBytes, ranks: p)
-    let cpu = overlap && p > 1 ? cpuPerByte * 2 * Double(p - 1) / Double(p) * gradientBytes / Double(cores) : 0
+    let cpu = overlap && p > 1 ? communicationCPU(rows: rows, ranks: p, link: link) / Double(cores) : 0
     return (forward + backward) * rows + adam / Double(cores) + exposed + cpu
+  }
+
+  /// Seconds of CPU overlap's communication takes from a backward over `rows` rows per core: per byte sent, and
+  /// while the reductions are in flight (their time on `link`, at most the backward's).
+  func communicationCPU(rows: Double, ranks p: Int, link: LinkFit) -> Double {
+    let inFlight = min(link.allreduce(bytes: gradientBytes, ranks: p), backward * rows)
+    return cpuPerByte * 2 * Double(p - 1) / Double(p) * gradientBytes + cpuInFlight * inFlight
+  }
+
+  /// Sets `cpuPerByte` and `cpuInFlight` from how much longer backward took overlapped than blocking at p = 2
+  /// (`growth`, seconds) on each link: a least-squares line over the links' times in flight (one link, or a slope
+  /// that would be negative: all of it per byte).
+  public mutating func fitCommunicationCPU(batch: Int, _ growth: [(link: LinkFit, seconds: Double)]) {
+    guard !growth.isEmpty else { return }
+    let rows = Double(batch) / 2
+    let points = growth.map {
+      (x: min($0.link.allreduce(bytes: gradientBytes, ranks: 2), backward * rows), y: $0.seconds)
+    }
+    let (mx, my) = (
+      points.map(\.x).reduce(0, +) / Double(points.count), points.map(\.y).reduce(0, +) / Double(points.count)
+    )
+    let sxx = points.reduce(0) { $0 + ($1.x - mx) * ($1.x - mx) }
+    let slope = sxx > 0 ? max(0, points.reduce(0) { $0 + ($1.x - mx) * ($1.y - my) } / sxx) : 0
+    cpuInFlight = slope
+    cpuPerByte = max(0, my - slope * mx) / gradientBytes
   }
 }
 

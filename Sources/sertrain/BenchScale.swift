@@ -108,29 +108,35 @@ struct BenchScaleCommand: ParsableCommand {
       let alone = runs.filter { $0.labels.nodes == 1 }.map(\.sample)
       guard !alone.isEmpty else { continue }
       var profile = ComputeProfile(alone)
-      // The CPU that communication takes from compute, from the fastest link (where the transfer itself is short).
-      if let fastest = runs.map(\.labels.rate).filter({ !$0.isEmpty }).max(by: rateOrder) {
-        func backward(_ overlapped: Bool) -> Double {
-          median(
-            runs.filter { $0.labels.rate == fastest && ($0.labels.bucket_mb > 0) == overlapped }.flatMap(
-              \.sample.backwardSeconds))
-        }
-        profile.cpuPerByte = max(0, backward(true) - backward(false)) / profile.gradientBytes
-      }
       let step1 = median(alone.flatMap(\.stepSeconds))
       let batch = alone[0].globalBatch
+      let rates = Array(Set(runs.map(\.labels.rate))).filter { !$0.isEmpty }.sorted(by: rateOrder)
+      var links: [String: LinkFit] = [:]
+      for rate in rates {
+        let here = runs.filter { $0.labels.rate == rate }.map(\.sample)
+        links[rate] = LinkFit(
+          here.flatMap { s in zip(s.bareFloats, s.bareSeconds).map { (Double($0 * 4), $1) } }
+            + here.map { (Double($0.gradientFloats * 4), median($0.bareAllreduceSeconds)) })
+      }
+      // The CPU that communication takes from compute: how much longer backward ran overlapped than blocking.
+      profile.fitCommunicationCPU(
+        batch: batch,
+        rates.compactMap { rate in
+          func backward(_ overlapped: Bool) -> Double? {
+            let s = runs.filter { $0.labels.rate == rate && ($0.labels.bucket_mb > 0) == overlapped }
+            return s.isEmpty ? nil : median(s.flatMap(\.sample.backwardSeconds))
+          }
+          guard let o = backward(true), let b = backward(false) else { return nil }
+          return (links[rate]!, o - b)
+        })
       print(
         "\n\(model): \(grouped(alone[0].gradientFloats)) gradient floats; 1 rank: \(fixed(Double(batch) / step1, 2)) "
           + "samples/s (forward \(fixed(1000 * profile.forward, 1)) ms, backward \(fixed(1000 * profile.backward, 1)) "
-          + "ms per sample; communication takes \(fixed(1e9 * profile.cpuPerByte, 2)) ns of CPU per byte)")
+          + "ms per sample; overlap's communication takes \(fixed(1e9 * profile.cpuPerByte, 2)) ns of CPU per byte "
+          + "and \(fixed(100 * profile.cpuInFlight, 0))% of a core while in flight)")
       print("  rate     bucket  samples/s  efficiency  allreduce not hidden  model  error")
-      var links: [String: LinkFit] = [:]
-      for rate in Array(Set(runs.map(\.labels.rate))).filter({ !$0.isEmpty }).sorted(by: rateOrder) {
-        let here = runs.filter { $0.labels.rate == rate }.map(\.sample)
-        let link = LinkFit(
-          here.flatMap { s in zip(s.bareFloats, s.bareSeconds).map { (Double($0 * 4), $1) } }
-            + here.map { (Double($0.gradientFloats * 4), median($0.bareAllreduceSeconds)) })
-        links[rate] = link
+      for rate in rates {
+        let link = links[rate]!
         var lost: [Double: Double] = [:]
         for bucket in Array(Set(runs.map(\.labels.bucket_mb))).sorted() {
           let s = runs.filter { $0.labels.rate == rate && $0.labels.bucket_mb == bucket }.map(\.sample)
