@@ -70,7 +70,10 @@ public func superviseLauncher(_ command: [String], runDir: String) throws -> Int
   guard fd >= 0, futimens(fd, nil) == 0, close(fd) == 0 else {
     throw Failure(marker, "cannot mark the launch: \(String(cString: strerror(errno)))")
   }
-  if sertrain_stop_requested() != 0 { return Trainer.exitStopped }  // before anything started: nothing to stop
+  if sertrain_stop_requested() != 0 {
+    printError("sertrain supervise: a stop signal came before \(command[0]) started; nothing ran (exit 75)")
+    return Trainer.exitStopped
+  }
   var code = try runForwardingStops(command)
   func modified(_ path: String) -> timespec? {
     var s = stat()
