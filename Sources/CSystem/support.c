@@ -69,14 +69,19 @@ static void stop_signal_set(sigset_t *set) {
   sigaddset(set, SIGTERM);
 }
 
-void sertrain_install_stop_handlers(void) {
+// Signal `sig` from now on only records a stop request.
+static void record_stops_of(int sig) {
   struct sigaction sa;
   memset(&sa, 0, sizeof(sa));
   sa.sa_handler = record_stop;
   sigemptyset(&sa.sa_mask);
   sa.sa_flags = SA_RESTART;
-  sigaction(SIGUSR1, &sa, NULL);
-  sigaction(SIGTERM, &sa, NULL);
+  sigaction(sig, &sa, NULL);
+}
+
+void sertrain_install_stop_handlers(void) {
+  record_stops_of(SIGUSR1);
+  record_stops_of(SIGTERM);
   // A signal that arrived while they were blocked for an exec is delivered here, to the handler.
   sigset_t set;
   stop_signal_set(&set);
@@ -107,13 +112,7 @@ void sertrain_clear_stop_request(void) { stop_signal = 0; }
 extern char **environ;
 
 int sertrain_supervise(char *const argv[], int *wait_status) {
-  // SIGINT too (a terminal's Ctrl-C), recorded like the others while the launcher runs.
-  struct sigaction sa;
-  memset(&sa, 0, sizeof(sa));
-  sa.sa_handler = record_stop;
-  sigemptyset(&sa.sa_mask);
-  sa.sa_flags = SA_RESTART;
-  sigaction(SIGINT, &sa, NULL);
+  record_stops_of(SIGINT);  // a terminal's Ctrl-C too, while the launcher runs
   pid_t child;
   int rc = posix_spawnp(&child, argv[0], NULL, NULL, argv, environ);
   if (rc != 0) {
