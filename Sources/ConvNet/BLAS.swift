@@ -47,8 +47,8 @@ public var blasCoreName: String { String(cString: openblas_get_corename()) }
 ///
 /// OpenBLAS releases older than the CPU (Debian 12 ships 0.3.21) fall back to older kernels on CPUs they do not
 /// know: AMD Zen 4 and Zen 5 come out as `Haswell` or `Zen` (256-bit AVX2), and Intel Emerald Rapids (family 6,
-/// model 207) as `Prescott` (SSE3), although both execute AVX-512. The fallback costs 2x (Zen 5: sgemm 255 vs 495
-/// GFLOP/s on 2 cores) to 10x (Emerald Rapids: 50 GFLOP/s with Prescott kernels). So the choice is made from
+/// model 207) as `Prescott` (SSE3), although both execute AVX-512. The fallback costs 2x to 10x of sgemm's speed
+/// (BENCHMARKS.md, the Zen 5 and Emerald Rapids entries). So the choice is made from
 /// what the CPU runs, not from its name: `SkylakeX` kernels where AVX-512 (F, CD, BW, DQ, VL) is there, `Haswell`
 /// where AVX2 and FMA are, and only when OpenBLAS picked something weaker. OpenBLAS reads `OPENBLAS_CORETYPE`
 /// when the library loads, so the caller must re-execute the process with it set (`sertrain` does so at

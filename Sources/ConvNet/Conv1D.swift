@@ -18,14 +18,14 @@ import COpenBLAS
 /// Rows past a sample's length (at most `2k-2` of every `S`) are computed and ignored. Backward is the same
 /// decomposition: `dW = Σ_r Xᵣᵀ · dYᵣ`, and `dX` is the flipped, transposed kernel run over the padded output
 /// gradient. Cost: `2·B·L·k·cin·cout` flops per pass, plus under 1% for the ignored rows. With `K = k*cin` the
-/// GEMMs run near the square sgemm's speed, where one GEMM per tap (`K = cin`, the output read and written `k`
-/// times) reached about 83% of it (BENCHMARKS.md).
+/// GEMMs run nearer the square sgemm's speed than one GEMM per tap (`K = cin`, the output read and written `k`
+/// times) did (BENCHMARKS.md).
 ///
 /// On CPUs with AVX-512 (AVX2) each pass whose output width is a multiple of 32 (16) channels runs instead as
-/// direct convolution (conv.c) over the same buffers and layouts: the phase GEMMs make OpenBLAS pack every input row once
-/// per phase (`k` times per pass), which held conv2 and conv3 of the seed model at 80-90% of the square sgemm's
-/// speed; the direct kernels pack each input row once and run at 95-100% of it (`bench model --profile`). They
-/// leave the rows past each sample's length unwritten (the phase GEMMs write them with values nobody reads).
+/// direct convolution (conv.c) over the same buffers and layouts: the phase GEMMs make OpenBLAS pack every input row
+/// once per phase (`k` times per pass), the direct kernels once, which brings the seed's widest blocks from short of
+/// the square sgemm's speed to about it (`bench model --profile`; BENCHMARKS.md). They leave the rows past each
+/// sample's length unwritten (the phase GEMMs write them with values nobody reads).
 ///
 /// The kernel and input gradients, and the forward of inference, run by Winograd's minimal filtering where
 /// `Network.winograd` allows (`WinogradConvolution`): fewer multiplies, in GEMMs over transformed tiles.

@@ -133,7 +133,8 @@ public func importCSV(
     if buffers[slot].rows.count < n * width { buffers[slot].rows = [Float](repeating: 0, count: n * width) }
     if results.count < n { results = [LineResult](repeating: LineResult(), count: n) }
     // Parse the block's lines in parallel: each line writes only its own row and result. Four parts per thread,
-    // taken as threads come free: the HDF5 writer's thread takes turns on the same cores (5% faster than one each).
+    // taken as threads come free: the HDF5 writer's thread takes turns on the same cores (faster than one part each:
+    // BENCHMARKS.md, convert).
     let parts = min(options.threads * 4, max(1, n / 8))
     buffers[slot].rows.withUnsafeMutableBufferPointer { out in
       results.withUnsafeMutableBufferPointer { res in

@@ -762,9 +762,9 @@ extension H5Dataset {
   }
 
   /// Writes rows from `start`, a chunk boundary: the whole chunks among them straight into the file, each with its
-  /// Fletcher-32 (`sertrain_fletcher32`, 3x HDF5's one-word-at-a-time loop) appended as the filter would
-  /// (H5Dwrite_chunk: no copy through HDF5's chunk cache and filter pipeline, 12% of convert's CPU time), the rest
-  /// through `writeRows`. Datasets of other layouts are written through `writeRows` alone.
+  /// Fletcher-32 (`sertrain_fletcher32`, vectorised, where HDF5 adds a word at a time) appended as the filter would
+  /// (H5Dwrite_chunk: no copy through HDF5's chunk cache and filter pipeline, which convert paid for: BENCHMARKS.md),
+  /// the rest through `writeRows`. Datasets of other layouts are written through `writeRows` alone.
   public func writeRowsByChunk<T: H5Scalar>(at start: Int, _ buffer: UnsafeBufferPointer<T>) throws {
     ensureQuiet()
     let rs = rowSize

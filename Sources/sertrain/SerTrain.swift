@@ -62,8 +62,8 @@ struct SerTrain: ParsableCommand {
 
 /// glibc's malloc serves blocks above a threshold (128 KiB, raised dynamically up to 32 MiB) with fresh mmaps and
 /// gives freed memory at the top of the heap back to the kernel, so a loop that allocates and frees the same
-/// megabyte-sized buffers (the audio front end, per recording) takes page faults on every pass: here a second of
-/// system time in 13 s of extraction. Every command's working set is bounded and reused, so keep it: large blocks
+/// megabyte-sized buffers (the audio front end, per recording) takes page faults on every pass (their system time:
+/// BENCHMARKS.md, extract). Every command's working set is bounded and reused, so keep it: large blocks
 /// come from the heap (up to 32 MiB) and the heap is trimmed only above 256 MiB free.
 func keepFreedMemory() { sertrain_keep_freed_memory(32 << 20, 256 << 20) }
 
