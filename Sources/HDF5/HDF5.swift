@@ -584,13 +584,6 @@ public final class H5Dataset {
   public var shape: [Int] { Dataspace(id: H5Dget_space(id)).dims }
   public var count: Int { shape.reduce(1, *) }
 
-  /// The element class: true for floating-point, false for integers (strings answer false too).
-  public var isFloat: Bool {
-    let t = H5Dget_type(id)
-    defer { H5Tclose(t) }
-    return H5Tget_class(t) == H5T_FLOAT
-  }
-
   public func readAll<T: H5Scalar>(as: T.Type = T.self) throws -> [T] {
     ensureQuiet()
     let n = count

@@ -3,9 +3,6 @@ public enum MonitorMode: String, Codable, Sendable {
   case auto, min, max
 }
 
-/// The metrics an epoch produces, by Keras's names.
-public let producedMetrics = ["loss", "accuracy", "val_loss", "val_accuracy"]
-
 /// Keras 3's `EarlyStopping`, state machine for state machine: `wait` counts every epoch and resets on an
 /// improvement that also beats the baseline; training stops when `wait >= patience` after epoch 0; with
 /// `restoreBestWeights` the weights of the best epoch (or of the first monitored epoch, if none improved) are
