@@ -30,6 +30,23 @@ public func monotonicSeconds() -> Double {
   return Double(ts.tv_sec) + Double(ts.tv_nsec) * 1e-9
 }
 
+/// Seconds since 1970 (UTC).
+public func unixTime() -> Double {
+  var ts = timespec()
+  clock_gettime(CLOCK_REALTIME, &ts)
+  return Double(ts.tv_sec) + Double(ts.tv_nsec) * 1e-9
+}
+
+/// `2026-12-02 16:27:31` in local time.
+public func formatTime(_ t: Double, format: String = "%Y-%m-%d %H:%M:%S") -> String {
+  var seconds = time_t(t)
+  var parts = tm()
+  localtime_r(&seconds, &parts)
+  var buffer = [CChar](repeating: 0, count: 64)
+  strftime(&buffer, buffer.count, format, &parts)
+  return String(cString: buffer)
+}
+
 /// "1h02m", "3m05s", "12.3s".
 public func formatDuration(_ s: Double) -> String {
   guard s.isFinite && s >= 0 else { return "?" }

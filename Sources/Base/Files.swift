@@ -198,3 +198,10 @@ public func directoryEntries(_ path: String) -> [String]? {
   }
   return names
 }
+
+/// The file's modification time in seconds since 1970, 0 when it cannot be read.
+public func modificationTime(_ path: String) -> Double {
+  var st = stat()
+  guard stat(path, &st) == 0 else { return 0 }
+  return Double(st.st_mtim.tv_sec) + Double(st.st_mtim.tv_nsec) * 1e-9
+}

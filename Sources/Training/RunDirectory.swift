@@ -75,15 +75,9 @@ public func superviseLauncher(_ command: [String], runDir: String) throws -> Int
     return Trainer.exitStopped
   }
   var code = try runForwardingStops(command)
-  func modified(_ path: String) -> timespec? {
-    var s = stat()
-    return stat(path, &s) == 0 ? s.st_mtim : nil
-  }
   let status = runDir + "/" + RunStatus.fileName
   var state: RunStatus?
-  if let written = modified(status), let launched = modified(marker),
-    (written.tv_sec, written.tv_nsec) > (launched.tv_sec, launched.tv_nsec)
-  {
+  if modificationTime(status) > modificationTime(marker) {
     state = (try? readFileBytes(status)).flatMap {
       RunStatus(rawValue: String(decoding: $0, as: UTF8.self).trimmingCharacters())
     }
@@ -190,29 +184,6 @@ public func resolveRunDirectory(given: String?, resume: String?, parent: String 
     "--resume auto: \(newest.dir) is the newest unfinished run under \(parent)/ (last checkpoint saved "
       + "\(formatTime(newest.saved))\(position); \(unfinished.count) unfinished\(skipped))"
   )
-}
-
-func modificationTime(_ path: String) -> Double {
-  var st = stat()
-  guard stat(path, &st) == 0 else { return 0 }
-  return Double(st.st_mtim.tv_sec) + Double(st.st_mtim.tv_nsec) * 1e-9
-}
-
-/// Seconds since 1970 (UTC).
-public func unixTime() -> Double {
-  var ts = timespec()
-  clock_gettime(CLOCK_REALTIME, &ts)
-  return Double(ts.tv_sec) + Double(ts.tv_nsec) * 1e-9
-}
-
-/// `2026-12-02 16:27:31` in local time.
-public func formatTime(_ t: Double, format: String = "%Y-%m-%d %H:%M:%S") -> String {
-  var seconds = time_t(t)
-  var parts = tm()
-  localtime_r(&seconds, &parts)
-  var buffer = [CChar](repeating: 0, count: 64)
-  strftime(&buffer, buffer.count, format, &parts)
-  return String(cString: buffer)
 }
 
 /// `20261202-162731`: a new run directory's name.
