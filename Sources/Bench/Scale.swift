@@ -95,10 +95,16 @@ public struct ComputeProfile: Sendable {
   }
 
   /// Seconds of CPU overlap's communication takes from a backward over `rows` rows per core: per byte sent, and
-  /// while the reductions are in flight (their time on `link`, at most the backward's).
+  /// while the reductions are in flight.
   func communicationCPU(rows: Double, ranks p: Int, link: LinkFit) -> Double {
-    let inFlight = min(link.allreduce(bytes: gradientBytes, ranks: p), backward * rows)
-    return cpuPerByte * 2 * Double(p - 1) / Double(p) * gradientBytes + cpuInFlight * inFlight
+    cpuPerByte * 2 * Double(p - 1) / Double(p) * gradientBytes + cpuInFlight
+      * inFlight(rows: rows, ranks: p, link: link)
+  }
+
+  /// Seconds the gradients' reductions are in flight during a backward over `rows` rows per core: their time on
+  /// `link`, at most the backward's.
+  func inFlight(rows: Double, ranks p: Int, link: LinkFit) -> Double {
+    min(link.allreduce(bytes: gradientBytes, ranks: p), backward * rows)
   }
 
   /// Sets `cpuPerByte` and `cpuInFlight` from how much longer backward took overlapped than blocking at p = 2
@@ -106,10 +112,7 @@ public struct ComputeProfile: Sendable {
   /// that would be negative: all of it per byte).
   public mutating func fitCommunicationCPU(batch: Int, _ growth: [(link: LinkFit, seconds: Double)]) {
     guard !growth.isEmpty else { return }
-    let rows = Double(batch) / 2
-    let points = growth.map {
-      (x: min($0.link.allreduce(bytes: gradientBytes, ranks: 2), backward * rows), y: $0.seconds)
-    }
+    let points = growth.map { (x: inFlight(rows: Double(batch) / 2, ranks: 2, link: $0.link), y: $0.seconds) }
     let (mx, my) = (
       points.map(\.x).reduce(0, +) / Double(points.count), points.map(\.y).reduce(0, +) / Double(points.count)
     )

@@ -20,6 +20,13 @@ static inline const float *input_row(const sertrain_winograd *w, long b, long ro
   return w->input.data + (b * w->input.rows_per_sample + row) * w->input.channels;
 }
 
+/// The sample of the chunk's tile `tile` and the first of its four output rows in that sample.
+static inline void tile_position(const sertrain_winograd *w, long tile, long *b, long *t0) {
+  const long per_sample = (w->input.length + 3) / 4;
+  *b = w->first_sample + tile / per_sample;
+  *t0 = 4 * (tile % per_sample);
+}
+
 /// `dst[0..<n] = Σ_q coef[q] · src[q][0..<n]` over the sources that are not NULL and whose coefficient is not zero,
 /// in order of q.
 static inline __attribute__((always_inline)) void combine(float *restrict dst, const float *const *src,
@@ -51,9 +58,10 @@ void sertrain_winograd_kernel(const float *weight, int kernel, long in_channels,
 SERTRAIN_CLONES
 void sertrain_winograd_input(const sertrain_winograd *w, long first, long end) {
   const int n = w->points;
-  const long channels = w->input.channels, per_sample = (w->input.length + 3) / 4;
+  const long channels = w->input.channels;
   for (long tile = first; tile < end; tile++) {
-    const long b = w->first_sample + tile / per_sample, t0 = 4 * (tile % per_sample);
+    long b, t0;
+    tile_position(w, tile, &b, &t0);
     const float *rows[SERTRAIN_WINOGRAD_MAX_POINTS];
     for (int q = 0; q < n; q++) rows[q] = input_row(w, b, t0 + q);
     for (int p = 0; p < n; p++) {
@@ -65,9 +73,10 @@ void sertrain_winograd_input(const sertrain_winograd *w, long first, long end) {
 SERTRAIN_CLONES
 void sertrain_winograd_output(const sertrain_winograd *w, long first, long end) {
   const int n = w->points;
-  const long channels = w->out_channels, length = w->input.length, per_sample = (length + 3) / 4;
+  const long channels = w->out_channels, length = w->input.length;
   for (long tile = first; tile < end; tile++) {
-    const long b = w->first_sample + tile / per_sample, t0 = 4 * (tile % per_sample);
+    long b, t0;
+    tile_position(w, tile, &b, &t0);
     const float *products[SERTRAIN_WINOGRAD_MAX_POINTS];
     for (int p = 0; p < n; p++) products[p] = w->m + (p * w->tiles + tile) * channels;
     for (int i = 0; i < 4 && t0 + i < length; i++) {
@@ -78,16 +87,18 @@ void sertrain_winograd_output(const sertrain_winograd *w, long first, long end) 
 }
 
 SERTRAIN_CLONES
-void sertrain_winograd_gradient(const float *gradient, long rows_per_sample, long length, long channels,
-                                long first_sample, long tiles, int points, const float *g4, float *u, long first,
+void sertrain_winograd_gradient(const sertrain_winograd *w, const float *gradient, const float *g4, long first,
                                 long end) {
-  const long per_sample = (length + 3) / 4;
+  const long channels = w->out_channels, length = w->input.length;
   for (long tile = first; tile < end; tile++) {
-    const long b = first_sample + tile / per_sample, t0 = 4 * (tile % per_sample);
+    long b, t0;
+    tile_position(w, tile, &b, &t0);
     const float *rows[4];
     for (int i = 0; i < 4; i++) {
-      rows[i] = t0 + i < length ? gradient + (b * rows_per_sample + t0 + i) * channels : NULL;
+      rows[i] = t0 + i < length ? gradient + (b * w->input.rows_per_sample + t0 + i) * channels : NULL;
     }
-    for (int p = 0; p < points; p++) combine(u + (p * tiles + tile) * channels, rows, g4 + p * 4, 4, channels);
+    for (int p = 0; p < w->points; p++) {
+      combine(w->m + (p * w->tiles + tile) * channels, rows, g4 + p * 4, 4, channels);
+    }
   }
 }

@@ -86,10 +86,8 @@ final class Conv1DLayer: Layer {
     return (forward, max(forward, winogradGradient?.scratchFloats(batch: batch) ?? 0))
   }
 
-  func reserve(batch: Int) -> Int {
-    let (forward, backward) = winogradScratch(batch: batch)
-    return max(forward, backward)
-  }
+  /// Backward's Winograd scratch, which holds the forward's too.
+  func reserve(batch: Int) -> Int { winogradScratch(batch: batch).backward }
 
   /// Rows per sample: the padded length `L+k-1` rounded up to a multiple of `k`.
   var sampleRows: Int { (length + 2 * (k - 1)) / k * k }

@@ -129,9 +129,7 @@ struct WinogradConvolution {
         let (first, tiles, vp, up) = (w.first_sample, w.tiles, w.v!, w.m!)
         Parallel.forEach(tiles) { _, part in
           sertrain_winograd_input(&w, part.lowerBound, part.upperBound)
-          sertrain_winograd_gradient(
-            gradient, input.rows_per_sample, length, cout, first, tiles, Int32(n), g4.baseAddress!, up,
-            part.lowerBound, part.upperBound)
+          sertrain_winograd_gradient(&w, gradient, g4.baseAddress!, part.lowerBound, part.upperBound)
         }
         for p in 0..<n {
           sgemm(

@@ -186,10 +186,9 @@ void sertrain_winograd_input(const sertrain_winograd *w, long first, long end);
 /// left as they are).
 void sertrain_winograd_output(const sertrain_winograd *w, long first, long end);
 
-/// The kernel gradient's transform of the output gradient, F(k, 4) with the tiles of `sertrain_winograd`:
-/// `u[p][tile][co] = Σ_{i<4} g4[p][i] · gradient row (4q+i) of the tile's sample`, the gradient's row `t` of sample
-/// `b` at `gradient + (b*rows_per_sample + t)*channels` and its rows from `length` on read as zeros; for the chunk's
-/// tiles `first ..< end` (`tiles` in the chunk, from `first_sample`).
-void sertrain_winograd_gradient(const float *gradient, long rows_per_sample, long length, long channels,
-                                long first_sample, long tiles, int points, const float *g4, float *u, long first,
+/// The kernel gradient's transform of the output gradient, F(k, 4) over the tiles of `w` (its input's lengths, first
+/// sample and tiles; `out_channels` the gradient's): `m[p][tile][co] = Σ_{i<4} g4[p][i] · gradient row (4q+i) of the
+/// tile's sample`, the gradient's row `t` of sample `b` at `gradient + (b*input.rows_per_sample + t)*out_channels` and
+/// its rows from `input.length` on read as zeros; for the chunk's tiles `first ..< end`.
+void sertrain_winograd_gradient(const sertrain_winograd *w, const float *gradient, const float *g4, long first,
                                 long end);
