@@ -134,23 +134,22 @@ final class Dataspace {
   deinit { H5Sclose(id) }
 }
 
-// MARK: - Locations: files and groups
+// MARK: - Objects: groups (a file is its root group) and datasets
 
-/// Something that holds links and attributes: a file (its root group) or a group.
+/// What groups and datasets share: a handle, where it is (for messages), and attributes.
 public class H5Object {
   public let id: hid_t
   /// The file's path, for messages.
   public let filePath: String
   /// The object's path inside the file, for messages.
   public let name: String
+  /// Closes `id` when the object goes (nil: the subclass closes it).
+  private let release: ((hid_t) -> herr_t)?
 
-  init(id: hid_t, filePath: String, name: String) {
-    self.id = id
-    self.filePath = filePath
-    self.name = name
+  init(id: hid_t, filePath: String, name: String, close: ((hid_t) -> herr_t)?) {
+    (self.id, self.filePath, self.name, self.release) = (id, filePath, name, close)
   }
-
-  func childName(_ n: String) -> String { name == "/" ? "/" + n : name + "/" + n }
+  deinit { _ = release?(id) }
 
   // MARK: Attributes
 
@@ -158,61 +157,49 @@ public class H5Object {
 
   /// Writes (replacing) a numeric attribute, a scalar when `values` has one element and `scalar` is true.
   public func setAttribute<T: H5Scalar>(_ key: String, _ values: [T], scalar: Bool = false) throws {
-    ensureQuiet()
-    if hasAttribute(key) { H5Adelete(id, key) }
-    let space = Dataspace(dims: scalar ? [] : [values.count])
-    let a = try checkID(
-      H5Acreate2(id, key, T.h5Type, space.id, sertrain_H5P_DEFAULT(), sertrain_H5P_DEFAULT()),
-      filePath, name, "create attribute '\(key)'")
-    defer { H5Aclose(a) }
-    try values.withUnsafeBufferPointer {
-      _ = try check(H5Awrite(a, T.h5Type, $0.baseAddress), filePath, name, "write attribute '\(key)'")
+    try replaceAttribute(key, type: T.h5Type, dims: scalar ? [] : [values.count]) { a in
+      values.withUnsafeBufferPointer { H5Awrite(a, T.h5Type, $0.baseAddress) }
     }
   }
   public func setAttribute<T: H5Scalar>(_ key: String, _ value: T) throws {
-    ensureQuiet()
     try setAttribute(key, [value], scalar: true)
   }
-  public func setAttribute(_ key: String, _ value: Int) throws {
-    ensureQuiet()
-    try setAttribute(key, [Int64(value)], scalar: true)
-  }
+  public func setAttribute(_ key: String, _ value: Int) throws { try setAttribute(key, [Int64(value)], scalar: true) }
 
   /// Writes (replacing) a scalar variable-length UTF-8 string attribute.
-  public func setAttribute(_ key: String, _ value: String) throws {
-    ensureQuiet()
-    if hasAttribute(key) { H5Adelete(id, key) }
-    let type = StringType()
-    let space = Dataspace(dims: [])
-    let a = try checkID(
-      H5Acreate2(id, key, type.id, space.id, sertrain_H5P_DEFAULT(), sertrain_H5P_DEFAULT()),
-      filePath, name, "create attribute '\(key)'")
-    defer { H5Aclose(a) }
-    try value.withCString { cs in
-      var p: UnsafePointer<CChar>? = cs
-      _ = try check(H5Awrite(a, type.id, &p), filePath, name, "write attribute '\(key)'")
-    }
-  }
+  public func setAttribute(_ key: String, _ value: String) throws { try setStrings(key, [value], dims: []) }
 
   /// Writes (replacing) a 1-D attribute of variable-length UTF-8 strings (Keras's `layer_names`,
   /// `weight_names`); an empty list gives an empty attribute.
   public func setAttribute(_ key: String, strings: [String]) throws {
+    try setStrings(key, strings, dims: [strings.count])
+  }
+
+  private func setStrings(_ key: String, _ strings: [String], dims: [Int]) throws {
+    let type = StringType()
+    try replaceAttribute(key, type: type.id, dims: dims) { a in
+      guard !strings.isEmpty else { return 0 }
+      let copies = strings.map { strdup($0) }
+      defer { copies.forEach { free($0) } }
+      var pointers = copies.map { UnsafePointer<CChar>($0) }
+      return H5Awrite(a, type.id, &pointers)
+    }
+  }
+
+  /// Deletes attribute `key` if there is one, creates it with `type` and `dims`, and fills it with `write`.
+  private func replaceAttribute(_ key: String, type: hid_t, dims: [Int], _ write: (hid_t) -> herr_t) throws {
     ensureQuiet()
     if hasAttribute(key) { H5Adelete(id, key) }
-    let type = StringType()
-    let space = Dataspace(dims: [strings.count])
+    let space = Dataspace(dims: dims)
     let a = try checkID(
-      H5Acreate2(id, key, type.id, space.id, sertrain_H5P_DEFAULT(), sertrain_H5P_DEFAULT()),
+      H5Acreate2(id, key, type, space.id, sertrain_H5P_DEFAULT(), sertrain_H5P_DEFAULT()),
       filePath, name, "create attribute '\(key)'")
     defer { H5Aclose(a) }
-    guard !strings.isEmpty else { return }
-    let copies = strings.map { strdup($0) }
-    defer { copies.forEach { free($0) } }
-    var pointers = copies.map { UnsafePointer<CChar>($0) }
-    _ = try check(H5Awrite(a, type.id, &pointers), filePath, name, "write attribute '\(key)'")
+    _ = try check(write(a), filePath, name, "write attribute '\(key)'")
   }
 
   func openAttribute(_ key: String) throws -> hid_t {
+    ensureQuiet()
     guard hasAttribute(key) else {
       throw HDF5Error(file: filePath, object: name, operation: "read attribute '\(key)'", detail: "no such attribute")
     }
@@ -221,7 +208,6 @@ public class H5Object {
 
   /// Reads a numeric attribute (scalar or 1-D), converting to `T`.
   public func attribute<T: H5Scalar>(_ key: String, as: T.Type = T.self) throws -> [T] {
-    ensureQuiet()
     let a = try openAttribute(key)
     defer { H5Aclose(a) }
     let space = Dataspace(id: H5Aget_space(a))
@@ -239,53 +225,34 @@ public class H5Object {
     return out
   }
 
-  /// Reads a numeric scalar attribute as Int.
-  public func intAttribute(_ key: String) throws -> Int {
-    ensureQuiet()
-    guard let v = try attribute(key, as: Int64.self).first else {
-      throw HDF5Error(file: filePath, object: name, operation: "read attribute '\(key)'", detail: "empty")
-    }
-    return Int(v)
-  }
-
-  public func doubleAttribute(_ key: String) throws -> Double {
-    ensureQuiet()
-    guard let v = try attribute(key, as: Double.self).first else {
+  /// Reads the first value of a numeric attribute as `T`.
+  public func scalarAttribute<T: H5Scalar>(_ key: String, as: T.Type = T.self) throws -> T {
+    guard let v = try attribute(key, as: T.self).first else {
       throw HDF5Error(file: filePath, object: name, operation: "read attribute '\(key)'", detail: "empty")
     }
     return v
   }
+  public func intAttribute(_ key: String) throws -> Int { Int(try scalarAttribute(key, as: Int64.self)) }
+  public func doubleAttribute(_ key: String) throws -> Double { try scalarAttribute(key) }
 
-  /// Reads a string attribute, variable or fixed length (as h5py and Keras write them).
+  /// Reads a string attribute, variable or fixed length (as h5py and Keras write them); an array's strings joined by
+  /// newlines.
   public func stringAttribute(_ key: String) throws -> String {
-    ensureQuiet()
-    let a = try openAttribute(key)
-    defer { H5Aclose(a) }
-    let ftype = H5Aget_type(a)
-    defer { H5Tclose(ftype) }
-    guard H5Tget_class(ftype) == H5T_STRING else {
-      throw HDF5Error(file: filePath, object: name, operation: "read attribute '\(key)'", detail: "not a string")
-    }
-    let space = Dataspace(id: H5Aget_space(a))
-    let n = max(1, Int(H5Sget_simple_extent_npoints(space.id)))
-    let strings = try readStrings(
-      count: n, fileType: ftype,
-      read: { mem, buf in H5Aread(a, mem, buf) },
-      reclaim: { mem, buf in H5Dvlen_reclaim(mem, space.id, sertrain_H5P_DEFAULT(), buf) },
-      what: "attribute '\(key)'")
-    return strings.joined(separator: "\n")
+    try stringArrayAttribute(key).joined(separator: "\n")
   }
 
   /// Reads a string-array attribute (such as Keras's `layer_names`).
   public func stringArrayAttribute(_ key: String) throws -> [String] {
-    ensureQuiet()
     let a = try openAttribute(key)
     defer { H5Aclose(a) }
     let ftype = H5Aget_type(a)
     defer { H5Tclose(ftype) }
     let space = Dataspace(id: H5Aget_space(a))
     let n = Int(H5Sget_simple_extent_npoints(space.id))
-    if n == 0 { return [] }
+    if n == 0 { return [] }  // h5py writes an empty list as an empty float array
+    guard H5Tget_class(ftype) == H5T_STRING else {
+      throw HDF5Error(file: filePath, object: name, operation: "read attribute '\(key)'", detail: "not a string")
+    }
     return try readStrings(
       count: n, fileType: ftype,
       read: { mem, buf in H5Aread(a, mem, buf) },
@@ -326,6 +293,17 @@ public class H5Object {
     }
   }
 
+}
+
+/// A group: links to groups and datasets. Closed when it goes.
+public class H5Group: H5Object {
+  init(id: hid_t, filePath: String, name: String) {
+    super.init(id: id, filePath: filePath, name: name, close: H5Gclose)
+  }
+  init(file id: hid_t, path: String) { super.init(id: id, filePath: path, name: "/", close: nil) }
+
+  func childName(_ n: String) -> String { name == "/" ? "/" + n : name + "/" + n }
+
   // MARK: Links
 
   public func exists(_ path: String) -> Bool {
@@ -364,7 +342,7 @@ public class H5Object {
   public func verifyContents() throws -> (datasets: Int, bytes: Int, digest: String) {
     var all: [UInt8] = []
     var datasets = 0
-    func visit(_ group: H5Object) throws {
+    func visit(_ group: H5Group) throws {
       for child in try group.children() {
         if group.isGroup(child) {
           try visit(try group.openGroup(child))
@@ -460,7 +438,7 @@ public class H5Object {
       path, of: T.self, dims: dims, chunk: chunkShape(dims, elementSize: MemoryLayout<T>.size))
     try d.writeAll(values)
     if digest {
-      try H5Object(id: d.id, filePath: filePath, name: d.name).setAttribute("sha256", sha256Hex(values))
+      try d.setAttribute("sha256", sha256Hex(values))
     }
     return d
   }
@@ -500,13 +478,8 @@ public class H5Object {
   }
 }
 
-/// A group inside a file.
-public final class H5Group: H5Object {
-  deinit { H5Gclose(id) }
-}
-
 /// An open HDF5 file. Closing happens in deinit (or `close()`), after every object opened from it.
-public final class H5File: H5Object {
+public final class H5File: H5Group {
   public enum Mode { case readOnly, readWrite }
   private var open = true
 
@@ -524,8 +497,7 @@ public final class H5File: H5Object {
       throw HDF5Error(file: path, object: "", operation: "open", detail: "not an HDF5 file")
     }
     let flags = mode == .readOnly ? sertrain_H5F_ACC_RDONLY() : sertrain_H5F_ACC_RDWR()
-    let fid = try checkID(H5Fopen(path, flags, fapl), path, "", "open")
-    super.init(id: fid, filePath: path, name: "/")
+    super.init(file: try checkID(H5Fopen(path, flags, fapl), path, "", "open"), path: path)
   }
 
   /// Creates (truncating) a file.
@@ -533,9 +505,9 @@ public final class H5File: H5Object {
     ensureQuiet()
     let fapl = try H5File.accessList(locking: locking, path: path)
     defer { H5Pclose(fapl) }
-    let fid = try checkID(
-      H5Fcreate(path, sertrain_H5F_ACC_TRUNC(), sertrain_H5P_DEFAULT(), fapl), path, "", "create")
-    super.init(id: fid, filePath: path, name: "/")
+    super.init(
+      file: try checkID(H5Fcreate(path, sertrain_H5F_ACC_TRUNC(), sertrain_H5P_DEFAULT(), fapl), path, "", "create"),
+      path: path)
   }
 
   static func accessList(locking: Bool?, path: String) throws -> hid_t {
@@ -569,17 +541,10 @@ public final class H5File: H5Object {
 // MARK: - Datasets
 
 /// A dataset: numeric N-D or 1-D strings. Row operations work on the first dimension.
-public final class H5Dataset {
-  public let id: hid_t
-  public let filePath: String
-  public let name: String
-
+public final class H5Dataset: H5Object {
   init(id: hid_t, filePath: String, name: String) {
-    self.id = id
-    self.filePath = filePath
-    self.name = name
+    super.init(id: id, filePath: filePath, name: name, close: H5Dclose)
   }
-  deinit { H5Dclose(id) }
 
   public var shape: [Int] { Dataspace(id: H5Dget_space(id)).dims }
   public var count: Int { shape.reduce(1, *) }
@@ -611,7 +576,7 @@ public final class H5Dataset {
 
   private func verifyDigest(_ bytes: UnsafeRawBufferPointer) throws {
     guard H5Aexists(id, "sha256") > 0 else { return }
-    let expected = try H5Object(id: id, filePath: filePath, name: name).stringAttribute("sha256")
+    let expected = try stringAttribute("sha256")
     guard sha256Hex(bytes) == expected else {
       throw HDF5Error(
         file: filePath, object: name, operation: "verify",
@@ -665,8 +630,7 @@ public final class H5Dataset {
     let space = Dataspace(id: H5Dget_space(id))
     let n = Int(H5Sget_simple_extent_npoints(space.id))
     if n == 0 { return [] }
-    let helper = H5Object(id: id, filePath: filePath, name: name)
-    return try helper.readStrings(
+    return try readStrings(
       count: n, fileType: ftype,
       read: { mem, buf in H5Dread(id, mem, sertrain_H5S_ALL(), sertrain_H5S_ALL(), sertrain_H5P_DEFAULT(), buf) },
       reclaim: { mem, buf in H5Dvlen_reclaim(mem, space.id, sertrain_H5P_DEFAULT(), buf) },

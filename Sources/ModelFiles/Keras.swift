@@ -156,7 +156,7 @@ extension KerasWeights {
   }
 
   static func readLegacy(_ file: H5File, _ path: String) throws -> KerasWeights {
-    let root: H5Object = file.exists("model_weights") ? try file.openGroup("model_weights") : file
+    let root: H5Group = file.exists("model_weights") ? try file.openGroup("model_weights") : file
     let layerNames = try root.stringArrayAttribute("layer_names")
     var layers: [Layer] = []
     for name in layerNames {
