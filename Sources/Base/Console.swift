@@ -18,6 +18,20 @@ public func grouped(_ n: Int) -> String {
 /// Cores this process may run on (its CPU affinity, what mpirun's binding left it), at least 1.
 public func availableCores() -> Int { Int(sertrain_available_cores()) }
 
+/// The process environment as a dictionary (no Foundation).
+public func environment() -> [String: String] {
+  var out: [String: String] = [:]
+  var p = environ
+  while let entry = p.pointee {
+    let s = String(cString: entry)
+    if let eq = s.firstIndex(of: "=") {
+      out[String(s[..<eq])] = String(s[s.index(after: eq)...])
+    }
+    p += 1
+  }
+  return out
+}
+
 /// Writes a line to standard error.
 public func printError(_ s: String) {
   fputs(s + "\n", stderr)

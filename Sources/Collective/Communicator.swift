@@ -327,17 +327,3 @@ public func makeCommunicator(_ env: [String: String] = environment()) throws -> 
   }
   return comm
 }
-
-/// The process environment as a dictionary (no Foundation).
-public func environment() -> [String: String] {
-  var out: [String: String] = [:]
-  var p = environ
-  while let entry = p.pointee {
-    let s = String(cString: entry)
-    if let eq = s.firstIndex(of: "=") {
-      out[String(s[..<eq])] = String(s[s.index(after: eq)...])
-    }
-    p += 1
-  }
-  return out
-}

@@ -95,36 +95,24 @@ struct BenchConvert: ParsableCommand {
         print("generated \(csv): \(rows) x 2377, \(fixed(megabytes, 0)) MB in \(fixed(monotonicSeconds() - t0, 1)) s")
         print("machine: \(machineDescription()); CSV numbers \(String(cString: sertrain_number_cells_level()))")
 
-        // Interleaved runs, so that both tools see the same machine state; medians are compared.
         let python = options.noPeer ? nil : try benchmarkVenv(options.venv, packages: ["pandas", "h5py"])
         let script = try peerScript("peer_convert.py")
-        var ours: [ChildMeasurement] = []
-        var peer: [ChildMeasurement] = []
         // Every run starts as a first conversion does: no output file yet (replacing one frees its 464 MB inside
         // the timed run: 0.2 s in our rename, in the peer's truncation) and no dirty pages (the peer does not sync
         // its output, whose writeback otherwise lands in the next run).
-        func freshStart(_ output: String) {
+        let runs = try interleaved([options.repeats, python == nil ? 0 : options.peerRepeats]) { c, i in
+          let (label, output) = c == 0 ? ("sertrain convert", out) : ("pandas+h5py", dir + "/pandas.h5")
           unlink(output)
           sync()
+          let m = try runMeasured(
+            c == 0
+              ? [currentExecutable(), "convert", csv, "-o", out, "--rows-per-recording", "4", "--force"]
+              : [python!, script, csv, output])
+          guard m.status == 0 else { throw Failure("\(label) exited \(m.status)") }
+          print("  \(label.padding(17)) run \(i + 1): \(fixed(m.seconds, 2)) s, peak \(fixed(m.maxRSSMegabytes, 0)) MB")
+          return m
         }
-        for i in 0..<max(options.repeats, python == nil ? 0 : options.peerRepeats) {
-          if i < options.repeats {
-            freshStart(out)
-            let m = try runMeasured([
-              currentExecutable(), "convert", csv, "-o", out, "--rows-per-recording", "4", "--force",
-            ])
-            guard m.status == 0 else { throw Failure("sertrain convert exited \(m.status)") }
-            print("  sertrain convert  run \(i + 1): \(fixed(m.seconds, 2)) s, peak \(fixed(m.maxRSSMegabytes, 0)) MB")
-            ours.append(m)
-          }
-          if let python, i < options.peerRepeats {
-            freshStart(dir + "/pandas.h5")
-            let m = try runMeasured([python, script, csv, dir + "/pandas.h5"])
-            guard m.status == 0 else { throw Failure("the pandas peer exited \(m.status)") }
-            print("  pandas+h5py       run \(i + 1): \(fixed(m.seconds, 2)) s, peak \(fixed(m.maxRSSMegabytes, 0)) MB")
-            peer.append(m)
-          }
-        }
+        let (ours, peer) = (runs[0], runs[1])
         let f = try FeatureFile(path: out)
         guard f.rowCount == rows && f.width == FeatureFormat.seedWidth else {
           throw Failure("converted file has \(f.rowCount) x \(f.width)")
@@ -149,18 +137,13 @@ struct BenchConvert: ParsableCommand {
 
 /// CPU model (with its family and model numbers), core count and the kernel variant it runs, for benchmark records.
 func machineDescription() -> String {
-  var fields: [String: String] = [:]  // the first processor's "model name", "cpu family", "model"
-  if let f = fopen("/proc/cpuinfo", "r") {
-    defer { fclose(f) }
-    var line: UnsafeMutablePointer<CChar>? = nil
-    var cap = 0
-    while getline(&line, &cap, f) > 0 {
-      let s = String(cString: line!)
-      if s.trimmingCharacters().isEmpty { break }
-      let key = String(s.prefix { $0 != ":" }).trimmingCharacters()
-      if fields[key] == nil { fields[key] = String(s.drop { $0 != ":" }.dropFirst()).trimmingCharacters() }
-    }
-    free(line)
+  // The first processor's "model name", "cpu family" and "model".
+  let first = String(decoding: (try? readFileBytes("/proc/cpuinfo")) ?? [], as: UTF8.self).split(separator: "\n\n")
+    .first
+  var fields: [String: String] = [:]
+  for line in first?.split(separator: "\n") ?? [] {
+    let parts = line.split(separator: ":", maxSplits: 1).map { String($0).trimmingCharacters() }
+    if parts.count == 2 { fields[parts[0]] = parts[1] }
   }
   let model = fields["model name"] ?? "unknown CPU"
   let family = fields["cpu family"].map { " (family \($0), model \(fields["model"] ?? "?"))" } ?? ""

@@ -30,7 +30,6 @@ struct BenchExtractCommand: ParsableCommand {
       let (found, _) = try scanCorpus(corpus)
       print("machine: \(machineDescription()); corpus \(corpus): \(found.count) files")
       try withWorkDirectory(options.workDir) { dir in
-        var ours: [[Double]] = [[], [], []]
         let args = [currentExecutable(), "extract", corpus, "-o", dir + "/f.h5", "--force", "-q"]
         let cores = availableCores()
         let configurations: [(String, [String])] = [
@@ -46,15 +45,14 @@ struct BenchExtractCommand: ParsableCommand {
         let pml = getenv("OMPI_MCA_pml").map { String(cString: $0) } ?? "ob1"  // a user's choice stays
         let environment = mpirunEnvironment.merging(["OMPI_MCA_pml": pml]) { $1 }
         print("mpirun: OMPI_MCA_pml=\(pml)")
-        for i in 0..<options.repeats {
-          for (c, (label, argv)) in configurations.enumerated() {
-            let m = try runMeasured(argv, environment: environment)
-            guard m.status == 0 else { throw Failure("\(argv.joined(separator: " ")) exited \(m.status)") }
-            ours[c].append(m.seconds)
-            print(
-              "  run \(i + 1): sertrain extract, \(label): \(fixed(m.seconds, 2)) s = "
-                + "\(fixed(Double(found.count) / m.seconds, 1)) files/s")
-          }
+        let ours = try interleaved(configurations.map { _ in options.repeats }) { c, i in
+          let (label, argv) = configurations[c]
+          let m = try runMeasured(argv, environment: environment)
+          guard m.status == 0 else { throw Failure("\(argv.joined(separator: " ")) exited \(m.status)") }
+          print(
+            "  run \(i + 1): sertrain extract, \(label): \(fixed(m.seconds, 2)) s = "
+              + "\(fixed(Double(found.count) / m.seconds, 1)) files/s")
+          return m.seconds
         }
         let rates = ours.map { Double(found.count) / median($0) }
         for (c, (label, _)) in configurations.enumerated() {

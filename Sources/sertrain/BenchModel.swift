@@ -82,27 +82,23 @@ struct BenchModelCommand: ParsableCommand {
         ? nil : try benchmarkVenv(options.venv, packages: ["tensorflow-cpu", "h5py"])
       let script = python == nil ? "" : try peerScript("peer_model.py")
       let args = ["\(steps.batchSize)", "\(steps.steps)", "\(steps.warmup)", "\(predictBatches)"]
-      var ours = [[ModelBenchSample]](repeating: [], count: configurations.count)
-      var peer: [ModelBenchSample] = []
-      for i in 0..<max(options.repeats, python == nil ? 0 : options.peerRepeats) {
-        if i < options.repeats {
-          for (c, (label, env)) in configurations.enumerated() {
-            // The child reports its training's own peak RSS (see `benchmarkTraining`).
-            let (_, s) = try runChild(
-              [currentExecutable(), "bench", "model", "--child"] + steps.arguments + [
-                "--predict-batches", args[3], "--convolution", convolution.rawValue,
-              ] + (profile ? ["--profile"] : []), environment: env, as: ModelBenchSample.self)
-            report(label, i, s, flops: flops)
-            ours[c].append(s)
-          }
-        }
-        if let python, i < options.peerRepeats {
-          var (m, s) = try runChild([python, script] + args, as: ModelBenchSample.self)
+      let counts = configurations.map { _ in options.repeats } + [python == nil ? 0 : options.peerRepeats]
+      let runs = try interleaved(counts) { c, i in
+        guard c < configurations.count else {
+          var (m, s) = try runChild([python!, script] + args, as: ModelBenchSample.self)
           s.peakMegabytes = m.maxRSSMegabytes
           report("keras", i, s, flops: flops)
-          peer.append(s)
+          return s
         }
+        // The child reports its training's own peak RSS (see `benchmarkTraining`).
+        let (_, s) = try runChild(
+          [currentExecutable(), "bench", "model", "--child"] + steps.arguments + [
+            "--predict-batches", args[3], "--convolution", convolution.rawValue,
+          ] + (profile ? ["--profile"] : []), environment: configurations[c].1, as: ModelBenchSample.self)
+        report(configurations[c].0, i, s, flops: flops)
+        return s
       }
+      let (ours, peer) = (runs.dropLast(), runs.last!)
       let peerRate = peer.isEmpty ? nil : Double(steps.batchSize) / median(peer.flatMap(\.stepSeconds))
       let peerPredict = peer.isEmpty ? nil : median(peer.map(\.predictSamplesPerSecond))
       for (c, (label, _)) in configurations.enumerated() {

@@ -45,22 +45,20 @@ struct BenchTrainCommand: ParsableCommand {
       print("machine: \(machineDescription()); model \(spec.name), batch \(steps.batchSize), kernels \(blasCoreName)")
       let args = [currentExecutable(), "bench", "train", "--child"] + steps.arguments
       let mpirun = ["mpirun", "-n", "\(ranks)", "--bind-to", "core", "--oversubscribe", "-x", "OPENBLAS_NUM_THREADS=1"]
-      var results: [[TrainBenchSample]] = [[], []]
-      for i in 0..<repeats {
-        for (c, (argv, extra)) in [
-          (args, ["OPENBLAS_NUM_THREADS": "\(threads)"]),
-          (mpirun + args, mpirunEnvironment.merging(["OPENBLAS_NUM_THREADS": "1"]) { $1 }),
-        ].enumerated() {
-          let (_, s) = try runChild(argv, environment: extra, as: TrainBenchSample.self)
-          results[c].append(s)
-          let rate = Double(steps.batchSize) / median(s.stepSeconds)
-          print(
-            "  run \(i + 1): \(s.ranks) rank(s) x \(s.threads) thread(s): \(fixed(rate, 2)) samples/s "
-              + "(steps \(s.stepSeconds.map { fixed($0, 2) }.joined(separator: ", ")) s), allreduce "
-              + "\(fixed(1000 * median(s.allreduceSeconds), 1)) ms per step, bare allreduce "
-              + "\(fixed(1000 * median(s.bareAllreduceSeconds), 1)) ms")
-          fflush(stdout)
-        }
+      let configurations = [
+        (args, ["OPENBLAS_NUM_THREADS": "\(threads)"]),
+        (mpirun + args, mpirunEnvironment.merging(["OPENBLAS_NUM_THREADS": "1"]) { $1 }),
+      ]
+      let results = try interleaved([repeats, repeats]) { c, i in
+        let (_, s) = try runChild(configurations[c].0, environment: configurations[c].1, as: TrainBenchSample.self)
+        let rate = Double(steps.batchSize) / median(s.stepSeconds)
+        print(
+          "  run \(i + 1): \(s.ranks) rank(s) x \(s.threads) thread(s): \(fixed(rate, 2)) samples/s "
+            + "(steps \(s.stepSeconds.map { fixed($0, 2) }.joined(separator: ", ")) s), allreduce "
+            + "\(fixed(1000 * median(s.allreduceSeconds), 1)) ms per step, bare allreduce "
+            + "\(fixed(1000 * median(s.bareAllreduceSeconds), 1)) ms")
+        fflush(stdout)
+        return s
       }
       let megabytes = Double(network.trainableCount * 4) / 1e6
       var rates: [Double] = []
