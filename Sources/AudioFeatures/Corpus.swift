@@ -146,7 +146,7 @@ public func readManifest(_ path: String) throws -> [LabelledRecording] {
 
 /// The cells of one CSV line as RFC 4180 quotes them: a cell in double quotes may hold the separator, and `""` inside
 /// it is one quote.
-func csvCells(_ line: String, separator: Character) -> [String] {
+public func csvCells(_ line: String, separator: Character) -> [String] {
   var cells: [String] = []
   var cell = ""
   var quoted = false

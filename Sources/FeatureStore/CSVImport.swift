@@ -374,28 +374,18 @@ func parseLine(
   return r
 }
 
-/// Header cells, with surrounding quotes and spaces removed (a UTF-8 byte-order mark too).
+/// Header cells as RFC 4180 quotes them (`csvCells`: a quoted name may hold a comma, as a data line's cell may),
+/// without the spaces around them or a UTF-8 byte-order mark.
 func splitHeader(_ bytes: UnsafeBufferPointer<UInt8>) -> [String] {
   var b = Array(bytes)[...]
   if b.starts(with: [0xEF, 0xBB, 0xBF]) { b = b.dropFirst(3) }
   if b.last == 0x0D { b = b.dropLast() }
-  return b.split(separator: UInt8(ascii: ","), omittingEmptySubsequences: false).map {
-    unquote(String(decoding: $0, as: UTF8.self).trimmingSpaces())
-  }
+  return csvCells(String(decoding: b, as: UTF8.self), separator: ",").map { $0.trimmingCharacters() }
 }
 
 func unquote(_ s: String) -> String {
   guard s.count >= 2, s.first == "\"", s.last == "\"" else { return s }
   return String(s.dropFirst().dropLast()).replacing("\"\"", with: "\"")
-}
-
-extension String {
-  func trimmingSpaces() -> String {
-    var s = Substring(self)
-    while s.first == " " || s.first == "\t" { s = s.dropFirst() }
-    while s.last == " " || s.last == "\t" { s = s.dropLast() }
-    return String(s)
-  }
 }
 
 // MARK: - Reading blocks of whole lines

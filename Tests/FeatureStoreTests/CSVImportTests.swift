@@ -111,6 +111,18 @@ final class CSVImportTests: XCTestCase {
     XCTAssertEqual(f.classes, ["happy", "sad"])
   }
 
+  func testAQuotedHeaderNameMayHoldACommaAsADataCellMay() throws {
+    let text = "\"pitch, mean\", \"say \"\"hi\"\"\" ,labels\n1,\"2.5\",sad\n"
+    let (report, f) = try convert(write(text))
+    XCTAssertEqual(report.width, 2)
+    XCTAssertEqual(try f.readRows(0..<1), [1, 2.5])
+    XCTAssertEqual(f.classes, ["sad"])
+    // The names as the header quotes them: an error about a cell quotes its column's name.
+    XCTAssertThrowsError(try convert(write(text + "3,x,sad\n"))) {
+      XCTAssertTrue("\($0)".contains("column 2 ('say \"hi\"'): 'x' is not a number"), "\($0)")
+    }
+  }
+
   func testLabelColumnByNameAnywhere() throws {
     let text = "emo,x,y\nangry,1,2\ncalm,3,4\n"
     var o = CSVImportOptions()
