@@ -297,6 +297,21 @@ public final class FeatureFile {
     }
   }
 
+  /// Reads `indices` `size` rows at a time into one buffer and gives `body` each part's indices and rows.
+  public func forEachPart(
+    of indices: [Int], size: Int, _ body: ([Int], UnsafeMutableBufferPointer<Float>) throws -> Void
+  ) throws {
+    var buffer = [Float](repeating: 0, count: min(size, indices.count) * width)
+    for start in stride(from: 0, to: indices.count, by: size) {
+      let part = Array(indices[start..<min(start + size, indices.count)])
+      try buffer.withUnsafeMutableBufferPointer {
+        let rows = UnsafeMutableBufferPointer(rebasing: $0[0..<(part.count * width)])
+        try readRows(at: part, into: rows)
+        try body(part, rows)
+      }
+    }
+  }
+
   /// Rows per class, in class order.
   public func classCounts() -> [Int] {
     var counts = [Int](repeating: 0, count: classes.count)

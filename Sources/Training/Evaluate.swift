@@ -121,27 +121,24 @@ final class Predictor {
   }
 
   /// Probabilities `[rows.count][classes]` of already standardised rows.
-  func probabilities(_ x: [Float], count: Int) -> [Float] {
+  func probabilities(_ x: UnsafeBufferPointer<Float>, count: Int) -> [Float] {
     var out: [Float] = []
     out.reserveCapacity(count * network.classes)
-    let w = network.inputWidth
-    var start = 0
-    while start < count {
-      let n = min(batch, count - start)
-      x.withUnsafeBufferPointer { p in
-        out += network.forward(p.baseAddress! + start * w, batch: n, training: false)
-      }
-      start += n
+    for start in stride(from: 0, to: count, by: batch) {
+      out += network.forward(
+        x.baseAddress! + start * network.inputWidth, batch: min(batch, count - start), training: false)
     }
     return out
   }
-
-  func standardise(_ x: inout [Float]) {
-    let rows = x.count / network.inputWidth
-    x.withUnsafeMutableBufferPointer {
-      ModelFiles.standardise($0, rows: rows, mean: checkpoint.scalerMean, scale: checkpoint.scalerScale)
-    }
+  func probabilities(_ x: [Float], count: Int) -> [Float] {
+    x.withUnsafeBufferPointer { probabilities($0, count: count) }
   }
+
+  func standardise(_ x: UnsafeMutableBufferPointer<Float>) {
+    ModelFiles.standardise(
+      x, rows: x.count / network.inputWidth, mean: checkpoint.scalerMean, scale: checkpoint.scalerScale)
+  }
+  func standardise(_ x: inout [Float]) { x.withUnsafeMutableBufferPointer { standardise($0) } }
 }
 
 /// Which rows a split name selects, from the checkpoint's saved split.
@@ -189,13 +186,10 @@ public func evaluate(
   var counts = [Double](repeating: 0, count: groupsAt + 2 * (corpora.count + speakers.count))
   let mine = comm.share(rows)
   let bar = progress && comm.rank == 0 ? ProgressBar(label: "evaluate \(split)", unit: "rows") : nil
-  var start = 0
-  while start < mine.count {
-    let chunk = Array(mine[start..<min(start + 256, mine.count)])
-    var x = [Float](repeating: 0, count: chunk.count * file.width)
-    try x.withUnsafeMutableBufferPointer { try file.readRows(at: chunk, into: $0) }
-    predictor.standardise(&x)
-    let p = predictor.probabilities(x, count: chunk.count)
+  var done = 0
+  try file.forEachPart(of: mine, size: 256) { chunk, x in
+    predictor.standardise(x)
+    let p = predictor.probabilities(UnsafeBufferPointer(x), count: chunk.count)
     for (i, r) in chunk.enumerated() {
       let truth = Int(file.labels[r])
       var best = 0
@@ -215,8 +209,8 @@ public func evaluate(
         }
       }
     }
-    start += chunk.count
-    bar?.update(fraction: Double(start) / Double(max(mine.count, 1)), count: start * comm.size)
+    done += chunk.count
+    bar?.update(fraction: Double(done) / Double(max(mine.count, 1)), count: done * comm.size)
   }
   bar?.finish()
   comm.allreduceSum(&counts)

@@ -447,16 +447,9 @@ public final class Trainer {
   /// Per-column mean and population deviation of the train rows (each rank sums a strided share; the sums are
   /// reduced), as scikit-learn's StandardScaler computes them; a zero deviation becomes 1.
   private func fitScaler() throws {
-    let w = file.width
-    let mine = comm.share(trainRows)
     var sums = ScalerSums(shift: try file.readRows(trainRows[0]..<(trainRows[0] + 1)))
-    var buffer = [Float](repeating: 0, count: 256 * w)
-    var start = 0
-    while start < mine.count {
-      let rows = Array(mine[start..<min(start + 256, mine.count)])
-      try buffer.withUnsafeMutableBufferPointer { try file.readRows(at: rows, into: $0) }
-      buffer.withUnsafeBufferPointer { sums.add($0, rows: rows.count) }
-      start += rows.count
+    try file.forEachPart(of: comm.share(trainRows), size: 256) { rows, x in
+      sums.add(UnsafeBufferPointer(x), rows: rows.count)
     }
     comm.allreduceSum(&sums.values)
     (scalerMean, scalerScale) = sums.finish()
@@ -693,21 +686,14 @@ public final class Trainer {
   /// Loss and accuracy over the validation rows: each rank its strided share, sums and counts reduced.
   func validate() throws -> (Double?, Double?) {
     guard !validationRows.isEmpty else { return (nil, nil) }
-    let mine = comm.share(validationRows)
     var sums = [0.0, 0.0, 0.0]
-    let b = config.batchSize
-    var x = [Float](repeating: 0, count: b * file.width)
-    var start = 0
-    while start < mine.count {
-      let rows = Array(mine[start..<min(start + b, mine.count)])
-      try x.withUnsafeMutableBufferPointer { try load(rows, into: $0) }
-      let labels = rows.map { file.labels[$0] }
-      x.withUnsafeBufferPointer { _ = network.forward($0.baseAddress!, batch: rows.count, training: false) }
-      let (loss, correct) = labels.withUnsafeBufferPointer { network.loss(labels: $0) }
+    try file.forEachPart(of: comm.share(validationRows), size: config.batchSize) { rows, x in
+      standardise(x, rows: rows.count, mean: scalerMean, scale: scalerScale)
+      _ = network.forward(x.baseAddress!, batch: rows.count, training: false)
+      let (loss, correct) = rows.map { file.labels[$0] }.withUnsafeBufferPointer { network.loss(labels: $0) }
       sums[0] += loss
       sums[1] += Double(correct)
       sums[2] += Double(rows.count)
-      start += rows.count
     }
     comm.allreduceSum(&sums)
     return (sums[0] / sums[2], sums[1] / sums[2])
