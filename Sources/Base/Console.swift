@@ -32,6 +32,11 @@ public func environment() -> [String: String] {
   return out
 }
 
+/// A child's end as a shell reports it, from its wait status: its exit code, or 128 + the signal that killed it.
+public func shellExitCode(waitStatus status: Int32) -> Int32 {
+  status & 0x7f == 0 ? (status >> 8) & 0xff : 128 + (status & 0x7f)
+}
+
 /// Writes a line to standard error.
 public func printError(_ s: String) {
   fputs(s + "\n", stderr)

@@ -55,7 +55,7 @@ public func runMeasured(_ argv: [String], environment extra: [String: String] = 
   var usage = rusage()
   while wait4(pid, &status, 0, &usage) < 0 && errno == EINTR {}
   return ChildMeasurement(
-    status: (status & 0x7f) == 0 ? (status >> 8) & 0xff : 128 + (status & 0x7f), seconds: monotonicSeconds() - t0,
+    status: shellExitCode(waitStatus: status), seconds: monotonicSeconds() - t0,
     maxRSSMegabytes: Double(usage.ru_maxrss) / 1024, output: String(decoding: output, as: UTF8.self))
 }
 

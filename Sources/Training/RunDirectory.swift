@@ -100,7 +100,7 @@ public func runForwardingStops(_ argv: [String]) throws -> Int32 {
   guard sertrain_supervise(&pointers, &status) == 0 else {
     throw Failure("\(argv[0]): cannot run it: \(String(cString: strerror(errno)))")
   }
-  return status & 0x7f == 0 ? (status >> 8) & 0xff : 128 + (status & 0x7f)
+  return shellExitCode(waitStatus: status)
 }
 
 /// What identifies a feature file by content rather than by name: its shape, classes, a hash of every label and a

@@ -1,6 +1,5 @@
 import ArgumentParser
 import Base
-import Collective
 import Training
 
 #if canImport(Glibc)
