@@ -324,13 +324,16 @@ public final class Network {
     }
     var ctx = StepContext(
       training: true, dropoutSeed: lastDropoutSeed, reduce: statisticsReducer, scratch: scratch.pointer)
+    // Layer `current` is in backward; `afterLayer` has run for the layers from `reported` up (once each).
+    var (current, reported) = (n, n)
+    ctx.parametersDone = {
+      guard reported > current else { return }
+      reported = current
+      afterLayer?(current)
+    }
     for i in stride(from: n - 1, through: 0, by: -1) {
       let t0 = profile == nil ? 0 : monotonicSeconds()
-      var done = false
-      ctx.parametersDone = {
-        if !done { afterLayer?(i) }
-        done = true
-      }
+      current = i
       layers[i].backward(
         x: activation(i, batch: batch), y: activation(i + 1, batch: batch), dy: gradient(i + 1, batch: batch),
         dx: i > 0 ? gradient(i, batch: batch) : nil, ctx)

@@ -125,16 +125,18 @@ struct WinogradConvolution {
   ) {
     let (n, k, cin, cout) = (transform.count, transform.kernel, cin, cout)
     transform.g4.withUnsafeBufferPointer { g4 in
-      chunks(batch: batch, input: input, validRows: validRows, at: nil, output: nil, scratch: scratch) { w, mp in
-        let (first, tiles, vp, up) = (w.first_sample, w.tiles, w.v!, w.m!)
+      chunks(batch: batch, input: input, validRows: validRows, at: nil, output: nil, scratch: scratch) {
+        w, products in
+        // The chunk's transformed input `[count][tiles][cin]` and output gradient `[count][tiles][cout]`.
+        let (first, tiles, inputs, gradients) = (w.first_sample, w.tiles, w.v!, w.m!)
         Parallel.forEach(tiles) { _, part in
           sertrain_winograd_input(&w, part.lowerBound, part.upperBound)
           sertrain_winograd_gradient(&w, gradient, g4.baseAddress!, part.lowerBound, part.upperBound)
         }
         for p in 0..<n {
           sgemm(
-            transA: true, cin, cout, tiles, vp + p * tiles * cin, cin, up + p * tiles * cout, cout,
-            beta: first == 0 ? 0 : 1, mp + p * cin * cout, cout)
+            transA: true, cin, cout, tiles, inputs + p * tiles * cin, cin, gradients + p * tiles * cout, cout,
+            beta: first == 0 ? 0 : 1, products + p * cin * cout, cout)
         }
       }
     }
