@@ -80,7 +80,7 @@ let testTargets: [Target] = [
   .testTarget(
     name: "AudioFeaturesTests", dependencies: ["AudioFeatures", "HDF5", "_TestSupport"]),
   .testTarget(
-    name: "TrainingTests", dependencies: ["Training", "ConvNet", "FeatureStore", "AudioFeatures", "_TestSupport"]),
+    name: "TrainingTests", dependencies: ["Training", "ConvNet", "FeatureStore", "ModelFiles", "AudioFeatures", "_TestSupport"]),
   .testTarget(name: "CLITests", dependencies: ["AudioFeatures", "FeatureStore", "HDF5", "_TestSupport"]),
   // Also run under mpirun by Launch/test.sh.
   .testTarget(

@@ -21,6 +21,10 @@ public struct FeatureRecipe: Equatable, Sendable, Codable {
     /// Each block padded to a full clip's frames (`framesPerRow`): ZCR of frame t at t, RMS at F + t, MFCC c at
     /// 2F + t*nMFCC + c, for every clip.
     case aligned
+    /// Frame by frame: frame t's values side by side, `zcr, rms, mfcc 0..<nMFCC` at `t*(2+nMFCC)`, a short clip's
+    /// missing frames zero at the end. A row is a `framesPerRow x (2+nMFCC)` sequence a convolution over time reads
+    /// with the frame's values as channels (`ModelSpec.frames`).
+    case frames
   }
 
   /// The seed's row width (108 frames x 22 values).
@@ -43,6 +47,21 @@ public struct FeatureRecipe: Equatable, Sendable, Codable {
 
   /// A full clip's frames: the frames a row has room for (108 in the seed's).
   public var framesPerRow: Int { width / (2 + nMFCC) }
+  /// The values of one frame: ZCR, RMS and the MFCCs (22 in the seed's).
+  public var featuresPerFrame: Int { 2 + nMFCC }
+
+  /// The feature (0 ZCR, 1 RMS, 2 + c MFCC c) that each column of a row holds, or nil when the row is not whole
+  /// frames. In the seed layout the full clip's placement (a short clip's columns mean other features).
+  public var columnFeatures: [Int]? {
+    let (f, n) = (framesPerRow, featuresPerFrame)
+    guard f > 0, f * n == width else { return nil }
+    return (0..<width).map { i in
+      switch layout {
+      case .frames: return i % n
+      case .seed, .aligned: return i < f ? 0 : i < 2 * f ? 1 : 2 + (i - 2 * f) % nMFCC
+      }
+    }
+  }
 
   /// Files and checkpoints written before a field existed read as the seed's value of it.
   public init(from decoder: Decoder) throws {
@@ -229,14 +248,23 @@ public final class FeatureExtractor: Sendable {
         }
       }
     }
-    // The blocks start `stride` values apart: the clip's frames (seed) or a full clip's (aligned).
     var row = [Float](repeating: 0, count: recipe.width)
-    let stride = recipe.layout == .aligned ? recipe.framesPerRow : frames
     func put(_ at: Int, _ v: Float) { if at < row.count { row[at] = v } }
-    for t in 0..<min(frames, stride) {
-      put(t, Float(zcr[t]))
-      put(stride + t, rms[t])
-      for c in 0..<k { put(2 * stride + t * k + c, mfcc[c * frames + t]) }
+    if recipe.layout == .frames {
+      let n = recipe.featuresPerFrame
+      for t in 0..<min(frames, recipe.framesPerRow) {
+        put(t * n, Float(zcr[t]))
+        put(t * n + 1, rms[t])
+        for c in 0..<k { put(t * n + 2 + c, mfcc[c * frames + t]) }
+      }
+    } else {
+      // The blocks start `stride` values apart: the clip's frames (seed) or a full clip's (aligned).
+      let stride = recipe.layout == .aligned ? recipe.framesPerRow : frames
+      for t in 0..<min(frames, stride) {
+        put(t, Float(zcr[t]))
+        put(stride + t, rms[t])
+        for c in 0..<k { put(2 * stride + t * k + c, mfcc[c * frames + t]) }
+      }
     }
     return FeatureParts(
       zcr: zcr, rms: rms, logMel: mel, mfcc: mfcc, frames: frames, row: row, spectrum: kept)

@@ -94,7 +94,8 @@ public final class Network {
             movingVariance: moving("moving_variance")))
       case .maxPooling1D: return MaxPoolLayer(plan: plan)
       case .dropout: return DropoutLayer(plan: plan, index: index)
-      case .flatten: return FlattenLayer(plan: plan)
+      case .flatten, .reshape: return ReshapeLayer(plan: plan)
+      case .globalAveragePooling1D, .globalMaxPooling1D: return GlobalPoolLayer(plan: plan)
       case .dense: return DenseLayer(plan: plan, variables: kernelAndBias(plan))
       }
     }
@@ -331,15 +332,20 @@ public final class Network {
       reported = current
       afterLayer?(current)
     }
-    for i in stride(from: n - 1, through: 0, by: -1) {
+    // Below the first layer with parameters no gradient is needed (a Reshape that leads the model).
+    let lowest = layers.firstIndex { $0.plans.contains { !$0.trainable.isEmpty } } ?? 0
+    for i in stride(from: n - 1, through: lowest, by: -1) {
       let t0 = profile == nil ? 0 : monotonicSeconds()
       current = i
       layers[i].backward(
         x: activation(i, batch: batch), y: activation(i + 1, batch: batch), dy: gradient(i + 1, batch: batch),
-        dx: i > 0 ? gradient(i, batch: batch) : nil, ctx)
+        dx: i > lowest ? gradient(i, batch: batch) : nil, ctx)
       if profile != nil { profile![layers[i].name + " backward", default: 0] += monotonicSeconds() - t0 }
       ctx.parametersDone()
     }
+    // The layers below hold no parameters: the buckets that end with layer 0 are complete.
+    current = 0
+    ctx.parametersDone()
   }
 
   /// Joins the collective reductions of a training step with no rows of its own (a rank whose share of a

@@ -61,6 +61,9 @@ extension ModelSpec {
       case .dropout: defaultName = "dropout\(number)"
       case .flatten: defaultName = number == 1 ? "flatten" : "flatten\(number)"
       case .dense: defaultName = "dense\(number)"
+      case .reshape: defaultName = "reshape\(number)"
+      case .globalAveragePooling1D: defaultName = "global_avg\(number)"
+      case .globalMaxPooling1D: defaultName = "global_max\(number)"
       }
       let name = spec.name ?? defaultName
       spec.name = name
@@ -103,6 +106,23 @@ extension ModelSpec {
       case .flatten:
         plan.outputLength = 1
         plan.outputChannels = length * channels
+      case .reshape:
+        guard var shape = spec.targetShape, shape.count == 1 || shape.count == 2,
+          shape.allSatisfy({ $0 > 0 || $0 == -1 }), shape.filter({ $0 == -1 }).count <= 1
+        else {
+          throw fail("needs 'target_shape' [length, channels] or [n], positive, one of them may be -1")
+        }
+        let known = shape.reduce(1) { $1 == -1 ? $0 : $0 * $1 }
+        if let free = shape.firstIndex(of: -1), known > 0, (length * channels) % known == 0 {
+          shape[free] = length * channels / known
+        }
+        guard shape.reduce(1, *) == length * channels else {
+          throw fail("cannot reshape \(length)×\(channels) = \(length * channels) values to \(shape)")
+        }
+        spec.targetShape = shape
+        (plan.outputLength, plan.outputChannels) = shape.count == 2 ? (shape[0], shape[1]) : (1, shape[0])
+      case .globalAveragePooling1D, .globalMaxPooling1D:
+        plan.outputLength = 1
       case .dense:
         guard length == 1 else {
           throw fail("needs a flat input, got \(length)×\(channels); put a Flatten before it")

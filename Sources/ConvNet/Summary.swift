@@ -12,7 +12,7 @@ public func summary(_ network: Network) -> String {
     let fill = String(repeating: " ", count: max(0, n - s.count))
     return right ? fill + s : s + fill
   }
-  let widths = (32, 24, 15)
+  let widths = (38, 24, 15)
   let rule = String(repeating: "─", count: widths.0 + widths.1 + widths.2 + 4)
   var lines = ["Model: \"\(network.spec.name)\"", rule]
   lines.append(

@@ -23,6 +23,10 @@ public struct Checkpoint {
   /// Standardisation of the input features: `(x - mean) / scale` per column.
   public var scalerMean: [Float]
   public var scalerScale: [Float]
+  /// How the rows were standardised in training (attribute `standardization`; `column` when missing): `speaker`
+  /// leaves the scaler the identity and standardises each speaker's rows by their own statistics, at prediction
+  /// time too (`SpeakerStatistics`).
+  public var standardization = Standardization.column
   public var adamM: [Float]?
   public var adamV: [Float]?
   public var adamIterations = 0
@@ -81,6 +85,7 @@ public struct Checkpoint {
       try f.setAttribute("learning_rate", learningRate)
       try f.setAttribute("optimizer_iterations", adamIterations)
       if let training { try f.setAttribute("training", training) }
+      try f.setAttribute("standardization", standardization.rawValue)
       _ = try f.write("class_names", strings: classNames)
       _ = try f.write("parameters", parameters, digest: true)
       try writeLayout(parameterLayout, f, "layout")
@@ -173,6 +178,16 @@ public struct Checkpoint {
       }
     }
     if f.hasAttribute("training") { c.training = try f.stringAttribute("training") }
+    if f.hasAttribute("standardization") {
+      let name = try f.stringAttribute("standardization")
+      guard let mode = Standardization(rawValue: name) else {
+        throw Failure(
+          path,
+          "unknown standardization '\(name)' (this sertrain knows "
+            + Standardization.allCases.map(\.rawValue).joined(separator: ", ") + ")")
+      }
+      c.standardization = mode
+    }
     if f.exists("split") { c.split = try f.read("split") }
     if f.hasAttribute("recipe") {
       c.recipe = try? JSONDecoder().decode(FeatureRecipe.self, from: Data(try f.stringAttribute("recipe").utf8))

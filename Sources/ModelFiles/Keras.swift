@@ -65,6 +65,9 @@ func kerasKey(_ kind: LayerSpec.Kind) -> String {
   case .dropout: return "dropout"
   case .flatten: return "flatten"
   case .dense: return "dense"
+  case .reshape: return "reshape"
+  case .globalAveragePooling1D: return "global_average_pooling1d"
+  case .globalMaxPooling1D: return "global_max_pooling1d"
   }
 }
 
@@ -391,6 +394,10 @@ public func kerasConfig(
       c += [#""rate": \#(s.rate!)"#, #""seed": null"#, #""noise_shape": null"#]
     case .flatten:
       c += [#""data_format": "channels_last""#]
+    case .reshape:
+      c += [#""target_shape": [\#(s.targetShape!.map(String.init).joined(separator: ", "))]"#]
+    case .globalAveragePooling1D, .globalMaxPooling1D:
+      c += [#""data_format": "channels_last""#, #""keepdims": false"#]
     case .dense:
       c += [
         #""units": \#(s.units!)"#, #""activation": \#(q(s.activation!.rawValue))"#, #""use_bias": true"#,
@@ -403,7 +410,11 @@ public func kerasConfig(
       entry(
         s.type.rawValue, c.joined(separator: ", "),
         input: flat ? [plan.inputChannels] : [plan.inputLength, plan.inputChannels]))
-    flat = flat || s.type == .flatten
+    switch s.type {
+    case .flatten, .globalAveragePooling1D, .globalMaxPooling1D: flat = true
+    case .reshape: flat = s.targetShape!.count == 1
+    default: break
+    }
   }
   let model =
     #""class_name": "Sequential", "config": {"name": "sequential", "trainable": true, "dtype": \#(dtype), "layers": [\#(layers.joined(separator: ", "))], "build_input_shape": [null, \#(length), \#(channels)]}"#
@@ -413,7 +424,8 @@ public func kerasConfig(
 }
 
 /// The architecture of a Keras `model_config` (Sequential of InputLayer, Conv1D, BatchNormalization,
-/// MaxPooling1D, Dropout, Flatten, Dense); throws naming anything else.
+/// MaxPooling1D, Dropout, Flatten, Reshape, GlobalAveragePooling1D, GlobalMaxPooling1D, Dense); throws naming
+/// anything else.
 public func specFromKerasConfig(_ json: String) throws -> (
   spec: ModelSpec, normalization: (mean: [Float], variance: [Float])?
 ) {
@@ -450,8 +462,10 @@ public func specFromKerasConfig(_ json: String) throws -> (
       continue
     case "InputLayer":
       let shape = (c["batch_shape"] ?? c["batch_input_shape"])?.array ?? []
-      guard shape.count == 3, let l = shape[1].int, let ch = shape[2].int else {
-        throw Failure("the input shape must be (length, channels)")
+      // (length, channels), or (n): n values in one channel (a Reshape usually follows).
+      guard shape.count == 3 || shape.count == 2, let l = shape[1].int, let ch = shape.count == 3 ? shape[2].int : 1
+      else {
+        throw Failure("the input shape must be (length, channels) or (length)")
       }
       (length, channels) = (l, ch)
       continue
@@ -469,6 +483,10 @@ public func specFromKerasConfig(_ json: String) throws -> (
     case "Dropout": s = .dropout(c["rate"]?.number ?? 0)
     case "Flatten": s = .flatten()
     case "Dense": s = .dense(c["units"]?.int, activation: try activation())
+    case "Reshape": s = .reshape(c["target_shape"]?.array?.compactMap(\.int) ?? [])
+    case "GlobalAveragePooling1D", "GlobalMaxPooling1D":
+      guard c["keepdims"] != .bool(true) else { throw Failure("\(cls) with keepdims is not supported") }
+      s = cls == "GlobalMaxPooling1D" ? .globalMaxPooling1D() : .globalAveragePooling1D()
     default: throw Failure("layer type \(cls) is not supported")
     }
     s.name = c["name"]?.string

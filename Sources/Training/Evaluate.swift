@@ -134,12 +134,29 @@ final class Predictor {
     x.withUnsafeBufferPointer { probabilities($0, count: count) }
   }
 
-  func standardise(_ x: UnsafeMutableBufferPointer<Float>) {
-    ModelFiles.standardise(
-      x, rows: x.count / network.inputWidth, mean: checkpoint.scalerMean, scale: checkpoint.scalerScale)
+  /// Under `--standardize speaker`, the speakers of the feature file read (`standardise(_:rows:)`).
+  var speakers: SpeakerStatistics?
+
+  /// Reads each speaker's statistics from `file` when the checkpoint standardises by speaker.
+  func use(_ file: FeatureFile) throws {
+    if checkpoint.standardization == .speaker { speakers = try SpeakerStatistics(file) }
   }
-  func standardise(_ x: inout [Float]) { x.withUnsafeMutableBufferPointer { standardise($0) } }
+
+  /// Standardises `x`, row i of which is row `rows[i]` of the file given to `use` (by its speaker's statistics
+  /// under `--standardize speaker`, else by the checkpoint's scaler).
+  func standardise(_ x: UnsafeMutableBufferPointer<Float>, rows: [Int]) {
+    if let speakers {
+      speakers.standardise(x, rows: rows)
+    } else {
+      ModelFiles.standardise(x, rows: rows.count, mean: checkpoint.scalerMean, scale: checkpoint.scalerScale)
+    }
+  }
+  func standardise(_ x: inout [Float], rows: [Int]) { x.withUnsafeMutableBufferPointer { standardise($0, rows: rows) } }
 }
+
+/// The fewest recordings `predict` standardises as one speaker's (`--standardize speaker`): fewer give statistics
+/// too noisy to stand for the voice.
+public let minimumSpeakerRecordings = 10
 
 /// Which rows a split name selects, from the checkpoint's saved split.
 public func rowsOf(split: String, checkpoint: Checkpoint, file: FeatureFile, checkpointPath: String) throws -> [Int] {
@@ -173,6 +190,7 @@ public func evaluate(
     throw Failure("the model reads \(predictor.network.inputWidth) features, \(dataPath) has \(file.width)")
   }
   let rows = try rowsOf(split: split, checkpoint: checkpoint, file: file, checkpointPath: checkpointPath)
+  try predictor.use(file)
   let k = checkpoint.classNames.count
   // [confusion k*k, loss, then correct and total per corpus and per speaker]
   let recordings = try file.recordings()
@@ -188,7 +206,7 @@ public func evaluate(
   let bar = progress && comm.rank == 0 ? ProgressBar(label: "evaluate \(split)", unit: "rows") : nil
   var done = 0
   try file.forEachPart(of: mine, size: 256) { chunk, x in
-    predictor.standardise(x)
+    predictor.standardise(x, rows: chunk)
     let p = predictor.probabilities(UnsafeBufferPointer(x), count: chunk.count)
     for (i, r) in chunk.enumerated() {
       let truth = Int(file.labels[r])
@@ -266,8 +284,24 @@ public func predictFiles(_ paths: [String], checkpoint: Checkpoint, path checkpo
       errors[p] = e.message
     }
   }
-  predictor.standardise(&x)
   let good = paths.filter { errors[$0] == nil }
+  if checkpoint.standardization == .speaker {
+    // One speaker's statistics over the recordings given, in the order of their paths (any order of the
+    // arguments gives the same rows).
+    guard good.count >= minimumSpeakerRecordings else {
+      throw Failure(
+        "\(checkpointPath) standardises each speaker's rows by that speaker's own statistics (--standardize "
+          + "speaker): predict needs at least \(minimumSpeakerRecordings) readable recordings of one speaker at "
+          + "once, got \(good.count)")
+    }
+    let w = extractor.recipe.width
+    let order = good.indices.sorted { good[$0] < good[$1] }
+    let sorted = order.flatMap { x[($0 * w)..<(($0 + 1) * w)] }
+    let (mean, scale) = featureStatistics(sorted, width: w, features: extractor.recipe.columnFeatures!)
+    x.withUnsafeMutableBufferPointer { standardise($0, rows: good.count, mean: mean, scale: scale) }
+  } else {
+    predictor.standardise(&x, rows: Array(good.indices))
+  }
   var predicted = label(predictor.probabilities(x, count: good.count), sources: good, classes: checkpoint.classNames)
   return paths.map { p in
     guard let error = errors[p] else { return predicted.removeFirst() }
@@ -294,7 +328,8 @@ public func predictRows(
   // A stored row holding NaN or infinity gets an error, never non-finite probabilities.
   let w = file.width
   let bad = Set(rows.indices.filter { i in x[(i * w)..<((i + 1) * w)].contains { !$0.isFinite } })
-  predictor.standardise(&x)
+  try predictor.use(file)
+  predictor.standardise(&x, rows: rows)
   let recordings = try file.recordings()
   let predictions = label(
     predictor.probabilities(x, count: rows.count), sources: rows.map(String.init), classes: checkpoint.classNames)

@@ -53,7 +53,7 @@ public func describeFeatureFile(_ f: FeatureFile) throws -> String {
         + (byCorpus.keys.allSatisfy(\.isEmpty)
           ? "" : "; by corpus " + byCorpus.keys.sorted().map { "\($0) \(byCorpus[$0]!.count)" }.joined(separator: ", "))
         + (r.layout == .seed
-          ? "; in the seed layout their RMS and MFCC columns are shifted (extract --layout aligned)" : ""))
+          ? "; in the seed layout their RMS and MFCC columns are shifted (extract --layout frames)" : ""))
   }
   if let src = try? f.file.stringAttribute("converted_from") { out.append("  converted     from \(src)") }
   out.append("  datasets      " + (try f.file.children()).joined(separator: ", "))
@@ -61,11 +61,11 @@ public func describeFeatureFile(_ f: FeatureFile) throws -> String {
 }
 
 /// The rows whose clip had fewer frames than a full one, and how many it lacked: the row ends in zeros where those
-/// frames' values would be (a whole frame, 2 + nMFCC values, in the seed layout; nMFCC in the aligned one's last
-/// block). A value that is exactly zero at the end of a full row is rare enough not to matter.
+/// frames' values would be (a whole frame, 2 + nMFCC values, in the seed and frames layouts; nMFCC in the aligned
+/// one's last block). A value that is exactly zero at the end of a full row is rare enough not to matter.
 public func shortRows(_ f: FeatureFile) throws -> [(row: Int, missing: Int)] {
   let r = f.recipe
-  let perFrame = r.layout == .seed ? 2 + r.nMFCC : r.nMFCC
+  let perFrame = r.layout == .aligned ? r.nMFCC : r.featuresPerFrame
   var out: [(row: Int, missing: Int)] = []
   var start = 0
   while start < f.rowCount {
@@ -92,7 +92,12 @@ public func describeCheckpoint(_ path: String) throws -> String {
   out.append("  classes       \(c.classNames.count): \(c.classNames.joined(separator: ", "))")
   let identity = c.scalerMean.allSatisfy { $0 == 0 } && c.scalerScale.allSatisfy { $0 == 1 }
   out.append(
-    "  scaler        \(identity ? "identity (no standardisation)" : "standardise \(c.scalerMean.count) columns")")
+    "  scaler        "
+      + (c.standardization == .speaker
+        ? "per speaker (each speaker's rows by that speaker's own statistics per feature)"
+        : identity
+          ? "identity (no standardisation)"
+          : "standardise \(c.scalerMean.count) columns" + (c.standardization == .feature ? " (by feature)" : "")))
   out.append(
     "  optimizer     Adam, learning rate \(Float(c.learningRate)), \(c.adamIterations) steps\(c.adamM == nil ? ", no moments" : "")"
   )

@@ -193,7 +193,7 @@ public func writeRunReport(runDir: String, last: Checkpoint, evaluation: Evaluat
         + ", batch \(c.batchSize) on \(state.ranks) rank(s), seed \(c.seed); "
         + "early stopping on \(c.earlyStopping.monitor), patience \(c.earlyStopping.patience); learning rate x"
         + "\(c.reduceLR.factor) after \(c.reduceLR.patience) epochs without improvement, floor \(c.reduceLR.minLR)"
-        + (c.standardize ? "; features standardised" : "")
+        + (c.standardizationMode == .none ? "" : "; features standardised by \(c.standardizationMode.rawValue)")
     ),
     (
       "time",

@@ -1,3 +1,4 @@
+import AudioFeatures
 import Base
 import CSystem
 import Collective
@@ -14,7 +15,8 @@ import ModelFiles
 /// Everything a training run is told; saved in `config.json` and in every checkpoint.
 public struct TrainConfig: Codable, Equatable, Sendable {
   public var data = "features.h5"
-  public var model = "seed"
+  /// A preset (`seed`, `small`, `tiny`, `frames`), a spec file, or `auto`: the data's layout decides.
+  public var model = TrainConfig.automaticModel
   public var epochs = 50
   public var batchSize = 64
   public var learningRate = 1e-3
@@ -24,6 +26,9 @@ public struct TrainConfig: Codable, Equatable, Sendable {
   public var seed: UInt64 = 0
   /// Standardise the features (the seed's StandardScaler), fitted on the train rows.
   public var standardize = true
+  /// How (`--standardize`); nil in runs from before it existed: `column`, or `none` without `standardize`.
+  public var standardization: Standardization?
+  public var standardizationMode: Standardization { standardization ?? (standardize ? .column : .none) }
   public var earlyStopping = EarlyStopping()
   public var reduceLR = ReduceLROnPlateau()
   /// For trying things out: at most this many rows (whole recordings, drawn from the seed), and at most this many
@@ -75,6 +80,34 @@ public struct TrainConfig: Codable, Equatable, Sendable {
     let warmup = (warmupEpochs ?? 0) * stepsPerEpoch
     guard step < warmup else { return target }
     return learningRate + (target - learningRate) * Double(step + 1) / Double(warmup)
+  }
+}
+
+extension TrainConfig {
+  /// `model` when `--model` is not given: the data's layout chooses (`defaultModel`).
+  public static let automaticModel = "auto"
+
+  /// The model for rows of this recipe: `frames` for the frames layout, the seed's network for the others.
+  public static func defaultModel(for recipe: FeatureRecipe) -> String { recipe.layout == .frames ? "frames" : "seed" }
+
+  /// A preset sized for the rows of `file`: the flat presets read the whole row as one channel; `frames` reads it
+  /// as frames of features and needs the frames layout.
+  public static func preset(_ name: String, for file: FeatureFile) throws -> ModelSpec {
+    let recipe = file.recipe
+    guard name == "frames" else {
+      var spec = try ModelSpec.load(name)
+      (spec.inputLength, spec.inputChannels) = (file.width, 1)
+      return spec
+    }
+    guard recipe.layout == .frames, recipe.columnFeatures != nil, recipe.width == file.width else {
+      throw Failure(
+        file.path,
+        "the frames model reads rows in the frames layout (\(recipe.framesPerRow) frames x "
+          + "\(recipe.featuresPerFrame) features side by side); this file's rows are in the \(recipe.layout.rawValue) "
+          + "layout, \(file.width) wide. Extract the corpus again (frames is extract's default layout), or choose "
+          + "another --model (seed, small, tiny)")
+    }
+    return .frames(frames: recipe.framesPerRow, features: recipe.featuresPerFrame)
   }
 }
 
@@ -153,6 +186,8 @@ public final class Trainer {
   let split: DataSplit
   var scalerMean: [Float]
   var scalerScale: [Float]
+  /// Each speaker's statistics under `--standardize speaker` (the scaler is then the identity).
+  var speakerStatistics: SpeakerStatistics?
   let trainRows: [Int]
   let validationRows: [Int]
   var bestWeights: (parameters: [Float], state: [Float])?
@@ -274,10 +309,11 @@ public final class Trainer {
           ? "--data \(config.data) is not the data the run in \(resumePath) trained on: \(difference); resume "
             + "with that file, or start a new run" : nil)
     }
+    if config.model == TrainConfig.automaticModel { config.model = TrainConfig.defaultModel(for: file.recipe) }
+    self.config.model = config.model
     var spec = try resumeFrom?.spec ?? ModelSpec.load(config.model)
     if ModelSpec.presets.contains(config.model) && resumeFrom == nil {
-      spec.inputLength = file.width
-      spec.inputChannels = 1
+      spec = try TrainConfig.preset(config.model, for: file)
     }
     guard spec.inputLength * spec.inputChannels == file.width else {
       throw Failure(
@@ -343,8 +379,16 @@ public final class Trainer {
     guard !trainRows.isEmpty else { throw Failure("the split left no train rows") }
     try checkMonitors()
     if resumeFrom == nil {
-      if config.standardize { try fitScaler() }
+      try fitScaler()
       broadcastInitialParameters()
+    }
+    if config.standardizationMode == .speaker {
+      // Computed again on resume: a function of the file alone, whose content the resume checked.
+      var statistics = try SpeakerStatistics(file) { [comm] in $0 % comm.size == comm.rank }
+      var values = statistics.values
+      comm.allreduceSum(&values)
+      statistics.set(values)
+      speakerStatistics = statistics
     }
     // The best weights travel in checkpoint-last.h5 itself; checkpoint-best.h5 is a copy for the user (older
     // checkpoints kept them only there).
@@ -408,6 +452,7 @@ public final class Trainer {
       ("--cooldown", { "\($0.reduceLR.cooldown)" }),
       ("--no-restore-best-weights", { $0.earlyStopping.restoreBestWeights ? "off" : "on" }),
       ("--no-standardize", { $0.standardize ? "off" : "on" }),
+      ("--standardize", { $0.standardizationMode.rawValue }),
       ("--limit-rows", { $0.limitRows.map(String.init) ?? "all" }),
       ("--steps-per-epoch", { $0.stepsPerEpoch.map(String.init) ?? "all" }),
       ("--lr-scaling", { ($0.lrScaling ?? .none).rawValue }), ("--base-batch", { "\($0.baseBatch ?? 64)" }),
@@ -446,13 +491,33 @@ public final class Trainer {
 
   /// Per-column mean and population deviation of the train rows (each rank sums a strided share; the sums are
   /// reduced), as scikit-learn's StandardScaler computes them; a zero deviation becomes 1.
+  /// With `--standardize feature`, one mean and deviation per feature over its columns. `none` and `speaker` leave
+  /// the identity.
   private func fitScaler() throws {
+    let mode = config.standardizationMode
+    guard mode == .column || mode == .feature else { return }
+    let features = mode == .feature ? file.recipe.columnFeatures : nil
+    if mode == .feature && (features == nil || file.width != file.recipe.width) {
+      throw Failure(
+        config.data,
+        "--standardize feature needs rows of whole frames (\(file.recipe.featuresPerFrame) features each); this "
+          + "file's are \(file.width) wide: use --standardize column")
+    }
     var sums = ScalerSums(shift: try file.readRows(trainRows[0]..<(trainRows[0] + 1)))
     try file.forEachPart(of: comm.share(trainRows), size: 256) { rows, x in
       sums.add(UnsafeBufferPointer(x), rows: rows.count)
     }
     comm.allreduceSum(&sums.values)
-    (scalerMean, scalerScale) = sums.finish()
+    (scalerMean, scalerScale) = sums.finish(features: features)
+  }
+
+  /// Standardises `x`, row i of which is row `rows[i]` of the file, as the run does.
+  private func standardise(_ x: UnsafeMutableBufferPointer<Float>, rows: [Int]) {
+    if let speakerStatistics {
+      speakerStatistics.standardise(x, rows: rows)
+    } else {
+      ModelFiles.standardise(x, rows: rows.count, mean: scalerMean, scale: scalerScale)
+    }
   }
 
   /// Rank 0's initial parameters go to every rank, which checks them by checksum.
@@ -485,7 +550,7 @@ public final class Trainer {
   /// Reads `rows` (any order) standardised into `x`.
   private func load(_ rows: [Int], into x: UnsafeMutableBufferPointer<Float>) throws {
     try file.readRows(at: rows, into: x)
-    standardise(x, rows: rows.count, mean: scalerMean, scale: scalerScale)
+    standardise(x, rows: rows)
   }
 
   /// The epoch's order of the train rows: a permutation drawn from (seed, epoch) alone, whatever the ranks.
@@ -688,7 +753,7 @@ public final class Trainer {
     guard !validationRows.isEmpty else { return (nil, nil) }
     var sums = [0.0, 0.0, 0.0]
     try file.forEachPart(of: comm.share(validationRows), size: config.batchSize) { rows, x in
-      standardise(x, rows: rows.count, mean: scalerMean, scale: scalerScale)
+      standardise(x, rows: rows)
       _ = network.forward(x.baseAddress!, batch: rows.count, training: false)
       let (loss, correct) = rows.map { file.labels[$0] }.withUnsafeBufferPointer { network.loss(labels: $0) }
       sums[0] += loss
@@ -719,6 +784,7 @@ public final class Trainer {
     c.training = jsonText(saved)
     c.split = split.membership
     c.recipe = file.recipe
+    c.standardization = config.standardizationMode
     if earlyStopping.restoreBestWeights, let bestWeights { (c.bestParameters, c.bestState) = bestWeights }
     try c.write(to: lastPath, overwrite: true)
     if best {

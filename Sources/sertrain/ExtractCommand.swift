@@ -27,10 +27,12 @@ struct Extract: ParsableCommand {
 
   @Option(
     help: """
-      Row layout: seed (the seed study's: a short clip's RMS and MFCC blocks start early) or aligned (each block \
-      padded to a full clip's frames, so a column means one frame and feature in every row).
+      Row layout: frames (frame t's ZCR, RMS and 20 MFCCs at columns 22t to 22t+21, short clips padded with zero \
+      frames at the end; the frames model reads it as 108 frames x 22 features), seed (the seed study's \
+      features.csv: a short clip's RMS and MFCC blocks start early) or aligned (the seed's blocks, each padded to \
+      a full clip's frames).
       """)
-  var layout = FeatureRecipe.Layout.seed
+  var layout = FeatureRecipe.Layout.frames
 
   @Flag(help: "Fail when a file cannot be used or a label is not one of the seven emotions, instead of reporting it.")
   var strict = false

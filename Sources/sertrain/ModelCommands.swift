@@ -113,6 +113,9 @@ struct ExportKeras: ParsableCommand {
           + (identity || native
             ? ""
             : "; note: this form does not carry the checkpoint's input standardisation: write NAME.keras, or apply it yourself")
+          + (c.standardization == .speaker
+            ? "; note: the model was trained on rows standardised per speaker (--standardize speaker): standardise "
+              + "each speaker's rows by that speaker's mean and deviation per feature before predicting" : "")
       )
     }
   }

@@ -2,6 +2,7 @@ import ArgumentParser
 import Base
 import Collective
 import ConvNet
+import ModelFiles
 import Training
 
 #if canImport(Glibc)
@@ -61,7 +62,11 @@ struct TrainingOptions: ParsableArguments {
   @Option(help: "The feature file (on resume: the run's own, unless given; its content must be the run's).")
   var data: String?
 
-  @Option(help: "The model: seed, small, tiny, or a JSON spec.")
+  @Option(
+    help: """
+      The model: frames (a convolution over frames, the default for rows in the frames layout), seed (the seed's \
+      network, the default for other layouts), small, tiny, or a JSON spec.
+      """)
   var model: String?
 
   @Option(help: "Epochs (the seed's 50). On resume, more than a finished run's count continues it.")
@@ -133,8 +138,17 @@ struct TrainingOptions: ParsableArguments {
   @Flag(help: "Keep the last weights instead of restoring the best epoch's at the end.")
   var noRestoreBestWeights = false
 
-  @Flag(help: "Do not standardise the features.")
+  @Flag(help: "Do not standardise the features (--standardize none).")
   var noStandardize = false
+
+  @Option(
+    help: """
+      How rows are standardised: column (each column by the train rows' mean and deviation, the seed's \
+      StandardScaler; the default), feature (one mean and deviation per feature over all its frames), speaker (each \
+      speaker's rows by that speaker's own statistics: predict then needs 10 or more recordings of one speaker), \
+      or none.
+      """)
+  var standardize: Standardization?
 
   /// The configuration these options describe (defaults where not given), and the flags given explicitly.
   func configuration() -> (TrainConfig, Set<String>) {
@@ -167,6 +181,10 @@ struct TrainingOptions: ParsableArguments {
       c.earlyStopping.restoreBestWeights = false
     }
     take(noStandardize ? true : nil, "--no-standardize") { c, _ in c.standardize = false }
+    take(standardize, "--standardize") {
+      $0.standardization = $1
+      $0.standardize = $1 != .none
+    }
     take(limitRows, "--limit-rows") { $0.limitRows = $1 }
     take(stepsPerEpoch, "--steps-per-epoch") { $0.stepsPerEpoch = $1 }
     take(lrScaling, "--lr-scaling") { $0.lrScaling = $1 }
@@ -178,6 +196,9 @@ struct TrainingOptions: ParsableArguments {
   func validate() throws {
     let (c, _) = configuration()
     if c.epochs < 1 { throw ValidationError("--epochs must be at least 1") }
+    if noStandardize, let standardize, standardize != .none {
+      throw ValidationError("--no-standardize contradicts --standardize \(standardize.rawValue)")
+    }
     if c.batchSize < 1 { throw ValidationError("--batch-size must be at least 1") }
     if !(c.learningRate > 0) || !c.learningRate.isFinite {
       throw ValidationError("--learning-rate must be positive and finite")
@@ -263,4 +284,5 @@ struct CrossValidate: ParsableCommand {
 }
 
 extension SplitKind: ExpressibleByArgument {}
+extension Standardization: ExpressibleByArgument {}
 extension TrainConfig.LRScaling: ExpressibleByArgument {}

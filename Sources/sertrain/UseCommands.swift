@@ -74,6 +74,13 @@ struct Predict: ParsableCommand {
     try runReportingErrors {
       configureBLASThreads(environment: environment())
       let c = try Checkpoint.read(checkpoint)
+      if c.standardization == .speaker {
+        printError(
+          "note: \(checkpoint) standardises each speaker by that speaker's own statistics: "
+            + (features == nil
+              ? "they are computed over the \(files.count) recordings given, as one speaker's"
+              : "they are computed for each speaker of \(features!)"))
+      }
       let predictions =
         features == nil
         ? try predictFiles(files, checkpoint: c, path: checkpoint)

@@ -3,25 +3,29 @@ import FeatureStore
 import XCTest
 import _TestSupport
 
-/// `extract --layout aligned`, predict with the checkpoint's layout, and `sertrain cv` on a synthetic corpus.
+/// `extract --layout aligned` and `frames`, predict with the checkpoint's layout, and `sertrain cv` on a synthetic
+/// corpus.
 final class LayoutAndCVTests: XCTestCase {
   func testAlignedLayoutPredictAndSpeakerFolds() throws {
     let dir = temporaryDirectory(self)
     XCTAssertEqual(
       try runCommand(["synth", "-o", "corpus", "--speakers", "4", "--per-class", "2"], directory: dir).status, 0)
-    // Short clips: 3 frames after the 0.6 s offset (fewer than a kernel's 5 taps), 20, 60 and 107 frames.
+    // Short clips: 3 frames after the 0.6 s offset (fewer than a kernel's 5 taps), 20, 60 and 107 frames; and a
+    // full one.
     var rng = TestRNG(seed: 3)
-    for (i, seconds) in [0.67, 1.06, 1.99, 3.08].enumerated() {
+    for (i, seconds) in [0.67, 1.06, 1.99, 3.08, 3.6].enumerated() {
       let samples = (0..<Int(seconds * 22050)).map { t in
         Int16(8000 * sin(Double(t) * (0.03 + 0.01 * Double(i))) + 300 * Double(rng.normal()))
       }
-      let name = dir + "/corpus/Synth/S\(i + 1)_90_\(["angry", "sad", "fear", "happy"][i]).wav"
+      let name = dir + "/corpus/Synth/S\(i + 1)_90_\(["angry", "sad", "fear", "happy", "neutral"][i]).wav"
       XCTAssertTrue(FileManager.default.createFile(atPath: name, contents: wavBytes(samples)))
     }
     for layout in ["seed", "aligned"] {
       let x = try runCommand(["extract", "corpus", "-o", "\(layout).h5", "--layout", layout, "-q"], directory: dir)
       XCTAssertEqual(x.status, 0, x.stderr)
     }
+    let x = try runCommand(["extract", "corpus", "-o", "frames.h5", "-q"], directory: dir)  // the default layout
+    XCTAssertEqual(x.status, 0, x.stderr)
     let seed = try FeatureFile(path: dir + "/seed.h5")
     let aligned = try FeatureFile(path: dir + "/aligned.h5")
     XCTAssertEqual(seed.recipe.layout, .seed)
@@ -48,6 +52,24 @@ final class LayoutAndCVTests: XCTestCase {
       XCTAssertEqual(moved, ar, "row \(r) (\(frames) frames)")
     }
     XCTAssertGreaterThan(shortRows, 0, "the synthetic clips should include short ones")
+    XCTAssertLessThan(shortRows, seed.rowCount, "and a full one")
+
+    // Frame t of a frames row is ZCR, RMS and MFCCs of frame t of the aligned row, for clips of every length.
+    let frames = try FeatureFile(path: dir + "/frames.h5")
+    XCTAssertEqual(frames.recipe.layout, .frames)
+    let f = try frames.readRows(0..<frames.rowCount)
+    XCTAssertEqual(f.count, a.count)
+    for r in 0..<frames.rowCount {
+      var moved = [Float](repeating: 0, count: w)
+      for t in 0..<full {
+        moved[22 * t] = a[r * w + t]
+        moved[22 * t + 1] = a[r * w + full + t]
+        for c in 0..<k { moved[22 * t + 2 + c] = a[r * w + 2 * full + t * k + c] }
+      }
+      XCTAssertEqual(moved, Array(f[(r * w)..<((r + 1) * w)]), "frames row \(r)")
+    }
+    let inspectFrames = try runCommand(["inspect", "frames.h5"], directory: dir)
+    XCTAssertTrue(inspectFrames.stdout.contains("short rows    \(shortRows) of \(seed.rowCount)"), inspectFrames.stdout)
     XCTAssertTrue(inspect.stdout.contains("short rows    \(shortRows) of \(seed.rowCount)"), inspect.stdout)
 
     // A model trained on aligned rows predicts audio with the aligned layout: the same probabilities as for its

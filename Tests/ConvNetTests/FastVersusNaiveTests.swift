@@ -23,6 +23,18 @@ func oddSpec(
   return ModelSpec(name: "odd", inputLength: length, inputChannels: inputChannels, layers: layers)
 }
 
+/// A model over frames on odd sizes: Reshape of 24 values to 6 frames of 4, Conv1D/BatchNorm/MaxPool, Conv1D/BatchNorm,
+/// `pooling` over time, Dropout, Dense relu, Dense softmax (the frames preset's layer types).
+func framesSpec(pooling: LayerSpec, frames: Int = 6, features: Int = 4, dropout: Double = 0.2) -> ModelSpec {
+  ModelSpec(
+    name: "frames-\(pooling.type.rawValue)", inputLength: frames * features,
+    layers: [
+      .reshape([frames, -1]), .conv1D(5, kernel: 3), .batchNormalization(), .maxPooling1D(2, strides: 2),
+      .conv1D(3, kernel: 3), .batchNormalization(), pooling, .dropout(dropout), .dense(4, activation: .relu),
+      .dense(nil, activation: .softmax),
+    ])
+}
+
 /// The fast float32 kernels (GEMM convolutions over padded NLC buffers) against the naive double-precision
 /// reference on a sweep of shapes: lengths odd and even, pools 3 and 5, kernels 1 to 5, channels 1 to 9.
 final class FastVersusNaiveTests: XCTestCase {
@@ -125,6 +137,17 @@ final class FastVersusNaiveTests: XCTestCase {
         .maxPooling1D(3, strides: 2), .flatten(), .dense(nil, activation: .softmax),
       ])
     try check(spec, classes: 2, batch: 4, seed: 6)
+  }
+
+  /// Reshape, the global poolings (the maximum's ties included: a channel with gamma 0 is constant over time) and
+  /// Dropout after them; and the frames preset's shapes, whose convolutions run the direct and Winograd kernels.
+  func testFramesModels() throws {
+    for pooling in [LayerSpec.globalAveragePooling1D(), .globalMaxPooling1D()] {
+      try check(framesSpec(pooling: pooling), classes: 3, batch: 5, seed: 71)
+      try check(framesSpec(pooling: pooling), classes: 3, batch: 4, seed: 72, zeroGammas: 1)
+      try check(framesSpec(pooling: pooling, frames: 27, features: 22), classes: 7, batch: 3, seed: 73)
+    }
+    try check(.frames(frames: 20, features: 22), classes: 7, batch: 3, seed: 74)
   }
 
   /// The fusions the network makes (BatchNorm with the MaxPool after it and the Conv1D before it) and the places

@@ -4,7 +4,10 @@ import _TestSupport
 
 /// Gradients against central finite differences of the loss, for every layer type on small odd shapes.
 final class FiniteDifferenceTests: XCTestCase {
-  let spec = oddSpec(length: 11, channels: [3, 4], kernels: [3, 2], pools: [3, 5], dense: 5, dropout: 0.25)
+  let specs = [
+    oddSpec(length: 11, channels: [3, 4], kernels: [3, 2], pools: [3, 5], dense: 5, dropout: 0.25),
+    framesSpec(pooling: .globalAveragePooling1D()), framesSpec(pooling: .globalMaxPooling1D()),
+  ]
   let batch = 3
 
   func data(_ network: Network) -> ([Double], [Int]) {
@@ -15,6 +18,10 @@ final class FiniteDifferenceTests: XCTestCase {
 
   /// The naive double-precision backward (the oracle of the fast kernels) against differences with h = 1e-6.
   func testReferenceBackwardMatchesFiniteDifferences() throws {
+    for spec in specs { try referenceBackwardMatchesFiniteDifferences(spec) }
+  }
+
+  func referenceBackwardMatchesFiniteDifferences(_ spec: ModelSpec) throws {
     let network = try Network(spec: spec, classes: 3, seed: 4)
     var vars = variables(of: network)
     var rng = TestRNG(seed: 8)
@@ -41,12 +48,16 @@ final class FiniteDifferenceTests: XCTestCase {
         // Relative, floored at 1e-3: some gradients are zero in exact arithmetic (a bias before BatchNorm).
         worst = max(worst, abs(numeric - analytic[view.name]![i]) / max(1e-3, abs(numeric)))
       }
-      XCTAssertLessThan(worst, 1e-4, "\(view.name): worst relative error \(worst)")
+      XCTAssertLessThan(worst, 1e-4, "\(spec.name) \(view.name): worst relative error \(worst)")
     }
   }
 
   /// The fast float32 network against float differences (h = 1e-2) on a sample of each variable's elements.
   func testFastBackwardMatchesFiniteDifferences() throws {
+    for spec in specs { try fastBackwardMatchesFiniteDifferences(spec) }
+  }
+
+  func fastBackwardMatchesFiniteDifferences(_ spec: ModelSpec) throws {
     let network = try Network(spec: spec, classes: 3, seed: 4)
     let (xd, labels) = data(network)
     let x = xd.map { Float($0) }
@@ -73,7 +84,7 @@ final class FiniteDifferenceTests: XCTestCase {
         p[i] = original
         let numeric = (up - down) / Double(2 * h)
         let g = Double(analytic[view.offset + i])
-        XCTAssertEqual(g, numeric, accuracy: 2e-3 + 2e-2 * abs(numeric), "\(view.name)[\(i)]")
+        XCTAssertEqual(g, numeric, accuracy: 2e-3 + 2e-2 * abs(numeric), "\(spec.name) \(view.name)[\(i)]")
       }
     }
     saved.withUnsafeBufferPointer { network.state.copy(from: $0) }

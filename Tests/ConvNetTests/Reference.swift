@@ -257,8 +257,21 @@ extension Reference {
         }
         acts.append(zip(input, mask).map { $0 * $1 })
         caches.append(mask)
-      case .flatten:
+      case .flatten, .reshape:
         acts.append(input)
+        caches.append(0)
+      case .globalAveragePooling1D, .globalMaxPooling1D:
+        let (length, c) = (p.inputLength, p.inputChannels)
+        var y = [Double](repeating: p.spec.type == .globalMaxPooling1D ? -.infinity : 0, count: batch * c)
+        for b in 0..<batch {
+          for t in 0..<length {
+            for i in 0..<c {
+              let v = input[(b * length + t) * c + i]
+              y[b * c + i] = p.spec.type == .globalMaxPooling1D ? max(y[b * c + i], v) : y[b * c + i] + v / Double(length)
+            }
+          }
+        }
+        acts.append(y)
         caches.append(0)
       case .dense:
         let softmax = p.spec.activation == .softmax
@@ -294,8 +307,20 @@ extension Reference {
         d = maxPoolBackward(d, argmax: caches[i] as! [Int], inputCount: x.count)
       case .dropout:
         d = zip(d, caches[i] as! [Double]).map { $0 * $1 }
-      case .flatten:
+      case .flatten, .reshape:
         break
+      case .globalAveragePooling1D, .globalMaxPooling1D:
+        // The mean's gradient is shared by every position; the maximum's by the positions that hold it, equally.
+        let (length, c) = (p.inputLength, p.inputChannels)
+        var dx = [Double](repeating: 0, count: x.count)
+        for b in 0..<batch {
+          for i in 0..<c {
+            let at = (0..<length).map { (b * length + $0) * c + i }
+            let holders = p.spec.type == .globalMaxPooling1D ? at.filter { x[$0] == y[b * c + i] } : at
+            for j in holders { dx[j] = d[b * c + i] / Double(holders.count) }
+          }
+        }
+        d = dx
       case .dense:
         let r = denseBackward(
           x, y: y, dy: d, batch: batch, inputs: p.inputChannels, kernel: v("kernel"), outputs: p.outputChannels,

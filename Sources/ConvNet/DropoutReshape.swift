@@ -70,21 +70,23 @@ final class DropoutLayer: Layer {
   }
 }
 
-// MARK: - Flatten
+// MARK: - Flatten and Reshape
 
-/// `[B, L, C] → [B, L*C]` with index `t*C + c` (Keras channels-last).
-final class FlattenLayer: Layer {
+/// Flatten `[B, L, C] → [B, L*C]` (index `t*C + c`, Keras channels-last) and Reshape `[B, L, C] → [B, L', C']`
+/// (`L*C = L'*C'`, the same values in the same order, as Keras reshapes channels-last tensors): a sample's values
+/// are contiguous in both, so either is a copy of each sample.
+final class ReshapeLayer: Layer {
   let plan: LayerPlan
   var plans: [LayerPlan] { [plan] }
   init(plan: LayerPlan) { self.plan = plan }
 
-  /// x `[B, L, C]` -> y `[B, L*C]`, index `t*C + c` (Keras channels-last).
+  /// x `[B, L, C]` -> y `[B, L', C']`, the sample's values in order.
   func forward(_ x: Tensor, _ y: Tensor, _ ctx: StepContext) {
     let n = plan.inputLength * plan.inputChannels
     for b in 0..<x.batch { y.row(b, 0).update(from: x.row(b, 0), count: n) }
   }
 
-  /// dy `[B, L*C]` -> dx `[B, L, C]`.
+  /// dy `[B, L', C']` -> dx `[B, L, C]`.
   func backward(x: Tensor, y: Tensor, dy: Tensor, dx: Tensor?, _ ctx: StepContext) {
     guard let dx else { return }
     let n = plan.inputLength * plan.inputChannels
