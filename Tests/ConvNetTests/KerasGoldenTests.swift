@@ -13,10 +13,24 @@ final class KerasGoldenTests: XCTestCase {
     let labels: [Int32]
     let batch: Int
 
-    init(_ group: String) throws {
-      file = try H5File(path: try requireShared("reference/keras-golden.h5"))
+    /// A group of `../shared/reference/keras-golden.h5` (the seed's layer types, their sizes in its `config`), or
+    /// of the project's own `Tests/Oracles/keras-frames-golden.h5` (`frames`: the frames model's layers, its sertrain
+    /// spec in `spec`).
+    init(_ group: String, frames: Bool = false) throws {
+      file = try H5File(
+        path: frames
+          ? packageRoot + "/Tests/Oracles/keras-frames-golden.h5" : try requireShared("reference/keras-golden.h5"))
       self.group = group
       let g = try file.openGroup(group)
+      if frames {
+        let spec = try ModelSpec.decode(Array(try g.stringAttribute("spec").utf8))
+        network = try Network(spec: spec, classes: 3)
+        x = try file.read("\(group)/x")
+        labels = try file.read("\(group)/labels", as: Int64.self).map { Int32($0) }
+        batch = labels.count
+        try load("initial")
+        return
+      }
       let config = try g.stringAttribute("config")
       func ints(_ key: String) -> [Int] {
         let start = config.firstRange(of: "\"\(key)\": [")!.upperBound
@@ -97,22 +111,38 @@ final class KerasGoldenTests: XCTestCase {
       "probs_infer_initial")
   }
 
-  func testSmallAdamStepsMatchKeras() throws {
-    let golden = try Golden("small")
+  /// Reshape, GlobalAveragePooling1D and GlobalMaxPooling1D in models of the frames preset's shape: forward,
+  /// gradients, three Adam steps and inference against Keras, within the seed layers' tolerances.
+  func testFramesLayersMatchKeras() throws {
+    for group in ["avg", "max"] {
+      try checkForwardAndGradients(try Golden(group, frames: true), probabilityTolerance: 1e-5, gradientTolerance: 1e-4)
+      let golden = try Golden(group, frames: true)
+      assertClose(
+        golden.forward(training: false), try golden.read("probs_infer_initial"), rtol: 1e-5, atol: 1e-6,
+        "\(group) probs_infer_initial")
+      try adamStepsMatchKeras(golden)
+    }
+  }
+
+  func testSmallAdamStepsMatchKeras() throws { try adamStepsMatchKeras(try Golden("small")) }
+
+  func adamStepsMatchKeras(_ golden: Golden) throws {
     let adam = Adam(count: golden.network.parameters.count)
-    let kerasLosses: [Double] = try golden.file.read("small/losses")
+    let kerasLosses: [Double] = try golden.file.read("\(golden.group)/losses")
     for step in 1...3 {
       let loss = golden.trainStep(adam)
-      XCTAssertEqual(loss, kerasLosses[step - 1], accuracy: 1e-5 * kerasLosses[step - 1], "loss at step \(step)")
+      XCTAssertEqual(
+        loss, kerasLosses[step - 1], accuracy: 1e-5 * kerasLosses[step - 1], "\(golden.group) loss at step \(step)")
       guard step == 1 || step == 3 else { continue }
       for (_, name, _) in golden.network.variablesInLayerOrder {
         let ours = Array(golden.network.variable(name)!)
         let keras = try golden.read("step\(step)/\(name)")
-        assertClose(ours, keras, rtol: 1e-4, atol: 1e-6, "step \(step) \(name)")
+        assertClose(ours, keras, rtol: 1e-4, atol: 1e-6, "\(golden.group) step \(step) \(name)")
       }
     }
     assertClose(
-      golden.forward(training: false), try golden.read("probs_infer"), rtol: 1e-4, atol: 1e-6, "probs_infer")
+      golden.forward(training: false), try golden.read("probs_infer"), rtol: 1e-4, atol: 1e-6,
+      "\(golden.group) probs_infer")
   }
 
   /// The seed model in training mode at batch 4 is ill-conditioned (BatchNorm over channels with variance down to

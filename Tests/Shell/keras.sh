@@ -67,3 +67,40 @@ grep -q "warning" import.log && fail "a warning on a model that carries its scal
 line=$("$venv/bin/python" compare.py keras-made.keras f.h5 imported.csv 2>&1 | tail -1) \
   || fail "sertrain predicts a Keras-made .keras differently from Keras: $line"
 pass "a .keras Keras saved (adapted Normalization first) imports: $line from Keras's own predict"
+
+# The frames model's layers (Reshape, the global poolings, Dropout after them), both ways.
+cat >frames.json <<'EOF'
+{"name": "frames", "input_length": 48, "layers": [{"type": "Reshape", "target_shape": [12, 4]},
+  {"type": "Conv1D", "filters": 8, "kernel_size": 3, "activation": "relu"}, {"type": "BatchNormalization"},
+  {"type": "MaxPooling1D", "pool_size": 2}, {"type": "Conv1D", "filters": 8, "kernel_size": 3, "activation": "relu"},
+  {"type": "BatchNormalization"}, {"type": "GlobalAveragePooling1D"}, {"type": "Dropout", "rate": 0.3},
+  {"type": "Dense", "units": 8, "activation": "relu"}, {"type": "Dense", "activation": "softmax"}]}
+EOF
+"$SERTRAIN" train --data f.h5 --model frames.json --epochs 3 --batch-size 16 --run-dir frames -q >/dev/null \
+  || fail "training the frames spec"
+"$SERTRAIN" export-keras frames/checkpoint-last.h5 -o frames.keras >/dev/null
+"$SERTRAIN" predict --checkpoint frames/checkpoint-last.h5 --features f.h5 --csv >frames.csv
+line=$("$venv/bin/python" compare.py frames.keras f.h5 frames.csv 2>&1 | tail -1) \
+  || fail "Keras 3 predicts sertrain's frames model differently: $line"
+pass "a frames model (Reshape, GlobalAveragePooling1D) exported as .keras, in Keras 3: $line from sertrain predict"
+cat >make-frames.py <<'EOF'
+import sys
+import h5py, keras, numpy as np
+x = h5py.File(sys.argv[1], "r")["features"][:].reshape(-1, 48, 1)
+norm = keras.layers.Normalization(axis=1)
+norm.adapt(x)
+L = keras.layers
+model = keras.Sequential([keras.Input((48, 1)), norm, L.Reshape((12, 4)), L.Conv1D(8, 3, padding="same", activation="relu"),
+    L.BatchNormalization(), L.MaxPooling1D(2, strides=2, padding="same"), L.Conv1D(8, 3, padding="same", activation="relu"),
+    L.GlobalMaxPooling1D(), L.Dense(3, activation="softmax")])
+model.compile("adam", "sparse_categorical_crossentropy")
+model.fit(x, h5py.File(sys.argv[1], "r")["labels"][:], epochs=2, verbose=0)
+model.save(sys.argv[2])
+EOF
+"$venv/bin/python" make-frames.py f.h5 keras-frames.keras >make.log 2>&1 || { cat make.log; fail "Keras could not make its frames model"; }
+"$SERTRAIN" import-keras keras-frames.keras -o imported-frames.h5 --classes angry,calm,sad >import.log 2>&1 \
+  || { cat import.log; fail "import-keras of a Keras-made frames model"; }
+"$SERTRAIN" predict --checkpoint imported-frames.h5 --features f.h5 --csv >imported-frames.csv
+line=$("$venv/bin/python" compare.py keras-frames.keras f.h5 imported-frames.csv 2>&1 | tail -1) \
+  || fail "sertrain predicts a Keras-made frames model differently from Keras: $line"
+pass "a .keras Keras saved with Reshape and GlobalMaxPooling1D imports: $line from Keras's own predict"

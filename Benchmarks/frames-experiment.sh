@@ -1,0 +1,53 @@
+#!/usr/bin/env bash
+# The frame-model experiment (README, "Experiment"): speaker-fold cross-validation on EmoDB (within one corpus: 10
+# speakers, 5 folds of 2, boredom left out: 6 classes) and on ser-mini (across corpora: 8 speakers, 4 folds), for
+# the flat `small` preset and the frames models with each standardisation, two seeds each. Prints one tab-separated
+# line per run: data, model, standardisation, seed, test accuracy mean and sd, UAR mean and sd, the mean over folds
+# of the best validation accuracy (what a model choice may look at), seconds per fold.
+#
+#   Benchmarks/frames-experiment.sh [SERTRAIN] [WORK_DIR]      (SHARED: ../shared; RUNS: a subset, e.g. "emodb")
+set -euo pipefail
+root=$(cd "$(dirname "$0")/.." && pwd)
+sertrain=$(realpath "${1:-$root/.build/release/sertrain}")
+work=${2:-$(mktemp -d /tmp/sertrain-frames-XXXXXX)}
+shared=${SHARED:-$root/../shared}
+mkdir -p "$work"
+cd "$work"
+export OPENBLAS_NUM_THREADS=${OPENBLAS_NUM_THREADS:-2}
+if [ ! -f emodb.h5 ]; then
+  grep -v ',boredom,' "$shared/datasets/emodb/manifest.csv" >emodb6.csv
+  "$sertrain" extract "$shared/datasets/emodb" --manifest emodb6.csv -o emodb.h5 -q
+fi
+[ -f mini.h5 ] || "$sertrain" extract "$shared/datasets/ser-mini" -o mini.h5 -q
+# The mean over folds of each fold's best validation accuracy (history.csv's fifth column).
+validation() {
+  for h in "$1"/fold-*/history.csv; do tail -n +2 "$h" | cut -d, -f5 | sort -g | tail -1; done \
+    | awk '{s += $1; n++} END {printf "%.4f", s / n}'
+}
+run() {  # data folds model standardisation seed
+  local data=$1 folds=$2 model=$3 norm=$4 seed=$5
+  local name dir start
+  name=$(basename "$model" .json)
+  dir=cv-$data-$name-$norm-s$seed
+  start=$(date +%s.%N)
+  "$sertrain" cv --data "$data.h5" --model "$model" --standardize "$norm" --folds "$folds" --by speaker \
+    --seed "$seed" --dir "$dir" -q >"$dir.log" 2>&1 || { tail -5 "$dir.log"; return 1; }
+  local seconds
+  seconds=$(echo "$(date +%s.%N) - $start" | bc)
+  awk -F, -v d="$data" -v m="$name" -v n="$norm" -v s="$seed" -v v="$(validation "$dir")" -v t="$seconds" -v k="$folds" \
+    '$1 == "mean" {am = $4; um = $6} $1 == "sd" {printf "%s\t%s\t%s\t%s\t%.3f\t%.3f\t%.3f\t%.3f\t%s\t%.1f\n", d, m, n, s, am, $4, um, $6, v, t / k}' \
+    "$dir/cv.csv"
+}
+echo -e "data\tmodel\tstandardize\tseed\taccuracy\tsd\tUAR\tsd\tvalidation\tseconds/fold"
+for data in ${RUNS:-emodb mini}; do
+  folds=$([ "$data" = emodb ] && echo 5 || echo 4)
+  for seed in 0 1; do
+    run "$data" "$folds" small column "$seed"
+    for norm in column feature speaker; do run "$data" "$folds" frames "$norm" "$seed"; done
+    if [ "$data" = emodb ]; then  # the candidates the preset was chosen from, on validation accuracy
+      for variant in max dropout5 small-frames; do
+        for norm in column speaker; do run "$data" "$folds" "$root/Benchmarks/frames/$variant.json" "$norm" "$seed"; done
+      done
+    fi
+  done
+done
