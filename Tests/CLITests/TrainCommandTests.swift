@@ -9,14 +9,15 @@ import _TestSupport
 /// `sertrain train` as a user runs it: learning, the run directory, stop and resume, a killed run.
 final class TrainCommandTests: XCTestCase {
   /// 240 rows of 3 classes (noisy tones of different frequencies), 4 rows per recording, converted from a CSV.
-  func makeFeatures(_ dir: String, recordings: Int = 60, width: Int = 96) throws {
+  /// `noise`: the deviation of the noise on each value (0.6 by default; the rows' signal has amplitude 1).
+  func makeFeatures(_ dir: String, recordings: Int = 60, width: Int = 96, noise: Double = 0.6) throws {
     var rng = TestRNG(seed: 2)
     var csv = (0..<width).map(String.init).joined(separator: ",") + ",labels\n"
     for r in 0..<recordings {
       let c = r % 3
       for _ in 0..<4 {
         let row = (0..<width).map { t in
-          String(format: "%.5f", sin(0.15 * Double((c + 1) * t)) + 0.6 * Double(rng.normal()))
+          String(format: "%.5f", sin(0.15 * Double((c + 1) * t)) + noise * Double(rng.normal()))
         }
         csv += row.joined(separator: ",") + "," + ["angry", "calm", "sad"][c] + "\n"
       }
@@ -66,14 +67,23 @@ final class TrainCommandTests: XCTestCase {
     XCTAssertTrue(contradicting.stderr.contains("--limit-rows 60 contradicts"), contradicting.stderr)
   }
 
+  /// On every OpenBLAS kernel family this CPU runs (each rounds differently, so each takes another trajectory): with
+  /// noise at 0.6 the best validation accuracy ranged from 0.42 to 0.94 over seeds and kernels, a coin toss for a
+  /// threshold; at 0.3 it was 0.85 to 0.98 on all of them (AMD Zen 4, SkylakeX and Haswell kernels, seeds 0-4).
   func testTinyModelLearnsAndWritesTheRunDirectory() throws {
+    for environment in blasKernelEnvironments {
+      try tinyModelLearnsAndWritesTheRunDirectory(environment)
+    }
+  }
+
+  func tinyModelLearnsAndWritesTheRunDirectory(_ environment: [String: String]) throws {
     let dir = temporaryDirectory(self)
-    try makeFeatures(dir)
+    try makeFeatures(dir, noise: 0.3)
     let r = try runCommand(
       [
         "train", "--data", "f.h5", "--model", "tiny", "--epochs", "20", "--batch-size", "16", "--run-dir", "run",
         "--val-fraction", "0.2", "--test-fraction", "0.1", "--learning-rate", "0.01",
-      ], directory: dir)
+      ], environment: environment, directory: dir)
     XCTAssertEqual(r.status, 0, r.stderr)
     XCTAssertTrue(r.stdout.contains("Epoch 1/20: loss"), r.stdout)
     // The first line says what runs, before any epoch.
@@ -86,7 +96,7 @@ final class TrainCommandTests: XCTestCase {
     }
     let (best, history) = try bestValidationAccuracy(dir + "/run")
     XCTAssertEqual(history.first, "epoch,loss,accuracy,val_loss,val_accuracy,learning_rate,seconds,end_time")
-    XCTAssertGreaterThan(best, 0.7, "validation accuracy well above chance (1/3): \(history)")
+    XCTAssertGreaterThan(best, 0.7, "validation accuracy well above chance (1/3), \(environment): \(history)")
     let inspect = try runCommand(["inspect", "run/checkpoint-last.h5"], directory: dir)
     XCTAssertTrue(inspect.stdout.contains("angry, calm, sad") && inspect.stdout.contains("standardise"), inspect.stdout)
   }

@@ -188,3 +188,11 @@ public func bestValidationAccuracy(_ runDir: String) throws -> (best: Double, hi
   let best = history.dropFirst().compactMap { Double($0.split(separator: ",")[4]) }.max() ?? 0
   return (best, history)
 }
+
+/// The OpenBLAS kernel families a test of training's outcome runs under: the one sertrain picks for this CPU, and on
+/// an AVX-512 CPU also the AVX2 one (`Haswell`), which rounds differently. A test whose outcome holds on one only
+/// fails on machines of the other kind.
+public var blasKernelEnvironments: [[String: String]] {
+  let flags = (try? String(contentsOfFile: "/proc/cpuinfo", encoding: .utf8)) ?? ""
+  return flags.contains(" avx512f") ? [[:], ["OPENBLAS_CORETYPE": "Haswell"]] : [[:]]
+}
