@@ -38,7 +38,7 @@ struct BenchOptions: ParsableArguments {
 
 /// The model and steps of `bench model` and `bench train`, passed on to their child processes.
 struct StepOptions: ParsableArguments {
-  @Option(help: "Model preset or spec (the Keras peer runs only the seed model).")
+  @Option(help: "Model preset or spec (the Keras peer runs the seed and frames models).")
   var model = "seed"
 
   @Option(help: "Batch size (global, across ranks).")

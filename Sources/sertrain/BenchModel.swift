@@ -12,7 +12,7 @@ import Training
 struct BenchModelCommand: ParsableCommand {
   static let configuration = CommandConfiguration(
     commandName: "model",
-    abstract: "Train steps and inference of a model on random data; peer: Keras 3 on TensorFlow CPU.")
+    abstract: "Train steps and inference of a model on random data; peer: Keras 3 on TensorFlow CPU (seed, frames).")
 
   @OptionGroup var steps: StepOptions
 
@@ -78,10 +78,10 @@ struct BenchModelCommand: ParsableCommand {
             + "\(better) kernels, which sertrain uses when the variable is unset: both are measured")
       }
       let python =
-        options.noPeer || steps.model != "seed"
+        options.noPeer || !["seed", "frames"].contains(steps.model)
         ? nil : try benchmarkVenv(options.venv, packages: ["tensorflow-cpu", "h5py"])
       let script = python == nil ? "" : try peerScript("peer_model.py")
-      let args = ["\(steps.batchSize)", "\(steps.steps)", "\(steps.warmup)", "\(predictBatches)"]
+      let args = ["\(steps.batchSize)", "\(steps.steps)", "\(steps.warmup)", "\(predictBatches)", steps.model]
       let counts = configurations.map { _ in options.repeats } + [python == nil ? 0 : options.peerRepeats]
       let runs = try interleaved(counts) { c, i in
         guard c < configurations.count else {
