@@ -81,7 +81,8 @@ let testTargets: [Target] = [
     name: "AudioFeaturesTests", dependencies: ["AudioFeatures", "HDF5", "_TestSupport"]),
   .testTarget(
     name: "TrainingTests", dependencies: ["Training", "ConvNet", "FeatureStore", "ModelFiles", "AudioFeatures", "_TestSupport"]),
-  .testTarget(name: "CLITests", dependencies: ["AudioFeatures", "FeatureStore", "HDF5", "_TestSupport"]),
+  .testTarget(
+    name: "CLITests", dependencies: ["AudioFeatures", "FeatureStore", "HDF5", "ModelFiles", "ConvNet", "_TestSupport"]),
   // Also run under mpirun by Launch/test.sh.
   .testTarget(
     name: "MPITests",

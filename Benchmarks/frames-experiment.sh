@@ -5,7 +5,9 @@
 # line per run: data, model, standardisation, seed, test accuracy mean and sd, UAR mean and sd, the mean over folds
 # of the best validation accuracy (what a model choice may look at), seconds per fold.
 #
-#   Benchmarks/frames-experiment.sh [SERTRAIN] [WORK_DIR]      (SHARED: ../shared; RUNS: a subset, e.g. "emodb")
+#   Benchmarks/frames-experiment.sh [SERTRAIN] [WORK_DIR]      (SHARED: ../shared; RUNS: a subset, e.g. "emodb";
+#                                                              VARIANTS=1: also the candidates of Benchmarks/frames/,
+#                                                              the average over time with other settings)
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 sertrain=$(realpath "${1:-$root/.build/release/sertrain}")
@@ -44,8 +46,8 @@ for data in ${RUNS:-emodb mini}; do
   for seed in 0 1; do
     run "$data" "$folds" small column "$seed"
     for norm in column feature speaker; do run "$data" "$folds" frames "$norm" "$seed"; done
-    if [ "$data" = emodb ]; then  # the candidates the preset was chosen from, on validation accuracy
-      for variant in max dropout5 small-frames; do
+    if [ "$data" = emodb ] && [ -n "${VARIANTS:-}" ]; then  # the candidates the preset was chosen among
+      for variant in average dropout5 small-frames; do
         for norm in column speaker; do run "$data" "$folds" "$root/Benchmarks/frames/$variant.json" "$norm" "$seed"; done
       done
     fi

@@ -24,7 +24,7 @@ else:  # ModelSpec.frames()
         seq += [layers.Conv1D(f, k, padding="same", activation="relu"), layers.BatchNormalization()]
         if pool:
             seq += [layers.MaxPooling1D(pool_size=2, strides=2, padding="same")]
-    seq += [layers.GlobalAveragePooling1D(), layers.Dropout(0.3), layers.Dense(64, activation="relu"),
+    seq += [layers.GlobalMaxPooling1D(), layers.Dropout(0.3), layers.Dense(64, activation="relu"),
             layers.Dense(7, activation="softmax")]
     expected = 107463
 model = keras.Sequential(seq)

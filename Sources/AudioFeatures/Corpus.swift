@@ -117,6 +117,9 @@ private func walk(_ root: String, _ relative: String, _ out: inout [String]) thr
   }
 }
 
+/// The longest label or speaker name a manifest may give.
+public let maxNameBytes = 100
+
 /// A manifest CSV `path,emotion[,speaker]` (a header row is recognised by its first cell `path`); paths relative to
 /// the manifest's corpus root.
 public func readManifest(_ path: String) throws -> [LabelledRecording] {
@@ -130,12 +133,19 @@ public func readManifest(_ path: String) throws -> [LabelledRecording] {
   while getline(&line, &cap, f) > 0 {
     number += 1
     var text = String(cString: line!)
+    if number == 1 && text.hasPrefix("\u{FEFF}") { text.removeFirst() }  // a UTF-8 byte order mark (Excel writes one)
     while text.hasSuffix("\n") || text.hasSuffix("\r") { text.removeLast() }
     if text.isEmpty { continue }
     let cells = csvCells(text, separator: text.contains("\t") ? "\t" : ",").map { $0.trimmingCharacters() }
     if number == 1 && cells.first?.lowercased() == "path" { continue }
     guard cells.count >= 2, !cells[0].isEmpty, !cells[1].isEmpty else {
-      throw AudioError(path, "line \(number): expected path,emotion[,speaker], got '\(text)'")
+      throw AudioError(path, "line \(number): expected path,emotion[,speaker], got '\(text.prefix(200))'")
+    }
+    // A label or speaker is a name, not a document: a long one is a broken line (a missing quote, a wrong column).
+    for (what, cell) in [("label", cells[1]), ("speaker", cells.count > 2 ? cells[2] : "")]
+    where cell.utf8.count > maxNameBytes {
+      throw AudioError(
+        path, "line \(number): a \(what) of \(cell.utf8.count) bytes; names are at most \(maxNameBytes) bytes")
     }
     out.append(
       LabelledRecording(

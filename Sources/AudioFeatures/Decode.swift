@@ -58,6 +58,15 @@ public struct Clip: Sendable {
   public var channels: Int
   /// Frames the file has, at its own rate.
   public var nativeFrames: Int
+
+  /// Why its rows say little, if they do: the file ends before the offset (rows of zeros), or the window is silent.
+  /// `extract` flags such files and `predict` says so beside its answer.
+  public func flag(offset: Double) -> String? {
+    if samples.isEmpty {
+      return "shorter than the \(offset) s offset (\(nativeFrames) frames at \(nativeRate) Hz): its rows are zeros"
+    }
+    return samples.allSatisfy({ $0 == 0 }) ? "silent: every sample of the window is zero" : nil
+  }
 }
 
 /// librosa's `load(path, sr=recipe.sampleRate, mono=True, offset=recipe.offset, duration=recipe.duration)` with the

@@ -67,21 +67,24 @@ static void stop_signal_set(sigset_t *set) {
   sigemptyset(set);
   sigaddset(set, SIGUSR1);
   sigaddset(set, SIGTERM);
+  sigaddset(set, SIGINT);
 }
 
-// Signal `sig` from now on only records a stop request.
-static void record_stops_of(int sig) {
+// Signal `sig` from now on only records a stop request (`once`: the first time; the next one acts as by default, so
+// that a second Ctrl-C ends a process that is slow to stop).
+static void record_stops_of(int sig, int once) {
   struct sigaction sa;
   memset(&sa, 0, sizeof(sa));
   sa.sa_handler = record_stop;
   sigemptyset(&sa.sa_mask);
-  sa.sa_flags = SA_RESTART;
+  sa.sa_flags = SA_RESTART | (once ? SA_RESETHAND : 0);
   sigaction(sig, &sa, NULL);
 }
 
 void sertrain_install_stop_handlers(void) {
-  record_stops_of(SIGUSR1);
-  record_stops_of(SIGTERM);
+  record_stops_of(SIGUSR1, 0);
+  record_stops_of(SIGTERM, 0);
+  record_stops_of(SIGINT, 1);
   // A signal that arrived while they were blocked for an exec is delivered here, to the handler.
   sigset_t set;
   stop_signal_set(&set);
@@ -99,6 +102,7 @@ void sertrain_hold_stop_signals_across_exec(void) {
 void sertrain_default_stop_signals(void) {
   signal(SIGUSR1, SIG_DFL);
   signal(SIGTERM, SIG_DFL);
+  signal(SIGINT, SIG_DFL);
   if (stop_signal != 0) raise(stop_signal);
 }
 
@@ -112,7 +116,7 @@ void sertrain_clear_stop_request(void) { stop_signal = 0; }
 extern char **environ;
 
 int sertrain_supervise(char *const argv[], int *wait_status) {
-  record_stops_of(SIGINT);  // a terminal's Ctrl-C too, while the launcher runs
+  record_stops_of(SIGINT, 0);  // a terminal's Ctrl-C too, while the launcher runs
   pid_t child;
   int rc = posix_spawnp(&child, argv[0], NULL, NULL, argv, environ);
   if (rc != 0) {

@@ -49,12 +49,7 @@ public final class Network {
     self.spec = spec
     self.classes = classes
     plans = try spec.plan(classes: classes)
-    var layout = ParameterLayout()
-    var stateLayout = ParameterLayout()
-    for plan in plans {
-      for (v, shape) in plan.trainable { layout.append("\(plan.name)/\(v)", shape: shape) }
-      for (v, shape) in plan.nonTrainable { stateLayout.append("\(plan.name)/\(v)", shape: shape) }
-    }
+    let (layout, stateLayout) = Network.layouts(plans)
     parameterLayout = layout
     self.stateLayout = stateLayout
     parameters = FloatBuffer(count: layout.count)
@@ -63,6 +58,17 @@ public final class Network {
     layers = Network.makeLayers(plans, parameters: layout, state: stateLayout, parameters, gradients, state)
     initialize(seed: seed)
     planLayouts()
+  }
+
+  /// Where each variable of these layers sits: the trainable ones in the parameters, the moving statistics in the
+  /// state, layer by layer in Keras's order.
+  public static func layouts(_ plans: [LayerPlan]) -> (parameters: ParameterLayout, state: ParameterLayout) {
+    var (layout, stateLayout) = (ParameterLayout(), ParameterLayout())
+    for plan in plans {
+      for (v, shape) in plan.trainable { layout.append("\(plan.name)/\(v)", shape: shape) }
+      for (v, shape) in plan.nonTrainable { stateLayout.append("\(plan.name)/\(v)", shape: shape) }
+    }
+    return (layout, stateLayout)
   }
 
   /// The layers that run: one per model layer, but for each `Conv1D -> BatchNormalization -> MaxPooling1D` chain

@@ -46,6 +46,9 @@ extension ModelSpec {
     guard !layers.isEmpty else { throw Failure("the spec has no layers") }
     var plans: [LayerPlan] = []
     var (length, channels) = (inputLength, inputChannels)
+    // Whether the tensor between layers is flat, `[B, features]`, as Keras has it after a Flatten, a global pooling,
+    // a Dense or a Reshape to one dimension; a sequence, `[B, L, C]`, otherwise.
+    var flat = false
     var (totalValues, totalOutputs) = (0.0, 0.0)
     var counters: [LayerSpec.Kind: Int] = [:]
     var names = Set<String>()
@@ -78,6 +81,12 @@ extension ModelSpec {
       var plan = LayerPlan(
         spec: spec, name: name, inputLength: length, inputChannels: channels, outputLength: length,
         outputChannels: channels, trainable: [], nonTrainable: [])
+      let sequenceLayers: Set<LayerSpec.Kind> = [.conv1D, .maxPooling1D, .globalAveragePooling1D, .globalMaxPooling1D]
+      if flat && sequenceLayers.contains(spec.type) {
+        throw fail(
+          "needs a sequence (length × channels), but its input is flat (\(length * channels) values after a Flatten, "
+            + "a global pooling, a Dense or a one-dimensional Reshape); Reshape it to [length, channels] first")
+      }
       switch spec.type {
       case .conv1D:
         guard let filters = spec.filters, filters > 0 else { throw fail("needs 'filters' > 0") }
@@ -124,7 +133,7 @@ extension ModelSpec {
       case .globalAveragePooling1D, .globalMaxPooling1D:
         plan.outputLength = 1
       case .dense:
-        guard length == 1 else {
+        guard flat, length == 1 else {
           throw fail("needs a flat input, got \(length)×\(channels); put a Flatten before it")
         }
         let units = spec.units ?? (isLast ? classes : 0)
@@ -161,6 +170,11 @@ extension ModelSpec {
         throw fail(
           "brings the model to \(count(totalValues)) parameters and \(count(totalOutputs)) outputs per sample; "
             + "sertrain takes at most \(ModelSpec.maxModelParameters) and \(ModelSpec.maxModelOutputs) in all")
+      }
+      switch spec.type {
+      case .flatten, .globalAveragePooling1D, .globalMaxPooling1D, .dense: flat = true
+      case .reshape: flat = spec.targetShape!.count == 1
+      default: break
       }
       plan.spec = spec
       plans.append(plan)

@@ -71,13 +71,7 @@ public func featureRows(
     case .shift: rows += extractor.row(rollShift(y, rng: &rng))
     }
   }
-  var flag: String?
-  if y.isEmpty {
-    flag = "shorter than the 0.6 s offset (\(clip.nativeFrames) frames at \(clip.nativeRate) Hz): its rows are zeros"
-  } else if y.allSatisfy({ $0 == 0 }) {
-    flag = "silent: every sample of the 2.5 s window is zero"
-  }
-  return (rows, flag)
+  return (rows, clip.flag(offset: extractor.recipe.offset))
 }
 
 /// Scans the corpus, spreads the recordings over the ranks (strided), and writes the feature file on rank 0.
@@ -107,6 +101,30 @@ public func extractCorpus(_ o: ExtractOptions, comm: Communicator) throws -> Ext
   }
   // Every file must resolve (symlinks too) inside the corpus root, unless allowed.
   let root = o.allowOutsideRoot ? nil : resolvedPath(o.root)
+  // One file listed twice (a.wav, ./a.wav, sub/../a.wav) is one recording: the first listing counts, the others are
+  // reported (errors with --strict). Files outside the root are reported as such below.
+  var listed: [String: Int] = [:]
+  var duplicates: [SkippedFile] = []
+  recordings = recordings.enumerated().filter { i, r in
+    let path = r.path.hasPrefix("/") ? r.path : o.root + "/" + r.path
+    let key = resolvedPath(path) ?? lexicallyNormal(path)
+    if let root, !key.hasPrefix(root + "/") { return true }
+    guard let first = listed[key] else {
+      listed[key] = i
+      return true
+    }
+    let earlier = recordings[first]
+    duplicates.append(
+      SkippedFile(
+        path: r.path,
+        reason: "the same file as entry \(first + 1) (\(earlier.path)), listed again as entry \(i + 1)"
+          + (earlier.emotion == r.emotion ? "" : " with another label ('\(r.emotion)', not '\(earlier.emotion)')")))
+    return false
+  }.map(\.element)
+  if o.strict, let d = duplicates.first {
+    throw AgreedFailure(comm.rank == 0 ? "\(o.manifest ?? o.root): \(d.path): \(d.reason) (--strict)" : nil)
+  }
+  report.skipped += duplicates
   let width = o.recipe.width
   let perFile = o.augmentations.count * width
   let mine = comm.share(recordings.indices)
@@ -258,6 +276,20 @@ private func decode(_ bytes: [UInt8], rowFloats: Int) -> ([Int32], [Float], Stri
   }
   off += n * rowFloats * 4
   return (indices, rows, String(decoding: bytes[off...], as: UTF8.self))
+}
+
+/// The path with `.`, `..` and repeated slashes taken out as text (for a path that does not exist).
+func lexicallyNormal(_ path: String) -> String {
+  var parts: [Substring] = []
+  for part in path.split(separator: "/", omittingEmptySubsequences: true) {
+    if part == "." { continue }
+    if part == "..", let last = parts.last, last != ".." {
+      parts.removeLast()
+      continue
+    }
+    parts.append(part)
+  }
+  return (path.hasPrefix("/") ? "/" : "") + parts.joined(separator: "/")
 }
 
 /// The path with symlinks, `.` and `..` resolved, or nil when it does not exist.

@@ -1,4 +1,5 @@
-// The feature file (DESIGN.md, "Files"): HDF5 with `format = "sertrain-features"`, `version = 1`.
+// The feature file (README.md, "Feature file"): HDF5 with `format = "sertrain-features"`, `version = 2` (1: before
+// the attributes were sealed; still read).
 //
 //   features      float32 [N, width]  chunked by rows
 //   labels        int32 [N]           index into `classes`
@@ -6,14 +7,14 @@
 //   source        int32 [N]           recording index; all augmented rows of one recording share it
 //   augmentation  int8 [N]            0 original, 1 noise, 2 pitch, 3 pitch+noise, -1 unknown (converted CSV)
 //   sources/path, sources/speaker, sources/corpus   strings, one per recording
-//   attributes    the feature recipe (its `layout`: seed when missing)
+//   attributes    the feature recipe (its `layout`: seed when missing), sealed by `metadata_sha256` (version 2)
 import AudioFeatures
 import Base
 import HDF5
 
 public enum FeatureFormat {
   public static let name = "sertrain-features"
-  public static let version = 1
+  public static let version = 2
   /// The seed study's row width: ZCR, RMS and 20 MFCCs over 108 frames.
   public static let seedWidth = FeatureRecipe.seedWidth
   /// Rows per chunk of `features`: a rank's shard read touches only the chunks it needs.
@@ -185,6 +186,7 @@ public final class FeatureFileWriter {
     for (k, v) in attributes.sorted(by: { $0.key < $1.key }) { try f.setAttribute(k, v) }
     try f.setAttribute("format", FeatureFormat.name)
     try f.setAttribute("version", FeatureFormat.version)
+    try f.sealAttributes()
     try f.flush()
     try f.close()
     file = nil
@@ -218,6 +220,8 @@ public final class FeatureFile {
   public let source: [Int32]
   public let augmentation: [Int8]
   public let recipe: FeatureRecipe
+  /// The format version the file was written in (1: attributes not sealed).
+  public let version: Int
 
   public init(path: String) throws {
     self.path = path
@@ -227,11 +231,12 @@ public final class FeatureFile {
       throw Failure(
         path, "not a sertrain feature file (format attribute is '\(format)', expected '\(FeatureFormat.name)')")
     }
-    let version = try file.intAttribute("version")
-    guard version == FeatureFormat.version else {
+    version = try file.intAttribute("version")
+    guard version == 1 || version == FeatureFormat.version else {
       throw Failure(
-        path, "feature file version \(version); this sertrain reads version \(FeatureFormat.version)")
+        path, "feature file version \(version); this sertrain reads versions 1 and \(FeatureFormat.version)")
     }
+    if version >= 2 { try file.verifyAttributes() }
     features = try file.openDataset("features")
     let shape = features.shape
     guard shape.count == 2 else { throw Failure(path, "features has shape \(shape), expected [rows, width]") }

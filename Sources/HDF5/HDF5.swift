@@ -295,6 +295,76 @@ public class H5Object {
 
 }
 
+extension H5Object {
+  /// The names of this object's attributes, in name order.
+  public func attributeNames() throws -> [String] {
+    ensureQuiet()
+    final class Box { var names: [String] = [] }
+    let box = Box()
+    var idx: hsize_t = 0
+    try withExtendedLifetime(box) {
+      _ = try check(
+        H5Aiterate2(
+          id, H5_INDEX_NAME, H5_ITER_INC, &idx,
+          { _, name, _, data in
+            guard let name, let data else { return 0 }
+            Unmanaged<Box>.fromOpaque(data).takeUnretainedValue().names.append(String(cString: name))
+            return 0
+          }, Unmanaged.passUnretained(box).toOpaque()),
+        filePath, name, "list attributes")
+    }
+    return box.names
+  }
+
+  /// A SHA-256 over every attribute but `excluding`, in name order: each name, then its strings (each with its byte
+  /// count) or its numbers (as float64 bits), so that a changed, added or removed attribute changes it. Files store
+  /// it beside the attributes it covers (`metadata_sha256`) and check it when they are opened.
+  public func attributeDigest(excluding: String) throws -> String {
+    var bytes: [UInt8] = []
+    func append(_ text: String) {
+      withUnsafeBytes(of: UInt64(text.utf8.count).littleEndian) { bytes += $0 }
+      bytes += text.utf8
+    }
+    for key in try attributeNames() where key != excluding {
+      append(key)
+      let a = try openAttribute(key)
+      let type = H5Aget_type(a)
+      let typeClass = H5Tget_class(type)
+      H5Tclose(type)
+      H5Aclose(a)
+      if typeClass == H5T_STRING {
+        bytes.append(UInt8(ascii: "s"))
+        for text in try stringArrayAttribute(key) { append(text) }
+      } else if typeClass == H5T_INTEGER || typeClass == H5T_FLOAT {
+        bytes.append(UInt8(ascii: "n"))
+        for v in try attribute(key, as: Double.self) { withUnsafeBytes(of: v.bitPattern.littleEndian) { bytes += $0 } }
+      } else {
+        throw HDF5Error(
+          file: filePath, object: name, operation: "read attribute '\(key)'", detail: "neither text nor numbers")
+      }
+    }
+    return bytes.withUnsafeBytes { sha256Hex($0) }
+  }
+
+  /// Stores `attributeDigest` as attribute `key`: the last attribute to write.
+  public func sealAttributes(_ key: String = "metadata_sha256") throws {
+    try setAttribute(key, try attributeDigest(excluding: key))
+  }
+
+  /// Checks the attributes against the digest `sealAttributes` stored.
+  public func verifyAttributes(_ key: String = "metadata_sha256") throws {
+    guard hasAttribute(key) else {
+      throw HDF5Error(
+        file: filePath, object: name, operation: "verify attributes", detail: "no metadata checksum (\(key))")
+    }
+    guard try stringAttribute(key) == (try attributeDigest(excluding: key)) else {
+      throw HDF5Error(
+        file: filePath, object: name, operation: "verify attributes",
+        detail: "the attributes' SHA-256 is not the one stored with them (\(key)): the file's metadata is corrupt")
+    }
+  }
+}
+
 /// A group: links to groups and datasets. Closed when it goes.
 public class H5Group: H5Object {
   init(id: hid_t, filePath: String, name: String) {
@@ -469,6 +539,31 @@ public class H5Group: H5Object {
   public func read<T: H5Scalar>(_ path: String, as: T.Type = T.self) throws -> [T] {
     ensureQuiet()
     return try openDataset(path).readAll(as: T.self)
+  }
+
+  /// Removes the link `path` (a dataset or group) from the file.
+  public func remove(_ path: String) throws {
+    ensureQuiet()
+    _ = try check(H5Ldelete(id, path, sertrain_H5P_DEFAULT()), filePath, childName(path), "remove")
+  }
+
+  /// Reads a whole 1-D dataset stored as `T` exactly (no conversion: a float64 or int32 `parameters` is an error,
+  /// not silently converted), with its values checked against its `sha256` attribute, which `digest` requires.
+  public func readExactly<T: H5Scalar>(_ path: String, as: T.Type = T.self, digest: Bool) throws -> [T] {
+    ensureQuiet()
+    let d = try openDataset(path)
+    let stored = H5Dget_type(d.id)
+    defer { H5Tclose(stored) }
+    func fail(_ detail: String) -> HDF5Error {
+      HDF5Error(file: filePath, object: d.name, operation: "read", detail: detail)
+    }
+    guard H5Tequal(stored, T.h5Type) > 0 else {
+      throw fail("stored as another type (\(H5Tget_size(stored)) bytes, class \(H5Tget_class(stored).rawValue)); "
+        + "expected \(T.self)")
+    }
+    guard d.shape.count == 1 else { throw fail("has shape \(d.shape); expected one dimension") }
+    if digest && !d.hasAttribute("sha256") { throw fail("has no SHA-256 (attribute sha256) of its values") }
+    return try d.readAll(as: T.self)
   }
 
   /// Reads a 1-D string dataset.

@@ -5,14 +5,16 @@ import FeatureStore
 import FoundationEssentials
 import HDF5
 
-/// A training checkpoint (HDF5, `format = "sertrain-checkpoint"`, `version = 1`): the model spec, the flat
+/// A training checkpoint (HDF5, `format = "sertrain-checkpoint"`, `version = 2`): the model spec, the flat
 /// parameters with their layout, the BatchNorm moving statistics, the scaler, the class names, and, when it
 /// comes from training, the Adam moments and the training state. The weights (parameters, state, best/, scaler)
 /// carry a SHA-256 of their values (attribute `sha256`), checked when read; every dataset, the moments too, has
-/// HDF5's Fletcher-32 per chunk.
+/// HDF5's Fletcher-32 per chunk. Version 2 also seals the root attributes (spec, training state, recipe, the
+/// `contents` list of datasets) with a SHA-256 (`metadata_sha256`) and gives the moments their own; version 1
+/// files, which have neither, are still read.
 public struct Checkpoint {
   public static let format = "sertrain-checkpoint"
-  public static let version = 1
+  public static let version = 2
 
   public var spec: ModelSpec
   public var classNames: [String]
@@ -79,8 +81,13 @@ public struct Checkpoint {
   public func write(to path: String, overwrite: Bool = true) throws {
     try writeAtomically(to: path, overwrite: overwrite) { temp in
       let f = try H5File(creating: temp)
+      var contents = ["class_names", "parameters", "state", "scaler/mean", "scaler/scale"]
+      if split != nil { contents.append("split") }
+      if adamM != nil && adamV != nil { contents += ["optimizer/m", "optimizer/v"] }
+      if bestParameters != nil && bestState != nil { contents += ["best/parameters", "best/state"] }
       try f.setAttribute("format", Checkpoint.format)
       try f.setAttribute("version", Checkpoint.version)
+      try f.setAttribute("contents", strings: contents)
       try f.setAttribute("spec", spec.encoded())
       try f.setAttribute("learning_rate", learningRate)
       try f.setAttribute("optimizer_iterations", adamIterations)
@@ -96,13 +103,14 @@ public struct Checkpoint {
       if let split { _ = try f.write("split", split) }
       if let recipe { try f.setAttribute("recipe", String(decoding: try JSONEncoder().encode(recipe), as: UTF8.self)) }
       if let adamM, let adamV {
-        _ = try f.write("optimizer/m", adamM)
-        _ = try f.write("optimizer/v", adamV)
+        _ = try f.write("optimizer/m", adamM, digest: true)
+        _ = try f.write("optimizer/v", adamV, digest: true)
       }
       if let bestParameters, let bestState {
         _ = try f.write("best/parameters", bestParameters, digest: true)
         _ = try f.write("best/state", bestState, digest: true)
       }
+      try f.sealAttributes()
       try f.close()
     }
   }
@@ -140,14 +148,35 @@ public struct Checkpoint {
       throw Failure(path, "not a sertrain checkpoint (no format = \"\(format)\" attribute)")
     }
     let v = try f.intAttribute("version")
-    guard v == version else { throw Failure(path, "checkpoint version \(v); this sertrain reads \(version)") }
+    guard v == 1 || v == version else {
+      throw Failure(path, "checkpoint version \(v); this sertrain reads versions 1 and \(version)")
+    }
+    // Version 2: the metadata is sealed, and the datasets it lists must all be there and whole.
+    let sealed = v >= 2
+    if sealed { try f.verifyAttributes() }
+    let contents = sealed ? Set(try f.stringArrayAttribute("contents")) : nil
+    func has(_ dataset: String) -> Bool { contents.map { $0.contains(dataset) } ?? f.exists(dataset) }
+    func floats(_ dataset: String) throws -> [Float] {
+      try f.readExactly(dataset, as: Float.self, digest: sealed || dataset != "optimizer/m" && dataset != "optimizer/v")
+    }
+    for required in ["class_names", "parameters", "state", "scaler/mean", "scaler/scale"] where !has(required) {
+      throw Failure(path, "the checkpoint lists no '\(required)'")
+    }
     let spec = try ModelSpec.decode(Array(try f.stringAttribute("spec").utf8), source: "\(path): spec")
     let names = try f.readStrings("class_names")
-    _ = try spec.plan(classes: names.count)  // a spec that cannot be built is an error here, not later
+    guard names.count >= 2, Set(names).count == names.count, names.allSatisfy({ !$0.isEmpty }) else {
+      throw Failure(path, "class_names must be 2 or more distinct names, not \(names)")
+    }
+    // A spec that cannot be built is an error here, not later; so is a layout that is not the spec's.
+    let plans = try spec.plan(classes: names.count)
     var c = Checkpoint(
       spec: spec, classNames: names, parameterLayout: try readLayout(f, "layout", path),
-      parameters: try f.read("parameters"), stateLayout: try readLayout(f, "state_layout", path),
-      state: try f.read("state"), scalerMean: try f.read("scaler/mean"), scalerScale: try f.read("scaler/scale"))
+      parameters: try floats("parameters"), stateLayout: try readLayout(f, "state_layout", path),
+      state: try floats("state"), scalerMean: try floats("scaler/mean"), scalerScale: try floats("scaler/scale"))
+    let expected = Network.layouts(plans)
+    guard c.parameterLayout == expected.parameters, c.stateLayout == expected.state else {
+      throw Failure(path, "the stored parameter layout is not the one its model spec gives")
+    }
     guard c.parameters.count == c.parameterLayout.count, c.state.count == c.stateLayout.count else {
       throw Failure(
         path,
@@ -158,21 +187,30 @@ public struct Checkpoint {
     guard c.scalerMean.count == width, c.scalerScale.count == width else {
       throw Failure(path, "the scaler has \(c.scalerMean.count) columns, the model reads \(width)")
     }
+    guard c.scalerMean.allSatisfy(\.isFinite), c.scalerScale.allSatisfy({ $0.isFinite && $0 > 0 }) else {
+      throw Failure(path, "the scaler holds a mean that is not finite or a scale that is not positive and finite")
+    }
     c.learningRate = try f.doubleAttribute("learning_rate")
     c.adamIterations = try f.intAttribute("optimizer_iterations")
-    if f.exists("optimizer/m") {
-      c.adamM = try f.read("optimizer/m")
-      c.adamV = try f.read("optimizer/v")
+    guard c.learningRate.isFinite, c.learningRate > 0, c.adamIterations >= 0 else {
+      throw Failure(path, "learning rate \(c.learningRate) and \(c.adamIterations) optimizer steps are not valid")
+    }
+    if has("optimizer/m") {
+      c.adamM = try floats("optimizer/m")
+      c.adamV = try floats("optimizer/v")
       guard c.adamM!.count == c.parameters.count, c.adamV!.count == c.parameters.count else {
         throw Failure(
           path,
           "the optimizer moments hold \(c.adamM!.count) and \(c.adamV!.count) values, the parameters "
             + "\(c.parameters.count)")
       }
+      guard c.adamM!.allSatisfy(\.isFinite), c.adamV!.allSatisfy({ $0.isFinite && $0 >= 0 }) else {
+        throw Failure(path, "the optimizer moments hold values that are not finite (or a negative second moment)")
+      }
     }
-    if f.exists("best/parameters") {
-      c.bestParameters = try f.read("best/parameters")
-      c.bestState = try f.read("best/state")
+    if has("best/parameters") {
+      c.bestParameters = try floats("best/parameters")
+      c.bestState = try floats("best/state")
       guard c.bestParameters!.count == c.parameters.count, c.bestState!.count == c.state.count else {
         throw Failure(path, "the best weights (best/) do not have the parameters' and state's sizes")
       }
@@ -188,14 +226,36 @@ public struct Checkpoint {
       }
       c.standardization = mode
     }
-    if f.exists("split") { c.split = try f.read("split") }
+    if has("split") {
+      c.split = try f.readExactly("split", as: Int8.self, digest: false)
+      if let bad = c.split!.firstIndex(where: { !(0...3).contains($0) }) {
+        throw Failure(path, "split: row \(bad) is on side \(c.split![bad]); sides are 0 to 3")
+      }
+    }
     if f.hasAttribute("recipe") {
       c.recipe = try? JSONDecoder().decode(FeatureRecipe.self, from: Data(try f.stringAttribute("recipe").utf8))
     }
-    guard c.parameters.allSatisfy({ $0.isFinite }) else {
-      throw Failure(path, "parameters hold NaN or infinity")
+    for (what, values) in [("parameters", c.parameters), ("best parameters", c.bestParameters ?? [])]
+    where !values.allSatisfy(\.isFinite) {
+      throw Failure(path, "\(what) hold NaN or infinity")
+    }
+    for (what, values) in [("state", c.state), ("best state", c.bestState)] {
+      if let values { try checkMovingStatistics(values, layout: c.stateLayout, path: path, what: what) }
     }
     return c
+  }
+
+  /// BatchNorm's moving statistics: finite, and variances not negative (a negative one makes every probability
+  /// NaN).
+  private static func checkMovingStatistics(_ values: [Float], layout: ParameterLayout, path: String, what: String)
+    throws
+  {
+    for view in layout.views {
+      let part = values[view.offset..<(view.offset + view.count)]
+      guard part.allSatisfy(\.isFinite), view.variable != "moving_variance" || part.allSatisfy({ $0 >= 0 }) else {
+        throw Failure(path, "\(what): \(view.name) holds NaN, infinity or a negative variance")
+      }
+    }
   }
 }
 

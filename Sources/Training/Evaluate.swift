@@ -208,6 +208,10 @@ public func evaluate(
   try file.forEachPart(of: mine, size: 256) { chunk, x in
     predictor.standardise(x, rows: chunk)
     let p = predictor.probabilities(UnsafeBufferPointer(x), count: chunk.count)
+    if let bad = p.firstIndex(where: { !$0.isFinite }) {
+      throw Failure(
+        dataPath, "row \(chunk[bad / k]): the model's probabilities are not finite (NaN or infinity in the row?)")
+    }
     for (i, r) in chunk.enumerated() {
       let truth = Int(file.labels[r])
       var best = 0
@@ -250,6 +254,8 @@ public struct Prediction: Codable, Sendable {
   public var emotion: String
   public var probabilities: [String: Double]
   public var error: String?
+  /// Why the answer says little (a file that ends before the offset, a silent window), as `extract` flags it.
+  public var warning: String?
   public var path: String?
   public var truth: String?
   public var augmentation: String?
@@ -277,9 +283,12 @@ public func predictFiles(_ paths: [String], checkpoint: Checkpoint, path checkpo
   // Every file gets its line: a file that cannot be read says why, and the others are still predicted.
   var x: [Float] = []
   var errors: [String: String] = [:]
+  var warnings: [String: String] = [:]
   for p in paths {
     do {
-      x += extractor.row(try loadClip(p, recipe: extractor.recipe).samples)
+      let clip = try loadClip(p, recipe: extractor.recipe)
+      x += extractor.row(clip.samples)
+      warnings[p] = clip.flag(offset: extractor.recipe.offset)
     } catch let e as AudioError {
       errors[p] = e.message
     }
@@ -304,7 +313,11 @@ public func predictFiles(_ paths: [String], checkpoint: Checkpoint, path checkpo
   }
   var predicted = label(predictor.probabilities(x, count: good.count), sources: good, classes: checkpoint.classNames)
   return paths.map { p in
-    guard let error = errors[p] else { return predicted.removeFirst() }
+    guard let error = errors[p] else {
+      var prediction = predicted.removeFirst()
+      prediction.warning = warnings[p]
+      return prediction
+    }
     return Prediction(source: p, emotion: "", probabilities: [:], error: error)
   }
 }
@@ -348,6 +361,11 @@ public func predictRows(
 private func label(_ p: [Float], sources: [String], classes: [String]) -> [Prediction] {
   let k = classes.count
   return sources.enumerated().map { i, s in
+    // Never a NaN as an answer: the model's output for this input is not a distribution.
+    guard p[(i * k)..<((i + 1) * k)].allSatisfy(\.isFinite) else {
+      return Prediction(
+        source: s, emotion: "", probabilities: [:], error: "the model's probabilities for it are not finite")
+    }
     var best = 0
     for c in 1..<k where p[i * k + c] > p[i * k + best] { best = c }
     var probs: [String: Double] = [:]

@@ -7,7 +7,7 @@ import ModelFiles
 public func describeFeatureFile(_ f: FeatureFile) throws -> String {
   var out: [String] = []
   let r = f.recipe
-  out.append("\(f.path): sertrain feature file v\(FeatureFormat.version)")
+  out.append("\(f.path): sertrain feature file v\(f.version)")
   out.append("  rows          \(f.rowCount) x \(f.width) float32 (chunks of \(FeatureFormat.chunkRows) rows)")
   let recordings = try f.recordings()
   let speakers = Set(recordings.map(\.speaker).filter { !$0.isEmpty })

@@ -43,15 +43,50 @@ public final class RunLock {
   }
 }
 
+/// The files a training run writes in its directory (`train --force` removes them before a new run there).
+public let runFiles = [
+  "checkpoint-last.h5", "checkpoint-best.h5", "history.csv", "config.json", "report.html", "status", "evaluation.json",
+]
+
+/// What run `runDir` holds, in words (model, epoch, state), or nil when it holds none: a new run there would mix
+/// its files with that run's.
+public func existingRun(in runDir: String) -> String? {
+  let last = runDir + "/checkpoint-last.h5"
+  if access(last, F_OK) == 0 {
+    guard let c = try? Checkpoint.read(last), let text = c.training, let t = try? TrainingState.parse(text) else {
+      return "a run whose \(last) cannot be read"
+    }
+    let status = (try? readFileBytes(runDir + "/" + RunStatus.fileName)).map {
+      String(decoding: $0, as: UTF8.self).split(separator: "\n").first.map(String.init) ?? ""
+    }
+    return "a run of model \(c.spec.name) on \(t.dataPath ?? t.config.data), epoch \(t.epoch) of \(t.config.epochs)"
+      + (t.finished ? ", finished" : status.map { ", \($0)" } ?? "")
+  }
+  for file in ["config.json", "history.csv"] where access(runDir + "/" + file, F_OK) == 0 {
+    return "a run that wrote no checkpoint yet (\(file) is there)"
+  }
+  return nil
+}
+
 /// `RUN_DIR/status`: one word for scripts and people, `running`, `stopped` (by a signal, after a checkpoint:
 /// resume it) or `finished`. The Launch scripts read it when `mpirun` ends with its own code instead of the ranks'.
 public enum RunStatus: String, Sendable {
-  case running, stopped, finished
+  /// `failed`: a fatal error ended the run; the file's second line says which.
+  case running, stopped, finished, failed
 
   public static let fileName = "status"
 
-  public func write(runDir: String) throws {
-    try writeTextAtomically(rawValue + "\n", to: runDir + "/" + RunStatus.fileName)
+  /// Writes the word, and `reason` on a second line when given.
+  public func write(runDir: String, reason: String? = nil) throws {
+    let text = rawValue + "\n" + (reason.map { $0.replacing("\n", with: " ") + "\n" } ?? "")
+    try writeTextAtomically(text, to: runDir + "/" + RunStatus.fileName)
+  }
+
+  /// The status in `runDir` (its first line), if there is one.
+  public static func read(runDir: String) -> RunStatus? {
+    (try? readFileBytes(runDir + "/" + fileName)).flatMap {
+      RunStatus(rawValue: String(decoding: $0, as: UTF8.self).split(separator: "\n").first.map(String.init) ?? "")
+    }
   }
 }
 
@@ -77,11 +112,7 @@ public func superviseLauncher(_ command: [String], runDir: String) throws -> Int
   var code = try runForwardingStops(command)
   let status = runDir + "/" + RunStatus.fileName
   var state: RunStatus?
-  if modificationTime(status) > modificationTime(marker) {
-    state = (try? readFileBytes(status)).flatMap {
-      RunStatus(rawValue: String(decoding: $0, as: UTF8.self).trimmingCharacters())
-    }
-  }
+  if modificationTime(status) > modificationTime(marker) { state = RunStatus.read(runDir: runDir) }
   switch state {
   case .stopped: code = Trainer.exitStopped
   case .finished: break

@@ -84,6 +84,34 @@ public struct TrainConfig: Codable, Equatable, Sendable {
 }
 
 extension TrainConfig {
+  /// What makes this configuration impossible, one sentence each in the command line's words (empty: none). The
+  /// command line checks what it is given; a checkpoint's saved configuration is checked the same way on resume.
+  public var problems: [String] {
+    var out: [String] = []
+    func check(_ ok: Bool, _ problem: String) { if !ok { out.append(problem) } }
+    check(epochs >= 1 && epochs <= 1_000_000, "--epochs must be from 1 to 1000000")
+    check(batchSize >= 1 && batchSize <= 1 << 24, "--batch-size must be from 1 to 16777216")
+    check(learningRate > 0 && learningRate.isFinite, "--learning-rate must be positive and finite")
+    check(
+      validationFraction >= 0 && testFraction >= 0 && validationFraction + testFraction < 1,
+      "--val-fraction and --test-fraction must be >= 0 and leave rows for training")
+    check(reduceLR.factor > 0 && reduceLR.factor < 1, "--lr-factor must be in (0, 1)")
+    check(reduceLR.minLR >= 0 && reduceLR.minLR.isFinite, "--min-lr must be 0 or more and finite")
+    check(
+      earlyStopping.patience >= 0 && reduceLR.patience >= 0 && reduceLR.cooldown >= 0,
+      "--patience, --lr-patience and --cooldown must be 0 or more")
+    check(earlyStopping.minDelta.isFinite && reduceLR.minDelta.isFinite, "min_delta must be finite")
+    check((limitRows ?? 1) >= 1 && (stepsPerEpoch ?? 1) >= 1, "--limit-rows and --steps-per-epoch must be at least 1")
+    check(
+      (baseBatch ?? 1) >= 1 && (warmupEpochs ?? 0) >= 0,
+      "--base-batch must be at least 1 and --warmup-epochs at least 0")
+    if (warmupEpochs ?? 0) >= epochs && epochs >= 1 {
+      out.append(
+        "--warmup-epochs \(warmupEpochs!) leaves no epoch at the scaled learning rate of --epochs \(epochs)")
+    }
+    return out
+  }
+
   /// `model` when `--model` is not given: the data's layout chooses (`defaultModel`).
   public static let automaticModel = "auto"
 
@@ -161,6 +189,23 @@ public struct TrainingState: Codable, Sendable {
 
   public init(config: TrainConfig) { self.config = config }
 
+  /// What a valid state cannot hold (a crafted or damaged checkpoint may say anything): its configuration's
+  /// problems, and an epoch, step or best epoch out of range. The step is checked against the epoch's length
+  /// once the split is known (`Trainer.init`).
+  public var problems: [String] {
+    var out = config.problems
+    if !(0...config.epochs).contains(epoch) { out.append("epoch \(epoch) is not within 0...\(config.epochs)") }
+    if step < 0 || (finished && step != 0) { out.append("step \(step) is not a step of the epoch") }
+    if let e = bestEpoch, !(1...max(epoch, 1)).contains(e) { out.append("best epoch \(e) is not one of 1...\(epoch)") }
+    if let e = weightsEpoch, !(0...max(epoch, 1)).contains(e) { out.append("weights epoch \(e) is out of range") }
+    if ranks < 1 { out.append("\(ranks) ranks") }
+    for (name, v) in [("loss", epochLoss), ("correct", epochCorrect), ("samples", epochSamples), ("seconds", epochSeconds)]
+    where !(v.isFinite && v >= 0) {
+      out.append("the epoch's running \(name) is \(v)")
+    }
+    return out
+  }
+
   public static func parse(_ text: String, source: String = "checkpoint") throws -> TrainingState {
     do {
       return try decodeJSON(TrainingState.self, from: text)
@@ -220,9 +265,11 @@ public final class Trainer {
   ///     the checkpoint's run, and `--epochs` beyond a finished run's count continues it.
   ///   - split: the rows' sides for a new run (default: drawn from the configuration), as cross-validation's folds
   ///     give them.
+  ///   - replace: a new run (no `resume`) in a directory that holds one removes that run's files (`--force`);
+  ///     without it such a directory is refused, saying which run is there.
   public init(
     config: TrainConfig, runDir: String, resume: String?, comm: Communicator, quiet: Bool = false,
-    given: Set<String> = [], split: DataSplit? = nil
+    given: Set<String> = [], split: DataSplit? = nil, replace: Bool = false
   ) throws {
     self.comm = comm
     self.runDir = runDir
@@ -235,6 +282,14 @@ public final class Trainer {
         try makeDirectories(runDir)
         lock = try RunLock(runDir: runDir)
         PendingFile.removeStale(in: runDir)  // the lock is held: no live writer of this run owns one
+        if resume == nil, let existing = existingRun(in: runDir) {
+          guard replace else {
+            throw Failure(
+              "\(runDir) holds \(existing): continue it with --resume auto, replace it with --force, or choose "
+                + "another --run-dir")
+          }
+          for file in runFiles { unlink(runDir + "/" + file) }
+        }
       } catch { failure = "\(error)" }
     }
     comm.broadcast(&failure, root: 0)
@@ -259,18 +314,21 @@ public final class Trainer {
         throw Failure("\(resumePath): has no training state (an imported model?); train without --resume")
       }
       var s = try TrainingState.parse(t, source: resumePath)
+      if let problem = s.problems.first { throw Failure(resumePath, "its training state is not valid: \(problem)") }
       let contradictions = Trainer.contradictions(given: given, config: config, run: s.config, checkpoint: resumePath)
       if !contradictions.isEmpty { throw AgreedFailure(isRoot ? contradictions.joined(separator: "\n") : nil) }
-      // What may change on resume: the epoch budget and where the data lives (its content must be the same).
+      // What may change on resume: the epoch budget and where the data lives (its content must be the same). A
+      // finished run continues only for more epochs than it was given (a requeued job repeats its own --epochs).
       if given.contains("--epochs") {
-        if s.finished && config.epochs > s.epoch {
+        if s.finished && config.epochs > s.config.epochs {
           // A new fit from the last epoch, as Keras's `fit(initial_epoch=...)`: the callbacks start afresh.
           s.finished = false
+          s.weightsEpoch = nil
           s.savedEarlyStopping?.beginTraining()
           s.savedReduceLR?.beginTraining()
           notes.append("continuing the finished run from epoch \(s.epoch) to \(config.epochs)")
         }
-        s.config.epochs = config.epochs
+        if !s.finished { s.config.epochs = config.epochs }
       }
       if !given.contains("--data"), let recorded = s.dataPath, access(recorded, R_OK) == 0 {
         s.config.data = recorded
@@ -287,6 +345,11 @@ public final class Trainer {
           ? "\(comm.size) ranks but a global batch of \(config.batchSize) rows: every rank needs a row of each step. "
             + "Pass --batch-size \(comm.size) or more (with --lr-scaling linear --warmup-epochs 2 to keep the "
             + "learning rate in step with it), or run fewer ranks" : nil)
+    }
+    if access(config.data, F_OK) != 0 && resume == "auto" && resumeFrom == nil && !given.contains("--data") {
+      throw Failure(
+        "--resume auto: \(runDir) has no checkpoint yet (its run stopped before writing one), so it does not say "
+          + "which data to train on, and \(config.data) is not here: start it again with --data FILE")
     }
     if access(config.data, F_OK) != 0 {
       throw Failure(
@@ -377,6 +440,10 @@ public final class Trainer {
       free(resolved)
     }
     guard !trainRows.isEmpty else { throw Failure("the split left no train rows") }
+    if let resumePath, state.step >= stepsPerEpoch {
+      throw Failure(
+        resumePath, "its training state is not valid: step \(state.step) of an epoch of \(stepsPerEpoch) steps")
+    }
     try checkMonitors()
     if resumeFrom == nil {
       try fitScaler()
@@ -395,10 +462,14 @@ public final class Trainer {
     if let c = resumeFrom, earlyStopping.restoreBestWeights, earlyStopping.hasBestWeights, isRoot {
       if let p = c.bestParameters, let s = c.bestState {
         bestWeights = (p, s)
-        // A crash between the two writes leaves checkpoint-best.h5 an epoch behind: write it again.
+        // A crash between the two writes leaves checkpoint-best.h5 an epoch behind: write it again, its state
+        // naming the epoch of the weights it holds.
         if (try? Checkpoint.read(bestPath).parameters) != p {
           var best = c
           (best.parameters, best.state, best.bestParameters, best.bestState) = (p, s, nil, nil)
+          var saved = state
+          saved.weightsEpoch = earlyStopping.bestEpoch + 1
+          best.training = jsonText(saved)
           try best.write(to: bestPath, overwrite: true)
         }
       } else if access(bestPath, R_OK) == 0 {
@@ -409,7 +480,7 @@ public final class Trainer {
     network.statisticsReducer = comm.size > 1 ? { [comm] in comm.allreduceSum($0) } : nil
     if isRoot {
       if resumeFrom == nil { try writeConfig() }
-      try RunStatus.running.write(runDir: runDir)
+      if !state.finished { try RunStatus.running.write(runDir: runDir) }
     }
     if let resumePath, isRoot, !quiet {
       say(
@@ -577,19 +648,40 @@ public final class Trainer {
     if state.finished {
       if isRoot && !quiet {
         say(
-          "the run in \(runDir) already finished (epoch \(state.epoch)); --epochs N with N > \(state.epoch) continues it"
-        )
+          "the run in \(runDir) already finished (epoch \(state.epoch) of \(config.epochs)): nothing to do; --epochs N "
+            + "with N > \(config.epochs) continues it")
       }
+      // Only the status, for `supervise` (a requeued job whose run had finished ends as finished).
       if isRoot { try RunStatus.finished.write(runDir: runDir) }
       return 0
     }
+    do {
+      return try train()
+    } catch {
+      // Scripts that read the status must not think a dead run alive.
+      if isRoot { try? RunStatus.failed.write(runDir: runDir, reason: "\(error)") }
+      throw error
+    }
+  }
+
+  /// The name of the signal that asked this rank to stop, for messages.
+  private var stopSignal: String {
+    switch sertrain_stop_requested() {
+    case SIGINT: return "SIGINT (Ctrl-C)"
+    case SIGTERM: return "SIGTERM"
+    case SIGUSR1: return "SIGUSR1"
+    default: return "a signal"
+    }
+  }
+
+  private func train() throws -> Int32 {
     // A stop that came while the data and model were loading: nothing new to save.
     if comm.sum(sertrain_stop_requested() != 0 ? 1 : 0) > 0 {
       if isRoot {
         try RunStatus.stopped.write(runDir: runDir)
         if !quiet {
           let saved = access(lastPath, R_OK) == 0 ? "\(lastPath) is unchanged" : "no checkpoint was needed"
-          say("stopped by a signal before training started: \(saved); resume with --resume auto")
+          say("stopped by \(stopSignal) before training started: \(saved); resume with --resume auto (exit 75)")
         }
       }
       return Trainer.exitStopped
@@ -658,7 +750,8 @@ public final class Trainer {
           try checkpoint(best: false, status: .stopped)
           if isRoot && !quiet {
             say(
-              "stopped by a signal at epoch \(epoch + 1), step \(state.step): \(lastPath) written; resume with --resume auto"
+              "stopped by \(stopSignal) at epoch \(epoch + 1), step \(state.step): \(lastPath) written; resume with "
+                + "--resume auto (exit 75)"
             )
           }
           return Trainer.exitStopped
@@ -716,6 +809,7 @@ public final class Trainer {
     if decision.2 > 0 && isRoot { bestWeights = (network.parameters.array, network.state.array) }
     state.epoch = epoch + 1
     state.step = 0
+    state.weightsEpoch = nil  // the weights are this epoch's (until early stopping restores the best)
     (state.epochLoss, state.epochCorrect, state.epochSamples, state.epochSeconds) = (0, 0, 0, 0)
     if decision.0 > 0 {
       if isRoot && !quiet { say("early stopping at epoch \(epoch + 1)") }
@@ -795,6 +889,7 @@ public final class Trainer {
       c.bestState = nil
       try c.write(to: bestPath, overwrite: true)
     }
+    if status == .finished { faultPoint("final-checkpoint") }  // the run's weights final, its status not yet
     try writeHistory()
     try status?.write(runDir: runDir)
   }

@@ -15,7 +15,8 @@ struct Train: ParsableCommand {
     discussion: """
       Every rank takes a strided share of each global batch; gradients are summed in one allreduce per step and
       BatchNorm statistics are synchronised, so the number of ranks changes only the order of summation.
-      SIGUSR1 or SIGTERM writes a checkpoint at the next step and exits with 75; --resume auto continues.
+      SIGUSR1, SIGTERM or Ctrl-C (SIGINT; a second one ends it at once) writes a checkpoint at the next step and \
+      exits with 75; --resume auto continues. A run directory that holds a run is refused unless --resume or --force.
       """)
 
   @OptionGroup(title: "Training") var training: TrainingOptions
@@ -25,6 +26,9 @@ struct Train: ParsableCommand {
 
   @Option(help: "Continue a run: 'auto' (the run directory's last checkpoint, if any) or a checkpoint path.")
   var resume: String?
+
+  @Flag(help: "Start a new run in a run directory that holds one, removing that run's checkpoints, history and report.")
+  var force = false
 
   @OptionGroup var output: OutputOptions
 
@@ -39,7 +43,7 @@ struct Train: ParsableCommand {
       comm.broadcast(&dir, root: 0)
       if let note, !output.quiet { print(note) }
       let trainer = try Trainer(
-        config: config, runDir: dir, resume: resume, comm: comm, quiet: output.quiet, given: given)
+        config: config, runDir: dir, resume: resume, comm: comm, quiet: output.quiet, given: given, replace: force)
       trainer.progressEvery = output.progressEvery
       trainer.bucketBytes = training.bucketBytes
       let code = try trainer.run()
@@ -195,29 +199,11 @@ struct TrainingOptions: ParsableArguments {
 
   func validate() throws {
     let (c, _) = configuration()
-    if c.epochs < 1 { throw ValidationError("--epochs must be at least 1") }
     if noStandardize, let standardize, standardize != .none {
       throw ValidationError("--no-standardize contradicts --standardize \(standardize.rawValue)")
     }
-    if c.batchSize < 1 { throw ValidationError("--batch-size must be at least 1") }
-    if !(c.learningRate > 0) || !c.learningRate.isFinite {
-      throw ValidationError("--learning-rate must be positive and finite")
-    }
-    if c.validationFraction < 0 || c.testFraction < 0 || c.validationFraction + c.testFraction >= 1 {
-      throw ValidationError("--val-fraction and --test-fraction must be >= 0 and leave rows for training")
-    }
-    if !(c.reduceLR.factor > 0 && c.reduceLR.factor < 1) { throw ValidationError("--lr-factor must be in (0, 1)") }
-    if (c.limitRows ?? 1) < 1 || (c.stepsPerEpoch ?? 1) < 1 {
-      throw ValidationError("--limit-rows and --steps-per-epoch must be at least 1")
-    }
+    if let problem = c.problems.first { throw ValidationError(problem) }
     if !(bucketMB >= 0) { throw ValidationError("--bucket-mb must be 0 or more") }
-    if (c.baseBatch ?? 1) < 1 || (c.warmupEpochs ?? 0) < 0 {
-      throw ValidationError("--base-batch must be at least 1 and --warmup-epochs at least 0")
-    }
-    if (c.warmupEpochs ?? 0) >= c.epochs {
-      throw ValidationError(
-        "--warmup-epochs \(c.warmupEpochs!) leaves no epoch at the scaled learning rate of --epochs \(c.epochs)")
-    }
   }
 
 }

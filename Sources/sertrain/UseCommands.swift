@@ -90,11 +90,12 @@ struct Predict: ParsableCommand {
       if json {
         print(jsonText(predictions, pretty: true))
       } else if csv {
-        let extra = (rows ? ["path", "truth", "augmentation"] : []) + ["error"]
+        let extra = (rows ? ["path", "truth", "augmentation"] : []) + ["error", "warning"]
         print((["path_or_row", "emotion"] + classes + extra).joined(separator: ","))
         for p in predictions {
           let probabilities = classes.map { p.error == nil ? fixed(p.probabilities[$0] ?? 0, 6) : "" }
-          let more = (rows ? [p.path ?? "", p.truth ?? "", p.augmentation ?? ""] : []) + [p.error ?? ""]
+          let more =
+            (rows ? [p.path ?? "", p.truth ?? "", p.augmentation ?? ""] : []) + [p.error ?? "", p.warning ?? ""]
           print(([p.source, p.emotion] + probabilities + more).map(csvCell).joined(separator: ","))
         }
       } else {
@@ -113,7 +114,11 @@ struct Predict: ParsableCommand {
             pad(p.source, w) + "  " + (rows ? pad(p.truth ?? "", 9) + pad(p.augmentation ?? "", 12) : "")
               + pad(p.emotion, 9) + classes.map { pad(fixed(p.probabilities[$0] ?? 0, 3), 9) }.joined()
               + (rows ? p.path ?? "" : ""))
+          if let warning = p.warning { print(pad("", w) + "  warning: " + warning) }
         }
+      }
+      for p in predictions where p.warning != nil && (json || csv) {
+        printError("sertrain: warning: \(p.source): \(p.warning!)")
       }
       let failed = predictions.filter { $0.error != nil }.count
       if failed > 0 {

@@ -39,7 +39,8 @@ final class UseCommandTests: XCTestCase {
     XCTAssertEqual(p.status, 0, p.stderr)
     let lines = p.stdout.split(separator: "\n")
     XCTAssertEqual(
-      lines.first, "path_or_row,emotion,angry,disgust,fear,happy,neutral,sad,surprise,path,truth,augmentation,error")
+      lines.first,
+      "path_or_row,emotion,angry,disgust,fear,happy,neutral,sad,surprise,path,truth,augmentation,error,warning")
     let file = try FeatureFile(path: dir + "/f.h5")
     var correct = 0
     for line in lines.dropFirst() {

@@ -189,3 +189,46 @@ final class BitFlipTests: XCTestCase {
     XCTAssertEqual(undetected, [], "flips that changed values without an error")
   }
 }
+
+/// Flipped bits in the metadata (issue 30, case 6): every flip inside a sealed attribute's value, text or number, is
+/// caught when the attributes are checked (or when the file opens). `SERTRAIN_BITFLIPS` sets how many (default 150).
+final class AttributeFlipTests: XCTestCase {
+  func testEveryFlipInASealedAttributeIsDetected() throws {
+    let dir = temporaryDirectory(self)
+    let path = dir + "/sealed.h5"
+    let spec = #"{"layers":[{"activation":"relu","filters":8,"kernel_size":5,"type":"Conv1D"}],"name":"tiny"}"#
+    do {
+      let f = try H5File(creating: path)
+      try f.write("parameters", [Float](repeating: 0.5, count: 64), digest: true)
+      try f.setAttribute("spec", spec)
+      try f.setAttribute("layout", "frames")
+      try f.setAttribute("optimizer_iterations", 123_456_789)
+      try f.setAttribute("learning_rate", 0.000_731)
+      try f.setAttribute("contents", strings: ["parameters", "best/parameters"])
+      try f.sealAttributes()
+      try f.close()
+    }
+    try H5File(path: path).verifyAttributes()
+    let original = try Data(contentsOf: URL(fileURLWithPath: path))
+    let values: [Data] = [
+      Data(spec.utf8), Data("frames".utf8), Data("best/parameters".utf8),
+      withUnsafeBytes(of: Int64(123_456_789).littleEndian) { Data($0) },
+      withUnsafeBytes(of: (0.000_731).bitPattern.littleEndian) { Data($0) },
+    ]
+    let ranges = try values.map { try XCTUnwrap(original.range(of: $0), "\($0) in the file") }
+    let trials = Int(ProcessInfo.processInfo.environment["SERTRAIN_BITFLIPS"] ?? "") ?? 150
+    var rng = TestRNG(seed: 30)
+    var undetected: [String] = []
+    let flipped = dir + "/flipped.h5"
+    for _ in 0..<trials {
+      let r = ranges[Int(rng.next() % UInt64(ranges.count))]
+      let bit = (r.lowerBound + Int(rng.next() % UInt64(r.count))) * 8 + Int(rng.next() % 8)
+      var bytes = original
+      bytes[bit / 8] ^= UInt8(1 << (bit % 8))
+      try bytes.write(to: URL(fileURLWithPath: flipped))
+      if (try? H5File(path: flipped).verifyAttributes()) != nil { undetected.append("byte \(bit / 8) bit \(bit % 8)") }
+    }
+    print("attribute flips: \(trials) cases, \(trials - undetected.count) detected")
+    XCTAssertEqual(undetected, [], "flips in the metadata that passed its check")
+  }
+}

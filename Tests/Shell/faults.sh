@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
-# Fault injection (issue 16): SIGKILLs at random moments of a tiny-model run and of its resumes, on 1 rank and on
-# 2 (one rank killed), and one placed on purpose between the writes of checkpoint-last.h5 and checkpoint-best.h5;
-# then each run is resumed to its end and both checkpoints compared, every dataset bit for bit, with an uninterrupted
-# run's. SERTRAIN_KILLS sets the number of kills on 1 rank (default 10; half as many on 2 ranks), SERTRAIN_SEED the
+# Fault injection (issues 16 and 30): SIGKILLs at random moments of a tiny-model run and of its resumes, on 1 rank
+# and on 2 (one rank killed), and two placed on purpose: between the writes of checkpoint-last.h5 and
+# checkpoint-best.h5, and right after the final checkpoint; then each run is resumed to its end and both checkpoints
+# compared, every dataset bit for bit, with an uninterrupted run's, and the same command run again on the finished
+# run (as a requeued job does) must change nothing. SERTRAIN_KILLS sets the number of kills on 1 rank (default 10; half as many on 2 ranks), SERTRAIN_SEED the
 # moments.
 # shellcheck source=Tests/Shell/lib.sh
 source "$(dirname "$0")/lib.sh"
@@ -46,8 +47,21 @@ kill_trials() {
     done
     "${launch[@]}" "${args[@]}" --run-dir "$dir" --resume auto >"$dir.last.log" 2>&1 || fail "$dir: the last resume"
     same_checkpoints "$dir" "$reference"
+    rerun_finished "$dir" "$reference" "${launch[@]}"
   done
-  echo "$round runs, $starts starts"
+  echo "$round runs, $starts starts, each run rerun once finished"
+}
+
+# rerun_finished DIR REFERENCE LAUNCH...: the same command again on the finished run (a requeued job does this) says
+# it finished, exits 0, and changes no weight: both checkpoints still REFERENCE's, the status `finished`.
+rerun_finished() {
+  local dir=$1 reference=$2 a=() x
+  shift 2
+  for x in "${args[@]}"; do [ "$x" = -q ] || a+=("$x"); done  # not quiet: it says why it does nothing
+  "$@" "${a[@]}" --run-dir "$dir" --resume auto >"$dir.rerun.log" 2>&1 || fail "$dir: the rerun of a finished run"
+  grep -q "already finished" "$dir.rerun.log" || fail "$dir: the rerun did not say the run had finished"
+  same_checkpoints "$dir" "$reference"
+  [ "$(head -1 "$dir/status")" = finished ] || fail "$dir: status $(head -1 "$dir/status") after the rerun"
 }
 
 # same_checkpoints DIR REFERENCE: both checkpoints of DIR hold REFERENCE's datasets bit for bit.
@@ -69,8 +83,16 @@ improvements=$(awk -F, 'NR > 1 && $5 > best {best = $5; n++} END {print n}' stra
   2>/dev/null && fail "the fault point between the two checkpoint writes did not kill the run"
 "$SERTRAIN" "${args[@]}" --run-dir killed --resume auto >/dev/null || fail "the resume after the planned kill"
 same_checkpoints killed straight
+# The kill right after the final checkpoint (weights final, history and status not yet written), then the same
+# command again, twice: the run is finished, nothing changes.
+{ (SERTRAIN_FAULT=final-checkpoint:1 exec "$SERTRAIN" "${args[@]}" --run-dir final --resume auto >/dev/null); } \
+  2>/dev/null && fail "the fault point after the final checkpoint did not kill the run"
+[ "$(head -1 final/status)" = running ] || fail "final: status $(head -1 final/status) after the kill"
+same_checkpoints final straight
+rerun_finished final straight "$SERTRAIN"
+rerun_finished final straight "$SERTRAIN"
 runs=$(kill_trials 1 killed "$kills" "$span")
-pass "1 rank: 1 kill between the checkpoint writes, and $kills random kills in $runs (a run takes $span s), resumed: both checkpoints bit for bit the uninterrupted run's"
+pass "1 rank: 1 kill between the checkpoint writes, 1 after the final checkpoint, and $kills random kills in $runs (a run takes $span s), resumed: both checkpoints bit for bit the uninterrupted run's; the reruns of finished runs (2 after the final-checkpoint kill) changed nothing"
 
 if ! command -v mpirun >/dev/null; then
   skip "faults on 2 ranks" "no mpirun"
@@ -81,4 +103,4 @@ mpirun -n 2 --bind-to none "$SERTRAIN" "${args[@]}" --run-dir straight2 || fail 
 span=$(awk -v s="$start" -v e="$(date +%s.%N)" 'BEGIN {printf "%.2f", e - s}')
 n2=$(((kills + 1) / 2))
 runs=$(kill_trials 2 killed2 "$n2" "$span")
-pass "2 ranks: $n2 random kills of one rank in $runs (a run takes $span s), resumed: both checkpoints bit for bit the uninterrupted run's"
+pass "2 ranks: $n2 random kills of one rank in $runs (a run takes $span s), resumed: both checkpoints bit for bit the uninterrupted run's, and the same command on each finished run changed nothing"

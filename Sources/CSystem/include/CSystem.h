@@ -19,15 +19,16 @@ int sertrain_start_writeback(int fd);
 /// `trim_threshold` bytes at its top are free (see `keepFreedMemory` in the command-line target).
 void sertrain_keep_freed_memory(int mmap_threshold, int trim_threshold);
 
-/// Installs handlers for SIGUSR1 and SIGTERM that only record the request (async-signal-safe), and unblocks them.
+/// Installs handlers for SIGUSR1, SIGTERM and SIGINT that only record the request (async-signal-safe), and unblocks
+/// them; SIGINT's for once (a second Ctrl-C ends the process as by default).
 void sertrain_install_stop_handlers(void);
-/// Blocks SIGUSR1 and SIGTERM before an exec, so that one arriving in between waits for the new image's handlers
+/// Blocks SIGUSR1, SIGTERM and SIGINT before an exec, so that one arriving in between waits for the new image's handlers
 /// (a request already recorded is raised again, to be pending across the exec).
 void sertrain_hold_stop_signals_across_exec(void);
-/// Gives SIGUSR1 and SIGTERM their default action again (commands that cannot stop cleanly), and raises a request
+/// Gives SIGUSR1, SIGTERM and SIGINT their default action again (commands that cannot stop cleanly), and raises a request
 /// already recorded.
 void sertrain_default_stop_signals(void);
-/// The signal that asked to stop (SIGUSR1 or SIGTERM), or 0.
+/// The signal that asked to stop (SIGUSR1, SIGTERM or SIGINT), or 0.
 int sertrain_stop_requested(void);
 /// Clears the request (tests).
 void sertrain_clear_stop_request(void);

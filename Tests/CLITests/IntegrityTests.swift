@@ -1,0 +1,261 @@
+import AudioFeatures
+import ConvNet
+import FeatureStore
+import HDF5
+import ModelFiles
+import XCTest
+import _TestSupport
+
+/// Nothing lost, nothing silently wrong: the run directory, requeues, metadata checksums and hostile checkpoints.
+/// Each test says which case of the integrity issue (30) it holds; every one failed on the code before it.
+extension TrainCommandTests {
+  /// The training state's `weightsEpoch` in a checkpoint.
+  func weightsEpoch(_ path: String) throws -> Int? {
+    let text = try XCTUnwrap(try Checkpoint.read(path).training)
+    return text.firstMatch(of: #/"weightsEpoch":(-?[0-9]+)/#).map { Int($0.1)! }
+  }
+
+  /// Case 1: a new run in a directory that holds a finished one is refused (naming that run) unless `--force`,
+  /// which replaces it; nothing of the old run changes on the refusal.
+  func testANewRunRefusesADirectoryThatHoldsOne() throws {
+    let dir = temporaryDirectory(self)
+    try makeFeatures(dir, recordings: 12)
+    let first = ["train", "--data", "f.h5", "--model", "tiny", "--epochs", "2", "--run-dir", "r", "-q"]
+    XCTAssertEqual(try runCommand(first, directory: dir).status, 0)
+    let files = ["history.csv", "checkpoint-last.h5", "checkpoint-best.h5", "config.json", "report.html"]
+    let before = try files.map { try Data(contentsOf: URL(fileURLWithPath: "\(dir)/r/\($0)")) }
+    let second = ["train", "--data", "f.h5", "--model", "small", "--epochs", "1", "--run-dir", "r", "-q"]
+    let refused = try runCommand(second, directory: dir)
+    XCTAssertEqual(refused.status, 1, refused.stderr)
+    XCTAssertTrue(
+      refused.stderr.contains("r holds a run of model tiny") && refused.stderr.contains("epoch 2 of 2, finished")
+        && refused.stderr.contains("--force"), refused.stderr)
+    XCTAssertEqual(try files.map { try Data(contentsOf: URL(fileURLWithPath: "\(dir)/r/\($0)")) }, before)
+    let replaced = try runCommand(second + ["--force"], directory: dir)
+    XCTAssertEqual(replaced.status, 0, replaced.stderr)
+    for file in ["checkpoint-last.h5", "checkpoint-best.h5"] {
+      XCTAssertEqual(try Checkpoint.read("\(dir)/r/\(file)").spec.name, "small", file)
+    }
+  }
+
+  /// Case 2: a finished run is not trained further by the command that made it (a requeued job repeats its
+  /// `--epochs`): "already finished", exit 0, the checkpoints unchanged; only more epochs than its own continue it.
+  func testAFinishedRunIsNotTrainedAgainByTheSameCommand() throws {
+    let dir = temporaryDirectory(self)
+    try makeFeatures(dir, recordings: 12)
+    // Early stopping on a noisy validation loss, so that the run ends before its budget (as in the report).
+    let args = [
+      "train", "--data", "f.h5", "--model", "tiny", "--epochs", "12", "--patience", "0", "--monitor", "val_loss",
+      "--learning-rate", "0.3", "--run-dir", "r", "--resume", "auto",
+    ]
+    XCTAssertEqual(try runCommand(args + ["-q"], directory: dir).status, 0)
+    let epochs = try String(contentsOfFile: dir + "/r/history.csv", encoding: .utf8).split(separator: "\n").count - 1
+    XCTAssertLessThan(epochs, 12, "the run should stop early")
+    let checkpoints = ["checkpoint-last.h5", "checkpoint-best.h5", "history.csv"]
+    let before = try checkpoints.map { try Data(contentsOf: URL(fileURLWithPath: "\(dir)/r/\($0)")) }
+    for budget in ["12", "5"] {
+      let again = try runCommand(args.map { $0 == "12" ? budget : $0 }, directory: dir)
+      XCTAssertEqual(again.status, 0, again.stderr)
+      XCTAssertTrue(again.stdout.contains("already finished"), again.stdout)
+      XCTAssertFalse(again.stdout.contains("Epoch "), again.stdout)
+      XCTAssertEqual(try checkpoints.map { try Data(contentsOf: URL(fileURLWithPath: "\(dir)/r/\($0)")) }, before)
+    }
+    let more = try runCommand(args.map { $0 == "12" ? "13" : $0 }, directory: dir)
+    XCTAssertEqual(more.status, 0, more.stderr)
+    XCTAssertTrue(more.stdout.contains("continuing the finished run from epoch \(epochs) to 13"), more.stdout)
+  }
+
+  /// Case 3: after a resume the checkpoints name the epoch of the weights they hold: the last epoch's without
+  /// restoring, the best epoch's in checkpoint-best.h5 and (restored) in checkpoint-last.h5.
+  func testResumedRunsNameTheEpochOfTheirWeights() throws {
+    let dir = temporaryDirectory(self)
+    try makeFeatures(dir, recordings: 12)
+    let base = ["train", "--data", "f.h5", "--model", "tiny", "--batch-size", "16", "-q"]
+    XCTAssertEqual(
+      try runCommand(base + ["--epochs", "2", "--run-dir", "plain", "--no-restore-best-weights"], directory: dir).status, 0)
+    XCTAssertEqual(
+      try runCommand(base + ["--epochs", "4", "--run-dir", "plain", "--resume", "auto"], directory: dir).status, 0)
+    XCTAssertEqual(try weightsEpoch(dir + "/plain/checkpoint-last.h5"), 4)
+
+    XCTAssertEqual(try runCommand(base + ["--epochs", "2", "--run-dir", "best"], directory: dir).status, 0)
+    XCTAssertEqual(
+      try runCommand(base + ["--epochs", "5", "--run-dir", "best", "--resume", "auto"], directory: dir).status, 0)
+    let (last, best) = (dir + "/best/checkpoint-last.h5", dir + "/best/checkpoint-best.h5")
+    let epoch = try XCTUnwrap(try weightsEpoch(last))
+    XCTAssertTrue((3...5).contains(epoch), "the best of the resumed epochs, not \(epoch)")
+    XCTAssertEqual(try weightsEpoch(best), epoch)
+    XCTAssertEqual(try checkpointParameters(best), try checkpointParameters(last))
+  }
+
+  /// Case 4 (with SIGINT in `testKilledAndSignalledRunsResumeBitForBit`): `--resume auto` on a run that wrote no
+  /// checkpoint yet says so, rather than that the default feature file is missing.
+  func testResumingARunWithoutACheckpointSaysSo() throws {
+    let dir = temporaryDirectory(self)
+    try FileManager.default.createDirectory(atPath: dir + "/r", withIntermediateDirectories: true)
+    XCTAssertTrue(FileManager.default.createFile(atPath: dir + "/r/config.json", contents: Data("{}".utf8)))
+    let r = try runCommand(["train", "--run-dir", "r", "--resume", "auto"], directory: dir)
+    XCTAssertEqual(r.status, 1)
+    XCTAssertTrue(r.stderr.contains("r has no checkpoint yet") && r.stderr.contains("--data"), r.stderr)
+  }
+
+  /// Case 5: a fatal error during training (here a non-finite loss) leaves `status` saying `failed` and why.
+  func testAFatalErrorLeavesTheStatusFailed() throws {
+    let dir = temporaryDirectory(self)
+    let writer = try FeatureFileWriter(path: dir + "/nan.h5", width: 40, overwrite: false)
+    var rng = TestRNG(seed: 4)
+    var rows = (0..<(48 * 40)).map { _ in Float(rng.normal()) }
+    rows[7 * 40 + 3] = .nan
+    try rows.withUnsafeBufferPointer {
+      try writer.append(
+        rows: $0, labels: (0..<48).map { ["angry", "sad"][$0 % 2] }, sources: (0..<48).map { Int32($0) },
+        augmentations: [Int8](repeating: 0, count: 48))
+    }
+    var recipe = FeatureRecipe()
+    recipe.width = 40
+    try writer.finish(
+      recipe: recipe, recordings: (0..<48).map { RecordingInfo(path: "r\($0).wav", speaker: "s\($0 % 4)", corpus: "c") })
+    let r = try runCommand(
+      ["train", "--data", "nan.h5", "--model", "tiny", "--no-standardize", "--epochs", "1", "--run-dir", "r",
+       "--val-fraction", "0", "--test-fraction", "0", "--monitor", "loss", "-q"], directory: dir)
+    XCTAssertEqual(r.status, 1, r.stderr)
+    let status = try String(contentsOfFile: dir + "/r/status", encoding: .utf8).split(separator: "\n")
+    XCTAssertEqual(status.first, "failed")
+    XCTAssertTrue(status.count == 2 && status[1].contains("not finite"), "\(status)")
+  }
+
+  /// Case 6: one flipped bit in the metadata (the spec's "activation" becomes "abtivation"; the feature file's
+  /// resampler "soxr_hq" becomes "soxr_hp") is an error for every command that reads the file; and a spec with a
+  /// key sertrain does not know is an error, as an unknown layer type is.
+  func testFlipsInTheMetadataAreErrors() throws {
+    let dir = temporaryDirectory(self)
+    try makeFeatures(dir, recordings: 12)
+    let train = ["train", "--data", "f.h5", "--model", "tiny", "--epochs", "1", "--run-dir", "r", "-q"]
+    XCTAssertEqual(try runCommand(train, directory: dir).status, 0)
+    func flip(_ path: String, _ text: String, at offset: Int, bit: UInt8) throws {
+      var bytes = try Data(contentsOf: URL(fileURLWithPath: path))
+      let at = try XCTUnwrap(bytes.range(of: Data(text.utf8)), "\(text) in \(path)").lowerBound + offset
+      bytes[at] ^= bit
+      try bytes.write(to: URL(fileURLWithPath: path))
+    }
+    try flip(dir + "/r/checkpoint-last.h5", "activation", at: 1, bit: 0x01)  // c -> b
+    for command in [
+      ["inspect", "--verify", "r/checkpoint-last.h5"], ["evaluate", "--checkpoint", "r/checkpoint-last.h5"],
+      ["predict", "--checkpoint", "r/checkpoint-last.h5", "--features", "f.h5"],
+      train + ["--resume", "auto", "--epochs", "2"],
+    ] {
+      let r = try runCommand(command, directory: dir)
+      XCTAssertEqual(r.status, 1, "\(command): \(r.stdout)")
+      XCTAssertTrue(r.stderr.contains("metadata"), "\(command): \(r.stderr)")
+    }
+    try flip(dir + "/f.h5", "soxr_hq", at: 6, bit: 0x01)  // q -> p
+    let inspect = try runCommand(["inspect", "f.h5"], directory: dir)
+    XCTAssertEqual(inspect.status, 1)
+    XCTAssertTrue(inspect.stderr.contains("f.h5") && inspect.stderr.contains("metadata"), inspect.stderr)
+
+    let spec = #"{"input_length": 96, "layers": [{"type": "Flatten"}, {"type": "Dense", "activaton": "softmax"}]}"#
+    XCTAssertTrue(FileManager.default.createFile(atPath: dir + "/spec.json", contents: Data(spec.utf8)))
+    let unknown = try runCommand(["summary", "--model", "spec.json"], directory: dir)
+    XCTAssertEqual(unknown.status, 1)
+    XCTAssertTrue(unknown.stderr.contains("unknown key 'activaton'"), unknown.stderr)
+  }
+
+  /// Case 7: a checkpoint whose `best` group cannot be read (its link gone, as when its header is corrupt) is an
+  /// error on resume, not a run that quietly forgets its best weights.
+  func testAnUnreadableBestGroupIsAnErrorOnResume() throws {
+    let dir = temporaryDirectory(self)
+    try makeFeatures(dir, recordings: 12)
+    let train = ["train", "--data", "f.h5", "--model", "tiny", "--epochs", "2", "--run-dir", "r", "-q"]
+    XCTAssertEqual(try runCommand(train, directory: dir).status, 0)
+    do {
+      let f = try H5File(path: dir + "/r/checkpoint-last.h5", mode: .readWrite)
+      try f.remove("best")
+      try f.close()
+    }
+    for command in [train + ["--resume", "auto", "--epochs", "3"], ["inspect", "r/checkpoint-last.h5"]] {
+      let r = try runCommand(command, directory: dir)
+      XCTAssertEqual(r.status, 1, "\(command): \(r.stdout)")
+      XCTAssertTrue(r.stderr.contains("best/parameters"), "\(command): \(r.stderr)")
+    }
+  }
+
+  /// Cases 8 and 9: specs and checkpoints with valid checksums and bad contents, each written as sertrain writes
+  /// (or with one dataset replaced), are errors for evaluate and for a resume: never a crash, never NaN, never a
+  /// run cut short. Prints the count of cases and of crashes.
+  func testCraftedSpecsAndCheckpointsAreErrors() throws {
+    let dir = temporaryDirectory(self)
+    try makeFeatures(dir, recordings: 12)
+    let train = ["train", "--data", "f.h5", "--model", "tiny", "--epochs", "2", "--run-dir", "r", "-q"]
+    XCTAssertEqual(try runCommand(train, directory: dir).status, 0)
+    let path = dir + "/r/checkpoint-last.h5"
+    let original = try Data(contentsOf: URL(fileURLWithPath: path))
+    let good = try Checkpoint.read(path)
+    let variance = try XCTUnwrap(good.stateLayout.views.first { $0.variable == "moving_variance" })
+
+    /// Rewrites the checkpoint with `edit` applied (valid checksums), or replaces one dataset in place.
+    func crafted(_ edit: (inout Checkpoint) -> Void) throws {
+      var c = good
+      edit(&c)
+      try c.write(to: path, overwrite: true)
+    }
+    func replaced<T: H5Scalar>(_ dataset: String, _ values: [T], shape: [Int]? = nil, digest: Bool = true) throws {
+      try original.write(to: URL(fileURLWithPath: path))
+      let f = try H5File(path: path, mode: .readWrite)
+      try f.remove(dataset)
+      try f.write(dataset, values, shape: shape, digest: digest)
+      try f.close()
+    }
+    func training(_ replace: @escaping (String) -> String) -> (inout Checkpoint) -> Void {
+      { $0.training = replace($0.training!) }
+    }
+    let count = good.parameters.count
+    // (name, how to make it, what the error says); a damaged training state matters to a resume alone.
+    let cases: [(String, () throws -> Void, String)] = [
+      ("more filters than the parameters hold", { try crafted { $0.spec.layers[0].filters! += 1 } }, "layout"),
+      ("epoch -3", { try crafted(training { $0.replacing(#/"epoch":[0-9]+/#, with: "\"epoch\":-3") }) }, "epoch -3"),
+      ("step 10^15", { try crafted(training { $0.replacing(#/"step":[0-9]+/#, with: "\"step\":1000000000000000") }) },
+       "step"),
+      ("scaler scale 0", { try crafted { $0.scalerScale[5] = 0 } }, "scaler"),
+      ("scaler scale NaN", { try crafted { $0.scalerScale[5] = .nan } }, "scaler"),
+      ("negative moving variance", { try crafted { $0.state[variance.offset] = -1 } }, "negative variance"),
+      ("split side 9", { try crafted { $0.split![0] = 9 } }, "side 9"),
+      ("float64 parameters", { try replaced("parameters", good.parameters.map(Double.init)) }, "another type"),
+      ("int32 parameters", { try replaced("parameters", good.parameters.map { Int32($0 * 100) }) }, "another type"),
+      ("2-D parameters", { try replaced("parameters", good.parameters, shape: [count, 1]) }, "one dimension"),
+      ("float64 Adam moments", { try replaced("optimizer/m", good.adamM!.map(Double.init)) }, "another type"),
+      ("no sha256", { try replaced("parameters", good.parameters, digest: false) }, "no SHA-256"),
+    ]
+    var crashes = 0
+    var runs = 0
+    for (name, make, expected) in cases {
+      try make()
+      let resume = train + ["--resume", "auto", "--epochs", "3"]
+      let evaluate = ["evaluate", "--checkpoint", "r/checkpoint-last.h5", "--data", "f.h5"]
+      for command in name.hasPrefix("epoch") || name.hasPrefix("step") ? [resume] : [evaluate, resume] {
+        runs += 1
+        let r = try runCommand(command, directory: dir)
+        if r.status != 1 { crashes += 1 }
+        XCTAssertEqual(r.status, 1, "\(name): \(command): \(r.stdout) \(r.stderr)")
+        XCTAssertTrue(r.stderr.contains(expected), "\(name): \(command): \(r.stderr)")
+        XCTAssertFalse(r.stdout.contains("nan"), "\(name): \(r.stdout)")
+      }
+    }
+    let specs = [
+      #"{"input_length": 96, "layers": [{"type": "Conv1D", "filters": 4, "kernel_size": 3}, {"type": "Flatten"}, {"type": "Conv1D", "filters": 4, "kernel_size": 3}, {"type": "Flatten"}, {"type": "Dense", "activation": "softmax"}]}"#,
+      #"{"input_length": 96, "layers": [{"type": "Conv1D", "filters": 4, "kernel_size": 3}, {"type": "Dense", "activation": "softmax"}]}"#,
+    ]
+    for (i, spec) in specs.enumerated() {
+      XCTAssertTrue(FileManager.default.createFile(atPath: "\(dir)/s\(i).json", contents: Data(spec.utf8)))
+      for command in [["summary", "--model", "s\(i).json"], train.dropLast(3) + ["--model", "s\(i).json", "--run-dir", "s\(i)"]] {
+        let r = try runCommand(Array(command), directory: dir)
+        runs += 1
+        if r.status != 1 { crashes += 1 }
+        XCTAssertEqual(r.status, 1, "spec \(i): \(command): \(r.stderr)")
+        XCTAssertTrue(r.stderr.contains("needs a sequence") || r.stderr.contains("needs a flat input"), r.stderr)
+      }
+    }
+    let nan = try runCommand(train + ["--min-lr", "nan", "--run-dir", "m"], directory: dir)
+    XCTAssertNotEqual(nan.status, 0)
+    XCTAssertTrue(nan.stderr.contains("--min-lr"), nan.stderr)
+    print("crafted specs and checkpoints: \(cases.count + specs.count) cases in \(runs) runs, \(crashes) crashes")
+  }
+}
