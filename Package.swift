@@ -80,7 +80,8 @@ let testTargets: [Target] = [
   .testTarget(
     name: "AudioFeaturesTests", dependencies: ["AudioFeatures", "HDF5", "_TestSupport"]),
   .testTarget(
-    name: "TrainingTests", dependencies: ["Training", "ConvNet", "FeatureStore", "ModelFiles", "AudioFeatures", "_TestSupport"]),
+    name: "TrainingTests",
+    dependencies: ["Training", "ConvNet", "FeatureStore", "ModelFiles", "AudioFeatures", "_TestSupport"]),
   .testTarget(
     name: "CLITests", dependencies: ["AudioFeatures", "FeatureStore", "HDF5", "ModelFiles", "ConvNet", "_TestSupport"]),
   // Also run under mpirun by Launch/test.sh.

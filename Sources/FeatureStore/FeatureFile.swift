@@ -53,7 +53,10 @@ extension FeatureRecipe {
     if f.hasAttribute("layout") {  // files written before layouts are the seed's
       let name = try f.stringAttribute("layout")
       guard let layout = Layout(rawValue: name) else {
-        throw Failure(f.filePath, "unknown row layout '\(name)' (this sertrain knows \(Layout.allCases.map(\.rawValue).joined(separator: ", ")))")
+        throw Failure(
+          f.filePath,
+          "unknown row layout '\(name)' (this sertrain knows \(Layout.allCases.map(\.rawValue).joined(separator: ", ")))"
+        )
       }
       r.layout = layout
     }

@@ -558,8 +558,9 @@ public class H5Group: H5Object {
       HDF5Error(file: filePath, object: d.name, operation: "read", detail: detail)
     }
     guard H5Tequal(stored, T.h5Type) > 0 else {
-      throw fail("stored as another type (\(H5Tget_size(stored)) bytes, class \(H5Tget_class(stored).rawValue)); "
-        + "expected \(T.self)")
+      throw fail(
+        "stored as another type (\(H5Tget_size(stored)) bytes, class \(H5Tget_class(stored).rawValue)); "
+          + "expected \(T.self)")
     }
     guard d.shape.count == 1 else { throw fail("has shape \(d.shape); expected one dimension") }
     if digest && !d.hasAttribute("sha256") { throw fail("has no SHA-256 (attribute sha256) of its values") }

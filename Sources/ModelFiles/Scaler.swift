@@ -121,13 +121,17 @@ public struct SpeakerStatistics: Sendable {
     var rowsOf = [[Int]](repeating: [], count: speakers.count)
     for (r, s) in speakerOfRow.enumerated() { rowsOf[Int(s)].append(r) }
     let empty = [Float](repeating: 0, count: file.width)
-    (mean, scale) = ([[Float]](repeating: empty, count: speakers.count), [[Float]](repeating: empty, count: speakers.count))
+    (mean, scale) = (
+      [[Float]](repeating: empty, count: speakers.count), [[Float]](repeating: empty, count: speakers.count)
+    )
     for s in speakers.indices where mine(s) {
       // In an order of the recordings' own (path, augmentation), so that the file's order changes no bit.
       let rows = rowsOf[s].sorted {
         let (a, b) = (recordings[Int(file.source[$0])].path, recordings[Int(file.source[$1])].path)
-        return a != b ? a < b : file.augmentation[$0] != file.augmentation[$1]
-          ? file.augmentation[$0] < file.augmentation[$1] : $0 < $1
+        return a != b
+          ? a < b
+          : file.augmentation[$0] != file.augmentation[$1]
+            ? file.augmentation[$0] < file.augmentation[$1] : $0 < $1
       }
       var x = [Float](repeating: 0, count: rows.count * file.width)
       try x.withUnsafeMutableBufferPointer { try file.readRows(at: rows, into: $0) }

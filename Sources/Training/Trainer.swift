@@ -199,7 +199,9 @@ public struct TrainingState: Codable, Sendable {
     if let e = bestEpoch, !(1...max(epoch, 1)).contains(e) { out.append("best epoch \(e) is not one of 1...\(epoch)") }
     if let e = weightsEpoch, !(0...max(epoch, 1)).contains(e) { out.append("weights epoch \(e) is out of range") }
     if ranks < 1 { out.append("\(ranks) ranks") }
-    for (name, v) in [("loss", epochLoss), ("correct", epochCorrect), ("samples", epochSamples), ("seconds", epochSeconds)]
+    for (name, v) in [
+      ("loss", epochLoss), ("correct", epochCorrect), ("samples", epochSamples), ("seconds", epochSeconds),
+    ]
     where !(v.isFinite && v >= 0) {
       out.append("the epoch's running \(name) is \(v)")
     }

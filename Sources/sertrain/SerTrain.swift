@@ -27,7 +27,7 @@ struct SerTrain: ParsableCommand {
     ],
     defaultSubcommand: Train.self)
 
-  /// Exit codes of DESIGN.md: 0 done, 1 error, 2 usage, 75 stopped on a signal after a checkpoint.
+  /// Exit codes (README.md, "Commands"): 0 done, 1 error, 2 usage, 75 stopped on a signal after a checkpoint.
   ///
   /// Errors leave through `_exit` after flushing standard output and error: HDF5 1.10's exit handler crashes
   /// on a file whose close failed (a full disk), and nothing we write depends on exit handlers (every file is

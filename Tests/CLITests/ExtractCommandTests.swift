@@ -123,11 +123,14 @@ final class SynthCommandTests: XCTestCase {
     // Files that end before the offset (no samples, one sample) are answered with the flag extract gives them.
     for (name, count) in [("empty", 0), ("one", 1)] {
       XCTAssertTrue(
-        FileManager.default.createFile(atPath: "\(dir)/\(name).wav", contents: wavBytes([Int16](repeating: 7, count: count))))
+        FileManager.default.createFile(
+          atPath: "\(dir)/\(name).wav", contents: wavBytes([Int16](repeating: 7, count: count))))
     }
-    let short = try runCommand(["predict", "--checkpoint", "run/checkpoint-last.h5", "empty.wav", "one.wav"], directory: dir)
+    let short = try runCommand(
+      ["predict", "--checkpoint", "run/checkpoint-last.h5", "empty.wav", "one.wav"], directory: dir)
     XCTAssertEqual(short.status, 0, short.stderr)
-    XCTAssertEqual(short.stdout.components(separatedBy: "warning: shorter than the 0.6 s offset").count, 3, short.stdout)
+    XCTAssertEqual(
+      short.stdout.components(separatedBy: "warning: shorter than the 0.6 s offset").count, 3, short.stdout)
     let csv = try runCommand(
       ["predict", "--checkpoint", "run/checkpoint-last.h5", "--csv", "empty.wav", "one.wav"], directory: dir)
     XCTAssertTrue(csv.stderr.contains("warning: one.wav: shorter than the 0.6 s offset (1 frames"), csv.stderr)

@@ -36,7 +36,8 @@ final class FramesModelTests: XCTestCase {
     XCTAssertEqual(speaker.status, 0, speaker.stderr)
     let inspect = try runCommand(["inspect", "speaker/checkpoint-last.h5"], directory: dir)
     XCTAssertTrue(inspect.stdout.contains("per speaker"), inspect.stdout)
-    let evaluated = try runCommand(["evaluate", "--checkpoint", "speaker/checkpoint-last.h5", "--json"], directory: dir)
+    let evaluated = try runCommand(
+      ["evaluate", "--checkpoint", "speaker/checkpoint-last.h5", "--json"], directory: dir)
     XCTAssertEqual(evaluated.status, 0, evaluated.stderr)
     let frames = try FeatureFile(path: dir + "/frames.h5")
     let recordings = try frames.recordings()

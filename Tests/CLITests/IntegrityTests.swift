@@ -72,7 +72,8 @@ extension TrainCommandTests {
     try makeFeatures(dir, recordings: 12)
     let base = ["train", "--data", "f.h5", "--model", "tiny", "--batch-size", "16", "-q"]
     XCTAssertEqual(
-      try runCommand(base + ["--epochs", "2", "--run-dir", "plain", "--no-restore-best-weights"], directory: dir).status, 0)
+      try runCommand(base + ["--epochs", "2", "--run-dir", "plain", "--no-restore-best-weights"], directory: dir)
+        .status, 0)
     XCTAssertEqual(
       try runCommand(base + ["--epochs", "4", "--run-dir", "plain", "--resume", "auto"], directory: dir).status, 0)
     XCTAssertEqual(try weightsEpoch(dir + "/plain/checkpoint-last.h5"), 4)
@@ -113,10 +114,13 @@ extension TrainCommandTests {
     var recipe = FeatureRecipe()
     recipe.width = 40
     try writer.finish(
-      recipe: recipe, recordings: (0..<48).map { RecordingInfo(path: "r\($0).wav", speaker: "s\($0 % 4)", corpus: "c") })
+      recipe: recipe, recordings: (0..<48).map { RecordingInfo(path: "r\($0).wav", speaker: "s\($0 % 4)", corpus: "c") }
+    )
     let r = try runCommand(
-      ["train", "--data", "nan.h5", "--model", "tiny", "--no-standardize", "--epochs", "1", "--run-dir", "r",
-       "--val-fraction", "0", "--test-fraction", "0", "--monitor", "loss", "-q"], directory: dir)
+      [
+        "train", "--data", "nan.h5", "--model", "tiny", "--no-standardize", "--epochs", "1", "--run-dir", "r",
+        "--val-fraction", "0", "--test-fraction", "0", "--monitor", "loss", "-q",
+      ], directory: dir)
     XCTAssertEqual(r.status, 1, r.stderr)
     let status = try String(contentsOfFile: dir + "/r/status", encoding: .utf8).split(separator: "\n")
     XCTAssertEqual(status.first, "failed")
@@ -212,8 +216,10 @@ extension TrainCommandTests {
     let cases: [(String, () throws -> Void, String)] = [
       ("more filters than the parameters hold", { try crafted { $0.spec.layers[0].filters! += 1 } }, "layout"),
       ("epoch -3", { try crafted(training { $0.replacing(#/"epoch":[0-9]+/#, with: "\"epoch\":-3") }) }, "epoch -3"),
-      ("step 10^15", { try crafted(training { $0.replacing(#/"step":[0-9]+/#, with: "\"step\":1000000000000000") }) },
-       "step"),
+      (
+        "step 10^15", { try crafted(training { $0.replacing(#/"step":[0-9]+/#, with: "\"step\":1000000000000000") }) },
+        "step"
+      ),
       ("scaler scale 0", { try crafted { $0.scalerScale[5] = 0 } }, "scaler"),
       ("scaler scale NaN", { try crafted { $0.scalerScale[5] = .nan } }, "scaler"),
       ("negative moving variance", { try crafted { $0.state[variance.offset] = -1 } }, "negative variance"),
@@ -245,7 +251,9 @@ extension TrainCommandTests {
     ]
     for (i, spec) in specs.enumerated() {
       XCTAssertTrue(FileManager.default.createFile(atPath: "\(dir)/s\(i).json", contents: Data(spec.utf8)))
-      for command in [["summary", "--model", "s\(i).json"], train.dropLast(3) + ["--model", "s\(i).json", "--run-dir", "s\(i)"]] {
+      for command in [
+        ["summary", "--model", "s\(i).json"], train.dropLast(3) + ["--model", "s\(i).json", "--run-dir", "s\(i)"],
+      ] {
         let r = try runCommand(Array(command), directory: dir)
         runs += 1
         if r.status != 1 { crashes += 1 }

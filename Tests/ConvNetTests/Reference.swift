@@ -267,7 +267,8 @@ extension Reference {
           for t in 0..<length {
             for i in 0..<c {
               let v = input[(b * length + t) * c + i]
-              y[b * c + i] = p.spec.type == .globalMaxPooling1D ? max(y[b * c + i], v) : y[b * c + i] + v / Double(length)
+              y[b * c + i] =
+                p.spec.type == .globalMaxPooling1D ? max(y[b * c + i], v) : y[b * c + i] + v / Double(length)
             }
           }
         }
