@@ -86,7 +86,7 @@ if [ "${restarts:-0}" -lt 1 ] || ! grep -q "requeueing job $job" preempted.out \
   cat preempted.out
   fail "the job was not stopped, requeued and resumed (restarts: $restarts)"
 fi
-grep -q "stopped by a signal at epoch" preempted.out || fail "no checkpoint at the stop in preempted.out"
+grep -q "stopped by SIGUSR1 at epoch" preempted.out || fail "no checkpoint at the stop in preempted.out"
 [ "$(digest plain)" = "$(digest preempted)" ] || fail "preempted and requeued: final weights differ from the plain job's"
 pass "scancel --signal=USR1 --batch: checkpoint, exit 75, scontrol requeue, resumed in the same run directory; final weights equal the uninterrupted job's bit for bit ($(digest plain)), $(($(date +%s) - t0)) s"
 

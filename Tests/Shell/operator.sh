@@ -137,7 +137,7 @@ pass "resume identifies the data by content: another extract with the same rows 
 
 # A finished run continues with more epochs (Keras's initial_epoch); the same count only says it finished.
 "$SERTRAIN" train --data small.h5 --run-dir runs/zzz-finished --resume auto --epochs 2 >same.log
-grep -q "already finished (epoch 2)" same.log || fail "the finished run did not say so"
+grep -q "already finished (epoch 2 of 2)" same.log || fail "the finished run did not say so"
 "$SERTRAIN" train --data small.h5 --run-dir runs/zzz-finished --resume auto --epochs 4 >more.log
 grep -q "continuing the finished run from epoch 2 to 4" more.log && [ "$(grep -c . runs/zzz-finished/history.csv)" -eq 5 ] \
   || { cat more.log; fail "--epochs 4 did not continue the finished run"; }
