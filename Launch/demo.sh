@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The demo on a fresh machine, in a few minutes: installs what is missing, builds in release, writes a synthetic
-# speech corpus, extracts its features on 2 MPI ranks, trains the tiny model on 2 ranks (validation on a speaker it
-# never heard), evaluates it on held-out recordings, predicts three files, writes the HTML report; then stops a run
+# speech corpus, extracts its features on 2 MPI ranks, trains the frames model on 2 ranks (validation on a speaker
+# it never heard), evaluates it on held-out recordings, predicts three files, writes the HTML report; then stops a run
 # with a signal and resumes it, and exports the weights for Keras.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -21,11 +21,11 @@ echo "== features on 2 ranks: 4 rows per recording (original, noise, pitch, pitc
 "${mpi[@]}" "$bin" extract corpus -o features.h5
 "$bin" inspect features.h5
 
-echo "== the tiny model (the seed's layer types; the seed itself: sertrain summary)"
-"$bin" summary --model tiny
+echo "== the frames model, the default for extracted rows (the seed's network: sertrain summary --model seed)"
+"$bin" summary --model frames
 echo "== training on 2 ranks, split by speaker: validation and test are voices it never heard"
-"${mpi[@]}" "$bin" train --model tiny --epochs 15 --batch-size 32 --learning-rate 0.01 --split speaker \
-  --val-fraction 0.2 --test-fraction 0.2 --run-dir run
+"${mpi[@]}" "$bin" train --epochs 15 --batch-size 32 --split speaker --val-fraction 0.2 --test-fraction 0.2 \
+  --run-dir run
 
 echo "== evaluate on the held-out speaker's recordings"
 "$bin" evaluate --checkpoint run/checkpoint-last.h5 --split test

@@ -5,7 +5,15 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 prefix=${PREFIX:-/usr/local}
 Launch/install-deps.sh
-swift build -c release --product sertrain 2>&1 | grep -E "error|Build of product" || true
+log=$(mktemp)
+trap 'rm -f "$log"' EXIT
+# A failed build must stop here: an older binary may be there from before, and installing it would hide the failure.
+if ! swift build -c release --product sertrain >"$log" 2>&1; then
+  grep -E "error" "$log" >&2 || tail -20 "$log" >&2
+  echo "install.sh: the release build failed; nothing was installed" >&2
+  exit 1
+fi
+grep -E "Build of product" "$log" || true
 bin="$(swift build -c release --show-bin-path)/sertrain"
 [ -x "$bin" ] || { echo "install.sh: the build did not produce $bin" >&2; exit 1; }
 mkdir -p "$prefix/bin"

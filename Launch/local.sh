@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # One machine: RANKS ranks with THREADS OpenBLAS threads each, bound to cores (default: 1 rank per 2 cores).
 #
-#   Launch/local.sh                     # trains the seed model on features.h5
-#   RANKS=4 THREADS=2 DATA=f.h5 MODEL=tiny EPOCHS=5 Launch/local.sh
+#   Launch/local.sh                     # trains on features.h5 (the frames model on extracted rows)
+#   RANKS=4 THREADS=2 DATA=f.h5 MODEL=tiny EPOCHS=5 Launch/local.sh --batch-size 32   # arguments: train options
 #
 # SIGTERM, SIGINT or SIGUSR1 to this script: the ranks finish their step, rank 0 writes a checkpoint, and the script
 # exits with 75; run it again and it continues (--resume auto). GRACE is how long mpirun lets ranks it signals
@@ -12,7 +12,7 @@ set -euo pipefail
 SERTRAIN=${SERTRAIN:-sertrain}
 DATA=${DATA:-features.h5}
 RUN_DIR=${RUN_DIR:-runs/local}
-MODEL=${MODEL:-seed}
+MODEL=${MODEL:-auto}  # auto: the frames model for frames rows (extract), the seed's for its features.csv
 EPOCHS=${EPOCHS:-50}
 GRACE=${GRACE:-60}
 EXTRA=${EXTRA:-}
@@ -33,4 +33,4 @@ export OPENBLAS_NUM_THREADS=$THREADS
 exec "$SERTRAIN" supervise --run-dir "$RUN_DIR" -- mpirun "${root[@]}" -n "$RANKS" "${oversubscribe[@]}" \
   "${binding[@]}" --mca odls_base_sigkill_timeout "$GRACE" --mca orte_abort_on_non_zero_status 0 \
   -x OPENBLAS_NUM_THREADS "$SERTRAIN" train --data "$DATA" --model "$MODEL" --epochs "$EPOCHS" --run-dir "$RUN_DIR" \
-  --resume auto "${extra[@]}"
+  --resume auto "${extra[@]}" "$@"

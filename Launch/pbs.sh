@@ -22,7 +22,7 @@ cd "${PBS_O_WORKDIR:-.}"
 SERTRAIN=${SERTRAIN:-sertrain}
 DATA=${DATA:-features.h5}
 RUN_DIR=${RUN_DIR:-runs/pbs-${PBS_JOBNAME:-sertrain}}
-MODEL=${MODEL:-seed}
+MODEL=${MODEL:-auto}  # auto: the frames model for frames rows (extract), the seed's for its features.csv
 EPOCHS=${EPOCHS:-50}
 GRACE=${GRACE:-60}  # seconds between mpirun's own SIGTERM and SIGKILL to the ranks (one step and a checkpoint)
 EXTRA=${EXTRA:-}

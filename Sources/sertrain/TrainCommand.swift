@@ -69,7 +69,7 @@ struct TrainingOptions: ParsableArguments {
   @Option(
     help: """
       The model: frames (a convolution over frames, the default for rows in the frames layout), seed (the seed's \
-      network, the default for other layouts), small, tiny, or a JSON spec.
+      network, the default for other layouts), small, tiny, a JSON spec, or auto (the default: chosen by the data).
       """)
   var model: String?
 
@@ -164,7 +164,7 @@ struct TrainingOptions: ParsableArguments {
       given.insert(flag)
     }
     take(data, "--data") { $0.data = $1 }
-    take(model, "--model") { $0.model = $1 }
+    take(model == TrainConfig.automaticModel ? nil : model, "--model") { $0.model = $1 }  // auto: as if not given
     take(epochs, "--epochs") { $0.epochs = $1 }
     take(batchSize, "--batch-size") { $0.batchSize = $1 }
     take(learningRate, "--learning-rate") { $0.learningRate = $1 }

@@ -45,6 +45,22 @@ env PATH="$fake:$PATH" SERTRAIN="$SERTRAIN" DATA=f.h5 MODEL=tiny EPOCHS=3 EXTRA=
   || fail "the requeued job did not resume"
 pass "USR1 to slurm.sbatch: checkpoint, exit 75, requeue asked, the requeued job resumes"
 
+# Arguments after slurm.sbatch are train options, quoting kept (a spec whose name has a space); without RUN_DIR the
+# run directory is the job's name, so the same job submitted again continues its run.
+"$SERTRAIN" summary --model tiny >/dev/null
+printf '%s' '{"name": "spaced", "input_length": 64, "layers": [{"type": "Flatten"}, {"type": "Dense", "activation": "softmax"}]}' \
+  >"my spec.json"
+for attempt in 1 2; do
+  env PATH="$fake:$PATH" SERTRAIN="$SERTRAIN" DATA=f.h5 EPOCHS=$((attempt + 1)) SLURM_JOB_ID=$((50 + attempt)) \
+    SLURM_JOB_NAME=spaced SLURM_NTASKS=2 SLURM_CPUS_PER_TASK=1 bash "$ROOT/Launch/slurm.sbatch" --model "my spec.json" \
+    --batch-size 8 -q || fail "slurm.sbatch with arguments (attempt $attempt)"
+done
+if ! grep -q '"model" : "my spec.json"' runs/slurm-spaced/config.json \
+  || [ "$(grep -c . runs/slurm-spaced/history.csv)" -ne 4 ]; then
+  fail "slurm.sbatch: the arguments or the run directory by job name: $(cat runs/slurm-spaced/config.json)"
+fi
+pass "slurm.sbatch passes its arguments to train as given and keeps a job's run in runs/slurm-JOBNAME across submissions"
+
 # Launch/install.sh puts the binary under PREFIX/bin and says when that is not on PATH (swift stubbed: the build is
 # the test suite's own; this checks the script's copy and its advice).
 cat >"$fake/swift" <<SH
@@ -53,6 +69,20 @@ case "\$*" in *--show-bin-path*) dirname "$SERTRAIN";; *) echo "Build of product
 SH
 chmod +x "$fake/swift"
 out=$(env PATH="$fake:$PATH" PREFIX="$WORK/prefix" bash "$ROOT/Launch/install.sh") || fail "Launch/install.sh: $out"
-"$WORK/prefix/bin/sertrain" summary --model tiny | grep -q "Total params: 3,651" || fail "install.sh: installed binary"
+summary=$("$WORK/prefix/bin/sertrain" summary --model tiny) || fail "install.sh: the installed binary does not run"
+grep -q "Total params: 3,651" <<<"$summary" || fail "install.sh: installed binary: $summary"
 grep -q "is not on PATH" <<<"$out" || fail "install.sh did not say that PREFIX/bin is not on PATH: $out"
 pass "Launch/install.sh installs PREFIX/bin/sertrain and says how to put it on PATH"
+
+# A failed build stops install.sh loudly, and the binary there from before is not installed.
+cat >"$fake/swift" <<SH2
+#!/usr/bin/env bash
+case "\$*" in *--show-bin-path*) dirname "$SERTRAIN";; *) echo "Sources/x.swift:1:1: error: the build broke"; exit 1;; esac
+SH2
+code=0
+out=$(env PATH="$fake:$PATH" PREFIX="$WORK/prefix2" bash "$ROOT/Launch/install.sh" 2>&1) || code=$?
+if [ "$code" -eq 0 ] || ! grep -q "the release build failed" <<<"$out" || ! grep -q "the build broke" <<<"$out" \
+  || [ -e "$WORK/prefix2/bin/sertrain" ]; then
+  fail "install.sh after a failed build: exit $code, $out"
+fi
+pass "Launch/install.sh fails loudly when the build fails (exit $code) and installs nothing"
