@@ -142,7 +142,12 @@ public func extractCorpus(_ o: ExtractOptions, comm: Communicator) throws -> Ext
       let r = recordings[i]
       let path = r.path.hasPrefix("/") ? r.path : o.root + "/" + r.path
       if let root, let p = resolvedPath(path), !p.hasPrefix(root + "/") {
-        let note = "\(i)\tskip\toutside the corpus root \(o.root) (--allow-outside-root reads it)"
+        // A symlink inside the root that leads out is said to be one: its own path is in the root.
+        var link = stat()
+        let symlink = lstat(path, &link) == 0 && (link.st_mode & S_IFMT) == S_IFLNK
+        let note =
+          "\(i)\tskip\t" + (symlink ? "a symlink to \(p), " : "")
+          + "outside the corpus root \(o.root) (--allow-outside-root reads it)"
         results[k] = FileResult(rows: nil, note: note)
         continue
       }

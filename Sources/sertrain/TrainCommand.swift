@@ -63,7 +63,9 @@ struct Train: ParsableCommand {
 
 /// What a training run is told (`TrainConfig`): for `train` and for each fold of `cv`.
 struct TrainingOptions: ParsableArguments {
-  @Option(help: "The feature file (on resume: the run's own, unless given; its content must be the run's).")
+  @Option(
+    help:
+      "The feature file (default features.h5; on resume the run's own, unless given; its content must be the run's).")
   var data: String?
 
   @Option(
@@ -76,25 +78,25 @@ struct TrainingOptions: ParsableArguments {
   @Option(help: "Epochs (the seed's 50). On resume, more than a finished run's count continues it.")
   var epochs: Int?
 
-  @Option(help: "The global batch size, split across ranks.")
+  @Option(help: "The global batch size, split across ranks (default 64).")
   var batchSize: Int?
 
-  @Option(help: "Adam's learning rate.")
+  @Option(help: "Adam's learning rate (default 0.001).")
   var learningRate: Double?
 
   @Option(help: "How rows are split: recording (default), speaker, or random (the seed's, which leaks).")
   var split: SplitKind?
 
-  @Option(help: "Fraction of rows for validation (early stopping and learning-rate decisions).")
+  @Option(help: "Fraction of rows for validation (early stopping and learning-rate decisions; default 0.1).")
   var valFraction: Double?
 
-  @Option(help: "Fraction of rows held out for testing (sertrain evaluate --split test).")
+  @Option(help: "Fraction of rows held out for testing (sertrain evaluate --split test; default 0.1; cv: unused).")
   var testFraction: Double?
 
-  @Option(help: "The seed of every random choice (initial weights, split, batch order).")
+  @Option(help: "The seed of every random choice (initial weights, split, batch order; default 0).")
   var seed: UInt64?
 
-  @Option(help: "The metric both callbacks monitor (Keras's name).")
+  @Option(help: "The metric both callbacks monitor (Keras's name; default val_accuracy).")
   var monitor: String?
 
   @Option(help: "EarlyStopping patience in epochs (the seed's 5).")
@@ -109,7 +111,7 @@ struct TrainingOptions: ParsableArguments {
   @Option(help: "ReduceLROnPlateau minimum learning rate (the seed's 1e-5).")
   var minLR: Double?
 
-  @Option(help: "ReduceLROnPlateau cooldown in epochs.")
+  @Option(help: "ReduceLROnPlateau cooldown in epochs (default 0).")
   var cooldown: Int?
 
   @Option(
@@ -238,8 +240,14 @@ struct CrossValidate: ParsableCommand {
   @Option(help: "Folds.")
   var folds = 5
 
-  @Option(help: "What a fold holds out: speaker or recording.")
-  var by = SplitKind.speaker
+  /// What a fold holds out (a random split of rows would leak augmented copies into the test rows).
+  enum FoldKind: String, ExpressibleByArgument, CaseIterable {
+    case speaker, recording
+    var split: SplitKind { self == .speaker ? .speaker : .recording }
+  }
+
+  @Option(help: "What a fold holds out: whole speakers or whole recordings.")
+  var by = FoldKind.speaker
 
   @Option(name: .customLong("dir"), help: "The cross-validation directory.")
   var directory = "cv"
@@ -248,21 +256,20 @@ struct CrossValidate: ParsableCommand {
 
   func validate() throws {
     if folds < 2 { throw ValidationError("--folds must be at least 2") }
-    if by == .random { throw ValidationError("--by speaker or recording (random folds leak augmented copies)") }
   }
 
   func run() throws {
     try runOnRanks { comm in
       configureBLASThreads(environment: environment())
       var o = CrossValidationOptions()
-      (o.folds, o.by, o.directory) = (folds, by, directory)
+      (o.folds, o.by, o.directory) = (folds, by.split, directory)
       (o.config, o.quiet, o.progressEvery) = (training.configuration().0, output.quiet, output.progressEvery)
       o.bucketBytes = training.bucketBytes
       o.config.testFraction = 0
       let (summary, stopped) = try crossValidate(o, comm: comm)
       if stopped { throw ExitCode(Trainer.exitStopped) }
       guard let summary, !output.quiet else { return }
-      print("\n" + summary.table(by: by))
+      print("\n" + summary.table(by: by.split))
       print("\npooled confusion matrix (\(summary.pooled.rows) test rows):\n" + summary.pooled.confusionTable)
       print("\nwrote \(directory)/cv.csv, \(directory)/cv.html")
     }
