@@ -111,8 +111,8 @@ public final class ProgressBar {
     self.enabled = enabled
   }
 
-  /// `fraction` of the work is done; `count` items so far.
-  public func update(fraction: Double, count: Int, force: Bool = false) {
+  /// `fraction` of the work is done; `count` items so far; `detail` (a running loss, say) is shown after the rate.
+  public func update(fraction: Double, count: Int, force: Bool = false, detail: String = "") {
     guard enabled else { return }
     let now = monotonicSeconds()
     if !force && now - lastDraw < 0.1 { return }
@@ -124,7 +124,9 @@ public final class ProgressBar {
     let bar = String(repeating: "#", count: filled) + String(repeating: ".", count: width - filled)
     let rate = elapsed > 0 ? Double(count) / elapsed : 0
     let eta = f > 0 ? elapsed * (1 - f) / f : .infinity
-    fputs("\r\(label) [\(bar)] \(Int(f * 100))% \(Int(rate)) \(unit)/s ETA \(formatDuration(eta))\u{1B}[K", stderr)
+    let more = detail.isEmpty ? "" : " - " + detail
+    fputs(
+      "\r\(label) [\(bar)] \(Int(f * 100))% \(Int(rate)) \(unit)/s\(more) ETA \(formatDuration(eta))\u{1B}[K", stderr)
   }
 
   /// Clears the bar's line.

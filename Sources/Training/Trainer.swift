@@ -690,6 +690,7 @@ public final class Trainer {
     }
     let b = config.batchSize
     let w = file.width
+    let restoredEpoch = state.epoch
     var x = [Float](repeating: 0, count: b * w)
     var labels = [Int32](repeating: 0, count: b)
     while state.epoch < config.epochs {
@@ -737,14 +738,19 @@ public final class Trainer {
         let now = monotonicSeconds()
         state.epochSeconds += now - t0
         t0 = now
+        // The running loss and accuracy, as Keras's bar shows them.
+        let running =
+          "loss \(fixed(state.epochLoss / max(state.epochSamples, 1), 4)) - accuracy "
+          + fixed(state.epochCorrect / max(state.epochSamples, 1), 4)
         bar?.update(
-          fraction: Double(state.step) / Double(stepsPerEpoch), count: Int(state.epochSamples))
-        if lines && now - lastLine >= progressEvery && state.step < stepsPerEpoch {
+          fraction: Double(state.step) / Double(stepsPerEpoch), count: Int(state.epochSamples), detail: running)
+        // A log file gets a line after the first step (the run is alive and how fast), then every progressEvery.
+        let first = state.step == 1 && epoch == restoredEpoch
+        if lines && (first || now - lastLine >= progressEvery) && state.step < stepsPerEpoch {
           lastLine = now
           say(
             "  epoch \(epoch + 1)/\(config.epochs), step \(state.step)/\(stepsPerEpoch): "
-              + "\(fixed(state.epochSamples / max(state.epochSeconds, 1e-9), 1)) samples/s, "
-              + "loss \(fixed(state.epochLoss / max(state.epochSamples, 1), 4))")
+              + "\(fixed(state.epochSamples / max(state.epochSeconds, 1e-9), 1)) samples/s, \(running)")
         }
         onStep?(epoch, state.step)
         if sums.stop {
@@ -753,8 +759,10 @@ public final class Trainer {
           if isRoot && !quiet {
             say(
               "stopped by \(stopSignal) at epoch \(epoch + 1), step \(state.step): \(lastPath) written; resume with "
-                + "--resume auto (exit 75)"
-            )
+                + "--resume auto (exit 75"
+                + (comm.size > 1
+                  ? "; the launcher's message that the job was aborted with exit code 75 follows: the stop was clean)"
+                  : ")"))
           }
           return Trainer.exitStopped
         }
@@ -803,7 +811,7 @@ public final class Trainer {
     }
     comm.broadcast(&decision, root: 0)
     state.history.append(row)
-    if isRoot && !quiet { say(epochLine(row)) }
+    if isRoot && !quiet { say(epochLine(row, samples: state.epochSamples)) }
     if decision.1 >= 0 {
       adam.learningRate = Float(decision.1)
       if isRoot && !quiet { say("  reducing the learning rate to \(adam.learningRate)") }
@@ -911,11 +919,12 @@ public final class Trainer {
     try writeTextAtomically(jsonText(config, pretty: true) + "\n", to: runDir + "/config.json")
   }
 
-  func epochLine(_ r: HistoryRow) -> String {
+  /// `samples`: the rows the epoch trained on (fewer than the train split's with --steps-per-epoch).
+  func epochLine(_ r: HistoryRow, samples: Double) -> String {
     var s = "Epoch \(r.epoch)/\(config.epochs): loss \(fixed(r.loss, 4)) - accuracy \(fixed(r.accuracy, 4))"
     if let v = r.valLoss, let a = r.valAccuracy { s += " - val_loss \(fixed(v, 4)) - val_accuracy \(fixed(a, 4))" }
     s += " - learning_rate \(Float(r.learningRate)) - \(fixed(r.seconds, 1)) s"
-    if r.seconds > 0 { s += " (\(Int(Double(trainRows.count) / r.seconds)) samples/s)" }
+    if r.seconds > 0 { s += " (\(Int(samples / r.seconds)) samples/s)" }
     return s
   }
 }

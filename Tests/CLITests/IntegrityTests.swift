@@ -267,3 +267,25 @@ extension TrainCommandTests {
     print("crafted specs and checkpoints: \(cases.count + specs.count) cases in \(runs) runs, \(crashes) crashes")
   }
 }
+
+/// Logs that tell the truth (issue 31, item 5): a short epoch's rate counts the rows it trained on; a log file hears
+/// from the run after its first step, not only after --progress-every seconds.
+extension TrainCommandTests {
+  func testEpochLinesCountTheirOwnRowsAndALogHearsAfterTheFirstStep() throws {
+    let dir = temporaryDirectory(self)
+    try makeFeatures(dir, recordings: 30, width: 960)
+    let r = try runCommand(
+      [
+        "train", "--data", "f.h5", "--model", "tiny", "--epochs", "2", "--batch-size", "8", "--steps-per-epoch", "3",
+        "--run-dir", "r", "--progress-every", "1000",
+      ], directory: dir)
+    XCTAssertEqual(r.status, 0, r.stderr)
+    XCTAssertTrue(r.stdout.contains("  epoch 1/2, step 1/3: "), r.stdout)
+    let line = try XCTUnwrap(r.stdout.split(separator: "\n").first { $0.hasPrefix("Epoch 1/2") }, r.stdout)
+    let rate = try XCTUnwrap(line.firstMatch(of: #/\(([0-9]+) samples/s\)/#).map { Double($0.1)! }, String(line))
+    let history = try String(contentsOfFile: dir + "/r/history.csv", encoding: .utf8).split(separator: "\n")
+    let seconds = try XCTUnwrap(Double(history[1].split(separator: ",")[6]))
+    // 3 steps of 8 rows, not the 96 rows of the train split (within the rounding of history.csv's milliseconds).
+    XCTAssertEqual(rate * seconds, 24, accuracy: 24 * 0.3, "\(line); \(history[1])")
+  }
+}
