@@ -247,9 +247,11 @@ extension KerasWeights {
   /// Writes `network`'s variables as a Keras file, by the name's ending: `.keras` (Keras 3's native archive, the
   /// scaler as a leading `Normalization` layer), `.weights.h5` (Keras 3 weights), or `.h5` (the legacy HDF5 model
   /// format with a `model_config`; neither `.h5` form carries the scaler). Atomic.
+  /// A `.keras` is compiled as the run trained (Adam at `learningRate`, categorical cross-entropy, accuracy), so that
+  /// `fit` continues it in Keras.
   public static func write(
     _ network: Network, to path: String, overwrite: Bool, scaler: (mean: [Float], scale: [Float])? = nil,
-    classNames: [String] = []
+    classNames: [String] = [], learningRate: Double = 1e-3
   ) throws {
     if path.hasSuffix(".keras") {
       let variance = scaler.map { s in s.scale.map { $0 * $0 } }
@@ -262,7 +264,7 @@ extension KerasWeights {
       }
       let metadata =
         #"{"keras_version": "3.15.1", "date_saved": "sertrain", "class_names": \#(jsonText(classNames))}"#
-      let config = kerasConfig(network, normalization: normalization, native: true)
+      let config = kerasConfig(network, normalization: normalization, native: true, learningRate: learningRate)
       let archive = zipStored([
         ("metadata.json", Array(metadata.utf8)), ("config.json", Array(config.utf8)),
         ("model.weights.h5", weights),
@@ -324,11 +326,12 @@ extension KerasWeights {
   }
 }
 
-/// A Keras 3 `Sequential` configuration (JSON) of the network: as `model.save("x.h5")` writes it, or, `native`, as
-/// `.keras` archives hold it (each layer with its module and build shape); `normalization` (mean, variance per input
-/// column) becomes a leading `Normalization` layer.
+/// A Keras 3 `Sequential` configuration (JSON) of the network, named after its spec: as `model.save("x.h5")` writes
+/// it, or, `native`, as `.keras` archives hold it (each layer with its module and build shape, and compiled with Adam
+/// at `learningRate`, categorical cross-entropy and accuracy); `normalization` (mean, variance per input column)
+/// becomes a leading `Normalization` layer.
 public func kerasConfig(
-  _ network: Network, normalization: (mean: [Float], variance: [Float])?, native: Bool
+  _ network: Network, normalization: (mean: [Float], variance: [Float])?, native: Bool, learningRate: Double = 1e-3
 ) -> String {
   func q(_ s: String) -> String { "\"\(s)\"" }
   let dtype =
@@ -416,10 +419,16 @@ public func kerasConfig(
     default: break
     }
   }
+  // Keras names are identifiers: the spec's name with anything else as '_'.
+  let name = String(network.spec.name.map { $0.isLetter || $0.isNumber || $0 == "_" || $0 == "-" ? $0 : "_" })
   let model =
-    #""class_name": "Sequential", "config": {"name": "sequential", "trainable": true, "dtype": \#(dtype), "layers": [\#(layers.joined(separator: ", "))], "build_input_shape": [null, \#(length), \#(channels)]}"#
+    #""class_name": "Sequential", "config": {"name": \#(q(name.isEmpty ? "sequential" : name)), "trainable": true, "dtype": \#(dtype), "layers": [\#(layers.joined(separator: ", "))], "build_input_shape": [null, \#(length), \#(channels)]}"#
+  let optimizer =
+    #"{"module": "keras.optimizers", "class_name": "Adam", "config": {"name": "adam", "learning_rate": \#(learningRate), "beta_1": 0.9, "beta_2": 0.999, "epsilon": 1e-07, "amsgrad": false}, "registered_name": null}"#
+  let compile =
+    #"{"optimizer": \#(optimizer), "loss": "categorical_crossentropy", "loss_weights": null, "metrics": ["accuracy"], "weighted_metrics": null, "run_eagerly": false, "steps_per_execution": 1, "jit_compile": false}"#
   return native
-    ? #"{"module": "keras", \#(model), "registered_name": null, "build_config": {"input_shape": [null, \#(length), \#(channels)]}, "compile_config": null}"#
+    ? #"{"module": "keras", \#(model), "registered_name": null, "build_config": {"input_shape": [null, \#(length), \#(channels)]}, "compile_config": \#(compile)}"#
     : "{\(model)}"
 }
 

@@ -103,10 +103,12 @@ struct ExportKeras: ParsableCommand {
       let native = output.hasSuffix(".keras")
       try KerasWeights.write(
         network, to: output, overwrite: force, scaler: identity ? nil : (c.scalerMean, c.scalerScale),
-        classNames: c.classNames)
+        classNames: c.classNames, learningRate: c.learningRate)
       let kind =
         native
-        ? "Keras 3 model" + (identity ? "" : " with the input standardisation as its first layer, a Normalization")
+        ? "Keras 3 model '\(c.spec.name)', compiled (Adam at \(Float(c.learningRate)), categorical cross-entropy) "
+          + "and ready to fit, its class names in metadata.json"
+          + (identity ? "" : ", with the input standardisation as its first layer, a Normalization")
         : output.hasSuffix(".weights.h5") ? "Keras 3 weights" : "legacy HDF5 model with model_config"
       print(
         "wrote \(output) (\(kind))"

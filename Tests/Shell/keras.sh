@@ -43,6 +43,25 @@ line=$("$venv/bin/python" compare.py model.keras f.h5 sertrain.csv 2>&1 | tail -
   || fail "Keras 3 predicts sertrain's .keras export differently: $line"
 pass "sertrain's .keras in Keras 3 (load_model, JAX backend): $line from sertrain predict on raw rows"
 
+# The .keras is ready to fine-tune: named after the model, compiled as the run trained, and `fit` takes a step.
+cat >fit.py <<'EOF'
+import json, sys, zipfile
+import h5py, keras, numpy as np
+model = keras.models.load_model(sys.argv[1])
+assert model.name == "tiny", model.name
+assert type(model.optimizer).__name__ == "Adam" and model.loss == "categorical_crossentropy", (model.optimizer, model.loss)
+names = json.loads(zipfile.ZipFile(sys.argv[1]).read("metadata.json"))["class_names"]
+f = h5py.File(sys.argv[2], "r")
+x, y = f["features"][:], f["labels"][:]
+before = model.predict(x[:16].reshape(16, -1, 1), verbose=0)
+history = model.fit(x[:16].reshape(16, -1, 1), np.eye(len(names))[y[:16]], batch_size=16, epochs=1, verbose=0)
+after = model.predict(x[:16].reshape(16, -1, 1), verbose=0)
+assert float(np.abs(after - before).max()) > 0, "fit changed nothing"
+print(f"model {model.name}, classes {names}, one fit step: loss {history.history['loss'][0]:.4f}")
+EOF
+line=$("$venv/bin/python" fit.py model.keras f.h5 2>&1 | tail -1) || fail "Keras could not fit sertrain's .keras: $line"
+pass "sertrain's .keras is named, compiled and fits in Keras 3: $line"
+
 # A model Keras made and saved, a Normalization adapted to data first: import it, predict, compare.
 cat >make.py <<'EOF'
 import sys
