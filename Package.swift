@@ -2,6 +2,10 @@
 // sertrain: a data-parallel trainer for speech emotion recognition.
 import PackageDescription
 
+// The commit sertrain is built from (`sertrain --version`, config.json, the report): the Launch scripts set
+// SERTRAIN_COMMIT from git; a plain `swift build` says "unknown". Only hex digits and "-dirty" are taken.
+let commit = (Context.environment["SERTRAIN_COMMIT"] ?? "").filter { $0.isHexDigit || "-dirty".contains($0) }
+
 // MARK: - C libraries (system library targets found through pkg-config)
 
 let cTargets: [Target] = [
@@ -14,7 +18,12 @@ let cTargets: [Target] = [
   .systemLibrary(name: "COpenBLAS", pkgConfig: "openblas", providers: [.apt(["libopenblas-dev"])]),
   .systemLibrary(name: "CSoxr", pkgConfig: "soxr", providers: [.apt(["libsoxr-dev"])]),
   // The CPU's features and core count, malloc settings, the stop-signal handlers, SHA-256.
-  .target(name: "CSystem", cSettings: [.unsafeFlags(["-O2"], .when(configuration: .debug))]),
+  .target(
+    name: "CSystem",
+    cSettings: [
+      .unsafeFlags(["-O2"], .when(configuration: .debug)),
+      .define("SERTRAIN_COMMIT", to: "\"\(commit.isEmpty ? "unknown" : commit)\""),
+    ]),
   // The kernels, optimised in debug builds too: the CSV reader's number parsing, the audio front end's vector math,
   // and the ConvNet's.
   .target(

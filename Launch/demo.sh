@@ -6,6 +6,10 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 Launch/install-deps.sh
+# The commit the binary is built from (sertrain --version; Package.swift reads it), "-dirty" with local changes.
+SERTRAIN_COMMIT=${SERTRAIN_COMMIT:-$(git rev-parse --short=12 HEAD 2>/dev/null || true)}
+if [ -n "$SERTRAIN_COMMIT" ] && ! git diff --quiet HEAD -- 2>/dev/null; then SERTRAIN_COMMIT+=-dirty; fi
+export SERTRAIN_COMMIT
 echo "== building (release)"
 swift build -c release 2>&1 | grep -E "error|Compiling sertrain|Build complete" || true
 swift build -c release >/dev/null

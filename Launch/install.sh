@@ -5,6 +5,10 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 prefix=${PREFIX:-/usr/local}
 Launch/install-deps.sh
+# The commit the binary is built from (sertrain --version; Package.swift reads it), "-dirty" with local changes.
+SERTRAIN_COMMIT=${SERTRAIN_COMMIT:-$(git rev-parse --short=12 HEAD 2>/dev/null || true)}
+if [ -n "$SERTRAIN_COMMIT" ] && ! git diff --quiet HEAD -- 2>/dev/null; then SERTRAIN_COMMIT+=-dirty; fi
+export SERTRAIN_COMMIT
 log=$(mktemp)
 trap 'rm -f "$log"' EXIT
 # A failed build must stop here: an older binary may be there from before, and installing it would hide the failure.

@@ -22,6 +22,10 @@ want() {
 }
 
 Launch/install-deps.sh --test
+# The commit the binary is built from (sertrain --version; Package.swift reads it), "-dirty" with local changes.
+SERTRAIN_COMMIT=${SERTRAIN_COMMIT:-$(git rev-parse --short=12 HEAD 2>/dev/null || true)}
+if [ -n "$SERTRAIN_COMMIT" ] && ! git diff --quiet HEAD -- 2>/dev/null; then SERTRAIN_COMMIT+=-dirty; fi
+export SERTRAIN_COMMIT
 if [ "$(id -u)" -eq 0 ]; then export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1; fi
 export OMPI_MCA_rmaps_base_oversubscribe=${OMPI_MCA_rmaps_base_oversubscribe:-1}
 # Tests are small; one BLAS thread per process keeps MPI runs from fighting over the cores.

@@ -18,6 +18,10 @@ public func grouped(_ n: Int) -> String {
 /// Cores this process may run on (its CPU affinity, what mpirun's binding left it), at least 1.
 public func availableCores() -> Int { Int(sertrain_available_cores()) }
 
+/// sertrain's version, and the build's (`sertrain --version`, config.json, checkpoints, the report).
+public let sertrainVersion = "0.10.0"
+public var buildIdentity: String { "sertrain \(sertrainVersion) (commit \(String(cString: sertrain_build_commit())))" }
+
 /// The process environment as a dictionary (no Foundation).
 public func environment() -> [String: String] {
   var out: [String: String] = [:]

@@ -146,3 +146,9 @@ void sertrain_keep_freed_memory(int mmap_threshold, int trim_threshold) {
   (void)trim_threshold;
 #endif
 }
+
+#ifndef SERTRAIN_COMMIT
+#define SERTRAIN_COMMIT "unknown"
+#endif
+
+const char *sertrain_build_commit(void) { return SERTRAIN_COMMIT; }

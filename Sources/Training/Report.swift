@@ -179,7 +179,8 @@ public func writeRunReport(runDir: String, last: Checkpoint, evaluation: Evaluat
   let parameters = grouped(last.parameters.count + last.state.count)
   let seconds = state.history.reduce(0) { $0 + $1.seconds }
   var facts: [(String, String)] = [
-    ("run", runDir), ("report written", formatTime(unixTime())),
+    ("run", runDir), ("report written", "\(formatTime(unixTime())) by \(buildIdentity)"),
+    ("trained by", c.builtBy ?? "a build from before versions were recorded"),
     ("model", "\(last.spec.name): \(parameters) parameters\(c.model == last.spec.name ? "" : " (\(c.model))")"),
     ("data", "\(c.data)\(last.recipe.map { ", \($0.layout.rawValue) layout" } ?? "")"),
     ("classes", last.classNames.joined(separator: ", ")),

@@ -41,6 +41,8 @@ public struct TrainConfig: Codable, Equatable, Sendable {
   public var lrScaling: LRScaling?
   public var baseBatch: Int?
   public var warmupEpochs: Int?
+  /// The build that started the run (`buildIdentity`); nil in runs from before it was recorded.
+  public var builtBy: String?
   public init() {}
 
   public enum LRScaling: String, Codable, Sendable, CaseIterable {
@@ -375,7 +377,8 @@ public final class Trainer {
             + "with that file, or start a new run" : nil)
     }
     if config.model == TrainConfig.automaticModel { config.model = TrainConfig.defaultModel(for: file.recipe) }
-    self.config.model = config.model
+    if resumeFrom == nil { config.builtBy = buildIdentity }
+    (self.config.model, self.config.builtBy) = (config.model, config.builtBy)
     var spec = try resumeFrom?.spec ?? ModelSpec.load(config.model)
     if ModelSpec.presets.contains(config.model) && resumeFrom == nil {
       spec = try TrainConfig.preset(config.model, for: file)

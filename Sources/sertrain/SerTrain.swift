@@ -18,6 +18,7 @@ struct SerTrain: ParsableCommand {
   static let configuration = CommandConfiguration(
     commandName: "sertrain",
     abstract: "A data-parallel trainer for speech emotion recognition.",
+    version: buildIdentity,
     subcommands: [
       Train.self, CrossValidate.self, Extract.self, Convert.self, Evaluate.self, Predict.self, Report.self,
       Inspect.self, Synth.self,

@@ -289,3 +289,23 @@ extension TrainCommandTests {
     XCTAssertEqual(rate * seconds, 24, accuracy: 24 * 0.3, "\(line); \(history[1])")
   }
 }
+
+/// Identity (issue 31, item 6): `--version` names the version and the commit built from, and a run records it.
+extension TrainCommandTests {
+  func testVersionNamesTheBuildAndRunsRecordIt() throws {
+    let dir = temporaryDirectory(self)
+    let version = try runCommand(["--version"])
+    XCTAssertEqual(version.status, 0)
+    let line = version.stdout.trimmingCharacters(in: .whitespacesAndNewlines)
+    XCTAssertNotNil(
+      line.wholeMatch(of: #/sertrain [0-9]+\.[0-9]+\.[0-9]+ \(commit ([0-9a-f]+(-dirty)?|unknown)\)/#), line)
+    try makeFeatures(dir, recordings: 12)
+    let r = try runCommand(
+      ["train", "--data", "f.h5", "--model", "tiny", "--epochs", "1", "--run-dir", "r", "-q"], directory: dir)
+    XCTAssertEqual(r.status, 0, r.stderr)
+    let config = try String(contentsOfFile: dir + "/r/config.json", encoding: .utf8)
+    XCTAssertTrue(config.contains("\"builtBy\" : \"\(line)\""), config)
+    let report = try String(contentsOfFile: dir + "/r/report.html", encoding: .utf8)
+    XCTAssertTrue(report.contains(line), "the report names the build")
+  }
+}

@@ -45,6 +45,9 @@ int sertrain_supervise(char *const argv[], int *wait_status);
 #define SERTRAIN_CLONES
 #endif
 
+/// The git commit this binary was built from (SERTRAIN_COMMIT when the package was built; "unknown" otherwise).
+const char *sertrain_build_commit(void);
+
 /// The variant of the SERTRAIN_CLONES kernels this CPU runs: "AVX-512", "AVX2" or "x86-64" (for benchmark records).
 const char *sertrain_clone_level(void);
 
