@@ -263,8 +263,9 @@ public final class Network {
 
   /// Categorical cross-entropy of the last forward's probabilities against `labels`, summed over the batch
   /// (`logsumexp(z) - z_y` from the logits, as Keras computes it for a softmax output), and the number of rows
-  /// whose most probable class is the label.
-  public func loss(labels: UnsafeBufferPointer<Int32>) -> (sum: Double, correct: Int) {
+  /// whose most probable class is the label. With `classWeights`, each row's loss counts its class's weight (Keras's
+  /// `class_weight`: the weighted sum, still divided by the rows); the count is not weighted.
+  public func loss(labels: UnsafeBufferPointer<Int32>, classWeights: [Float]? = nil) -> (sum: Double, correct: Int) {
     let batch = lastBatch
     precondition(labels.count >= batch)
     let probs = activations[layers.count].pointer
@@ -279,7 +280,7 @@ public final class Network {
         var s = 0.0
         for i in 0..<classes { s += Double(expf(z[i] - m)) }
         let y = Int(labels[b])
-        total += Double(m) + log(s) - Double(z[y])
+        total += (Double(m) + log(s) - Double(z[y])) * Double(classWeights?[y] ?? 1)
         var best = 0
         for i in 1..<classes where probs[b * classes + i] > probs[b * classes + best] { best = i }
         if best == y { correct += 1 }
@@ -311,12 +312,13 @@ public final class Network {
   public var layerCount: Int { layers.count }
 
   /// Back-propagates the cross-entropy of the last training forward, writing every parameter gradient:
-  /// `d logits = (p - onehot(label)) * scale`. With `scale = 1/B` the gradients are those of the batch mean;
+  /// `d logits = (p - onehot(label)) * scale` (times the label's class weight, with `classWeights`). With
+  /// `scale = 1/B` the gradients are those of the batch mean;
   /// data-parallel ranks pass `1/global batch` so that summing the ranks' gradients gives the global mean.
   /// `afterLayer(k)` runs as soon as layer k's parameter gradients are complete (layers from the top down; a Conv1D's
   /// before it computes its input gradient).
   public func backward(
-    labels: UnsafeBufferPointer<Int32>, scale: Float, afterLayer: ((Int) -> Void)? = nil
+    labels: UnsafeBufferPointer<Int32>, scale: Float, classWeights: [Float]? = nil, afterLayer: ((Int) -> Void)? = nil
   ) {
     let batch = lastBatch
     precondition(lastTraining, "backward needs a training forward")
@@ -327,7 +329,8 @@ public final class Network {
       let y = Int(labels[b])
       precondition(y >= 0 && y < classes, "label \(y) out of range 0..<\(classes)")
       let g = top.row(b, 0)
-      for i in 0..<classes { g[i] = (probs[b * classes + i] - (i == y ? 1 : 0)) * scale }
+      let rowScale = scale * (classWeights?[y] ?? 1)
+      for i in 0..<classes { g[i] = (probs[b * classes + i] - (i == y ? 1 : 0)) * rowScale }
     }
     var ctx = StepContext(
       training: true, dropoutSeed: lastDropoutSeed, reduce: statisticsReducer, scratch: scratch.pointer)

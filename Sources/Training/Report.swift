@@ -195,6 +195,10 @@ public func writeRunReport(runDir: String, last: Checkpoint, evaluation: Evaluat
         + "early stopping on \(c.earlyStopping.monitor), patience \(c.earlyStopping.patience); learning rate x"
         + "\(c.reduceLR.factor) after \(c.reduceLR.patience) epochs without improvement, floor \(c.reduceLR.minLR)"
         + (c.standardizationMode == .none ? "" : "; features standardised by \(c.standardizationMode.rawValue)")
+        + (c.classWeights.map { w in
+          "; class weights (\(c.classWeight ?? "")): "
+            + zip(last.classNames, w).map { "\($0) \(fixed($1, 3))" }.joined(separator: ", ")
+        } ?? "")
     ),
     (
       "time",

@@ -31,7 +31,7 @@ public struct StepSums: Sendable {
 /// complete before this returns. The caller applies the optimizer (unless the sums are not finite).
 public func trainStep(
   _ network: Network, comm: Communicator, x: UnsafePointer<Float>, labels: UnsafeBufferPointer<Int32>,
-  globalRows: Int, dropoutSeed: UInt64 = 0, stop: Bool = false, bucketBytes: Int = 0
+  globalRows: Int, dropoutSeed: UInt64 = 0, stop: Bool = false, bucketBytes: Int = 0, classWeights: [Float]? = nil
 ) -> StepSums {
   let tail = network.gradients.pointer + network.trainableCount
   let overlap = bucketBytes > 0 && comm.size > 1
@@ -60,13 +60,15 @@ public func trainStep(
   } else {
     let forwardStart = monotonicSeconds()
     _ = network.forward(x, batch: labels.count, training: true, dropoutSeed: dropoutSeed)
-    let (loss, correct) = network.loss(labels: labels)
+    let (loss, correct) = network.loss(labels: labels, classWeights: classWeights)
     // The tail first: it rides in the first bucket, which leaves before backward is over.
     (tail[0], tail[1], tail[2], tail[3]) = (Float(loss), Float(correct), Float(labels.count), loss.isFinite ? 0 : 1)
     tail[4] = stop ? 1 : 0
     backwardStart = monotonicSeconds()
     sums.forwardSeconds = backwardStart - forwardStart
-    network.backward(labels: labels, scale: 1 / Float(globalRows), afterLayer: buckets.isEmpty ? nil : afterLayer)
+    network.backward(
+      labels: labels, scale: 1 / Float(globalRows), classWeights: classWeights,
+      afterLayer: buckets.isEmpty ? nil : afterLayer)
   }
   let t0 = monotonicSeconds()
   sums.backwardSeconds = t0 - backwardStart

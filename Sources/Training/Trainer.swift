@@ -43,6 +43,10 @@ public struct TrainConfig: Codable, Equatable, Sendable {
   public var warmupEpochs: Int?
   /// The build that started the run (`buildIdentity`); nil in runs from before it was recorded.
   public var builtBy: String?
+  /// `--class-weight` as given (`balanced` or a file of `class,weight` lines), and the weights it resolved to for
+  /// the run's classes (in class order), which the loss uses as Keras's `class_weight` does.
+  public var classWeight: String?
+  public var classWeights: [Double]?
   public init() {}
 
   public enum LRScaling: String, Codable, Sendable, CaseIterable {
@@ -139,6 +143,42 @@ extension TrainConfig {
     }
     return .frames(frames: recipe.framesPerRow, features: recipe.featuresPerFrame)
   }
+}
+
+/// Keras's `class_weight` from `--class-weight`, one weight per class in class order: `balanced` is scikit-learn's
+/// (the train rows over the classes times the class's train rows; a class with none gets 1), a file holds
+/// `class,weight` lines (every class once, weights finite and not negative; `#` starts a comment). The ranks compute
+/// the same weights from the same split, so they do not depend on the rank count.
+func resolveClassWeights(_ asked: String, classes: [String], labels: [Int32]) throws -> [Double] {
+  if asked == "balanced" {
+    var counts = [Double](repeating: 0, count: classes.count)
+    for l in labels { counts[Int(l)] += 1 }
+    return counts.map { $0 > 0 ? Double(labels.count) / (Double(classes.count) * $0) : 1 }
+  }
+  guard let bytes = try? readFileBytes(asked) else {
+    throw Failure("--class-weight \(asked): neither 'balanced' nor a readable file of class,weight lines")
+  }
+  var weights: [String: Double] = [:]
+  for (n, raw) in String(decoding: bytes, as: UTF8.self).split(separator: "\n", omittingEmptySubsequences: false)
+    .enumerated()
+  {
+    let line = raw.split(separator: "#", maxSplits: 1, omittingEmptySubsequences: false).first ?? ""
+    let cells = line.split(whereSeparator: { $0 == "," || $0 == "\t" || $0 == " " }).map(String.init)
+    if cells.isEmpty || (n == 0 && cells.first == "class") { continue }
+    guard cells.count == 2, let w = Double(cells[1]), w.isFinite, w >= 0 else {
+      throw Failure(asked, "line \(n + 1): expected class,weight with a finite weight >= 0, got '\(line)'")
+    }
+    guard classes.contains(cells[0]) else {
+      throw Failure(
+        asked, "line \(n + 1): '\(cells[0])' is not a class of the data (\(classes.joined(separator: ", ")))")
+    }
+    guard weights.updateValue(w, forKey: cells[0]) == nil else {
+      throw Failure(asked, "line \(n + 1): '\(cells[0])' is given twice")
+    }
+  }
+  let missing = classes.filter { weights[$0] == nil }
+  guard missing.isEmpty else { throw Failure(asked, "no weight for \(missing.joined(separator: ", "))") }
+  return classes.map { weights[$0]! }
 }
 
 /// One epoch's metrics, as Keras's History records them.
@@ -377,8 +417,12 @@ public final class Trainer {
             + "with that file, or start a new run" : nil)
     }
     if config.model == TrainConfig.automaticModel { config.model = TrainConfig.defaultModel(for: file.recipe) }
-    if resumeFrom == nil { config.builtBy = buildIdentity }
-    (self.config.model, self.config.builtBy) = (config.model, config.builtBy)
+    if resumeFrom == nil {
+      config.builtBy = buildIdentity
+      config.classWeights = nil
+    }
+    (self.config.model, self.config.builtBy, self.config.classWeights) =
+      (config.model, config.builtBy, config.classWeights)
     var spec = try resumeFrom?.spec ?? ModelSpec.load(config.model)
     if ModelSpec.presets.contains(config.model) && resumeFrom == nil {
       spec = try TrainConfig.preset(config.model, for: file)
@@ -445,6 +489,16 @@ public final class Trainer {
       free(resolved)
     }
     guard !trainRows.isEmpty else { throw Failure("the split left no train rows") }
+    if resumeFrom == nil, let asked = self.config.classWeight {
+      self.config.classWeights = try resolveClassWeights(
+        asked, classes: file.classes, labels: trainRows.map { file.labels[$0] })
+      state.config.classWeights = self.config.classWeights
+    }
+    if let weights = self.config.classWeights,
+      weights.count != file.classes.count || !weights.allSatisfy({ $0 >= 0 && $0.isFinite })
+    {
+      throw Failure("class weights \(weights) do not give one finite, non-negative weight per class of \(file.classes)")
+    }
     if let resumePath, state.step >= stepsPerEpoch {
       throw Failure(
         resumePath, "its training state is not valid: step \(state.step) of an epoch of \(stepsPerEpoch) steps")
@@ -531,6 +585,7 @@ public final class Trainer {
       ("--standardize", { $0.standardizationMode.rawValue }),
       ("--limit-rows", { $0.limitRows.map(String.init) ?? "all" }),
       ("--steps-per-epoch", { $0.stepsPerEpoch.map(String.init) ?? "all" }),
+      ("--class-weight", { $0.classWeight ?? "none" }),
       ("--lr-scaling", { ($0.lrScaling ?? .none).rawValue }), ("--base-batch", { "\($0.baseBatch ?? 64)" }),
       ("--warmup-epochs", { "\($0.warmupEpochs ?? 0)" }),
     ]
@@ -694,6 +749,7 @@ public final class Trainer {
     let b = config.batchSize
     let w = file.width
     let restoredEpoch = state.epoch
+    let lossWeights = config.classWeights?.map(Float.init)
     var x = [Float](repeating: 0, count: b * w)
     var labels = [Int32](repeating: 0, count: b)
     while state.epoch < config.epochs {
@@ -718,7 +774,7 @@ public final class Trainer {
             trainStep(
               network, comm: comm, x: x.baseAddress!, labels: UnsafeBufferPointer(rebasing: $0[0..<local.count]),
               globalRows: global.count, dropoutSeed: stream.next(), stop: sertrain_stop_requested() != 0,
-              bucketBytes: bucketBytes)
+              bucketBytes: bucketBytes, classWeights: lossWeights)
           }
         }
         if sums.nonFinite {

@@ -138,6 +138,13 @@ struct TrainingOptions: ParsableArguments {
   @Option(help: "For trying things out: use at most N rows (whole recordings, drawn from --seed).")
   var limitRows: Int?
 
+  @Option(
+    help: """
+      Weights of the classes in the training loss, as Keras's class_weight: balanced (scikit-learn's: rarer classes \
+      weigh more) or a file of class,weight lines. Recorded in the checkpoint and the report.
+      """)
+  var classWeight: String?
+
   @Option(help: "For trying things out: at most N steps per epoch (Keras's steps_per_epoch).")
   var stepsPerEpoch: Int?
 
@@ -191,6 +198,7 @@ struct TrainingOptions: ParsableArguments {
       $0.standardization = $1
       $0.standardize = $1 != .none
     }
+    take(classWeight, "--class-weight") { $0.classWeight = $1 }
     take(limitRows, "--limit-rows") { $0.limitRows = $1 }
     take(stepsPerEpoch, "--steps-per-epoch") { $0.stepsPerEpoch = $1 }
     take(lrScaling, "--lr-scaling") { $0.lrScaling = $1 }

@@ -309,3 +309,46 @@ extension TrainCommandTests {
     XCTAssertTrue(report.contains(line), "the report names the build")
   }
 }
+
+/// Class weights (issue 31, item 4): `balanced` as scikit-learn computes it over the train rows, recorded in the
+/// checkpoint's configuration and shown in the report; a file names every class; a resume keeps the run's.
+extension TrainCommandTests {
+  func testClassWeightsAreBalancedRecordedAndKept() throws {
+    let dir = temporaryDirectory(self)
+    try makeFeatures(dir, recordings: 30)
+    let args = [
+      "train", "--data", "f.h5", "--model", "tiny", "--epochs", "2", "--run-dir", "r", "--test-fraction", "0",
+      "--val-fraction", "0.2", "-q",
+    ]
+    let r = try runCommand(args + ["--class-weight", "balanced"], directory: dir)
+    XCTAssertEqual(r.status, 0, r.stderr)
+    let c = try Checkpoint.read(dir + "/r/checkpoint-last.h5")
+    let text = try XCTUnwrap(c.training)
+    let weights = try XCTUnwrap(text.firstMatch(of: #/"classWeights":\[([^\]]*)\]/#)).1.split(separator: ",")
+      .map { Double($0)! }
+    let train = (0..<c.split!.count).filter { c.split![$0] == 0 }
+    let file = try FeatureFile(path: dir + "/f.h5")
+    for k in 0..<3 {
+      let n = Double(train.filter { file.labels[$0] == Int32(k) }.count)
+      XCTAssertEqual(weights[k], Double(train.count) / (3 * n), accuracy: 1e-12, "class \(k)")
+    }
+    let report = try String(contentsOfFile: dir + "/r/report.html", encoding: .utf8)
+    XCTAssertTrue(report.contains("class weights (balanced): angry "), "the report shows the weights")
+    let other = try runCommand(
+      args + ["--class-weight", "balanced", "--resume", "auto", "--epochs", "3"], directory: dir)
+    XCTAssertEqual(other.status, 0, other.stderr)
+    let none = try runCommand(args + ["--resume", "auto", "--epochs", "4"], directory: dir)
+    XCTAssertEqual(none.status, 0, "not given on resume: the run's weights stay: \(none.stderr)")
+    XCTAssertTrue(
+      try XCTUnwrap(try Checkpoint.read(dir + "/r/checkpoint-last.h5").training).contains("\"classWeights\":["))
+
+    XCTAssertTrue(
+      FileManager.default.createFile(atPath: dir + "/w.csv", contents: Data("class,weight\nangry,2\nsad,1\n".utf8)))
+    let missing = try runCommand(args + ["--class-weight", "w.csv", "--run-dir", "w"], directory: dir)
+    XCTAssertEqual(missing.status, 1)
+    XCTAssertTrue(missing.stderr.contains("w.csv: no weight for calm"), missing.stderr)
+    let changed = try runCommand(args + ["--class-weight", "w.csv", "--resume", "auto"], directory: dir)
+    XCTAssertEqual(changed.status, 1)
+    XCTAssertTrue(changed.stderr.contains("--class-weight w.csv contradicts"), changed.stderr)
+  }
+}

@@ -57,18 +57,36 @@ final class FiniteDifferenceTests: XCTestCase {
     for spec in specs { try fastBackwardMatchesFiniteDifferences(spec) }
   }
 
-  func fastBackwardMatchesFiniteDifferences(_ spec: ModelSpec) throws {
+  /// Class weights (Keras's `class_weight`): backward is the gradient of the loss with each row's class weight; and
+  /// weights of 2 double the loss and every gradient exactly.
+  func testClassWeightedBackwardMatchesFiniteDifferences() throws {
+    try fastBackwardMatchesFiniteDifferences(specs[0], classWeights: [0.5, 3, 1.25])
+    let network = try Network(spec: specs[0], classes: 3, seed: 4)
+    let (xd, labels) = data(network)
+    let (x, y) = (xd.map { Float($0) }, labels.map { Int32($0) })
+    func step(_ w: [Float]?) -> (Double, [Float]) {
+      x.withUnsafeBufferPointer { _ = network.forward($0.baseAddress!, batch: batch, training: true, dropoutSeed: 5) }
+      let loss = y.withUnsafeBufferPointer { network.loss(labels: $0, classWeights: w).sum }
+      y.withUnsafeBufferPointer { network.backward(labels: $0, scale: 1 / Float(batch), classWeights: w) }
+      return (loss, network.gradients.array)
+    }
+    let (plain, doubled) = (step(nil), step([2, 2, 2]))
+    XCTAssertEqual(doubled.0, 2 * plain.0, accuracy: 1e-12)
+    XCTAssertEqual(doubled.1, plain.1.map { 2 * $0 })
+  }
+
+  func fastBackwardMatchesFiniteDifferences(_ spec: ModelSpec, classWeights: [Float]? = nil) throws {
     let network = try Network(spec: spec, classes: 3, seed: 4)
     let (xd, labels) = data(network)
     let x = xd.map { Float($0) }
     let y = labels.map { Int32($0) }
     func loss() -> Double {
       x.withUnsafeBufferPointer { _ = network.forward($0.baseAddress!, batch: batch, training: true, dropoutSeed: 5) }
-      return y.withUnsafeBufferPointer { network.loss(labels: $0).sum } / Double(batch)
+      return y.withUnsafeBufferPointer { network.loss(labels: $0, classWeights: classWeights).sum } / Double(batch)
     }
     let saved = network.state.array
     _ = loss()
-    y.withUnsafeBufferPointer { network.backward(labels: $0, scale: 1 / Float(batch)) }
+    y.withUnsafeBufferPointer { network.backward(labels: $0, scale: 1 / Float(batch), classWeights: classWeights) }
     let analytic = network.gradients.array
     var rng = TestRNG(seed: 3)
     for view in network.parameterLayout.views {
