@@ -32,6 +32,13 @@ public struct Evaluation: Codable, Sendable {
   /// Correct and total rows per corpus and per speaker, where the feature file knows them.
   public var byCorpus: [String: [Int]]?
   public var bySpeaker: [String: [Int]]?
+  /// Across corpora: the classes of the data the model lacks (their rows left out) and the model's classes the data
+  /// lacks (never predicted: the most probable of the shared classes is the prediction). Nil when they agree.
+  public var leftOut: LeftOut?
+  public struct LeftOut: Codable, Sendable {
+    public var dataClasses: [String: Int]
+    public var modelClasses: [String]
+  }
 
   /// - Parameters:
   ///   - loss: the summed loss over the rows (divided by their count here).
@@ -182,16 +189,25 @@ public func evaluate(
   progress: Bool = false
 ) throws -> Evaluation {
   let file = try FeatureFile(path: dataPath)
-  guard file.classes == checkpoint.classNames else {
-    throw Failure("\(dataPath)'s classes \(file.classes) are not the checkpoint's \(checkpoint.classNames)")
+  // Across corpora the classes are matched by name: rows of classes the model lacks are left out, and the model
+  // chooses among the classes the data has (the standard cross-corpus protocol).
+  let shared = checkpoint.classNames.filter { file.classes.contains($0) }
+  guard shared.count >= 2 else {
+    throw Failure(
+      "\(dataPath)'s classes \(file.classes) and the checkpoint's \(checkpoint.classNames) share fewer than 2: nothing to "
+        + "evaluate")
   }
+  // The data's label -> the shared class index (nil: left out); the model's output -> the shared index.
+  let dataToShared = file.classes.map { shared.firstIndex(of: $0) }
+  let modelToShared = checkpoint.classNames.map { shared.firstIndex(of: $0) }
   let predictor = try Predictor(checkpoint, path: checkpointPath)
   guard predictor.network.inputWidth == file.width else {
     throw Failure("the model reads \(predictor.network.inputWidth) features, \(dataPath) has \(file.width)")
   }
   let rows = try rowsOf(split: split, checkpoint: checkpoint, file: file, checkpointPath: checkpointPath)
+    .filter { dataToShared[Int(file.labels[$0])] != nil }
   try predictor.use(file)
-  let k = checkpoint.classNames.count
+  let (k, outputs) = (shared.count, checkpoint.classNames.count)
   // [confusion k*k, loss, then correct and total per corpus and per speaker]
   let recordings = try file.recordings()
   let corpora = Array(Set(recordings.map(\.corpus).filter { !$0.isEmpty })).sorted()
@@ -210,17 +226,23 @@ public func evaluate(
     let p = predictor.probabilities(UnsafeBufferPointer(x), count: chunk.count)
     if let bad = p.firstIndex(where: { !$0.isFinite }) {
       throw Failure(
-        dataPath, "row \(chunk[bad / k]): the model's probabilities are not finite (NaN or infinity in the row?)")
+        dataPath, "row \(chunk[bad / outputs]): the model's probabilities are not finite (NaN or infinity in the row?)")
     }
     for (i, r) in chunk.enumerated() {
-      let truth = Int(file.labels[r])
-      var best = 0
-      for c in 1..<k where p[i * k + c] > p[i * k + best] { best = c }
-      counts[truth * k + best] += 1
-      counts[k * k] -= Double(log(max(p[i * k + truth], 1e-7)))
+      let label = Int(file.labels[r])
+      let truth = dataToShared[label]!
+      let model = checkpoint.classNames.firstIndex(of: file.classes[label])!
+      // The most probable of the shared classes.
+      var best = -1
+      for c in 0..<outputs where modelToShared[c] != nil && (best < 0 || p[i * outputs + c] > p[i * outputs + best]) {
+        best = c
+      }
+      let predicted = modelToShared[best]!
+      counts[truth * k + predicted] += 1
+      counts[k * k] -= Double(log(max(p[i * outputs + model], 1e-7)))
       if !recordings.isEmpty {
         let recording = recordings[Int(file.source[r])]
-        let hit: Double = best == truth ? 1 : 0
+        let hit: Double = predicted == truth ? 1 : 0
         let slots = [
           corpusIndex[recording.corpus].map { groupsAt + 2 * $0 },
           speakerIndex[recording.speaker].map { groupsAt + 2 * (corpora.count + $0) },
@@ -237,7 +259,13 @@ public func evaluate(
   bar?.finish()
   comm.allreduceSum(&counts)
   let confusion = (0..<k).map { t in (0..<k).map { Int(counts[t * k + $0]) } }
-  var e = Evaluation(split: split, loss: counts[k * k], classes: checkpoint.classNames, confusion: confusion)
+  var e = Evaluation(split: split, loss: counts[k * k], classes: shared, confusion: confusion)
+  if shared.count != file.classes.count || shared.count != checkpoint.classNames.count {
+    var dropped: [String: Int] = [:]
+    for l in file.labels where dataToShared[Int(l)] == nil { dropped[file.classes[Int(l)], default: 0] += 1 }
+    e.leftOut = Evaluation.LeftOut(
+      dataClasses: dropped, modelClasses: checkpoint.classNames.filter { !file.classes.contains($0) })
+  }
   func scores(_ names: [String], from at: Int) -> [String: [Int]]? {
     let pairs = names.enumerated().map { ($1, [Int(counts[at + 2 * $0]), Int(counts[at + 2 * $0 + 1])]) }
     let present = pairs.filter { $0.1[1] > 0 }

@@ -2,6 +2,7 @@ import ArgumentParser
 import Base
 import Collective
 import ConvNet
+import FeatureStore
 import FoundationEssentials
 import ModelFiles
 import Training
@@ -20,8 +21,12 @@ struct Evaluate: ParsableCommand {
   @Option(help: "The feature file (default: the one the checkpoint was trained on).")
   var data: String?
 
-  @Option(help: "Rows: test, val, train (the checkpoint's split) or all.")
-  var split = "test"
+  @Option(
+    help: """
+      Rows: test, val, train (the checkpoint's split) or all (default: test of the data the checkpoint was trained \
+      on, all of other data, such as another corpus, evaluated on the classes both have).
+      """)
+  var split: String?
 
   @Flag(help: "Print JSON.")
   var json = false
@@ -30,12 +35,35 @@ struct Evaluate: ParsableCommand {
     try runOnRanks { comm in
       configureBLASThreads(environment: environment())
       let c = try Checkpoint.read(checkpoint)
-      let e = try evaluate(c, path: checkpoint, dataPath: defaultData(c, data), split: split, comm: comm)
+      let path = try defaultData(c, data)
+      // Other data than the run's (its split does not cover it): all its rows.
+      let own =
+        try data == nil
+        || { () throws -> Bool in
+          let f = try FeatureFile(path: path)
+          return f.classes == c.classNames && c.split?.count == f.rowCount
+        }()
+      let split = self.split ?? (own ? "test" : "all")
+      let e = try evaluate(c, path: checkpoint, dataPath: path, split: split, comm: comm)
       guard comm.rank == 0 else { return }
       if json {
         print(e.json())
       } else {
-        print("\(checkpoint) on \(e.rows) \(split) rows: loss \(fixed(e.loss, 4)), accuracy \(fixed(e.accuracy, 4))\n")
+        print(
+          "\(checkpoint) on \(e.rows) \(split) rows: loss \(fixed(e.loss, 4)), accuracy \(fixed(e.accuracy, 4)), UAR "
+            + fixed(e.unweightedAverageRecall, 4))
+        if let left = e.leftOut {
+          print(
+            "across corpora: evaluated on the \(e.classes.count) classes both have (\(e.classes.joined(separator: ", ")))"
+              + (left.dataClasses.isEmpty
+                ? ""
+                : "; left out the data's "
+                  + left.dataClasses.keys.sorted().map { "\($0) (\(left.dataClasses[$0]!) rows)" }.joined(
+                    separator: ", "))
+              + (left.modelClasses.isEmpty
+                ? "" : "; the model's \(left.modelClasses.joined(separator: ", ")) never predicted"))
+        }
+        print("")
         print(e.report + "\n")
         print(e.confusionTable)
       }

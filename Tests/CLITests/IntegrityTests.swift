@@ -352,3 +352,29 @@ extension TrainCommandTests {
     XCTAssertTrue(changed.stderr.contains("--class-weight w.csv contradicts"), changed.stderr)
   }
 }
+
+/// Cross-corpus evaluation (issue 31, item 2): on another corpus's feature file, evaluate matches classes by name,
+/// leaves out the rows of classes the model lacks, predicts among the classes both have, and says so.
+extension TrainCommandTests {
+  func testEvaluationAcrossCorporaUsesTheSharedClasses() throws {
+    let dir = temporaryDirectory(self)
+    try makeFeatures(dir, recordings: 24)
+    let train = ["train", "--data", "f.h5", "--model", "tiny", "--epochs", "2", "--run-dir", "r", "-q"]
+    XCTAssertEqual(try runCommand(train, directory: dir).status, 0)
+    let csv = try String(contentsOfFile: dir + "/f.csv", encoding: .utf8).replacing(",calm\n", with: ",happy\n")
+    XCTAssertTrue(FileManager.default.createFile(atPath: dir + "/g.csv", contents: Data(csv.utf8)))
+    XCTAssertEqual(
+      try runCommand(["convert", "g.csv", "-o", "g.h5", "--rows-per-recording", "4"], directory: dir).status, 0)
+    let r = try runCommand(["evaluate", "--checkpoint", "r/checkpoint-last.h5", "--data", "g.h5"], directory: dir)
+    XCTAssertEqual(r.status, 0, r.stderr)
+    XCTAssertTrue(
+      r.stdout.contains("on 64 all rows") && r.stdout.contains("evaluated on the 2 classes both have (angry, sad)")
+        && r.stdout.contains("left out the data's happy (32 rows)")
+        && r.stdout.contains("the model's calm never predicted"), r.stdout)
+    let json = try runCommand(
+      ["evaluate", "--checkpoint", "r/checkpoint-last.h5", "--data", "g.h5", "--json"], directory: dir)
+    let e = try JSONSerialization.jsonObject(with: Data(json.stdout.utf8)) as! [String: Any]
+    XCTAssertEqual(e["classes"] as? [String], ["angry", "sad"])
+    XCTAssertEqual((e["confusion"] as? [[Int]])?.flatMap { $0 }.reduce(0, +), 64)
+  }
+}
