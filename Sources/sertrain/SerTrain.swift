@@ -20,7 +20,7 @@ struct SerTrain: ParsableCommand {
     abstract: "A data-parallel trainer for speech emotion recognition.",
     version: buildIdentity,
     subcommands: [
-      Train.self, CrossValidate.self, Extract.self, Convert.self, Evaluate.self, Predict.self, Report.self,
+      Train.self, CrossValidate.self, Extract.self, Convert.self, Merge.self, Evaluate.self, Predict.self, Report.self,
       Inspect.self, Synth.self,
       Summary.self, ImportKeras.self,
       ExportKeras.self, Supervise.self,
@@ -120,6 +120,30 @@ func runReportingErrors(_ body: () throws -> Void) throws {
   } catch {
     printError("sertrain: error: \(error)")
     throw ExitCode(1)
+  }
+}
+
+struct Merge: ParsableCommand {
+  static let configuration = CommandConfiguration(
+    abstract:
+      "Several feature files (corpora) as one: rows in order, classes the union by name, speakers and corpora kept.")
+
+  @Argument(help: "The feature files, extracted alike (the same recipe and layout).")
+  var inputs: [String]
+
+  @Option(name: .shortAndLong, help: "The feature file to write.")
+  var output: String = "merged.h5"
+
+  @Flag(help: "Replace an existing output file.")
+  var force = false
+
+  func run() throws {
+    try runReportingErrors {
+      let (rows, recordings, classes) = try mergeFeatureFiles(inputs, into: output, overwrite: force)
+      print(
+        "merged \(inputs.count) files -> \(output): \(rows) rows of \(recordings) recordings, classes "
+          + classes.joined(separator: ", "))
+    }
   }
 }
 

@@ -378,3 +378,39 @@ extension TrainCommandTests {
     XCTAssertEqual((e["confusion"] as? [[Int]])?.flatMap { $0 }.reduce(0, +), 64)
   }
 }
+
+/// Several corpora in one model (issue 31, item 1): `merge` puts feature files together, classes by name, each
+/// recording's corpus kept (a converted CSV's is its file's name), and refuses files extracted differently.
+extension TrainCommandTests {
+  func testMergeKeepsClassesSpeakersAndCorpora() throws {
+    let dir = temporaryDirectory(self)
+    try makeFeatures(dir, recordings: 12)
+    let csv = try String(contentsOfFile: dir + "/f.csv", encoding: .utf8).replacing(",calm\n", with: ",happy\n")
+    XCTAssertTrue(FileManager.default.createFile(atPath: dir + "/g.csv", contents: Data(csv.utf8)))
+    XCTAssertEqual(
+      try runCommand(["convert", "g.csv", "-o", "g.h5", "--rows-per-recording", "4"], directory: dir).status, 0)
+    let r = try runCommand(["merge", "f.h5", "g.h5", "-o", "all.h5"], directory: dir)
+    XCTAssertEqual(r.status, 0, r.stderr)
+    XCTAssertTrue(r.stdout.contains("96 rows of 24 recordings, classes angry, calm, happy, sad"), r.stdout)
+    let (f, g, all) = try (
+      FeatureFile(path: dir + "/f.h5"), FeatureFile(path: dir + "/g.h5"), FeatureFile(path: dir + "/all.h5")
+    )
+    XCTAssertEqual(try all.readRows(0..<all.rowCount), try f.readRows(0..<f.rowCount) + g.readRows(0..<g.rowCount))
+    XCTAssertEqual(
+      (0..<all.rowCount).map { all.classes[Int(all.labels[$0])] },
+      (0..<f.rowCount).map { f.classes[Int(f.labels[$0])] } + (0..<g.rowCount).map { g.classes[Int(g.labels[$0])] })
+    let recordings = try all.recordings()
+    XCTAssertEqual(Set(recordings.map(\.corpus)), ["f", "g"])
+    XCTAssertEqual(Set((0..<all.rowCount).filter { recordings[Int(all.source[$0])].corpus == "g" }), Set(48..<96))
+    let t = try runCommand(
+      ["train", "--data", "all.h5", "--model", "tiny", "--epochs", "1", "--run-dir", "r", "-q"], directory: dir)
+    XCTAssertEqual(t.status, 0, t.stderr)
+    XCTAssertEqual(
+      try runCommand(["synth", "-o", "corpus", "--speakers", "2", "--per-class", "1"], directory: dir).status, 0)
+    XCTAssertEqual(try runCommand(["extract", "corpus", "-o", "x.h5", "-q"], directory: dir).status, 0)
+    let refused = try runCommand(["merge", "f.h5", "x.h5", "-o", "bad.h5"], directory: dir)
+    XCTAssertEqual(refused.status, 1)
+    XCTAssertTrue(refused.stderr.contains("x.h5: its features are not f.h5's"), refused.stderr)
+    XCTAssertFalse(FileManager.default.fileExists(atPath: dir + "/bad.h5"))
+  }
+}
