@@ -18,6 +18,7 @@ public struct CrossValidationOptions: Sendable {
   public var directory = "cv"
   public var quiet = false
   public var progressEvery = 30.0
+  public var tensorBoardEvery = 10
   public var bucketBytes = Trainer.defaultBucketBytes
   public init() {}
 }
@@ -129,6 +130,7 @@ public func crossValidate(_ o: CrossValidationOptions, comm: Communicator) throw
       testRows: foldRows[fold])
     let trainer = try Trainer(config: config, runDir: dir, resume: "auto", comm: team, quiet: o.quiet, split: split)
     trainer.progressEvery = o.progressEvery
+    trainer.tensorBoardEvery = o.tensorBoardEvery
     trainer.bucketBytes = o.bucketBytes
     trainer.linePrefix = groups > 1 || !o.quiet ? "fold \(fold + 1)/\(o.folds): " : ""
     if try trainer.run() != 0 {

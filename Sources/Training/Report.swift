@@ -230,11 +230,24 @@ public func writeRunReport(runDir: String, last: Checkpoint, evaluation: Evaluat
         "by \(c.split.rawValue): train \(sizes(0)), val \(sizes(1)), test \(sizes(2)) rows (per class, as above)"
       ))
   }
+  // What a short run left out, so that its numbers are not read as a full run's.
+  if let rows = c.limitRows {
+    let left = last.split.map { s in s.filter { $0 == 3 }.count }.map { ": \($0) rows left out" } ?? ""
+    facts.append(("cut", "--limit-rows \(rows)\(left) (a short run for trying things out)"))
+  }
+  if let steps = c.stepsPerEpoch {
+    facts.append(("cut", "--steps-per-epoch \(steps): each epoch trained on at most \(steps * c.batchSize) rows"))
+  }
   if let b = state.bestValue, let epoch = state.bestEpoch {
     facts.append(("best", "\(c.earlyStopping.monitor) \(fixed(b, 4)) at epoch \(epoch)"))
   }
-  let weights = state.weightsEpoch.map { "the weights of epoch \($0)" } ?? "the last weights"
-  facts.append(("evaluated", "\(Trainer.lastName): \(weights)"))
+  // The weights evaluated are the run's final ones, which are the best epoch's when early stopping restored them
+  // (checkpoint-best.h5 holds the same).
+  let weights =
+    state.weightsEpoch.map { w in
+      w == state.history.last?.epoch ? "its last epoch's (\(w))" : "epoch \(w)'s, the best, restored at the end"
+    } ?? "its last"
+  facts.append(("evaluated", "the run's final weights, \(weights) (\(Trainer.lastName))"))
   let html = reportHTML(title: "sertrain report", facts: facts, history: state.history, evaluation: evaluation)
   let path = output ?? runDir + "/report.html"
   try writeTextAtomically(html, to: path)

@@ -46,6 +46,7 @@ public final class RunLock {
 /// The files a training run writes in its directory (`train --force` removes them before a new run there).
 public let runFiles = [
   "checkpoint-last.h5", "checkpoint-best.h5", "history.csv", "config.json", "report.html", "status", "evaluation.json",
+  "tensorboard",
 ]
 
 /// What run `runDir` holds, in words (model, epoch, state), or nil when it holds none: a new run there would mix

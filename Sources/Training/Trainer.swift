@@ -298,6 +298,9 @@ public final class Trainer {
   public static let defaultBucketBytes = 0
   /// Put before every line this trainer prints (cross-validation's `fold 2/4: `).
   public var linePrefix = ""
+  /// TensorBoard's running loss every this many steps (0: the epochs' scalars only); rank 0 writes the event files.
+  public var tensorBoardEvery = 10
+  private var board: TensorBoardWriter?
 
   public static let lastName = "checkpoint-last.h5"
   var isRoot: Bool { comm.rank == 0 }
@@ -332,7 +335,7 @@ public final class Trainer {
               "\(runDir) holds \(existing): continue it with --resume auto, replace it with --force, or choose "
                 + "another --run-dir")
           }
-          for file in runFiles { unlink(runDir + "/" + file) }
+          for file in runFiles { try? FileManager.default.removeItem(atPath: runDir + "/" + file) }
         }
       } catch { failure = "\(error)" }
     }
@@ -735,6 +738,8 @@ public final class Trainer {
   }
 
   private func train() throws -> Int32 {
+    if isRoot { board = try TensorBoardWriter(runDir: runDir, everySteps: tensorBoardEvery) }
+    defer { board?.flush() }
     // A stop that came while the data and model were loading: nothing new to save.
     if comm.sum(sertrain_stop_requested() != 0 ? 1 : 0) > 0 {
       if isRoot {
@@ -811,6 +816,7 @@ public final class Trainer {
             "  epoch \(epoch + 1)/\(config.epochs), step \(state.step)/\(stepsPerEpoch): "
               + "\(fixed(state.epochSamples / max(state.epochSeconds, 1e-9), 1)) samples/s, \(running)")
         }
+        board?.step(epoch * stepsPerEpoch + state.step, loss: state.epochLoss / max(state.epochSamples, 1))
         onStep?(epoch, state.step)
         if sums.stop {
           bar?.finish()
@@ -870,6 +876,7 @@ public final class Trainer {
     }
     comm.broadcast(&decision, root: 0)
     state.history.append(row)
+    board?.epoch(row)
     if isRoot && !quiet { say(epochLine(row, samples: state.epochSamples)) }
     if decision.1 >= 0 {
       adam.learningRate = Float(decision.1)

@@ -45,6 +45,7 @@ struct Train: ParsableCommand {
       let trainer = try Trainer(
         config: config, runDir: dir, resume: resume, comm: comm, quiet: output.quiet, given: given, replace: force)
       trainer.progressEvery = output.progressEvery
+      trainer.tensorBoardEvery = output.tensorboardEvery
       trainer.bucketBytes = training.bucketBytes
       let code = try trainer.run()
       if code != 0 { throw ExitCode(code) }
@@ -226,8 +227,16 @@ struct OutputOptions: ParsableArguments {
   @Flag(name: .shortAndLong, help: "Print only errors.")
   var quiet = false
 
+  @Option(
+    help: """
+      TensorBoard (RUN_DIR/tensorboard, Keras's layout and tags): the running loss every N steps besides the \
+      epochs' scalars (0: the epochs' only).
+      """)
+  var tensorboardEvery = 10
+
   func validate() throws {
     if !(progressEvery >= 0) { throw ValidationError("--progress-every must be 0 or more seconds") }
+    if tensorboardEvery < 0 { throw ValidationError("--tensorboard-every must be 0 or more steps") }
   }
 }
 
@@ -272,6 +281,7 @@ struct CrossValidate: ParsableCommand {
       var o = CrossValidationOptions()
       (o.folds, o.by, o.directory) = (folds, by.split, directory)
       (o.config, o.quiet, o.progressEvery) = (training.configuration().0, output.quiet, output.progressEvery)
+      o.tensorBoardEvery = output.tensorboardEvery
       o.bucketBytes = training.bucketBytes
       o.config.testFraction = 0
       let (summary, stopped) = try crossValidate(o, comm: comm)

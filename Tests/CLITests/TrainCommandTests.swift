@@ -46,6 +46,10 @@ final class TrainCommandTests: XCTestCase {
     XCTAssertTrue(short.stdout.contains("up to 3 epochs of 2 steps"), short.stdout)
     let report = try String(contentsOfFile: dir + "/short/report.html", encoding: .utf8)
     XCTAssertTrue(report.contains("not grouped by recording"), "the report repeats the leak warning")
+    // And says what the short run cut (issue 31, item 7).
+    XCTAssertTrue(
+      report.contains("--limit-rows 50: ") && report.contains("rows left out")
+        && report.contains("--steps-per-epoch 2: each epoch trained on at most 16 rows"), "the report names the cuts")
     let inspect = try runCommand(["inspect", "short/checkpoint-last.h5"], directory: dir)
     XCTAssertTrue(inspect.stdout.contains("train 40, val 5, test 5 rows, 190 left out"), inspect.stdout)
     let config = try String(contentsOfFile: dir + "/short/config.json", encoding: .utf8)

@@ -21,7 +21,7 @@ kill "$watcher"
 worst=$(epoch_line_lateness file file.log) || fail "epoch lines in file.log before their epochs ended, or none"
 seconds=$(awk -F, 'NR > 1 {s += $7} END {printf "%.1f", s}' file/history.csv)
 awk -v w="$worst" 'BEGIN {exit !(w <= 2.0)}' || fail "epoch lines reached the file up to $worst s late"
-grep -qE "^  epoch 1/4, step [0-9]+/[0-9]+: [0-9.]+ samples/s, loss [0-9.]+$" file.log \
+grep -qE "^  epoch 1/4, step [0-9]+/[0-9]+: [0-9.]+ samples/s, loss [0-9.]+ - accuracy [0-9.]+$" file.log \
   || { cat file.log; fail "no plain progress line in the log file"; }
 grep -q $'\r' file.log && fail "a carriage-return progress bar in the log file"
 pass "output to a file: 4 epochs ($seconds s of training), each epoch line in the file at most $worst s after its epoch ended; plain progress lines, no bar"
