@@ -186,8 +186,17 @@ func writeCrossValidation(_ s: CrossValidationSummary, _ o: CrossValidationOptio
   csv += "mean,,\(s.pooled.rows)," + metrics.map { "\(s.spread($0.1).mean)" }.joined(separator: ",") + "\n"
   csv += "sd,,," + metrics.map { "\(s.spread($0.1).sd)" }.joined(separator: ",") + "\n"
   try writeTextAtomically(csv, to: o.directory + "/cv.csv")
+  // Each fold's epochs (and the model as the runs resolved it), from its run's last checkpoint.
+  var model = o.config.model
+  let histories: [(fold: Int, history: [HistoryRow])] = s.folds.compactMap { f in
+    guard let c = try? Checkpoint.read("\(o.directory)/fold-\(f.fold)/\(Trainer.lastName)"), let text = c.training,
+      let state = try? TrainingState.parse(text)
+    else { return nil }
+    model = c.spec.name
+    return (f.fold, state.history)
+  }
   var facts: [(String, String)] = [
-    ("data", o.config.data), ("model", o.config.model),
+    ("data", o.config.data), ("model", model),
     ("folds", "\(o.folds) by \(o.by.rawValue), \(s.pooled.rows) test rows in all"),
     ("training", "up to \(o.config.epochs) epochs, batch \(o.config.batchSize), seed \(o.config.seed)"),
   ]
@@ -202,6 +211,7 @@ func writeCrossValidation(_ s: CrossValidationSummary, _ o: CrossValidationOptio
         "\(f.groups.joined(separator: ", ")): \(f.evaluation.rows) rows, accuracy \(fixed(f.evaluation.accuracy, 4))"
       ))
   }
-  let html = reportHTML(title: "sertrain cross-validation", facts: facts, history: [], evaluation: s.pooled)
+  let html = reportHTML(
+    title: "sertrain cross-validation", facts: facts, history: [], evaluation: s.pooled, foldHistories: histories)
   try writeTextAtomically(html, to: o.directory + "/cv.html")
 }

@@ -9,9 +9,11 @@ import ModelFiles
 
 /// An HTML page with inline SVG: accuracy, loss and learning rate per epoch, the confusion matrix as a heat map
 /// and the per-class table. No scripts, no external files.
-public func reportHTML(title: String, facts: [(String, String)], history: [HistoryRow], evaluation: Evaluation?)
-  -> String
-{
+/// `foldHistories`: cross-validation's folds, each one's epochs, drawn as one curve per fold.
+public func reportHTML(
+  title: String, facts: [(String, String)], history: [HistoryRow], evaluation: Evaluation?,
+  foldHistories: [(fold: Int, history: [HistoryRow])] = []
+) -> String {
   func esc(_ s: String) -> String {
     s.replacing("&", with: "&amp;").replacing("<", with: "&lt;").replacing(">", with: "&gt;")
   }
@@ -29,6 +31,20 @@ public func reportHTML(title: String, facts: [(String, String)], history: [Histo
     "Loss", x: epochs,
     series: [("train", "#1f77b4", history.map(\.loss)), ("validation", "#ff7f0e", history.map { $0.valLoss ?? .nan })])
   body += lineChart("Learning rate", x: epochs, series: [("Adam", "#2ca02c", history.map(\.learningRate))], log: true)
+  if !foldHistories.isEmpty {
+    let palette = ["#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#7f7f7f", "#bcbd22"]
+    let longest = foldHistories.map { $0.history.map(\.epoch).max() ?? 0 }.max() ?? 0
+    let x = (1...max(longest, 1)).map(Double.init)
+    func series(_ value: (HistoryRow) -> Double?) -> [(String, String, [Double])] {
+      foldHistories.enumerated().map { i, f in
+        let byEpoch = Dictionary(f.history.map { ($0.epoch, value($0) ?? .nan) }) { $1 }
+        return ("\(f.fold)", palette[i % palette.count], x.map { byEpoch[Int($0)] ?? .nan })
+      }
+    }
+    body += lineChart(
+      "Validation accuracy by fold", x: x, series: series(\.valAccuracy), yRange: (0, 1), legendWidth: 32)
+    body += lineChart("Training loss by fold", x: x, series: series(\.loss), legendWidth: 32)
+  }
   body += "</div>\n"
   if let e = evaluation {
     body +=
@@ -64,7 +80,9 @@ public func reportHTML(title: String, facts: [(String, String)], history: [Histo
 }
 
 func lineChart(
-  _ title: String, x: [Double], series: [(String, String, [Double])], yRange: (Double, Double)? = nil, log: Bool = false
+  _ title: String, x: [Double], series: [(String, String, [Double])], yRange: (Double, Double)? = nil,
+  log: Bool = false,
+  legendWidth: Double = 95
 ) -> String {
   let (w, h, left, right, top, bottom) = (420.0, 280.0, 56.0, 16.0, 28.0, 40.0)
   let values = series.flatMap(\.2).filter { $0.isFinite && (!log || $0 > 0) }
@@ -107,7 +125,7 @@ func lineChart(
       s += "<circle cx=\"\(c[0])\" cy=\"\(c[1])\" r=\"2.5\" fill=\"\(color)\"/>"
     }
     // Legends in the title row, clear of the curves.
-    let lx = w - right - 95 * Double(series.count - k)
+    let lx = w - right - legendWidth * Double(series.count - k)
     let ly = 14.0
     s += "<line x1=\"\(lx)\" x2=\"\(lx + 18)\" y1=\"\(ly)\" y2=\"\(ly)\" stroke=\"\(color)\" stroke-width=\"2\"/>"
     s += "<text x=\"\(lx + 24)\" y=\"\(ly + 4)\">\(name)</text>"

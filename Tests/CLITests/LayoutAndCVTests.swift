@@ -105,6 +105,10 @@ final class LayoutAndCVTests: XCTestCase {
       ], directory: dir)
     XCTAssertEqual(cv.status, 0, cv.stderr)
     XCTAssertTrue(cv.stdout.contains("mean ± sd") && cv.stdout.contains("pooled confusion matrix"), cv.stdout)
+    let cvHTML = try String(contentsOfFile: dir + "/cv/cv.html", encoding: .utf8)
+    XCTAssertTrue(
+      cvHTML.contains("Validation accuracy by fold") && cvHTML.contains("Training loss by fold")
+        && cvHTML.contains("<th>model</th><td>tiny</td>"), "cv.html has each fold's curves and names the model")
     let folds = try String(contentsOfFile: dir + "/cv/folds.csv", encoding: .utf8).split(separator: "\n").dropFirst()
     let speakers = folds.flatMap { $0.split(separator: ",")[2].split(separator: " ").map(String.init) }
     XCTAssertEqual(speakers.sorted(), Set(recordings.map(\.speaker)).sorted())
