@@ -414,3 +414,19 @@ extension TrainCommandTests {
     XCTAssertFalse(FileManager.default.fileExists(atPath: dir + "/bad.h5"))
   }
 }
+
+/// Help that says the defaults (issue 31, item 6), and cv's own words where they differ from train's.
+extension TrainCommandTests {
+  func testHelpSaysTheDefaults() throws {
+    let train = try runCommand(["train", "--help"]).stdout.replacing("\n", with: " ").replacing(#/ +/#, with: " ")
+    for text in [
+      "default features.h5", "(default 64)", "(default 0.001)", "default 0.1)", "default 0)", "or auto (the default",
+      "default val_accuracy",
+    ] {
+      XCTAssertTrue(train.contains(text), "train --help lacks '\(text)'")
+    }
+    let cv = try runCommand(["cv", "--help"]).stdout.replacing("\n", with: " ").replacing(#/ +/#, with: " ")
+    XCTAssertTrue(cv.contains("values: speaker, recording;"), cv)
+    XCTAssertTrue(cv.contains("cv: unused"), "cv --help says --test-fraction is not cv's")
+  }
+}
