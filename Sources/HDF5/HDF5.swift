@@ -295,23 +295,33 @@ public class H5Object {
 
 }
 
+/// The names an iteration over links or attributes collects (`H5Object.names`).
+private final class NameBox { var names: [String] = [] }
+
+/// An iteration's callback: adds `name` to the `NameBox` behind `box`.
+private func collectName(_ name: UnsafePointer<CChar>?, _ box: UnsafeMutableRawPointer?) -> herr_t {
+  guard let name, let box else { return 0 }
+  Unmanaged<NameBox>.fromOpaque(box).takeUnretainedValue().names.append(String(cString: name))
+  return 0
+}
+
 extension H5Object {
   /// The names of this object's attributes, in name order.
   public func attributeNames() throws -> [String] {
+    try names("list attributes") {
+      H5Aiterate2(id, H5_INDEX_NAME, H5_ITER_INC, $0, { _, name, _, box in collectName(name, box) }, $1)
+    }
+  }
+
+  /// The names an HDF5 iteration gives: `iterate` calls HDF5's with the index and the box `collectName` fills.
+  func names(_ operation: String, _ iterate: (UnsafeMutablePointer<hsize_t>, UnsafeMutableRawPointer) -> herr_t)
+    throws -> [String]
+  {
     ensureQuiet()
-    final class Box { var names: [String] = [] }
-    let box = Box()
+    let box = NameBox()
     var idx: hsize_t = 0
     try withExtendedLifetime(box) {
-      _ = try check(
-        H5Aiterate2(
-          id, H5_INDEX_NAME, H5_ITER_INC, &idx,
-          { _, name, _, data in
-            guard let name, let data else { return 0 }
-            Unmanaged<Box>.fromOpaque(data).takeUnretainedValue().names.append(String(cString: name))
-            return 0
-          }, Unmanaged.passUnretained(box).toOpaque()),
-        filePath, name, "list attributes")
+      _ = try check(iterate(&idx, Unmanaged.passUnretained(box).toOpaque()), filePath, name, operation)
     }
     return box.names
   }
@@ -389,22 +399,9 @@ public class H5Group: H5Object {
 
   /// Names of the links directly below this group, in name order.
   public func children() throws -> [String] {
-    ensureQuiet()
-    final class Box { var names: [String] = [] }
-    let box = Box()
-    var idx: hsize_t = 0
-    try withExtendedLifetime(box) {
-      _ = try check(
-        H5Literate(
-          id, H5_INDEX_NAME, H5_ITER_INC, &idx,
-          { _, name, _, data in
-            guard let name, let data else { return 0 }
-            Unmanaged<Box>.fromOpaque(data).takeUnretainedValue().names.append(String(cString: name))
-            return 0
-          }, Unmanaged.passUnretained(box).toOpaque()),
-        filePath, name, "list members")
+    try names("list members") {
+      H5Literate(id, H5_INDEX_NAME, H5_ITER_INC, $0, { _, name, _, box in collectName(name, box) }, $1)
     }
-    return box.names
   }
 
   /// Reads every dataset below this group in full (`H5Dataset.verifiedBytes`); returns how many, their bytes, and

@@ -353,6 +353,16 @@ extension TrainCommandTests {
   }
 }
 
+extension TrainCommandTests {
+  /// `g.h5`: `f.h5`'s rows (`makeFeatures`) with its class calm called happy, as another corpus might label them.
+  func makeOtherCorpus(_ dir: String) throws {
+    let csv = try String(contentsOfFile: dir + "/f.csv", encoding: .utf8).replacing(",calm\n", with: ",happy\n")
+    XCTAssertTrue(FileManager.default.createFile(atPath: dir + "/g.csv", contents: Data(csv.utf8)))
+    XCTAssertEqual(
+      try runCommand(["convert", "g.csv", "-o", "g.h5", "--rows-per-recording", "4"], directory: dir).status, 0)
+  }
+}
+
 /// Cross-corpus evaluation (issue 31, item 2): on another corpus's feature file, evaluate matches classes by name,
 /// leaves out the rows of classes the model lacks, predicts among the classes both have, and says so.
 extension TrainCommandTests {
@@ -361,10 +371,7 @@ extension TrainCommandTests {
     try makeFeatures(dir, recordings: 24)
     let train = ["train", "--data", "f.h5", "--model", "tiny", "--epochs", "2", "--run-dir", "r", "-q"]
     XCTAssertEqual(try runCommand(train, directory: dir).status, 0)
-    let csv = try String(contentsOfFile: dir + "/f.csv", encoding: .utf8).replacing(",calm\n", with: ",happy\n")
-    XCTAssertTrue(FileManager.default.createFile(atPath: dir + "/g.csv", contents: Data(csv.utf8)))
-    XCTAssertEqual(
-      try runCommand(["convert", "g.csv", "-o", "g.h5", "--rows-per-recording", "4"], directory: dir).status, 0)
+    try makeOtherCorpus(dir)
     let r = try runCommand(["evaluate", "--checkpoint", "r/checkpoint-last.h5", "--data", "g.h5"], directory: dir)
     XCTAssertEqual(r.status, 0, r.stderr)
     XCTAssertTrue(
@@ -385,10 +392,7 @@ extension TrainCommandTests {
   func testMergeKeepsClassesSpeakersAndCorpora() throws {
     let dir = temporaryDirectory(self)
     try makeFeatures(dir, recordings: 12)
-    let csv = try String(contentsOfFile: dir + "/f.csv", encoding: .utf8).replacing(",calm\n", with: ",happy\n")
-    XCTAssertTrue(FileManager.default.createFile(atPath: dir + "/g.csv", contents: Data(csv.utf8)))
-    XCTAssertEqual(
-      try runCommand(["convert", "g.csv", "-o", "g.h5", "--rows-per-recording", "4"], directory: dir).status, 0)
+    try makeOtherCorpus(dir)
     let r = try runCommand(["merge", "f.h5", "g.h5", "-o", "all.h5"], directory: dir)
     XCTAssertEqual(r.status, 0, r.stderr)
     XCTAssertTrue(r.stdout.contains("96 rows of 24 recordings, classes angry, calm, happy, sad"), r.stdout)
