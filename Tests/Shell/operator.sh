@@ -66,6 +66,17 @@ for trial in $(seq 1 "$trials"); do
   [ "$code" -eq 75 ] && stopped_ok "script-$trial" || fail "TERM to Launch/local.sh: exit $code (trial $trial)"
 done
 pass "SIGTERM to Launch/local.sh (mpirun -n 2, grace 60 s): exit 75 and a checkpoint in $trials of $trials trials, $(($(date +%s) - t0)) s"
+# Not quiet: rank 0 says the stop was clean before mpirun's own message that the job was aborted with exit code 75.
+(exec env SERTRAIN="$SERTRAIN" DATA=f.h5 MODEL=tiny EPOCHS=500 RANKS=2 THREADS=1 RUN_DIR=loud GRACE=60 \
+  EXTRA="--batch-size 8 --patience 1000 --progress-every 0" bash "$ROOT/Launch/local.sh" >loud.log 2>&1) &
+job=$!
+wait_for_file loud/checkpoint-last.h5 60 || fail "no checkpoint (loud)"
+kill -TERM "$job"
+code=0
+wait "$job" || code=$?
+[ "$code" -eq 75 ] && grep -q "message that the job was aborted with exit code 75 follows: the stop was clean" loud.log \
+  || { cat loud.log; fail "the stop under mpirun did not say it was clean: exit $code"; }
+pass "a stop under mpirun says it was clean before mpirun's abort message"
 
 # SIGTERM to mpirun itself: it SIGTERMs the ranks after the grace (SIGCONT first, then a sleep), and exits 1
 # after a second grace whatever they did; the ranks stop at the next step and write the checkpoint, and the script
