@@ -66,6 +66,17 @@ for trial in $(seq 1 "$trials"); do
   [ "$code" -eq 75 ] && stopped_ok "script-$trial" || fail "TERM to Launch/local.sh: exit $code (trial $trial)"
 done
 pass "SIGTERM to Launch/local.sh (mpirun -n 2, grace 60 s): exit 75 and a checkpoint in $trials of $trials trials, $(($(date +%s) - t0)) s"
+# On a terminal (a pty from script(1)): the progress bar shows the running loss and accuracy, as Keras's does.
+if command -v script >/dev/null; then
+  script -q -e -c "'$SERTRAIN' train --data f.h5 --model tiny --epochs 2 --batch-size 4 --run-dir tty --monitor loss" \
+    /dev/null >tty.log 2>&1 || { cat tty.log; fail "train on a terminal"; }
+  tr '\r' '\n' <tty.log | grep -qE "epoch 1/2 \[[#.]+\] [0-9]+% [0-9]+ samples/s - loss [0-9.]+ - accuracy [0-9.]+" \
+    || { cat -v tty.log | head -5; fail "the progress bar shows no running loss and accuracy"; }
+  pass "on a terminal the progress bar shows the running loss and accuracy"
+else
+  skip "the progress bar on a terminal" "no script(1)"
+fi
+
 # Not quiet: rank 0 says the stop was clean before mpirun's own message that the job was aborted with exit code 75.
 (exec env SERTRAIN="$SERTRAIN" DATA=f.h5 MODEL=tiny EPOCHS=500 RANKS=2 THREADS=1 RUN_DIR=loud GRACE=60 \
   EXTRA="--batch-size 8 --patience 1000 --progress-every 0" bash "$ROOT/Launch/local.sh" >loud.log 2>&1) &
