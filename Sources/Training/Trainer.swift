@@ -493,9 +493,19 @@ public final class Trainer {
     }
     guard !trainRows.isEmpty else { throw Failure("the split left no train rows") }
     if resumeFrom == nil, let asked = self.config.classWeight {
-      self.config.classWeights = try resolveClassWeights(
-        asked, classes: file.classes, labels: trainRows.map { file.labels[$0] })
-      state.config.classWeights = self.config.classWeights
+      // Rank 0 reads a weights file and says why it fails; every rank then has the same weights, or the same error.
+      var text = ""
+      if isRoot {
+        do {
+          text = jsonText(
+            try resolveClassWeights(asked, classes: file.classes, labels: trainRows.map { file.labels[$0] }))
+        } catch { text = "error: \(error)" }
+      }
+      comm.broadcast(&text, root: 0)
+      guard !text.hasPrefix("error: "), let weights = try? decodeJSON([Double].self, from: text) else {
+        throw AgreedFailure(isRoot ? String(text.dropFirst("error: ".count)) : nil)
+      }
+      (self.config.classWeights, state.config.classWeights) = (weights, weights)
     }
     if let weights = self.config.classWeights,
       weights.count != file.classes.count || !weights.allSatisfy({ $0 >= 0 && $0.isFinite })
