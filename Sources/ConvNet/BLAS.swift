@@ -57,7 +57,13 @@ public func preferredBLASCoreType(environment: [String: String]) -> String? {
   guard environment["OPENBLAS_CORETYPE"] == nil, environment["SERTRAIN_KEEP_BLAS_CORE"] == nil else { return nil }
   let cpuLevel =
     sertrain_cpu_has_avx512_skylakex() != 0 ? 3 : sertrain_cpu_has_avx2_fma() != 0 ? 2 : 0
-  guard let detected = blasKernelLevel(blasCoreName), cpuLevel > detected else { return nil }
+  return preferredBLASCoreType(cpuLevel: cpuLevel, detected: blasCoreName)
+}
+
+/// The decision itself: the family for what the CPU runs (`cpuLevel`: 3 AVX-512, 2 AVX2 with FMA, 0 neither) when
+/// OpenBLAS `detected` a weaker one; nil when its choice is as good or its name is one this table does not know.
+func preferredBLASCoreType(cpuLevel: Int, detected: String) -> String? {
+  guard let level = blasKernelLevel(detected), cpuLevel > level, cpuLevel >= 2 else { return nil }
   return cpuLevel == 3 ? "SkylakeX" : "Haswell"
 }
 
