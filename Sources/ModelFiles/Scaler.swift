@@ -160,6 +160,22 @@ public struct SpeakerStatistics: Sendable {
   }
 }
 
+/// How a model's rows are standardised: by the scaler's mean and scale per column (`column`, `feature`, `none`:
+/// the identity), or each row by its speaker's statistics (`speaker`). Training and prediction both go through it.
+public enum RowStandardiser {
+  case columns(mean: [Float], scale: [Float])
+  case speakers(SpeakerStatistics)
+
+  /// Standardises `x`, row i of which is row `rows[i]` of the feature file (the speakers' statistics are that
+  /// file's).
+  public func standardise(_ x: UnsafeMutableBufferPointer<Float>, rows: [Int]) {
+    switch self {
+    case .columns(let mean, let scale): ModelFiles.standardise(x, rows: rows.count, mean: mean, scale: scale)
+    case .speakers(let statistics): statistics.standardise(x, rows: rows)
+    }
+  }
+}
+
 /// One mean and population deviation per feature over every value of that feature in `x` (rows of `width`, each
 /// column's feature in `features`), in two passes in double, in row order; given to each column of the feature. A
 /// zero deviation becomes 1.

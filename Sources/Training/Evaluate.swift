@@ -141,23 +141,16 @@ final class Predictor {
     x.withUnsafeBufferPointer { probabilities($0, count: count) }
   }
 
-  /// Under `--standardize speaker`, the speakers of the feature file read (`standardise(_:rows:)`).
-  var speakers: SpeakerStatistics?
+  /// The checkpoint's scaler, or under `--standardize speaker` the speakers of the feature file given to `use`.
+  lazy var standardiser = RowStandardiser.columns(mean: checkpoint.scalerMean, scale: checkpoint.scalerScale)
 
   /// Reads each speaker's statistics from `file` when the checkpoint standardises by speaker.
   func use(_ file: FeatureFile) throws {
-    if checkpoint.standardization == .speaker { speakers = try SpeakerStatistics(file) }
+    if checkpoint.standardization == .speaker { standardiser = .speakers(try SpeakerStatistics(file)) }
   }
 
-  /// Standardises `x`, row i of which is row `rows[i]` of the file given to `use` (by its speaker's statistics
-  /// under `--standardize speaker`, else by the checkpoint's scaler).
-  func standardise(_ x: UnsafeMutableBufferPointer<Float>, rows: [Int]) {
-    if let speakers {
-      speakers.standardise(x, rows: rows)
-    } else {
-      ModelFiles.standardise(x, rows: rows.count, mean: checkpoint.scalerMean, scale: checkpoint.scalerScale)
-    }
-  }
+  /// Standardises `x`, row i of which is row `rows[i]` of the file given to `use`.
+  func standardise(_ x: UnsafeMutableBufferPointer<Float>, rows: [Int]) { standardiser.standardise(x, rows: rows) }
   func standardise(_ x: inout [Float], rows: [Int]) { x.withUnsafeMutableBufferPointer { standardise($0, rows: rows) } }
 }
 
@@ -200,6 +193,7 @@ public func evaluate(
   // The data's label -> the shared class index (nil: left out); the model's output -> the shared index.
   let dataToShared = file.classes.map { shared.firstIndex(of: $0) }
   let modelToShared = checkpoint.classNames.map { shared.firstIndex(of: $0) }
+  let dataToModel = file.classes.map { checkpoint.classNames.firstIndex(of: $0) }
   let predictor = try Predictor(checkpoint, path: checkpointPath)
   guard predictor.network.inputWidth == file.width else {
     throw Failure("the model reads \(predictor.network.inputWidth) features, \(dataPath) has \(file.width)")
@@ -231,7 +225,7 @@ public func evaluate(
     for (i, r) in chunk.enumerated() {
       let label = Int(file.labels[r])
       let truth = dataToShared[label]!
-      let model = checkpoint.classNames.firstIndex(of: file.classes[label])!
+      let model = dataToModel[label]!
       // The most probable of the shared classes.
       var best = -1
       for c in 0..<outputs where modelToShared[c] != nil && (best < 0 || p[i * outputs + c] > p[i * outputs + best]) {

@@ -57,11 +57,8 @@ public func existingRun(in runDir: String) -> String? {
     guard let c = try? Checkpoint.read(last), let text = c.training, let t = try? TrainingState.parse(text) else {
       return "a run whose \(last) cannot be read"
     }
-    let status = (try? readFileBytes(runDir + "/" + RunStatus.fileName)).map {
-      String(decoding: $0, as: UTF8.self).split(separator: "\n").first.map(String.init) ?? ""
-    }
     return "a run of model \(c.spec.name) on \(t.dataPath ?? t.config.data), epoch \(t.epoch) of \(t.config.epochs)"
-      + (t.finished ? ", finished" : status.map { ", \($0)" } ?? "")
+      + (t.finished ? ", finished" : RunStatus.read(runDir: runDir).map { ", \($0.rawValue)" } ?? "")
   }
   for file in ["config.json", "history.csv"] where access(runDir + "/" + file, F_OK) == 0 {
     return "a run that wrote no checkpoint yet (\(file) is there)"

@@ -275,8 +275,9 @@ public final class Trainer {
   let split: DataSplit
   var scalerMean: [Float]
   var scalerScale: [Float]
-  /// Each speaker's statistics under `--standardize speaker` (the scaler is then the identity).
-  var speakerStatistics: SpeakerStatistics?
+  /// How the run's rows are standardised: by the scaler, or each speaker's by its own statistics
+  /// (`--standardize speaker`; the scaler is then the identity). Set once the scaler is known.
+  var standardiser = RowStandardiser.columns(mean: [], scale: [])
   let trainRows: [Int]
   let validationRows: [Int]
   var bestWeights: (parameters: [Float], state: [Float])?
@@ -527,7 +528,9 @@ public final class Trainer {
       var values = statistics.values
       comm.allreduceSum(&values)
       statistics.set(values)
-      speakerStatistics = statistics
+      standardiser = .speakers(statistics)
+    } else {
+      standardiser = .columns(mean: scalerMean, scale: scalerScale)
     }
     // The best weights travel in checkpoint-last.h5 itself; checkpoint-best.h5 is a copy for the user (older
     // checkpoints kept them only there).
@@ -655,15 +658,6 @@ public final class Trainer {
     (scalerMean, scalerScale) = sums.finish(features: features)
   }
 
-  /// Standardises `x`, row i of which is row `rows[i]` of the file, as the run does.
-  private func standardise(_ x: UnsafeMutableBufferPointer<Float>, rows: [Int]) {
-    if let speakerStatistics {
-      speakerStatistics.standardise(x, rows: rows)
-    } else {
-      ModelFiles.standardise(x, rows: rows.count, mean: scalerMean, scale: scalerScale)
-    }
-  }
-
   /// Rank 0's initial parameters go to every rank, which checks them by checksum.
   private func broadcastInitialParameters() {
     guard comm.size > 1 else { return }
@@ -694,7 +688,7 @@ public final class Trainer {
   /// Reads `rows` (any order) standardised into `x`.
   private func load(_ rows: [Int], into x: UnsafeMutableBufferPointer<Float>) throws {
     try file.readRows(at: rows, into: x)
-    standardise(x, rows: rows)
+    standardiser.standardise(x, rows: rows)
   }
 
   /// The epoch's order of the train rows: a permutation drawn from (seed, epoch) alone, whatever the ranks.
@@ -812,19 +806,22 @@ public final class Trainer {
         let now = monotonicSeconds()
         state.epochSeconds += now - t0
         t0 = now
-        // The running loss and accuracy, as Keras's bar shows them.
-        let running =
+        // The running loss and accuracy, as Keras's bar shows them (formatted only where something shows them).
+        func running() -> String {
           "loss \(fixed(state.epochLoss / max(state.epochSamples, 1), 4)) - accuracy "
-          + fixed(state.epochCorrect / max(state.epochSamples, 1), 4)
-        bar?.update(
-          fraction: Double(state.step) / Double(stepsPerEpoch), count: Int(state.epochSamples), detail: running)
+            + fixed(state.epochCorrect / max(state.epochSamples, 1), 4)
+        }
+        if let bar, bar.enabled {
+          bar.update(
+            fraction: Double(state.step) / Double(stepsPerEpoch), count: Int(state.epochSamples), detail: running())
+        }
         // A log file gets a line after the first step (the run is alive and how fast), then every progressEvery.
         let first = state.step == 1 && epoch == restoredEpoch
         if lines && (first || now - lastLine >= progressEvery) && state.step < stepsPerEpoch {
           lastLine = now
           say(
             "  epoch \(epoch + 1)/\(config.epochs), step \(state.step)/\(stepsPerEpoch): "
-              + "\(fixed(state.epochSamples / max(state.epochSeconds, 1e-9), 1)) samples/s, \(running)")
+              + "\(fixed(state.epochSamples / max(state.epochSeconds, 1e-9), 1)) samples/s, \(running())")
         }
         board?.step(epoch * stepsPerEpoch + state.step, loss: state.epochLoss / max(state.epochSamples, 1))
         onStep?(epoch, state.step)
@@ -933,7 +930,7 @@ public final class Trainer {
     guard !validationRows.isEmpty else { return (nil, nil) }
     var sums = [0.0, 0.0, 0.0]
     try file.forEachPart(of: comm.share(validationRows), size: config.batchSize) { rows, x in
-      standardise(x, rows: rows)
+      standardiser.standardise(x, rows: rows)
       _ = network.forward(x.baseAddress!, batch: rows.count, training: false)
       let (loss, correct) = rows.map { file.labels[$0] }.withUnsafeBufferPointer { network.loss(labels: $0) }
       sums[0] += loss
