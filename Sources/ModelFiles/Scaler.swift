@@ -67,12 +67,20 @@ extension ScalerSums {
       let d = columnMean[c] - mean[f]
       squares[f] += max(values[w + c] - n * m * m, 0) + n * d * d
     }
-    let scale = (0..<count).map { f -> Float in
-      let variance = squares[f] / (n * max(columns[f], 1))
-      return variance > 0 ? Float(variance.squareRoot()) : 1
-    }
-    return (features.map { Float(mean[$0]) }, features.map { scale[$0] })
+    return perColumn(features, mean: mean, squares: squares, values: columns.map { n * $0 })
   }
+}
+
+/// Each feature's mean, and the population deviation from its squared deviations over `values` values (a zero
+/// deviation becomes 1, as scikit-learn's does), given to every column of that feature.
+private func perColumn(_ features: [Int], mean: [Double], squares: [Double], values: [Double]) -> (
+  mean: [Float], scale: [Float]
+) {
+  let scale = squares.indices.map { f -> Float in
+    let variance = squares[f] / max(values[f], 1)
+    return variance > 0 ? Float(variance.squareRoot()) : 1
+  }
+  return (features.map { Float(mean[$0]) }, features.map { scale[$0] })
 }
 
 /// How rows are standardised before the network reads them (`--standardize`).
@@ -194,11 +202,7 @@ public func featureStatistics(_ x: [Float], width: Int, features: [Int]) -> (mea
     let d = Double(x[i]) - mean[f]
     squares[f] += d * d
   }
-  let scale = (0..<count).map { f -> Float in
-    let variance = squares[f] / max(n[f], 1)
-    return variance > 0 ? Float(variance.squareRoot()) : 1
-  }
-  return (features.map { Float(mean[$0]) }, features.map { scale[$0] })
+  return perColumn(features, mean: mean, squares: squares, values: n)
 }
 
 /// `x = (x - mean) / scale` for every row of `x` (rows of `mean.count` floats).
