@@ -83,14 +83,15 @@ public struct ModelBenchSample: JSONLine, Sendable {
 /// Trains `steps` steps (after `warmup`) of `spec` at `batch` on random data with Adam, then runs inference on
 /// `predictBatches` batches; returns per-step seconds, inference throughput and this process's peak RSS.
 public func benchmarkTraining(
-  spec: ModelSpec, classes: Int = 7, batch: Int, steps: Int, warmup: Int, predictBatches: Int, profile: Bool = false
+  spec: ModelSpec, classes: Int = 7, batch: Int, steps: Int, warmup: Int, predictBatches: Int, profile: Bool = false,
+  precision: Precision = .fp32
 ) throws -> ModelBenchSample {
   let peak = measureSGEMMPeak()
   var stepPeaks: [Double]?
   var trainingRSS: Double?
   // The model lives in this closure, so that it is freed before the last sgemm measurement.
   let (times, predicted) = try { () throws -> ([Double], (Double, Double, Double)) in
-    let network = try Network(spec: spec, classes: classes, seed: 1)
+    let network = try Network(spec: spec, classes: classes, seed: 1, precision: precision)
     let adam = Adam(count: network.parameters.count)
     let oneProcess = SingleProcessCommunicator()
     var rng = RandomStream(seed: 3)

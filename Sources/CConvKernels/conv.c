@@ -38,34 +38,6 @@
 #define CHANNEL_BLOCK 64
 #define AVX512 __attribute__((target("avx512f")))
 
-/// Transposes 16 rows of 16 floats in place.
-#define TRANSPOSE16(r)                                                                                     \
-  do {                                                                                                     \
-    __m512 a_[16], b_[16];                                                                                 \
-    for (int i = 0; i < 8; i++) {                                                                          \
-      a_[2 * i] = _mm512_unpacklo_ps(r[2 * i], r[2 * i + 1]);                                              \
-      a_[2 * i + 1] = _mm512_unpackhi_ps(r[2 * i], r[2 * i + 1]);                                          \
-    }                                                                                                      \
-    for (int i = 0; i < 4; i++) {                                                                          \
-      __m512d a0 = _mm512_castps_pd(a_[4 * i]), a1 = _mm512_castps_pd(a_[4 * i + 1]);                      \
-      __m512d a2 = _mm512_castps_pd(a_[4 * i + 2]), a3 = _mm512_castps_pd(a_[4 * i + 3]);                  \
-      b_[4 * i] = _mm512_castpd_ps(_mm512_unpacklo_pd(a0, a2));                                            \
-      b_[4 * i + 1] = _mm512_castpd_ps(_mm512_unpackhi_pd(a0, a2));                                        \
-      b_[4 * i + 2] = _mm512_castpd_ps(_mm512_unpacklo_pd(a1, a3));                                        \
-      b_[4 * i + 3] = _mm512_castpd_ps(_mm512_unpackhi_pd(a1, a3));                                        \
-    }                                                                                                      \
-    for (int q = 0; q < 4; q++) {                                                                          \
-      __m512 c1 = _mm512_shuffle_f32x4(b_[q], b_[4 + q], 0x88);                                            \
-      __m512 c2 = _mm512_shuffle_f32x4(b_[q], b_[4 + q], 0xdd);                                            \
-      __m512 c3 = _mm512_shuffle_f32x4(b_[8 + q], b_[12 + q], 0x88);                                       \
-      __m512 c4 = _mm512_shuffle_f32x4(b_[8 + q], b_[12 + q], 0xdd);                                       \
-      r[q] = _mm512_shuffle_f32x4(c1, c3, 0x88);                                                           \
-      r[8 + q] = _mm512_shuffle_f32x4(c1, c3, 0xdd);                                                       \
-      r[4 + q] = _mm512_shuffle_f32x4(c2, c4, 0x88);                                                       \
-      r[12 + q] = _mm512_shuffle_f32x4(c2, c4, 0xdd);                                                      \
-    }                                                                                                      \
-  } while (0)
-
 /// `panel[c*16 + r]` = channel `c` of row `r` (`rows` rows `ld` floats apart from `in`; the rest zero, all 16).
 AVX512 static void pack_panel(const float *in, long ld, long channels, int rows, int needed, float *panel) {
   (void)needed;
@@ -314,7 +286,7 @@ static void weight_gradient(const isa_kernels *isa, const sertrain_conv_gradient
   const long cin = g->input.channels, cout = g->out_channels, rows = g->input.rows_per_sample;
   const long length = g->input.length, tiles = (cin + mr - 1) / mr, span = CHUNK + k - 1;
   float *xp = zeroed((size_t)tiles * span * mr * sizeof(float)), *dp = zeroed((size_t)CHUNK * nr * sizeof(float));
-  for (int j = 0; j < k; j++) {
+  for (int j = 0; j < k && !g->accumulate; j++) {
     for (long c = 0; c < cin; c++) {
       memset(g->weight_gradient + (j * cin + c) * cout + first * nr, 0, (size_t)(end - first) * nr * sizeof(float));
     }

@@ -29,6 +29,9 @@ import COpenBLAS
 ///
 /// The kernel and input gradients, and the forward of inference, run by Winograd's minimal filtering where
 /// `Network.winograd` allows (`WinogradConvolution`): fewer multiplies, in GEMMs over transformed tiles.
+///
+/// In `bf16` precision every pass the bfloat16 kernels take (bf16.c: 1 to 5 taps, a multiple of 32 output channels)
+/// runs there, Winograd's or not: the output, the kernel gradient and the input gradient. Other passes stay float.
 final class Conv1DLayer: Layer {
   let plan: LayerPlan
   let k: Int, cin: Int, cout: Int, length: Int, padLeft: Int, padRight: Int, relu: Bool
@@ -42,6 +45,11 @@ final class Conv1DLayer: Layer {
   /// The kernel laid out for the direct convolution (conv.c), for the output and for the input gradient.
   private var packed: FloatBuffer?
   private var packedFlipped: FloatBuffer?
+  /// The arithmetic of the passes the bfloat16 kernels take (`Precision`).
+  let precision: Precision
+  /// The kernel and the flipped kernel rounded to bfloat16 and packed for bf16.c, repacked on every pass.
+  private var packedBF16: UnsafeMutableBufferPointer<UInt16>?
+  private var packedFlippedBF16: UnsafeMutableBufferPointer<UInt16>?
   /// The passes by Winograd's minimal filtering where they run (`Network.winograd`): `winograd` (cin -> cout) the
   /// inference forward and the kernel gradient, `winogradGradient` (cout -> cin) the input gradient (the flipped
   /// kernel over the output gradient).
@@ -51,6 +59,10 @@ final class Conv1DLayer: Layer {
   private func runsDirect(_ outChannels: Int) -> Bool {
     Network.directConvolutionRuns(kernel: k, outChannels: outChannels)
   }
+  /// Whether a pass with this output width runs in bfloat16.
+  private func runsBF16(_ outChannels: Int) -> Bool {
+    precision == .bf16 && sertrain_conv_bf16_available(Int32(k), outChannels) != 0
+  }
 
   var plans: [LayerPlan] { [plan] }
   var inputLayout: Layout? { paddedInputLayout }
@@ -58,8 +70,9 @@ final class Conv1DLayer: Layer {
   var outputLayout: Layout? { rawLayout }
   var outputGradientLayout: Layout? { paddedGradientLayout }
 
-  init(plan: LayerPlan, variables: KernelAndBias) {
+  init(plan: LayerPlan, variables: KernelAndBias, precision: Precision = .fp32) {
     self.plan = plan
+    self.precision = precision
     k = plan.spec.kernelSize!
     cin = plan.inputChannels
     cout = plan.outputChannels
@@ -107,9 +120,26 @@ final class Conv1DLayer: Layer {
       pool_pad_left: Int32(pool.padLeft), out_length: pool.outputLength)
   }
 
+  deinit {
+    packedBF16?.deallocate()
+    packedFlippedBF16?.deallocate()
+  }
+
   private func scratch(_ buffer: inout FloatBuffer?, _ count: Int) -> UnsafeMutablePointer<Float> {
     if buffer == nil || buffer!.count < count { buffer = FloatBuffer(count: count) }
     return buffer!.pointer
+  }
+
+  /// `count` bfloat16 values, 64-byte aligned, kept in `buffer` for the next pass.
+  private func scratch(_ buffer: inout UnsafeMutableBufferPointer<UInt16>?, _ count: Int) -> UnsafeMutablePointer<
+    UInt16
+  > {
+    if buffer == nil || buffer!.count < count {
+      buffer?.deallocate()
+      let raw = UnsafeMutableRawPointer.allocate(byteCount: count * 2, alignment: 64)
+      buffer = UnsafeMutableBufferPointer(start: raw.bindMemory(to: UInt16.self, capacity: count), count: count)
+    }
+    return buffer!.baseAddress!
   }
 
   /// A padded buffer of `channels` per row (this layer's input, or its output gradient) as conv.c reads it.
@@ -122,8 +152,19 @@ final class Conv1DLayer: Layer {
   /// type's comment). `pack` holds the kernel's packed copy.
   private func convolve(
     batch: Int, _ input: UnsafePointer<Float>, _ inChannels: Int, _ w: UnsafePointer<Float>,
-    _ out: UnsafeMutablePointer<Float>, _ outChannels: Int, pack: inout FloatBuffer?
+    _ out: UnsafeMutablePointer<Float>, _ outChannels: Int, pack: inout FloatBuffer?,
+    packBF16: inout UnsafeMutableBufferPointer<UInt16>?
   ) {
+    if runsBF16(outChannels) {
+      let p = scratch(&packBF16, sertrain_conv_bf16_packed_count(Int32(k), inChannels, outChannels))
+      sertrain_conv_bf16_pack(w, Int32(k), inChannels, outChannels, p)
+      var conv = sertrain_conv_bf16(
+        input: convInput(input, inChannels), packed: p, out_channels: outChannels, output: out)
+      Parallel.forEach(sertrain_conv_bf16_blocks(&conv, batch)) { _, blocks in
+        sertrain_conv_bf16_run(&conv, blocks.lowerBound, blocks.upperBound)
+      }
+      return
+    }
     if runsDirect(outChannels) {
       let p = scratch(&pack, sertrain_conv_packed_count(Int32(k), inChannels, outChannels))
       sertrain_conv_pack(w, Int32(k), inChannels, outChannels, p)
@@ -163,9 +204,9 @@ final class Conv1DLayer: Layer {
     if inference && Network.winograd, let winograd, let workspace {
       winograd.run(
         batch: x.batch, input: convInput(x.base, cin), validRows: padLeft + length, weight: weight, output: out,
-        scratch: workspace)
+        scratch: workspace, bf16: precision == .bf16)
     } else {
-      convolve(batch: x.batch, x.base, cin, weight, out, cout, pack: &packed)
+      convolve(batch: x.batch, x.base, cin, weight, out, cout, pack: &packed, packBF16: &packedBF16)
     }
     if !direct { Tensor(base: out, batch: x.batch, length: length, channels: cout, layout: rawLayout).copy(to: raw) }
   }
@@ -236,10 +277,18 @@ final class Conv1DLayer: Layer {
     if Network.winograd, let winograd, let workspace {
       winograd.weightGradient(
         batch: batch, input: convInput(x.base, cin), validRows: padLeft + length, gradient: aligned,
-        weightGradient: dWeight, scratch: workspace)
+        weightGradient: dWeight, scratch: workspace, bf16: precision == .bf16)
+    } else if runsBF16(cout) {
+      var g = sertrain_conv_gradient(
+        input: convInput(x.base, cin), batch: batch, gradient: aligned, out_channels: cout, weight_gradient: dWeight,
+        accumulate: 0)
+      Parallel.forEach(sertrain_conv_bf16_gradient_parts(&g)) { _, panels in
+        sertrain_conv_bf16_weight_gradient(&g, panels.lowerBound, panels.upperBound)
+      }
     } else if runsDirect(cout) {
       var g = sertrain_conv_gradient(
-        input: convInput(x.base, cin), batch: batch, gradient: aligned, out_channels: cout, weight_gradient: dWeight)
+        input: convInput(x.base, cin), batch: batch, gradient: aligned, out_channels: cout, weight_gradient: dWeight,
+        accumulate: 0)
       Parallel.forEach(sertrain_conv_gradient_parts(&g)) { _, panels in
         sertrain_conv_weight_gradient(&g, panels.lowerBound, panels.upperBound)
       }
@@ -258,9 +307,10 @@ final class Conv1DLayer: Layer {
     if Network.winograd, let winogradGradient, let workspace {
       winogradGradient.run(
         batch: batch, input: convInput(d.base, cout), validRows: padRight + length, weight: flipped.pointer,
-        output: out, scratch: workspace)
+        output: out, scratch: workspace, bf16: precision == .bf16)
     } else {
-      convolve(batch: batch, d.base, cout, flipped.pointer, out, cin, pack: &packedFlipped)
+      convolve(
+        batch: batch, d.base, cout, flipped.pointer, out, cin, pack: &packedFlipped, packBF16: &packedFlippedBF16)
     }
     if !direct {
       Tensor(base: out, batch: batch, length: length, channels: cin, layout: rawLayout).copy(to: dx)

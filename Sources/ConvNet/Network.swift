@@ -10,6 +10,8 @@ import CConvKernels
 public final class Network {
   public let spec: ModelSpec
   public let classes: Int
+  /// The arithmetic of the convolutions (`Precision`), fixed when the network is built.
+  public let precision: Precision
   public let plans: [LayerPlan]
   /// Trainable variables, in layer order (Keras's `trainable_weights` order).
   public let parameterLayout: ParameterLayout
@@ -44,10 +46,12 @@ public final class Network {
   public var nonTrainableCount: Int { stateLayout.count }
 
   /// Builds the network with glorot-uniform kernels drawn from `seed`, zero biases, BatchNorm gamma 1, beta 0,
-  /// moving mean 0 and moving variance 1.
-  public init(spec: ModelSpec, classes: Int, seed: UInt64 = 0) throws {
+  /// moving mean 0 and moving variance 1. `bf16` is refused where the CPU has no bfloat16 units.
+  public init(spec: ModelSpec, classes: Int, seed: UInt64 = 0, precision: Precision = .fp32) throws {
+    try precision.check()
     self.spec = spec
     self.classes = classes
+    self.precision = precision
     plans = try spec.plan(classes: classes)
     let (layout, stateLayout) = Network.layouts(plans)
     parameterLayout = layout
@@ -55,7 +59,8 @@ public final class Network {
     parameters = FloatBuffer(count: layout.count)
     gradients = FloatBuffer(count: layout.count + Network.gradientTail)
     state = FloatBuffer(count: stateLayout.count)
-    layers = Network.makeLayers(plans, parameters: layout, state: stateLayout, parameters, gradients, state)
+    layers = Network.makeLayers(
+      plans, parameters: layout, state: stateLayout, parameters, gradients, state, precision: precision)
     initialize(seed: seed)
     planLayouts()
   }
@@ -76,7 +81,7 @@ public final class Network {
   /// one input channel and `fusesStem`).
   private static func makeLayers(
     _ plans: [LayerPlan], parameters layout: ParameterLayout, state stateLayout: ParameterLayout,
-    _ parameters: FloatBuffer, _ gradients: FloatBuffer, _ state: FloatBuffer
+    _ parameters: FloatBuffer, _ gradients: FloatBuffer, _ state: FloatBuffer, precision: Precision
   ) -> [any Layer] {
     func variable(_ plan: LayerPlan, _ name: String) -> Variable {
       let offset = layout["\(plan.name)/\(name)"]!.offset
@@ -88,7 +93,7 @@ public final class Network {
     func layer(_ index: Int) -> any Layer {
       let plan = plans[index]
       switch plan.spec.type {
-      case .conv1D: return Conv1DLayer(plan: plan, variables: kernelAndBias(plan))
+      case .conv1D: return Conv1DLayer(plan: plan, variables: kernelAndBias(plan), precision: precision)
       case .batchNormalization:
         func moving(_ name: String) -> UnsafeMutablePointer<Float> {
           state.pointer + stateLayout["\(plan.name)/\(name)"]!.offset

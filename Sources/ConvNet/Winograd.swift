@@ -84,6 +84,57 @@ struct WinogradConvolution {
   }
 
   private var tilesPerSample: Int { (length + 3) / 4 }
+
+  /// `c[rows × n] = a[rows × inner] · b[inner × n]` (all row-major, dense), or `c += aᵀ · b` for `a[rows × inner]`
+  /// (`transposedA`; `c` is `inner × n`, added to unless `overwrite`), in bfloat16 when `bf16` and bf16.c takes `n`
+  /// columns (the direct kernels with one tap are GEMMs; `packed`: `b` as `sertrain_conv_bf16_pack` lays it out),
+  /// else by OpenBLAS.
+  private func gemm(
+    rows: Int, inner: Int, n: Int, _ a: UnsafePointer<Float>, _ b: UnsafePointer<Float>,
+    _ c: UnsafeMutablePointer<Float>, transposedA: Bool = false, overwrite: Bool = true, bf16: Bool,
+    packed: UnsafePointer<UInt16>? = nil
+  ) {
+    guard bf16, Self.runsBF16(columns: n) else {
+      if transposedA {
+        sgemm(transA: true, inner, n, rows, a, inner, b, n, beta: overwrite ? 0 : 1, c, n)
+      } else {
+        sgemm(rows, n, inner, a, inner, b, n, beta: 0, c, n)
+      }
+      return
+    }
+    let input = sertrain_conv_input(data: a, channels: inner, rows_per_sample: rows, length: rows, kernel: 1)
+    if transposedA {
+      var g = sertrain_conv_gradient(
+        input: input, batch: 1, gradient: b, out_channels: n, weight_gradient: c, accumulate: overwrite ? 0 : 1)
+      Parallel.forEach(sertrain_conv_bf16_gradient_parts(&g)) { _, panels in
+        sertrain_conv_bf16_weight_gradient(&g, panels.lowerBound, panels.upperBound)
+      }
+    } else {
+      var conv = sertrain_conv_bf16(input: input, packed: packed!, out_channels: n, output: c)
+      Parallel.forEach(sertrain_conv_bf16_blocks(&conv, 1)) { _, blocks in
+        sertrain_conv_bf16_run(&conv, blocks.lowerBound, blocks.upperBound)
+      }
+    }
+  }
+
+  /// Whether the GEMMs with `columns` output columns run in bfloat16 when asked.
+  private static func runsBF16(columns: Int) -> Bool { sertrain_conv_bf16_available(1, columns) != 0 }
+
+  /// Runs `body` with the `count` transformed kernels `[count][cin][cout]` at `kernels` packed for bf16.c when `bf16`
+  /// (nil otherwise): once per pass, not per chunk.
+  private func withPacked(
+    _ bf16: Bool, _ kernels: UnsafePointer<Float>, _ body: (UnsafePointer<UInt16>?) -> Void
+  ) {
+    guard bf16, Self.runsBF16(columns: cout) else { return body(nil) }
+    let each = sertrain_conv_bf16_packed_count(1, cin, cout)
+    let raw = UnsafeMutableRawPointer.allocate(byteCount: transform.count * each * 2, alignment: 64)
+    defer { raw.deallocate() }
+    let packed = raw.bindMemory(to: UInt16.self, capacity: transform.count * each)
+    Parallel.forEach(transform.count) { _, points in
+      for p in points { sertrain_conv_bf16_pack(kernels + p * cin * cout, 1, cin, cout, packed + p * each) }
+    }
+    body(packed)
+  }
   private func samplesPerChunk(batch: Int) -> Int { max(1, min(batch, Self.chunkTiles / tilesPerSample)) }
 
   /// Floats of scratch a pass over `batch` samples needs: `[count][cin][cout]` (the kernel's transform, or the kernel
@@ -118,10 +169,11 @@ struct WinogradConvolution {
   /// The kernel gradient `dW[j][ci][co] = Σ_b Σ_{t<length}` input row `t+j` `[ci] ·` gradient row `t` `[co]` by
   /// F(k, 4): per chunk the input's tiles (as the forward transforms them) and the gradient's, one GEMM per point
   /// summing over the chunk's tiles into the products (chunk after chunk, in order), then `dW_j = Σ_p atk[j][p]·M_p`.
-  /// The gradient's row `t` of sample `b` at `gradient + (b*input.rows_per_sample + t)*cout`.
+  /// The gradient's row `t` of sample `b` at `gradient + (b*input.rows_per_sample + t)*cout`. The GEMMs multiply in
+  /// bfloat16 when `bf16`.
   func weightGradient(
     batch: Int, input: sertrain_conv_input, validRows: Int, gradient: UnsafePointer<Float>,
-    weightGradient: UnsafeMutablePointer<Float>, scratch: UnsafeMutablePointer<Float>
+    weightGradient: UnsafeMutablePointer<Float>, scratch: UnsafeMutablePointer<Float>, bf16: Bool = false
   ) {
     let (n, k, cin, cout) = (transform.count, transform.kernel, cin, cout)
     transform.g4.withUnsafeBufferPointer { g4 in
@@ -134,9 +186,9 @@ struct WinogradConvolution {
           sertrain_winograd_gradient(&w, gradient, g4.baseAddress!, part.lowerBound, part.upperBound)
         }
         for p in 0..<n {
-          sgemm(
-            transA: true, cin, cout, tiles, inputs + p * tiles * cin, cin, gradients + p * tiles * cout, cout,
-            beta: first == 0 ? 0 : 1, products + p * cin * cout, cout)
+          gemm(
+            rows: tiles, inner: cin, n: cout, inputs + p * tiles * cin, gradients + p * tiles * cout,
+            products + p * cin * cout, transposedA: true, overwrite: first == 0, bf16: bf16)
         }
       }
     }
@@ -147,26 +199,30 @@ struct WinogradConvolution {
 
   /// `output` row `t` of sample `b` (`input.rows_per_sample` rows per sample) `= Σ_j` input row `t+j` `· W_j` for
   /// the `t < length`, the input's rows from `validRows` on read as zeros; `scratch` holds `scratchFloats(batch:)`.
+  /// The GEMMs multiply in bfloat16 when `bf16`.
   func run(
     batch: Int, input: sertrain_conv_input, validRows: Int, weight: UnsafePointer<Float>,
-    output: UnsafeMutablePointer<Float>, scratch: UnsafeMutablePointer<Float>
+    output: UnsafeMutablePointer<Float>, scratch: UnsafeMutablePointer<Float>, bf16: Bool = false
   ) {
     let (n, k, cin, cout) = (transform.count, transform.kernel, cin, cout)
     precondition(input.channels == cin && input.length == length, "Winograd: input shape")
     transform.g.withUnsafeBufferPointer {
       sertrain_winograd_kernel(weight, Int32(k), cin, cout, $0.baseAddress!, Int32(n), scratch)
     }
-    transform.at.withUnsafeBufferPointer { at in
-      chunks(batch: batch, input: input, validRows: validRows, at: at.baseAddress!, output: output, scratch: scratch) {
-        w, up in
-        let (tiles, vp, mp) = (w.tiles, w.v!, w.m!)
-        Parallel.forEach(tiles) { _, part in sertrain_winograd_input(&w, part.lowerBound, part.upperBound) }
-        for p in 0..<n {
-          sgemm(
-            tiles, cout, cin, vp + p * tiles * cin, cin, up + p * cin * cout, cout, beta: 0, mp + p * tiles * cout,
-            cout)
+    withPacked(bf16, scratch) { packed in
+      transform.at.withUnsafeBufferPointer { at in
+        chunks(batch: batch, input: input, validRows: validRows, at: at.baseAddress!, output: output, scratch: scratch)
+        {
+          w, up in
+          let (tiles, vp, mp) = (w.tiles, w.v!, w.m!)
+          Parallel.forEach(tiles) { _, part in sertrain_winograd_input(&w, part.lowerBound, part.upperBound) }
+          for p in 0..<n {
+            gemm(
+              rows: tiles, inner: cin, n: cout, vp + p * tiles * cin, up + p * cin * cout, mp + p * tiles * cout,
+              bf16: bf16, packed: packed.map { $0 + p * sertrain_conv_bf16_packed_count(1, cin, cout) })
+          }
+          Parallel.forEach(tiles) { _, part in sertrain_winograd_output(&w, part.lowerBound, part.upperBound) }
         }
-        Parallel.forEach(tiles) { _, part in sertrain_winograd_output(&w, part.lowerBound, part.upperBound) }
       }
     }
   }

@@ -36,6 +36,20 @@ struct BenchModelCommand: ParsableCommand {
       """)
   var convolution = Convolution.auto
 
+  @Option(
+    help: """
+      Arithmetic of sertrain's convolutions: fp32, bf16 (bfloat16 multiplies, float sums; measured beside fp32 in \
+      the same run), auto (bf16 where the CPU has AVX512-BF16).
+      """)
+  var precision = PrecisionOption.fp32
+
+  @Option(
+    help: """
+      The Keras peer's policy: fp32, or bf16 (keras.mixed_precision "mixed_bfloat16", as a Keras user turns \
+      bfloat16 on).
+      """)
+  var peerPrecision = Precision.fp32
+
   @Flag(help: .private)
   var child = false
 
@@ -49,7 +63,7 @@ struct BenchModelCommand: ParsableCommand {
       if child {
         let sample = try benchmarkTraining(
           spec: spec, batch: steps.batchSize, steps: steps.steps, warmup: steps.warmup, predictBatches: predictBatches,
-          profile: profile)
+          profile: profile, precision: try precision.resolved())
         print(sample.json())
         return
       }
@@ -70,9 +84,11 @@ struct BenchModelCommand: ParsableCommand {
               + "can pass 100%)" : ""))
       // sertrain as configured, and also with the kernels it would pick on this CPU when the environment pins
       // older ones (OPENBLAS_CORETYPE): each process measures its own sgemm peak first.
-      var configurations: [(String, [String: String])] = [("sertrain", [:])]
+      let precision = try self.precision.resolved()
+      var configurations: [(String, [String: String], Precision)] = [("sertrain", [:], precision)]
+      if precision == .bf16 { configurations = [("sertrain bf16", [:], .bf16), ("sertrain fp32", [:], .fp32)] }
       if let better = preferredBLASCoreType(environment: [:]), environment()["OPENBLAS_CORETYPE"] != nil {
-        configurations.append(("sertrain/\(better)", ["OPENBLAS_CORETYPE": better]))
+        configurations.append(("sertrain/\(better)", ["OPENBLAS_CORETYPE": better], precision))
         print(
           "note: the environment sets OPENBLAS_CORETYPE=\(environment()["OPENBLAS_CORETYPE"]!); this CPU runs "
             + "\(better) kernels, which sertrain uses when the variable is unset: both are measured")
@@ -81,7 +97,10 @@ struct BenchModelCommand: ParsableCommand {
         options.noPeer || !["seed", "frames"].contains(steps.model)
         ? nil : try benchmarkVenv(options.venv, packages: ["tensorflow-cpu", "h5py"])
       let script = python == nil ? "" : try peerScript("peer_model.py")
-      let args = ["\(steps.batchSize)", "\(steps.steps)", "\(steps.warmup)", "\(predictBatches)", steps.model]
+      let args = [
+        "\(steps.batchSize)", "\(steps.steps)", "\(steps.warmup)", "\(predictBatches)", steps.model,
+        peerPrecision == .bf16 ? "mixed_bfloat16" : "float32",
+      ]
       let counts = configurations.map { _ in options.repeats } + [python == nil ? 0 : options.peerRepeats]
       let runs = try interleaved(counts) { c, i in
         guard c < configurations.count else {
@@ -93,7 +112,8 @@ struct BenchModelCommand: ParsableCommand {
         // The child reports its training's own peak RSS (see `benchmarkTraining`).
         let (_, s) = try runChild(
           [currentExecutable(), "bench", "model", "--child"] + steps.arguments + [
-            "--predict-batches", args[3], "--convolution", convolution.rawValue,
+            "--predict-batches", args[3], "--convolution", convolution.rawValue, "--precision",
+            configurations[c].2.rawValue,
           ] + (profile ? ["--profile"] : []), environment: configurations[c].1, as: ModelBenchSample.self)
         report(configurations[c].0, i, s, flops: flops)
         return s
@@ -101,7 +121,7 @@ struct BenchModelCommand: ParsableCommand {
       let (ours, peer) = (runs.dropLast(), runs.last!)
       let peerRate = peer.isEmpty ? nil : Double(steps.batchSize) / median(peer.flatMap(\.stepSeconds))
       let peerPredict = peer.isEmpty ? nil : median(peer.map(\.predictSamplesPerSecond))
-      for (c, (label, _)) in configurations.enumerated() {
+      for (c, (label, _, _)) in configurations.enumerated() {
         let step = median(ours[c].flatMap(\.stepSeconds))
         let rate = Double(steps.batchSize) / step
         let peak = median(ours[c].compactMap(\.sgemmPeak))
@@ -116,14 +136,21 @@ struct BenchModelCommand: ParsableCommand {
           + "\(fixed(rate, 2)) samples/s = \(fixed(rate * flops / 1e9, 1)) GFLOP/s\(share) (sgemm \(fixed(peak, 1))); predict "
           + "\(fixed(predict, 1)) samples/s (Winograd; direct convolution \(fixed(direct, 1)), probabilities within "
           + "\(Float(difference))); peak RSS \(fixed(ours[c].map(\.peakMegabytes).max()!, 0)) MB"
+        if c > 0, configurations[0].2 != configurations[c].2 {
+          let first = Double(steps.batchSize) / median(ours[0].flatMap(\.stepSeconds))
+          line +=
+            "; \(configurations[0].0) against it: training \(fixed(first / rate, 2))x, predict "
+            + "\(fixed(median(ours[0].map(\.predictSamplesPerSecond)) / predict, 2))x"
+        }
         if let peerRate, let peerPredict {
-          line += "; vs keras: training \(fixed(rate / peerRate, 2))x, predict \(fixed(predict / peerPredict, 2))x"
+          line +=
+            "; vs keras \(peerPrecision): training \(fixed(rate / peerRate, 2))x, predict \(fixed(predict / peerPredict, 2))x"
         }
         print(line)
       }
       if let peerRate, let peerPredict {
         print(
-          "keras (TensorFlow CPU): median step \(fixed(Double(steps.batchSize) / peerRate, 3)) s = \(fixed(peerRate, 2)) "
+          "keras \(peerPrecision) (TensorFlow CPU): median step \(fixed(Double(steps.batchSize) / peerRate, 3)) s = \(fixed(peerRate, 2)) "
             + "samples/s = \(fixed(peerRate * flops / 1e9, 1)) GFLOP/s; predict \(fixed(peerPredict, 1)) samples/s; "
             + "peak RSS \(fixed(peer.map(\.peakMegabytes).max()!, 0)) MB")
       }

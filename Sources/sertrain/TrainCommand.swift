@@ -297,3 +297,16 @@ struct CrossValidate: ParsableCommand {
 extension SplitKind: ExpressibleByArgument {}
 extension Standardization: ExpressibleByArgument {}
 extension TrainConfig.LRScaling: ExpressibleByArgument {}
+extension Precision: ExpressibleByArgument {}
+
+/// `--precision`: a `Precision`, or `auto`, which is bf16 where the CPU has bfloat16 units.
+enum PrecisionOption: String, ExpressibleByArgument, CaseIterable {
+  case fp32, bf16, auto
+
+  /// The precision this means here; `bf16` on a CPU without bfloat16 units is an error.
+  func resolved() throws -> Precision {
+    let precision = self == .auto ? Precision.preferred : Precision(rawValue: rawValue)!
+    try precision.check()
+    return precision
+  }
+}

@@ -28,10 +28,14 @@ enum Reference {
   }
 
   /// Gradients of `conv1DForward` given the output `y` and its gradient `dy`.
+  /// `roundKernelGradient`, `roundInputGradient`: the operands of those passes' multiplies (`x` and the masked `dy`,
+  /// `w` and the masked `dy`) rounded as given (bfloat16 passes); the bias gradient sums the masked `dy` as it is.
   static func conv1DBackward(
     _ x: [Double], y: [Double], dy: [Double], batch: Int, length: Int, inputs: Int, kernel w: [Double],
-    width k: Int, outputs: Int, relu: Bool
+    width k: Int, outputs: Int, relu: Bool, roundKernelGradient: (Double) -> Double = { $0 },
+    roundInputGradient: (Double) -> Double = { $0 }
   ) -> (dx: [Double], dKernel: [Double], dBias: [Double]) {
+    let (xk, wi) = (x.map(roundKernelGradient), w.map(roundInputGradient))
     let padLeft = (k - 1) / 2
     var dx = [Double](repeating: 0, count: x.count)
     var dw = [Double](repeating: 0, count: w.count)
@@ -41,13 +45,14 @@ enum Reference {
         for o in 0..<outputs {
           let n = (b * length + t) * outputs + o
           let g = relu && y[n] <= 0 ? 0 : dy[n]
+          let (gk, gi) = (roundKernelGradient(g), roundInputGradient(g))
           db[o] += g
           for j in 0..<k {
             let u = t + j - padLeft
             if u < 0 || u >= length { continue }
             for i in 0..<inputs {
-              dw[(j * inputs + i) * outputs + o] += x[(b * length + u) * inputs + i] * g
-              dx[(b * length + u) * inputs + i] += w[(j * inputs + i) * outputs + o] * g
+              dw[(j * inputs + i) * outputs + o] += xk[(b * length + u) * inputs + i] * gk
+              dx[(b * length + u) * inputs + i] += wi[(j * inputs + i) * outputs + o] * gi
             }
           }
         }
@@ -217,9 +222,11 @@ extension Reference {
   /// A whole network in double precision with the naive kernels: the probabilities and mean loss of `x`
   /// (compact `[batch, inputWidth]`), and, in training mode, every trainable variable's gradient by Keras name.
   /// `variables` holds every variable (trainable and moving statistics) by Keras name.
+  /// `rounding(plan, outputs)`: how the operands of a convolution pass of `plan` with `outputs` output channels (the
+  /// layer's for the output and the kernel gradient, its input's for the input gradient) are rounded; none by default.
   static func network(
     _ plans: [LayerPlan], variables: [String: [Double]], x: [Double], batch: Int, labels: [Int], training: Bool,
-    dropoutSeed: UInt64 = 0
+    dropoutSeed: UInt64 = 0, rounding: (_ plan: LayerPlan, _ outputs: Int) -> (Double) -> Double = { _, _ in { $0 } }
   ) -> (probs: [Double], loss: Double, gradients: [String: [Double]]) {
     var acts = [x]
     var caches: [Any] = []
@@ -229,9 +236,10 @@ extension Reference {
       let v = { (name: String) in variables["\(p.name)/\(name)"]! }
       switch p.spec.type {
       case .conv1D:
+        let r = rounding(p, p.outputChannels)
         acts.append(
           conv1DForward(
-            input, batch: batch, length: p.inputLength, inputs: p.inputChannels, kernel: v("kernel"),
+            input.map(r), batch: batch, length: p.inputLength, inputs: p.inputChannels, kernel: v("kernel").map(r),
             width: p.spec.kernelSize!, outputs: p.outputChannels, bias: v("bias"), relu: p.spec.activation == .relu))
         caches.append(0)
       case .batchNormalization:
@@ -296,7 +304,8 @@ extension Reference {
       case .conv1D:
         let r = conv1DBackward(
           x, y: y, dy: d, batch: batch, length: p.inputLength, inputs: p.inputChannels, kernel: v("kernel"),
-          width: p.spec.kernelSize!, outputs: p.outputChannels, relu: p.spec.activation == .relu)
+          width: p.spec.kernelSize!, outputs: p.outputChannels, relu: p.spec.activation == .relu,
+          roundKernelGradient: rounding(p, p.outputChannels), roundInputGradient: rounding(p, p.inputChannels))
         (grads["\(p.name)/kernel"], grads["\(p.name)/bias"], d) = (r.dKernel, r.dBias, r.dx)
       case .batchNormalization:
         let (mean, variance) = caches[i] as! ([Double], [Double])

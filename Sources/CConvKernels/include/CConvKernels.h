@@ -2,6 +2,8 @@
 // direct convolution (conv.c), and the Winograd transforms of inference (winograd.c).
 #pragma once
 
+#include <stdint.h>
+
 // The first block of a ConvNet without its convolution's output (stem.c; `BatchNormLayer` in ConvNet uses them).
 
 /// The longest convolution kernel the stem kernels take.
@@ -136,13 +138,15 @@ long sertrain_conv_blocks(const sertrain_conv *conv, long batch);
 void sertrain_conv_run(const sertrain_conv *conv, long first, long end);
 
 /// The kernel gradient `dW[j][ci][co] = Σ_b Σ_{t<length} input row (t+j) of b [ci] · gradient row t of b [co]`
-/// over `batch` samples, the gradient row `t` of sample `b` at `gradient + (b*rows_per_sample + t)*out_channels`.
+/// over `batch` samples, the gradient row `t` of sample `b` at `gradient + (b*rows_per_sample + t)*out_channels`;
+/// added to what `weight_gradient` holds when `accumulate` is not 0.
 typedef struct {
   sertrain_conv_input input;
   long batch;
   const float *gradient;
   long out_channels;
   float *weight_gradient;
+  int accumulate;
 } sertrain_conv_gradient;
 
 /// The column panels `sertrain_conv_weight_gradient` splits the kernel gradient into.
@@ -192,3 +196,41 @@ void sertrain_winograd_output(const sertrain_winograd *w, long first, long end);
 /// its rows from `input.length` on read as zeros; for the chunk's tiles `first ..< end`.
 void sertrain_winograd_gradient(const sertrain_winograd *w, const float *gradient, const float *g4, long first,
                                 long end);
+
+// The direct convolution with bfloat16 multiplies and float sums (bf16.c; `Precision.bf16` in ConvNet), on CPUs with
+// AVX512-BF16.
+
+/// 1 where the bfloat16 kernels run here (x86-64 with AVX512-BF16, AVX512-BW and AVX512-VL), else 0.
+int sertrain_bf16_level(void);
+
+/// `x` rounded to bfloat16 as the kernels round every operand: to nearest even, subnormals to signed zero.
+float sertrain_bf16_round(float x);
+
+/// Whether the bfloat16 kernels run here for this kernel size (1 to 5) and output width (a multiple of 32).
+int sertrain_conv_bf16_available(int kernel, long out_channels);
+
+/// `sertrain_conv` with the kernel packed as bfloat16 by `sertrain_conv_bf16_pack`.
+typedef struct {
+  sertrain_conv_input input;
+  const uint16_t *packed;
+  long out_channels;
+  float *output;
+} sertrain_conv_bf16;
+
+/// bfloat16 values `sertrain_conv_bf16_pack` writes.
+long sertrain_conv_bf16_packed_count(int kernel, long in_channels, long out_channels);
+
+/// The kernel `w[kernel][in_channels][out_channels]` rounded to bfloat16 and laid out for `sertrain_conv_bf16_run`.
+void sertrain_conv_bf16_pack(const float *w, int kernel, long in_channels, long out_channels, uint16_t *packed);
+
+/// The blocks of positions `sertrain_conv_bf16_run` splits a batch into.
+long sertrain_conv_bf16_blocks(const sertrain_conv_bf16 *conv, long batch);
+
+/// Writes the output rows of blocks `first ..< end`, as `sertrain_conv_run` with bfloat16 multiplies.
+void sertrain_conv_bf16_run(const sertrain_conv_bf16 *conv, long first, long end);
+
+/// The column panels `sertrain_conv_bf16_weight_gradient` splits the kernel gradient into.
+long sertrain_conv_bf16_gradient_parts(const sertrain_conv_gradient *gradient);
+
+/// `sertrain_conv_weight_gradient` with bfloat16 multiplies: columns of panels `first ..< end`.
+void sertrain_conv_bf16_weight_gradient(const sertrain_conv_gradient *gradient, long first, long end);
