@@ -1,5 +1,6 @@
 # The peer of `sertrain bench model`: Keras 3 on TensorFlow CPU, the same model, trained at the same batch on random
-# data, then `predict`. Arguments: batch, steps, warmup, predict batches, model (seed or frames). The seed model's
+# data, then `predict`. Arguments: batch, steps, warmup, predict batches, model (seed or frames), and the Keras dtype
+# policy (float32, or mixed_bfloat16: bfloat16 compute with float32 variables, as a Keras user turns it on). The seed model's
 # steps are `train_on_batch` calls, each timed; the frames model's (a few milliseconds of compute each, where a
 # call's own overhead would dominate) are one `fit` over `steps` batches, as a user trains, timed as a whole and
 # divided evenly. Prints one JSON line like `ModelBenchSample`.
@@ -10,13 +11,15 @@ import numpy as np, keras
 from keras import layers
 batch, steps, warmup, predict_batches = map(int, sys.argv[1:5])
 name = sys.argv[5] if len(sys.argv) > 5 else "seed"
+policy = sys.argv[6] if len(sys.argv) > 6 else "float32"
+keras.mixed_precision.set_global_policy(policy)
 seq = [keras.Input(shape=(2376, 1))]
 if name == "seed":
     for f, k in zip([512, 512, 256, 256, 128], [5, 5, 5, 3, 3]):
         seq += [layers.Conv1D(f, k, padding="same", activation="relu"), layers.BatchNormalization(),
                 layers.MaxPooling1D(pool_size=5, strides=2, padding="same")]
     seq += [layers.Flatten(), layers.Dense(512, activation="relu"), layers.BatchNormalization(),
-            layers.Dense(7, activation="softmax")]
+            layers.Dense(7, activation="softmax", dtype="float32")]
     expected = 7193223
 else:  # ModelSpec.frames()
     seq += [layers.Reshape((108, 22))]
@@ -25,7 +28,7 @@ else:  # ModelSpec.frames()
         if pool:
             seq += [layers.MaxPooling1D(pool_size=2, strides=2, padding="same")]
     seq += [layers.GlobalMaxPooling1D(), layers.Dropout(0.3), layers.Dense(64, activation="relu"),
-            layers.Dense(7, activation="softmax")]
+            layers.Dense(7, activation="softmax", dtype="float32")]
     expected = 107463
 model = keras.Sequential(seq)
 assert model.count_params() == expected, model.count_params()

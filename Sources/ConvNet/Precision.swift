@@ -5,7 +5,7 @@ import CConvKernels
 /// of the convolutions' multiply-adds rounded to bfloat16 (8 significant bits), the products summed in float; weights,
 /// Adam, BatchNorm, pooling, Dense layers and the loss stay float (bf16.c). A network's precision is fixed when it is
 /// built; checkpoints hold float weights whatever the precision that trained them.
-public enum Precision: String, CaseIterable, Sendable, CustomStringConvertible {
+public enum Precision: String, CaseIterable, Codable, Sendable, CustomStringConvertible {
   case fp32, bf16
 
   public var description: String { rawValue }

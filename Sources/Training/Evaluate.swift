@@ -121,9 +121,9 @@ final class Predictor {
   let network: Network
   let batch: Int
 
-  init(_ checkpoint: Checkpoint, path: String, batch: Int = 64) throws {
+  init(_ checkpoint: Checkpoint, path: String, batch: Int = 64, precision: Precision = .fp32) throws {
     self.checkpoint = checkpoint
-    network = try checkpoint.makeNetwork(path: path)
+    network = try checkpoint.makeNetwork(path: path, precision: precision)
     self.batch = batch
   }
 
@@ -179,7 +179,7 @@ public func rowsOf(split: String, checkpoint: Checkpoint, file: FeatureFile, che
 /// are summed (never means of means).
 public func evaluate(
   _ checkpoint: Checkpoint, path checkpointPath: String, dataPath: String, split: String, comm: Communicator,
-  progress: Bool = false
+  progress: Bool = false, precision: Precision = .fp32
 ) throws -> Evaluation {
   let file = try FeatureFile(path: dataPath)
   // Across corpora the classes are matched by name: rows of classes the model lacks are left out, and the model
@@ -194,7 +194,7 @@ public func evaluate(
   let dataToShared = file.classes.map { shared.firstIndex(of: $0) }
   let modelToShared = checkpoint.classNames.map { shared.firstIndex(of: $0) }
   let dataToModel = file.classes.map { checkpoint.classNames.firstIndex(of: $0) }
-  let predictor = try Predictor(checkpoint, path: checkpointPath)
+  let predictor = try Predictor(checkpoint, path: checkpointPath, precision: precision)
   guard predictor.network.inputWidth == file.width else {
     throw Failure("the model reads \(predictor.network.inputWidth) features, \(dataPath) has \(file.width)")
   }
@@ -284,10 +284,10 @@ public struct Prediction: Codable, Sendable {
 }
 
 /// Predicts recordings (their original row, extracted as in training) with a checkpoint.
-public func predictFiles(_ paths: [String], checkpoint: Checkpoint, path checkpointPath: String) throws
-  -> [Prediction]
-{
-  let predictor = try Predictor(checkpoint, path: checkpointPath)
+public func predictFiles(
+  _ paths: [String], checkpoint: Checkpoint, path checkpointPath: String, precision: Precision = .fp32
+) throws -> [Prediction] {
+  let predictor = try Predictor(checkpoint, path: checkpointPath, precision: precision)
   var recipe = FeatureRecipe()
   recipe.layout = checkpoint.recipe?.layout ?? .seed  // rows as the model was trained on
   let extractor = FeatureExtractor(recipe: recipe)
@@ -346,10 +346,11 @@ public func predictFiles(_ paths: [String], checkpoint: Checkpoint, path checkpo
 
 /// Predicts stored rows (all, or a split) of a feature file.
 public func predictRows(
-  featuresPath: String, split: String, checkpoint: Checkpoint, path checkpointPath: String
+  featuresPath: String, split: String, checkpoint: Checkpoint, path checkpointPath: String,
+  precision: Precision = .fp32
 ) throws -> [Prediction] {
   let file = try FeatureFile(path: featuresPath)
-  let predictor = try Predictor(checkpoint, path: checkpointPath)
+  let predictor = try Predictor(checkpoint, path: checkpointPath, precision: precision)
   guard predictor.network.inputWidth == file.width else {
     throw Failure(
       "\(checkpointPath) reads \(predictor.network.inputWidth) features, \(featuresPath) has \(file.width)")

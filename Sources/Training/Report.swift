@@ -209,7 +209,8 @@ public func writeRunReport(runDir: String, last: Checkpoint, evaluation: Evaluat
         + (c.lrScaling.map { $0 == .none } ?? true
           ? "" : " scaled \(c.lrScaling!.rawValue) from batch \(c.baseBatch ?? 64) to \(c.scaledLearningRate)")
         + ((c.warmupEpochs ?? 0) > 0 ? " after \(c.warmupEpochs!) epochs of linear warmup" : "")
-        + ", batch \(c.batchSize) on \(state.ranks) rank(s), seed \(c.seed); "
+        + ", batch \(c.batchSize) on \(state.ranks) rank(s), seed \(c.seed)"
+        + ((c.precision ?? .fp32) == .fp32 ? "" : ", \(c.precision!) convolutions") + "; "
         + "early stopping on \(c.earlyStopping.monitor), patience \(c.earlyStopping.patience); learning rate x"
         + "\(c.reduceLR.factor) after \(c.reduceLR.patience) epochs without improvement, floor \(c.reduceLR.minLR)"
         + (c.standardizationMode == .none ? "" : "; features standardised by \(c.standardizationMode.rawValue)")

@@ -47,6 +47,9 @@ public struct TrainConfig: Codable, Equatable, Sendable {
   /// the run's classes (in class order), which the loss uses as Keras's `class_weight` does.
   public var classWeight: String?
   public var classWeights: [Double]?
+  /// The arithmetic of the convolutions (`--precision`; nil, in runs from before it existed: fp32). May change on
+  /// resume: the weights are float either way.
+  public var precision: Precision?
   public init() {}
 
   public enum LRScaling: String, Codable, Sendable, CaseIterable {
@@ -378,6 +381,7 @@ public final class Trainer {
         }
         if !s.finished { s.config.epochs = config.epochs }
       }
+      if given.contains("--precision") { s.config.precision = config.precision }
       if !given.contains("--data"), let recorded = s.dataPath, access(recorded, R_OK) == 0 {
         s.config.data = recorded
       } else {
@@ -437,16 +441,19 @@ public final class Trainer {
           + "\(file.width) features per row")
     }
     if resumeFrom == nil { spec = config.scalingMomentum(spec) }
-    network = try Network(spec: spec, classes: file.classes.count, seed: config.seed)
+    network = try Network(
+      spec: spec, classes: file.classes.count, seed: config.seed, precision: config.precision ?? .fp32)
     adam = Adam(count: network.trainableCount, learningRate: Float(config.scaledLearningRate))
 
     // Every rank must run the same model.
-    var specText = spec.encoded() + "#\(network.trainableCount)+\(network.nonTrainableCount)"
+    var specText =
+      spec.encoded() + "#\(network.trainableCount)+\(network.nonTrainableCount)#\(network.precision)"
     let mine = specText
     comm.broadcast(&specText, root: 0)
     let mismatch = comm.sum(mine == specText ? 0 : 1)
     if mine != specText {
-      throw Failure("rank \(comm.rank): the model spec or parameter count differs from rank 0's")
+      throw Failure(
+        "rank \(comm.rank): the model spec, parameter count or precision (\(network.precision)) differs from rank 0's")
     }
     if mismatch > 0 { throw Failure("rank \(comm.rank): another rank has a different model spec") }
 
@@ -554,7 +561,8 @@ public final class Trainer {
     }
     network.statisticsReducer = comm.size > 1 ? { [comm] in comm.allreduceSum($0) } : nil
     if isRoot {
-      if resumeFrom == nil { try writeConfig() }
+      // A resume may have changed what may change (epochs, the data's path, the precision).
+      if resumeFrom == nil || !state.finished { try writeConfig() }
       if !state.finished { try RunStatus.running.write(runDir: runDir) }
     }
     if let resumePath, isRoot, !quiet {
@@ -573,6 +581,7 @@ public final class Trainer {
       "run \(runDir): model \(network.spec.name) (\(parameters) parameters), \(config.data): \(file.rowCount) rows x "
         + "\(file.width), split by \(config.split.rawValue): train \(sizes[0]), val \(sizes[1]), test \(sizes[2]); "
         + "\(comm.size) rank(s), batch \(config.batchSize), up to \(config.epochs) epochs of \(stepsPerEpoch) steps"
+        + (network.precision == .fp32 ? "" : "; \(network.precision) convolutions")
     ]
     if sizes[3] > 0 { lines.append("  --limit-rows: \(sizes[3]) rows left out (for trying things out)") }
     if file.leaksAcrossSplits && config.split != .random {

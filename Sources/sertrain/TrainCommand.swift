@@ -146,6 +146,13 @@ struct TrainingOptions: ParsableArguments {
       """)
   var classWeight: String?
 
+  @Option(
+    help: """
+      Arithmetic of the convolutions: fp32 (the default), bf16 (bfloat16 multiplies with float sums, weights, \
+      BatchNorm and loss, as Keras's mixed_bfloat16; needs AVX512-BF16), or auto (bf16 where the CPU has it).
+      """)
+  var precision: PrecisionOption?
+
   @Option(help: "For trying things out: at most N steps per epoch (Keras's steps_per_epoch).")
   var stepsPerEpoch: Int?
 
@@ -200,6 +207,7 @@ struct TrainingOptions: ParsableArguments {
       $0.standardize = $1 != .none
     }
     take(classWeight, "--class-weight") { $0.classWeight = $1 }
+    take(precision, "--precision") { $0.precision = $1.meaning }
     take(limitRows, "--limit-rows") { $0.limitRows = $1 }
     take(stepsPerEpoch, "--steps-per-epoch") { $0.stepsPerEpoch = $1 }
     take(lrScaling, "--lr-scaling") { $0.lrScaling = $1 }
@@ -214,6 +222,7 @@ struct TrainingOptions: ParsableArguments {
       throw ValidationError("--no-standardize contradicts --standardize \(standardize.rawValue)")
     }
     if let problem = c.problems.first { throw ValidationError(problem) }
+    if let precision { _ = try precision.resolved() }
     if !(bucketMB >= 0) { throw ValidationError("--bucket-mb must be 0 or more") }
   }
 
@@ -303,10 +312,12 @@ extension Precision: ExpressibleByArgument {}
 enum PrecisionOption: String, ExpressibleByArgument, CaseIterable {
   case fp32, bf16, auto
 
-  /// The precision this means here; `bf16` on a CPU without bfloat16 units is an error.
+  /// The precision this means here (`auto` resolved for this CPU).
+  var meaning: Precision { self == .auto ? Precision.preferred : Precision(rawValue: rawValue)! }
+
+  /// `meaning`, or an error for `bf16` on a CPU without bfloat16 units.
   func resolved() throws -> Precision {
-    let precision = self == .auto ? Precision.preferred : Precision(rawValue: rawValue)!
-    try precision.check()
-    return precision
+    try meaning.check()
+    return meaning
   }
 }

@@ -28,6 +28,13 @@ struct Evaluate: ParsableCommand {
       """)
   var split: String?
 
+  @Option(
+    help: """
+      Arithmetic of the convolutions: fp32, bf16 (bfloat16 multiplies with float sums; needs AVX512-BF16) or auto \
+      (bf16 where the CPU has it). The checkpoint's weights are float either way.
+      """)
+  var precision = PrecisionOption.fp32
+
   @Flag(help: "Print JSON.")
   var json = false
 
@@ -44,7 +51,8 @@ struct Evaluate: ParsableCommand {
           return f.classes == c.classNames && c.split?.count == f.rowCount
         }()
       let split = self.split ?? (own ? "test" : "all")
-      let e = try evaluate(c, path: checkpoint, dataPath: path, split: split, comm: comm)
+      let e = try evaluate(
+        c, path: checkpoint, dataPath: path, split: split, comm: comm, precision: try precision.resolved())
       guard comm.rank == 0 else { return }
       if json {
         print(e.json())
@@ -93,6 +101,13 @@ struct Predict: ParsableCommand {
   @Flag(help: "Print CSV: path_or_row,emotion,<one column per class>[,path,truth,augmentation],error.")
   var csv = false
 
+  @Option(
+    help: """
+      Arithmetic of the convolutions: fp32, bf16 (bfloat16 multiplies with float sums; needs AVX512-BF16) or auto \
+      (bf16 where the CPU has it). The checkpoint's weights are float either way.
+      """)
+  var precision = PrecisionOption.fp32
+
   func validate() throws {
     if files.isEmpty == (features == nil) { throw ValidationError("give audio files or --features, not both") }
     if json && csv { throw ValidationError("--json or --csv, not both") }
@@ -111,8 +126,9 @@ struct Predict: ParsableCommand {
       }
       let predictions =
         features == nil
-        ? try predictFiles(files, checkpoint: c, path: checkpoint)
-        : try predictRows(featuresPath: features!, split: split, checkpoint: c, path: checkpoint)
+        ? try predictFiles(files, checkpoint: c, path: checkpoint, precision: try precision.resolved())
+        : try predictRows(
+          featuresPath: features!, split: split, checkpoint: c, path: checkpoint, precision: try precision.resolved())
       let classes = c.classNames
       let rows = features != nil
       if json {
