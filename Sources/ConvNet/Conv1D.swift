@@ -31,7 +31,9 @@ import COpenBLAS
 /// `Network.winograd` allows (`WinogradConvolution`): fewer multiplies, in GEMMs over transformed tiles.
 ///
 /// In `bf16` precision every pass the bfloat16 kernels take (bf16.c: 1 to 5 taps, a multiple of 32 output channels)
-/// runs there, Winograd's or not: the output, the kernel gradient and the input gradient. Other passes stay float.
+/// multiplies in bfloat16: the output (training and inference) by the direct bf16 kernels, the kernel and input
+/// gradients by Winograd's transforms and bf16 GEMMs where `Network.winograd` allows (else direct). Other passes
+/// stay float.
 final class Conv1DLayer: Layer {
   let plan: LayerPlan
   let k: Int, cin: Int, cout: Int, length: Int, padLeft: Int, padRight: Int, relu: Bool
@@ -201,10 +203,12 @@ final class Conv1DLayer: Layer {
     x.zeroPadding()
     let direct = raw.layout == rawLayout
     let out = direct ? raw.base : scratch(&outScratch, rawLayout.rows(batch: x.batch) * cout)
-    if inference && Network.winograd, let winograd, let workspace {
+    // In bf16 inference is direct too: Winograd's transforms magnify bfloat16's rounding of the transformed tiles
+    // (the frames model's probabilities moved by up to 0.023), where the gradients only gain noise.
+    if inference && Network.winograd && !runsBF16(cout), let winograd, let workspace {
       winograd.run(
         batch: x.batch, input: convInput(x.base, cin), validRows: padLeft + length, weight: weight, output: out,
-        scratch: workspace, bf16: precision == .bf16)
+        scratch: workspace)
     } else {
       convolve(batch: x.batch, x.base, cin, weight, out, cout, pack: &packed, packBF16: &packedBF16)
     }

@@ -76,5 +76,7 @@ extension TrainCommandTests {
       directory: dir)
     XCTAssertEqual(predicted.status, 0, predicted.stderr)
     XCTAssertEqual(predicted.stdout.split(separator: "\n").count, 1 + 120)
+    let exported = try runCommand(["export-keras", "b/checkpoint-last.h5", "-o", "b.weights.h5"], directory: dir)
+    XCTAssertEqual(exported.status, 0, exported.stderr)
   }
 }

@@ -143,10 +143,10 @@ final class BFloat16Tests: XCTestCase {
     }
   }
 
-  /// Winograd's passes (the kernel and input gradients of training, the forward of inference) transform in float and
-  /// multiply in bfloat16: the rounding falls on transformed values, so only the plain oracle applies. Their gradients
-  /// stay within about twice the direct kernels' error (measured 1.0-2.4x relative L2), inference within 10x
-  /// (probabilities 5.4e-3 at most: the inverse transform's coefficients up to 8 magnify the rounding).
+  /// Winograd's passes of training (the kernel and input gradients) transform in float and multiply in bfloat16: the
+  /// rounding falls on transformed values, so only the plain oracle applies. Their gradients stay within about twice
+  /// the direct kernels' error (measured 1.0-2.4x relative L2). Inference in bf16 stays direct (as a Winograd forward
+  /// it moved probabilities 10x more than the direct kernels: 5.4e-3 here, 0.023 on the frames model).
   func testWinogradKernelsAgainstTheOracle() throws {
     try XCTSkipUnless(Precision.bf16Runs, "this CPU has no AVX512-BF16")
     for (n, spec) in Self.specs.enumerated() {
@@ -157,8 +157,9 @@ final class BFloat16Tests: XCTestCase {
         let winograd = try errors(spec, seed: UInt64(30 + 10 * n + seed), rounded: false)
         let context = "\(spec.name), seed \(seed): Winograd \(winograd), direct \(direct)"
         XCTAssertLessThan(winograd.gradientNorm, 3 * direct.gradientNorm + 2e-3, context)
-        XCTAssertLessThan(winograd.inference, 1.5e-2, context)
-        XCTAssertEqual(winograd.probabilities, direct.probabilities, context)  // the training forward is direct
+        XCTAssertEqual(winograd.probabilities, direct.probabilities, context)  // forwards are direct in bf16
+        // (a pass bf16 does not take, 40 channels, keeps Winograd's float inference: float rounding apart)
+        XCTAssertEqual(winograd.inference, direct.inference, accuracy: 1e-5, context)
       }
     }
   }
