@@ -49,7 +49,7 @@ public func measureSGEMMPeak(size: Int = 4096, repeats: Int = 3) -> Double {
 public struct ModelBenchSample: JSONLine, Sendable {
   public var stepSeconds: [Double]
   public var predictSamplesPerSecond: Double
-  /// sertrain only: inference with the direct convolution (`Network.winograd` off), and the largest
+  /// sertrain only: inference with the direct convolution (the policy's `winograd` off), and the largest
   /// difference between its probabilities and those of the default (Winograd) inference.
   public var directPredictSamplesPerSecond: Double?
   public var predictDifference: Double?
@@ -84,14 +84,14 @@ public struct ModelBenchSample: JSONLine, Sendable {
 /// `predictBatches` batches; returns per-step seconds, inference throughput and this process's peak RSS.
 public func benchmarkTraining(
   spec: ModelSpec, classes: Int = 7, batch: Int, steps: Int, warmup: Int, predictBatches: Int, profile: Bool = false,
-  precision: Precision = .fp32
+  policy: KernelPolicy = KernelPolicy()
 ) throws -> ModelBenchSample {
   let peak = measureSGEMMPeak()
   var stepPeaks: [Double]?
   var trainingRSS: Double?
   // The model lives in this closure, so that it is freed before the last sgemm measurement.
   let (times, predicted) = try { () throws -> ([Double], (Double, Double, Double)) in
-    let network = try Network(spec: spec, classes: classes, seed: 1, precision: precision)
+    let network = try Network(spec: spec, classes: classes, seed: 1, policy: policy)
     let adam = Adam(count: network.parameters.count)
     let oneProcess = SingleProcessCommunicator()
     var rng = RandomStream(seed: 3)
@@ -144,9 +144,7 @@ public func benchmarkTraining(
     }
     // Inference as predict runs it (Winograd's F(4, k)), then with the direct convolution of training, each after
     // one untimed batch whose probabilities the two compare.
-    func predict(winograd: Bool) -> (rate: Double, probabilities: [Float]) {
-      Network.winograd = winograd
-      defer { Network.winograd = true }
+    func predict(_ network: Network) -> (rate: Double, probabilities: [Float]) {
       let first = x.withUnsafeBufferPointer { Array(network.forward($0.baseAddress!, batch: batch, training: false)) }
       let t0 = monotonicSeconds()
       for _ in 0..<predictBatches {
@@ -154,7 +152,13 @@ public func benchmarkTraining(
       }
       return (Double(predictBatches * batch) / (monotonicSeconds() - t0), first)
     }
-    let (fast, direct) = (predict(winograd: true), predict(winograd: false))
+    let fast = predict(network)
+    var withoutWinograd = policy
+    withoutWinograd.winograd = false
+    let plain = try Network(spec: spec, classes: classes, seed: 1, policy: withoutWinograd)
+    plain.parameters.copy(from: UnsafeBufferPointer(start: network.parameters.pointer, count: network.parameters.count))
+    plain.state.copy(from: UnsafeBufferPointer(start: network.state.pointer, count: network.state.count))
+    let direct = predict(plain)
     let difference = zip(fast.probabilities, direct.probabilities).map { Double(abs($0 - $1)) }.max() ?? 0
     return (times, (fast.rate, direct.rate, difference))
   }()

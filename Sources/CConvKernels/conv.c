@@ -330,50 +330,44 @@ static void weight_gradient(const isa_kernels *isa, const sertrain_conv_gradient
 }
 #endif
 
-/// The instruction sets the kernels may use here: 2 for AVX-512, 1 for AVX2, 0 for none (sertrain_conv_limit).
-static int level_limit = 2;
-
-int sertrain_conv_limit(int level) {
-  if (level >= 0) level_limit = level;
-  return level_limit;
-}
-
-/// The kernels for this CPU, within the limit; NULL where none run.
-static const isa_kernels *kernels_here(void) {
+/// The kernels for this CPU within `limit` (2: AVX-512, 1: AVX2, 0: none); NULL where none run.
+static const isa_kernels *kernels_here(int limit) {
 #if defined(__x86_64__)
   __builtin_cpu_init();
-  if (level_limit >= 2 && __builtin_cpu_supports("avx512f")) return &avx512_kernels;
-  if (level_limit >= 1 && __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma")) return &avx2_kernels;
+  if (limit >= 2 && __builtin_cpu_supports("avx512f")) return &avx512_kernels;
+  if (limit >= 1 && __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma")) return &avx2_kernels;
+#else
+  (void)limit;
 #endif
   return NULL;
 }
 
-int sertrain_conv_level(void) {
-  const isa_kernels *isa = kernels_here();
+int sertrain_conv_level(int limit) {
+  const isa_kernels *isa = kernels_here(limit);
   return isa == NULL ? 0 : isa->nr == NR_AVX512 ? 2 : 1;
 }
 
-int sertrain_conv_available(int kernel, long out_channels) {
-  const isa_kernels *isa = kernels_here();
+int sertrain_conv_available(int kernel, long out_channels, int limit) {
+  const isa_kernels *isa = kernels_here(limit);
   return isa && kernel >= 1 && kernel <= 5 && out_channels > 0 && out_channels % isa->nr == 0;
 }
 
 /// The kernels for this call, or a clear stop where none run (the caller checks `sertrain_conv_available`).
-static const isa_kernels *require(int kernel, long out_channels, const char *what) {
-  if (!sertrain_conv_available(kernel, out_channels)) {
+static const isa_kernels *require(int kernel, long out_channels, int limit, const char *what) {
+  if (!sertrain_conv_available(kernel, out_channels, limit)) {
     fprintf(stderr, "sertrain: %s called where the direct convolution does not run (kernel %d, %ld channels)\n",
             what, kernel, out_channels);
     abort();
   }
-  return kernels_here();
+  return kernels_here(limit);
 }
 
 long sertrain_conv_packed_count(int kernel, long in_channels, long out_channels) {
   return (long)kernel * in_channels * out_channels;
 }
 
-void sertrain_conv_pack(const float *w, int kernel, long in_channels, long out_channels, float *packed) {
-  const int nr = require(kernel, out_channels, "sertrain_conv_pack")->nr;
+void sertrain_conv_pack(const float *w, int kernel, long in_channels, long out_channels, int limit, float *packed) {
+  const int nr = require(kernel, out_channels, limit, "sertrain_conv_pack")->nr;
   for (long q = 0; q < out_channels / nr; q++) {
     for (long c = 0; c < in_channels; c++) {
       for (int j = 0; j < kernel; j++) {
@@ -385,20 +379,21 @@ void sertrain_conv_pack(const float *w, int kernel, long in_channels, long out_c
 }
 
 long sertrain_conv_blocks(const sertrain_conv *conv, long batch) {
-  const long block = require(conv->input.kernel, conv->out_channels, "sertrain_conv_blocks")->mr * 16;
+  const long block = require(conv->input.kernel, conv->out_channels, conv->limit, "sertrain_conv_blocks")->mr * 16;
   return batch * ((conv->input.length + block - 1) / block);
 }
 
 void sertrain_conv_run(const sertrain_conv *conv, long first, long end) {
-  run(require(conv->input.kernel, conv->out_channels, "sertrain_conv_run"), conv, first, end);
+  run(require(conv->input.kernel, conv->out_channels, conv->limit, "sertrain_conv_run"), conv, first, end);
 }
 
 long sertrain_conv_gradient_parts(const sertrain_conv_gradient *gradient) {
   return gradient->out_channels /
-         require(gradient->input.kernel, gradient->out_channels, "sertrain_conv_gradient_parts")->nr;
+         require(gradient->input.kernel, gradient->out_channels, gradient->limit, "sertrain_conv_gradient_parts")->nr;
 }
 
 void sertrain_conv_weight_gradient(const sertrain_conv_gradient *gradient, long first, long end) {
-  weight_gradient(require(gradient->input.kernel, gradient->out_channels, "sertrain_conv_weight_gradient"), gradient,
-                  first, end);
+  weight_gradient(
+      require(gradient->input.kernel, gradient->out_channels, gradient->limit, "sertrain_conv_weight_gradient"),
+      gradient, first, end);
 }

@@ -28,11 +28,11 @@ import COpenBLAS
 /// sample's length unwritten (the phase GEMMs write them with values nobody reads).
 ///
 /// The kernel and input gradients, and the forward of inference, run by Winograd's minimal filtering where
-/// `Network.winograd` allows (`WinogradConvolution`): fewer multiplies, in GEMMs over transformed tiles.
+/// the policy's `winograd` allows (`WinogradConvolution`): fewer multiplies, in GEMMs over transformed tiles.
 ///
 /// In `bf16` precision every pass the bfloat16 kernels take (bf16.c: 1 to 5 taps, a multiple of 32 output channels)
 /// multiplies in bfloat16: the output (training and inference) by the direct bf16 kernels, the kernel and input
-/// gradients by Winograd's transforms and bf16 GEMMs where `Network.winograd` allows (else direct). Other passes
+/// gradients by Winograd's transforms and bf16 GEMMs where the policy's `winograd` allows (else direct). Other passes
 /// stay float.
 final class Conv1DLayer: Layer {
   let plan: LayerPlan
@@ -47,24 +47,22 @@ final class Conv1DLayer: Layer {
   /// The kernel laid out for the direct convolution (conv.c), for the output and for the input gradient.
   private var packed: FloatBuffer?
   private var packedFlipped: FloatBuffer?
-  /// The arithmetic of the passes the bfloat16 kernels take (`Precision`).
-  let precision: Precision
+  /// How the passes compute (the network's).
+  let policy: KernelPolicy
   /// The kernel and the flipped kernel rounded to bfloat16 and packed for bf16.c, repacked on every pass.
   private var packedBF16: UnsafeMutableBufferPointer<UInt16>?
   private var packedFlippedBF16: UnsafeMutableBufferPointer<UInt16>?
-  /// The passes by Winograd's minimal filtering where they run (`Network.winograd`): `winograd` (cin -> cout) the
+  /// The passes by Winograd's minimal filtering where they run (the policy's `winograd`): `winograd` (cin -> cout) the
   /// inference forward and the kernel gradient, `winogradGradient` (cout -> cin) the input gradient (the flipped
   /// kernel over the output gradient).
   private let winograd: WinogradConvolution?
   private let winogradGradient: WinogradConvolution?
   /// Whether the direct convolution computes a pass with this kernel size and output width here.
   private func runsDirect(_ outChannels: Int) -> Bool {
-    Network.directConvolutionRuns(kernel: k, outChannels: outChannels)
+    policy.directConvolutionRuns(kernel: k, outChannels: outChannels)
   }
   /// Whether a pass with this output width runs in bfloat16.
-  private func runsBF16(_ outChannels: Int) -> Bool {
-    precision == .bf16 && sertrain_conv_bf16_available(Int32(k), outChannels) != 0
-  }
+  private func runsBF16(_ outChannels: Int) -> Bool { policy.bf16Runs(kernel: k, outChannels: outChannels) }
 
   var plans: [LayerPlan] { [plan] }
   var inputLayout: Layout? { paddedInputLayout }
@@ -72,9 +70,9 @@ final class Conv1DLayer: Layer {
   var outputLayout: Layout? { rawLayout }
   var outputGradientLayout: Layout? { paddedGradientLayout }
 
-  init(plan: LayerPlan, variables: KernelAndBias, precision: Precision = .fp32) {
+  init(plan: LayerPlan, variables: KernelAndBias, policy: KernelPolicy) {
     self.plan = plan
-    self.precision = precision
+    self.policy = policy
     k = plan.spec.kernelSize!
     cin = plan.inputChannels
     cout = plan.outputChannels
@@ -169,9 +167,10 @@ final class Conv1DLayer: Layer {
     }
     if runsDirect(outChannels) {
       let p = scratch(&pack, sertrain_conv_packed_count(Int32(k), inChannels, outChannels))
-      sertrain_conv_pack(w, Int32(k), inChannels, outChannels, p)
+      let limit = Int32(policy.directConvolutionLevel)
+      sertrain_conv_pack(w, Int32(k), inChannels, outChannels, limit, p)
       var conv = sertrain_conv(
-        input: convInput(input, inChannels), packed: p, out_channels: outChannels, output: out)
+        input: convInput(input, inChannels), packed: p, out_channels: outChannels, output: out, limit: limit)
       Parallel.forEach(sertrain_conv_blocks(&conv, batch)) { _, blocks in
         sertrain_conv_run(&conv, blocks.lowerBound, blocks.upperBound)
       }
@@ -197,7 +196,7 @@ final class Conv1DLayer: Layer {
 
   /// x `[B, L, cin]` (`paddedInputLayout`: zero rows around each sample) -> raw `[B, L, cout]`: the convolution
   /// without bias or ReLU (`ConvBlockLayer`'s BatchNorm applies them as it reads); by Winograd's F(4, k) when
-  /// `inference` and `Network.winograd`, in `workspace` (`winogradScratch(batch:).forward` floats).
+  /// `inference` and the policy's `winograd`, in `workspace` (`winogradScratch(batch:).forward` floats).
   func forwardRaw(_ x: Tensor, _ raw: Tensor, inference: Bool, workspace: UnsafeMutablePointer<Float>?) {
     precondition(x.layout == paddedInputLayout, "\(plan.name): input layout")
     x.zeroPadding()
@@ -205,7 +204,7 @@ final class Conv1DLayer: Layer {
     let out = direct ? raw.base : scratch(&outScratch, rawLayout.rows(batch: x.batch) * cout)
     // In bf16 inference is direct too: Winograd's transforms magnify bfloat16's rounding of the transformed tiles
     // (the frames model's probabilities moved by up to 0.023), where the gradients only gain noise.
-    if inference && Network.winograd && !runsBF16(cout), let winograd, let workspace {
+    if inference && policy.winograd && !runsBF16(cout), let winograd, let workspace {
       winograd.run(
         batch: x.batch, input: convInput(x.base, cin), validRows: padLeft + length, weight: weight, output: out,
         scratch: workspace)
@@ -268,7 +267,7 @@ final class Conv1DLayer: Layer {
   }
 
   /// The gradient `d` of the output before the bias and ReLU (`paddedGradientLayout`) -> dW `[k, cin, cout]`,
-  /// dx `[B, L, cin]`, by Winograd's F(k, 4) and F(4, k) where `Network.winograd` (in `workspace`,
+  /// dx `[B, L, cin]`, by Winograd's F(k, 4) and F(4, k) where the policy's `winograd` (in `workspace`,
   /// `winogradScratch(batch:).backward` floats). Overwrites the padding rows of `d` with zeros. Calls
   /// `parametersDone` between the kernel gradient and the input gradient (the bias gradient is written before).
   func backwardMasked(
@@ -278,21 +277,21 @@ final class Conv1DLayer: Layer {
     let batch = x.batch
     d.zeroPadding()
     let aligned = d.base + padRight * cout  // row i holds the gradient of output row i
-    if Network.winograd, let winograd, let workspace {
+    if policy.winograd, let winograd, let workspace {
       winograd.weightGradient(
         batch: batch, input: convInput(x.base, cin), validRows: padLeft + length, gradient: aligned,
-        weightGradient: dWeight, scratch: workspace, bf16: precision == .bf16)
+        weightGradient: dWeight, scratch: workspace, bf16: policy.precision == .bf16)
     } else if runsBF16(cout) {
       var g = sertrain_conv_gradient(
         input: convInput(x.base, cin), batch: batch, gradient: aligned, out_channels: cout, weight_gradient: dWeight,
-        accumulate: 0)
+        accumulate: 0, limit: Int32(policy.directConvolutionLevel))
       Parallel.forEach(sertrain_conv_bf16_gradient_parts(&g)) { _, panels in
         sertrain_conv_bf16_weight_gradient(&g, panels.lowerBound, panels.upperBound)
       }
     } else if runsDirect(cout) {
       var g = sertrain_conv_gradient(
         input: convInput(x.base, cin), batch: batch, gradient: aligned, out_channels: cout, weight_gradient: dWeight,
-        accumulate: 0)
+        accumulate: 0, limit: Int32(policy.directConvolutionLevel))
       Parallel.forEach(sertrain_conv_gradient_parts(&g)) { _, panels in
         sertrain_conv_weight_gradient(&g, panels.lowerBound, panels.upperBound)
       }
@@ -308,10 +307,10 @@ final class Conv1DLayer: Layer {
     }
     let direct = dx.layout == rawLayout
     let out = direct ? dx.base : scratch(&dxScratch, rawLayout.rows(batch: batch) * cin)
-    if Network.winograd, let winogradGradient, let workspace {
+    if policy.winograd, let winogradGradient, let workspace {
       winogradGradient.run(
         batch: batch, input: convInput(d.base, cout), validRows: padRight + length, weight: flipped.pointer,
-        output: out, scratch: workspace, bf16: precision == .bf16)
+        output: out, scratch: workspace, bf16: policy.precision == .bf16)
     } else {
       convolve(
         batch: batch, d.base, cout, flipped.pointer, out, cin, pack: &packedFlipped, packBF16: &packedFlippedBF16)

@@ -10,8 +10,10 @@ import CConvKernels
 public final class Network {
   public let spec: ModelSpec
   public let classes: Int
-  /// The arithmetic of the convolutions (`Precision`), fixed when the network is built.
-  public let precision: Precision
+  /// How the kernels compute (`KernelPolicy`: the precision, Winograd, the fused stem, the direct convolution's
+  /// instruction sets), fixed when the network is built.
+  public let policy: KernelPolicy
+  public var precision: Precision { policy.precision }
   public let plans: [LayerPlan]
   /// Trainable variables, in layer order (Keras's `trainable_weights` order).
   public let parameterLayout: ParameterLayout
@@ -47,11 +49,11 @@ public final class Network {
 
   /// Builds the network with glorot-uniform kernels drawn from `seed`, zero biases, BatchNorm gamma 1, beta 0,
   /// moving mean 0 and moving variance 1. `bf16` is refused where the CPU has no bfloat16 units.
-  public init(spec: ModelSpec, classes: Int, seed: UInt64 = 0, precision: Precision = .fp32) throws {
-    try precision.check()
+  public init(spec: ModelSpec, classes: Int, seed: UInt64 = 0, policy: KernelPolicy = KernelPolicy()) throws {
+    try policy.precision.check()
     self.spec = spec
     self.classes = classes
-    self.precision = precision
+    self.policy = policy
     plans = try spec.plan(classes: classes)
     let (layout, stateLayout) = Network.layouts(plans)
     parameterLayout = layout
@@ -60,7 +62,7 @@ public final class Network {
     gradients = FloatBuffer(count: layout.count + Network.gradientTail)
     state = FloatBuffer(count: stateLayout.count)
     layers = Network.makeLayers(
-      plans, parameters: layout, state: stateLayout, parameters, gradients, state, precision: precision)
+      plans, parameters: layout, state: stateLayout, parameters, gradients, state, policy: policy)
     initialize(seed: seed)
     planLayouts()
   }
@@ -78,10 +80,10 @@ public final class Network {
 
   /// The layers that run: one per model layer, but for each `Conv1D -> BatchNormalization -> MaxPooling1D` chain
   /// (or `BatchNormalization -> MaxPooling1D`), which runs as one `ConvBlockLayer` (a stem when it comes first over
-  /// one input channel and `fusesStem`).
+  /// one input channel and the policy `fusesStem`).
   private static func makeLayers(
     _ plans: [LayerPlan], parameters layout: ParameterLayout, state stateLayout: ParameterLayout,
-    _ parameters: FloatBuffer, _ gradients: FloatBuffer, _ state: FloatBuffer, precision: Precision
+    _ parameters: FloatBuffer, _ gradients: FloatBuffer, _ state: FloatBuffer, policy: KernelPolicy
   ) -> [any Layer] {
     func variable(_ plan: LayerPlan, _ name: String) -> Variable {
       let offset = layout["\(plan.name)/\(name)"]!.offset
@@ -93,7 +95,7 @@ public final class Network {
     func layer(_ index: Int) -> any Layer {
       let plan = plans[index]
       switch plan.spec.type {
-      case .conv1D: return Conv1DLayer(plan: plan, variables: kernelAndBias(plan), precision: precision)
+      case .conv1D: return Conv1DLayer(plan: plan, variables: kernelAndBias(plan), policy: policy)
       case .batchNormalization:
         func moving(_ name: String) -> UnsafeMutablePointer<Float> {
           state.pointer + stateLayout["\(plan.name)/\(name)"]!.offset
@@ -121,7 +123,7 @@ public final class Network {
         continue
       }
       let conv = n == 1 ? layer(i) as? Conv1DLayer : nil
-      let stem = fusesStem && i == 0 && conv.map { $0.cin == 1 && $0.k <= Int(SERTRAIN_STEM_MAX_KERNEL) } == true
+      let stem = policy.fusesStem && i == 0 && conv.map { $0.cin == 1 && $0.k <= Int(SERTRAIN_STEM_MAX_KERNEL) } == true
       let (norm, pool) = (layer(i + n) as! BatchNormLayer, layer(i + n + 1) as! MaxPoolLayer)
       layers.append(ConvBlockLayer(conv: conv, norm: norm, pool: pool, stem: stem))
       i += n + 2
@@ -153,35 +155,6 @@ public final class Network {
   }
 
   // MARK: Buffers
-
-  /// Lets the first block of a model over one input channel run without storing its convolution's output
-  /// (on by default; tests turn it off to hold the two paths together). Read when a network is built.
-  nonisolated(unsafe) public static var fusesStem = true
-  /// Lets three convolution passes of each Conv1D of 2 to 5 taps run by Winograd's minimal filtering
-  /// (`WinogradConvolution`), with 2-2.5x fewer multiplies: in training the input gradient (F(4, k)) and the kernel
-  /// gradient (F(k, 4)), and the forward of inference (evaluate, predict, validation). Against float64 on the seed,
-  /// the gradients stay as close as with the direct convolution (`KerasGoldenTests`), and inference with a trained
-  /// model's statistics gives probabilities within 8e-6 (direct: 7.5e-6). The training forward stays direct: there
-  /// BatchNorm's batch statistics magnified Winograd's rounding past the README's tolerances against float64. On by
-  /// default; tests and `bench model` turn it off to compare.
-  nonisolated(unsafe) public static var winograd = true
-  /// The instruction sets each Conv1D's direct convolution (conv.c) may use: 2 for AVX-512 (the default), 1 for
-  /// AVX2 with FMA, 0 for none (every pass as OpenBLAS GEMMs). Tests lower it to hold the paths together.
-  public static var directConvolutionLevel: Int {
-    get { Int(sertrain_conv_limit(-1)) }
-    set { sertrain_conv_limit(Int32(newValue)) }
-  }
-
-  /// The instruction set the direct convolution uses on this CPU within `directConvolutionLevel`: 2 for AVX-512,
-  /// 1 for AVX2, 0 for none.
-  public static var directConvolutionInUse: Int { Int(sertrain_conv_level()) }
-
-  /// Whether the direct convolution computes a pass with this kernel size and output width on this CPU: kernels
-  /// of 1 to 5 taps, a multiple of 32 output channels on AVX-512 or of 16 on AVX2 (the input gradient's output is
-  /// the layer's input channels), within `directConvolutionLevel`; OpenBLAS GEMMs run the rest.
-  public static func directConvolutionRuns(kernel: Int, outChannels: Int) -> Bool {
-    sertrain_conv_available(Int32(kernel), outChannels) != 0
-  }
 
   /// Chooses the layout of every activation `a_i` (the input of layer i) and of its gradient: padded where a
   /// convolution reads it, a convolution's own GEMM layout where one writes it, compact otherwise.

@@ -105,7 +105,8 @@ struct WinogradConvolution {
     let input = sertrain_conv_input(data: a, channels: inner, rows_per_sample: rows, length: rows, kernel: 1)
     if transposedA {
       var g = sertrain_conv_gradient(
-        input: input, batch: 1, gradient: b, out_channels: n, weight_gradient: c, accumulate: overwrite ? 0 : 1)
+        input: input, batch: 1, gradient: b, out_channels: n, weight_gradient: c, accumulate: overwrite ? 0 : 1,
+        limit: 0)
       Parallel.forEach(sertrain_conv_bf16_gradient_parts(&g)) { _, panels in
         sertrain_conv_bf16_weight_gradient(&g, panels.lowerBound, panels.upperBound)
       }

@@ -69,7 +69,7 @@ public struct Checkpoint {
 
   /// Builds the network (in `precision`) and loads the variables, checking that the stored layout is the spec's.
   public func makeNetwork(path: String = "checkpoint", precision: Precision = .fp32) throws -> Network {
-    let network = try Network(spec: spec, classes: classNames.count, precision: precision)
+    let network = try Network(spec: spec, classes: classNames.count, policy: KernelPolicy(precision: precision))
     guard network.parameterLayout == parameterLayout, network.stateLayout == stateLayout else {
       throw Failure(path, "the stored parameter layout does not match its model spec")
     }

@@ -442,7 +442,8 @@ public final class Trainer {
     }
     if resumeFrom == nil { spec = config.scalingMomentum(spec) }
     network = try Network(
-      spec: spec, classes: file.classes.count, seed: config.seed, precision: config.precision ?? .fp32)
+      spec: spec, classes: file.classes.count, seed: config.seed,
+      policy: KernelPolicy(precision: config.precision ?? .fp32))
     adam = Adam(count: network.trainableCount, learningRate: Float(config.scaledLearningRate))
 
     // Every rank must run the same model.

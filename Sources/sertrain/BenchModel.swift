@@ -25,7 +25,7 @@ struct BenchModelCommand: ParsableCommand {
   /// Which kernels run the convolutions.
   enum Convolution: String, ExpressibleByArgument, CaseIterable {
     case auto, avx2, blas
-    /// `Network.directConvolutionLevel` for this choice.
+    /// `KernelPolicy.directConvolutionLevel` for this choice.
     var level: Int { self == .auto ? 2 : self == .avx2 ? 1 : 0 }
   }
 
@@ -58,30 +58,31 @@ struct BenchModelCommand: ParsableCommand {
   func run() throws {
     try runReportingErrors {
       configureBLASThreads(environment: environment())
-      Network.directConvolutionLevel = convolution.level
+      let policy = KernelPolicy(precision: try precision.resolved(), directConvolutionLevel: convolution.level)
       let spec = try ModelSpec.load(steps.model)
       if child {
         let sample = try benchmarkTraining(
           spec: spec, batch: steps.batchSize, steps: steps.steps, warmup: steps.warmup, predictBatches: predictBatches,
-          profile: profile, precision: try precision.resolved())
+          profile: profile, policy: policy)
         print(sample.json())
         return
       }
-      let network = try Network(spec: spec, classes: 7)
+      let network = try Network(spec: spec, classes: 7, policy: policy)
       let flops = trainingFlopsPerSample(network)
-      let level = Network.directConvolutionInUse
+      let level = policy.directConvolutionInUse
       let direct =
         level == 0 ? "convolutions as OpenBLAS GEMMs" : "direct convolution (\(level == 2 ? "AVX-512" : "AVX2"))"
-      let winograd = Network.winograd ? "; Winograd for the gradients (F(4, k), F(k, 4)) and inference" : ""
+      let winograd =
+        "; Winograd for the gradients (F(4, k), F(k, 4))"
+        + (policy.precision == .fp32 ? " and inference" : " (bf16 GEMMs); direct bf16 forwards")
       print(
         "machine: \(machineDescription()), OpenBLAS \(blasThreads) threads, kernels \(blasCoreName); \(direct)\(winograd)"
       )
       print(
         "model \(spec.name): \(network.trainableCount + network.nonTrainableCount) parameters, "
           + "\(fixed(flops / 1e9, 2)) GFLOP per sample (forward + backward), batch \(steps.batchSize)"
-          + (Network.winograd
-            ? " (the direct convolution's count: Winograd's gradients do fewer, so a share of the sgemm peak "
-              + "can pass 100%)" : ""))
+          + " (the direct convolution's count: Winograd's gradients do fewer, so a share of the sgemm peak "
+          + "can pass 100%)")
       // sertrain as configured, and also with the kernels it would pick on this CPU when the environment pins
       // older ones (OPENBLAS_CORETYPE): each process measures its own sgemm peak first.
       let precision = try self.precision.resolved()

@@ -8,10 +8,7 @@ import _TestSupport
 /// bfloat16 costs), with the direct kernels and with Winograd's transforms before the bfloat16 GEMMs.
 final class BFloat16Tests: XCTestCase {
   override func setUp() { Parallel.threads = 3 }
-  override func tearDown() {
-    Parallel.threads = 1
-    Network.winograd = true
-  }
+  override func tearDown() { Parallel.threads = 1 }
 
   /// Round to nearest, ties to even, subnormals to signed zero, NaN quiet, overflow to infinity: the rule of
   /// `vcvtneps2bf16` (Intel SDM, "CONVERT_FP32_TO_BF16"), which the kernels apply to every operand.
@@ -40,10 +37,10 @@ final class BFloat16Tests: XCTestCase {
     let spec = ModelSpec(
       name: "tiny", inputLength: 8, layers: [.conv1D(32, kernel: 3), .flatten(), .dense(nil, activation: .softmax)])
     if Precision.bf16Runs {
-      XCTAssertEqual(try Network(spec: spec, classes: 2, precision: .bf16).precision, .bf16)
+      XCTAssertEqual(try Network(spec: spec, classes: 2, policy: KernelPolicy(precision: .bf16)).precision, .bf16)
       XCTAssertEqual(Precision.preferred, .bf16)
     } else {
-      XCTAssertThrowsError(try Network(spec: spec, classes: 2, precision: .bf16)) {
+      XCTAssertThrowsError(try Network(spec: spec, classes: 2, policy: KernelPolicy(precision: .bf16))) {
         XCTAssertTrue("\($0)".contains("AVX512-BF16"), "\($0)")
       }
       XCTAssertEqual(Precision.preferred, .fp32)
@@ -83,9 +80,10 @@ final class BFloat16Tests: XCTestCase {
   }
 
   /// `rounded`: the oracle rounds each bfloat16 pass's operands as the kernels do.
-  func errors(_ spec: ModelSpec, seed: UInt64, rounded: Bool) throws -> Errors {
+  func errors(_ spec: ModelSpec, seed: UInt64, rounded: Bool, winograd: Bool = true) throws -> Errors {
     let batch = 3
-    let network = try Network(spec: spec, classes: 3, seed: seed, precision: .bf16)
+    let network = try Network(
+      spec: spec, classes: 3, seed: seed, policy: KernelPolicy(precision: .bf16, winograd: winograd))
     var rng = TestRNG(seed: seed)
     let x = (0..<(batch * network.inputWidth)).map { _ in rng.normal() }
     let labels: [Int32] = [2, 0, 1]
@@ -127,11 +125,10 @@ final class BFloat16Tests: XCTestCase {
   /// samples magnifies it).
   func testDirectKernelsAgainstTheOracle() throws {
     try XCTSkipUnless(Precision.bf16Runs, "this CPU has no AVX512-BF16")
-    Network.winograd = false
     for (n, spec) in Self.specs.enumerated() {
       for seed in 0..<3 {
-        let exact = try errors(spec, seed: UInt64(30 + 10 * n + seed), rounded: true)
-        let plain = try errors(spec, seed: UInt64(30 + 10 * n + seed), rounded: false)
+        let exact = try errors(spec, seed: UInt64(30 + 10 * n + seed), rounded: true, winograd: false)
+        let plain = try errors(spec, seed: UInt64(30 + 10 * n + seed), rounded: false, winograd: false)
         let context = "\(spec.name), seed \(seed): rounded oracle \(exact), plain \(plain)"
         XCTAssertLessThan(exact.probabilities, 1e-4, context)
         XCTAssertLessThan(exact.inference, 1e-4, context)
@@ -151,9 +148,7 @@ final class BFloat16Tests: XCTestCase {
     try XCTSkipUnless(Precision.bf16Runs, "this CPU has no AVX512-BF16")
     for (n, spec) in Self.specs.enumerated() {
       for seed in 0..<3 {
-        Network.winograd = false
-        let direct = try errors(spec, seed: UInt64(30 + 10 * n + seed), rounded: false)
-        Network.winograd = true
+        let direct = try errors(spec, seed: UInt64(30 + 10 * n + seed), rounded: false, winograd: false)
         let winograd = try errors(spec, seed: UInt64(30 + 10 * n + seed), rounded: false)
         let context = "\(spec.name), seed \(seed): Winograd \(winograd), direct \(direct)"
         XCTAssertLessThan(winograd.gradientNorm, 3 * direct.gradientNorm + 2e-3, context)

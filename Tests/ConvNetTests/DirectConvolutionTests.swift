@@ -19,10 +19,9 @@ extension FastVersusNaiveTests {
   }
 
   func directAgainstNaiveAndBLAS(level: Int, file: StaticString = #filePath, line: UInt = #line) throws {
-    defer { Network.directConvolutionLevel = 2 }
-    Network.directConvolutionLevel = level
     try XCTSkipUnless(
-      Network.directConvolutionRuns(kernel: 5, outChannels: 32), "no direct convolution at level \(level) here")
+      KernelPolicy(directConvolutionLevel: level).directConvolutionRuns(kernel: 5, outChannels: 32),
+      "no direct convolution at level \(level) here")
     let cases: [(name: String, length: Int, inputs: Int, layers: [LayerSpec])] = [
       ("tails", 29, 37, [.conv1D(64, kernel: 5), .batchNormalization(), .maxPooling1D(3), .conv1D(32, kernel: 3)]),
       (
@@ -41,13 +40,14 @@ extension FastVersusNaiveTests {
       let spec = ModelSpec(
         name: c.name, inputLength: c.length, inputChannels: c.inputs,
         layers: c.layers + [.flatten(), .dense(nil, activation: .softmax)])
-      Network.directConvolutionLevel = level
-      try check(spec, classes: 3, batch: 3, seed: 120 + UInt64(n), file: file, line: line)
+      try check(
+        spec, classes: 3, batch: 3, seed: 120 + UInt64(n), policy: KernelPolicy(directConvolutionLevel: level),
+        file: file, line: line)
 
       var runs: [(probs: [Float], inferred: [Float], gradients: [Float])] = []
       for runLevel in [level, 0] {
-        Network.directConvolutionLevel = runLevel
-        let network = try Network(spec: spec, classes: 3, seed: 9)
+        let network = try Network(
+          spec: spec, classes: 3, seed: 9, policy: KernelPolicy(directConvolutionLevel: runLevel))
         var rng = TestRNG(seed: 10 + UInt64(n))
         let x = (0..<(3 * network.inputWidth)).map { _ in rng.normal() }
         let labels: [Int32] = [2, 0, 1]
@@ -78,10 +78,10 @@ extension FastVersusNaiveTests {
   /// order, so the split across threads changes no bit: outputs and kernel gradients with 1, 2 and 3 parts agree
   /// exactly (a model without BatchNorm, whose sums are split by parts).
   func testDirectConvolutionDoesNotDependOnTheThreadCount() throws {
-    defer { Network.directConvolutionLevel = 2 }
     for level in [2, 1] {
-      Network.directConvolutionLevel = level
-      guard Network.directConvolutionRuns(kernel: 5, outChannels: 32) else { continue }
+      guard KernelPolicy(directConvolutionLevel: level).directConvolutionRuns(kernel: 5, outChannels: 32) else {
+        continue
+      }
       try threadCountIndependence(level: level)
     }
   }
@@ -96,7 +96,8 @@ extension FastVersusNaiveTests {
     var runs: [(probs: [Float], kernels: [Float])] = []
     for threads in [1, 2, 3] {
       Parallel.threads = threads
-      let network = try Network(spec: spec, classes: 3, seed: 4)
+      let network = try Network(
+        spec: spec, classes: 3, seed: 4, policy: KernelPolicy(directConvolutionLevel: level))
       var rng = TestRNG(seed: 5)
       let x = (0..<(4 * network.inputWidth)).map { _ in rng.normal() }
       let labels: [Int32] = [1, 0, 2, 1]

@@ -45,12 +45,12 @@ final class FastVersusNaiveTests: XCTestCase {
   /// `zeroGammas`: that many channels of every BatchNorm get `gamma = 0`, so that every window of a pool after it
   /// ties (all values equal `beta`) and its gradient must go to the window's first position.
   func check(
-    _ spec: ModelSpec, classes: Int, batch: Int, seed: UInt64, zeroGammas: Int = 0, file: StaticString = #filePath,
-    line: UInt = #line
+    _ spec: ModelSpec, classes: Int, batch: Int, seed: UInt64, zeroGammas: Int = 0,
+    policy: KernelPolicy = KernelPolicy(), file: StaticString = #filePath, line: UInt = #line
   )
     throws
   {
-    let network = try Network(spec: spec, classes: classes, seed: seed)
+    let network = try Network(spec: spec, classes: classes, seed: seed, policy: policy)
     var rng = TestRNG(seed: seed)
     // Non-trivial BatchNorm parameters and moving statistics.
     for view in network.parameterLayout.views where view.variable == "gamma" || view.variable == "beta" {
@@ -171,7 +171,6 @@ final class FastVersusNaiveTests: XCTestCase {
   /// windows (positions no window reaches), and lengths over several of the kernels' tiles; and against the naive
   /// reference.
   func testStemAgainstUnfusedLayers() throws {
-    defer { Network.fusesStem = true }
     let cases: [(channels: Int, kernel: Int, activation: Activation, pool: Int, strides: Int, length: Int)] = [
       (37, 7, .relu, 5, 2, 29), (16, 1, .linear, 3, 2, 12), (5, 4, .relu, 2, 3, 17), (33, 5, .linear, 5, 2, 40),
       // Several tiles of 64 positions (stem.c), with windows across their edges.
@@ -189,8 +188,7 @@ final class FastVersusNaiveTests: XCTestCase {
       try check(spec, classes: 3, batch: 5, seed: 70 + UInt64(n))
       var runs: [(probs: [Float], inferred: [Float], gradients: [Float], state: [Float], bytes: Int)] = []
       for fused in [true, false] {
-        Network.fusesStem = fused
-        let network = try Network(spec: spec, classes: 3, seed: 7)
+        let network = try Network(spec: spec, classes: 3, seed: 7, policy: KernelPolicy(fusesStem: fused))
         var rng = TestRNG(seed: 8)
         for i in 0..<c.channels { network.parameter("conv1/bias")![i] = 0.3 * rng.normal() }
         let x = (0..<(5 * network.inputWidth)).map { _ in rng.normal() }

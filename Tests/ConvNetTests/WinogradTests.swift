@@ -8,7 +8,6 @@ import _TestSupport
 /// than one tile, over several chunks of samples, and with neighbours whose rows the last tiles must not read.
 extension FastVersusNaiveTests {
   func testWinogradAgainstNaiveAndDirect() throws {
-    defer { Network.winograd = true }
     let cases: [(name: String, length: Int, inputs: Int, batch: Int, layers: [LayerSpec])] = [
       (
         "k5, L = 4q+1", 37, 16, 3,
@@ -27,19 +26,23 @@ extension FastVersusNaiveTests {
       let spec = ModelSpec(
         name: "winograd", inputLength: c.length, inputChannels: c.inputs,
         layers: c.layers + [.flatten(), .dense(nil, activation: .softmax)])
-      let network = try Network(spec: spec, classes: 4, seed: 40 + UInt64(n))
+      // The same weights and statistics with Winograd's passes and without.
+      let (network, plain) = (
+        try Network(spec: spec, classes: 4, seed: 40 + UInt64(n)),
+        try Network(spec: spec, classes: 4, seed: 40 + UInt64(n), policy: KernelPolicy(winograd: false))
+      )
       var rng = TestRNG(seed: 50 + UInt64(n))
       for view in network.stateLayout.views where view.variable == "moving_variance" {
-        for i in 0..<view.count { network.stateVariable(view.name)![i] = 0.5 + rng.normal().magnitude }
+        for i in 0..<view.count {
+          network.stateVariable(view.name)![i] = 0.5 + rng.normal().magnitude
+          plain.stateVariable(view.name)![i] = network.stateVariable(view.name)![i]
+        }
       }
       let x = (0..<(c.batch * network.inputWidth)).map { _ in rng.normal() }
-      func infer() -> [Float] {
+      func infer(_ network: Network) -> [Float] {
         x.withUnsafeBufferPointer { Array(network.forward($0.baseAddress!, batch: c.batch, training: false)) }
       }
-      Network.winograd = true
-      let fast = infer()
-      Network.winograd = false
-      let direct = infer()
+      let (fast, direct) = (infer(network), infer(plain))
       let reference = Reference.network(
         network.plans, variables: variables(of: network), x: x.map(Double.init), batch: c.batch,
         labels: Array(repeating: 0, count: c.batch), training: false)
@@ -50,7 +53,7 @@ extension FastVersusNaiveTests {
       // Training: the kernel and input gradients by Winograd, every gradient against float64 and the direct
       // convolution's.
       let labels = (0..<c.batch).map { Int32($0 % 4) }
-      func gradients() -> [Float] {
+      func gradients(_ network: Network) -> [Float] {
         _ = x.withUnsafeBufferPointer { network.forward($0.baseAddress!, batch: c.batch, training: true) }
         labels.withUnsafeBufferPointer { network.backward(labels: $0, scale: 1 / Float(c.batch)) }
         return network.parameterLayout.views.flatMap { Array(network.gradient($0.name)!) }
@@ -59,10 +62,7 @@ extension FastVersusNaiveTests {
         network.plans, variables: variables(of: network), x: x.map(Double.init), batch: c.batch,
         labels: labels.map(Int.init), training: true
       ).gradients
-      Network.winograd = true
-      let fastGradients = gradients()
-      Network.winograd = false
-      let directGradients = gradients()
+      let (fastGradients, directGradients) = (gradients(network), gradients(plain))
       let exactGradients = network.parameterLayout.views.flatMap { exact[$0.name]! }
       let largest = Float(exactGradients.map(abs).max()!)
       assertClose(fastGradients, exactGradients.map(Float.init), atol: 1e-4 * largest, "gradients, naive, \(c.name)")

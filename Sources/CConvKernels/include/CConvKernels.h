@@ -107,29 +107,27 @@ typedef struct {
 
 /// The input against a kernel `[kernel][input.channels][out_channels]` packed by `sertrain_conv_pack`: output row
 /// `t < length` of sample `b` at `output + (b*rows_per_sample + t)*out_channels` is `Σ_j input row (t+j) · W_j`.
+/// `limit`: the instruction sets the kernels may use (2: AVX-512, 1: AVX2, 0: none), as packed.
 typedef struct {
   sertrain_conv_input input;
   const float *packed;
   long out_channels;
   float *output;
+  int limit;
 } sertrain_conv;
 
-/// Whether the direct kernels run here for this kernel size (1 to 5) and output width: x86-64 with AVX-512F (a
-/// multiple of 32 channels) or AVX2 and FMA (a multiple of 16), within `sertrain_conv_limit`.
-int sertrain_conv_available(int kernel, long out_channels);
+/// Whether the direct kernels run here for this kernel size (1 to 5) and output width within `limit` (2: AVX-512,
+/// 1: AVX2, 0: none): x86-64 with AVX-512F (a multiple of 32 channels) or AVX2 and FMA (a multiple of 16).
+int sertrain_conv_available(int kernel, long out_channels, int limit);
 
-/// Limits the instruction sets the direct kernels use (2: AVX-512, 1: AVX2, 0: none) unless `level` is negative,
-/// and returns the limit in effect. For tests and diagnosis; call it before any convolution runs.
-int sertrain_conv_limit(int level);
-
-/// The instruction set the direct kernels use here, within the limit: 2 for AVX-512, 1 for AVX2, 0 for none.
-int sertrain_conv_level(void);
+/// The instruction set the direct kernels use here within `limit`: 2 for AVX-512, 1 for AVX2, 0 for none.
+int sertrain_conv_level(int limit);
 
 /// Floats `sertrain_conv_pack` writes.
 long sertrain_conv_packed_count(int kernel, long in_channels, long out_channels);
 
-/// Lays the kernel `w[kernel][in_channels][out_channels]` out for `sertrain_conv_run`.
-void sertrain_conv_pack(const float *w, int kernel, long in_channels, long out_channels, float *packed);
+/// Lays the kernel `w[kernel][in_channels][out_channels]` out for `sertrain_conv_run` within `limit`.
+void sertrain_conv_pack(const float *w, int kernel, long in_channels, long out_channels, int limit, float *packed);
 
 /// The blocks of positions `sertrain_conv_run` splits a batch into.
 long sertrain_conv_blocks(const sertrain_conv *conv, long batch);
@@ -139,7 +137,7 @@ void sertrain_conv_run(const sertrain_conv *conv, long first, long end);
 
 /// The kernel gradient `dW[j][ci][co] = Σ_b Σ_{t<length} input row (t+j) of b [ci] · gradient row t of b [co]`
 /// over `batch` samples, the gradient row `t` of sample `b` at `gradient + (b*rows_per_sample + t)*out_channels`;
-/// added to what `weight_gradient` holds when `accumulate` is not 0.
+/// added to what `weight_gradient` holds when `accumulate` is not 0; `limit` as in `sertrain_conv`.
 typedef struct {
   sertrain_conv_input input;
   long batch;
@@ -147,6 +145,7 @@ typedef struct {
   long out_channels;
   float *weight_gradient;
   int accumulate;
+  int limit;
 } sertrain_conv_gradient;
 
 /// The column panels `sertrain_conv_weight_gradient` splits the kernel gradient into.
