@@ -92,7 +92,8 @@ let testTargets: [Target] = [
     name: "TrainingTests",
     dependencies: ["Training", "ConvNet", "FeatureStore", "ModelFiles", "AudioFeatures", "_TestSupport"]),
   .testTarget(
-    name: "CLITests", dependencies: ["AudioFeatures", "FeatureStore", "HDF5", "ModelFiles", "ConvNet", "_TestSupport"]),
+    name: "CLITests",
+    dependencies: ["AudioFeatures", "FeatureStore", "HDF5", "ModelFiles", "ConvNet", "Training", "_TestSupport"]),
   // Also run under mpirun by Launch/test.sh.
   .testTarget(
     name: "MPITests",

@@ -14,6 +14,57 @@ import ModelFiles
 
 /// Everything a training run is told; saved in `config.json` and in every checkpoint.
 public struct TrainConfig: Codable, Equatable, Sendable {
+  /// What a user sets, one per command-line flag (`flag`: `--` and the name in kebab case, as swift-argument-parser
+  /// names an option after its property): the CLI records which were given, a resume compares them with the run's,
+  /// and messages name them by `flag`. One table, so a misspelt flag cannot silently disable a resume check
+  /// (`testEverySettingIsAFlag`).
+  public enum Setting: String, CaseIterable, Sendable {
+    case data, model, epochs, batchSize, learningRate, split, valFraction, testFraction, seed, monitor, patience
+    case lrPatience, lrFactor, minLR, cooldown, noRestoreBestWeights, noStandardize, standardize, classWeight
+    case limitRows, stepsPerEpoch, lrScaling, baseBatch, warmupEpochs, precision
+
+    public var flag: String {
+      var out = "--"
+      var previous: Character = "-"
+      for c in rawValue {
+        if c.isUppercase && previous.isLowercase { out.append("-") }
+        out.append(Character(c.lowercased()))
+        previous = c
+      }
+      return out
+    }
+
+    /// The setting in `c` as a resume compares and shows it; nil for what may change on resume: the epoch budget,
+    /// where the data lives (its content is checked apart) and the precision (the weights are float either way).
+    func shown(_ c: TrainConfig) -> String? {
+      switch self {
+      case .data, .epochs, .precision: return nil
+      case .model: return c.model
+      case .batchSize: return "\(c.batchSize)"
+      case .learningRate: return "\(c.learningRate)"
+      case .split: return c.split.rawValue
+      case .valFraction: return "\(c.validationFraction)"
+      case .testFraction: return "\(c.testFraction)"
+      case .seed: return "\(c.seed)"
+      case .monitor: return c.earlyStopping.monitor
+      case .patience: return "\(c.earlyStopping.patience)"
+      case .lrPatience: return "\(c.reduceLR.patience)"
+      case .lrFactor: return "\(c.reduceLR.factor)"
+      case .minLR: return "\(c.reduceLR.minLR)"
+      case .cooldown: return "\(c.reduceLR.cooldown)"
+      case .noRestoreBestWeights: return c.earlyStopping.restoreBestWeights ? "off" : "on"
+      case .noStandardize: return c.standardize ? "off" : "on"
+      case .standardize: return c.standardizationMode.rawValue
+      case .classWeight: return c.classWeight ?? "none"
+      case .limitRows: return c.limitRows.map(String.init) ?? "all"
+      case .stepsPerEpoch: return c.stepsPerEpoch.map(String.init) ?? "all"
+      case .lrScaling: return (c.lrScaling ?? .none).rawValue
+      case .baseBatch: return "\(c.baseBatch ?? 64)"
+      case .warmupEpochs: return "\(c.warmupEpochs ?? 0)"
+      }
+    }
+  }
+
   public var data = "features.h5"
   /// A preset (`seed`, `small`, `tiny`, `frames`), a spec file, or `auto`: the data's layout decides.
   public var model = TrainConfig.automaticModel
@@ -320,7 +371,7 @@ public final class Trainer {
   ///     without it such a directory is refused, saying which run is there.
   public init(
     config: TrainConfig, runDir: String, resume: String?, comm: Communicator, quiet: Bool = false,
-    given: Set<String> = [], split: DataSplit? = nil, replace: Bool = false
+    given: Set<TrainConfig.Setting> = [], split: DataSplit? = nil, replace: Bool = false
   ) throws {
     self.comm = comm
     self.runDir = runDir
@@ -370,7 +421,7 @@ public final class Trainer {
       if !contradictions.isEmpty { throw AgreedFailure(isRoot ? contradictions.joined(separator: "\n") : nil) }
       // What may change on resume: the epoch budget and where the data lives (its content must be the same). A
       // finished run continues only for more epochs than it was given (a requeued job repeats its own --epochs).
-      if given.contains("--epochs") {
+      if given.contains(.epochs) {
         if s.finished && config.epochs > s.config.epochs {
           // A new fit from the last epoch, as Keras's `fit(initial_epoch=...)`: the callbacks start afresh.
           s.finished = false
@@ -381,8 +432,8 @@ public final class Trainer {
         }
         if !s.finished { s.config.epochs = config.epochs }
       }
-      if given.contains("--precision") { s.config.precision = config.precision }
-      if !given.contains("--data"), let recorded = s.dataPath, access(recorded, R_OK) == 0 {
+      if given.contains(.precision) { s.config.precision = config.precision }
+      if !given.contains(.data), let recorded = s.dataPath, access(recorded, R_OK) == 0 {
         s.config.data = recorded
       } else {
         s.config.data = config.data
@@ -398,14 +449,14 @@ public final class Trainer {
             + "Pass --batch-size \(comm.size) or more (with --lr-scaling linear --warmup-epochs 2 to keep the "
             + "learning rate in step with it), or run fewer ranks" : nil)
     }
-    if access(config.data, F_OK) != 0 && resume == "auto" && resumeFrom == nil && !given.contains("--data") {
+    if access(config.data, F_OK) != 0 && resume == "auto" && resumeFrom == nil && !given.contains(.data) {
       throw Failure(
         "--resume auto: \(runDir) has no checkpoint yet (its run stopped before writing one), so it does not say "
           + "which data to train on, and \(config.data) is not here: start it again with --data FILE")
     }
     if access(config.data, F_OK) != 0 {
       throw Failure(
-        given.contains("--data") || resumeFrom != nil
+        given.contains(.data) || resumeFrom != nil
           ? "\(config.data): no such feature file"
           : "no feature file: \(config.data) is not here. Make one with 'sertrain extract CORPUS_DIR' (audio: "
             + "RAVDESS, CREMA-D, TESS, SAVEE or a manifest), 'sertrain convert features.csv' (the seed's CSV) or "
@@ -594,31 +645,15 @@ public final class Trainer {
     return lines
   }
 
-  /// The flags given on a resume that contradict the run's configuration, one line each.
-  static func contradictions(given: Set<String>, config: TrainConfig, run: TrainConfig, checkpoint: String)
-    -> [String]
-  {
-    let fields: [(String, (TrainConfig) -> String)] = [
-      ("--model", { $0.model }), ("--batch-size", { "\($0.batchSize)" }),
-      ("--learning-rate", { "\($0.learningRate)" }), ("--split", { $0.split.rawValue }),
-      ("--val-fraction", { "\($0.validationFraction)" }), ("--test-fraction", { "\($0.testFraction)" }),
-      ("--seed", { "\($0.seed)" }), ("--monitor", { $0.earlyStopping.monitor }),
-      ("--patience", { "\($0.earlyStopping.patience)" }), ("--lr-patience", { "\($0.reduceLR.patience)" }),
-      ("--lr-factor", { "\($0.reduceLR.factor)" }), ("--min-lr", { "\($0.reduceLR.minLR)" }),
-      ("--cooldown", { "\($0.reduceLR.cooldown)" }),
-      ("--no-restore-best-weights", { $0.earlyStopping.restoreBestWeights ? "off" : "on" }),
-      ("--no-standardize", { $0.standardize ? "off" : "on" }),
-      ("--standardize", { $0.standardizationMode.rawValue }),
-      ("--limit-rows", { $0.limitRows.map(String.init) ?? "all" }),
-      ("--steps-per-epoch", { $0.stepsPerEpoch.map(String.init) ?? "all" }),
-      ("--class-weight", { $0.classWeight ?? "none" }),
-      ("--lr-scaling", { ($0.lrScaling ?? .none).rawValue }), ("--base-batch", { "\($0.baseBatch ?? 64)" }),
-      ("--warmup-epochs", { "\($0.warmupEpochs ?? 0)" }),
-    ]
-    return fields.compactMap { flag, value in
-      guard given.contains(flag), value(config) != value(run) else { return nil }
-      let shown = flag.hasPrefix("--no-") ? flag : "\(flag) \(value(config))"
-      return "\(shown) contradicts the run being resumed (\(checkpoint): \(value(run))): drop it to resume, or "
+  /// The settings given on a resume that contradict the run's configuration, one line each.
+  static func contradictions(
+    given: Set<TrainConfig.Setting>, config: TrainConfig, run: TrainConfig, checkpoint: String
+  ) -> [String] {
+    TrainConfig.Setting.allCases.compactMap { setting in
+      guard given.contains(setting), let ours = setting.shown(config), let theirs = setting.shown(run), ours != theirs
+      else { return nil }
+      let shown = setting.flag.hasPrefix("--no-") ? setting.flag : "\(setting.flag) \(ours)"
+      return "\(shown) contradicts the run being resumed (\(checkpoint): \(theirs)): drop it to resume, or "
         + "start a new run with another --run-dir"
     }
   }

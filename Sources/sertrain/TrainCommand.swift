@@ -172,47 +172,47 @@ struct TrainingOptions: ParsableArguments {
   var standardize: Standardization?
 
   /// The configuration these options describe (defaults where not given), and the flags given explicitly.
-  func configuration() -> (TrainConfig, Set<String>) {
+  func configuration() -> (TrainConfig, Set<TrainConfig.Setting>) {
     var c = TrainConfig()
-    var given = Set<String>()
-    func take<T>(_ value: T?, _ flag: String, _ apply: (inout TrainConfig, T) -> Void) {
+    var given = Set<TrainConfig.Setting>()
+    func take<T>(_ value: T?, _ setting: TrainConfig.Setting, _ apply: (inout TrainConfig, T) -> Void) {
       guard let value else { return }
       apply(&c, value)
-      given.insert(flag)
+      given.insert(setting)
     }
-    take(data, "--data") { $0.data = $1 }
-    take(model == TrainConfig.automaticModel ? nil : model, "--model") { $0.model = $1 }  // auto: as if not given
-    take(epochs, "--epochs") { $0.epochs = $1 }
-    take(batchSize, "--batch-size") { $0.batchSize = $1 }
-    take(learningRate, "--learning-rate") { $0.learningRate = $1 }
-    take(split, "--split") { $0.split = $1 }
-    take(valFraction, "--val-fraction") { $0.validationFraction = $1 }
-    take(testFraction, "--test-fraction") { $0.testFraction = $1 }
-    take(seed, "--seed") { $0.seed = $1 }
-    take(monitor, "--monitor") {
+    take(data, .data) { $0.data = $1 }
+    take(model == TrainConfig.automaticModel ? nil : model, .model) { $0.model = $1 }  // auto: as if not given
+    take(epochs, .epochs) { $0.epochs = $1 }
+    take(batchSize, .batchSize) { $0.batchSize = $1 }
+    take(learningRate, .learningRate) { $0.learningRate = $1 }
+    take(split, .split) { $0.split = $1 }
+    take(valFraction, .valFraction) { $0.validationFraction = $1 }
+    take(testFraction, .testFraction) { $0.testFraction = $1 }
+    take(seed, .seed) { $0.seed = $1 }
+    take(monitor, .monitor) {
       $0.earlyStopping.monitor = $1
       $0.reduceLR.monitor = $1
     }
-    take(patience, "--patience") { $0.earlyStopping.patience = $1 }
-    take(lrPatience, "--lr-patience") { $0.reduceLR.patience = $1 }
-    take(lrFactor, "--lr-factor") { $0.reduceLR.factor = $1 }
-    take(minLR, "--min-lr") { $0.reduceLR.minLR = $1 }
-    take(cooldown, "--cooldown") { $0.reduceLR.cooldown = $1 }
-    take(noRestoreBestWeights ? true : nil, "--no-restore-best-weights") { c, _ in
+    take(patience, .patience) { $0.earlyStopping.patience = $1 }
+    take(lrPatience, .lrPatience) { $0.reduceLR.patience = $1 }
+    take(lrFactor, .lrFactor) { $0.reduceLR.factor = $1 }
+    take(minLR, .minLR) { $0.reduceLR.minLR = $1 }
+    take(cooldown, .cooldown) { $0.reduceLR.cooldown = $1 }
+    take(noRestoreBestWeights ? true : nil, .noRestoreBestWeights) { c, _ in
       c.earlyStopping.restoreBestWeights = false
     }
-    take(noStandardize ? true : nil, "--no-standardize") { c, _ in c.standardize = false }
-    take(standardize, "--standardize") {
+    take(noStandardize ? true : nil, .noStandardize) { c, _ in c.standardize = false }
+    take(standardize, .standardize) {
       $0.standardization = $1
       $0.standardize = $1 != .none
     }
-    take(classWeight, "--class-weight") { $0.classWeight = $1 }
-    take(precision, "--precision") { $0.precision = $1.meaning }
-    take(limitRows, "--limit-rows") { $0.limitRows = $1 }
-    take(stepsPerEpoch, "--steps-per-epoch") { $0.stepsPerEpoch = $1 }
-    take(lrScaling, "--lr-scaling") { $0.lrScaling = $1 }
-    take(baseBatch, "--base-batch") { $0.baseBatch = $1 }
-    take(warmupEpochs, "--warmup-epochs") { $0.warmupEpochs = $1 }
+    take(classWeight, .classWeight) { $0.classWeight = $1 }
+    take(precision, .precision) { $0.precision = $1.meaning }
+    take(limitRows, .limitRows) { $0.limitRows = $1 }
+    take(stepsPerEpoch, .stepsPerEpoch) { $0.stepsPerEpoch = $1 }
+    take(lrScaling, .lrScaling) { $0.lrScaling = $1 }
+    take(baseBatch, .baseBatch) { $0.baseBatch = $1 }
+    take(warmupEpochs, .warmupEpochs) { $0.warmupEpochs = $1 }
     return (c, given)
   }
 

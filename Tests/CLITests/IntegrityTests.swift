@@ -3,6 +3,7 @@ import ConvNet
 import FeatureStore
 import HDF5
 import ModelFiles
+import Training
 import XCTest
 import _TestSupport
 
@@ -433,5 +434,22 @@ extension TrainCommandTests {
     let cv = try runCommand(["cv", "--help"]).stdout.replacing("\n", with: " ").replacing(#/ +/#, with: " ")
     XCTAssertTrue(cv.contains("values: speaker, recording;"), cv)
     XCTAssertTrue(cv.contains("cv: unused"), "cv --help says --test-fraction is not cv's")
+  }
+}
+
+extension TrainCommandTests {
+  /// Each setting of `TrainConfig.Setting` is an option of `train` and `cv` under its `flag` (a misspelt one would
+  /// never be recorded as given, and its resume check would never run), and a contradiction names it by that flag.
+  func testEverySettingIsAFlag() throws {
+    for command in ["train", "cv"] {
+      let help = try runCommand([command, "--help"])
+      XCTAssertEqual(help.status, 0, help.stderr)
+      for setting in TrainConfig.Setting.allCases {
+        XCTAssertNotNil(
+          help.stdout.firstMatch(of: try Regex("(^|\\s)\(setting.flag)(\\s|$)")), "\(command): \(setting.flag)")
+      }
+    }
+    XCTAssertEqual(TrainConfig.Setting.minLR.flag, "--min-lr")
+    XCTAssertEqual(TrainConfig.Setting.noRestoreBestWeights.flag, "--no-restore-best-weights")
   }
 }
