@@ -259,9 +259,7 @@ public final class Network {
         for i in 0..<classes { s += Double(expf(z[i] - m)) }
         let y = Int(labels[b])
         total += (Double(m) + log(s) - Double(z[y])) * Double(classWeights?[y] ?? 1)
-        var best = 0
-        for i in 1..<classes where probs[b * classes + i] > probs[b * classes + best] { best = i }
-        if best == y { correct += 1 }
+        if argmax(UnsafeBufferPointer(start: probs + b * classes, count: classes)) == y { correct += 1 }
       }
     }
     return (total, correct)

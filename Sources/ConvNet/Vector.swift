@@ -24,3 +24,12 @@ typealias F8 = SIMD8<Float>
     partial[i] = 0
   }
 }
+
+/// The position of the largest value among those `allowed` (the first on ties, as Keras's and numpy's argmax); -1
+/// when none is allowed. Comparisons with NaN are false: a NaN wins only in first place.
+public func argmax<C: RandomAccessCollection>(_ values: C, allowed: (Int) -> Bool = { _ in true }) -> Int
+where C.Element == Float {
+  var (best, bestValue) = (-1, -Float.infinity)
+  for (i, v) in values.enumerated() where allowed(i) && (best < 0 || v > bestValue) { (best, bestValue) = (i, v) }
+  return best
+}

@@ -227,10 +227,7 @@ public func evaluate(
       let truth = dataToShared[label]!
       let model = dataToModel[label]!
       // The most probable of the shared classes.
-      var best = -1
-      for c in 0..<outputs where modelToShared[c] != nil && (best < 0 || p[i * outputs + c] > p[i * outputs + best]) {
-        best = c
-      }
+      let best = argmax(p[(i * outputs)..<((i + 1) * outputs)]) { modelToShared[$0] != nil }
       let predicted = modelToShared[best]!
       counts[truth * k + predicted] += 1
       counts[k * k] -= Double(log(max(p[i * outputs + model], 1e-7)))
@@ -389,8 +386,7 @@ private func label(_ p: [Float], sources: [String], classes: [String]) -> [Predi
       return Prediction(
         source: s, emotion: "", probabilities: [:], error: "the model's probabilities for it are not finite")
     }
-    var best = 0
-    for c in 1..<k where p[i * k + c] > p[i * k + best] { best = c }
+    let best = argmax(p[(i * k)..<((i + 1) * k)])
     var probs: [String: Double] = [:]
     for c in 0..<k { probs[classes[c]] = Double(p[i * k + c]) }
     return Prediction(source: s, emotion: classes[best], probabilities: probs)

@@ -292,7 +292,6 @@ struct CrossValidate: ParsableCommand {
       (o.config, o.quiet, o.progressEvery) = (training.configuration().0, output.quiet, output.progressEvery)
       o.tensorBoardEvery = output.tensorboardEvery
       o.bucketBytes = training.bucketBytes
-      o.config.testFraction = 0
       let (summary, stopped) = try crossValidate(o, comm: comm)
       if stopped { throw ExitCode(Trainer.exitStopped) }
       guard let summary, !output.quiet else { return }
