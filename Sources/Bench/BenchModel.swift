@@ -91,7 +91,8 @@ public func benchmarkTraining(
   var trainingRSS: Double?
   // The model lives in this closure, so that it is freed before the last sgemm measurement.
   let (times, predicted) = try { () throws -> ([Double], (Double, Double, Double)) in
-    let network = try Network(spec: spec, classes: classes, seed: 1, policy: policy)
+    let network = try Network(
+      spec: spec, classes: classes, seed: 1, policy: policy, reductionTail: StepSums.reductionFloats)
     let adam = Adam(count: network.parameters.count)
     let oneProcess = SingleProcessCommunicator()
     var rng = RandomStream(seed: 3)

@@ -37,7 +37,7 @@ public func benchmarkDataParallelSteps(
   spec: ModelSpec, comm: Communicator, globalBatch: Int, steps: Int, warmup: Int, bucketBytes: Int = 0,
   bareSizes: [Int] = []
 ) throws -> TrainBenchSample {
-  let network = try Network(spec: spec, classes: 7, seed: 1)
+  let network = try Network(spec: spec, classes: 7, seed: 1, reductionTail: StepSums.reductionFloats)
   network.statisticsReducer = comm.size > 1 ? { [comm] in comm.allreduceSum($0) } : nil
   let adam = Adam(count: network.trainableCount)
   let local = comm.share(0..<globalBatch)

@@ -20,10 +20,10 @@ public final class Network {
   /// Non-trainable variables (BatchNorm moving mean and variance), in layer order.
   public let stateLayout: ParameterLayout
   public let parameters: FloatBuffer
-  /// Gradients in the parameters' layout, then `gradientTail` spare floats that ride along in the same
-  /// allreduce: a step's loss sum, correct count, rows, non-finite flag and stop flag (`trainStep` in Training).
+  /// Gradients in the parameters' layout, then `reductionTail` floats of the caller's that ride in the same
+  /// allreduce (a training step's sums: `StepSums` in Training).
   public let gradients: FloatBuffer
-  public static let gradientTail = 5
+  public let reductionTail: Int
   public let state: FloatBuffer
   /// Sums per-channel BatchNorm statistics across ranks in place (synchronised BatchNorm). Nil: local batch.
   public var statisticsReducer: ((UnsafeMutableBufferPointer<Double>) -> Void)?
@@ -49,7 +49,9 @@ public final class Network {
 
   /// Builds the network with glorot-uniform kernels drawn from `seed`, zero biases, BatchNorm gamma 1, beta 0,
   /// moving mean 0 and moving variance 1. `bf16` is refused where the CPU has no bfloat16 units.
-  public init(spec: ModelSpec, classes: Int, seed: UInt64 = 0, policy: KernelPolicy = KernelPolicy()) throws {
+  public init(
+    spec: ModelSpec, classes: Int, seed: UInt64 = 0, policy: KernelPolicy = KernelPolicy(), reductionTail: Int = 0
+  ) throws {
     try policy.precision.check()
     self.spec = spec
     self.classes = classes
@@ -59,7 +61,8 @@ public final class Network {
     parameterLayout = layout
     self.stateLayout = stateLayout
     parameters = FloatBuffer(count: layout.count)
-    gradients = FloatBuffer(count: layout.count + Network.gradientTail)
+    self.reductionTail = reductionTail
+    gradients = FloatBuffer(count: layout.count + reductionTail)
     state = FloatBuffer(count: stateLayout.count)
     layers = Network.makeLayers(
       plans, parameters: layout, state: stateLayout, parameters, gradients, state, policy: policy)

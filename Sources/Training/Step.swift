@@ -2,9 +2,23 @@ import Base
 import Collective
 import ConvNet
 
-/// What a training step sums over the ranks. It rides in the same allreduce as the gradients, in the floats
-/// `Network` keeps after them (`Network.gradientTail`).
+/// What a training step sums over the ranks. It rides in the same allreduce as the gradients, in the floats a
+/// training network keeps after them (`Network(reductionTail: StepSums.reductionFloats)`), one `Slot` each.
 public struct StepSums: Sendable {
+  /// Where each sum sits after the gradients.
+  enum Slot: Int, CaseIterable { case loss, correct, rows, nonFinite, stop }
+  /// Floats `trainStep` needs after a network's gradients.
+  public static let reductionFloats = Slot.allCases.count
+
+  /// The slots after `network`'s gradients.
+  struct Tail {
+    let base: UnsafeMutablePointer<Float>
+    subscript(_ slot: Slot) -> Float {
+      get { base[slot.rawValue] }
+      nonmutating set { base[slot.rawValue] = newValue }
+    }
+  }
+
   /// Cross-entropy summed over the step's rows, rows classified right, rows.
   public var loss = 0.0
   public var correct = 0.0
@@ -33,7 +47,10 @@ public func trainStep(
   _ network: Network, comm: Communicator, x: UnsafePointer<Float>, labels: UnsafeBufferPointer<Int32>,
   globalRows: Int, dropoutSeed: UInt64 = 0, stop: Bool = false, bucketBytes: Int = 0, classWeights: [Float]? = nil
 ) -> StepSums {
-  let tail = network.gradients.pointer + network.trainableCount
+  precondition(
+    network.reductionTail >= StepSums.reductionFloats,
+    "trainStep: the network needs reductionTail: StepSums.reductionFloats for the step's sums")
+  let tail = StepSums.Tail(base: network.gradients.pointer + network.trainableCount)
   let overlap = bucketBytes > 0 && comm.size > 1
   // On one rank buckets are only timed (when each would start), for `bench scale`'s model.
   let buckets = bucketBytes > 0 ? network.gradientBuckets(bytes: bucketBytes) : []
@@ -55,15 +72,15 @@ public func trainStep(
   }
   if labels.isEmpty {
     network.emptyTrainingStep()
-    tail[4] = stop ? 1 : 0
+    tail[.stop] = stop ? 1 : 0
     if overlap { for k in stride(from: network.layerCount - 1, through: 0, by: -1) { afterLayer(k) } }
   } else {
     let forwardStart = monotonicSeconds()
     _ = network.forward(x, batch: labels.count, training: true, dropoutSeed: dropoutSeed)
     let (loss, correct) = network.loss(labels: labels, classWeights: classWeights)
     // The tail first: it rides in the first bucket, which leaves before backward is over.
-    (tail[0], tail[1], tail[2], tail[3]) = (Float(loss), Float(correct), Float(labels.count), loss.isFinite ? 0 : 1)
-    tail[4] = stop ? 1 : 0
+    (tail[.loss], tail[.correct], tail[.rows]) = (Float(loss), Float(correct), Float(labels.count))
+    (tail[.nonFinite], tail[.stop]) = (loss.isFinite ? 0 : 1, stop ? 1 : 0)
     backwardStart = monotonicSeconds()
     sums.forwardSeconds = backwardStart - forwardStart
     network.backward(
@@ -79,8 +96,7 @@ public func trainStep(
       UnsafeMutableBufferPointer(start: network.gradients.pointer, count: network.gradients.count))
   }
   sums.allreduceSeconds = monotonicSeconds() - t0
-  (sums.loss, sums.correct, sums.rows) = (Double(tail[0]), Double(tail[1]), Double(tail[2]))
-  sums.nonFinite = tail[3] > 0
-  sums.stop = tail[4] > 0
+  (sums.loss, sums.correct, sums.rows) = (Double(tail[.loss]), Double(tail[.correct]), Double(tail[.rows]))
+  (sums.nonFinite, sums.stop) = (tail[.nonFinite] > 0, tail[.stop] > 0)
   return sums
 }

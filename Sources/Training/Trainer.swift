@@ -494,7 +494,7 @@ public final class Trainer {
     if resumeFrom == nil { spec = config.scalingMomentum(spec) }
     network = try Network(
       spec: spec, classes: file.classes.count, seed: config.seed,
-      policy: KernelPolicy(precision: config.precision ?? .fp32))
+      policy: KernelPolicy(precision: config.precision ?? .fp32), reductionTail: StepSums.reductionFloats)
     adam = Adam(count: network.trainableCount, learningRate: Float(config.scaledLearningRate))
 
     // Every rank must run the same model.

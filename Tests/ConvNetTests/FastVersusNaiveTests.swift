@@ -245,10 +245,12 @@ final class FastVersusNaiveTests: XCTestCase {
     for batch in [4, 1, 6, 2] { try check(spec, classes: 3, batch: batch, seed: UInt64(batch)) }
   }
 
-  /// Buckets cover the gradients and the step's tail, contiguous, from the top layer down, each at least the size
-  /// asked unless it ends at the first layer, and closed by the layer whose backward completes it.
+  /// Buckets cover the gradients and the caller's tail (Training's step sums), contiguous, from the top layer down,
+  /// each at least the size asked unless it ends at the first layer, and closed by the layer whose backward
+  /// completes it.
   func testGradientBucketsCoverTheBufferFromTheTop() throws {
-    let network = try Network(spec: .seed(inputLength: 2376), classes: 7)
+    let network = try Network(spec: .seed(inputLength: 2376), classes: 7, reductionTail: 5)
+    XCTAssertEqual(network.gradients.count, network.trainableCount + 5)
     for bytes in [1, 1 << 20, 4 << 20, 1 << 30] {
       let buckets = network.gradientBuckets(bytes: bytes)
       XCTAssertEqual(buckets.first?.range.upperBound, network.gradients.count, "the tail rides in the first")

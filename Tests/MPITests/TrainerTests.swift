@@ -231,7 +231,7 @@ final class TrainerTests: XCTestCase {
     let xs = mine.flatMap { x[($0 * 64)..<(($0 + 1) * 64)] }
     let ys = mine.map { labels[$0] }
     func step(_ bucketBytes: Int) throws -> (Network, StepSums) {
-      let network = try Network(spec: spec, classes: 3, seed: 7)
+      let network = try Network(spec: spec, classes: 3, seed: 7, reductionTail: StepSums.reductionFloats)
       network.statisticsReducer = comm.size > 1 ? { [comm] in comm.allreduceSum($0) } : nil
       let sums = xs.withUnsafeBufferPointer { x in
         ys.withUnsafeBufferPointer {
