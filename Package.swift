@@ -57,7 +57,7 @@ let swiftTargets: [Target] = [
   // Feature rows of one recording (the recipe and augmentation order) and a corpus over ranks and threads.
   .target(name: "Extraction", dependencies: ["AudioFeatures", "FeatureStore", "Collective", "Base"]),
   // Everything a model is stored as: sertrain checkpoints (with the scaler) and Keras weight files.
-  .target(name: "ModelFiles", dependencies: ["ConvNet", "HDF5", "FeatureStore", "AudioFeatures", "Base"]),
+  .target(name: "ModelFiles", dependencies: ["ConvNet", "HDF5", "AudioFeatures", "Base"]),
   .target(
     name: "Training",
     dependencies: [

@@ -79,9 +79,7 @@ public func importCSV(
   }
   let columns = header.count
   let width = columns - 1
-  if let rpr = options.rowsPerRecording, rpr < 1 {
-    throw Failure(csvPath, "--rows-per-recording must be at least 1, got \(rpr)")
-  }
+  precondition((options.rowsPerRecording ?? 1) >= 1, "importCSV: rows per recording below 1 (the CLI refuses them)")
 
   var report = CSVImportReport()
   report.width = width

@@ -1,7 +1,6 @@
 import AudioFeatures
 import Base
 import ConvNet
-import FeatureStore
 import FoundationEssentials
 import HDF5
 
@@ -23,8 +22,7 @@ public struct Checkpoint {
   public var stateLayout: ParameterLayout
   public var state: [Float]
   /// Standardisation of the input features: `(x - mean) / scale` per column.
-  public var scalerMean: [Float]
-  public var scalerScale: [Float]
+  public var scaler: Scaler
   /// How the rows were standardised in training (attribute `standardization`; `column` when missing): `speaker`
   /// leaves the scaler the identity and standardises each speaker's rows by their own statistics, at prediction
   /// time too (`SpeakerStatistics`).
@@ -45,17 +43,16 @@ public struct Checkpoint {
   public var bestState: [Float]?
 
   /// A checkpoint of `network`'s current variables, with an identity scaler unless one is given.
-  public init(network: Network, classNames: [String], scalerMean: [Float]? = nil, scalerScale: [Float]? = nil) {
+  public init(network: Network, classNames: [String], scaler: Scaler? = nil) {
     self.init(
       spec: network.spec, classNames: classNames, parameterLayout: network.parameterLayout,
       parameters: network.parameters.array, stateLayout: network.stateLayout, state: network.state.array,
-      scalerMean: scalerMean ?? [Float](repeating: 0, count: network.inputWidth),
-      scalerScale: scalerScale ?? [Float](repeating: 1, count: network.inputWidth))
+      scaler: scaler ?? .identity(width: network.inputWidth))
   }
 
   private init(
     spec: ModelSpec, classNames: [String], parameterLayout: ParameterLayout, parameters: [Float],
-    stateLayout: ParameterLayout, state: [Float], scalerMean: [Float], scalerScale: [Float]
+    stateLayout: ParameterLayout, state: [Float], scaler: Scaler
   ) {
     self.spec = spec
     self.classNames = classNames
@@ -63,8 +60,7 @@ public struct Checkpoint {
     self.parameters = parameters
     self.stateLayout = stateLayout
     self.state = state
-    self.scalerMean = scalerMean
-    self.scalerScale = scalerScale
+    self.scaler = scaler
   }
 
   /// Builds the network (in `precision`) and loads the variables, checking that the stored layout is the spec's.
@@ -98,8 +94,8 @@ public struct Checkpoint {
       try writeLayout(parameterLayout, f, "layout")
       _ = try f.write("state", state, digest: true)
       try writeLayout(stateLayout, f, "state_layout")
-      _ = try f.write("scaler/mean", scalerMean, digest: true)
-      _ = try f.write("scaler/scale", scalerScale, digest: true)
+      _ = try f.write("scaler/mean", scaler.mean, digest: true)
+      _ = try f.write("scaler/scale", scaler.scale, digest: true)
       if let split { _ = try f.write("split", split) }
       if let recipe { try f.setAttribute("recipe", String(decoding: try JSONEncoder().encode(recipe), as: UTF8.self)) }
       if let adamM, let adamV {
@@ -169,10 +165,19 @@ public struct Checkpoint {
     }
     // A spec that cannot be built is an error here, not later; so is a layout that is not the spec's.
     let plans = try spec.plan(classes: names.count)
+    let (mean, scale) = (try floats("scaler/mean"), try floats("scaler/scale"))
+    let width = spec.inputLength * spec.inputChannels
+    guard mean.count == width, scale.count == width else {
+      throw Failure(
+        path, "the scaler has \(mean.count) means and \(scale.count) scales, the model reads \(width) columns")
+    }
+    guard mean.allSatisfy(\.isFinite), scale.allSatisfy({ $0.isFinite && $0 > 0 }) else {
+      throw Failure(path, "the scaler holds a mean that is not finite or a scale that is not positive and finite")
+    }
     var c = Checkpoint(
       spec: spec, classNames: names, parameterLayout: try readLayout(f, "layout", path),
       parameters: try floats("parameters"), stateLayout: try readLayout(f, "state_layout", path),
-      state: try floats("state"), scalerMean: try floats("scaler/mean"), scalerScale: try floats("scaler/scale"))
+      state: try floats("state"), scaler: Scaler(mean: mean, scale: scale))
     let expected = Network.layouts(plans)
     guard c.parameterLayout == expected.parameters, c.stateLayout == expected.state else {
       throw Failure(path, "the stored parameter layout is not the one its model spec gives")
@@ -182,13 +187,6 @@ public struct Checkpoint {
         path,
         "parameters and state hold \(c.parameters.count) and \(c.state.count) values, their layouts need "
           + "\(c.parameterLayout.count) and \(c.stateLayout.count)")
-    }
-    let width = spec.inputLength * spec.inputChannels
-    guard c.scalerMean.count == width, c.scalerScale.count == width else {
-      throw Failure(path, "the scaler has \(c.scalerMean.count) columns, the model reads \(width)")
-    }
-    guard c.scalerMean.allSatisfy(\.isFinite), c.scalerScale.allSatisfy({ $0.isFinite && $0 > 0 }) else {
-      throw Failure(path, "the scaler holds a mean that is not finite or a scale that is not positive and finite")
     }
     c.learningRate = try f.doubleAttribute("learning_rate")
     c.adamIterations = try f.intAttribute("optimizer_iterations")
@@ -257,20 +255,4 @@ public struct Checkpoint {
       }
     }
   }
-}
-
-/// Per-column mean and standard deviation (population, as scikit-learn's StandardScaler; a zero deviation
-/// becomes 1) of every row of a feature file, streamed in row blocks with double accumulators.
-public func fitScaler(_ path: String) throws -> (mean: [Float], scale: [Float], classes: [String]) {
-  let file = try FeatureFile(path: path)
-  let shift = file.rowCount > 0 ? try file.readRows(0..<1) : [Float](repeating: 0, count: file.width)
-  var sums = ScalerSums(shift: shift)
-  var start = 0
-  while start < file.rowCount {
-    let end = min(start + 1024, file.rowCount)
-    try file.readRows(start..<end).withUnsafeBufferPointer { sums.add($0, rows: end - start) }
-    start = end
-  }
-  let (mean, scale) = sums.finish()
-  return (mean, scale, file.classes)
 }

@@ -250,7 +250,7 @@ extension KerasWeights {
   /// A `.keras` is compiled as the run trained (Adam at `learningRate`, categorical cross-entropy, accuracy), so that
   /// `fit` continues it in Keras.
   public static func write(
-    _ network: Network, to path: String, overwrite: Bool, scaler: (mean: [Float], scale: [Float])? = nil,
+    _ network: Network, to path: String, overwrite: Bool, scaler: Scaler? = nil,
     classNames: [String] = [], learningRate: Double = 1e-3
   ) throws {
     if path.hasSuffix(".keras") {
@@ -512,13 +512,14 @@ public func specFromKerasConfig(_ json: String) throws -> (
 ///   - model: a preset or JSON spec; default the file's `model_config` when it has one, else the seed.
 ///   - classes: class names in the output order, comma-separated; default the scaler's data's classes, else the
 ///     seed's emotions (when the output layer has 7 units).
-///   - scaler: a feature file to fit the input standardisation on; default none (identity).
-public func importKeras(_ path: String, model: String?, classes: String?, scaler: String?) throws -> (
-  checkpoint: Checkpoint, description: String, standardised: Bool
-) {
+///   - fitted: the input standardisation fitted on a feature file (`fitScaler` in Training), that file's classes
+///     and its path; default the file's own Normalization layer, else none (identity).
+public func importKeras(
+  _ path: String, model: String?, classes: String?, fitted: (scaler: Scaler, classes: [String], path: String)?
+) throws -> (checkpoint: Checkpoint, description: String, standardised: Bool) {
   let weights = try KerasWeights.read(path)
   let spec = try model.map(ModelSpec.load) ?? weights.spec ?? .seed()
-  let fit = try scaler.map(fitScaler)
+  let fit = fitted
   let outputs = weights.layers.last { $0.kind == "dense" }?.variables.last?.shape.first ?? 7
   let names =
     classes?.split(separator: ",").map { String($0).trimmingCharacters() } ?? fit?.classes ?? weights.classNames
@@ -528,25 +529,26 @@ public func importKeras(_ path: String, model: String?, classes: String?, scaler
   }
   let network = try Network(spec: spec, classes: names.count)
   try weights.apply(to: network, path: path)
-  if let fit, fit.mean.count != network.inputWidth {
-    throw Failure(scaler!, "\(fit.mean.count) feature columns, but the model reads \(network.inputWidth)")
+  if let fit, fit.scaler.width != network.inputWidth {
+    throw Failure(fit.path, "\(fit.scaler.width) feature columns, but the model reads \(network.inputWidth)")
   }
   // The file's Normalization as the scaler, dividing as Keras does: by max(sqrt(variance), 1e-7).
-  let stored = weights.normalization.map { n in (n.mean, n.variance.map { max($0.squareRoot(), 1e-7) }) }
-  if let stored, stored.0.count != network.inputWidth {
-    throw Failure(
-      path, "the Normalization layer has \(stored.0.count) columns, but the model reads \(network.inputWidth)")
+  let stored = try weights.normalization.map { n in
+    guard n.mean.count == network.inputWidth, n.variance.count == network.inputWidth else {
+      throw Failure(
+        path, "the Normalization layer has \(n.mean.count) columns, but the model reads \(network.inputWidth)")
+    }
+    return Scaler(mean: n.mean, scale: n.variance.map { max($0.squareRoot(), 1e-7) })
   }
-  let (mean, scale) = fit.map { ($0.mean, $0.scale) } ?? stored ?? (nil, nil)
-  let checkpoint = Checkpoint(network: network, classNames: names, scalerMean: mean, scalerScale: scale)
+  let checkpoint = Checkpoint(network: network, classNames: names, scaler: fit?.scaler ?? stored)
   let source =
     fit != nil
-    ? ", scaler fitted on \(scaler!)" : stored != nil ? ", scaler from its Normalization layer" : ", identity scaler"
+    ? ", scaler fitted on \(fit!.path)" : stored != nil ? ", scaler from its Normalization layer" : ", identity scaler"
   return (
     checkpoint,
     "\(weights.format.rawValue), \(weights.layers.count) layers with weights: model \(spec.name), "
       + "\(network.trainableCount + network.nonTrainableCount) parameters, classes \(names.joined(separator: ", "))"
       + source,
-    mean != nil
+    fit != nil || stored != nil
   )
 }

@@ -1,5 +1,37 @@
 import Base
-import FeatureStore
+
+/// A per-column standardisation `x -> (x - mean) / scale`: a fitted StandardScaler (a checkpoint's), one speaker's
+/// statistics, or the identity. Every path that standardises rows goes through `standardise`.
+public struct Scaler: Equatable, Sendable {
+  public var mean: [Float]
+  public var scale: [Float]
+
+  public init(mean: [Float], scale: [Float]) {
+    precondition(mean.count == scale.count, "Scaler: mean and scale of different widths")
+    (self.mean, self.scale) = (mean, scale)
+  }
+
+  /// Mean 0 and scale 1 for `width` columns.
+  public static func identity(width: Int) -> Scaler {
+    Scaler(mean: [Float](repeating: 0, count: width), scale: [Float](repeating: 1, count: width))
+  }
+
+  public var width: Int { mean.count }
+  public var isIdentity: Bool { mean.allSatisfy { $0 == 0 } && scale.allSatisfy { $0 == 1 } }
+
+  /// `x = (x - mean) / scale` for every one of `rows` rows of `x`.
+  public func standardise(_ x: UnsafeMutableBufferPointer<Float>, rows: Int) {
+    let w = width
+    mean.withUnsafeBufferPointer { m in
+      scale.withUnsafeBufferPointer { s in
+        for r in 0..<rows {
+          let row = x.baseAddress! + r * w
+          for c in 0..<w { row[c] = (row[c] - m[c]) / s[c] }
+        }
+      }
+    }
+  }
+}
 
 /// scikit-learn's StandardScaler, fitted in one streaming pass: per-column sums of `x - shift` and of its square
 /// in double, with a reference row as the shift so that the one-pass variance does not cancel. The sums can be
@@ -32,7 +64,7 @@ public struct ScalerSums {
   /// The mean and the population deviation per column (a zero deviation becomes 1, as scikit-learn does); with
   /// `features` (each column's feature), one mean and deviation per feature over all its columns, given to each of
   /// them (`--standardize feature`).
-  public func finish(features: [Int]? = nil) -> (mean: [Float], scale: [Float]) {
+  public func finish(features: [Int]? = nil) -> Scaler {
     if let features { return pooled(features) }
     let w = width
     let n = max(values[2 * w], 1)
@@ -44,14 +76,14 @@ public struct ScalerSums {
       mean[c] = Float(m + shift[c])
       scale[c] = variance > 0 ? Float(variance.squareRoot()) : 1
     }
-    return (mean, scale)
+    return Scaler(mean: mean, scale: scale)
   }
 }
 
 extension ScalerSums {
   /// Per feature: the columns' means averaged, and the squared deviations from the columns' means plus each column's
   /// rows times its mean's squared distance from the feature's (Chan et al.'s combination), over all its values.
-  fileprivate func pooled(_ features: [Int]) -> (mean: [Float], scale: [Float]) {
+  fileprivate func pooled(_ features: [Int]) -> Scaler {
     let (w, n) = (width, max(values[2 * width], 1))
     let count = (features.max() ?? -1) + 1
     var (columns, sum) = ([Double](repeating: 0, count: count), [Double](repeating: 0, count: count))
@@ -73,14 +105,12 @@ extension ScalerSums {
 
 /// Each feature's mean, and the population deviation from its squared deviations over `values` values (a zero
 /// deviation becomes 1, as scikit-learn's does), given to every column of that feature.
-private func perColumn(_ features: [Int], mean: [Double], squares: [Double], values: [Double]) -> (
-  mean: [Float], scale: [Float]
-) {
+private func perColumn(_ features: [Int], mean: [Double], squares: [Double], values: [Double]) -> Scaler {
   let scale = squares.indices.map { f -> Float in
     let variance = squares[f] / max(values[f], 1)
     return variance > 0 ? Float(variance.squareRoot()) : 1
   }
-  return (features.map { Float(mean[$0]) }, features.map { scale[$0] })
+  return Scaler(mean: features.map { Float(mean[$0]) }, scale: features.map { scale[$0] })
 }
 
 /// How rows are standardised before the network reads them (`--standardize`).
@@ -97,97 +127,10 @@ public enum Standardization: String, Codable, Sendable, CaseIterable {
   case speaker
 }
 
-/// Per-speaker standardisation: each speaker's mean and deviation per feature (as columns), and which speaker each
-/// row of a feature file is.
-public struct SpeakerStatistics: Sendable {
-  public var speakers: [String]
-  /// The speaker of each row of the file (an index into `speakers`).
-  public var speakerOfRow: [Int32]
-  public var mean: [[Float]]
-  public var scale: [[Float]]
-
-  /// The statistics of the speakers that `mine` selects (by index into the sorted speaker names); the others are
-  /// left zero, so that sums over ranks that each took a share give all of them exactly.
-  public init(_ file: FeatureFile, mine: (Int) -> Bool = { _ in true }) throws {
-    guard let features = file.recipe.columnFeatures, file.width == file.recipe.width else {
-      throw Failure(
-        file.path,
-        "--standardize speaker needs rows of whole frames (\(file.recipe.featuresPerFrame) features each); this "
-          + "file's are \(file.width) wide")
-    }
-    let recordings = try file.recordings()
-    let names = file.source.map { recordings.indices.contains(Int($0)) ? recordings[Int($0)].speaker : "" }
-    if let row = names.firstIndex(where: \.isEmpty) {
-      throw Failure(
-        file.path,
-        "row \(row) has no speaker, which --standardize speaker needs (a converted CSV has none: extract the corpus, "
-          + "with a manifest naming speakers if the file names do not)")
-    }
-    speakers = Array(Set(names)).sorted()
-    let index = Dictionary(uniqueKeysWithValues: speakers.enumerated().map { ($1, Int32($0)) })
-    speakerOfRow = names.map { index[$0]! }
-    var rowsOf = [[Int]](repeating: [], count: speakers.count)
-    for (r, s) in speakerOfRow.enumerated() { rowsOf[Int(s)].append(r) }
-    let empty = [Float](repeating: 0, count: file.width)
-    (mean, scale) = (
-      [[Float]](repeating: empty, count: speakers.count), [[Float]](repeating: empty, count: speakers.count)
-    )
-    for s in speakers.indices where mine(s) {
-      // In an order of the recordings' own (path, augmentation), so that the file's order changes no bit.
-      let rows = rowsOf[s].sorted {
-        let (a, b) = (recordings[Int(file.source[$0])].path, recordings[Int(file.source[$1])].path)
-        return a != b
-          ? a < b
-          : file.augmentation[$0] != file.augmentation[$1]
-            ? file.augmentation[$0] < file.augmentation[$1] : $0 < $1
-      }
-      var x = [Float](repeating: 0, count: rows.count * file.width)
-      try x.withUnsafeMutableBufferPointer { try file.readRows(at: rows, into: $0) }
-      (mean[s], scale[s]) = featureStatistics(x, width: file.width, features: features)
-    }
-  }
-
-  /// Both tables as one list of doubles, and back (for a sum over ranks).
-  public var values: [Double] { (mean + scale).flatMap { $0.map(Double.init) } }
-  public mutating func set(_ values: [Double]) {
-    let w = mean.first?.count ?? 0
-    for s in speakers.indices {
-      mean[s] = (0..<w).map { Float(values[s * w + $0]) }
-      scale[s] = (0..<w).map { Float(values[(speakers.count + s) * w + $0]) }
-    }
-  }
-
-  /// Standardises `x`, row i of which is row `rows[i]` of the file.
-  public func standardise(_ x: UnsafeMutableBufferPointer<Float>, rows: [Int]) {
-    let w = mean.first?.count ?? 0
-    for (i, r) in rows.enumerated() {
-      let s = Int(speakerOfRow[r])
-      ModelFiles.standardise(
-        UnsafeMutableBufferPointer(rebasing: x[(i * w)..<((i + 1) * w)]), rows: 1, mean: mean[s], scale: scale[s])
-    }
-  }
-}
-
-/// How a model's rows are standardised: by the scaler's mean and scale per column (`column`, `feature`, `none`:
-/// the identity), or each row by its speaker's statistics (`speaker`). Training and prediction both go through it.
-public enum RowStandardiser {
-  case columns(mean: [Float], scale: [Float])
-  case speakers(SpeakerStatistics)
-
-  /// Standardises `x`, row i of which is row `rows[i]` of the feature file (the speakers' statistics are that
-  /// file's).
-  public func standardise(_ x: UnsafeMutableBufferPointer<Float>, rows: [Int]) {
-    switch self {
-    case .columns(let mean, let scale): ModelFiles.standardise(x, rows: rows.count, mean: mean, scale: scale)
-    case .speakers(let statistics): statistics.standardise(x, rows: rows)
-    }
-  }
-}
-
 /// One mean and population deviation per feature over every value of that feature in `x` (rows of `width`, each
 /// column's feature in `features`), in two passes in double, in row order; given to each column of the feature. A
 /// zero deviation becomes 1.
-public func featureStatistics(_ x: [Float], width: Int, features: [Int]) -> (mean: [Float], scale: [Float]) {
+public func featureStatistics(_ x: [Float], width: Int, features: [Int]) -> Scaler {
   let count = (features.max() ?? -1) + 1
   var (n, sum) = ([Double](repeating: 0, count: count), [Double](repeating: 0, count: count))
   for i in x.indices {
@@ -203,17 +146,4 @@ public func featureStatistics(_ x: [Float], width: Int, features: [Int]) -> (mea
     squares[f] += d * d
   }
   return perColumn(features, mean: mean, squares: squares, values: n)
-}
-
-/// `x = (x - mean) / scale` for every row of `x` (rows of `mean.count` floats).
-public func standardise(_ x: UnsafeMutableBufferPointer<Float>, rows: Int, mean: [Float], scale: [Float]) {
-  let w = mean.count
-  mean.withUnsafeBufferPointer { m in
-    scale.withUnsafeBufferPointer { s in
-      for r in 0..<rows {
-        let row = x.baseAddress! + r * w
-        for c in 0..<w { row[c] = (row[c] - m[c]) / s[c] }
-      }
-    }
-  }
 }

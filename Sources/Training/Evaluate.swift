@@ -142,7 +142,7 @@ final class Predictor {
   }
 
   /// The checkpoint's scaler, or under `--standardize speaker` the speakers of the feature file given to `use`.
-  lazy var standardiser = RowStandardiser.columns(mean: checkpoint.scalerMean, scale: checkpoint.scalerScale)
+  lazy var standardiser = RowStandardiser.columns(checkpoint.scaler)
 
   /// Reads each speaker's statistics from `file` when the checkpoint standardises by speaker.
   func use(_ file: FeatureFile) throws {
@@ -325,8 +325,8 @@ public func predictFiles(
     let w = extractor.recipe.width
     let order = good.indices.sorted { good[$0] < good[$1] }
     let sorted = order.flatMap { x[($0 * w)..<(($0 + 1) * w)] }
-    let (mean, scale) = featureStatistics(sorted, width: w, features: extractor.recipe.columnFeatures!)
-    x.withUnsafeMutableBufferPointer { standardise($0, rows: good.count, mean: mean, scale: scale) }
+    let speaker = featureStatistics(sorted, width: w, features: extractor.recipe.columnFeatures!)
+    x.withUnsafeMutableBufferPointer { speaker.standardise($0, rows: good.count) }
   } else {
     predictor.standardise(&x, rows: Array(good.indices))
   }

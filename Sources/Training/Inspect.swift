@@ -90,14 +90,14 @@ public func describeCheckpoint(_ path: String) throws -> String {
     "  model         \(c.spec.name): \(network.plans.count) layers, \(network.trainableCount + network.nonTrainableCount) parameters (\(network.trainableCount) trainable), input \(c.spec.inputLength) x \(c.spec.inputChannels)"
   )
   out.append("  classes       \(c.classNames.count): \(c.classNames.joined(separator: ", "))")
-  let identity = c.scalerMean.allSatisfy { $0 == 0 } && c.scalerScale.allSatisfy { $0 == 1 }
+  let identity = c.scaler.isIdentity
   out.append(
     "  scaler        "
       + (c.standardization == .speaker
         ? "per speaker (each speaker's rows by that speaker's own statistics per feature)"
         : identity
           ? "identity (no standardisation)"
-          : "standardise \(c.scalerMean.count) columns" + (c.standardization == .feature ? " (by feature)" : "")))
+          : "standardise \(c.scaler.width) columns" + (c.standardization == .feature ? " (by feature)" : "")))
   out.append(
     "  optimizer     Adam, learning rate \(Float(c.learningRate)), \(c.adamIterations) steps\(c.adamM == nil ? ", no moments" : "")"
   )

@@ -327,11 +327,10 @@ public final class Trainer {
   let adam: Adam
   var state: TrainingState
   let split: DataSplit
-  var scalerMean: [Float]
-  var scalerScale: [Float]
+  var scaler: Scaler
   /// How the run's rows are standardised: by the scaler, or each speaker's by its own statistics
   /// (`--standardize speaker`; the scaler is then the identity). Set once the scaler is known.
-  var standardiser = RowStandardiser.columns(mean: [], scale: [])
+  var standardiser = RowStandardiser.columns(.identity(width: 0))
   let trainRows: [Int]
   let validationRows: [Int]
   var bestWeights: (parameters: [Float], state: [Float])?
@@ -525,8 +524,7 @@ public final class Trainer {
         throw Failure("\(resumePath!): its split does not cover \(config.data)'s \(file.rowCount) rows")
       }
       self.split = DataSplit(membership: membership)
-      scalerMean = c.scalerMean
-      scalerScale = c.scalerScale
+      scaler = c.scaler
       state = restoredState!
     } else {
       if let split, split.membership.count != file.rowCount {
@@ -537,8 +535,7 @@ public final class Trainer {
         ?? DataSplit.make(
           file, kind: config.split, validation: config.validationFraction, test: config.testFraction, seed: config.seed,
           limitRows: config.limitRows)
-      scalerMean = [Float](repeating: 0, count: file.width)
-      scalerScale = [Float](repeating: 1, count: file.width)
+      scaler = .identity(width: file.width)
       state = TrainingState(config: config)
     }
     state.data = identity
@@ -589,7 +586,7 @@ public final class Trainer {
       statistics.set(values)
       standardiser = .speakers(statistics)
     } else {
-      standardiser = .columns(mean: scalerMean, scale: scalerScale)
+      standardiser = .columns(scaler)
     }
     // The best weights travel in checkpoint-last.h5 itself; checkpoint-best.h5 is a copy for the user (older
     // checkpoints kept them only there).
@@ -695,12 +692,7 @@ public final class Trainer {
         "--standardize feature needs rows of whole frames (\(file.recipe.featuresPerFrame) features each); this "
           + "file's are \(file.width) wide: use --standardize column")
     }
-    var sums = ScalerSums(shift: try file.readRows(trainRows[0]..<(trainRows[0] + 1)))
-    try file.forEachPart(of: comm.share(trainRows), size: 256) { rows, x in
-      sums.add(UnsafeBufferPointer(x), rows: rows.count)
-    }
-    comm.allreduceSum(&sums.values)
-    (scalerMean, scalerScale) = sums.finish(features: features)
+    scaler = try Training.fitScaler(file, rows: trainRows, features: features, comm: comm)
   }
 
   /// Rank 0's initial parameters go to every rank, which checks them by checksum.
@@ -998,7 +990,7 @@ public final class Trainer {
     saved.weightsEpoch = saved.weightsEpoch ?? saved.epoch
     saved.callbacks = (earlyStopping, reduceLR)
     saved.savedAt = unixTime()
-    var c = Checkpoint(network: network, classNames: file.classes, scalerMean: scalerMean, scalerScale: scalerScale)
+    var c = Checkpoint(network: network, classNames: file.classes, scaler: scaler)
     c.adamM = adam.m.array
     c.adamV = adam.v.array
     c.adamIterations = adam.iterations

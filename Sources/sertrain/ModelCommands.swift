@@ -2,6 +2,7 @@ import ArgumentParser
 import AudioFeatures
 import Base
 import ConvNet
+import FeatureStore
 import HDF5
 import ModelFiles
 import Training
@@ -65,8 +66,12 @@ struct ImportKeras: ParsableCommand {
 
   func run() throws {
     try runReportingErrors {
+      let fitted = try scaler.map { path in
+        let data = try FeatureFile(path: path)
+        return (scaler: try fitScaler(data), classes: data.classes, path: path)
+      }
       let (checkpoint, description, standardised) = try importKeras(
-        file, model: model, classes: classes, scaler: scaler)
+        file, model: model, classes: classes, fitted: fitted)
       try checkpoint.write(to: output, overwrite: force)
       print("imported \(file) (\(description)) into \(output)")
       if !standardised {
@@ -99,10 +104,10 @@ struct ExportKeras: ParsableCommand {
     try runReportingErrors {
       let c = try Checkpoint.read(checkpoint)
       let network = try c.makeNetwork(path: checkpoint)
-      let identity = c.scalerMean.allSatisfy { $0 == 0 } && c.scalerScale.allSatisfy { $0 == 1 }
+      let identity = c.scaler.isIdentity
       let native = output.hasSuffix(".keras")
       try KerasWeights.write(
-        network, to: output, overwrite: force, scaler: identity ? nil : (c.scalerMean, c.scalerScale),
+        network, to: output, overwrite: force, scaler: identity ? nil : c.scaler,
         classNames: c.classNames, learningRate: c.learningRate)
       let kind =
         native

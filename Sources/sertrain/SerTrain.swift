@@ -169,6 +169,10 @@ struct Convert: ParsableCommand {
   @Flag(help: "Replace an existing output file.")
   var force = false
 
+  func validate() throws {
+    if let r = rowsPerRecording, r < 1 { throw ValidationError("--rows-per-recording must be at least 1") }
+  }
+
   func run() throws {
     try runReportingErrors {
       var options = CSVImportOptions()

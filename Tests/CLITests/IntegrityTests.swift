@@ -221,8 +221,8 @@ extension TrainCommandTests {
         "step 10^15", { try crafted(training { $0.replacing(#/"step":[0-9]+/#, with: "\"step\":1000000000000000") }) },
         "step"
       ),
-      ("scaler scale 0", { try crafted { $0.scalerScale[5] = 0 } }, "scaler"),
-      ("scaler scale NaN", { try crafted { $0.scalerScale[5] = .nan } }, "scaler"),
+      ("scaler scale 0", { try crafted { $0.scaler.scale[5] = 0 } }, "scaler"),
+      ("scaler scale NaN", { try crafted { $0.scaler.scale[5] = .nan } }, "scaler"),
       ("negative moving variance", { try crafted { $0.state[variance.offset] = -1 } }, "negative variance"),
       ("split side 9", { try crafted { $0.split![0] = 9 } }, "side 9"),
       ("float64 parameters", { try replaced("parameters", good.parameters.map(Double.init)) }, "another type"),

@@ -1,6 +1,7 @@
 import AudioFeatures
 import FeatureStore
 import ModelFiles
+import Training
 import XCTest
 import _TestSupport
 
@@ -89,8 +90,8 @@ final class StandardizationTests: XCTestCase {
       }
       var sums = ScalerSums(shift: Array(x[0..<12]))
       x.withUnsafeBufferPointer { sums.add($0, rows: rows) }
-      let (mean, scale) = sums.finish(features: features)
-      let (exactMean, exactScale) = featureStatistics(x, width: 12, features: features)
+      let (pooled, exact) = (sums.finish(features: features), featureStatistics(x, width: 12, features: features))
+      let (mean, scale, exactMean, exactScale) = (pooled.mean, pooled.scale, exact.mean, exact.scale)
       for c in 0..<12 {
         XCTAssertEqual(mean[c], exactMean[c], accuracy: 1e-4, "\(layout) column \(c) mean")
         XCTAssertEqual(scale[c], exactScale[c], accuracy: 1e-4 * exactScale[c], "\(layout) column \(c) scale")
