@@ -3,6 +3,7 @@ import Base
 import Collective
 import Dispatch
 import FeatureStore
+import FoundationEssentials
 
 #if canImport(Glibc)
   import Glibc
@@ -145,20 +146,19 @@ public func extractCorpus(_ o: ExtractOptions, comm: Communicator) throws -> Ext
         // A symlink inside the root that leads out is said to be one: its own path is in the root.
         var link = stat()
         let symlink = lstat(path, &link) == 0 && (link.st_mode & S_IFMT) == S_IFLNK
-        let note =
-          "\(i)\tskip\t" + (symlink ? "a symlink to \(p), " : "")
-          + "outside the corpus root \(o.root) (--allow-outside-root reads it)"
-        results[k] = FileResult(rows: nil, note: note)
+        let reason =
+          (symlink ? "a symlink to \(p), " : "") + "outside the corpus root \(o.root) (--allow-outside-root reads it)"
+        results[k] = FileResult(rows: nil, note: FileNote(index: i, flagged: false, reason: reason))
         continue
       }
       do {
         let (x, flag) = try featureRows(
           path, index: i, augmentations: o.augmentations, seed: o.seed, extractor: extractor)
-        results[k] = FileResult(rows: x, note: flag.map { "\(i)\tflag\t\($0)" })
+        results[k] = FileResult(rows: x, note: flag.map { FileNote(index: i, flagged: true, reason: $0) })
       } catch let e as AudioError {
-        results[k] = FileResult(rows: nil, note: "\(i)\tskip\t\(e.message)")
+        results[k] = FileResult(rows: nil, note: FileNote(index: i, flagged: false, reason: e.message))
       } catch {
-        results[k] = FileResult(rows: nil, note: "\(i)\tskip\t\(error)")
+        results[k] = FileResult(rows: nil, note: FileNote(index: i, flagged: false, reason: "\(error)"))
       }
       if worker == 0 { bar?.update(fraction: Double(k + 1) / Double(mine.count), count: (k + 1) * comm.size) }
     }
@@ -166,7 +166,7 @@ public func extractCorpus(_ o: ExtractOptions, comm: Communicator) throws -> Ext
   bar?.finish()
   // Everything to rank 0 (indices, rows, notes): its own files are here already.
   var byIndex: [Int: ArraySlice<Float>] = [:]
-  var notes: [String] = []  // "index\tkind\treason"
+  var notes: [FileNote] = []
   if comm.rank == 0 {
     for (k, i) in mine.enumerated() {
       if let x = results[k].rows { byIndex[i] = x[...] }
@@ -180,16 +180,14 @@ public func extractCorpus(_ o: ExtractOptions, comm: Communicator) throws -> Ext
       return report
     }
     for part in parts.dropFirst() {
-      let (idx, r, text) = decode(part, rowFloats: perFile)
+      let (idx, r, theirs) = try decode(part, rowFloats: perFile)
       for (k, i) in idx.enumerated() { byIndex[Int(i)] = r[(k * perFile)..<((k + 1) * perFile)] }
-      notes += text.split(separator: "\n").map(String.init)
+      notes += theirs
     }
   }
-  for line in notes {
-    let c = line.split(separator: "\t", maxSplits: 2).map(String.init)
-    guard c.count == 3, let i = Int(c[0]) else { continue }
-    let f = SkippedFile(path: recordings[i].path, reason: c[2])
-    if c[1] == "flag" { report.flagged.append(f) } else { report.skipped.append(f) }
+  for note in notes {
+    let f = SkippedFile(path: recordings[note.index].path, reason: note.reason)
+    if note.flagged { report.flagged.append(f) } else { report.skipped.append(f) }
   }
   report.skipped.sort { $0.path < $1.path }
   report.flagged.sort { $0.path < $1.path }
@@ -247,17 +245,24 @@ public func extractCorpus(_ o: ExtractOptions, comm: Communicator) throws -> Ext
   return report
 }
 
+/// Why the file at `index` (of the corpus list) was skipped, or flagged with its rows kept.
+struct FileNote: Codable {
+  var index: Int
+  var flagged: Bool
+  var reason: String
+}
+
 /// One file's rows (nil when skipped) and its skip or flag note.
 struct FileResult {
   var rows: [Float]?
-  var note: String?
+  var note: FileNote?
 }
 
-/// A rank's kept files for rank 0: their count, indices, rows and the notes of all its files.
+/// A rank's kept files for rank 0: their count, indices, rows and the notes of all its files (as JSON).
 private func encode(_ mine: [Int], _ results: UnsafeMutableBufferPointer<FileResult>) -> [UInt8] {
   let kept = mine.indices.filter { results[$0].rows != nil }
   var out: [UInt8] = []
-  let notes = Array(mine.indices.compactMap { results[$0].note }.joined(separator: "\n").utf8)
+  let notes = Array(jsonText(mine.indices.compactMap { results[$0].note }).utf8)
   out.reserveCapacity(8 + 4 * kept.count + kept.reduce(0) { $0 + 4 * results[$1].rows!.count } + notes.count)
   withUnsafeBytes(of: Int64(kept.count)) { out += $0 }
   for k in kept { withUnsafeBytes(of: Int32(mine[k])) { out += $0 } }
@@ -266,7 +271,7 @@ private func encode(_ mine: [Int], _ results: UnsafeMutableBufferPointer<FileRes
   return out
 }
 
-private func decode(_ bytes: [UInt8], rowFloats: Int) -> ([Int32], [Float], String) {
+private func decode(_ bytes: [UInt8], rowFloats: Int) throws -> ([Int32], [Float], [FileNote]) {
   let n = bytes.withUnsafeBytes { Int($0.loadUnaligned(as: Int64.self)) }
   var off = 8
   let indices = (0..<n).map { k in
@@ -280,7 +285,7 @@ private func decode(_ bytes: [UInt8], rowFloats: Int) -> ([Int32], [Float], Stri
     }
   }
   off += n * rowFloats * 4
-  return (indices, rows, String(decoding: bytes[off...], as: UTF8.self))
+  return (indices, rows, try JSONDecoder().decode([FileNote].self, from: Data(bytes[off...])))
 }
 
 /// The path with `.`, `..` and repeated slashes taken out as text (for a path that does not exist).
