@@ -52,10 +52,88 @@ public func importCSV(
   progress: ImportProgress? = nil
 ) throws -> CSVImportReport {
   let reader = try BlockReader(path: csvPath, blockBytes: options.blockBytes)
+  let (header, labelIndex) = try readHeader(reader, csvPath: csvPath, labelColumn: options.labelColumn)
+  let (columns, width) = (header.count, header.count - 1)
+  precondition((options.rowsPerRecording ?? 1) >= 1, "importCSV: rows per recording below 1 (the CLI refuses them)")
+
+  var report = CSVImportReport()
+  report.width = width
+  report.bytes = reader.totalBytes
+  let writer = try FeatureFileWriter(path: outputPath, width: width, overwrite: options.overwrite)
+  let pipeline = WritePipeline(writer: writer, width: width)
+  var recordsOf = RecordKeeper(rowsPerRecording: options.rowsPerRecording)
+  var lineNumber = 1  // lines consumed so far (the header is line 1)
+  var results = [LineResult]()
+  while let block = reader.nextBlock() {
+    let lines = findLines(block, threads: options.threads)
+    if lines.isEmpty { continue }
+    let n = lines.count
+    let buffer = try pipeline.nextBuffer(rows: n)
+    if results.count < n { results = [LineResult](repeating: LineResult(), count: n) }
+    parse(block, lines, columns: columns, labelIndex: labelIndex, threads: options.threads, into: buffer, &results)
+    // Serially, in line order: errors, skips, labels; kept rows move up over the skipped ones.
+    var rows = BlockRows()
+    for k in 0..<n {
+      let line = lineNumber + 1 + k
+      let r = results[k]
+      if r.blank { continue }
+      let label = block[r.labelStart..<r.labelEnd]
+      let control = label.contains { $0 < 0x20 && $0 != 0x09 }
+      if let problem = r.problem(header: header, labelIndex: labelIndex, columns: columns)
+        ?? (control ? "the label in column '\(header[labelIndex])' holds a control character (NUL or another)" : nil)
+      {
+        recordsOf.skip()
+        if options.skipBadRows {
+          report.skipped.append(SkippedRow(line: line, reason: problem))
+          continue
+        }
+        try pipeline.abandon(buffer)
+        throw Failure(csvPath, line: line, problem + " (--skip-bad-rows skips such rows)")
+      }
+      report.emptyCells += Int(r.empty)
+      report.nanCells += Int(r.nan)
+      buffer.move(row: k, to: rows.count, width: width)
+      let (source, augmentation) = recordsOf.next()
+      rows.append(
+        label: unquote(String(decoding: UnsafeBufferPointer(rebasing: label), as: UTF8.self)), source: source,
+        augmentation: augmentation)
+    }
+    lineNumber += n
+    let (bytesRead, totalBytes) = (reader.bytesRead, reader.totalBytes)
+    pipeline.write(buffer, rows) { progress?(bytesRead, totalBytes, writer.rowCount) }
+  }
+  try pipeline.drain()
+  guard writer.rowCount > 0 else {
+    writer.discard()
+    let why =
+      report.skipped.isEmpty ? "a header but no data rows" : "no valid data rows (\(report.skipped.count) skipped)"
+    throw Failure(csvPath, why)
+  }
+  if let rpr = options.rowsPerRecording, recordsOf.dataLines % rpr != 0 {
+    writer.discard()
+    throw Failure(csvPath, "\(recordsOf.dataLines) data rows is not a multiple of --rows-per-recording \(rpr)")
+  }
+  report.rows = writer.rowCount
+  report.recordings = recordsOf.recordings
+  var recipe = FeatureRecipe()
+  recipe.width = width
+  recipe.origin = "convert"
+  try writer.finish(
+    recipe: recipe,
+    recordings: [RecordingInfo](repeating: RecordingInfo(path: "", speaker: "", corpus: ""), count: report.recordings),
+    attributes: ["converted_from": csvPath, "label_column": header[labelIndex]],
+    rowsPerRecording: options.rowsPerRecording)
+  let stored = try FeatureFile(path: outputPath)
+  report.classes = stored.classes
+  report.classCounts = stored.classCounts()
+  return report
+}
+
+/// The header's cells and the label column's index: `labelColumn`, else `labels` or `emotions` (any case).
+private func readHeader(_ reader: BlockReader, csvPath: String, labelColumn: String?) throws -> ([String], Int) {
   guard reader.totalBytes > 0 else {
     throw Failure(csvPath, "empty file; expected a header row and data rows")
   }
-  // The header.
   guard let headerBytes = reader.firstLine() else {
     throw Failure(csvPath, line: 1, "no complete header line")
   }
@@ -68,7 +146,7 @@ public func importCSV(
       csvPath, line: 1,
       "not a CSV file: the first line has \(header.count) column(s); expected feature columns and a label column")
   }
-  let wanted = options.labelColumn.map { [$0.lowercased()] } ?? ["labels", "emotions"]
+  let wanted = labelColumn.map { [$0.lowercased()] } ?? ["labels", "emotions"]
   guard let labelIndex = wanted.lazy.compactMap({ w in header.firstIndex { $0.lowercased() == w } }).first
   else {
     let shown = header.count > 6 ? header.prefix(3) + ["…"] + header.suffix(2) : header[...]
@@ -77,163 +155,156 @@ public func importCSV(
       "no label column named \(wanted.map { "'\($0)'" }.joined(separator: " or ")) in the header (\(shown.joined(separator: ","))); pass --label-column NAME"
     )
   }
-  let columns = header.count
-  let width = columns - 1
-  precondition((options.rowsPerRecording ?? 1) >= 1, "importCSV: rows per recording below 1 (the CLI refuses them)")
+  return (header, labelIndex)
+}
 
-  var report = CSVImportReport()
-  report.width = width
-  report.bytes = reader.totalBytes
-  let writer = try FeatureFileWriter(path: outputPath, width: width, overwrite: options.overwrite)
-  var recipe = FeatureRecipe()
-  recipe.width = width
-  recipe.origin = "convert"
-
-  var lineNumber = 1  // lines consumed so far (the header is line 1)
-  var dataIndex = 0  // data lines seen, skipped ones included: recording ids follow the file's layout
-  var results = [LineResult]()
-  var maxSource = -1
-  // Two row buffers: HDF5 writes one block on a serial queue while the next block is parsed into the other.
-  final class RowBuffer: @unchecked Sendable { var rows: [Float] = [] }
-  final class WriteState: @unchecked Sendable { var error: Error? }
-  let buffers = [RowBuffer(), RowBuffer()]
-  let free = [DispatchSemaphore(value: 1), DispatchSemaphore(value: 1)]
-  let writeQueue = DispatchQueue(label: "sertrain.convert.write")
-  let state = WriteState()
-  func drainWrites() throws {
-    writeQueue.sync {}
-    if let e = state.error { throw e }
+/// The block's lines, found in parallel: each part of the block by one thread (the first touch of the mapped text
+/// is there).
+private func findLines(_ block: UnsafeBufferPointer<UInt8>, threads: Int) -> [LineSpan] {
+  let splitParts = min(threads, max(1, block.count >> 16))
+  var partLines = [[LineSpan]](repeating: [], count: splitParts)
+  partLines.withUnsafeMutableBufferPointer { partLines in
+    let partLines = partLines
+    DispatchQueue.concurrentPerform(iterations: splitParts) { part in
+      partLines[part] = splitLines(
+        block, from: lineStart(block, block.count * part / splitParts),
+        to: lineStart(block, block.count * (part + 1) / splitParts))
+    }
   }
-  var blockIndex = 0
-  while let block = reader.nextBlock() {
-    // Lines found in parallel, each part of the block by one thread (the first touch of the mapped text is there).
-    let splitParts = min(options.threads, max(1, block.count >> 16))
-    var partLines = [[LineSpan]](repeating: [], count: splitParts)
-    partLines.withUnsafeMutableBufferPointer { partLines in
-      let partLines = partLines
-      DispatchQueue.concurrentPerform(iterations: splitParts) { part in
-        partLines[part] = splitLines(
-          block, from: lineStart(block, block.count * part / splitParts),
-          to: lineStart(block, block.count * (part + 1) / splitParts))
+  return splitParts == 1 ? partLines[0] : partLines.flatMap { $0 }
+}
+
+/// Parses the block's lines in parallel into row `k` of `buffer` and `results[k]` each. Four parts per thread,
+/// taken as threads come free: the HDF5 writer's thread takes turns on the same cores (faster than one part each:
+/// BENCHMARKS.md, convert).
+private func parse(
+  _ text: UnsafeBufferPointer<UInt8>, _ lines: [LineSpan], columns: Int, labelIndex: Int, threads: Int,
+  into buffer: RowBuffer, _ results: inout [LineResult]
+) {
+  let (n, width) = (lines.count, columns - 1)
+  let parts = min(threads * 4, max(1, n / 8))
+  buffer.rows.withUnsafeMutableBufferPointer { out in
+    results.withUnsafeMutableBufferPointer { res in
+      let (out, res) = (out, res)
+      DispatchQueue.concurrentPerform(iterations: parts) { part in
+        for k in (n * part / parts)..<(n * (part + 1) / parts) {
+          res[k] = parseLine(
+            text, lines[k], columns: columns, labelIndex: labelIndex, into: out.baseAddress! + k * width)
+        }
       }
     }
-    let lines = splitParts == 1 ? partLines[0] : partLines.flatMap { $0 }
-    if lines.isEmpty { continue }
-    let n = lines.count
-    let slot = blockIndex & 1
-    blockIndex += 1
-    free[slot].wait()  // this buffer's previous write has finished
-    if state.error != nil {
+  }
+}
+
+/// Which recording each data line is and its augmentation: with `rowsPerRecording` r, line i of the data (skipped
+/// ones included, so the ids follow the file's layout) is recording i / r, and with 4 its augmentation i % 4 (the
+/// seed's order); without, each line is its own recording.
+private struct RecordKeeper {
+  let rowsPerRecording: Int?
+  private(set) var dataLines = 0
+  private var maxSource = -1
+
+  init(rowsPerRecording: Int?) { self.rowsPerRecording = rowsPerRecording }
+
+  var recordings: Int { maxSource + 1 }
+
+  /// A skipped data line.
+  mutating func skip() { dataLines += 1 }
+
+  /// A kept data line's recording and augmentation.
+  mutating func next() -> (source: Int32, augmentation: Int8) {
+    defer { dataLines += 1 }
+    let source = rowsPerRecording.map { dataLines / $0 } ?? dataLines
+    maxSource = max(maxSource, source)
+    return (Int32(source), rowsPerRecording == 4 ? Int8(dataLines % 4) : -1)
+  }
+}
+
+/// A block's kept rows: labels, recordings and augmentations, in order.
+private struct BlockRows {
+  var labels: [String] = []
+  var sources: [Int32] = []
+  var augmentations: [Int8] = []
+  var count: Int { labels.count }
+
+  mutating func append(label: String, source: Int32, augmentation: Int8) {
+    labels.append(label)
+    sources.append(source)
+    augmentations.append(augmentation)
+  }
+}
+
+/// One block's rows of floats (grown when a block has more lines than any before; every cell of a kept row is
+/// overwritten).
+private final class RowBuffer: @unchecked Sendable {
+  var rows: [Float] = []
+  /// Moves row `from` to row `to` (kept rows close up over skipped ones).
+  func move(row from: Int, to: Int, width: Int) {
+    guard from != to else { return }
+    rows.withUnsafeMutableBufferPointer { b in
+      (b.baseAddress! + to * width).update(from: b.baseAddress! + from * width, count: width)
+    }
+  }
+}
+
+/// Two row buffers: HDF5 writes one block on a serial queue while the next block is parsed into the other. The
+/// first write error stops the writes and is thrown at the next buffer or at `drain`.
+private final class WritePipeline: @unchecked Sendable {
+  let writer: FeatureFileWriter
+  let width: Int
+  private let buffers = [RowBuffer(), RowBuffer()]
+  private let free = [DispatchSemaphore(value: 1), DispatchSemaphore(value: 1)]
+  private let queue = DispatchQueue(label: "sertrain.convert.write")
+  private var error: Error?
+  private var next = 0
+
+  init(writer: FeatureFileWriter, width: Int) { (self.writer, self.width) = (writer, width) }
+
+  /// The buffer for the next block of `rows` lines, once its previous write has finished.
+  func nextBuffer(rows: Int) throws -> RowBuffer {
+    let slot = next & 1
+    next += 1
+    free[slot].wait()
+    if error != nil {
       free[slot].signal()
-      try drainWrites()  // throws the writer's error once nothing is queued
+      try drain()  // throws the writer's error once nothing is queued
     }
-    // Buffers grow when a block has more lines than any before; every cell of a kept row is overwritten.
-    if buffers[slot].rows.count < n * width { buffers[slot].rows = [Float](repeating: 0, count: n * width) }
-    if results.count < n { results = [LineResult](repeating: LineResult(), count: n) }
-    // Parse the block's lines in parallel: each line writes only its own row and result. Four parts per thread,
-    // taken as threads come free: the HDF5 writer's thread takes turns on the same cores (faster than one part each:
-    // BENCHMARKS.md, convert).
-    let parts = min(options.threads * 4, max(1, n / 8))
-    buffers[slot].rows.withUnsafeMutableBufferPointer { out in
-      results.withUnsafeMutableBufferPointer { res in
-        let text = block
-        let out = out
-        let res = res
-        DispatchQueue.concurrentPerform(iterations: parts) { part in
-          let lo = n * part / parts
-          let hi = n * (part + 1) / parts
-          for k in lo..<hi {
-            res[k] = parseLine(
-              text, lines[k], columns: columns, labelIndex: labelIndex,
-              into: out.baseAddress! + k * width)
-          }
-        }
-      }
-    }
-    // Serially, in line order: errors, skips, labels.
-    var labels: [String] = []
-    var sources: [Int32] = []
-    var augmentations: [Int8] = []
-    var kept = 0
-    for k in 0..<n {
-      let line = lineNumber + 1 + k
-      let r = results[k]
-      if r.blank { continue }
-      defer { dataIndex += 1 }
-      let label = block[r.labelStart..<r.labelEnd]
-      let control = label.contains { $0 < 0x20 && $0 != 0x09 }
-      if let problem = r.problem(header: header, labelIndex: labelIndex, columns: columns)
-        ?? (control ? "the label in column '\(header[labelIndex])' holds a control character (NUL or another)" : nil)
-      {
-        if options.skipBadRows {
-          report.skipped.append(SkippedRow(line: line, reason: problem))
-          continue
-        }
-        free[slot].signal()
-        try drainWrites()
-        throw Failure(csvPath, line: line, problem + " (--skip-bad-rows skips such rows)")
-      }
-      report.emptyCells += Int(r.empty)
-      report.nanCells += Int(r.nan)
-      if kept != k {
-        buffers[slot].rows.withUnsafeMutableBufferPointer { b in
-          let base = b.baseAddress!
-          (base + kept * width).update(from: base + k * width, count: width)
-        }
-      }
-      kept += 1
-      labels.append(unquote(String(decoding: UnsafeBufferPointer(rebasing: label), as: UTF8.self)))
-      let source = options.rowsPerRecording.map { dataIndex / $0 } ?? dataIndex
-      maxSource = max(maxSource, source)
-      sources.append(Int32(source))
-      augmentations.append(options.rowsPerRecording == 4 ? Int8(dataIndex % 4) : -1)
-    }
-    lineNumber += n
-    let bytesRead = reader.bytesRead
-    let totalBytes = reader.totalBytes
     let buffer = buffers[slot]
-    let done = free[slot]
-    writeQueue.async { [labels, sources, augmentations, kept] in
+    if buffer.rows.count < rows * width { buffer.rows = [Float](repeating: 0, count: rows * width) }
+    return buffer
+  }
+
+  /// Gives `buffer` back unwritten and waits for the writes queued before it.
+  func abandon(_ buffer: RowBuffer) throws {
+    free[buffers[0] === buffer ? 0 : 1].signal()
+    try drain()
+  }
+
+  /// Queues the first `rows.count` rows of `buffer` for the writer; `then` runs after they are written.
+  func write(_ buffer: RowBuffer, _ rows: BlockRows, then: @escaping @Sendable () -> Void) {
+    let done = free[buffers[0] === buffer ? 0 : 1]
+    queue.async { [self] in
       defer { done.signal() }
-      guard state.error == nil else { return }
+      guard error == nil else { return }
       do {
         try buffer.rows.withUnsafeBufferPointer { b in
           try writer.append(
-            rows: UnsafeBufferPointer(rebasing: b[0..<(kept * width)]), labels: labels, sources: sources,
-            augmentations: augmentations)
+            rows: UnsafeBufferPointer(rebasing: b[0..<(rows.count * width)]), labels: rows.labels,
+            sources: rows.sources, augmentations: rows.augmentations)
         }
-        progress?(bytesRead, totalBytes, writer.rowCount)
+        then()
       } catch {
-        state.error = error
+        self.error = error
       }
     }
   }
-  try drainWrites()
-  guard writer.rowCount > 0 else {
-    writer.discard()
-    let why =
-      report.skipped.isEmpty ? "a header but no data rows" : "no valid data rows (\(report.skipped.count) skipped)"
-    throw Failure(csvPath, why)
-  }
-  if let rpr = options.rowsPerRecording, dataIndex % rpr != 0 {
-    writer.discard()
-    throw Failure(csvPath, "\(dataIndex) data rows is not a multiple of --rows-per-recording \(rpr)")
-  }
-  report.rows = writer.rowCount
-  report.recordings = maxSource + 1
-  let recordings = [RecordingInfo](
-    repeating: RecordingInfo(path: "", speaker: "", corpus: ""), count: report.recordings)
-  var attributes = ["converted_from": csvPath]
-  attributes["label_column"] = header[labelIndex]
-  try writer.finish(
-    recipe: recipe, recordings: recordings, attributes: attributes, rowsPerRecording: options.rowsPerRecording)
-  let stored = try FeatureFile(path: outputPath)
-  report.classes = stored.classes
-  report.classCounts = stored.classCounts()
-  return report
-}
 
-// MARK: - Lines and cells
+  /// Waits for every queued write; throws the first write error.
+  func drain() throws {
+    queue.sync {}
+    if let error { throw error }
+  }
+}
 
 struct LineSpan {
   var start: Int
