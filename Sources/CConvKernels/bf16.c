@@ -58,7 +58,6 @@ BF16 static void pack_pairs(const float *in, long ld, long channels, int rows, u
   }
 }
 
-#define BACC(R) __m512 a##R##0 = _mm512_setzero_ps(), a##R##1 = _mm512_setzero_ps()
 #define BDOT(R, x, b0, b1)                                        \
   a##R##0 = _mm512_dpbf16_ps(a##R##0, (__m512bh)(x), (__m512bh)(b0)); \
   a##R##1 = _mm512_dpbf16_ps(a##R##1, (__m512bh)(x), (__m512bh)(b1))
@@ -84,31 +83,20 @@ BF16 static void pack_pairs(const float *in, long ld, long channels, int rows, u
     __asm__ volatile("" ::: "memory");                                             \
   } while (0)
 
-#define BSTORE_ROW(R)                                                                                   \
-  if (R < rows) {                                                                                       \
-    if (cp0 == 0) {                                                                                     \
-      _mm512_storeu_ps(out + R * ldo, a##R##0);                                                         \
-      _mm512_storeu_ps(out + R * ldo + 16, a##R##1);                                                    \
-    } else {                                                                                            \
-      _mm512_storeu_ps(out + R * ldo, _mm512_add_ps(_mm512_loadu_ps(out + R * ldo), a##R##0));          \
-      _mm512_storeu_ps(out + R * ldo + 16, _mm512_add_ps(_mm512_loadu_ps(out + R * ldo + 16), a##R##1)); \
-    }                                                                                                   \
-  }
-
 /// Output rows `0 ..< rows` (at most 12, `ldo` floats apart) of one 32-column panel over `pairs` channel pairs.
 #define BCONV_TILE(NAME, TAPS)                                                                                 \
   BF16 __attribute__((noinline)) static void NAME(const uint32_t *panel, const uint16_t *w, long pairs,        \
                                                   float *out, long ldo, int rows) {                            \
-    for (long cp0 = 0; cp0 < pairs; cp0 += PAIR_BLOCK) {                                                       \
-      const long cp1 = cp0 + PAIR_BLOCK < pairs ? cp0 + PAIR_BLOCK : pairs;                                    \
-      BACC(0); BACC(1); BACC(2); BACC(3); BACC(4); BACC(5); BACC(6); BACC(7); BACC(8); BACC(9); BACC(10);       \
-      BACC(11);                                                                                                \
-      for (long cp = cp0; cp < cp1; cp++) {                                                                    \
+    for (long c0 = 0; c0 < pairs; c0 += PAIR_BLOCK) {                                                       \
+      const long c1 = c0 + PAIR_BLOCK < pairs ? c0 + PAIR_BLOCK : pairs;                                    \
+      ACC(0); ACC(1); ACC(2); ACC(3); ACC(4); ACC(5); ACC(6); ACC(7); ACC(8); ACC(9); ACC(10);       \
+      ACC(11);                                                                                                \
+      for (long cp = c0; cp < c1; cp++) {                                                                    \
         const uint32_t *p = panel + cp * BPANEL;                                                               \
         TAPS                                                                                                   \
       }                                                                                                        \
-      BSTORE_ROW(0) BSTORE_ROW(1) BSTORE_ROW(2) BSTORE_ROW(3) BSTORE_ROW(4) BSTORE_ROW(5)                      \
-      BSTORE_ROW(6) BSTORE_ROW(7) BSTORE_ROW(8) BSTORE_ROW(9) BSTORE_ROW(10) BSTORE_ROW(11)                    \
+      STORE_ROW(0) STORE_ROW(1) STORE_ROW(2) STORE_ROW(3) STORE_ROW(4) STORE_ROW(5)                      \
+      STORE_ROW(6) STORE_ROW(7) STORE_ROW(8) STORE_ROW(9) STORE_ROW(10) STORE_ROW(11)                    \
     }                                                                                                          \
   }
 
@@ -129,25 +117,20 @@ static const btile_fn btiles[6] = {0, btile1, btile2, btile3, btile4, btile5};
     const __m512i x_ = _mm512_set1_epi32((int)xr[R]);         \
     BDOT(R, x_, b0, b1);                                      \
   }
-#define BWADD(R)                                                                                         \
-  if (R < M) {                                                                                           \
-    _mm512_storeu_ps(dw + R * ldw, _mm512_add_ps(_mm512_loadu_ps(dw + R * ldw), a##R##0));                \
-    _mm512_storeu_ps(dw + R * ldw + 16, _mm512_add_ps(_mm512_loadu_ps(dw + R * ldw + 16), a##R##1));      \
-  }
 #define BWTILE(ROWS)                                                                                           \
   BF16 __attribute__((noinline)) static void bwtile##ROWS(const uint32_t *x, const uint16_t *d, long n,         \
                                                           float *dw, long ldw) {                               \
     enum { M = ROWS };                                                                                         \
-    BACC(0); BACC(1); BACC(2); BACC(3); BACC(4); BACC(5); BACC(6); BACC(7); BACC(8); BACC(9); BACC(10);         \
-    BACC(11);                                                                                                  \
+    ACC(0); ACC(1); ACC(2); ACC(3); ACC(4); ACC(5); ACC(6); ACC(7); ACC(8); ACC(9); ACC(10);         \
+    ACC(11);                                                                                                  \
     for (long s = 0; s < n; s++) {                                                                             \
       const uint32_t *xr = x + s * BMR;                                                                        \
       const __m512i b0 = _mm512_load_si512(d + s * 2 * BNR), b1 = _mm512_load_si512(d + s * 2 * BNR + 32);    \
       BWDOT(0) BWDOT(1) BWDOT(2) BWDOT(3) BWDOT(4) BWDOT(5) BWDOT(6) BWDOT(7) BWDOT(8) BWDOT(9) BWDOT(10)      \
       BWDOT(11)                                                                                                \
     }                                                                                                          \
-    BWADD(0) BWADD(1) BWADD(2) BWADD(3) BWADD(4) BWADD(5) BWADD(6) BWADD(7) BWADD(8) BWADD(9) BWADD(10)        \
-    BWADD(11)                                                                                                  \
+    WADD(0) WADD(1) WADD(2) WADD(3) WADD(4) WADD(5) WADD(6) WADD(7) WADD(8) WADD(9) WADD(10)        \
+    WADD(11)                                                                                                  \
   }
 BWTILE(1) BWTILE(2) BWTILE(3) BWTILE(4) BWTILE(5) BWTILE(6) BWTILE(7) BWTILE(8) BWTILE(9) BWTILE(10) BWTILE(11)
 BWTILE(12)

@@ -51,8 +51,7 @@ AVX512 static void pack_panel(const float *in, long ld, long channels, int rows,
   }
 }
 
-// The 12 × 32 tile: 24 accumulators `aR0`, `aR1` (row R, columns 0-15 and 16-31).
-#define ACC(R) __m512 a##R##0 = _mm512_setzero_ps(), a##R##1 = _mm512_setzero_ps()
+// The 12 × 32 tile: 24 accumulators `aR0`, `aR1` (ACC in kernels.h).
 #define FMA(R, x, b0, b1)                  \
   a##R##0 = _mm512_fmadd_ps(x, b0, a##R##0); \
   a##R##1 = _mm512_fmadd_ps(x, b1, a##R##1)
@@ -79,17 +78,6 @@ AVX512 static void pack_panel(const float *in, long ld, long channels, int rows,
     x = _mm512_set1_ps(p[(J) + 11]); FMA(11, x, b0, b1);                         \
     __asm__ volatile("" ::: "memory");                                          \
   } while (0)
-
-#define STORE_ROW(R)                                                                         \
-  if (R < rows) {                                                                            \
-    if (c0 == 0) {                                                                           \
-      _mm512_storeu_ps(out + R * ldo, a##R##0);                                              \
-      _mm512_storeu_ps(out + R * ldo + 16, a##R##1);                                         \
-    } else {                                                                                 \
-      _mm512_storeu_ps(out + R * ldo, _mm512_add_ps(_mm512_loadu_ps(out + R * ldo), a##R##0)); \
-      _mm512_storeu_ps(out + R * ldo + 16, _mm512_add_ps(_mm512_loadu_ps(out + R * ldo + 16), a##R##1)); \
-    }                                                                                        \
-  }
 
 /// Output rows `0 ..< rows` (at most 12, `ldo` floats apart) of one 32-column panel: `Σ_c Σ_j panel[c][r+j] ·
 /// w[c][j][0..<32]`, summed in registers over blocks of `CHANNEL_BLOCK` input channels and added to the output
@@ -123,11 +111,6 @@ CONV_TILE(tile5, TAP(0); TAP(1); TAP(2); TAP(3); TAP(4);)
   if (R < M) {                                                    \
     const __m512 x_ = _mm512_set1_ps(xr[R]);                      \
     FMA(R, x_, b0, b1);                                           \
-  }
-#define WADD(R)                                                                                          \
-  if (R < M) {                                                                                           \
-    _mm512_storeu_ps(dw + R * ldw, _mm512_add_ps(_mm512_loadu_ps(dw + R * ldw), a##R##0));                \
-    _mm512_storeu_ps(dw + R * ldw + 16, _mm512_add_ps(_mm512_loadu_ps(dw + R * ldw + 16), a##R##1));      \
   }
 #define WTILE(ROWS)                                                                                          \
   AVX512 __attribute__((noinline)) static void wtile##ROWS(const float *x, const float *d, long n, float *dw, \

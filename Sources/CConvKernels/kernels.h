@@ -19,6 +19,26 @@ typedef double d8 __attribute__((ext_vector_type(8)));
 
 #define LANES 16
 
+/// (x86-64, AVX-512: conv.c and bf16.c) The direct convolution's 12 × 32 tile: 24 float accumulators `aR0`, `aR1`
+/// (row R, columns 0-15 and 16-31); a finished row stored (`c0 == 0`: the first block of input channels) or added
+/// to the output row `R` (`ldo` floats apart); a kernel-gradient row added to `dw` (`ldw` floats apart).
+#define ACC(R) __m512 a##R##0 = _mm512_setzero_ps(), a##R##1 = _mm512_setzero_ps()
+#define STORE_ROW(R)                                                                         \
+  if (R < rows) {                                                                            \
+    if (c0 == 0) {                                                                           \
+      _mm512_storeu_ps(out + R * ldo, a##R##0);                                              \
+      _mm512_storeu_ps(out + R * ldo + 16, a##R##1);                                         \
+    } else {                                                                                 \
+      _mm512_storeu_ps(out + R * ldo, _mm512_add_ps(_mm512_loadu_ps(out + R * ldo), a##R##0)); \
+      _mm512_storeu_ps(out + R * ldo + 16, _mm512_add_ps(_mm512_loadu_ps(out + R * ldo + 16), a##R##1)); \
+    }                                                                                        \
+  }
+#define WADD(R)                                                                                          \
+  if (R < M) {                                                                                           \
+    _mm512_storeu_ps(dw + R * ldw, _mm512_add_ps(_mm512_loadu_ps(dw + R * ldw), a##R##0));                \
+    _mm512_storeu_ps(dw + R * ldw + 16, _mm512_add_ps(_mm512_loadu_ps(dw + R * ldw + 16), a##R##1));      \
+  }
+
 /// (x86-64, AVX-512: conv.c and bf16.c) Transposes 16 rows of 16 floats in place.
 #define TRANSPOSE16(r)                                                                                     \
   do {                                                                                                     \

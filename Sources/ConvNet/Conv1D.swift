@@ -281,19 +281,17 @@ final class Conv1DLayer: Layer {
       winograd.weightGradient(
         batch: batch, input: convInput(x.base, cin), validRows: padLeft + length, gradient: aligned,
         weightGradient: dWeight, scratch: workspace, bf16: policy.precision == .bf16)
-    } else if runsBF16(cout) {
+    } else if runsBF16(cout) || runsDirect(cout) {
       var g = sertrain_conv_gradient(
         input: convInput(x.base, cin), batch: batch, gradient: aligned, out_channels: cout, weight_gradient: dWeight,
         accumulate: 0, limit: Int32(policy.directConvolutionLevel))
-      Parallel.forEach(sertrain_conv_bf16_gradient_parts(&g)) { _, panels in
-        sertrain_conv_bf16_weight_gradient(&g, panels.lowerBound, panels.upperBound)
-      }
-    } else if runsDirect(cout) {
-      var g = sertrain_conv_gradient(
-        input: convInput(x.base, cin), batch: batch, gradient: aligned, out_channels: cout, weight_gradient: dWeight,
-        accumulate: 0, limit: Int32(policy.directConvolutionLevel))
-      Parallel.forEach(sertrain_conv_gradient_parts(&g)) { _, panels in
-        sertrain_conv_weight_gradient(&g, panels.lowerBound, panels.upperBound)
+      let bf16 = runsBF16(cout)
+      Parallel.forEach(bf16 ? sertrain_conv_bf16_gradient_parts(&g) : sertrain_conv_gradient_parts(&g)) { _, panels in
+        if bf16 {
+          sertrain_conv_bf16_weight_gradient(&g, panels.lowerBound, panels.upperBound)
+        } else {
+          sertrain_conv_weight_gradient(&g, panels.lowerBound, panels.upperBound)
+        }
       }
     } else {
       weightGradientGEMMs(batch: batch, x.base, aligned)
