@@ -158,4 +158,35 @@ final class BFloat16Tests: XCTestCase {
       }
     }
   }
+
+  /// The bf16 kernels' sums do not depend on the thread split (each output from one tile, each kernel-gradient value
+  /// over its positions in order), so a bf16 run resumes bit for bit as a float one does: outputs and gradients with
+  /// 1, 2 and 3 parts agree exactly, with Winograd's passes and without (a model without BatchNorm, whose sums are
+  /// split by parts, as `testDirectConvolutionDoesNotDependOnTheThreadCount`).
+  func testResultsDoNotDependOnTheThreadCount() throws {
+    try XCTSkipUnless(Precision.bf16Runs, "this CPU has no AVX512-BF16")
+    let spec = ModelSpec(
+      name: "threads", inputLength: 450, inputChannels: 32,
+      layers: [
+        .conv1D(64, kernel: 5), .conv1D(32, kernel: 3), .maxPooling1D(5), .flatten(),
+        .dense(nil, activation: .softmax),
+      ])
+    for winograd in [true, false] {
+      var runs: [[Float]] = []
+      for threads in [1, 2, 3] {
+        Parallel.threads = threads
+        let network = try Network(
+          spec: spec, classes: 3, seed: 4, policy: KernelPolicy(precision: .bf16, winograd: winograd))
+        var rng = TestRNG(seed: 5)
+        let x = (0..<(4 * network.inputWidth)).map { _ in rng.normal() }
+        let labels: [Int32] = [1, 0, 2, 1]
+        var out = x.withUnsafeBufferPointer { Array(network.forward($0.baseAddress!, batch: 4, training: true)) }
+        labels.withUnsafeBufferPointer { network.backward(labels: $0, scale: 0.25) }
+        out += network.parameterLayout.views.flatMap { Array(network.gradient($0.name)!) }
+        out += x.withUnsafeBufferPointer { Array(network.forward($0.baseAddress!, batch: 4, training: false)) }
+        runs.append(out)
+      }
+      for r in runs.dropFirst() { XCTAssertEqual(r, runs[0], "winograd \(winograd)") }
+    }
+  }
 }
