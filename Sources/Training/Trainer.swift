@@ -414,31 +414,12 @@ public final class Trainer {
       guard let t = c.training else {
         throw Failure("\(resumePath): has no training state (an imported model?); train without --resume")
       }
-      var s = try TrainingState.parse(t, source: resumePath)
-      if let problem = s.problems.first { throw Failure(resumePath, "its training state is not valid: \(problem)") }
-      let contradictions = Trainer.contradictions(given: given, config: config, run: s.config, checkpoint: resumePath)
-      if !contradictions.isEmpty { throw AgreedFailure(isRoot ? contradictions.joined(separator: "\n") : nil) }
-      // What may change on resume: the epoch budget and where the data lives (its content must be the same). A
-      // finished run continues only for more epochs than it was given (a requeued job repeats its own --epochs).
-      if given.contains(.epochs) {
-        if s.finished && config.epochs > s.config.epochs {
-          // A new fit from the last epoch, as Keras's `fit(initial_epoch=...)`: the callbacks start afresh.
-          s.finished = false
-          s.weightsEpoch = nil
-          s.savedEarlyStopping?.beginTraining()
-          s.savedReduceLR?.beginTraining()
-          notes.append("continuing the finished run from epoch \(s.epoch) to \(config.epochs)")
-        }
-        if !s.finished { s.config.epochs = config.epochs }
-      }
-      if given.contains(.precision) { s.config.precision = config.precision }
-      if !given.contains(.data), let recorded = s.dataPath, access(recorded, R_OK) == 0 {
-        s.config.data = recorded
-      } else {
-        s.config.data = config.data
-      }
-      config = s.config
-      restoredState = s
+      let r = try Trainer.resolveResume(
+        of: try TrainingState.parse(t, source: resumePath), checkpoint: resumePath, config: config, given: given)
+      if !r.contradictions.isEmpty { throw AgreedFailure(isRoot ? r.contradictions.joined(separator: "\n") : nil) }
+      notes += r.notes
+      config = r.state.config
+      restoredState = r.state
     }
     self.config = config
     if comm.size > config.batchSize {
@@ -640,6 +621,39 @@ public final class Trainer {
           + "--rows-per-recording 4 for the seed's features.csv")
     }
     return lines
+  }
+
+  /// What a resume makes of a run's recorded state and of what is given now (pure: no files, no ranks): the
+  /// state to continue, with the configuration it runs under, notes for the user, or the given settings that
+  /// contradict the run. What may change: the epoch budget (a finished run continues only for more epochs than it was
+  /// given, as Keras's `fit(initial_epoch=...)`, its callbacks afresh; a requeued job repeats its own `--epochs`),
+  /// the precision, and where the data lives (its content is checked apart): the recorded path when it is readable
+  /// (`readable`) and `--data` was not given.
+  public static func resolveResume(
+    of recorded: TrainingState, checkpoint: String, config: TrainConfig, given: Set<TrainConfig.Setting>,
+    readable: (String) -> Bool = { access($0, R_OK) == 0 }
+  ) throws -> (state: TrainingState, notes: [String], contradictions: [String]) {
+    var s = recorded
+    if let problem = s.problems.first { throw Failure(checkpoint, "its training state is not valid: \(problem)") }
+    let contradictions = Trainer.contradictions(given: given, config: config, run: s.config, checkpoint: checkpoint)
+    var notes: [String] = []
+    if given.contains(.epochs) {
+      if s.finished && config.epochs > s.config.epochs {
+        s.finished = false
+        s.weightsEpoch = nil
+        s.savedEarlyStopping?.beginTraining()
+        s.savedReduceLR?.beginTraining()
+        notes.append("continuing the finished run from epoch \(s.epoch) to \(config.epochs)")
+      }
+      if !s.finished { s.config.epochs = config.epochs }
+    }
+    if given.contains(.precision) { s.config.precision = config.precision }
+    if !given.contains(.data), let path = s.dataPath, readable(path) {
+      s.config.data = path
+    } else {
+      s.config.data = config.data
+    }
+    return (s, notes, contradictions)
   }
 
   /// The settings given on a resume that contradict the run's configuration, one line each.
