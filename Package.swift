@@ -45,19 +45,22 @@ let optimisedInDebug: [SwiftSetting] = [.unsafeFlags(["-O"], .when(configuration
 let swiftTargets: [Target] = [
   // Small helpers every module may use: the PRNG, clocks, core count and formatting, files written atomically.
   .target(name: "Base", dependencies: ["CSystem"]),
+  // What a feature row is (the recipe, the emotions, CSV cells): no audio library beneath it.
+  .target(name: "Schema"),
   .target(name: "HDF5", dependencies: ["CHDF5", "CSystem"]),
   .target(
-    name: "AudioFeatures", dependencies: ["CSndfile", "CSoxr", "CFFTW", "COpenBLAS", "CAudioKernels", "Base"],
+    name: "AudioFeatures",
+    dependencies: ["CSndfile", "CSoxr", "CFFTW", "COpenBLAS", "CAudioKernels", "Schema", "Base"],
     swiftSettings: optimisedInDebug),
-  // The feature file stores rows with their recipe (AudioFeatures' FeatureRecipe).
-  .target(name: "FeatureStore", dependencies: ["HDF5", "AudioFeatures", "Base", "CTextKernels"]),
+  // The feature file stores rows with their recipe (Schema's FeatureRecipe); it links no audio library.
+  .target(name: "FeatureStore", dependencies: ["HDF5", "Schema", "Base", "CTextKernels"]),
   .target(
     name: "ConvNet", dependencies: ["COpenBLAS", "CConvKernels", "CSystem", "Base"], swiftSettings: optimisedInDebug),
   .target(name: "Collective", dependencies: ["CMPI", "Base"]),
   // Feature rows of one recording (the recipe and augmentation order) and a corpus over ranks and threads.
   .target(name: "Extraction", dependencies: ["AudioFeatures", "FeatureStore", "Collective", "Base"]),
   // Everything a model is stored as: sertrain checkpoints (with the scaler) and Keras weight files.
-  .target(name: "ModelFiles", dependencies: ["ConvNet", "HDF5", "AudioFeatures", "Base"]),
+  .target(name: "ModelFiles", dependencies: ["ConvNet", "HDF5", "Schema", "Base"]),
   .target(
     name: "Training",
     dependencies: [

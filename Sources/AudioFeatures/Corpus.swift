@@ -23,9 +23,6 @@ public struct SkippedFile: Equatable, Sendable {
   }
 }
 
-/// The seven classes, in the order a sorted one-hot encoder gives them.
-public let emotions = ["angry", "disgust", "fear", "happy", "neutral", "sad", "surprise"]
-
 /// Extensions taken as audio (libsndfile decides what it can read; a text file named `.wav` is reported later).
 let audioExtensions: Set<String> = [
   "wav", "wave", "flac", "aif", "aiff", "aifc", "ogg", "oga", "opus", "au", "snd", "w64", "caf", "mp3", "rf64",
@@ -152,39 +149,4 @@ public func readManifest(_ path: String) throws -> [LabelledRecording] {
         path: cells[0], corpus: "manifest", speaker: cells.count > 2 ? cells[2] : "", emotion: cells[1].lowercased()))
   }
   return out
-}
-
-/// The cells of one CSV line as RFC 4180 quotes them: a cell in double quotes may hold the separator, and `""` inside
-/// it is one quote.
-public func csvCells(_ line: String, separator: Character) -> [String] {
-  var cells: [String] = []
-  var cell = ""
-  var quoted = false
-  var chars = line.makeIterator()
-  while let c = chars.next() {
-    if quoted {
-      if c == "\"" {
-        // A doubled quote is a quote; a single one ends the quoted part.
-        var look = chars
-        if look.next() == "\"" {
-          cell.append("\"")
-          chars = look
-        } else {
-          quoted = false
-        }
-      } else {
-        cell.append(c)
-      }
-    } else if c == "\"" && cell.allSatisfy(\.isWhitespace) {
-      quoted = true
-      cell = ""
-    } else if c == separator {
-      cells.append(cell)
-      cell = ""
-    } else {
-      cell.append(c)
-    }
-  }
-  cells.append(cell)
-  return cells
 }

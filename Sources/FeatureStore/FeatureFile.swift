@@ -1,3 +1,5 @@
+import Base
+import HDF5
 // The feature file (README.md, "Feature file"): HDF5 with `format = "sertrain-features"`, `version = 2` (1: before
 // the attributes were sealed; still read).
 //
@@ -8,9 +10,7 @@
 //   augmentation  int8 [N]            0 original, 1 noise, 2 pitch, 3 pitch+noise, -1 unknown (converted CSV)
 //   sources/path, sources/speaker, sources/corpus   strings, one per recording
 //   attributes    the feature recipe (its `layout`: seed when missing), sealed by `metadata_sha256` (version 2)
-import AudioFeatures
-import Base
-import HDF5
+import Schema
 
 public enum FeatureFormat {
   public static let name = "sertrain-features"

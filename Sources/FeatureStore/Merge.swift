@@ -1,5 +1,5 @@
-import AudioFeatures
 import Base
+import Schema
 
 /// Several feature files as one (`sertrain merge`): their rows in order, the classes the union of theirs by name
 /// (sorted), the recordings of each after the previous files', so that speakers and corpora stay as they were (a

@@ -1,8 +1,8 @@
-import AudioFeatures
 import Base
 import ConvNet
 import FoundationEssentials
 import HDF5
+import Schema
 
 /// A training checkpoint (HDF5, `format = "sertrain-checkpoint"`, `version = 2`): the model spec, the flat
 /// parameters with their layout, the BatchNorm moving statistics, the scaler, the class names, and, when it

@@ -1,7 +1,7 @@
-import AudioFeatures
 import Base
 import ConvNet
 import HDF5
+import Schema
 
 #if canImport(Glibc)
   import Glibc
