@@ -135,8 +135,11 @@ struct BenchModelCommand: ParsableCommand {
         var line =
           "\(label) (\(ours[c].first?.blasCore ?? "?") kernels): median step \(fixed(step, 3)) s = "
           + "\(fixed(rate, 2)) samples/s = \(fixed(rate * flops / 1e9, 1)) GFLOP/s\(share) (sgemm \(fixed(peak, 1))); predict "
-          + "\(fixed(predict, 1)) samples/s (Winograd; direct convolution \(fixed(direct, 1)), probabilities within "
-          + "\(Float(difference))); peak RSS \(fixed(ours[c].map(\.peakMegabytes).max()!, 0)) MB"
+          + (configurations[c].2 == .bf16
+            ? "\(fixed(predict, 1)) samples/s (direct bf16, as every bf16 forward)"
+            : "\(fixed(predict, 1)) samples/s (Winograd; direct convolution \(fixed(direct, 1)), probabilities within "
+              + "\(Float(difference)))")
+          + "; peak RSS \(fixed(ours[c].map(\.peakMegabytes).max()!, 0)) MB"
         if c > 0, configurations[0].2 != configurations[c].2 {
           let first = Double(steps.batchSize) / median(ours[0].flatMap(\.stepSeconds))
           line +=
