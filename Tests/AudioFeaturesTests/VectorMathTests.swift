@@ -184,7 +184,7 @@ final class VectorMathVariantsTests: XCTestCase {
           "-I", sources + "/CAudioKernels/include", "-I", sources + "/CConvKernels/include", "-I",
           sources + "/CSystem/include", harness,
           sources + "/CAudioKernels/vectormath.c", sources + "/CConvKernels/stem.c",
-          sources + "/CConvKernels/batchnorm.c", "-o", exe,
+          sources + "/CConvKernels/batchnorm.c", sources + "/CConvKernels/winograd.c", "-o", exe,
         ],
         executable: "/usr/bin/env")
       XCTAssertEqual(build.status, 0, "clang \(name): \(build.stderr)")

@@ -1,6 +1,8 @@
 // Runs the vector math of Sources/CAudioKernels/vectormath.c over 2 million awkward inputs, 200 vocoder steps and 500
 // windowed frames and power spectra, and the ConvNet kernels of stem.c and batchnorm.c over three samples of 150
-// positions and 37 channels (a partial 16-lane block, ties in every pooling window of zeros), and prints one hash
+// positions and 37 channels (a partial 16-lane block, ties in every pooling window of zeros), and the Winograd
+// transforms of winograd.c (kernel, input, output and gradient over 2 samples of 37 positions and 19 channels, with
+// arbitrary transform matrices: only the variants' agreement matters), and prints one hash
 // of every output bit. VectorMathTests compiles it once
 // per instruction set and expects the same hash from each: the AVX-512, AVX2 and baseline variants that one
 // binary carries must agree to the bit.
@@ -84,6 +86,34 @@ static uint64_t convnet_kernels(uint64_t h, const float *a, const float *b) {
   return h;
 }
 
+/// winograd.c's four transforms with 8 points (a 5-tap kernel) on values taken from `a` and `b`.
+static uint64_t winograd_kernels(uint64_t h, const float *a, const float *b) {
+  enum { B = 2, L = 37, K = 5, P = 8, CI = 19, CO = 21, S = L + 2 * K, TILES = B * ((L + 3) / 4) };
+  float *input = calloc(B * S * CI, 4), *weight = malloc(K * CI * CO * 4), *u = malloc(P * CI * CO * 4);
+  float *g = malloc(P * K * 4), *bt = malloc(P * P * 4), *at = malloc(4 * P * 4), *g4 = malloc(P * 4 * 4);
+  float *v = malloc(P * TILES * CI * 4), *m = malloc(P * TILES * CO * 4), *out = calloc(B * S * CO, 4);
+  float *gradient = malloc(B * S * CO * 4);
+  for (int i = 0; i < B * S * CI; i++) input[i] = (i / CI) % S < L + 2 ? b[7000 + i] * 10 : 0;
+  for (int i = 0; i < K * CI * CO; i++) weight[i] = b[9000 + i] * 3;
+  for (int i = 0; i < P * K; i++) g[i] = a[100 + i];
+  for (int i = 0; i < P * P; i++) bt[i] = a[300 + i] * 2;
+  for (int i = 0; i < 4 * P; i++) at[i] = a[500 + i];
+  for (int i = 0; i < P * 4; i++) g4[i] = b[700 + i] * 5;
+  for (int i = 0; i < P * TILES * CO; i++) m[i] = b[20000 + i];
+  for (int i = 0; i < B * S * CO; i++) gradient[i] = a[30000 + i];
+  sertrain_winograd_kernel(weight, K, CI, CO, g, P, u);
+  for (int i = 0; i < P * CI * CO; i++) h = mix(h, u[i]);
+  sertrain_winograd w = {{input, CI, S, L, K}, L + 2, 0, TILES, P, bt, at, v, m, CO, out};
+  sertrain_winograd_input(&w, 0, TILES);
+  for (int i = 0; i < P * TILES * CI; i++) h = mix(h, v[i]);
+  sertrain_winograd_output(&w, 0, TILES);
+  for (int i = 0; i < B * S * CO; i++) h = mix(h, out[i]);
+  sertrain_winograd_gradient(&w, gradient, g4, 0, TILES);
+  for (int i = 0; i < P * TILES * CO; i++) h = mix(h, m[i]);
+  free(input), free(weight), free(u), free(g), free(bt), free(at), free(g4), free(v), free(m), free(out), free(gradient);
+  return h;
+}
+
 int main(void) {
   long n = 2000003;
   float *a = malloc(n * 4), *b = malloc(n * 4), *c = malloc(n * 4), *d = malloc(n * 4);
@@ -135,6 +165,7 @@ int main(void) {
     for (long k = 0; k < bins; k++) h = mix(h, power[4 * k + (t & 3)]);
   }
   h = convnet_kernels(h, a, b);
+  h = winograd_kernels(h, a, b);
   printf("%016llx\n", (unsigned long long)h);
   return 0;
 }
