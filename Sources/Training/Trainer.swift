@@ -550,7 +550,8 @@ public final class Trainer {
     {
       throw Failure("class weights \(weights) do not give one finite, non-negative weight per class of \(file.classes)")
     }
-    if let resumePath, state.step >= stepsPerEpoch {
+    // A stop after an epoch's last step saves step == stepsPerEpoch (the epoch's end runs on resume); beyond is wrong.
+    if let resumePath, state.step > stepsPerEpoch {
       throw Failure(
         resumePath, "its training state is not valid: step \(state.step) of an epoch of \(stepsPerEpoch) steps")
     }

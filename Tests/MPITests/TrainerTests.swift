@@ -137,8 +137,9 @@ final class TrainerTests: XCTestCase {
   }
 
   /// 49 train rows in batches of 8 leave a last batch of 1: with several ranks some have no rows in it and
-  /// must still join the step. A run stopped by SIGUSR1 mid-epoch and resumed ends bit for bit where an
-  /// uninterrupted run ends.
+  /// must still join the step. A run stopped by SIGUSR1 mid-epoch, or after an epoch's last step (its checkpoint
+  /// then holds step 7 of 7, and the epoch's end runs on resume), and resumed ends bit for bit where an uninterrupted
+  /// run ends.
   func testUnevenShardsAndSignalResumeBitForBit() throws {
     let dir = sharedDirectory()
     let data = dir + "/features.h5"
@@ -147,23 +148,27 @@ final class TrainerTests: XCTestCase {
       config: config(data, epochs: 3), runDir: dir + "/straight", resume: nil, comm: comm, quiet: true)
     XCTAssertEqual(try straight.run(), 0)
 
-    sertrain_clear_stop_request()
-    let interrupted = try Trainer(
-      config: config(data, epochs: 3), runDir: dir + "/resumed", resume: nil, comm: comm, quiet: true)
-    interrupted.onStep = { [comm] epoch, step in
-      if epoch == 1 && step == 3 && comm.rank == comm.size - 1 { raise(SIGUSR1) }
-    }
-    XCTAssertEqual(try interrupted.run(), Trainer.exitStopped)
-    sertrain_clear_stop_request()
-    let state = try Checkpoint.read(dir + "/resumed/checkpoint-last.h5")
-    XCTAssertNotNil(state.training)
-    let resumed = try Trainer(
-      config: config(data, epochs: 3), runDir: dir + "/resumed", resume: "auto", comm: comm, quiet: true)
-    XCTAssertEqual(try resumed.run(), 0)
-    if comm.rank == 0 {
-      XCTAssertEqual(try finalParameters(dir + "/straight"), try finalParameters(dir + "/resumed"))
-      let history = try String(contentsOfFile: dir + "/resumed/history.csv", encoding: .utf8)
-      XCTAssertEqual(history.split(separator: "\n").count, 4, history)
+    // The signal raised after step r is seen in step r+1's reduction, which the stop follows: (3, 4) mid-epoch, and
+    // (6, 7) after the epoch's last step.
+    for (raiseAt, stopAt) in [(3, 4), (6, 7)] {
+      let run = dir + "/resumed-\(stopAt)"
+      sertrain_clear_stop_request()
+      let interrupted = try Trainer(config: config(data, epochs: 3), runDir: run, resume: nil, comm: comm, quiet: true)
+      interrupted.onStep = { [comm] epoch, step in
+        if epoch == 1 && step == raiseAt && comm.rank == comm.size - 1 { raise(SIGUSR1) }
+      }
+      XCTAssertEqual(try interrupted.run(), Trainer.exitStopped)
+      sertrain_clear_stop_request()
+      let state = try XCTUnwrap(try Checkpoint.read(run + "/checkpoint-last.h5").training)
+      let step = state.firstMatch(of: #/"step"\s*:\s*([0-9]+)/#).map { Int($0.1)! }
+      XCTAssertEqual(step, stopAt, "the checkpoint's step")
+      let resumed = try Trainer(config: config(data, epochs: 3), runDir: run, resume: "auto", comm: comm, quiet: true)
+      XCTAssertEqual(try resumed.run(), 0)
+      if comm.rank == 0 {
+        XCTAssertEqual(try finalParameters(dir + "/straight"), try finalParameters(run), "stopped after step \(stopAt)")
+        let history = try String(contentsOfFile: run + "/history.csv", encoding: .utf8)
+        XCTAssertEqual(history.split(separator: "\n").count, 4, history)
+      }
     }
     comm.barrier()
   }
