@@ -154,12 +154,18 @@ public func benchmarkTraining(
       return (Double(predictBatches * batch) / (monotonicSeconds() - t0), first)
     }
     let fast = predict(network)
+    // In bf16 every forward is the direct bf16 kernel already: nothing else to time.
     var withoutWinograd = policy
     withoutWinograd.winograd = false
-    let plain = try Network(spec: spec, classes: classes, seed: 1, policy: withoutWinograd)
-    plain.parameters.copy(from: UnsafeBufferPointer(start: network.parameters.pointer, count: network.parameters.count))
-    plain.state.copy(from: UnsafeBufferPointer(start: network.state.pointer, count: network.state.count))
-    let direct = predict(plain)
+    let direct =
+      try policy.precision == .bf16
+      ? fast
+      : {
+        let plain = try Network(spec: spec, classes: classes, seed: 1, policy: withoutWinograd)
+        plain.parameters.copy(from: UnsafeBufferPointer(network.parameters.buffer))
+        plain.state.copy(from: UnsafeBufferPointer(network.state.buffer))
+        return predict(plain)
+      }()
     let difference = zip(fast.probabilities, direct.probabilities).map { Double(abs($0 - $1)) }.max() ?? 0
     return (times, (fast.rate, direct.rate, difference))
   }()

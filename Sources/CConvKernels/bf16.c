@@ -25,12 +25,14 @@ static inline uint32_t to_bf16(float x) {
 }
 
 
+/// The tile: 12 positions (or input channels) × 32 output channels.
+#define BMR 12
+#define BNR 32
+
 #if defined(__x86_64__)
 #include <immintrin.h>
 
 #define BF16 __attribute__((target("avx512f,avx512bw,avx512vl,avx512bf16")))
-#define BMR 12
-#define BNR 32
 #define BPANEL 16
 #define BCHUNK 256
 /// Input channel pairs summed in registers before a tile adds to its output (64 channels, as conv.c).
@@ -295,7 +297,7 @@ void sertrain_conv_bf16_pack(const float *w, int kernel, long in_channels, long 
 
 long sertrain_conv_bf16_blocks(const sertrain_conv_bf16 *conv, long batch) {
   require_bf16(conv->input.kernel, conv->out_channels, "sertrain_conv_bf16_blocks");
-  const long block = 12 * 16;
+  const long block = BMR * 16;
   return batch * ((conv->input.length + block - 1) / block);
 }
 
@@ -308,7 +310,7 @@ void sertrain_conv_bf16_run(const sertrain_conv_bf16 *conv, long first, long end
 
 long sertrain_conv_bf16_gradient_parts(const sertrain_conv_gradient *gradient) {
   require_bf16(gradient->input.kernel, gradient->out_channels, "sertrain_conv_bf16_gradient_parts");
-  return gradient->out_channels / 32;
+  return gradient->out_channels / BNR;
 }
 
 void sertrain_conv_bf16_weight_gradient(const sertrain_conv_gradient *gradient, long first, long end) {

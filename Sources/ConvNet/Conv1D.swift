@@ -50,8 +50,8 @@ final class Conv1DLayer: Layer {
   /// How the passes compute (the network's).
   let policy: KernelPolicy
   /// The kernel and the flipped kernel rounded to bfloat16 and packed for bf16.c, repacked on every pass.
-  private var packedBF16: UnsafeMutableBufferPointer<UInt16>?
-  private var packedFlippedBF16: UnsafeMutableBufferPointer<UInt16>?
+  private var packedBF16: AlignedBuffer<UInt16>?
+  private var packedFlippedBF16: AlignedBuffer<UInt16>?
   /// The passes by Winograd's minimal filtering where they run (the policy's `winograd`): `winograd` (cin -> cout) the
   /// inference forward and the kernel gradient, `winogradGradient` (cout -> cin) the input gradient (the flipped
   /// kernel over the output gradient).
@@ -120,26 +120,10 @@ final class Conv1DLayer: Layer {
       pool_pad_left: Int32(pool.padLeft), out_length: pool.outputLength)
   }
 
-  deinit {
-    packedBF16?.deallocate()
-    packedFlippedBF16?.deallocate()
-  }
-
-  private func scratch(_ buffer: inout FloatBuffer?, _ count: Int) -> UnsafeMutablePointer<Float> {
-    if buffer == nil || buffer!.count < count { buffer = FloatBuffer(count: count) }
+  /// At least `count` values in `buffer`, kept for the next pass.
+  private func scratch<T>(_ buffer: inout AlignedBuffer<T>?, _ count: Int) -> UnsafeMutablePointer<T> {
+    if buffer == nil || buffer!.count < count { buffer = AlignedBuffer(count: count) }
     return buffer!.pointer
-  }
-
-  /// `count` bfloat16 values, 64-byte aligned, kept in `buffer` for the next pass.
-  private func scratch(_ buffer: inout UnsafeMutableBufferPointer<UInt16>?, _ count: Int) -> UnsafeMutablePointer<
-    UInt16
-  > {
-    if buffer == nil || buffer!.count < count {
-      buffer?.deallocate()
-      let raw = UnsafeMutableRawPointer.allocate(byteCount: count * 2, alignment: 64)
-      buffer = UnsafeMutableBufferPointer(start: raw.bindMemory(to: UInt16.self, capacity: count), count: count)
-    }
-    return buffer!.baseAddress!
   }
 
   /// A padded buffer of `channels` per row (this layer's input, or its output gradient) as conv.c reads it.
@@ -153,7 +137,7 @@ final class Conv1DLayer: Layer {
   private func convolve(
     batch: Int, _ input: UnsafePointer<Float>, _ inChannels: Int, _ w: UnsafePointer<Float>,
     _ out: UnsafeMutablePointer<Float>, _ outChannels: Int, pack: inout FloatBuffer?,
-    packBF16: inout UnsafeMutableBufferPointer<UInt16>?
+    packBF16: inout AlignedBuffer<UInt16>?
   ) {
     if runsBF16(outChannels) {
       let p = scratch(&packBF16, sertrain_conv_bf16_packed_count(Int32(k), inChannels, outChannels))

@@ -2,36 +2,39 @@
   import Glibc
 #endif
 
-/// Zero-initialised float32 storage with a stable, 64-byte aligned address, owned by a class so that layers can
-/// keep raw pointers into it for the storage's lifetime.
-public final class FloatBuffer {
+/// Zero-initialised storage of plain values (float32, or the bfloat16 kernels' packed `UInt16`s) with a stable,
+/// 64-byte aligned address, owned by a class so that layers can keep raw pointers into it for the storage's lifetime.
+public final class AlignedBuffer<Element> {
   public let count: Int
-  public let pointer: UnsafeMutablePointer<Float>
+  public let pointer: UnsafeMutablePointer<Element>
 
   public init(count: Int) {
     self.count = count
     var raw: UnsafeMutableRawPointer?
-    let bytes = max(count, 1) * MemoryLayout<Float>.stride
+    let bytes = max(count, 1) * MemoryLayout<Element>.stride
     guard posix_memalign(&raw, 64, bytes) == 0, let raw else {
       fatalError("out of memory allocating \(bytes) bytes")
     }
     memset(raw, 0, bytes)
-    pointer = raw.bindMemory(to: Float.self, capacity: max(count, 1))
+    pointer = raw.bindMemory(to: Element.self, capacity: max(count, 1))
   }
 
   deinit { free(pointer) }
 
-  public var buffer: UnsafeMutableBufferPointer<Float> { UnsafeMutableBufferPointer(start: pointer, count: count) }
+  public var buffer: UnsafeMutableBufferPointer<Element> { UnsafeMutableBufferPointer(start: pointer, count: count) }
 
-  public func zero() { memset(pointer, 0, count * MemoryLayout<Float>.stride) }
+  public func zero() { memset(pointer, 0, count * MemoryLayout<Element>.stride) }
 
-  public func copy(from other: UnsafeBufferPointer<Float>) {
-    precondition(other.count == count, "copying \(other.count) floats into a buffer of \(count)")
+  public func copy(from other: UnsafeBufferPointer<Element>) {
+    precondition(other.count == count, "copying \(other.count) values into a buffer of \(count)")
     if count > 0 { pointer.update(from: other.baseAddress!, count: count) }
   }
 
-  public var array: [Float] { Array(buffer) }
+  public var array: [Element] { Array(buffer) }
 }
+
+/// The network's parameters, gradients, activations and scratch.
+public typealias FloatBuffer = AlignedBuffer<Float>
 
 /// One named tensor inside a flat buffer: `name` is `layer/variable` (Keras's names, e.g. `conv1/kernel`).
 public struct ParameterView: Equatable, Sendable {

@@ -128,13 +128,11 @@ struct WinogradConvolution {
   ) {
     guard bf16, Self.runsBF16(columns: cout) else { return body(nil) }
     let each = sertrain_conv_bf16_packed_count(1, cin, cout)
-    let raw = UnsafeMutableRawPointer.allocate(byteCount: transform.count * each * 2, alignment: 64)
-    defer { raw.deallocate() }
-    let packed = raw.bindMemory(to: UInt16.self, capacity: transform.count * each)
+    let packed = AlignedBuffer<UInt16>(count: transform.count * each)
     Parallel.forEach(transform.count) { _, points in
-      for p in points { sertrain_conv_bf16_pack(kernels + p * cin * cout, 1, cin, cout, packed + p * each) }
+      for p in points { sertrain_conv_bf16_pack(kernels + p * cin * cout, 1, cin, cout, packed.pointer + p * each) }
     }
-    body(packed)
+    withExtendedLifetime(packed) { body(packed.pointer) }
   }
   private func samplesPerChunk(batch: Int) -> Int { max(1, min(batch, Self.chunkTiles / tilesPerSample)) }
 

@@ -96,7 +96,7 @@ final class BFloat16Tests: XCTestCase {
         network.plans, variables: before, x: x.map(Double.init), batch: batch, labels: labels.map(Int.init),
         training: training
       ) { plan, outputs in
-        let bf16 = rounded && outputs % 32 == 0 && plan.spec.kernelSize! <= 5
+        let bf16 = rounded && network.policy.bf16Runs(kernel: plan.spec.kernelSize!, outChannels: outputs)
         return bf16 ? { Double(Precision.round(Float($0))) } : { $0 }
       }
     }
