@@ -64,7 +64,7 @@ let swiftTargets: [Target] = [
   .target(
     name: "Training",
     dependencies: [
-      "Base", "HDF5", "FeatureStore", "AudioFeatures", "ConvNet", "ModelFiles", "Collective", "CSystem",
+      "Base", "HDF5", "FeatureStore", "AudioFeatures", "ConvNet", "ModelFiles", "Collective", "CSystem", "Schema",
     ]),
   // The benchmarks' measurements and subprocesses; their Python peers are Benchmarks/*.py.
   .target(

@@ -16,10 +16,8 @@ public struct CrossValidationOptions: Sendable {
   /// Each fold's training; its split carves the validation part from the other folds' rows.
   public var config = TrainConfig()
   public var directory = "cv"
-  public var quiet = false
-  public var progressEvery = 30.0
-  public var tensorBoardEvery = 10
-  public var bucketBytes = Trainer.defaultBucketBytes
+  /// How each fold's trainer reports and reduces (its line prefix is the fold's).
+  public var trainer = TrainerOptions()
   public init() {}
 }
 
@@ -128,11 +126,10 @@ public func crossValidate(_ o: CrossValidationOptions, comm: Communicator) throw
     let split = try DataSplit.make(
       file, kind: config.split, validation: config.validationFraction, test: 0, seed: config.seed,
       testRows: foldRows[fold])
-    let trainer = try Trainer(config: config, runDir: dir, resume: "auto", comm: team, quiet: o.quiet, split: split)
-    trainer.progressEvery = o.progressEvery
-    trainer.tensorBoardEvery = o.tensorBoardEvery
-    trainer.bucketBytes = o.bucketBytes
-    trainer.linePrefix = groups > 1 || !o.quiet ? "fold \(fold + 1)/\(o.folds): " : ""
+    var options = o.trainer
+    options.linePrefix = groups > 1 || !o.trainer.quiet ? "fold \(fold + 1)/\(o.folds): " : ""
+    let trainer = try Trainer.open(
+      config: config, runDir: dir, resume: "auto", comm: team, options: options, split: split)
     if try trainer.run() != 0 {
       stopped = 1
       break
@@ -143,7 +140,7 @@ public func crossValidate(_ o: CrossValidationOptions, comm: Communicator) throw
       precision: o.config.precision ?? .fp32)
     if team.rank == 0 {
       try writeTextAtomically(jsonText(evaluation, pretty: true) + "\n", to: done)
-      if !o.quiet {
+      if !o.trainer.quiet {
         Output.shared.line(
           "fold \(fold + 1)/\(o.folds) (\(foldGroups[fold].joined(separator: ", "))): \(evaluation.rows) rows, accuracy "
             + "\(fixed(evaluation.accuracy, 4)), macro F1 \(fixed(evaluation.macro.f1, 4)), UAR "

@@ -142,6 +142,10 @@ public struct DataIdentity: Codable, Equatable, Sendable {
   public var labelsHash: String
   public var rowsHash: String
 
+  public init(rows: Int, width: Int, classes: [String], labelsHash: String, rowsHash: String) {
+    (self.rows, self.width, self.classes, self.labelsHash, self.rowsHash) = (rows, width, classes, labelsHash, rowsHash)
+  }
+
   public init(_ file: FeatureFile) throws {
     rows = file.rowCount
     width = file.width

@@ -16,6 +16,7 @@ public enum SplitKind: String, Codable, Sendable, CaseIterable {
 /// Row membership: 0 train, 1 validation, 2 test, 3 left out (`--limit-rows`).
 public struct DataSplit: Equatable, Sendable {
   public var membership: [Int8]
+  public init(membership: [Int8]) { self.membership = membership }
   public var train: [Int] { rows(0) }
   public var validation: [Int] { rows(1) }
   public var test: [Int] { rows(2) }

@@ -42,11 +42,9 @@ struct Train: ParsableCommand {
       if comm.rank == 0 { (dir, note) = resolveRunDirectory(given: runDir, resume: resume) }
       comm.broadcast(&dir, root: 0)
       if let note, !output.quiet { print(note) }
-      let trainer = try Trainer(
-        config: config, runDir: dir, resume: resume, comm: comm, quiet: output.quiet, given: given, replace: force)
-      trainer.progressEvery = output.progressEvery
-      trainer.tensorBoardEvery = output.tensorboardEvery
-      trainer.bucketBytes = training.bucketBytes
+      let trainer = try Trainer.open(
+        config: config, runDir: dir, resume: resume, comm: comm, options: output.trainer(training), given: given,
+        replace: force)
       let code = try trainer.run()
       if code != 0 { throw ExitCode(code) }
       // The final weights on the held-out rows, and the report.
@@ -243,6 +241,13 @@ struct OutputOptions: ParsableArguments {
       """)
   var tensorboardEvery = 10
 
+  /// The trainer's options: these, and how `training` reduces the gradients.
+  func trainer(_ training: TrainingOptions) -> TrainerOptions {
+    var o = TrainerOptions(quiet: quiet)
+    (o.progressEvery, o.tensorBoardEvery, o.bucketBytes) = (progressEvery, tensorboardEvery, training.bucketBytes)
+    return o
+  }
+
   func validate() throws {
     if !(progressEvery >= 0) { throw ValidationError("--progress-every must be 0 or more seconds") }
     if tensorboardEvery < 0 { throw ValidationError("--tensorboard-every must be 0 or more steps") }
@@ -289,9 +294,7 @@ struct CrossValidate: ParsableCommand {
       configureBLASThreads(environment: environment())
       var o = CrossValidationOptions()
       (o.folds, o.by, o.directory) = (folds, by.split, directory)
-      (o.config, o.quiet, o.progressEvery) = (training.configuration().0, output.quiet, output.progressEvery)
-      o.tensorBoardEvery = output.tensorboardEvery
-      o.bucketBytes = training.bucketBytes
+      (o.config, o.trainer) = (training.configuration().0, output.trainer(training))
       let (summary, stopped) = try crossValidate(o, comm: comm)
       if stopped { throw ExitCode(Trainer.exitStopped) }
       guard let summary, !output.quiet else { return }

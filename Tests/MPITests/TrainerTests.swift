@@ -107,7 +107,7 @@ final class TrainerTests: XCTestCase {
     let dir = sharedDirectory()
     try writeFeatures(dir + "/f.h5", rows: 60)
     var o = CrossValidationOptions()
-    (o.folds, o.by, o.quiet) = (2, .speaker, true)
+    (o.folds, o.by, o.trainer.quiet) = (2, .speaker, true)
     o.config = config(dir + "/f.h5", epochs: 2)
     o.config.split = .recording
     if comm.size > 2 { o.config.learningRate = 1e-5 }
@@ -144,8 +144,8 @@ final class TrainerTests: XCTestCase {
     let dir = sharedDirectory()
     let data = dir + "/features.h5"
     try writeFeatures(data, rows: 61)
-    let straight = try Trainer(
-      config: config(data, epochs: 3), runDir: dir + "/straight", resume: nil, comm: comm, quiet: true)
+    let straight = try Trainer.open(
+      config: config(data, epochs: 3), runDir: dir + "/straight", resume: nil, comm: comm, options: .init(quiet: true))
     XCTAssertEqual(try straight.run(), 0)
 
     // The signal raised after step r is seen in step r+1's reduction, which the stop follows: (3, 4) mid-epoch, and
@@ -153,7 +153,8 @@ final class TrainerTests: XCTestCase {
     for (raiseAt, stopAt) in [(3, 4), (6, 7)] {
       let run = dir + "/resumed-\(stopAt)"
       sertrain_clear_stop_request()
-      let interrupted = try Trainer(config: config(data, epochs: 3), runDir: run, resume: nil, comm: comm, quiet: true)
+      let interrupted = try Trainer.open(
+        config: config(data, epochs: 3), runDir: run, resume: nil, comm: comm, options: .init(quiet: true))
       interrupted.onStep = { [comm] epoch, step in
         if epoch == 1 && step == raiseAt && comm.rank == comm.size - 1 { raise(SIGUSR1) }
       }
@@ -162,7 +163,8 @@ final class TrainerTests: XCTestCase {
       let state = try XCTUnwrap(try Checkpoint.read(run + "/checkpoint-last.h5").training)
       let step = state.firstMatch(of: #/"step"\s*:\s*([0-9]+)/#).map { Int($0.1)! }
       XCTAssertEqual(step, stopAt, "the checkpoint's step")
-      let resumed = try Trainer(config: config(data, epochs: 3), runDir: run, resume: "auto", comm: comm, quiet: true)
+      let resumed = try Trainer.open(
+        config: config(data, epochs: 3), runDir: run, resume: "auto", comm: comm, options: .init(quiet: true))
       XCTAssertEqual(try resumed.run(), 0)
       if comm.rank == 0 {
         XCTAssertEqual(try finalParameters(dir + "/straight"), try finalParameters(run), "stopped after step \(stopAt)")
@@ -195,7 +197,8 @@ final class TrainerTests: XCTestCase {
     comm.barrier()
     var c = config(data, epochs: 2)
     c.standardize = false
-    let trainer = try Trainer(config: c, runDir: dir + "/nan", resume: nil, comm: comm, quiet: true)
+    let trainer = try Trainer.open(
+      config: c, runDir: dir + "/nan", resume: nil, comm: comm, options: .init(quiet: true))
     XCTAssertThrowsError(try trainer.run()) { XCTAssertTrue("\($0)".contains("not finite"), "\($0)") }
     XCTAssertFalse(FileManager.default.fileExists(atPath: dir + "/nan/checkpoint-last.h5"))
     comm.barrier()
@@ -208,7 +211,9 @@ final class TrainerTests: XCTestCase {
     try writeFeatures(data, rows: 30)
     var c = config(data, epochs: 1)
     c.earlyStopping.monitor = "val_acc"
-    XCTAssertThrowsError(try Trainer(config: c, runDir: dir + "/run", resume: nil, comm: comm, quiet: true)) {
+    XCTAssertThrowsError(
+      try Trainer.open(config: c, runDir: dir + "/run", resume: nil, comm: comm, options: .init(quiet: true))
+    ) {
       // Every rank fails together (no abort); rank 0 carries the message.
       XCTAssertTrue($0 is AgreedFailure, "\($0)")
       if comm.rank == 0 { XCTAssertTrue("\($0)".contains("val_acc") && "\($0)".contains("val_accuracy"), "\($0)") }
@@ -216,7 +221,9 @@ final class TrainerTests: XCTestCase {
     // No validation rows: the message says so, not that no metric produces val_accuracy.
     c.earlyStopping.monitor = "val_accuracy"
     c.validationFraction = 0
-    XCTAssertThrowsError(try Trainer(config: c, runDir: dir + "/run2", resume: nil, comm: comm, quiet: true)) {
+    XCTAssertThrowsError(
+      try Trainer.open(config: c, runDir: dir + "/run2", resume: nil, comm: comm, options: .init(quiet: true))
+    ) {
       if comm.rank == 0 { XCTAssertTrue("\($0)".contains("no validation rows"), "\($0)") }
     }
     comm.barrier()
@@ -269,7 +276,9 @@ final class TrainerTests: XCTestCase {
     try writeFeatures(data, rows: 30)
     var c = config(data, epochs: 1)
     c.batchSize = comm.size - 1
-    XCTAssertThrowsError(try Trainer(config: c, runDir: dir + "/run", resume: nil, comm: comm, quiet: true)) {
+    XCTAssertThrowsError(
+      try Trainer.open(config: c, runDir: dir + "/run", resume: nil, comm: comm, options: .init(quiet: true))
+    ) {
       XCTAssertTrue($0 is AgreedFailure, "\($0)")
       if comm.rank == 0 { XCTAssertTrue("\($0)".contains("--batch-size \(comm.size) or more"), "\($0)") }
     }

@@ -1,0 +1,191 @@
+import Base
+import ConvNet
+import ModelFiles
+import Schema
+import Training
+import XCTest
+
+/// The run's resolution (`RunPlan`): what a new run and a resume run under, and what they refuse, with no files
+/// and no ranks.
+final class RunPlanTests: XCTestCase {
+  let classes = ["angry", "happy", "sad"]
+
+  /// The identity of a file of `rows` rows `width` wide of `classes`, its content named by `hash`.
+  func data(rows: Int = 40, width: Int = 2376, classes: [String]? = nil, hash: String = "a") -> DataIdentity {
+    DataIdentity(rows: rows, width: width, classes: classes ?? self.classes, labelsHash: hash, rowsHash: hash)
+  }
+
+  func recipe(_ layout: FeatureRecipe.Layout) -> FeatureRecipe {
+    var r = FeatureRecipe()
+    r.layout = layout
+    return r
+  }
+
+  /// A run recorded at epoch 3 of 5 (or finished there), with early stopping part-way through its patience, on
+  /// `data()` split 30 train, 5 validation, 5 test rows.
+  func recorded(finished: Bool = false, change: (inout TrainingState) -> Void = { _ in }) throws -> Checkpoint {
+    var config = TrainConfig()
+    (config.epochs, config.batchSize, config.data, config.precision, config.model) = (5, 8, "old.h5", .bf16, "small")
+    var s = TrainingState(config: config)
+    (s.epoch, s.finished, s.weightsEpoch, s.dataPath, s.data) = (3, finished, 2, "/recorded/features.h5", data())
+    var stopping = EarlyStopping()
+    (stopping.wait, stopping.best) = (2, 0.7)
+    s.savedEarlyStopping = stopping
+    change(&s)
+    var c = Checkpoint(network: try Network(spec: .small(), classes: classes.count), classNames: classes)
+    c.training = jsonText(s)
+    c.split = [Int8](repeating: 0, count: 30) + [Int8](repeating: 1, count: 5) + [Int8](repeating: 2, count: 5)
+    return c
+  }
+
+  func resume(
+    _ c: Checkpoint, _ given: Set<TrainConfig.Setting>, readable: Bool = true, _ change: (inout TrainConfig) -> Void
+  ) throws -> RunPlan.Resumption {
+    var config = TrainConfig()
+    change(&config)
+    return try RunPlan.resolveResume(c, path: "c.h5", config: config, given: given) { _ in readable }
+  }
+
+  func message(_ body: @autoclosure () throws -> Any) -> String {
+    do {
+      _ = try body()
+      return "(no error)"
+    } catch { return "\(error)" }
+  }
+
+  // MARK: The resume
+
+  func testGivenSettingsThatDifferContradictTheRun() throws {
+    XCTAssertEqual(
+      message(try resume(try recorded(), [.batchSize, .seed]) { ($0.batchSize, $0.seed) = (32, 0) }),
+      "--batch-size 32 contradicts the run being resumed (c.h5: 8): drop it to resume, or start a new run with "
+        + "another --run-dir")
+    // Not given, or given alike: no contradiction; what may change never contradicts.
+    XCTAssertNoThrow(try resume(try recorded(), []) { $0.batchSize = 32 })
+    XCTAssertNoThrow(try resume(try recorded(), [.batchSize]) { $0.batchSize = 8 })
+    XCTAssertNoThrow(
+      try resume(try recorded(), [.epochs, .precision, .data]) { ($0.epochs, $0.precision, $0.data) = (9, .fp32, "x") })
+  }
+
+  func testTheEpochBudget() throws {
+    // An unfinished run takes the new budget, fewer epochs too.
+    XCTAssertEqual(try resume(try recorded(), [.epochs]) { $0.epochs = 4 }.state.config.epochs, 4)
+    // A finished run continues only for more epochs than it had, its callbacks afresh.
+    let more = try resume(try recorded(finished: true), [.epochs]) { $0.epochs = 8 }
+    XCTAssertFalse(more.state.finished)
+    XCTAssertEqual(more.state.config.epochs, 8)
+    XCTAssertNil(more.state.weightsEpoch)
+    XCTAssertEqual(more.state.savedEarlyStopping?.wait, 0)
+    XCTAssertNil(more.state.savedEarlyStopping?.best)
+    XCTAssertEqual(more.notes, ["continuing the finished run from epoch 3 to 8"])
+    for budget in [5, 3] {
+      let again = try resume(try recorded(finished: true), [.epochs]) { $0.epochs = budget }
+      XCTAssertTrue(again.state.finished, "--epochs \(budget) on a finished 5-epoch run")
+      XCTAssertEqual(again.state.config.epochs, 5)
+      XCTAssertEqual(again.state.weightsEpoch, 2)
+      XCTAssertEqual(again.notes, [])
+    }
+    // Not given: the run's own budget.
+    XCTAssertEqual(try resume(try recorded(), []) { $0.epochs = 50 }.state.config.epochs, 5)
+  }
+
+  func testPrecisionAndDataPath() throws {
+    XCTAssertEqual(try resume(try recorded(), []) { $0.precision = .fp32 }.state.config.precision, .bf16)
+    XCTAssertEqual(try resume(try recorded(), [.precision]) { $0.precision = .fp32 }.state.config.precision, .fp32)
+    // The recorded path when it is readable and --data was not given; else the given (or default) one.
+    XCTAssertEqual(try resume(try recorded(), []) { $0.data = "d.h5" }.state.config.data, "/recorded/features.h5")
+    XCTAssertEqual(try resume(try recorded(), [.data]) { $0.data = "d.h5" }.state.config.data, "d.h5")
+    XCTAssertEqual(try resume(try recorded(), [], readable: false) { $0.data = "d.h5" }.state.config.data, "d.h5")
+  }
+
+  func testAnInvalidStateOrNoneIsAnError() throws {
+    let invalid = message(try resume(try recorded { $0.epoch = -3 }, []) { _ in })
+    XCTAssertTrue(invalid.contains("c.h5") && invalid.contains("not valid"), invalid)
+    var imported = try recorded()
+    imported.training = nil
+    XCTAssertTrue(message(try resume(imported, []) { _ in }).contains("has no training state"))
+  }
+
+  // MARK: The plan
+
+  func plan(
+    _ config: TrainConfig = TrainConfig(), resumed: RunPlan.Resumption? = nil, data: DataIdentity? = nil,
+    layout: FeatureRecipe.Layout = .seed, ranks: Int = 1, split: DataSplit? = nil
+  ) throws -> RunPlan {
+    try RunPlan(
+      config: config, resumed: resumed, data: data ?? self.data(), recipe: recipe(layout), ranks: ranks, split: split,
+      build: "test-build")
+  }
+
+  func testANewRunChoosesAndSizesItsModel() throws {
+    // --model auto: the data's layout chooses.
+    XCTAssertEqual(try plan(layout: .frames).spec.name, "frames")
+    XCTAssertEqual(try plan(layout: .seed).config.model, "seed")
+    // A flat preset reads the row as one channel of its width.
+    var config = TrainConfig()
+    config.model = "tiny"
+    let tiny = try plan(config, data: data(width: 300))
+    XCTAssertEqual([tiny.spec.inputLength, tiny.spec.inputChannels], [300, 1])
+    // The frames model needs frames rows, and says which file has other ones.
+    config.model = "frames"
+    config.data = "flat.h5"
+    let refusal = message(try plan(config, layout: .aligned))
+    XCTAssertTrue(refusal.contains("flat.h5") && refusal.contains("aligned layout"), refusal)
+    // The build is recorded and class weights are resolved afresh (from --class-weight) for a new run.
+    config = TrainConfig()
+    config.classWeights = [1, 2, 3]
+    let fresh = try plan(config)
+    XCTAssertEqual(fresh.config.builtBy, "test-build")
+    XCTAssertNil(fresh.config.classWeights)
+    XCTAssertNil(fresh.resumed)
+  }
+
+  func testANewRunRefuses() throws {
+    var config = TrainConfig()
+    config.batchSize = 4
+    XCTAssertTrue(message(try plan(config, ranks: 8)).contains("Pass --batch-size 8 or more"))
+    XCTAssertNoThrow(try plan(config, ranks: 4))
+    XCTAssertTrue(message(try plan(data: data(classes: ["sad"]))).contains("at least 2 classes"))
+    XCTAssertTrue(message(try plan(data: data(rows: 0))).contains("at least 2 classes"))
+    let short = DataSplit(membership: [0, 0, 1])
+    XCTAssertTrue(message(try plan(split: short)).contains("the given split covers 3 rows"))
+    XCTAssertEqual(try plan(split: DataSplit(membership: [Int8](repeating: 0, count: 40))).split?.train.count, 40)
+  }
+
+  func testAResumeRunsTheRecordedRun() throws {
+    let r = try resume(try recorded(), []) { _ in }
+    var given = TrainConfig()
+    (given.model, given.epochs) = ("seed", 50)
+    let p = try plan(given, resumed: r)
+    // The run's configuration, model (the checkpoint's, not a preset) and split, whatever the defaults say.
+    XCTAssertEqual(p.config.model, "small")
+    XCTAssertEqual(p.config.epochs, 5)
+    XCTAssertNil(p.config.builtBy)
+    XCTAssertEqual(p.spec, try recorded().spec)
+    XCTAssertEqual(p.split?.sizes, [30, 5, 5, 0])
+    XCTAssertEqual(p.resumed?.path, "c.h5")
+  }
+
+  func testAResumeRefusesWhatDoesNotFit() throws {
+    let r = try resume(try recorded(), []) { _ in }
+    let other = message(try plan(resumed: r, data: data(hash: "b")))
+    XCTAssertTrue(other.contains("is not the data the run in c.h5 trained on"), other)
+    XCTAssertTrue(message(try plan(resumed: r, data: data(rows: 41))).contains("41 rows x 2376"))
+    XCTAssertTrue(message(try plan(resumed: r, data: data(classes: ["a", "b", "c"]))).contains("classes [\"a\""))
+    // A checkpoint that does not record its data's identity (older ones): its model and classes are checked.
+    let unrecorded = try resume(try recorded { $0.data = nil }, []) { _ in }
+    XCTAssertTrue(message(try plan(resumed: unrecorded, data: data(width: 100))).contains("100 features per row"))
+    XCTAssertTrue(message(try plan(resumed: unrecorded, data: data(classes: ["a", "b", "c"]))).contains("its classes"))
+    // 30 train rows in batches of 8 are 4 steps: a state at step 4 (stopped after the last) resumes, 5 does not.
+    let atEnd = try resume(try recorded { $0.step = 4 }, []) { _ in }
+    XCTAssertNoThrow(try plan(resumed: atEnd))
+    let beyond = message(try plan(resumed: try resume(try recorded { $0.step = 5 }, []) { _ in }))
+    XCTAssertTrue(beyond.contains("step 5 of an epoch of 4 steps"), beyond)
+    let weights = message(
+      try plan(resumed: try resume(try recorded { $0.config.classWeights = [1, -1, 1] }, []) { _ in }))
+    XCTAssertTrue(weights.contains("class weights"), weights)
+    var uncovered = try recorded()
+    uncovered.split = [0, 1]
+    XCTAssertTrue(message(try plan(resumed: try resume(uncovered, []) { _ in })).contains("split does not cover"))
+  }
+}
