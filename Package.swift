@@ -57,6 +57,8 @@ let swiftTargets: [Target] = [
   .target(
     name: "ConvNet", dependencies: ["COpenBLAS", "CConvKernels", "CSystem", "Base"], swiftSettings: optimisedInDebug),
   .target(name: "Collective", dependencies: ["CMPI", "Base"]),
+  // Process setup: OpenBLAS's environment before it loads, and the thread counts.
+  .target(name: "ProcessSetup", dependencies: ["COpenBLAS", "CSystem", "ConvNet", "Base"]),
   // Feature rows of one recording (the recipe and augmentation order) and a corpus over ranks and threads.
   .target(name: "Extraction", dependencies: ["AudioFeatures", "FeatureStore", "Collective", "Base"]),
   // Everything a model is stored as: sertrain checkpoints (with the scaler) and Keras weight files.
@@ -69,12 +71,12 @@ let swiftTargets: [Target] = [
   // The benchmarks' measurements and subprocesses; their Python peers are Benchmarks/*.py.
   .target(
     name: "Bench",
-    dependencies: ["Base", "Training", "FeatureStore", "ConvNet", "Collective", "AudioFeatures"]),
+    dependencies: ["Base", "Training", "FeatureStore", "ConvNet", "Collective", "AudioFeatures", "ProcessSetup"]),
   .executableTarget(
     name: "sertrain",
     dependencies: [
       "Base", "Training", "Bench", "Extraction", "ModelFiles", "ConvNet", "Collective", "AudioFeatures",
-      "FeatureStore", "HDF5", "CSystem", "CEntry", "CTextKernels",
+      "FeatureStore", "HDF5", "CSystem", "CEntry", "CTextKernels", "ProcessSetup",
       .product(name: "ArgumentParser", package: "swift-argument-parser"),
     ]),
 ]
@@ -89,6 +91,7 @@ let testTargets: [Target] = [
   .testTarget(name: "HDF5Tests", dependencies: ["HDF5", "Base", "CSystem", "_TestSupport"]),
   .testTarget(name: "FeatureStoreTests", dependencies: ["FeatureStore", "AudioFeatures", "_TestSupport"]),
   .testTarget(name: "ConvNetTests", dependencies: ["ConvNet", "ModelFiles", "Base", "HDF5", "_TestSupport"]),
+  .testTarget(name: "ProcessSetupTests", dependencies: ["ProcessSetup"]),
   .testTarget(
     name: "AudioFeaturesTests", dependencies: ["AudioFeatures", "HDF5", "_TestSupport"]),
   .testTarget(

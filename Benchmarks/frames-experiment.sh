@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The frame-model experiment (README, "Experiment"): speaker-fold cross-validation on EmoDB (within one corpus: 10
+# The frame-model experiment (EXPERIMENTS.md): speaker-fold cross-validation on EmoDB (within one corpus: 10
 # speakers, 5 folds of 2, boredom left out: 6 classes) and on ser-mini (across corpora: 8 speakers, 4 folds), for
 # the flat `small` preset and the frames models with each standardisation, two seeds each. Prints one tab-separated
 # line per run: data, model, standardisation, seed, test accuracy mean and sd, UAR mean and sd, the mean over folds

@@ -2,6 +2,7 @@ import Base
 import Collective
 import ConvNet
 import FoundationEssentials
+import ProcessSetup
 import Training
 
 #if canImport(Glibc)

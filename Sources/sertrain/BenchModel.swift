@@ -3,6 +3,7 @@ import Base
 import Bench
 import Collective
 import ConvNet
+import ProcessSetup
 import Training
 
 #if canImport(Glibc)
@@ -57,7 +58,7 @@ struct BenchModelCommand: ParsableCommand {
 
   func run() throws {
     try runReportingErrors {
-      configureBLASThreads(environment: environment())
+      configureThreads(environment: environment())
       let policy = KernelPolicy(precision: try precision.resolved(), directConvolutionLevel: convolution.level)
       let spec = try ModelSpec.load(steps.model)
       if child {

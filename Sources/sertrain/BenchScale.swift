@@ -4,6 +4,7 @@ import Bench
 import Collective
 import ConvNet
 import FoundationEssentials
+import ProcessSetup
 
 #if canImport(Glibc)
   import Glibc
@@ -65,7 +66,7 @@ struct BenchScaleCommand: ParsableCommand {
     try runReportingErrors {
       if child {
         let comm = try makeCommunicator(environment())
-        configureBLASThreads(environment: environment())
+        configureThreads(environment: environment())
         let s = try benchmarkDataParallelSteps(
           spec: Self.spec(models), comm: comm, globalBatch: batchSize, steps: steps, warmup: 1,
           bucketBytes: Int(bucketMb * Double(1 << 20)), bareSizes: [1 << 8, 1 << 14, 1 << 18, 1 << 20, 1 << 22])

@@ -3,6 +3,7 @@ import Base
 import Bench
 import Collective
 import ConvNet
+import ProcessSetup
 import Training
 
 #if canImport(Glibc)
@@ -32,13 +33,13 @@ struct BenchTrainCommand: ParsableCommand {
       spec.inputLength = 2376
       if child {
         let comm = try makeCommunicator(env)
-        configureBLASThreads(environment: env)
+        configureThreads(environment: env)
         let s = try benchmarkDataParallelSteps(
           spec: spec, comm: comm, globalBatch: steps.batchSize, steps: steps.steps, warmup: steps.warmup)
         if comm.rank == 0 { print(s.json()) }
         return
       }
-      configureBLASThreads(environment: env)
+      configureThreads(environment: env)
       let threads = blasThreads
       let network = try Network(spec: spec, classes: 7)
       let flops = trainingFlopsPerSample(network)

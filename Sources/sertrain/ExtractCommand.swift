@@ -4,6 +4,7 @@ import Base
 import Collective
 import ConvNet
 import Extraction
+import ProcessSetup
 import Training
 
 struct Extract: ParsableCommand {
@@ -62,7 +63,7 @@ struct Extract: ParsableCommand {
 
   func run() throws {
     try runOnRanks { comm in
-      configureBLASThreads(environment: ["OPENBLAS_NUM_THREADS": "1"])
+      configureThreads(environment: ["OPENBLAS_NUM_THREADS": "1"])
       var o = ExtractOptions(root: directory, output: output)
       o.manifest = manifest
       o.augmentations = augment.split(separator: ",").map { Augmentation(rawValue: String($0))! }

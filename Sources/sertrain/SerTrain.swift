@@ -7,6 +7,7 @@ import ConvNet
 import FeatureStore
 import HDF5
 import ModelFiles
+import ProcessSetup
 import Training
 
 #if canImport(Glibc)

@@ -3,6 +3,7 @@ import Base
 import Collective
 import ConvNet
 import ModelFiles
+import ProcessSetup
 import Training
 
 #if canImport(Glibc)
@@ -34,7 +35,7 @@ struct Train: ParsableCommand {
 
   func run() throws {
     try runOnRanks { comm in
-      configureBLASThreads(environment: environment())
+      configureThreads(environment: environment())
       let (config, given) = training.configuration()
       // One directory for every rank, whatever their clocks or views of runs/ say: rank 0 chooses.
       var dir = ""
@@ -291,7 +292,7 @@ struct CrossValidate: ParsableCommand {
 
   func run() throws {
     try runOnRanks { comm in
-      configureBLASThreads(environment: environment())
+      configureThreads(environment: environment())
       var o = CrossValidationOptions()
       (o.folds, o.by, o.directory) = (folds, by.split, directory)
       (o.config, o.trainer) = (training.configuration().0, output.trainer(training))

@@ -5,6 +5,7 @@ import ConvNet
 import FeatureStore
 import FoundationEssentials
 import ModelFiles
+import ProcessSetup
 import Training
 
 #if canImport(Glibc)
@@ -40,16 +41,15 @@ struct Evaluate: ParsableCommand {
 
   func run() throws {
     try runOnRanks { comm in
-      configureBLASThreads(environment: environment())
+      configureThreads(environment: environment())
       let c = try Checkpoint.read(checkpoint)
-      let path = try defaultData(c, data)
+      let path = defaultData(c, data)
       // Other data than the run's (its split does not cover it): all its rows.
-      let own =
-        try data == nil
-        || { () throws -> Bool in
-          let f = try FeatureFile(path: path)
-          return f.classes == c.classNames && c.split?.count == f.rowCount
-        }()
+      var own = data == nil
+      if !own {
+        let f = try FeatureFile(path: path)
+        own = f.classes == c.classNames && c.split?.count == f.rowCount
+      }
       let split = self.split ?? (own ? "test" : "all")
       let e = try evaluate(
         c, path: checkpoint, dataPath: path, split: split, comm: comm, precision: try precision.resolved())
@@ -115,7 +115,7 @@ struct Predict: ParsableCommand {
 
   func run() throws {
     try runReportingErrors {
-      configureBLASThreads(environment: environment())
+      configureThreads(environment: environment())
       let c = try Checkpoint.read(checkpoint)
       if c.standardization == .speaker {
         printError(
@@ -196,7 +196,7 @@ struct Report: ParsableCommand {
 
   func run() throws {
     try runReportingErrors {
-      configureBLASThreads(environment: environment())
+      configureThreads(environment: environment())
       let page = output ?? split.map { "\(runDir)/report-\($0).html" }
       if let (path, _) = try makeReport(
         runDir: runDir, data: data, split: split, comm: SingleProcessCommunicator(), output: page, progress: true)

@@ -1,6 +1,6 @@
 import XCTest
 
-@testable import ConvNet
+@testable import ProcessSetup
 
 /// What sertrain sets for OpenBLAS before it loads.
 final class BLASEnvironmentTests: XCTestCase {
