@@ -330,7 +330,9 @@ public final class Trainer {
       UnsafeMutableRawBufferPointer(start: network.parameters.pointer, count: network.trainableCount * 4), root: 0)
     comm.broadcast(
       UnsafeMutableRawBufferPointer(start: network.state.pointer, count: network.nonTrainableCount * 4), root: 0)
-    let sum = checksum(network.parameters.pointer, network.trainableCount)
+    var h = FNV1a()
+    for i in 0..<network.trainableCount { h.add(network.parameters.pointer[i].bitPattern) }
+    let sum = h.value
     var root = sum
     comm.broadcast(&root, root: 0)
     let bad = comm.sum(sum == root ? 0 : 1)
@@ -338,12 +340,6 @@ public final class Trainer {
       printError("rank \(comm.rank): parameter checksum \(sum) vs rank 0's \(root) after the broadcast")
       comm.abort(code: 1)
     }
-  }
-
-  private func checksum(_ p: UnsafePointer<Float>, _ n: Int) -> UInt64 {
-    var h: UInt64 = 0xcbf2_9ce4_8422_2325
-    for i in 0..<n { h = (h ^ UInt64(p[i].bitPattern)) &* 0x100_0000_01b3 }
-    return h
   }
 
   private func say(_ line: String) { Output.shared.line(options.linePrefix + line) }
