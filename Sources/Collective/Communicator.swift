@@ -66,6 +66,20 @@ extension Communicator {
     bytes.withUnsafeMutableBytes { broadcast($0, root: root) }
     s = String(decoding: bytes, as: UTF8.self)
   }
+
+  /// What rank 0 decides, for every rank: `body` runs on rank 0 and its value is broadcast; an error it throws is
+  /// every rank's, thrown as an `AgreedFailure` that carries rank 0's message (no rank aborts, none waits).
+  public func decidedByRoot<T: Codable>(_ body: () throws -> T) throws -> T {
+    var text = ""
+    if rank == 0 {
+      do { text = "value " + jsonText(try body()) } catch { text = "error \(error)" }
+    }
+    broadcast(&text, root: 0)
+    guard text.hasPrefix("value "), let value = try? decodeJSON(T.self, from: String(text.dropFirst(6))) else {
+      throw AgreedFailure(rank == 0 ? String(text.dropFirst(6)) : nil)
+    }
+    return value
+  }
 }
 
 /// One process, no MPI: every collective is the identity.

@@ -79,9 +79,10 @@ public func featureRows(
 public func extractCorpus(_ o: ExtractOptions, comm: Communicator) throws -> ExtractReport {
   let t0 = monotonicSeconds()
   // The output is checked before any work: rank 0's verdict, so that every rank stops together.
-  var refusal = comm.rank == 0 ? PendingFile.refusal(o.output, overwrite: o.force) ?? "" : ""
-  comm.broadcast(&refusal, root: 0)
-  if !refusal.isEmpty { throw AgreedFailure(comm.rank == 0 ? refusal : nil) }
+  _ = try comm.decidedByRoot {
+    if let refusal = PendingFile.refusal(o.output, overwrite: o.force) { throw Failure(refusal) }
+    return true
+  }
   var report = ExtractReport()
   var recordings: [LabelledRecording]
   if let manifest = o.manifest {

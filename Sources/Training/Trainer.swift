@@ -84,24 +84,20 @@ public final class Trainer {
     let isRoot = comm.rank == 0
     // Rank 0 owns the directory: it locks it before anything is read or written there.
     var lock: RunLock?
-    var failure = ""
-    if isRoot {
-      do {
-        try makeDirectories(runDir)
-        lock = try RunLock(runDir: runDir)
-        PendingFile.removeStale(in: runDir)  // the lock is held: no live writer of this run owns one
-        if resume == nil, let existing = existingRun(in: runDir) {
-          guard replace else {
-            throw Failure(
-              "\(runDir) holds \(existing): continue it with --resume auto, replace it with --force, or choose "
-                + "another --run-dir")
-          }
-          for file in runFiles { try? FileManager.default.removeItem(atPath: runDir + "/" + file) }
+    _ = try comm.decidedByRoot {
+      try makeDirectories(runDir)
+      lock = try RunLock(runDir: runDir)
+      PendingFile.removeStale(in: runDir)  // the lock is held: no live writer of this run owns one
+      if resume == nil, let existing = existingRun(in: runDir) {
+        guard replace else {
+          throw Failure(
+            "\(runDir) holds \(existing): continue it with --resume auto, replace it with --force, or choose "
+              + "another --run-dir")
         }
-      } catch { failure = "\(error)" }
+        for file in runFiles { try? FileManager.default.removeItem(atPath: runDir + "/" + file) }
+      }
+      return true
     }
-    comm.broadcast(&failure, root: 0)
-    if !failure.isEmpty { throw AgreedFailure(isRoot ? failure : nil) }
 
     var resumed: RunPlan.Resumption?
     if let resume {
@@ -202,16 +198,8 @@ public final class Trainer {
     guard !trainRows.isEmpty else { throw Failure("the split left no train rows") }
     if resumed == nil, let asked = config.classWeight {
       // Rank 0 reads a weights file and says why it fails; every rank then has the same weights, or the same error.
-      var text = ""
-      if isRoot {
-        do {
-          text = jsonText(
-            try resolveClassWeights(asked, classes: file.classes, labels: trainRows.map { file.labels[$0] }))
-        } catch { text = "error: \(error)" }
-      }
-      comm.broadcast(&text, root: 0)
-      guard !text.hasPrefix("error: "), let weights = try? decodeJSON([Double].self, from: text) else {
-        throw AgreedFailure(isRoot ? String(text.dropFirst("error: ".count)) : nil)
+      let weights = try comm.decidedByRoot {
+        try resolveClassWeights(asked, classes: file.classes, labels: trainRows.map { file.labels[$0] })
       }
       (config.classWeights, state.config.classWeights) = (weights, weights)
     }

@@ -1,5 +1,6 @@
 // Run by Launch/test.sh under `mpirun -n 2` and `mpirun -n 4 --oversubscribe`; under plain `swift test` the
 // same checks run on one process.
+import Base
 import Collective
 import XCTest
 
@@ -25,6 +26,21 @@ final class AllreduceTests: XCTestCase {
     var text = comm.rank == comm.size - 1 ? "from the last rank" : ""
     comm.broadcast(&text, root: comm.size - 1)
     XCTAssertEqual(text, "from the last rank")
+    comm.barrier()
+  }
+
+  func testWhatRankZeroDecidesEveryRankGets() throws {
+    // Rank 0's value (the others' closures never run), or rank 0's error as every rank's AgreedFailure.
+    let value = try comm.decidedByRoot { () -> [String] in
+      XCTAssertEqual(comm.rank, 0)
+      return ["decided by", "rank \(comm.rank)"]
+    }
+    XCTAssertEqual(value, ["decided by", "rank 0"])
+    XCTAssertThrowsError(try comm.decidedByRoot { () -> Int in throw Failure("a.h5", "no, on rank \(comm.rank)") }) {
+      let failure = $0 as? AgreedFailure
+      XCTAssertNotNil(failure, "\($0)")
+      XCTAssertEqual(failure?.message, comm.rank == 0 ? "a.h5: no, on rank 0" : nil)
+    }
     comm.barrier()
   }
 
