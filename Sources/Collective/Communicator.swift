@@ -80,6 +80,14 @@ extension Communicator {
     }
     return value
   }
+
+  /// Rank 0's verdict on `body`, for every rank: it returns on all ranks or throws rank 0's error on all of them.
+  public func decidedByRoot(_ body: () throws -> Void) throws {
+    _ = try decidedByRoot { () throws -> Bool in
+      try body()
+      return true
+    }
+  }
 }
 
 /// One process, no MPI: every collective is the identity.

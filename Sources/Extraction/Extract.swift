@@ -79,9 +79,8 @@ public func featureRows(
 public func extractCorpus(_ o: ExtractOptions, comm: Communicator) throws -> ExtractReport {
   let t0 = monotonicSeconds()
   // The output is checked before any work: rank 0's verdict, so that every rank stops together.
-  _ = try comm.decidedByRoot {
+  try comm.decidedByRoot {
     if let refusal = PendingFile.refusal(o.output, overwrite: o.force) { throw Failure(refusal) }
-    return true
   }
   var report = ExtractReport()
   var recordings: [LabelledRecording]

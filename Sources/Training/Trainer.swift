@@ -84,7 +84,7 @@ public final class Trainer {
     let isRoot = comm.rank == 0
     // Rank 0 owns the directory: it locks it before anything is read or written there.
     var lock: RunLock?
-    _ = try comm.decidedByRoot {
+    try comm.decidedByRoot {
       try makeDirectories(runDir)
       lock = try RunLock(runDir: runDir)
       PendingFile.removeStale(in: runDir)  // the lock is held: no live writer of this run owns one
@@ -96,7 +96,6 @@ public final class Trainer {
         }
         for file in runFiles { try? FileManager.default.removeItem(atPath: runDir + "/" + file) }
       }
-      return true
     }
 
     var resumed: RunPlan.Resumption?

@@ -41,6 +41,13 @@ final class AllreduceTests: XCTestCase {
       XCTAssertNotNil(failure, "\($0)")
       XCTAssertEqual(failure?.message, comm.rank == 0 ? "a.h5: no, on rank 0" : nil)
     }
+    // A verdict without a value: every rank returns, or every rank throws.
+    var ran = false
+    XCTAssertNoThrow(try comm.decidedByRoot { ran = true })
+    XCTAssertEqual(ran, comm.rank == 0)
+    XCTAssertThrowsError(try comm.decidedByRoot { throw Failure("refused") }) {
+      XCTAssertEqual(($0 as? AgreedFailure)?.message, comm.rank == 0 ? "refused" : nil)
+    }
     comm.barrier()
   }
 
