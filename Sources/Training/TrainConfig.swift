@@ -286,7 +286,7 @@ public struct TrainingState: Codable, Sendable {
 
   /// What a valid state cannot hold (a crafted or damaged checkpoint may say anything): its configuration's
   /// problems, and an epoch, step or best epoch out of range. The step is checked against the epoch's length
-  /// once the split is known (`Trainer.init`).
+  /// once the split is known (`RunPlan`).
   public var problems: [String] {
     var out = config.problems
     if !(0...config.epochs).contains(epoch) { out.append("epoch \(epoch) is not within 0...\(config.epochs)") }
