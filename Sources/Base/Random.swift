@@ -5,7 +5,7 @@
 /// A reproducible random stream: xoshiro256** seeded through SplitMix64 from a seed and stream identifiers,
 /// so that (seed, epoch, rank) or (seed, file index) always give the same numbers on every machine.
 public struct RandomStream: RandomNumberGenerator, Sendable {
-  private var s: (UInt64, UInt64, UInt64, UInt64)
+  @usableFromInline var s: (UInt64, UInt64, UInt64, UInt64)
 
   /// - Parameters:
   ///   - seed: the run's seed.
@@ -28,7 +28,7 @@ public struct RandomStream: RandomNumberGenerator, Sendable {
     return z ^ (z >> 31)
   }
 
-  public mutating func next() -> UInt64 {
+  @inlinable public mutating func next() -> UInt64 {
     let result = ((s.1 &* 5) << 7 | (s.1 &* 5) >> 57) &* 9
     let t = s.1 << 17
     s.2 ^= s.0
@@ -41,10 +41,10 @@ public struct RandomStream: RandomNumberGenerator, Sendable {
   }
 
   /// Uniform in [0, 1) with 24 random bits.
-  public mutating func uniformFloat() -> Float { Float(next() >> 40) * (1.0 / 16_777_216.0) }
+  @inlinable public mutating func uniformFloat() -> Float { Float(next() >> 40) * (1.0 / 16_777_216.0) }
 
   /// Uniform in [0, 1) with 53 random bits.
-  public mutating func uniform() -> Double { Double(next() >> 11) * (1.0 / 9_007_199_254_740_992.0) }
+  @inlinable public mutating func uniform() -> Double { Double(next() >> 11) * (1.0 / 9_007_199_254_740_992.0) }
 
   /// Standard normal (Box–Muller).
   public mutating func normal() -> Double {
