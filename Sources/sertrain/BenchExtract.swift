@@ -45,45 +45,45 @@ struct BenchExtractCommand: ParsableCommand {
         let pml = getenv("OMPI_MCA_pml").map { String(cString: $0) } ?? "ob1"  // a user's choice stays
         let environment = mpirunEnvironment.merging(["OMPI_MCA_pml": pml]) { $1 }
         print("mpirun: OMPI_MCA_pml=\(pml)")
-        let ours = try interleaved(configurations.map { _ in options.repeats }) { c, i in
+        // The peer's files and its virtual environment first, so that its runs can take turns with ours: each
+        // round runs every configuration once, and a machine whose load drifts weighs on both sides alike.
+        var peerArgv: [String] = []
+        let take = peerFiles > 0 ? Array(found.prefix(peerFiles)) : found
+        if !options.noPeer {
+          let python = try benchmarkVenv(options.venv, packages: ["librosa", "soundfile"])
+          let list = dir + "/files.txt"
+          try writeTextAtomically(take.map { corpus + "/" + $0.path + "\n" }.joined(), to: list)
+          peerArgv = [python, try peerScript("peer_extract.py"), list]
+        }
+        let counts = configurations.map { _ in options.repeats } + (options.noPeer ? [] : [options.peerRepeats])
+        let runs = try interleaved(counts) { c, i -> Double in
+          guard c < configurations.count else {
+            // One thread, for a per-core figure: numpy's BLAS otherwise spins a second core for nothing (measured:
+            // the same files/s with 1.6 cores busy).
+            let m = try runMeasured(
+              peerArgv, environment: ["OMP_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"])
+            guard m.status == 0 else { throw Failure("the librosa peer exited \(m.status)") }
+            print("  run \(i + 1): librosa (process included): \(fixed(Double(take.count) / m.seconds, 2)) files/s")
+            return Double(take.count) / m.seconds
+          }
           let (label, argv) = configurations[c]
           let m = try runMeasured(argv, environment: environment)
           guard m.status == 0 else { throw Failure("\(argv.joined(separator: " ")) exited \(m.status)") }
           print(
             "  run \(i + 1): sertrain extract, \(label): \(fixed(m.seconds, 2)) s = "
               + "\(fixed(Double(found.count) / m.seconds, 1)) files/s")
-          return m.seconds
+          return Double(found.count) / m.seconds
         }
-        let rates = ours.map { Double(found.count) / median($0) }
+        let rates = configurations.indices.map { median(runs[$0]) }
         for (c, (label, _)) in configurations.enumerated() {
           print(
             "sertrain extract, \(label): \(fixed(rates[c], 1)) files/s (\(fixed(rates[c] / rates[0], 2))x of 1 thread)")
         }
-        let one = rates[1]
-        let many = rates[2]
         guard !options.noPeer else { return }
-        let python = try benchmarkVenv(options.venv, packages: ["librosa", "soundfile"])
-        let list = dir + "/files.txt"
-        let take = peerFiles > 0 ? Array(found.prefix(peerFiles)) : found
-        let fp = fopen(list, "w")!
-        for r in take { fputs(corpus + "/" + r.path + "\n", fp) }
-        fclose(fp)
-        let script = try peerScript("peer_extract.py")
-        var peer: [Double] = []
-        for i in 0..<options.peerRepeats {
-          // One thread, for a per-core figure: numpy's BLAS otherwise spins a second core for nothing (measured: the
-          // same files/s with 1.6 cores busy).
-          let m = try runMeasured(
-            [python, script, list],
-            environment: ["OMP_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"])
-          guard m.status == 0 else { throw Failure("the librosa peer exited \(m.status)") }
-          peer.append(Double(take.count) / m.seconds)
-          print("  run \(i + 1): librosa (process included): \(fixed(peer.last!, 2)) files/s")
-        }
-        let p = median(peer)
+        let p = median(runs[configurations.count])
         print(
-          "ratio to librosa on one core: 1 rank x 1 thread \(fixed(rates[0] / p, 1))x, 1 rank (all cores) \(fixed(one / p, 1))x, "
-            + "\(ranks) ranks \(fixed(many / p, 1))x")
+          "ratio to librosa on one core: 1 rank x 1 thread \(fixed(rates[0] / p, 1))x, 1 rank (all cores) "
+            + "\(fixed(rates[1] / p, 1))x, \(ranks) ranks \(fixed(rates[2] / p, 1))x")
       }
     }
   }
