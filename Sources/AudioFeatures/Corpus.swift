@@ -95,6 +95,23 @@ public func scanCorpus(_ root: String) throws -> (recordings: [LabelledRecording
   return (recordings, skipped)
 }
 
+/// The audio files `arguments` name: a file as given, a directory as every audio file below it (by extension,
+/// sorted by path, hidden entries left out), in the order given. A directory without audio files is an error.
+public func audioFiles(_ arguments: [String]) throws -> [String] {
+  try arguments.flatMap { argument -> [String] in
+    var st = stat()
+    guard stat(argument, &st) == 0, (st.st_mode & S_IFMT) == S_IFDIR else { return [argument] }
+    var found: [String] = []
+    try walk(argument, "", &found)
+    guard !found.isEmpty else {
+      throw AudioError(
+        argument, "a directory without audio files (\(audioExtensions.sorted().joined(separator: ", ")))")
+    }
+    let root = argument.hasSuffix("/") ? String(argument.dropLast()) : argument
+    return found.sorted().map { root + "/" + $0 }
+  }
+}
+
 private func walk(_ root: String, _ relative: String, _ out: inout [String]) throws {
   let dir = relative.isEmpty ? root : root + "/" + relative
   guard let names = directoryEntries(dir) else {

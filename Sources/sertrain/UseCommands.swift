@@ -1,4 +1,5 @@
 import ArgumentParser
+import AudioFeatures
 import Base
 import Collective
 import ConvNet
@@ -86,7 +87,7 @@ struct Predict: ParsableCommand {
   @Option(help: "The checkpoint.")
   var checkpoint: String
 
-  @Argument(help: "Audio files (any format libsndfile reads).")
+  @Argument(help: "Audio files (any format libsndfile reads), or directories: every audio file below one, by path.")
   var files: [String] = []
 
   @Option(help: "Predict the rows of this feature file instead.")
@@ -117,16 +118,17 @@ struct Predict: ParsableCommand {
     try runReportingErrors {
       configureThreads(environment: environment())
       let c = try Checkpoint.read(checkpoint)
+      let recordings = try audioFiles(files)
       if c.standardization == .speaker {
         printError(
           "note: \(checkpoint) standardises each speaker by that speaker's own statistics: "
             + (features == nil
-              ? "they are computed over the \(files.count) recordings given, as one speaker's"
+              ? "they are computed over the \(recordings.count) recordings given, as one speaker's"
               : "they are computed for each speaker of \(features!)"))
       }
       let predictions =
         features == nil
-        ? try predictFiles(files, checkpoint: c, path: checkpoint, precision: try precision.resolved())
+        ? try predictFiles(recordings, checkpoint: c, path: checkpoint, precision: try precision.resolved())
         : try predictRows(
           featuresPath: features!, split: split, checkpoint: c, path: checkpoint, precision: try precision.resolved())
       let classes = c.classNames

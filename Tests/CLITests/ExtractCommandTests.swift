@@ -134,6 +134,21 @@ final class SynthCommandTests: XCTestCase {
     let csv = try runCommand(
       ["predict", "--checkpoint", "run/checkpoint-last.h5", "--csv", "empty.wav", "one.wav"], directory: dir)
     XCTAssertTrue(csv.stderr.contains("warning: one.wav: shorter than the 0.6 s offset (1 frames"), csv.stderr)
+    // A directory stands for every audio file below it, sorted by path; one without audio files is an error.
+    let folder = dir + "/new"
+    try FileManager.default.createDirectory(atPath: folder + "/inner", withIntermediateDirectories: true)
+    try FileManager.default.copyItem(atPath: dir + "/one.wav", toPath: folder + "/inner/a.wav")
+    try FileManager.default.copyItem(atPath: dir + "/empty.wav", toPath: folder + "/b.WAV")
+    XCTAssertTrue(FileManager.default.createFile(atPath: folder + "/notes.txt", contents: Data("x".utf8)))
+    let all = try runCommand(["predict", "--checkpoint", "run/checkpoint-last.h5", "--csv", "new/"], directory: dir)
+    XCTAssertEqual(all.status, 0, all.stderr)
+    XCTAssertEqual(
+      all.stdout.split(separator: "\n").dropFirst().map { String($0.prefix { $0 != "," }) },
+      ["new/b.WAV", "new/inner/a.wav"],
+      all.stdout)
+    let none = try runCommand(["predict", "--checkpoint", "run/checkpoint-last.h5", "run"], directory: dir)
+    XCTAssertEqual(none.status, 1, none.stdout)
+    XCTAssertTrue(none.stderr.contains("run: a directory without audio files"), none.stderr)
     // A stored row holding NaN gets an error line too, never `nan` probabilities.
     let f = try FeatureFile(path: dir + "/f.h5")
     var rows = try f.readRows(0..<f.rowCount)
