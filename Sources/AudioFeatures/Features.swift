@@ -129,26 +129,7 @@ public final class FeatureExtractor: Sendable {
       }
     }
     // dB: 10·log10(max(1e-10, power)), log10 evaluated in double and rounded once (as log10f, bar a rare ulp).
-    var peak = -Float.infinity
-    mel.withUnsafeMutableBufferPointer { mb in
-      let p = mb.baseAddress!
-      var i = 0
-      var top = SIMD4<Float>(repeating: -.infinity)
-      while i + 4 <= mb.count {
-        var v = loadF4(p + i)
-        v.replace(with: 1e-10, where: .!(v .>= 1e-10))  // max(1e-10, v), NaN included, as Swift.max
-        let db = 10 * narrow(naturalLog(widen(v)) / 2.302585092994045684)
-        storeF4(db, p + i)
-        top.replace(with: db, where: db .> top)
-        i += 4
-      }
-      peak = max(max(top[0], top[1]), max(top[2], top[3]))
-      while i < mb.count {
-        p[i] = 10 * Float(naturalLog(SIMD4<Double>(repeating: Double(max(1e-10, p[i]))))[0] / 2.302585092994045684)
-        peak = max(peak, p[i])
-        i += 1
-      }
-    }
+    let peak = mel.withUnsafeMutableBufferPointer { sertrain_power_db($0.baseAddress!, $0.count) }
     let floor = peak - topDB
     for i in 0..<mel.count { mel[i] = max(mel[i], floor) }
     let k = recipe.nMFCC

@@ -5,9 +5,10 @@ import CAudioKernels
 /// is accurate to about 1e-13 relative, so the float result is the correctly rounded one except when the exact
 /// value lies within that distance of a rounding boundary; glibc's float functions, which this replaces, are
 /// correctly rounded in the same cases (they are within an ulp), so the vocoder's float32 phase accumulator sees
-/// the same values bar a rare ulp. Those, the vocoder step built on them, the STFT's window and the power spectrum
-/// run in C (`CSupport/vectormath.c`), where one binary can carry AVX-512, AVX2 and baseline versions; the rest is
-/// Swift SIMD on four lanes of double or eight of float (SSE2 on any x86-64).
+/// the same values bar a rare ulp. Those, the vocoder step built on them, the STFT's window, the power spectrum and
+/// its decibels (`sertrain_power_db`, with the double logarithm) run in C (`CAudioKernels/vectormath.c`), where one
+/// binary can carry AVX-512, AVX2 and baseline versions; the rest is Swift SIMD on four lanes of double or eight of
+/// float (SSE2 on any x86-64).
 typealias D4 = SIMD4<Double>
 typealias F4 = SIMD4<Float>
 typealias F8 = SIMD8<Float>
@@ -58,35 +59,6 @@ func vocoderStep(
   column: UnsafeMutablePointer<Float>, bins: Int
 ) {
   sertrain_vocoder_step(magnitudeA, magnitudeB, angleA, angleB, advance, alpha, phase, column, bins)
-}
-
-/// `ln x` for positive normal `x` (Box–Muller's uniforms): `x = 2^e·m` with `m` in `[√½, √2)`, and
-/// `ln m = 2 atanh s = 2(s + s³/3 + ... + s²¹/21)` with `s = (m-1)/(m+1)`, `|s| <= 0.172` (error under 1e-17).
-@inline(__always) func naturalLog(_ x: D4) -> D4 {
-  let bits = unsafeBitCast(x, to: SIMD4<UInt64>.self)
-  // The biased exponent as a double (2^52 + E, minus 2^52), and the mantissa scaled to [1, 2).
-  let exponentBits = (bits &>> 52) & 0x7ff
-  var e =
-    unsafeBitCast(exponentBits | 0x4330_0000_0000_0000, to: D4.self) - D4(repeating: 0x1p52) - D4(repeating: 1023)
-  var m = unsafeBitCast((bits & 0x000f_ffff_ffff_ffff) | 0x3ff0_0000_0000_0000, to: D4.self)
-  let high = m .> D4(repeating: 1.4142135623730951)
-  m = m.replacing(with: m * 0.5, where: high)
-  e = e.replacing(with: e + 1, where: high)
-  let s = (m - 1) / (m + 1)
-  let z = s * s
-  var p = D4(repeating: 1.0 / 21)
-  p = p * z + D4(repeating: 1.0 / 19)
-  p = p * z + D4(repeating: 1.0 / 17)
-  p = p * z + D4(repeating: 1.0 / 15)
-  p = p * z + D4(repeating: 1.0 / 13)
-  p = p * z + D4(repeating: 1.0 / 11)
-  p = p * z + D4(repeating: 1.0 / 9)
-  p = p * z + D4(repeating: 1.0 / 7)
-  p = p * z + D4(repeating: 1.0 / 5)
-  p = p * z + D4(repeating: 1.0 / 3)
-  let lnM = 2 * s + 2 * s * z * p
-  // ln 2 split so that e·ln2hi is exact.
-  return e * 6.93147180369123816490e-01 + (e * 1.90821492927058770002e-10 + lnM)
 }
 
 /// `ln x` in float32 for positive normal `x` (Box–Muller's `u₁`): `x = 2^e·m` with `m` in `[√½, √2)` (the

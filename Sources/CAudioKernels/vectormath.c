@@ -229,3 +229,75 @@ void sertrain_window_frame(const float *frame, const double *window, double *out
   }
   for (; i < count; i++) out[i] = (double)frame[i] * window[i];
 }
+
+/// `ln x` for positive normal `x`: `x = 2^e·m` with `m` in `[√½, √2)`, and `ln m = 2 atanh s = 2(s + s³/3 + ... +
+/// s²¹/21)` with `s = (m-1)/(m+1)`, `|s| <= 0.172` (error under 1e-17); `e·ln 2` with ln 2 split so that `e·ln2hi`
+/// is exact.
+ALWAYS_INLINE void log_8(const d8 *px, d8 *out) {
+  typedef unsigned long u8 __attribute__((ext_vector_type(8)));
+  const u8 bits = (u8)*px;
+  // The biased exponent as a double (2^52 + E, minus 2^52), and the mantissa scaled to [1, 2).
+  d8 e = (d8)(((bits >> 52) & 0x7ff) | 0x4330000000000000UL) - 0x1p52 - 1023.0;
+  d8 m = (d8)((bits & 0x000fffffffffffffUL) | 0x3ff0000000000000UL);
+  const l8 high = m > 1.4142135623730951;
+  m = SELECT8(high, m * 0.5, m);
+  e = SELECT8(high, e + 1.0, e);
+  const d8 s = (m - 1.0) / (m + 1.0);
+  const d8 z = s * s;
+  d8 p = SPLAT(1.0 / 21);
+  p = p * z + 1.0 / 19;
+  p = p * z + 1.0 / 17;
+  p = p * z + 1.0 / 15;
+  p = p * z + 1.0 / 13;
+  p = p * z + 1.0 / 11;
+  p = p * z + 1.0 / 9;
+  p = p * z + 1.0 / 7;
+  p = p * z + 1.0 / 5;
+  p = p * z + 1.0 / 3;
+  const d8 ln_m = 2.0 * s + 2.0 * s * z * p;
+  *out = e * 6.93147180369123816490e-01 + (e * 1.90821492927058770002e-10 + ln_m);
+}
+
+SERTRAIN_CLONES
+void sertrain_natural_log(const double *x, double *out, long count) {
+  for (long i = 0; i < count; i += 8) {
+    d8 v, l;
+    load8d(x + i, count - i, &v);
+    log_8(&v, &l);
+    if (count - i >= 8) {
+      __builtin_memcpy(out + i, &l, sizeof l);
+    } else {
+      for (long j = 0; i + j < count; j++) out[i + j] = l[j];
+    }
+  }
+}
+
+SERTRAIN_CLONES
+float sertrain_power_db(float *values, long count) {
+  f8 peak = (f8)(-__builtin_inff());
+  for (long i = 0; i < count; i += 8) {
+    const long n = count - i;
+    f8 v;
+    load8f(values + i, n, &v);
+    // max(1e-10, v), NaN included (a NaN is not >= the bound).
+    typedef int i8 __attribute__((ext_vector_type(8)));
+    const i8 keep = v >= 1e-10f;
+    v = (f8)((keep & (i8)v) | (~keep & (i8)(f8)1e-10f));
+    d8 l;
+    const d8 w = __builtin_convertvector(v, d8);
+    log_8(&w, &l);
+    const f8 db = 10.0f * __builtin_convertvector(l / 2.302585092994045684, f8);
+    if (n >= 8) {
+      __builtin_memcpy(values + i, &db, sizeof db);
+      peak = __builtin_elementwise_max(peak, db);  // never NaN: the bound came first
+    } else {
+      for (long j = 0; j < n; j++) {
+        values[i + j] = db[j];
+        peak[j] = db[j] > peak[j] ? db[j] : peak[j];
+      }
+    }
+  }
+  float top = peak[0];
+  for (int j = 1; j < 8; j++) top = peak[j] > top ? peak[j] : top;
+  return top;
+}

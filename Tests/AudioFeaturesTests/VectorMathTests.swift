@@ -1,3 +1,4 @@
+import CAudioKernels
 import Foundation
 import XCTest
 import _TestSupport
@@ -74,12 +75,32 @@ final class VectorMathTests: XCTestCase {
     for i in 0..<100_000 {
       state = state &* 6_364_136_223_846_793_005 &+ 1_442_695_040_888_963_407
       let u = i < 4 ? [1.0, 0x1p-53, 0.5, 0.7071067811865476][i] : 1 - Double(state >> 11) * 0x1p-53
-      let ours = naturalLog(D4(repeating: u))[0]
+      var ours = 0.0
+      withUnsafePointer(to: u) { sertrain_natural_log($0, &ours, 1) }
       let expected = Foundation.log(u)
       worst = max(worst, abs(ours - expected) / max(abs(expected), 1e-300))
       if u == 1 { XCTAssertEqual(ours, 0) }
     }
     XCTAssertLessThan(worst, 4e-16, "ln: worst relative error")
+  }
+
+  /// Power in decibels as librosa's `power_to_db` before its floor: 10·log10(max(1e-10, v)), within an ulp of the
+  /// float of the exact value, NaN, zero, negatives and values under 1e-10 at -100 dB, and the peak the largest.
+  func testPowerToDecibels() {
+    var values: [Float] = [.nan, 0, -3, 1e-12, 1e-10, 1, 10, .greatestFiniteMagnitude, .leastNormalMagnitude]
+    var state: UInt64 = 11
+    for _ in 0..<10_000 {
+      state = state &* 6_364_136_223_846_793_005 &+ 1_442_695_040_888_963_407
+      values.append(Float(bitPattern: UInt32(truncatingIfNeeded: state >> 33) & 0x7f7f_ffff))
+    }
+    let given = values
+    let peak = values.withUnsafeMutableBufferPointer { sertrain_power_db($0.baseAddress!, $0.count) }
+    XCTAssertEqual(Array(values.prefix(5)), [-100, -100, -100, -100, -100])
+    for (v, db) in zip(given, values) where v >= 1e-10 {
+      let exact = Float(10 * Foundation.log10(Double(v)))
+      XCTAssertLessThanOrEqual(abs(db - exact), exact.ulp, "\(v)")
+    }
+    XCTAssertEqual(peak, values.max())
   }
 
   struct SplitMix: RandomNumberGenerator {

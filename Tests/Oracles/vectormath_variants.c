@@ -1,11 +1,11 @@
 // Runs the vector math of Sources/CAudioKernels/vectormath.c over 2 million awkward inputs, 200 vocoder steps and 500
-// windowed frames and power spectra, and the ConvNet kernels of stem.c and batchnorm.c over three samples of 150
-// positions and 37 channels (a partial 16-lane block, ties in every pooling window of zeros), and the Winograd
-// transforms of winograd.c (kernel, input, output and gradient over 2 samples of 37 positions and 19 channels, with
-// arbitrary transform matrices: only the variants' agreement matters), and prints one hash
-// of every output bit. VectorMathTests compiles it once
-// per instruction set and expects the same hash from each: the AVX-512, AVX2 and baseline variants that one
-// binary carries must agree to the bit.
+// windowed frames and power spectra, a million decibels and logarithms, and the ConvNet kernels of stem.c and
+// batchnorm.c over three samples of 150 positions and 37 channels (a partial 16-lane block, ties in every pooling
+// window of zeros), and the Winograd transforms of winograd.c (kernel, input, output and gradient over 2 samples of
+// 37 positions and 19 channels, with arbitrary transform matrices: only the variants' agreement matters), and prints
+// one hash of every output bit. VectorMathTests compiles it once per instruction set and expects the same hash from
+// each: the AVX-512, AVX2 and baseline variants that one binary carries must agree to the bit.
+#include <math.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -164,6 +164,21 @@ int main(void) {
     sertrain_power_strided(spectrum, bins, power + (t & 3), 4);
     for (long k = 0; k < bins; k++) h = mix(h, power[4 * k + (t & 3)]);
   }
+  // Decibels of a million powers (raw bit patterns: zeros, NaN, subnormals, infinities and every magnitude; a
+  // partial last vector), and the natural logarithm of positive doubles.
+  long m = 1000003;
+  for (long i = 0; i < m; i++) {
+    uint32_t bits;
+    memcpy(&bits, &a[(i * 7) % n], sizeof bits);
+    bits &= 0x7fffffff;
+    memcpy(&c[i], &bits, sizeof bits);
+  }
+  h = mix(h, sertrain_power_db(c, m));
+  for (long i = 0; i < m; i++) h = mix(h, c[i]);
+  double *x = malloc(m * sizeof(double)), *ln = malloc(m * sizeof(double));
+  for (long i = 0; i < m; i++) x[i] = fabs((double)b[i]) * 1e3 + 1e-300 + (double)i;
+  sertrain_natural_log(x, ln, m);
+  for (long i = 0; i < m; i++) h = mix_double(h, ln[i]);
   h = convnet_kernels(h, a, b);
   h = winograd_kernels(h, a, b);
   printf("%016llx\n", (unsigned long long)h);

@@ -31,3 +31,11 @@ void sertrain_power_strided(const double *spectrum, long bins, float *power, lon
 
 /// `out[i] = frame[i] * window[i]` in double (librosa's window times a float32 frame).
 void sertrain_window_frame(const float *frame, const double *window, double *out, long count);
+
+/// `ln x` of `count` positive normal doubles (error under 1e-17 relative before the final rounding).
+void sertrain_natural_log(const double *x, double *out, long count);
+
+/// Power to decibels in place, librosa's `power_to_db` before its floor: `10·log10(max(1e-10, v))`, the logarithm
+/// in double (`sertrain_natural_log`'s, divided by ln 10) rounded to float once, then times 10 in float; returns the
+/// largest result (`-inf` for none).
+float sertrain_power_db(float *values, long count);
