@@ -186,7 +186,7 @@ final class BatchNormLayer: Layer {
   }
 }
 
-/// The C kernels of a BatchNorm's sweeps and the pool after it, over samples `b0 ..< b1` (see CSupport.h):
+/// The C kernels of a BatchNorm's sweeps and the pool after it, over samples `b0 ..< b1` (see CConvKernels.h):
 /// batchnorm.c's over a stored input (read through a Conv1D's bias and ReLU when given), or stem.c's, which
 /// recompute a first Conv1D's output from the network's input wherever they read it.
 enum NormKernels {
