@@ -1,3 +1,4 @@
+import CAudioKernels
 import CFFTW
 
 #if canImport(Glibc)
@@ -158,20 +159,11 @@ public func timeStretch(_ y: [Float], rate: Double, spectrum given: Spectrum? = 
   defer { fftwf_free(frame) }
   signal.withUnsafeMutableBufferPointer { sig in
     norm.withUnsafeMutableBufferPointer { nrm in
-      let w = UnsafeRawPointer(window.baseAddress!)
-      let scale = F4(repeating: Float(nFFT))
       for t in 0..<outFrames {
         // FFTW's inverse may overwrite its input: each column is used once.
         fftwf_execute_dft_c2r(inverse, out + t * stride, frame)
-        let (sp, np) = (sig.baseAddress! + t * hop, nrm.baseAddress! + t * hop)
-        var i = 0
-        while i < nFFT {
-          // float32 accumulators, float64 addends (librosa's overlap-add and window-sum-square).
-          let wi = w.loadUnaligned(fromByteOffset: 8 * i, as: D4.self)
-          storeF4(narrow(widen(loadF4(sp + i)) + wi * widen(loadF4(frame + i) / scale)), sp + i)
-          storeF4(narrow(widen(loadF4(np + i)) + wi * wi), np + i)
-          i += 4
-        }
+        sertrain_overlap_add(
+          frame, window.baseAddress!, Float(nFFT), sig.baseAddress! + t * hop, nrm.baseAddress! + t * hop, nFFT)
       }
     }
   }

@@ -6,7 +6,7 @@ import CAudioKernels
 /// value lies within that distance of a rounding boundary; glibc's float functions, which this replaces, are
 /// correctly rounded in the same cases (they are within an ulp), so the vocoder's float32 phase accumulator sees
 /// the same values bar a rare ulp. Those, the vocoder step built on them, the STFT's window, the power spectrum and
-/// its decibels (`sertrain_power_db`, with the double logarithm) run in C (`CAudioKernels/vectormath.c`), where one
+/// its decibels (`sertrain_power_db`, with the double logarithm) and the inverse STFT's overlap-add run in C (`CAudioKernels/vectormath.c`), where one
 /// binary can carry AVX-512, AVX2 and baseline versions; the rest is Swift SIMD on four lanes of double or eight of
 /// float (SSE2 on any x86-64).
 typealias D4 = SIMD4<Double>

@@ -301,3 +301,25 @@ float sertrain_power_db(float *values, long count) {
   for (int j = 1; j < 8; j++) top = peak[j] > top ? peak[j] : top;
   return top;
 }
+
+SERTRAIN_CLONES
+void sertrain_overlap_add(
+    const float *frame, const double *window, float scale, float *signal, float *norm, long count) {
+  long i = 0;
+  for (; i + 8 <= count; i += 8) {
+    f8 x, s, q;
+    d8 w;
+    __builtin_memcpy(&x, frame + i, sizeof x);
+    __builtin_memcpy(&w, window + i, sizeof w);
+    __builtin_memcpy(&s, signal + i, sizeof s);
+    __builtin_memcpy(&q, norm + i, sizeof q);
+    s = __builtin_convertvector(__builtin_convertvector(s, d8) + w * __builtin_convertvector(x / scale, d8), f8);
+    q = __builtin_convertvector(__builtin_convertvector(q, d8) + w * w, f8);
+    __builtin_memcpy(signal + i, &s, sizeof s);
+    __builtin_memcpy(norm + i, &q, sizeof q);
+  }
+  for (; i < count; i++) {
+    signal[i] = (float)((double)signal[i] + window[i] * (double)(frame[i] / scale));
+    norm[i] = (float)((double)norm[i] + window[i] * window[i]);
+  }
+}

@@ -1,10 +1,10 @@
 // Runs the vector math of Sources/CAudioKernels/vectormath.c over 2 million awkward inputs, 200 vocoder steps and 500
-// windowed frames and power spectra, a million decibels and logarithms, and the ConvNet kernels of stem.c and
-// batchnorm.c over three samples of 150 positions and 37 channels (a partial 16-lane block, ties in every pooling
-// window of zeros), and the Winograd transforms of winograd.c (kernel, input, output and gradient over 2 samples of
-// 37 positions and 19 channels, with arbitrary transform matrices: only the variants' agreement matters), and prints
-// one hash of every output bit. VectorMathTests compiles it once per instruction set and expects the same hash from
-// each: the AVX-512, AVX2 and baseline variants that one binary carries must agree to the bit.
+// windowed frames and power spectra, a million decibels and logarithms, an overlap-add, and the ConvNet kernels of
+// stem.c and batchnorm.c over three samples of 150 positions and 37 channels (a partial 16-lane block, ties in every
+// pooling window of zeros), and the Winograd transforms of winograd.c (kernel, input, output and gradient over 2
+// samples of 37 positions and 19 channels, with arbitrary transform matrices: only the variants' agreement matters),
+// and prints one hash of every output bit. VectorMathTests compiles it once per instruction set and expects the same
+// hash from each: the AVX-512, AVX2 and baseline variants that one binary carries must agree to the bit.
 #include <math.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -179,6 +179,13 @@ int main(void) {
   for (long i = 0; i < m; i++) x[i] = fabs((double)b[i]) * 1e3 + 1e-300 + (double)i;
   sertrain_natural_log(x, ln, m);
   for (long i = 0; i < m; i++) h = mix_double(h, ln[i]);
+  // An inverse STFT's overlap-add: 300 frames of 2048 (and a last partial vector of 2045) at a hop of 512.
+  float *signal = calloc(512 * 300 + 2048, 4), *norm = calloc(512 * 300 + 2048, 4);
+  for (long t = 0; t < 300; t++) {
+    for (long k = 0; k < 2048; k++) spectrum[k] = b[(t * 211 + k) % n] + 0.5;
+    sertrain_overlap_add(a + t * 313, spectrum, 2048.0f, signal + 512 * t, norm + 512 * t, t == 299 ? 2045 : 2048);
+  }
+  for (long i = 0; i < 512 * 300 + 2048; i++) h = mix(mix(h, signal[i]), norm[i]);
   h = convnet_kernels(h, a, b);
   h = winograd_kernels(h, a, b);
   printf("%016llx\n", (unsigned long long)h);

@@ -39,3 +39,8 @@ void sertrain_natural_log(const double *x, double *out, long count);
 /// in double (`sertrain_natural_log`'s, divided by ln 10) rounded to float once, then times 10 in float; returns the
 /// largest result (`-inf` for none).
 float sertrain_power_db(float *values, long count);
+
+/// One frame of an inverse STFT's overlap-add (librosa's `istft`): `signal[i] += window[i] * (frame[i] / scale)` and
+/// `norm[i] += window[i]^2`, float32 accumulators with float64 addends, rounded to float once per addition.
+void sertrain_overlap_add(
+    const float *frame, const double *window, float scale, float *signal, float *norm, long count);
