@@ -1,14 +1,14 @@
 import CAudioKernels
 
 /// Vector arithmetic for the audio front end. The phase vocoder's float32 `hypot`, `atan2`, `sin` and `cos` are
-/// evaluated in double precision and rounded to float once (`magnitudeAndAngle`, `cosSin`). The double evaluation
-/// is accurate to about 1e-13 relative, so the float result is the correctly rounded one except when the exact
-/// value lies within that distance of a rounding boundary; glibc's float functions, which this replaces, are
-/// correctly rounded in the same cases (they are within an ulp), so the vocoder's float32 phase accumulator sees
-/// the same values bar a rare ulp. Those, the vocoder step built on them, the STFT's window, the power spectrum and
-/// its decibels (`sertrain_power_db`, with the double logarithm) and the inverse STFT's overlap-add run in C (`CAudioKernels/vectormath.c`), where one
-/// binary can carry AVX-512, AVX2 and baseline versions; the rest is Swift SIMD on four lanes of double or eight of
-/// float (SSE2 on any x86-64).
+/// evaluated in double precision and rounded to float once (`magnitudeAndAngle`, `cosSin`). The double evaluation is
+/// accurate to about 1e-13 relative, so the float result is the correctly rounded one except when the exact value
+/// lies within that distance of a rounding boundary; glibc's float functions, which this replaces, are correctly
+/// rounded in the same cases (they are within an ulp), so the vocoder's float32 phase accumulator sees the same
+/// values bar a rare ulp. Those, the vocoder step built on them, the STFT's window, the power spectrum and its
+/// decibels (`sertrain_power_db`, with the double logarithm) and the inverse STFT's overlap-add run in C
+/// (`CAudioKernels/vectormath.c`), where one binary can carry AVX-512, AVX2 and baseline versions; the rest is Swift
+/// SIMD on four lanes of double or eight of float (SSE2 on any x86-64).
 typealias D4 = SIMD4<Double>
 typealias F4 = SIMD4<Float>
 typealias F8 = SIMD8<Float>
