@@ -1,9 +1,10 @@
+// `sertrain convert`: streams a seed-style features.csv (numeric feature columns and one label column) into the
+// feature file. Memory is bounded by one block of text and its rows, not by the file.
+
 import Base
 import CTextKernels
 import Dispatch
 import HDF5
-// `sertrain convert`: streams a seed-style features.csv (numeric feature columns and one label column) into the
-// feature file. Memory is bounded by one block of text and its rows, not by the file.
 import Schema
 
 #if canImport(Glibc)

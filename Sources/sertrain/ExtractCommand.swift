@@ -2,7 +2,6 @@ import ArgumentParser
 import AudioFeatures
 import Base
 import Collective
-import ConvNet
 import Extraction
 import ProcessSetup
 import Training

@@ -3,7 +3,6 @@ import Base
 import CEntry
 import CSystem
 import Collective
-import ConvNet
 import FeatureStore
 import HDF5
 import ModelFiles

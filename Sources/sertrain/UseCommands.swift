@@ -2,7 +2,6 @@ import ArgumentParser
 import AudioFeatures
 import Base
 import Collective
-import ConvNet
 import FeatureStore
 import FoundationEssentials
 import ModelFiles
