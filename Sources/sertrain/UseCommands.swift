@@ -29,12 +29,7 @@ struct Evaluate: ParsableCommand {
       """)
   var split: String?
 
-  @Option(
-    help: """
-      Arithmetic of the convolutions: fp32, bf16 (bfloat16 multiplies with float sums; needs AVX512-BF16) or auto \
-      (bf16 where the CPU has it). The checkpoint's weights are float either way.
-      """)
-  var precision = PrecisionOption.fp32
+  @OptionGroup var inference: InferenceOptions
 
   @Flag(help: "Print JSON.")
   var json = false
@@ -52,7 +47,7 @@ struct Evaluate: ParsableCommand {
       }
       let split = self.split ?? (own ? "test" : "all")
       let e = try evaluate(
-        c, path: checkpoint, dataPath: path, split: split, comm: comm, precision: try precision.resolved())
+        c, path: checkpoint, dataPath: path, split: split, comm: comm, precision: try inference.precision.resolved())
       guard comm.rank == 0 else { return }
       if json {
         print(e.json())
@@ -101,12 +96,7 @@ struct Predict: ParsableCommand {
   @Flag(help: "Print CSV: path_or_row,emotion,<one column per class>[,path,truth,augmentation],error.")
   var csv = false
 
-  @Option(
-    help: """
-      Arithmetic of the convolutions: fp32, bf16 (bfloat16 multiplies with float sums; needs AVX512-BF16) or auto \
-      (bf16 where the CPU has it). The checkpoint's weights are float either way.
-      """)
-  var precision = PrecisionOption.fp32
+  @OptionGroup var inference: InferenceOptions
 
   func validate() throws {
     if files.isEmpty == (features == nil) { throw ValidationError("give audio files or --features, not both") }
@@ -127,9 +117,10 @@ struct Predict: ParsableCommand {
       }
       let predictions =
         features == nil
-        ? try predictFiles(recordings, checkpoint: c, path: checkpoint, precision: try precision.resolved())
+        ? try predictFiles(recordings, checkpoint: c, path: checkpoint, precision: try inference.precision.resolved())
         : try predictRows(
-          featuresPath: features!, split: split, checkpoint: c, path: checkpoint, precision: try precision.resolved())
+          featuresPath: features!, split: split, checkpoint: c, path: checkpoint,
+          precision: try inference.precision.resolved())
       let classes = c.classNames
       let rows = features != nil
       if json {
@@ -206,4 +197,14 @@ struct Report: ParsableCommand {
       }
     }
   }
+}
+
+/// How `evaluate` and `predict` run a checkpoint's network.
+struct InferenceOptions: ParsableArguments {
+  @Option(
+    help: """
+      Arithmetic of the convolutions: fp32, bf16 (bfloat16 multiplies with float sums; needs AVX512-BF16) or auto \
+      (bf16 where the CPU has it). The checkpoint's weights are float either way.
+      """)
+  var precision = PrecisionOption.fp32
 }
