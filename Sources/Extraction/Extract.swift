@@ -3,7 +3,6 @@ import Base
 import Collective
 import Dispatch
 import FeatureStore
-import FoundationEssentials
 
 #if canImport(Glibc)
   import Glibc
@@ -285,7 +284,7 @@ private func decode(_ bytes: [UInt8], rowFloats: Int) throws -> ([Int32], [Float
     }
   }
   off += n * rowFloats * 4
-  return (indices, rows, try JSONDecoder().decode([FileNote].self, from: Data(bytes[off...])))
+  return (indices, rows, try decodeJSON([FileNote].self, from: String(decoding: bytes[off...], as: UTF8.self)))
 }
 
 /// The path with `.`, `..` and repeated slashes taken out as text (for a path that does not exist).
