@@ -10,16 +10,15 @@
 #                                                              the average over time with other settings)
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
+# shellcheck source=Benchmarks/emodb.sh
+source "$root/Benchmarks/emodb.sh"
 sertrain=$(realpath "${1:-$root/.build/release/sertrain}")
 work=${2:-$(mktemp -d /tmp/sertrain-frames-XXXXXX)}
 shared=${SHARED:-$root/../shared}
 mkdir -p "$work"
 cd "$work"
 export OPENBLAS_NUM_THREADS=${OPENBLAS_NUM_THREADS:-2}
-if [ ! -f emodb.h5 ]; then
-  grep -v ',boredom,' "$shared/datasets/emodb/manifest.csv" >emodb6.csv
-  "$sertrain" extract "$shared/datasets/emodb" --manifest emodb6.csv -o emodb.h5 -q
-fi
+emodb_features "$sertrain" "$shared"
 [ -f mini.h5 ] || "$sertrain" extract "$shared/datasets/ser-mini" -o mini.h5 -q
 # The mean over folds of each fold's best validation accuracy (history.csv's fifth column).
 validation() {

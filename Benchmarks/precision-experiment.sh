@@ -7,6 +7,8 @@
 #   Benchmarks/precision-experiment.sh [SERTRAIN] [WORK_DIR]    (SHARED: ../shared; SEEDS: "0 1 2"; MODEL: frames)
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
+# shellcheck source=Benchmarks/emodb.sh
+source "$root/Benchmarks/emodb.sh"
 sertrain=$(realpath "${1:-$root/.build/release/sertrain}")
 work=${2:-$(mktemp -d /tmp/sertrain-precision-XXXXXX)}
 shared=${SHARED:-$root/../shared}
@@ -14,10 +16,7 @@ model=${MODEL:-frames}
 mkdir -p "$work"
 cd "$work"
 export OPENBLAS_NUM_THREADS=${OPENBLAS_NUM_THREADS:-2}
-if [ ! -f emodb.h5 ]; then
-  grep -v ',boredom,' "$shared/datasets/emodb/manifest.csv" >emodb6.csv
-  "$sertrain" extract "$shared/datasets/emodb" --manifest emodb6.csv -o emodb.h5 -q
-fi
+emodb_features "$sertrain" "$shared"
 echo -e "precision\tseed\taccuracy\tsd\tUAR\tsd\tseconds/fold"
 for seed in ${SEEDS:-0 1 2}; do
   for precision in fp32 bf16; do
