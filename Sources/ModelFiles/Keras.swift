@@ -519,18 +519,17 @@ public func importKeras(
 ) throws -> (checkpoint: Checkpoint, description: String, standardised: Bool) {
   let weights = try KerasWeights.read(path)
   let spec = try model.map(ModelSpec.load) ?? weights.spec ?? .seed()
-  let fit = fitted
   let outputs = weights.layers.last { $0.kind == "dense" }?.variables.last?.shape.first ?? 7
   let names =
-    classes?.split(separator: ",").map { String($0).trimmingCharacters() } ?? fit?.classes ?? weights.classNames
+    classes?.split(separator: ",").map { String($0).trimmingCharacters() } ?? fitted?.classes ?? weights.classNames
     ?? (outputs == emotions.count ? emotions : (0..<outputs).map { "class\($0)" })
   guard names.count == outputs else {
     throw Failure(path, "\(names.count) class names given; the output layer has \(outputs) units")
   }
   let network = try Network(spec: spec, classes: names.count)
   try weights.apply(to: network, path: path)
-  if let fit, fit.scaler.width != network.inputWidth {
-    throw Failure(fit.path, "\(fit.scaler.width) feature columns, but the model reads \(network.inputWidth)")
+  if let fitted, fitted.scaler.width != network.inputWidth {
+    throw Failure(fitted.path, "\(fitted.scaler.width) feature columns, but the model reads \(network.inputWidth)")
   }
   // The file's Normalization as the scaler, dividing as Keras does: by max(sqrt(variance), 1e-7).
   let stored = try weights.normalization.map { n in
@@ -540,15 +539,16 @@ public func importKeras(
     }
     return Scaler(mean: n.mean, scale: n.variance.map { max($0.squareRoot(), 1e-7) })
   }
-  let checkpoint = Checkpoint(network: network, classNames: names, scaler: fit?.scaler ?? stored)
+  let checkpoint = Checkpoint(network: network, classNames: names, scaler: fitted?.scaler ?? stored)
   let source =
-    fit != nil
-    ? ", scaler fitted on \(fit!.path)" : stored != nil ? ", scaler from its Normalization layer" : ", identity scaler"
+    fitted != nil
+    ? ", scaler fitted on \(fitted!.path)"
+    : stored != nil ? ", scaler from its Normalization layer" : ", identity scaler"
   return (
     checkpoint,
     "\(weights.format.rawValue), \(weights.layers.count) layers with weights: model \(spec.name), "
       + "\(network.trainableCount + network.nonTrainableCount) parameters, classes \(names.joined(separator: ", "))"
       + source,
-    fit != nil || stored != nil
+    fitted != nil || stored != nil
   )
 }
