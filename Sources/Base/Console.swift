@@ -18,6 +18,40 @@ public func grouped(_ n: Int) -> String {
 /// Cores this process may run on (its CPU affinity, what mpirun's binding left it), at least 1.
 public func availableCores() -> Int { Int(sertrain_available_cores()) }
 
+/// The memory this process may use: the machine's, or less where a control group it runs in (a Slurm job's, a
+/// container's) sets a limit.
+public func memoryLimit() -> Int {
+  let physical = sysconf(Int32(_SC_PHYS_PAGES)) * sysconf(Int32(_SC_PAGESIZE))
+  func text(_ path: String) -> String? { (try? readFileBytes(path)).map { String(decoding: $0, as: UTF8.self) } }
+  return min(physical, cgroupMemoryLimit(text("/proc/self/cgroup") ?? "", read: text) ?? .max)
+}
+
+/// The smallest memory limit of the control groups that `/proc/self/cgroup`'s text names and of their ancestors,
+/// read with `read`: cgroup v2's `memory.max` (the `0::` line) and v1's `memory.limit_in_bytes` (the `memory`
+/// controller's line); nil when none sets one.
+public func cgroupMemoryLimit(_ cgroups: String, read: (String) -> String?) -> Int? {
+  var limit: Int?
+  for line in cgroups.split(separator: "\n") {
+    let fields = line.split(separator: ":", maxSplits: 2, omittingEmptySubsequences: false)
+    guard fields.count == 3 else { continue }
+    let (root, file) =
+      fields[1].isEmpty
+      ? ("/sys/fs/cgroup", "memory.max")
+      : fields[1].split(separator: ",").contains("memory")
+        ? ("/sys/fs/cgroup/memory", "memory.limit_in_bytes") : ("", "")
+    guard !root.isEmpty else { continue }
+    var path = String(fields[2])
+    while true {
+      if let v = read(root + (path == "/" ? "" : path) + "/" + file).flatMap({ Int($0.trimmingCharacters()) }) {
+        limit = min(limit ?? v, v)
+      }
+      guard let slash = path.lastIndex(of: "/"), path != "/" else { break }
+      path = slash == path.startIndex ? "/" : String(path[..<slash])
+    }
+  }
+  return limit
+}
+
 /// sertrain's version, and the build's (`sertrain --version`, config.json, checkpoints, the report).
 public let sertrainVersion = "0.10.0"
 public var buildIdentity: String { "sertrain \(sertrainVersion) (commit \(String(cString: sertrain_build_commit())))" }

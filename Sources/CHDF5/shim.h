@@ -7,6 +7,7 @@ static inline hid_t sertrain_H5P_FILE_ACCESS(void) { return H5P_FILE_ACCESS; }
 static inline hid_t sertrain_H5P_FILE_CREATE(void) { return H5P_FILE_CREATE; }
 static inline hid_t sertrain_H5P_DATASET_CREATE(void) { return H5P_DATASET_CREATE; }
 static inline hid_t sertrain_H5P_LINK_CREATE(void) { return H5P_LINK_CREATE; }
+static inline hid_t sertrain_H5P_DATASET_ACCESS(void) { return H5P_DATASET_ACCESS; }
 static inline hid_t sertrain_H5S_ALL(void) { return H5S_ALL; }
 static inline hid_t sertrain_H5E_DEFAULT(void) { return H5E_DEFAULT; }
 static inline hid_t sertrain_H5T_NATIVE_FLOAT(void) { return H5T_NATIVE_FLOAT; }

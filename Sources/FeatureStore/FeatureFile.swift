@@ -226,7 +226,9 @@ public final class FeatureFile {
   /// The format version the file was written in (1: attributes not sealed).
   public let version: Int
 
-  public init(path: String) throws {
+  /// Opens the file at `path`. `rowCacheBytes`: up to that many bytes of the rows stay in memory once read (HDF5's
+  /// chunk cache), for a reader that comes back to them, as training does every epoch.
+  public init(path: String, rowCacheBytes: Int = 0) throws {
     self.path = path
     file = try H5File(path: path)
     let format = (try? file.stringAttribute("format")) ?? ""
@@ -240,7 +242,7 @@ public final class FeatureFile {
         path, "feature file version \(version); this sertrain reads versions 1 and \(FeatureFormat.version)")
     }
     if version >= 2 { try file.verifyAttributes() }
-    features = try file.openDataset("features")
+    features = try file.openDataset("features", chunkCacheBytes: rowCacheBytes)
     let shape = features.shape
     guard shape.count == 2 else { throw Failure(path, "features has shape \(shape), expected [rows, width]") }
     rowCount = shape[0]

@@ -454,13 +454,29 @@ public class H5Group: H5Object {
     return H5Group(id: g, filePath: filePath, name: childName(path))
   }
 
-  public func openDataset(_ path: String) throws -> H5Dataset {
+  /// Opens a dataset. `chunkCacheBytes`: HDF5's cache of decoded chunks for this handle, up to that many bytes (or
+  /// the dataset's chunks, if fewer) with a slot for every chunk, so that no two chunks evict each other. Rows read
+  /// again come from memory without their chunk's read and checksum (the default cache, 1 MiB, holds three chunks of
+  /// a feature file).
+  public func openDataset(_ path: String, chunkCacheBytes: Int = 0) throws -> H5Dataset {
     ensureQuiet()
     guard exists(path) else {
       throw HDF5Error(file: filePath, object: childName(path), operation: "open dataset", detail: "not found")
     }
-    let d = try checkID(H5Dopen2(id, path, sertrain_H5P_DEFAULT()), filePath, childName(path), "open dataset")
-    return H5Dataset(id: d, filePath: filePath, name: childName(path))
+    func open(_ dapl: hid_t) throws -> H5Dataset {
+      let d = try checkID(H5Dopen2(id, path, dapl), filePath, childName(path), "open dataset")
+      return H5Dataset(id: d, filePath: filePath, name: childName(path))
+    }
+    // The cache is the open dataset's, set by its first handle: this one is closed before the cached one opens.
+    guard chunkCacheBytes > 0, let chunks = try open(sertrain_H5P_DEFAULT()).chunkLayout else {
+      return try open(sertrain_H5P_DEFAULT())
+    }
+    let dapl = H5Pcreate(sertrain_H5P_DATASET_ACCESS())
+    defer { H5Pclose(dapl) }
+    try check(
+      H5Pset_chunk_cache(dapl, max(1, chunks.count), min(chunkCacheBytes, chunks.count * chunks.bytes), 0.75),
+      filePath, childName(path), "set the chunk cache")
+    return try open(dapl)
   }
 
   /// Creates a dataset of `T`. `maxDims` entries of -1 are unlimited; `chunk` turns on chunked layout, with a
@@ -642,6 +658,36 @@ public final class H5Dataset: H5Object {
   public var shape: [Int] { Dataspace(id: H5Dget_space(id)).dims }
   public var count: Int { shape.reduce(1, *) }
 
+  /// For a chunked dataset, how many chunks cover its extent and the bytes of one in memory; nil otherwise.
+  var chunkLayout: (count: Int, bytes: Int)? {
+    guard let dims = chunkDims else { return nil }
+    let type = H5Dget_type(id)
+    defer { H5Tclose(type) }
+    let count = zip(shape, dims).reduce(1) { $0 * (($1.0 + $1.1 - 1) / max(1, $1.1)) }
+    return (count, dims.reduce(H5Tget_size(type), *))
+  }
+
+  /// A chunked dataset's chunk shape; nil for other layouts.
+  var chunkDims: [Int]? {
+    let dcpl = H5Dget_create_plist(id)
+    defer { H5Pclose(dcpl) }
+    let rank = Int(H5Pget_chunk(dcpl, 0, nil))
+    guard rank >= 1 else { return nil }
+    var dims = [hsize_t](repeating: 0, count: rank)
+    H5Pget_chunk(dcpl, Int32(rank), &dims)
+    return dims.map(Int.init)
+  }
+
+  /// The bytes of HDF5's chunk cache for this handle (`H5Group.openDataset`'s `chunkCacheBytes`, or the file's
+  /// default).
+  public var chunkCacheBytes: Int {
+    let dapl = H5Dget_access_plist(id)
+    defer { H5Pclose(dapl) }
+    var (slots, bytes, w0) = (0, 0, 0.0)
+    H5Pget_chunk_cache(dapl, &slots, &bytes, &w0)
+    return bytes
+  }
+
   public func readAll<T: H5Scalar>(as: T.Type = T.self) throws -> [T] {
     ensureQuiet()
     let n = count
@@ -800,15 +846,12 @@ extension H5Dataset {
     defer { H5Pclose(dcpl) }
     let type = H5Dget_type(id)
     defer { H5Tclose(type) }
-    let rank = Int(H5Pget_chunk(dcpl, 0, nil))
-    guard rank >= 1, H5Pget_nfilters(dcpl) == 1, H5Tequal(type, T.h5Type) > 0 else { return nil }
+    guard let dims = chunkDims, H5Pget_nfilters(dcpl) == 1, H5Tequal(type, T.h5Type) > 0 else { return nil }
     var flags: UInt32 = 0
     var values = 0
     guard H5Pget_filter2(dcpl, 0, &flags, &values, nil, 0, nil, nil) == H5Z_FILTER_FLETCHER32 else { return nil }
-    var dims = [hsize_t](repeating: 0, count: rank)
-    H5Pget_chunk(dcpl, Int32(rank), &dims)
-    guard dims.dropFirst().map(Int.init) == Array(shape.dropFirst()) else { return nil }
-    return Int(dims[0])
+    guard Array(dims.dropFirst()) == Array(shape.dropFirst()) else { return nil }
+    return dims[0]
   }
 
   /// Writes rows from `start`, a chunk boundary: the whole chunks among them straight into the file, each with its

@@ -102,7 +102,9 @@ public func crossValidationFolds(_ file: FeatureFile, folds k: Int, by: SplitKin
 public func crossValidate(_ o: CrossValidationOptions, comm: Communicator) throws -> (
   summary: CrossValidationSummary?, stopped: Bool
 ) {
-  let file = try FeatureFile(path: o.config.data)
+  // Open once, with the row cache, for every fold's trainer and evaluation.
+  let file = try FeatureFile(
+    path: o.config.data, rowCacheBytes: o.trainer.rowCacheBytes ?? Trainer.rowCacheBytes(ranks: comm.size))
   let (foldRows, foldGroups) = try crossValidationFolds(file, folds: o.folds, by: o.by, seed: o.config.seed)
   let groups = min(comm.size, o.folds)
   let color = comm.rank * groups / comm.size
@@ -129,7 +131,7 @@ public func crossValidate(_ o: CrossValidationOptions, comm: Communicator) throw
     var options = o.trainer
     options.linePrefix = groups > 1 || !o.trainer.quiet ? "fold \(fold + 1)/\(o.folds): " : ""
     let trainer = try Trainer.open(
-      config: config, runDir: dir, resume: "auto", comm: team, options: options, split: split)
+      config: config, runDir: dir, resume: "auto", comm: team, options: options, split: split, file: file)
     if try trainer.run() != 0 {
       stopped = 1
       break

@@ -25,6 +25,10 @@ public struct TrainerOptions: Sendable {
   public var bucketBytes = Trainer.defaultBucketBytes
   /// Put before every line the trainer prints (cross-validation's `fold 2/4: `).
   public var linePrefix = ""
+  /// Bytes of the feature rows each rank keeps in memory once read (nil: `Trainer.rowCacheBytes(ranks:)`; 0: every
+  /// batch from the file). Without it each batch's rows cost a chunk's read and checksum apiece (32 rows in a
+  /// chunk): 40% of the frames model's epoch (BENCHMARKS.md).
+  public var rowCacheBytes: Int?
   public init(quiet: Bool = false) { self.quiet = quiet }
 }
 
@@ -36,6 +40,10 @@ public final class Trainer {
   /// No overlap by default: on the cluster in a box, overlap paid at 1 Gbit/s and below and cost 6% at 10
   /// (BENCHMARKS.md).
   public static let defaultBucketBytes = 0
+
+  /// The default row cache of each of `ranks` ranks: together a quarter of the memory this process may use (a
+  /// node's, or its job's), whatever the ranks' spread over nodes.
+  public static func rowCacheBytes(ranks: Int) -> Int { memoryLimit() / 4 / max(1, ranks) }
 
   let comm: Communicator
   var config: TrainConfig
@@ -77,9 +85,10 @@ public final class Trainer {
   ///     give them.
   ///   - replace: a new run (no `resume`) in a directory that holds one removes that run's files (`--force`);
   ///     without it such a directory is refused, saying which run is there.
+  ///   - file: the data, already open (cross-validation's, whose row cache serves every fold), if it is the run's.
   public static func open(
     config: TrainConfig, runDir: String, resume: String?, comm: Communicator, options: TrainerOptions = .init(),
-    given: Set<TrainConfig.Setting> = [], split: DataSplit? = nil, replace: Bool = false
+    given: Set<TrainConfig.Setting> = [], split: DataSplit? = nil, replace: Bool = false, file open: FeatureFile? = nil
   ) throws -> Trainer {
     let isRoot = comm.rank == 0
     // Rank 0 owns the directory: it locks it before anything is read or written there.
@@ -125,7 +134,9 @@ public final class Trainer {
             + "synth -o demo && sertrain extract demo' (a small synthetic corpus), then train with --data FILE; "
             + "'sertrain --help' lists every command")
     }
-    let file = try FeatureFile(path: data)
+    let file =
+      try open.flatMap { $0.path == data ? $0 : nil }
+      ?? FeatureFile(path: data, rowCacheBytes: options.rowCacheBytes ?? rowCacheBytes(ranks: comm.size))
     let identity = try DataIdentity(file)
     let plan: RunPlan
     do {
@@ -261,6 +272,12 @@ public final class Trainer {
         + (network.precision == .fp32 ? "" : "; \(network.precision) convolutions")
     ]
     if sizes[3] > 0 { lines.append("  --limit-rows: \(sizes[3]) rows left out (for trying things out)") }
+    let rowBytes = file.rowCount * file.width * MemoryLayout<Float>.size
+    if options.rowCacheBytes != 0 && file.features.chunkCacheBytes < rowBytes {
+      lines.append(
+        "  note: the rows (\(rowBytes >> 20) MiB) exceed the row cache (\(file.features.chunkCacheBytes >> 20) MiB a "
+          + "rank): batches not in it are read from the file (--row-cache-mb sets it)")
+    }
     if file.leaksAcrossSplits && config.split != .random {
       lines.append(
         "  warning: \(config.data) does not group its rows by recording (converted without --rows-per-recording): "

@@ -135,6 +135,13 @@ struct TrainingOptions: ParsableArguments {
   var bucketMB = Double(Trainer.defaultBucketBytes) / Double(1 << 20)
   var bucketBytes: Int { Int(bucketMB * Double(1 << 20)) }
 
+  @Option(
+    help: ArgumentHelp(
+      "The feature rows each rank keeps in memory once read, in MiB (default: the ranks together a quarter of the "
+        + "memory this machine or job grants; 0: every batch read from the file). Changes speed, not results.",
+      valueName: "MiB"))
+  var rowCacheMB: Double?
+
   @Option(help: "For trying things out: use at most N rows (whole recordings, drawn from --seed).")
   var limitRows: Int?
 
@@ -223,6 +230,7 @@ struct TrainingOptions: ParsableArguments {
     if let problem = c.problems.first { throw ValidationError(problem) }
     if let precision { _ = try precision.resolved() }
     if !(bucketMB >= 0) { throw ValidationError("--bucket-mb must be 0 or more") }
+    if let m = rowCacheMB, !(m >= 0) { throw ValidationError("--row-cache-mb must be 0 or more") }
   }
 
 }
@@ -246,6 +254,7 @@ struct OutputOptions: ParsableArguments {
   func trainer(_ training: TrainingOptions) -> TrainerOptions {
     var o = TrainerOptions(quiet: quiet)
     (o.progressEvery, o.tensorBoardEvery, o.bucketBytes) = (progressEvery, tensorboardEvery, training.bucketBytes)
+    o.rowCacheBytes = training.rowCacheMB.map { Int($0 * Double(1 << 20)) }
     return o
   }
 

@@ -76,6 +76,43 @@ final class HDF5WrapperTests: XCTestCase {
     }
   }
 
+  /// A handle opened with a chunk cache keeps the chunks it read: read again, they come from memory (here, after the
+  /// file changed underneath), while a handle with HDF5's default cache (1 MiB, three of these chunks) reads them
+  /// from the file again, and its checksum catches the change.
+  func testTheChunkCacheServesRowsReadAgainFromMemory() throws {
+    let path = temporaryDirectory(self) + "/cached.h5"
+    let (rows, width, chunk) = (256, 2048, 32)
+    let values = (0..<(rows * width)).map(Float.init)
+    do {
+      let f = try H5File(creating: path)
+      let d = try f.createDataset("x", of: Float.self, dims: [0, width], maxDims: [-1, width], chunk: [chunk, width])
+      try values.withUnsafeBufferPointer { try d.writeRows(at: 0, $0) }
+    }
+    let chunkBytes = chunk * width * 4
+    // Where the first chunk's values start on disk: the bytes of 0, 1, 2, 3.
+    let bytes = try Data(contentsOf: URL(fileURLWithPath: path))
+    let marker = Data([Float(0), 1, 2, 3].flatMap { withUnsafeBytes(of: $0.bitPattern.littleEndian, Array.init) })
+    let first = try XCTUnwrap(bytes.range(of: marker)).lowerBound
+    do {
+      let f = try H5File(path: path)
+      let d = try f.openDataset("x", chunkCacheBytes: 1 << 30)
+      XCTAssertEqual(d.chunkCacheBytes, rows / chunk * chunkBytes, "the cache is sized to the dataset's chunks")
+      XCTAssertEqual(try d.readRows(0..<rows, as: Float.self), values)
+      // A bit flipped in place (the file HDF5 has open).
+      let handle = try FileHandle(forUpdating: URL(fileURLWithPath: path))
+      try handle.seek(toOffset: UInt64(first + 400))
+      try handle.write(contentsOf: [bytes[first + 400] ^ 0x10])
+      try handle.close()
+      XCTAssertEqual(try d.readRows(0..<chunk, as: Float.self), Array(values[0..<(chunk * width)]))
+    }
+    let f = try H5File(path: path)
+    let d = try f.openDataset("x")
+    XCTAssertEqual(d.chunkCacheBytes, 1 << 20)
+    XCTAssertNoThrow(try d.readRows(chunk..<rows, as: Float.self))
+    XCTAssertThrowsError(try d.readRows(0..<chunk, as: Float.self))
+    XCTAssertEqual(try f.openDataset("x", chunkCacheBytes: 3 * chunkBytes - 1).chunkCacheBytes, 1 << 20, "shared")
+  }
+
   func testFileLockingCanBeTurnedOff() throws {
     let path = temporaryDirectory(self) + "/l.h5"
     try H5File(creating: path, locking: false).close()

@@ -147,6 +147,14 @@ final class TrainerTests: XCTestCase {
     let straight = try Trainer.open(
       config: config(data, epochs: 3), runDir: dir + "/straight", resume: nil, comm: comm, options: .init(quiet: true))
     XCTAssertEqual(try straight.run(), 0)
+    // Every batch read from the file (no row cache): the same run.
+    var uncached = TrainerOptions(quiet: true)
+    uncached.rowCacheBytes = 0
+    XCTAssertEqual(
+      try Trainer.open(
+        config: config(data, epochs: 3), runDir: dir + "/uncached", resume: nil, comm: comm, options: uncached
+      ).run(), 0)
+    if comm.rank == 0 { XCTAssertEqual(try finalParameters(dir + "/straight"), try finalParameters(dir + "/uncached")) }
 
     // The signal raised after step r is seen in step r+1's reduction, which the stop follows: (3, 4) mid-epoch, and
     // (6, 7) after the epoch's last step.

@@ -188,4 +188,21 @@ final class RunPlanTests: XCTestCase {
     uncovered.split = [0, 1]
     XCTAssertTrue(message(try plan(resumed: try resume(uncovered, []) { _ in })).contains("split does not cover"))
   }
+
+  /// The row cache's default: the ranks together a quarter of the memory limit, which a control group (v2's
+  /// `memory.max` or v1's `memory.limit_in_bytes`, on the group or an ancestor) can lower.
+  func testTheRowCacheFollowsTheMemoryLimit() {
+    XCTAssertGreaterThan(memoryLimit(), 1 << 26)
+    XCTAssertEqual(Trainer.rowCacheBytes(ranks: 4), memoryLimit() / 16)
+    let files: [String: String] = [
+      "/sys/fs/cgroup/job_7/step_0/memory.max": "max\n", "/sys/fs/cgroup/job_7/memory.max": "4294967296\n",
+      "/sys/fs/cgroup/memory/slurm/job_8/memory.limit_in_bytes": "2147483648\n",
+      "/sys/fs/cgroup/memory/slurm/job_8/step_0/memory.limit_in_bytes": "9223372036854771712\n",
+    ]
+    func read(_ path: String) -> String? { files[path] }
+    XCTAssertEqual(cgroupMemoryLimit("0::/job_7/step_0\n", read: read), 4 << 30)
+    XCTAssertEqual(cgroupMemoryLimit("5:cpuset:/x\n4:memory,other:/slurm/job_8/step_0\n", read: read), 2 << 30)
+    XCTAssertNil(cgroupMemoryLimit("0::/\n", read: read), "the root group sets none")
+    XCTAssertNil(cgroupMemoryLimit("", read: read))
+  }
 }
