@@ -110,13 +110,74 @@ int sertrain_stop_requested(void) { return stop_signal; }
 
 void sertrain_clear_stop_request(void) { stop_signal = 0; }
 
+#include <dirent.h>
 #include <errno.h>
 #include <spawn.h>
+#include <stdio.h>
+#include <stdlib.h>
 #include <sys/wait.h>
 extern char **environ;
 
-int sertrain_supervise(char *const argv[], int *wait_status) {
+/// Whether a process below `root` (a child, a child's child, ...) is named `name` and is not a zombie: 1 or 0, from
+/// /proc (-1 where it cannot be read).
+static int has_live_descendant(pid_t root, const char *name) {
+  DIR *proc = opendir("/proc");
+  if (proc == NULL) return -1;
+  struct entry {
+    pid_t pid, ppid;
+    int named, below;
+  };
+  size_t count = 0, capacity = 512;
+  struct entry *e = malloc(capacity * sizeof *e);
+  struct dirent *d;
+  while (e != NULL && (d = readdir(proc)) != NULL) {
+    char *end;
+    long pid = strtol(d->d_name, &end, 10);
+    if (*end != 0 || pid <= 0) continue;
+    char path[64], text[512];
+    snprintf(path, sizeof path, "/proc/%ld/stat", pid);
+    FILE *f = fopen(path, "r");
+    if (f == NULL) continue;  // gone meanwhile
+    size_t n = fread(text, 1, sizeof text - 1, f);
+    fclose(f);
+    text[n] = 0;
+    // "pid (comm) state ppid ...": comm may hold spaces and parentheses, so it ends at the last ')'.
+    char *open = strchr(text, '('), *close = strrchr(text, ')');
+    char state;
+    long ppid;
+    if (open == NULL || close == NULL || sscanf(close + 1, " %c %ld", &state, &ppid) != 2) continue;
+    *close = 0;
+    if (count == capacity) {
+      struct entry *grown = realloc(e, 2 * capacity * sizeof *e);
+      if (grown == NULL) break;
+      e = grown;
+      capacity *= 2;
+    }
+    e[count++] = (struct entry){(pid_t)pid, (pid_t)ppid, state != 'Z' && strcmp(open + 1, name) == 0, ppid == root};
+  }
+  closedir(proc);
+  if (e == NULL) return -1;
+  for (int changed = 1; changed;) {
+    changed = 0;
+    for (size_t i = 0; i < count; i++) {
+      if (e[i].below) continue;
+      for (size_t j = 0; j < count; j++) {
+        if (e[j].below && e[j].pid == e[i].ppid) {
+          e[i].below = changed = 1;
+          break;
+        }
+      }
+    }
+  }
+  int found = 0;
+  for (size_t i = 0; i < count && !found; i++) found = e[i].below && e[i].named;
+  free(e);
+  return found;
+}
+
+int sertrain_supervise(char *const argv[], const char *rank_name, double grace, int *wait_status, int *outlived) {
   record_stops_of(SIGINT, 0);  // a terminal's Ctrl-C too, while the launcher runs
+  *outlived = 0;
   pid_t child;
   int rc = posix_spawnp(&child, argv[0], NULL, NULL, argv, environ);
   if (rc != 0) {
@@ -125,7 +186,9 @@ int sertrain_supervise(char *const argv[], int *wait_status) {
   }
   // Polled, not waited for with sigwaitinfo: OpenBLAS's threads exist already, and a signal sent to the process
   // may run the handler on any of them.
-  for (;;) {
+  int seen = 0;
+  double idle = 0;
+  for (long poll = 0;; poll++) {
     if (stop_signal != 0) {
       stop_signal = 0;
       kill(child, SIGUSR1);
@@ -133,6 +196,15 @@ int sertrain_supervise(char *const argv[], int *wait_status) {
     pid_t done = waitpid(child, wait_status, WNOHANG);
     if (done == child) return 0;
     if (done < 0 && errno != EINTR) return -1;
+    if (rank_name != NULL && poll % 25 == 0) {  // every 0.5 s
+      int live = has_live_descendant(child, rank_name);
+      if (live > 0) seen = 1, idle = 0;
+      if (live == 0 && seen) idle += 0.5;
+      if (seen && idle > grace && !*outlived) {
+        *outlived = 1;
+        kill(child, SIGKILL);
+      }
+    }
     usleep(20000);
   }
 }

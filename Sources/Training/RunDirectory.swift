@@ -95,7 +95,12 @@ public enum RunStatus: String, Sendable {
 /// wrote it during this launch, since the launcher's cannot say: mpirun signalled itself exits 1 though the ranks
 /// stopped cleanly, and with `orte_abort_on_non_zero_status` off it exits 0 whatever theirs. Returns 75 (stopped:
 /// resume it), the launcher's code when the run finished, else that code or 1 if it was 0.
-public func superviseLauncher(_ command: [String], runDir: String) throws -> Int32 {
+///
+/// A launcher that outlives the last rank below it by `grace` seconds is killed, with a line that says so: Debian 12's
+/// OpenMPI 4.1.4 can hang in its finalize (PMIx) after a rank died, every rank gone, which would hold a batch job to
+/// its time limit and keep it from being requeued. A run that finished or stopped then ends as it would have. (Ranks
+/// that srun or a remote orted starts are not below the launcher on this node: they are not watched.)
+public func superviseLauncher(_ command: [String], runDir: String, grace: Double = 30) throws -> Int32 {
   try makeDirectories(runDir)
   // The status file must be newer than this to speak for this launch (mtimes of one file system, not clocks).
   let marker = runDir + "/.launched"
@@ -107,13 +112,18 @@ public func superviseLauncher(_ command: [String], runDir: String) throws -> Int
     printError("sertrain supervise: a stop signal came before \(command[0]) started; nothing ran (exit 75)")
     return Trainer.exitStopped
   }
-  var code = try runForwardingStops(command)
+  var (code, outlived) = try runForwardingStops(command, ranksNamed: "sertrain", grace: grace)
+  if outlived {
+    printError(
+      "sertrain supervise: \(command[0]) was still running \(fixed(grace, 0)) s after the last rank below it ended "
+        + "(OpenMPI's mpirun can hang in its finalize after a rank dies): killed it")
+  }
   let status = runDir + "/" + RunStatus.fileName
   var state: RunStatus?
   if modificationTime(status) > modificationTime(marker) { state = RunStatus.read(runDir: runDir) }
   switch state {
   case .stopped: code = Trainer.exitStopped
-  case .finished: break
+  case .finished: if outlived { code = 0 }
   default: if code == 0 { code = 1 }
   }
   return code
@@ -121,15 +131,19 @@ public func superviseLauncher(_ command: [String], runDir: String) throws -> Int
 
 /// Runs `argv` (searched in PATH, inheriting standard input, output and error) to its end, passing each stop signal
 /// this process gets meanwhile on as SIGUSR1; its exit code, or 128 + the signal that killed it, as a shell says.
-public func runForwardingStops(_ argv: [String]) throws -> Int32 {
+/// With `ranksNamed`, a launcher that outlives the last process of that name below it by `grace` seconds is killed
+/// (`outlived`).
+public func runForwardingStops(_ argv: [String], ranksNamed name: String? = nil, grace: Double = 0) throws -> (
+  code: Int32, outlived: Bool
+) {
   var pointers: [UnsafeMutablePointer<CChar>?] = argv.map { strdup($0) } + [nil]
   defer { for p in pointers { free(p) } }
   fflush(nil)  // the child writes to the same files: our lines first
-  var status: Int32 = 0
-  guard sertrain_supervise(&pointers, &status) == 0 else {
+  var (status, outlived): (Int32, Int32) = (0, 0)
+  guard sertrain_supervise(&pointers, name, grace, &status, &outlived) == 0 else {
     throw Failure("\(argv[0]): cannot run it: \(String(cString: strerror(errno)))")
   }
-  return shellExitCode(waitStatus: status)
+  return (shellExitCode(waitStatus: status), outlived != 0)
 }
 
 /// What identifies a feature file by content rather than by name: its shape, classes, a hash of every label and a

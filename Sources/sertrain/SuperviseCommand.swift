@@ -21,19 +21,27 @@ struct Supervise: ParsableCommand {
   @Flag(help: "Under Slurm, requeue the job (scontrol requeue) when the run stopped after a checkpoint.")
   var requeue = false
 
+  @Option(
+    help: ArgumentHelp(
+      "Kill the launcher when it outlives the last rank it started on this node by this long (OpenMPI 4.1's mpirun "
+        + "can hang in its finalize after a rank died).",
+      valueName: "seconds"))
+  var launcherGrace = 30.0
+
   @Argument(parsing: .postTerminator, help: "The launcher and its arguments, after --.")
   var command: [String]
 
   func validate() throws {
     if command.isEmpty { throw ValidationError("give the launcher after --, e.g. -- mpirun -n 4 sertrain train ...") }
+    if !(launcherGrace >= 0) { throw ValidationError("--launcher-grace must be 0 or more seconds") }
   }
 
   func run() throws {
     var code: Int32 = 1
-    try runReportingErrors { code = try superviseLauncher(command, runDir: runDir) }
+    try runReportingErrors { code = try superviseLauncher(command, runDir: runDir, grace: launcherGrace) }
     if code == Trainer.exitStopped, requeue, let job = environment()["SLURM_JOB_ID"] {
       print("sertrain stopped after a checkpoint: requeueing job \(job)")
-      let requeued = (try? runForwardingStops(["scontrol", "requeue", job])) ?? 127
+      let requeued = (try? runForwardingStops(["scontrol", "requeue", job]).code) ?? 127
       if requeued != 0 { printError("sertrain: scontrol requeue \(job) failed (exit \(requeued))") }
     }
     if code != 0 { throw ExitCode(code) }

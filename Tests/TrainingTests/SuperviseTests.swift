@@ -1,3 +1,5 @@
+import Base
+import Foundation
 import Training
 import XCTest
 import _TestSupport
@@ -6,8 +8,27 @@ import _TestSupport
 /// launcher's own code (1 for a 0 that no finished run backs). Its signals are the shell tests' (Tests/Shell).
 final class SuperviseTests: XCTestCase {
   /// The launcher as `sh -c script`, run in `dir` (the status file's writes wait past the launch mark's timestamp).
-  func supervise(_ script: String, _ dir: String) throws -> Int32 {
-    try superviseLauncher(["sh", "-c", "cd '\(dir)' && sleep 0.05 && " + script], runDir: dir)
+  func supervise(_ script: String, _ dir: String, grace: Double = 30) throws -> Int32 {
+    try superviseLauncher(["sh", "-c", "cd '\(dir)' && sleep 0.05 && {\n" + script + "\n}"], runDir: dir, grace: grace)
+  }
+
+  /// A launcher that outlives its ranks (a rank here is `sleep` under the name sertrain), as OpenMPI 4.1's mpirun
+  /// hung in its finalize after a killed rank, is killed `grace` seconds after the last one ended, and the run ends as
+  /// its status says; a launcher whose rank still runs is left alone.
+  func testALauncherThatOutlivesItsRanksIsKilled() throws {
+    let root = temporaryDirectory(self)
+    func hung(_ status: String, _ dir: String) -> String {
+      try? FileManager.default.createDirectory(atPath: root + "/" + dir, withIntermediateDirectories: true)
+      try? FileManager.default.copyItem(atPath: "/bin/sleep", toPath: root + "/" + dir + "/sertrain")
+      return "(./sertrain 0.3; ./sertrain 0.2) & ./sertrain 0.6; \(status) sleep 100"
+    }
+    let start = monotonicSeconds()
+    XCTAssertEqual(try supervise(hung("echo finished >status;", "a"), root + "/a", grace: 1), 0)
+    XCTAssertEqual(try supervise(hung("echo stopped >status;", "b"), root + "/b", grace: 1), 75)
+    XCTAssertEqual(try supervise(hung("", "c"), root + "/c", grace: 1), 128 + 9, "no status: the kill's code")
+    XCTAssertLessThan(monotonicSeconds() - start, 20, "each killed about a second after its ranks")
+    XCTAssertEqual(try supervise(hung("", "d").replacing("sleep 100", with: "exit 4"), root + "/d", grace: 0), 4)
+    XCTAssertEqual(try supervise("sleep 1.5; exit 5", root + "/e", grace: 0.5), 5, "no rank ever: not watched")
   }
 
   func testTheRunsStatusDecidesWhenItWasWrittenDuringTheLaunch() throws {

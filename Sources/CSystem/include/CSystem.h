@@ -33,8 +33,10 @@ int sertrain_stop_requested(void);
 /// Clears the request (tests).
 void sertrain_clear_stop_request(void);
 /// Starts `argv` (searched in PATH) and waits for it to end, sending it SIGUSR1 whenever this process has recorded a
-/// stop signal meanwhile (SIGUSR1, SIGTERM and, from here on, SIGINT). 0 with its wait status, or -1 with errno.
-int sertrain_supervise(char *const argv[], int *wait_status);
+/// stop signal meanwhile (SIGUSR1, SIGTERM and, from here on, SIGINT). With `rank_name`, a launcher that has had
+/// processes of that name below it and outlives the last of them by `grace` seconds is killed (SIGKILL) and
+/// `outlived` set. 0 with its wait status, or -1 with errno.
+int sertrain_supervise(char *const argv[], const char *rank_name, double grace, int *wait_status, int *outlived);
 
 /// Compiles a C kernel for AVX-512, AVX2 and baseline x86-64 in one binary, the loader picking the variant the CPU
 /// runs (target_clones); CAudioKernels and CConvKernels mark their entry points with it. Tests define
