@@ -96,7 +96,7 @@ public enum RunStatus: String, Sendable {
 /// stopped cleanly, and with `orte_abort_on_non_zero_status` off it exits 0 whatever theirs. Returns 75 (stopped:
 /// resume it), the launcher's code when the run finished, else that code or 1 if it was 0.
 ///
-/// A launcher that outlives the last rank below it by `grace` seconds is killed, with a line that says so: Debian 12's
+/// A launcher that outlives the last rank below it by `grace` seconds (0: not watched) is killed, with a line that says so: Debian 12's
 /// OpenMPI 4.1.4 can hang in its finalize (PMIx) after a rank died, every rank gone, which would hold a batch job to
 /// its time limit and keep it from being requeued. A run that finished or stopped then ends as it would have. (Ranks
 /// that srun or a remote orted starts are not below the launcher on this node: they are not watched.)
@@ -112,7 +112,7 @@ public func superviseLauncher(_ command: [String], runDir: String, grace: Double
     printError("sertrain supervise: a stop signal came before \(command[0]) started; nothing ran (exit 75)")
     return Trainer.exitStopped
   }
-  var (code, outlived) = try runForwardingStops(command, ranksNamed: "sertrain", grace: grace)
+  var (code, outlived) = try runForwardingStops(command, ranksNamed: grace > 0 ? "sertrain" : nil, grace: grace)
   if outlived {
     printError(
       "sertrain supervise: \(command[0]) was still running \(fixed(grace, 0)) s after the last rank below it ended "

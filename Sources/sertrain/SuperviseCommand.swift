@@ -24,7 +24,7 @@ struct Supervise: ParsableCommand {
   @Option(
     help: ArgumentHelp(
       "Kill the launcher when it outlives the last rank it started on this node by this long (OpenMPI 4.1's mpirun "
-        + "can hang in its finalize after a rank died).",
+        + "can hang in its finalize after a rank died); 0: never.",
       valueName: "seconds"))
   var launcherGrace = 30.0
 

@@ -14,7 +14,7 @@ final class SuperviseTests: XCTestCase {
 
   /// A launcher that outlives its ranks (a rank here is `sleep` under the name sertrain), as OpenMPI 4.1's mpirun
   /// hung in its finalize after a killed rank, is killed `grace` seconds after the last one ended, and the run ends as
-  /// its status says; a launcher whose rank still runs is left alone.
+  /// its status says; a launcher whose rank still runs is left alone, and with a grace of 0 any launcher is.
   func testALauncherThatOutlivesItsRanksIsKilled() throws {
     let root = temporaryDirectory(self)
     func hung(_ status: String, _ dir: String) -> String {
@@ -27,7 +27,10 @@ final class SuperviseTests: XCTestCase {
     XCTAssertEqual(try supervise(hung("echo stopped >status;", "b"), root + "/b", grace: 1), 75)
     XCTAssertEqual(try supervise(hung("", "c"), root + "/c", grace: 1), 128 + 9, "no status: the kill's code")
     XCTAssertLessThan(monotonicSeconds() - start, 20, "each killed about a second after its ranks")
-    XCTAssertEqual(try supervise(hung("", "d").replacing("sleep 100", with: "exit 4"), root + "/d", grace: 0), 4)
+    XCTAssertEqual(try supervise(hung("", "d").replacing("sleep 100", with: "exit 4"), root + "/d", grace: 0.5), 4)
+    XCTAssertEqual(
+      try supervise(hung("", "f").replacing("sleep 100", with: "sleep 2"), root + "/f", grace: 0), 1,
+      "not killed (137): its 0, no status")
     XCTAssertEqual(try supervise("sleep 1.5; exit 5", root + "/e", grace: 0.5), 5, "no rank ever: not watched")
   }
 
