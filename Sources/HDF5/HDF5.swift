@@ -467,10 +467,10 @@ public class H5Group: H5Object {
       let d = try checkID(H5Dopen2(id, path, dapl), filePath, childName(path), "open dataset")
       return H5Dataset(id: d, filePath: filePath, name: childName(path))
     }
-    // The cache is the open dataset's, set by its first handle: this one is closed before the cached one opens.
-    guard chunkCacheBytes > 0, let chunks = try open(sertrain_H5P_DEFAULT()).chunkLayout else {
-      return try open(sertrain_H5P_DEFAULT())
-    }
+    // The cache is the open dataset's, set by its first handle: the layout is read through a handle that is closed
+    // (at the latest when `layout` returns) before the cached one opens.
+    func layout() throws -> (count: Int, bytes: Int)? { try open(sertrain_H5P_DEFAULT()).chunkLayout }
+    guard chunkCacheBytes > 0, let chunks = try layout() else { return try open(sertrain_H5P_DEFAULT()) }
     let dapl = H5Pcreate(sertrain_H5P_DATASET_ACCESS())
     defer { H5Pclose(dapl) }
     try check(

@@ -27,7 +27,7 @@ public struct TrainerOptions: Sendable {
   public var linePrefix = ""
   /// Bytes of the feature rows each rank keeps in memory once read (nil: `Trainer.rowCacheBytes(ranks:)`; 0: every
   /// batch from the file). Without it each batch's rows cost a chunk's read and checksum apiece (32 rows in a
-  /// chunk): 40% of the frames model's epoch (BENCHMARKS.md).
+  /// chunk): a third of the frames model's epoch (BENCHMARKS.md).
   public var rowCacheBytes: Int?
   public init(quiet: Bool = false) { self.quiet = quiet }
 }
