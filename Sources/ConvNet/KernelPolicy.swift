@@ -41,7 +41,8 @@ public struct KernelPolicy: Equatable, Sendable {
   /// inference (evaluate, predict, validation), with 2-2.5x fewer multiplies. Against float64 on the seed the
   /// gradients stay as close as with the direct convolution (`KerasGoldenTests`), and inference with a trained model's
   /// statistics gives probabilities within 8e-6 (direct: 7.5e-6). The training forward stays direct: there
-  /// BatchNorm's batch statistics magnified Winograd's rounding past the tolerances against float64 (ARCHITECTURE.md, "Numerics").
+  /// BatchNorm's batch statistics magnified Winograd's rounding past the tolerances against float64 (ARCHITECTURE.md,
+  /// "Numerics").
   public var winograd: Bool
   /// The first block of a model over one input channel runs without storing its convolution's output (stem.c).
   public var fusesStem: Bool

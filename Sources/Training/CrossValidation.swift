@@ -103,8 +103,7 @@ public func crossValidate(_ o: CrossValidationOptions, comm: Communicator) throw
   summary: CrossValidationSummary?, stopped: Bool
 ) {
   // Open once, with the row cache, for every fold's trainer and evaluation.
-  let file = try FeatureFile(
-    path: o.config.data, rowCacheBytes: o.trainer.rowCacheBytes ?? Trainer.rowCacheBytes(ranks: comm.size))
+  let file = try Trainer.openData(o.config.data, options: o.trainer, ranks: comm.size)
   let (foldRows, foldGroups) = try crossValidationFolds(file, folds: o.folds, by: o.by, seed: o.config.seed)
   let groups = min(comm.size, o.folds)
   let color = comm.rank * groups / comm.size

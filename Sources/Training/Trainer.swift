@@ -45,6 +45,11 @@ public final class Trainer {
   /// node's, or its job's), whatever the ranks' spread over nodes.
   public static func rowCacheBytes(ranks: Int) -> Int { memoryLimit() / 4 / max(1, ranks) }
 
+  /// The feature file at `path` opened for training on `ranks` ranks: with `options`' row cache, or the default.
+  public static func openData(_ path: String, options: TrainerOptions, ranks: Int) throws -> FeatureFile {
+    try FeatureFile(path: path, rowCacheBytes: options.rowCacheBytes ?? rowCacheBytes(ranks: ranks))
+  }
+
   let comm: Communicator
   var config: TrainConfig
   let runDir: String
@@ -134,9 +139,7 @@ public final class Trainer {
             + "synth -o demo && sertrain extract demo' (a small synthetic corpus), then train with --data FILE; "
             + "'sertrain --help' lists every command")
     }
-    let file =
-      try open.flatMap { $0.path == data ? $0 : nil }
-      ?? FeatureFile(path: data, rowCacheBytes: options.rowCacheBytes ?? rowCacheBytes(ranks: comm.size))
+    let file = try open.flatMap { $0.path == data ? $0 : nil } ?? openData(data, options: options, ranks: comm.size)
     let identity = try DataIdentity(file)
     let plan: RunPlan
     do {
@@ -272,11 +275,11 @@ public final class Trainer {
         + (network.precision == .fp32 ? "" : "; \(network.precision) convolutions")
     ]
     if sizes[3] > 0 { lines.append("  --limit-rows: \(sizes[3]) rows left out (for trying things out)") }
-    let rowBytes = file.rowCount * file.width * MemoryLayout<Float>.size
-    if options.rowCacheBytes != 0 && file.features.chunkCacheBytes < rowBytes {
+    let (rowBytes, cacheBytes) = (file.rowCount * file.width * MemoryLayout<Float>.size, file.features.chunkCacheBytes)
+    if options.rowCacheBytes != 0 && cacheBytes < rowBytes {
       lines.append(
-        "  note: the rows (\(rowBytes >> 20) MiB) exceed the row cache (\(file.features.chunkCacheBytes >> 20) MiB a "
-          + "rank): batches not in it are read from the file (--row-cache-mb sets it)")
+        "  note: the rows (\(rowBytes >> 20) MiB) exceed the row cache (\(cacheBytes >> 20) MiB a rank): batches not "
+          + "in it are read from the file (--row-cache-mb sets it)")
     }
     if file.leaksAcrossSplits && config.split != .random {
       lines.append(
