@@ -28,8 +28,8 @@ typealias F8 = SIMD8<Float>
 /// The position of the largest value among those `allowed` (the first on ties, as Keras's and numpy's argmax); -1
 /// when none is allowed. Comparisons with NaN are false: a NaN wins only in first place.
 public func argmax<C: RandomAccessCollection>(_ values: C, allowed: (Int) -> Bool = { _ in true }) -> Int
-where C.Element == Float {
-  var (best, bestValue) = (-1, -Float.infinity)
+where C.Element: BinaryFloatingPoint {
+  var (best, bestValue) = (-1, -C.Element.infinity)
   for (i, v) in values.enumerated() where allowed(i) && (best < 0 || v > bestValue) { (best, bestValue) = (i, v) }
   return best
 }

@@ -278,11 +278,32 @@ public struct Prediction: Codable, Sendable {
   public var path: String?
   public var truth: String?
   public var augmentation: String?
+  /// A recording's length in seconds (audio only).
+  public var seconds: Double?
+  /// With `--windows`: where in the recording a window lies, in seconds (a window's own prediction)...
+  public var start: Double?
+  public var end: Double?
+  /// ... and a recording's windows, whose probabilities its own are the mean of.
+  public var windows: [Prediction]?
 }
 
-/// Predicts recordings (their original row, extracted as in training) with a checkpoint.
+/// Where `predict --windows` reads a recording of `seconds` seconds: windows of the recipe's duration one after
+/// another from its offset, the first always (as without `--windows`), each later one only when it holds at least
+/// half a window of audio.
+public func windowStarts(seconds: Double, recipe: FeatureRecipe) -> [Double] {
+  var starts = [recipe.offset]
+  while seconds - (recipe.offset + Double(starts.count) * recipe.duration) >= recipe.duration / 2 {
+    starts.append(recipe.offset + Double(starts.count) * recipe.duration)
+  }
+  return starts
+}
+
+/// Predicts recordings (their original row, extracted as in training) with a checkpoint; with `windows`, every
+/// window of each (`windowStarts`), each read as `extract` reads a recording at that offset, and the recording by the
+/// mean of its windows' probabilities.
 public func predictFiles(
-  _ paths: [String], checkpoint: Checkpoint, path checkpointPath: String, precision: Precision = .fp32
+  _ paths: [String], checkpoint: Checkpoint, path checkpointPath: String, precision: Precision = .fp32,
+  windows: Bool = false
 ) throws -> [Prediction] {
   let predictor = try Predictor(checkpoint, path: checkpointPath, precision: precision)
   var recipe = FeatureRecipe()
@@ -299,46 +320,79 @@ public func predictFiles(
         + "duration \(recipe.duration) s, \(recipe.nMFCC) MFCC, \(recipe.layout) layout) than sertrain extracts: "
         + "predict with --features")
   }
-  // Every file gets its line: a file that cannot be read says why, and the others are still predicted.
+  // Every file gets its line: a file that cannot be read says why, and the others are still predicted. A row per
+  // recording, or per window of each.
   var x: [Float] = []
-  var errors: [String: String] = [:]
-  var warnings: [String: String] = [:]
-  for p in paths {
+  var rows: [(recording: Int, start: Double, seconds: Double, warning: String?)] = []
+  var errors: [Int: String] = [:]
+  for (i, p) in paths.enumerated() {
     do {
       let clip = try loadClip(p, recipe: extractor.recipe)
-      x += extractor.row(clip.samples)
-      warnings[p] = clip.flag(offset: extractor.recipe.offset)
+      let seconds = Double(clip.nativeFrames) / Double(clip.nativeRate)
+      var mine = [(i, extractor.recipe.offset, seconds, clip.flag(offset: extractor.recipe.offset))]
+      var values = extractor.row(clip.samples)
+      for start in windows ? windowStarts(seconds: seconds, recipe: extractor.recipe).dropFirst() : [] {
+        var at = extractor.recipe
+        at.offset = start
+        values += extractor.row(try loadClip(p, recipe: at).samples)
+        mine.append((i, start, seconds, nil))
+      }
+      x += values
+      rows += mine
     } catch let e as AudioError {
-      errors[p] = e.message
+      errors[i] = e.message
     }
   }
-  let good = paths.filter { errors[$0] == nil }
   if checkpoint.standardization == .speaker {
-    // One speaker's statistics over the recordings given, in the order of their paths (any order of the
-    // arguments gives the same rows).
-    guard good.count >= minimumSpeakerRecordings else {
+    // One speaker's statistics over the rows of the recordings given, in the order of their paths and windows (any
+    // order of the arguments gives the same rows).
+    let good = Set(rows.map { paths[$0.recording] }).count
+    guard good >= minimumSpeakerRecordings else {
       throw Failure(
         "\(checkpointPath) standardises each speaker's rows by that speaker's own statistics (--standardize "
           + "speaker): predict needs at least \(minimumSpeakerRecordings) readable recordings of one speaker at "
-          + "once, got \(good.count)")
+          + "once, got \(good)")
     }
     let w = extractor.recipe.width
-    let order = good.indices.sorted { good[$0] < good[$1] }
-    let sorted = order.flatMap { x[($0 * w)..<(($0 + 1) * w)] }
+    let key = { (r: Int) in (paths[rows[r].recording], rows[r].start) }
+    let sorted = rows.indices.sorted { key($0) < key($1) }.flatMap { x[($0 * w)..<(($0 + 1) * w)] }
     let speaker = featureStatistics(sorted, width: w, features: extractor.recipe.columnFeatures!)
-    x.withUnsafeMutableBufferPointer { speaker.standardise($0, rows: good.count) }
+    x.withUnsafeMutableBufferPointer { speaker.standardise($0, rows: rows.count) }
   } else {
-    predictor.standardise(&x, rows: Array(good.indices))
+    predictor.standardise(&x, rows: Array(rows.indices))
   }
-  var predicted = label(predictor.probabilities(x, count: good.count), sources: good, classes: checkpoint.classNames)
-  return paths.map { p in
-    guard let error = errors[p] else {
-      var prediction = predicted.removeFirst()
-      prediction.warning = warnings[p]
-      return prediction
+  let predicted = label(
+    predictor.probabilities(x, count: rows.count), sources: rows.map { paths[$0.recording] },
+    classes: checkpoint.classNames)
+  var parts = [[Prediction]](repeating: [], count: paths.count)
+  for (row, p) in zip(rows, predicted) {
+    var p = p
+    (p.warning, p.seconds) = (row.warning, row.seconds)
+    if windows { (p.start, p.end) = (row.start, min(row.start + extractor.recipe.duration, row.seconds)) }
+    parts[row.recording].append(p)
+  }
+  return paths.indices.map { i in
+    guard let error = errors[i] else {
+      return windows ? meanOfWindows(parts[i], classes: checkpoint.classNames) : parts[i][0]
     }
-    return Prediction(source: p, emotion: "", probabilities: [:], error: error)
+    return Prediction(source: paths[i], emotion: "", probabilities: [:], error: error)
   }
+}
+
+/// A recording's prediction from its windows': the mean of their probabilities (in double), its most probable
+/// class; an error when a window's probabilities are not finite.
+private func meanOfWindows(_ windows: [Prediction], classes: [String]) -> Prediction {
+  var whole = windows[0]
+  (whole.start, whole.end, whole.windows) = (nil, nil, windows)
+  for i in windows.indices { whole.windows![i].seconds = nil }  // the recording's, said once
+  if let failed = windows.first(where: { $0.error != nil }) {
+    (whole.emotion, whole.probabilities, whole.error) = ("", [:], failed.error)
+    return whole
+  }
+  let mean = classes.map { c in windows.reduce(0) { $0 + $1.probabilities[c]! } / Double(windows.count) }
+  whole.probabilities = Dictionary(uniqueKeysWithValues: zip(classes, mean))
+  whole.emotion = classes[argmax(mean)]
+  return whole
 }
 
 /// Predicts stored rows (all, or a split) of a feature file.

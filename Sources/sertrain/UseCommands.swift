@@ -96,11 +96,18 @@ struct Predict: ParsableCommand {
   @Flag(help: "Print CSV: path_or_row,emotion,<one column per class>[,path,truth,augmentation],error.")
   var csv = false
 
+  @Flag(
+    help: ArgumentHelp(
+      "Audio: predict every window of the training duration in each recording, one after another from the offset "
+        + "(a last window needs half a window of audio), and each recording by their mean."))
+  var windows = false
+
   @OptionGroup var inference: InferenceOptions
 
   func validate() throws {
     if files.isEmpty == (features == nil) { throw ValidationError("give audio files or --features, not both") }
     if json && csv { throw ValidationError("--json or --csv, not both") }
+    if windows && features != nil { throw ValidationError("--windows is for audio files, not --features") }
   }
 
   func run() throws {
@@ -117,41 +124,62 @@ struct Predict: ParsableCommand {
       }
       let predictions =
         features == nil
-        ? try predictFiles(recordings, checkpoint: c, path: checkpoint, precision: try inference.precision.resolved())
+        ? try predictFiles(
+          recordings, checkpoint: c, path: checkpoint, precision: try inference.precision.resolved(), windows: windows)
         : try predictRows(
           featuresPath: features!, split: split, checkpoint: c, path: checkpoint,
           precision: try inference.precision.resolved())
       let classes = c.classNames
       let rows = features != nil
+      // With --windows, each recording's line is followed by its windows' (CSV: with their start and end).
+      let lines = predictions.flatMap { [$0] + ($0.windows ?? []) }
       if json {
         print(jsonText(predictions, pretty: true))
       } else if csv {
         let extra = (rows ? ["path", "truth", "augmentation"] : []) + ["error", "warning"]
-        print((["path_or_row", "emotion"] + classes + extra).joined(separator: ","))
-        for p in predictions {
+        print(
+          (["path_or_row"] + (windows ? ["start", "end"] : []) + ["emotion"] + classes + extra).joined(separator: ","))
+        for p in lines {
           let probabilities = classes.map { p.error == nil ? fixed(p.probabilities[$0] ?? 0, 6) : "" }
+          let span = windows ? [p.start.map { fixed($0, 3) } ?? "", p.end.map { fixed($0, 3) } ?? ""] : []
           let more =
             (rows ? [p.path ?? "", p.truth ?? "", p.augmentation ?? ""] : []) + [p.error ?? "", p.warning ?? ""]
-          print(([p.source, p.emotion] + probabilities + more).map(csvCell).joined(separator: ","))
+          print(([p.source] + span + [p.emotion] + probabilities + more).map(csvCell).joined(separator: ","))
         }
       } else {
         func pad(_ s: String, _ n: Int) -> String { s + String(repeating: " ", count: max(0, n - s.count)) }
-        let w = max(rows ? 6 : 12, predictions.map(\.source.count).max() ?? 0)
+        func name(_ p: Prediction) -> String {
+          guard let start = p.start, let end = p.end else { return p.source }
+          return "  \(fixed(start, 2))-\(fixed(end, 2)) s"
+        }
+        let w = max(rows ? 6 : 12, lines.map { name($0).count }.max() ?? 0)
         let more = rows ? pad("truth", 9) + pad("augmented", 12) : ""
         print(
           pad(rows ? "row" : "file", w) + "  " + more + pad("emotion", 9)
             + classes.map { pad(String($0.prefix(8)), 9) }.joined() + (rows ? "recording" : ""))
-        for p in predictions {
+        for p in lines {
           if let error = p.error {
-            print(pad(p.source, w) + "  error: " + error)
+            print(pad(name(p), w) + "  error: " + error)
             continue
           }
           print(
-            pad(p.source, w) + "  " + (rows ? pad(p.truth ?? "", 9) + pad(p.augmentation ?? "", 12) : "")
+            pad(name(p), w) + "  " + (rows ? pad(p.truth ?? "", 9) + pad(p.augmentation ?? "", 12) : "")
               + pad(p.emotion, 9) + classes.map { pad(fixed(p.probabilities[$0] ?? 0, 3), 9) }.joined()
-              + (rows ? p.path ?? "" : ""))
+              + (rows ? p.path ?? "" : "")
+              + (p.windows.map { $0.count == 1 ? "(one window)" : "(the mean of \($0.count) windows)" } ?? ""))
           if let warning = p.warning { print(pad("", w) + "  warning: " + warning) }
         }
+      }
+      // Audio is read as in training (predictFiles refuses another recipe): say so when that leaves much unread.
+      let recipe = FeatureRecipe()
+      let long = predictions.filter { p in
+        !windows && p.seconds.map { windowStarts(seconds: $0, recipe: recipe).count > 1 } == true
+      }
+      if let first = long.first {
+        printError(
+          "note: \(long.count == 1 ? first.source + " is" : "\(long.count) recordings are") longer than the window "
+            + "the model reads: only \(long.count == 1 ? "its" : "their") \(recipe.offset)-"
+            + "\(recipe.offset + recipe.duration) s was predicted (--windows predicts every \(recipe.duration) s)")
       }
       for p in predictions where p.warning != nil && (json || csv) {
         printError("sertrain: warning: \(p.source): \(p.warning!)")

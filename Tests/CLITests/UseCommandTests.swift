@@ -1,5 +1,7 @@
+import AudioFeatures
 import FeatureStore
 import HDF5
+import Training
 import XCTest
 import _TestSupport
 
@@ -90,6 +92,92 @@ final class UseCommandTests: XCTestCase {
     let report = try runCommand(["report", "run"], directory: dir)
     XCTAssertEqual(report.status, 0, report.stderr)
     let usage = try runCommand(["predict", "--checkpoint", "run/checkpoint-last.h5"], directory: dir)
+    XCTAssertEqual(usage.status, 2)
+  }
+}
+
+/// `predict --windows`: every window of a long recording is read as a recording that starts there would be.
+final class PredictWindowsTests: XCTestCase {
+  func testWindowsFollowEachOtherFromTheOffsetAndALastOneNeedsHalfAWindow() {
+    let recipe = FeatureRecipe()
+    XCTAssertEqual(windowStarts(seconds: 0.2, recipe: recipe), [0.6])  // shorter than the offset: as without
+    XCTAssertEqual(windowStarts(seconds: 4.3, recipe: recipe), [0.6])
+    XCTAssertEqual(windowStarts(seconds: 4.4, recipe: recipe), [0.6, 3.1])
+    XCTAssertEqual(windowStarts(seconds: 9.5, recipe: recipe), [0.6, 0.6 + 2.5, 0.6 + 5.0, 0.6 + 7.5])
+  }
+
+  func testEachWindowIsPredictedAsTheRecordingThatStartsThereAndTheRecordingByTheirMean() throws {
+    let dir = temporaryDirectory(self)
+    XCTAssertEqual(
+      try runCommand(["synth", "-o", "corpus", "--speakers", "2", "--per-class", "3"], directory: dir).status, 0)
+    XCTAssertEqual(
+      try runCommand(["extract", "corpus", "-o", "f.h5", "--augment", "original", "-q"], directory: dir).status, 0)
+    let train = try runCommand(
+      ["train", "--data", "f.h5", "--model", "tiny", "--epochs", "2", "--batch-size", "8", "--run-dir", "run", "-q"],
+      directory: dir)
+    XCTAssertEqual(train.status, 0, train.stderr)
+    // 9.5 s of a voice-like sound whose pitch and loudness change: windows at 0.6, 3.1, 5.6 and 8.1 s (the last
+    // holds 1.4 s, more than half a window).
+    let rate = 22050
+    var noise = TestRNG(seed: 7)
+    let samples = (0..<(rate * 19 / 2)).map { i -> Float in
+      let t = Double(i) / Double(rate)
+      let f = 140 + 60 * sin(0.7 * t)
+      return Float(0.3 * (0.6 + 0.4 * sin(1.3 * t)) * sin(2 * .pi * f * t)) + 0.01 * noise.normal()
+    }
+    XCTAssertTrue(
+      FileManager.default.createFile(atPath: dir + "/long.wav", contents: floatWavBytes(samples, rate: rate)))
+    let starts = [0.6, 3.1, 5.6, 8.1]
+    // The recording that starts where window k does, less the offset, so that its own window is window k.
+    for (k, start) in starts.enumerated() {
+      let first = Int(start * Double(rate)) - Int(0.6 * Double(rate))
+      XCTAssertTrue(
+        FileManager.default.createFile(
+          atPath: dir + "/from\(k).wav", contents: floatWavBytes(Array(samples[first...]), rate: rate)))
+    }
+    let checkpoint = ["predict", "--checkpoint", "run/checkpoint-last.h5", "--json"]
+    let windowed = try runCommand(checkpoint + ["--windows", "long.wav"], directory: dir)
+    XCTAssertEqual(windowed.status, 0, windowed.stderr)
+    let recording = (try JSONSerialization.jsonObject(with: Data(windowed.stdout.utf8)) as! [[String: Any]])[0]
+    let windows = recording["windows"] as! [[String: Any]]
+    XCTAssertEqual(windows.map { $0["start"] as! Double }, starts)
+    XCTAssertEqual(windows.map { $0["end"] as! Double }, [3.1, 5.6, 8.1, 9.5])
+    XCTAssertEqual(recording["seconds"] as! Double, 9.5)
+    let separately = try runCommand(checkpoint + (0..<4).map { "from\($0).wav" }, directory: dir)
+    XCTAssertEqual(separately.status, 0, separately.stderr)
+    let alone = try JSONSerialization.jsonObject(with: Data(separately.stdout.utf8)) as! [[String: Any]]
+    let classes = (recording["probabilities"] as! [String: Double]).keys.sorted()
+    for (k, window) in windows.enumerated() {
+      XCTAssertEqual(
+        window["probabilities"] as! [String: Double], alone[k]["probabilities"] as! [String: Double], "window \(k)")
+      XCTAssertEqual(window["emotion"] as! String, alone[k]["emotion"] as! String)
+    }
+    let mean = classes.map { c in windows.map { ($0["probabilities"] as! [String: Double])[c]! }.reduce(0, +) / 4 }
+    for (c, m) in zip(classes, mean) {  // within the JSON's decimal rounding
+      XCTAssertEqual((recording["probabilities"] as! [String: Double])[c]!, m, accuracy: 1e-15)
+    }
+    let best = classes[mean.indices.max { mean[$0] < mean[$1] }!]
+    XCTAssertEqual(recording["emotion"] as! String, best)
+
+    // Without --windows: the first window alone, and a note that the rest was not read; a short recording has one
+    // window either way; --windows is for audio.
+    let plain = try runCommand(["predict", "--checkpoint", "run/checkpoint-last.h5", "long.wav"], directory: dir)
+    XCTAssertEqual(plain.status, 0, plain.stderr)
+    XCTAssertTrue(plain.stderr.contains("long.wav is longer than the window the model reads"), plain.stderr)
+    XCTAssertTrue(plain.stdout.split(separator: "\n")[1].hasPrefix("long.wav "), plain.stdout)
+    let short = "corpus/Synth/S1_00_angry.wav"
+    let text = try runCommand(
+      ["predict", "--checkpoint", "run/checkpoint-last.h5", "--windows", short], directory: dir)
+    let lines = text.stdout.split(separator: "\n")
+    XCTAssertEqual(lines.count, 3, text.stdout)
+    XCTAssertTrue(lines[1].hasSuffix("(one window)") && lines[2].hasPrefix("  0.60-"), text.stdout)
+    let csv = try runCommand(
+      ["predict", "--checkpoint", "run/checkpoint-last.h5", "--windows", "--csv", "long.wav"], directory: dir)
+    XCTAssertEqual(csv.stdout.split(separator: "\n").count, 6, csv.stdout)
+    XCTAssertTrue(csv.stdout.hasPrefix("path_or_row,start,end,emotion,"), csv.stdout)
+    XCTAssertTrue(csv.stdout.contains("\nlong.wav,8.100,9.500,"), csv.stdout)
+    let usage = try runCommand(
+      ["predict", "--checkpoint", "run/checkpoint-last.h5", "--windows", "--features", "f.h5"], directory: dir)
     XCTAssertEqual(usage.status, 2)
   }
 }
