@@ -334,8 +334,9 @@ public func predictFiles(
       for start in windows ? windowStarts(seconds: seconds, recipe: extractor.recipe).dropFirst() : [] {
         var at = extractor.recipe
         at.offset = start
-        values += extractor.row(try loadClip(p, recipe: at).samples)
-        mine.append((i, start, seconds, nil))
+        let window = try loadClip(p, recipe: at)
+        values += extractor.row(window.samples)
+        mine.append((i, start, seconds, window.flag(offset: start)))
       }
       x += values
       rows += mine
