@@ -52,28 +52,6 @@ kill_trials() {
   echo "$round runs, $starts starts, each run rerun once finished"
 }
 
-# wait_launcher PID DIR: the exit code of a start's launcher. OpenMPI 4.1's mpirun (Debian 12: 4.1.4, PMIx 4.2)
-# can hang in PMIx_server_finalize after one of its ranks was killed: every rank gone, mpirun on a futex for good
-# (seen once in CI; gdb: orte_finalize -> pmix_server_finalize -> pthread_mutex_lock). A launcher still there 15 s
-# after the last of the run's ranks ended is killed, counted in launcher-hangs, and the start counts as failed.
-wait_launcher() {
-  local pid=$1 dir=$2 idle=0 p state
-  while state=$(awk '{print $3}' "/proc/$pid/stat" 2>/dev/null) && [ -n "$state" ] && [ "$state" != Z ]; do
-    local live=0
-    for p in $(sertrain_pids "--run-dir $dir "); do
-      [ "$(awk '{print $3}' "/proc/$p/stat" 2>/dev/null)" = Z ] || live=1
-    done
-    if [ "$live" -eq 1 ]; then idle=0; else idle=$((idle + 1)); fi
-    if [ "$idle" -ge 150 ]; then
-      echo "$dir" >>launcher-hangs
-      kill -9 "$pid" 2>/dev/null
-      break
-    fi
-    sleep 0.1
-  done
-  wait "$pid"
-}
-
 # rerun_finished DIR REFERENCE LAUNCH...: the same command again on the finished run (a requeued job does this) says
 # it finished, exits 0, and changes no weight: both checkpoints still REFERENCE's, the status `finished`.
 rerun_finished() {

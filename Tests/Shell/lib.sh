@@ -45,6 +45,30 @@ sertrain_pids() {
   return 0
 }
 
+# wait_launcher PID DIR: the exit code of a run's launcher (PID: mpirun, or a shell whose child it is). OpenMPI
+# 4.1's mpirun (Debian 12: 4.1.4, PMIx 4.2) can hang in PMIx_server_finalize after its ranks ended, one of them
+# killed (seen once in CI; gdb: orte_finalize -> pmix_server_finalize -> pthread_mutex_lock). A launcher still there
+# 15 s after the last of the run's ranks (`--run-dir DIR`) ended is killed with its children, DIR is counted in
+# ./launcher-hangs, and the code is 137. (`sertrain supervise` does the same for the Launch scripts.)
+wait_launcher() {
+  local pid=$1 dir=$2 idle=0 p state
+  while state=$(awk '{print $3}' "/proc/$pid/stat" 2>/dev/null) && [ -n "$state" ] && [ "$state" != Z ]; do
+    local live=0
+    for p in $(sertrain_pids "--run-dir $dir "); do
+      [ "$(awk '{print $3}' "/proc/$p/stat" 2>/dev/null)" = Z ] || live=1
+    done
+    if [ "$live" -eq 1 ]; then idle=0; else idle=$((idle + 1)); fi
+    if [ "$idle" -ge 150 ]; then
+      echo "$dir" >>launcher-hangs
+      pkill -9 -P "$pid" 2>/dev/null
+      kill -9 "$pid" 2>/dev/null
+      break
+    fi
+    sleep 0.1
+  done
+  wait "$pid"
+}
+
 # watch_epoch_lines LOG: in the background, appends "N <unix time>" to LOG.arrivals as each `Epoch N/` line reaches
 # LOG; the caller kills it ($!) when the run is over.
 watch_epoch_lines() {
