@@ -20,7 +20,8 @@ struct SerTrain: ParsableCommand {
     abstract: "A data-parallel trainer for speech emotion recognition.",
     version: buildIdentity,
     subcommands: [
-      Train.self, CrossValidate.self, Extract.self, Convert.self, Merge.self, Evaluate.self, Predict.self, Report.self,
+      Train.self, CrossValidate.self, Compare.self, Extract.self, Convert.self, Merge.self, Evaluate.self, Predict.self,
+      Report.self,
       Inspect.self, Synth.self,
       Summary.self, ImportKeras.self,
       ExportKeras.self, Supervise.self,

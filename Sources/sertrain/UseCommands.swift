@@ -236,3 +236,63 @@ struct InferenceOptions: ParsableArguments {
       """)
   var precision = PrecisionOption.fp32
 }
+
+struct Compare: ParsableCommand {
+  static let configuration = CommandConfiguration(
+    abstract: "Two models' cross-validations on the same folds, paired by fold: is the candidate better?",
+    discussion: """
+      Give cross-validation directories in pairs, BASE CANDIDATE, each pair run on the same data with the same \
+      --folds, --by and --seed (the same fold holds out the same speakers); several pairs (other seeds) pool their \
+      folds. For accuracy, macro F1 and UAR: both means, the mean difference (candidate minus base) with its sd and \
+      standard error over folds, folds better and worse, and Bouckaert and Frank's corrected t-test for k-fold \
+      cross-validation (a plain paired t-test over folds is too confident: the folds' models share most of their \
+      training rows).
+      """)
+
+  @Argument(help: "Cross-validation directories (or cv.csv files) in pairs: BASE CANDIDATE [BASE CANDIDATE ...].")
+  var runs: [String]
+
+  @Flag(help: "Print JSON.")
+  var json = false
+
+  func validate() throws {
+    if runs.count < 2 || runs.count % 2 != 0 {
+      throw ValidationError("give cross-validations in pairs, BASE CANDIDATE; got \(runs.count)")
+    }
+  }
+
+  func run() throws {
+    try runReportingErrors {
+      let pairs = stride(from: 0, to: runs.count, by: 2).map { (base: runs[$0], candidate: runs[$0 + 1]) }
+      let (folds, kind, differences) = try compareCrossValidations(pairs)
+      if json {
+        struct Output: Encodable {
+          var folds: Int
+          var by: String
+          var metrics: [PairedDifference]
+        }
+        print(jsonText(Output(folds: folds, by: kind, metrics: differences), pretty: true))
+        return
+      }
+      func pad(_ s: String, _ n: Int) -> String { s + String(repeating: " ", count: max(0, n - s.count)) }
+      func signed(_ v: Double) -> String { (v >= 0 ? "+" : "") + fixed(v, 4) }
+      let more = pairs.count > 1 ? " (and \(pairs.count - 1) more pair\(pairs.count > 2 ? "s" : ""))" : ""
+      print("\(pairs[0].candidate) against \(pairs[0].base)\(more): \(folds) folds of held-out \(kind), paired by fold")
+      print("")
+      print(
+        pad("metric", 10) + pad("base", 9) + pad("candidate", 11) + pad("difference", 12) + pad("sd", 8) + pad("se", 8)
+          + pad("t", 8) + pad("p", 8) + "better/worse")
+      for d in differences {
+        print(
+          pad(["accuracy": "accuracy", "macro_f1": "macro F1", "uar": "UAR"][d.metric] ?? d.metric, 10) + pad(fixed(d.base, 4), 9) + pad(fixed(d.candidate, 4), 11)
+            + pad(signed(d.mean), 12) + pad(fixed(d.sd, 4), 8) + pad(fixed(d.standardError, 4), 8)
+            + pad(fixed(d.t, 2), 8) + pad(d.p < 0.001 ? "<0.001" : fixed(d.p, 3), 8) + "\(d.better)/\(d.worse)")
+      }
+      print("")
+      print(
+        "difference: candidate minus base over the \(folds) folds; se: sd / sqrt(\(folds)); t: the corrected "
+          + "repeated k-fold cross-validation test (Bouckaert and Frank), \(folds - 1) degrees of freedom; p "
+          + "two-sided")
+    }
+  }
+}

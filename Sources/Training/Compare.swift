@@ -1,0 +1,168 @@
+import Base
+import FoundationEssentials
+
+#if canImport(Glibc)
+  import Glibc
+#endif
+
+// `sertrain compare`: two models' cross-validations on the same folds, paired by fold, with the test for k-fold
+// cross-validation that counts the overlap of the folds' training sets.
+
+/// A cross-validation's `cv.csv`: per fold, its held-out groups, test rows and metrics.
+public struct CrossValidationTable: Sendable {
+  public struct Fold: Sendable {
+    public var fold: Int
+    public var groups: String
+    public var rows: Int
+    /// accuracy, macro F1, UAR: the columns `metricNames` names.
+    public var metrics: [Double]
+  }
+  public static let metricNames = ["accuracy", "macro_f1", "uar"]
+  public var path: String
+  /// `speakers` or `recordings`: what the folds hold out.
+  public var kind: String
+  public var folds: [Fold]
+  /// Every fold's test rows together: the data's rows.
+  public var totalRows: Int
+
+  /// Reads `DIR/cv.csv` (or the file itself), as `cv` writes it.
+  public init(_ directory: String) throws {
+    path = directory.hasSuffix(".csv") ? directory : directory + "/cv.csv"
+    guard let text = try? String(contentsOfFile: path, encoding: .utf8) else {
+      throw Failure(path, "cannot be read: give a directory `sertrain cv` wrote (its cv.csv)")
+    }
+    let lines = text.split(separator: "\n").map(String.init)
+    let header = lines.first?.split(separator: ",").map(String.init) ?? []
+    guard header.count == 7, header[0] == "fold", header[2] == "rows",
+      Array(header[3..<6]) == CrossValidationTable.metricNames
+    else {
+      throw Failure(path, "line 1 is not the header of a cv.csv (fold,speakers,rows,accuracy,macro_f1,uar,loss)")
+    }
+    kind = header[1]
+    (folds, totalRows) = ([], 0)
+    for (n, line) in lines.enumerated().dropFirst() {
+      // fold, groups (which a name with a comma would split), rows and four metrics
+      let cells = line.split(separator: ",", omittingEmptySubsequences: false).map(String.init)
+      guard cells.count >= 7 else { throw Failure(path, "line \(n + 1): expected 7 cells, got \(cells.count)") }
+      let tail = cells.suffix(5)
+      if cells[0] == "mean" {
+        totalRows = Int(tail.first!) ?? 0
+        continue
+      }
+      if cells[0] == "sd" { continue }
+      guard let fold = Int(cells[0]), let rows = Int(tail.first!) else {
+        throw Failure(path, "line \(n + 1): expected a fold number and its rows")
+      }
+      let metrics = tail.dropFirst().prefix(3).map { Double($0) }
+      guard metrics.allSatisfy({ $0?.isFinite == true }) else {
+        throw Failure(path, "line \(n + 1): the accuracy, macro F1 and UAR are not numbers")
+      }
+      let groups = cells[1..<(cells.count - 5)].joined(separator: ",")
+      folds.append(Fold(fold: fold, groups: groups, rows: rows, metrics: metrics.map { $0! }))
+    }
+    guard folds.count >= 2 else { throw Failure(path, "holds \(folds.count) fold(s): nothing to pair") }
+    if totalRows == 0 { totalRows = folds.reduce(0) { $0 + $1.rows } }
+  }
+}
+
+/// One metric compared: the candidate minus the base, fold by fold.
+public struct PairedDifference: Codable, Sendable {
+  public var metric: String
+  public var base: Double
+  public var candidate: Double
+  /// Mean, sample deviation and standard error (deviation / √n) of the n paired differences.
+  public var mean: Double
+  public var sd: Double
+  public var standardError: Double
+  /// Bouckaert and Frank's corrected repeated k-fold cross-validation t (n - 1 degrees of freedom) and its
+  /// two-sided p.
+  public var t: Double
+  public var p: Double
+  public var better: Int
+  public var worse: Int
+}
+
+/// Pairs each base cross-validation with its candidate, fold by fold (the same fold must hold out the same speakers
+/// or recordings), and compares the metrics over all the pairs' folds.
+///
+/// A plain paired t-test over folds is too confident: each fold's model trained on most of the others' rows, so
+/// the differences are correlated. Bouckaert and Frank's correction (2004, for r repetitions of k folds) scales
+/// the variance of the mean difference by `1/n + n_test/n_train` instead of `1/n` (n = k·r differences); with
+/// n_test/n_train the mean over folds of the fold's test rows against the rest.
+public func compareCrossValidations(_ pairs: [(base: String, candidate: String)]) throws -> (
+  folds: Int, kind: String, differences: [PairedDifference]
+) {
+  var (base, candidate): ([[Double]], [[Double]]) = ([], [])
+  var ratios: [Double] = []
+  var kind = ""
+  for (b, c) in pairs {
+    let (x, y) = (try CrossValidationTable(b), try CrossValidationTable(c))
+    guard x.kind == y.kind, x.folds.count == y.folds.count else {
+      throw Failure(
+        y.path,
+        "holds \(y.folds.count) folds of \(y.kind), \(x.path) \(x.folds.count) of \(x.kind): not the same folds")
+    }
+    if kind.isEmpty { kind = x.kind }
+    guard x.kind == kind else { throw Failure(x.path, "holds out \(x.kind), the first pair \(kind)") }
+    for (f, g) in zip(x.folds, y.folds) {
+      guard f.fold == g.fold, f.groups == g.groups, f.rows == g.rows else {
+        throw Failure(
+          y.path,
+          "fold \(g.fold) holds out \(g.groups) (\(g.rows) rows), \(x.path)'s fold \(f.fold) \(f.groups) (\(f.rows) "
+            + "rows): not the same folds (run both with the same data, --folds, --by and --seed)")
+      }
+      base.append(f.metrics)
+      candidate.append(g.metrics)
+      ratios.append(Double(f.rows) / Double(max(1, x.totalRows - f.rows)))
+    }
+  }
+  let n = Double(base.count)
+  let ratio = ratios.reduce(0, +) / n
+  let differences = CrossValidationTable.metricNames.indices.map { m -> PairedDifference in
+    let d = zip(base, candidate).map { $1[m] - $0[m] }
+    let mean = d.reduce(0, +) / n
+    let sd = (d.reduce(0) { $0 + ($1 - mean) * ($1 - mean) } / (n - 1)).squareRoot()
+    let t = sd > 0 ? mean / (sd * (1 / n + ratio).squareRoot()) : (mean == 0 ? 0 : mean > 0 ? .infinity : -.infinity)
+    return PairedDifference(
+      metric: CrossValidationTable.metricNames[m], base: base.reduce(0) { $0 + $1[m] } / n,
+      candidate: candidate.reduce(0) { $0 + $1[m] } / n, mean: mean, sd: sd, standardError: sd / n.squareRoot(),
+      t: t, p: studentTwoSidedP(t: t, degreesOfFreedom: n - 1), better: d.filter { $0 > 0 }.count,
+      worse: d.filter { $0 < 0 }.count)
+  }
+  return (base.count, kind, differences)
+}
+
+/// The two-sided p of Student's t with `degreesOfFreedom`: `I_{ν/(ν+t²)}(ν/2, 1/2)`.
+public func studentTwoSidedP(t: Double, degreesOfFreedom v: Double) -> Double {
+  guard t.isFinite else { return t.isNaN ? .nan : 0 }
+  return regularizedIncompleteBeta(v / (v + t * t), a: v / 2, b: 0.5)
+}
+
+/// The regularized incomplete beta function `I_x(a, b)`, from its continued fraction (evaluated by the modified
+/// Lentz method) where it converges fast, `x < (a + 1) / (a + b + 2)`, and `1 - I_{1-x}(b, a)` elsewhere.
+func regularizedIncompleteBeta(_ x: Double, a: Double, b: Double) -> Double {
+  if x <= 0 { return 0 }
+  if x >= 1 { return 1 }
+  if x >= (a + 1) / (a + b + 2) { return 1 - regularizedIncompleteBeta(1 - x, a: b, b: a) }
+  let logBeta: Double = lgamma(a) + lgamma(b) - lgamma(a + b)
+  let front = exp(a * log(x) + b * log(1 - x) - logBeta) / a
+  let tiny = 1e-300
+  func nonzero(_ v: Double) -> Double { abs(v) < tiny ? tiny : v }
+  // The fraction 1 / (1 + d1 / (1 + d2 / (1 + ...))): d(2m+1) = -(a+m)(a+b+m)x / ((a+2m)(a+2m+1)),
+  // d(2m) = m(b-m)x / ((a+2m-1)(a+2m)).
+  var c = 1.0
+  var d = 1 / nonzero(1 - (a + b) * x / (a + 1))
+  var value = d
+  for m in 1...500 {
+    let m = Double(m)
+    let odd = -(a + m) * (a + b + m) * x / ((a + 2 * m) * (a + 2 * m + 1))
+    let even = m * (b - m) * x / ((a + 2 * m - 1) * (a + 2 * m))
+    for numerator in [even, odd] {
+      d = 1 / nonzero(1 + numerator * d)
+      c = nonzero(1 + numerator / c)
+      value *= d * c
+    }
+    if abs(d * c - 1) < 1e-15 { break }
+  }
+  return front * value
+}
