@@ -3,7 +3,7 @@
 # speakers, 5 folds of 2, boredom left out: 6 classes) and on ser-mini (across corpora: 8 speakers, 4 folds), for
 # the flat `small` preset and the frames models with each standardisation, two seeds each. Prints one tab-separated
 # line per run: data, model, standardisation, seed, test accuracy mean and sd, UAR mean and sd, the mean over folds
-# of the best validation accuracy (what a model choice may look at), seconds per fold.
+# of the best validation accuracy (what a model choice may look at), seconds per fold; then the comparisons.
 #
 #   Benchmarks/frames-experiment.sh [SERTRAIN] [WORK_DIR]      (SHARED: ../shared; RUNS: a subset, e.g. "emodb";
 #                                                              VARIANTS=1: also the candidates of Benchmarks/frames/,
@@ -50,5 +50,14 @@ for data in ${RUNS:-emodb mini}; do
         for norm in column speaker; do run "$data" "$folds" "$root/Benchmarks/frames/$variant.json" "$norm" "$seed"; done
       done
     fi
+  done
+done
+# The claims, paired by fold over both seeds with the corrected k-fold test (sertrain compare): frames over the
+# flat model, then speaker and feature over column standardisation.
+pairs() { for seed in 0 1; do echo "cv-$1-$2-s$seed cv-$1-$3-s$seed"; done; }
+for data in ${RUNS:-emodb mini}; do
+  for claim in "small-column frames-column" "frames-column frames-speaker" "frames-column frames-feature"; do
+    # shellcheck disable=SC2046,SC2086
+    "$sertrain" compare $(pairs "$data" $claim) | sed -n '1p;4,6p'
   done
 done
