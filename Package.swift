@@ -96,7 +96,7 @@ let testTargets: [Target] = [
     name: "AudioFeaturesTests", dependencies: ["AudioFeatures", "HDF5", "_TestSupport"]),
   .testTarget(
     name: "TrainingTests",
-    dependencies: ["Training", "ConvNet", "FeatureStore", "ModelFiles", "AudioFeatures", "_TestSupport"]),
+    dependencies: ["Training", "ConvNet", "FeatureStore", "ModelFiles", "AudioFeatures", "Schema", "_TestSupport"]),
   .testTarget(
     name: "CLITests",
     dependencies: ["AudioFeatures", "FeatureStore", "HDF5", "ModelFiles", "ConvNet", "Training", "_TestSupport"]),

@@ -91,6 +91,11 @@ public struct FeatureRecipe: Equatable, Sendable, Codable {
   }
 }
 
+/// A CSV cell as RFC 4180 writes it: in double quotes, its quotes doubled, when it holds a comma or a quote.
+public func csvCell(_ s: String) -> String {
+  s.contains(",") || s.contains("\"") ? "\"" + s.replacing("\"", with: "\"\"") + "\"" : s
+}
+
 /// The cells of one CSV line as RFC 4180 quotes them: a cell in double quotes may hold the separator, and `""` inside
 /// it is one quote.
 public func csvCells(_ line: String, separator: Character) -> [String] {

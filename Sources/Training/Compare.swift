@@ -1,5 +1,6 @@
 import Base
 import FoundationEssentials
+import Schema
 
 #if canImport(Glibc)
   import Glibc
@@ -41,24 +42,22 @@ public struct CrossValidationTable: Sendable {
     kind = header[1]
     (folds, totalRows) = ([], 0)
     for (n, line) in lines.enumerated().dropFirst() {
-      // fold, groups (which a name with a comma would split), rows and four metrics
-      let cells = line.split(separator: ",", omittingEmptySubsequences: false).map(String.init)
-      guard cells.count >= 7 else { throw Failure(path, "line \(n + 1): expected 7 cells, got \(cells.count)") }
-      let tail = cells.suffix(5)
+      // fold, groups (quoted when a name holds a comma), rows and four metrics
+      let cells = csvCells(line, separator: ",")
+      guard cells.count == 7 else { throw Failure(path, "line \(n + 1): expected 7 cells, got \(cells.count)") }
       if cells[0] == "mean" {
-        totalRows = Int(tail.first!) ?? 0
+        totalRows = Int(cells[2]) ?? 0
         continue
       }
       if cells[0] == "sd" { continue }
-      guard let fold = Int(cells[0]), let rows = Int(tail.first!) else {
+      guard let fold = Int(cells[0]), let rows = Int(cells[2]) else {
         throw Failure(path, "line \(n + 1): expected a fold number and its rows")
       }
-      let metrics = tail.dropFirst().prefix(3).map { Double($0) }
+      let metrics = cells[3..<6].map { Double($0) }
       guard metrics.allSatisfy({ $0?.isFinite == true }) else {
         throw Failure(path, "line \(n + 1): the accuracy, macro F1 and UAR are not numbers")
       }
-      let groups = cells[1..<(cells.count - 5)].joined(separator: ",")
-      folds.append(Fold(fold: fold, groups: groups, rows: rows, metrics: metrics.map { $0! }))
+      folds.append(Fold(fold: fold, groups: cells[1], rows: rows, metrics: metrics.map { $0! }))
     }
     guard folds.count >= 2 else { throw Failure(path, "holds \(folds.count) fold(s): nothing to pair") }
     if totalRows == 0 { totalRows = folds.reduce(0) { $0 + $1.rows } }

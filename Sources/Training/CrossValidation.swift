@@ -3,6 +3,7 @@ import Collective
 import FeatureStore
 import FoundationEssentials
 import ModelFiles
+import Schema
 
 #if canImport(Glibc)
   import Glibc
@@ -179,7 +180,7 @@ func writeCrossValidation(_ s: CrossValidationSummary, _ o: CrossValidationOptio
   var csv = "fold,\(o.by.rawValue)s,rows," + metrics.map(\.0).joined(separator: ",") + "\n"
   for f in s.folds {
     csv +=
-      "\(f.fold),\(f.groups.joined(separator: " ")),\(f.evaluation.rows),"
+      "\(f.fold),\(csvCell(f.groups.joined(separator: " "))),\(f.evaluation.rows),"
       + metrics.map { "\($0.1(f.evaluation))" }.joined(separator: ",") + "\n"
   }
   csv += "mean,,\(s.pooled.rows)," + metrics.map { "\(s.spread($0.1).mean)" }.joined(separator: ",") + "\n"

@@ -6,6 +6,7 @@ import FeatureStore
 import FoundationEssentials
 import ModelFiles
 import ProcessSetup
+import Schema
 import Training
 
 #if canImport(Glibc)
@@ -192,10 +193,6 @@ struct Predict: ParsableCommand {
       }
     }
   }
-}
-
-func csvCell(_ s: String) -> String {
-  s.contains(",") || s.contains("\"") ? "\"" + s.replacing("\"", with: "\"\"") + "\"" : s
 }
 
 struct Report: ParsableCommand {

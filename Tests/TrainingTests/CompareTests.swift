@@ -1,3 +1,4 @@
+import Schema
 import XCTest
 import _TestSupport
 
@@ -33,7 +34,7 @@ final class CompareTests: XCTestCase {
     try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
     var csv = "fold,speakers,rows,accuracy,macro_f1,uar,loss\n"
     for (i, (speakers, rows, accuracy)) in folds.enumerated() {
-      csv += "\(i + 1),\(speakers),\(rows),\(accuracy),\(accuracy - 0.1),\(accuracy - 0.05),1.5\n"
+      csv += "\(i + 1),\(csvCell(speakers)),\(rows),\(accuracy),\(accuracy - 0.1),\(accuracy - 0.05),1.5\n"
     }
     csv += "mean,,\(folds.reduce(0) { $0 + $1.1 }),0,0,0,0\nsd,,,0,0,0,0\n"
     try csv.write(toFile: dir + "/cv.csv", atomically: true, encoding: .utf8)
