@@ -121,6 +121,12 @@ func format1(_ x: Double) -> String {
   return "\(r < 0 && whole == 0 ? "-" : "")\(whole).\(tenth)"
 }
 
+/// `s` filled with spaces to `width` characters: on the right (a left-aligned column), or with `right` on the left.
+public func pad(_ s: String, _ width: Int, right: Bool = false) -> String {
+  let fill = String(repeating: " ", count: max(0, width - s.count))
+  return right ? fill + s : s + fill
+}
+
 /// Formats `x` with `digits` decimals (no Foundation).
 public func fixed(_ x: Double, _ digits: Int) -> String {
   guard x.isFinite else { return "\(x)" }

@@ -8,10 +8,6 @@ public func summary(_ network: Network) -> String {
     if b >= 1024 { return "\((b / 1024 * 100).rounded() / 100) KB" }
     return "\(Int(b)) B"
   }
-  func pad(_ s: String, _ n: Int, right: Bool = false) -> String {
-    let fill = String(repeating: " ", count: max(0, n - s.count))
-    return right ? fill + s : s + fill
-  }
   let widths = (38, 24, 15)
   let rule = String(repeating: "─", count: widths.0 + widths.1 + widths.2 + 4)
   var lines = ["Model: \"\(network.spec.name)\"", rule]

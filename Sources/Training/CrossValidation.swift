@@ -46,7 +46,6 @@ public struct CrossValidationSummary: Sendable {
 extension CrossValidationSummary {
   /// A row per fold, then mean ± sd: accuracy, macro F1, unweighted average recall.
   public func table(by: SplitKind) -> String {
-    func pad(_ s: String, _ n: Int) -> String { s + String(repeating: " ", count: max(0, n - s.count)) }
     let width = max(12, folds.map { $0.groups.joined(separator: ",").count }.max() ?? 0) + 2
     var lines = [pad("fold", 6) + pad(by.rawValue + "s", width) + "rows   accuracy  macro F1  UAR"]
     for f in folds {

@@ -87,13 +87,13 @@ public struct Evaluation: Codable, Sendable {
   /// The per-class table laid out as scikit-learn's `classification_report`.
   public var report: String {
     let width = max(12, (classes.map(\.count) + ["weighted avg".count]).max()!)
-    func pad(_ s: String, _ n: Int) -> String { String(repeating: " ", count: max(0, n - s.count)) + s }
+    func cell(_ s: String, _ n: Int) -> String { pad(s, n, right: true) }
     func line(_ name: String, _ p: Double?, _ r: Double?, _ f: Double, _ s: Int) -> String {
-      pad(name, width) + pad(p.map { fixed($0, 2) } ?? "", 11) + pad(r.map { fixed($0, 2) } ?? "", 10)
-        + pad(fixed(f, 2), 10) + pad("\(s)", 10)
+      cell(name, width) + cell(p.map { fixed($0, 2) } ?? "", 11) + cell(r.map { fixed($0, 2) } ?? "", 10)
+        + cell(fixed(f, 2), 10) + cell("\(s)", 10)
     }
     var out = [
-      pad("", width) + pad("precision", 11) + pad("recall", 10) + pad("f1-score", 10) + pad("support", 10), "",
+      cell("", width) + cell("precision", 11) + cell("recall", 10) + cell("f1-score", 10) + cell("support", 10), "",
     ]
     for c in perClass { out.append(line(c.name, c.precision, c.recall, c.f1, c.support)) }
     out.append("")
@@ -106,9 +106,9 @@ public struct Evaluation: Codable, Sendable {
   /// The confusion matrix with class names (rows: true class, columns: predicted).
   public var confusionTable: String {
     let w = max(8, classes.map(\.count).max() ?? 0) + 1
-    func pad(_ s: String) -> String { String(repeating: " ", count: max(0, w - s.count)) + s }
-    var out = [pad("true \\ pred") + classes.map { pad(String($0.prefix(w - 1))) }.joined()]
-    for (i, row) in confusion.enumerated() { out.append(pad(classes[i]) + row.map { pad("\($0)") }.joined()) }
+    func cell(_ s: String) -> String { pad(s, w, right: true) }
+    var out = [cell("true \\ pred") + classes.map { cell(String($0.prefix(w - 1))) }.joined()]
+    for (i, row) in confusion.enumerated() { out.append(cell(classes[i]) + row.map { cell("\($0)") }.joined()) }
     return out.joined(separator: "\n")
   }
 

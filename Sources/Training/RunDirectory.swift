@@ -98,8 +98,9 @@ public enum RunStatus: String, Sendable {
 ///
 /// A launcher that outlives the last rank below it by `grace` seconds (0: not watched) is killed, with a line that
 /// says so: Debian 12's OpenMPI 4.1.4 can hang in its finalize (PMIx) after a rank died, every rank gone, which would
-/// hold a batch job to its time limit and keep it from being requeued. A run that finished or stopped then ends as it would have. (Ranks
-/// that srun or a remote orted starts are not below the launcher on this node: they are not watched.)
+/// hold a batch job to its time limit and keep it from being requeued. A run that finished or stopped then ends as it
+/// would have. (Ranks that srun or a remote orted starts are not below the launcher on this node: they are not
+/// watched.)
 public func superviseLauncher(_ command: [String], runDir: String, grace: Double = 30) throws -> Int32 {
   try makeDirectories(runDir)
   // The status file must be newer than this to speak for this launch (mtimes of one file system, not clocks).

@@ -148,7 +148,6 @@ struct Predict: ParsableCommand {
           print(([p.source] + span + [p.emotion] + probabilities + more).map(csvCell).joined(separator: ","))
         }
       } else {
-        func pad(_ s: String, _ n: Int) -> String { s + String(repeating: " ", count: max(0, n - s.count)) }
         func name(_ p: Prediction) -> String {
           guard let start = p.start, let end = p.end else { return p.source }
           return "  \(fixed(start, 2))-\(fixed(end, 2)) s"
@@ -271,7 +270,6 @@ struct Compare: ParsableCommand {
         print(jsonText(Output(folds: folds, by: kind, metrics: differences), pretty: true))
         return
       }
-      func pad(_ s: String, _ n: Int) -> String { s + String(repeating: " ", count: max(0, n - s.count)) }
       func signed(_ v: Double) -> String { (v >= 0 ? "+" : "") + fixed(v, 4) }
       let more = pairs.count > 1 ? " (and \(pairs.count - 1) more pair\(pairs.count > 2 ? "s" : ""))" : ""
       print("\(pairs[0].candidate) against \(pairs[0].base)\(more): \(folds) folds of held-out \(kind), paired by fold")
