@@ -134,9 +134,9 @@ private func walk(_ root: String, _ relative: String, _ out: inout [String]) thr
 /// The longest label or speaker name a manifest may give.
 public let maxNameBytes = 100
 
-/// A manifest CSV `path,emotion[,speaker]` (a header row is recognised by its first cell `path`); paths relative to
-/// the manifest's corpus root.
-public func readManifest(_ path: String) throws -> [LabelledRecording] {
+/// A manifest CSV `path,emotion[,speaker[,corpus]]` (a header row is recognised by its first cell `path`); paths
+/// relative to the manifest's corpus root; a recording without a corpus cell is of `corpus`.
+public func readManifest(_ path: String, corpus: String) throws -> [LabelledRecording] {
   guard let f = fopen(path, "r") else { throw AudioError(path, "cannot open the manifest") }
   defer { fclose(f) }
   var out: [LabelledRecording] = []
@@ -153,17 +153,17 @@ public func readManifest(_ path: String) throws -> [LabelledRecording] {
     let cells = csvCells(text, separator: text.contains("\t") ? "\t" : ",").map { $0.trimmingCharacters() }
     if number == 1 && cells.first?.lowercased() == "path" { continue }
     guard cells.count >= 2, !cells[0].isEmpty, !cells[1].isEmpty else {
-      throw AudioError(path, "line \(number): expected path,emotion[,speaker], got '\(text.prefix(200))'")
+      throw AudioError(path, "line \(number): expected path,emotion[,speaker[,corpus]], got '\(text.prefix(200))'")
     }
-    // A label or speaker is a name, not a document: a long one is a broken line (a missing quote, a wrong column).
-    for (what, cell) in [("label", cells[1]), ("speaker", cells.count > 2 ? cells[2] : "")]
-    where cell.utf8.count > maxNameBytes {
+    func cell(_ i: Int) -> String { i < cells.count ? cells[i] : "" }
+    // A name is not a document: a long one is a broken line (a missing quote, a wrong column).
+    for (what, i) in [("label", 1), ("speaker", 2), ("corpus", 3)] where cell(i).utf8.count > maxNameBytes {
       throw AudioError(
-        path, "line \(number): a \(what) of \(cell.utf8.count) bytes; names are at most \(maxNameBytes) bytes")
+        path, "line \(number): a \(what) of \(cell(i).utf8.count) bytes; names are at most \(maxNameBytes) bytes")
     }
     out.append(
       LabelledRecording(
-        path: cells[0], corpus: "manifest", speaker: cells.count > 2 ? cells[2] : "", emotion: cells[1].lowercased()))
+        path: cells[0], corpus: cell(3).isEmpty ? corpus : cell(3), speaker: cell(2), emotion: cells[1].lowercased()))
   }
   return out
 }

@@ -13,6 +13,8 @@ public struct ExtractOptions: Sendable {
   public var root: String
   public var output: String
   public var manifest: String?
+  /// The corpus of a manifest's recordings that do not name one (default: the root directory's name).
+  public var corpus: String?
   public var augmentations: [Augmentation] = Augmentation.seedRows
   /// How each row is computed; the file records it.
   public var recipe = FeatureRecipe()
@@ -84,7 +86,8 @@ public func extractCorpus(_ o: ExtractOptions, comm: Communicator) throws -> Ext
   var report = ExtractReport()
   var recordings: [LabelledRecording]
   if let manifest = o.manifest {
-    recordings = try readManifest(manifest)
+    let root = resolvedPath(o.root) ?? o.root
+    recordings = try readManifest(manifest, corpus: o.corpus ?? String(root.split(separator: "/").last ?? "corpus"))
   } else {
     let scan = try scanCorpus(o.root)
     recordings = scan.recordings
@@ -220,6 +223,12 @@ public func extractCorpus(_ o: ExtractOptions, comm: Communicator) throws -> Ext
       rows += r
       labels += [String](repeating: rec.emotion, count: o.augmentations.count)
       sources += [Int32](repeating: source, count: o.augmentations.count)
+    }
+    let shared = qualifySharedSpeakers(&infos)
+    if !shared.isEmpty {
+      report.warnings.append(
+        "speakers named alike in different corpora are different people: \(shared.count) named with their corpus "
+          + "(\(shared.prefix(3).map { "'\($0)'" }.joined(separator: ", ")) as corpus/name)")
     }
     try rows.withUnsafeBufferPointer {
       try writer.append(

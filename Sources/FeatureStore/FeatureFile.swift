@@ -77,6 +77,19 @@ public struct RecordingInfo: Equatable, Sendable {
   }
 }
 
+/// Speakers are told apart by name, so one name in two corpora (a manifest's speaker `01` in each) would be taken as
+/// one voice: put on one side of a speaker split, standardised by the two's pooled statistics. Such names are
+/// qualified with their corpus, `corpus/01`; returns the names that were (sorted).
+public func qualifySharedSpeakers(_ recordings: inout [RecordingInfo]) -> [String] {
+  var corpora: [String: Set<String>] = [:]
+  for r in recordings where !r.speaker.isEmpty { corpora[r.speaker, default: []].insert(r.corpus) }
+  let shared = Set(corpora.filter { $0.value.count > 1 }.keys)
+  for i in recordings.indices where shared.contains(recordings[i].speaker) {
+    recordings[i].speaker = recordings[i].corpus + "/" + recordings[i].speaker
+  }
+  return shared.sorted()
+}
+
 // MARK: - Writing
 
 /// Streams rows into a new feature file. Rows are appended in order; labels are given as class names and

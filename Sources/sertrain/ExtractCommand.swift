@@ -19,8 +19,15 @@ struct Extract: ParsableCommand {
   @Option(name: .shortAndLong, help: "The feature file to write.")
   var output = "features.h5"
 
-  @Option(help: "A CSV of path,emotion[,speaker] for any other corpus.")
+  @Option(help: "A CSV of path,emotion[,speaker[,corpus]] for any other corpus.")
   var manifest: String?
+
+  @Option(
+    help: """
+      The corpus of the manifest's recordings that do not name one (default: the directory's name), by which \
+      merge, the report and speaker names tell corpora apart.
+      """)
+  var corpus: String?
 
   @Option(help: "Rows per recording, in order: original, noise, pitch, pitch+noise (the seed's), stretch, shift.")
   var augment = "original,noise,pitch,pitch+noise"
@@ -54,6 +61,12 @@ struct Extract: ParsableCommand {
 
   func validate() throws {
     if let t = threads, t < 1 { throw ValidationError("--threads must be at least 1") }
+    if corpus != nil && manifest == nil {
+      throw ValidationError("--corpus names a manifest's corpus (the Kaggle layout's come from its folders)")
+    }
+    if let c = corpus, c.isEmpty || c.utf8.count > maxNameBytes {
+      throw ValidationError("--corpus: a name of 1 to \(maxNameBytes) bytes")
+    }
     for a in augment.split(separator: ",") where Augmentation(rawValue: String(a)) == nil {
       throw ValidationError(
         "--augment: unknown '\(a)' (choose from \(Augmentation.allCases.map(\.rawValue).joined(separator: ", ")))")
@@ -65,6 +78,7 @@ struct Extract: ParsableCommand {
       configureThreads(environment: ["OPENBLAS_NUM_THREADS": "1"])
       var o = ExtractOptions(root: directory, output: output)
       o.manifest = manifest
+      o.corpus = corpus
       o.augmentations = augment.split(separator: ",").map { Augmentation(rawValue: String($0))! }
       o.recipe.layout = layout
       o.strict = strict

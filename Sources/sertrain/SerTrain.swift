@@ -140,10 +140,11 @@ struct Merge: ParsableCommand {
 
   func run() throws {
     try runReportingErrors {
-      let (rows, recordings, classes) = try mergeFeatureFiles(inputs, into: output, overwrite: force)
+      let (rows, recordings, classes, notes) = try mergeFeatureFiles(inputs, into: output, overwrite: force)
       print(
         "merged \(inputs.count) files -> \(output): \(rows) rows of \(recordings) recordings, classes "
           + classes.joined(separator: ", "))
+      for note in notes { print("note: \(note)") }
     }
   }
 }

@@ -240,3 +240,64 @@ final class SynthCommandTests: XCTestCase {
     XCTAssertFalse(fm.fileExists(atPath: dir + "/none.h5"))
   }
 }
+
+/// A speaker is a corpus's: a manifest's recordings are of the corpus its directory (or `--corpus`, or a fourth
+/// column) names; one speaker name in two corpora is two people, in `extract` and in `merge`; one recording in two
+/// merged files is refused.
+extension ExtractCommandTests {
+  func testSpeakersOfDifferentCorporaStayApart() throws {
+    let dir = temporaryDirectory(self)
+    XCTAssertEqual(
+      try runCommand(["synth", "-o", "corpus", "--speakers", "2", "--per-class", "2"], directory: dir).status, 0)
+    let fm = FileManager.default
+    let files = try fm.contentsOfDirectory(atPath: dir + "/corpus/Synth").filter { $0.hasSuffix(".wav") }.sorted()
+    // Recordings 00 of both synth speakers as speakers A and B; recordings 01 likewise, in another manifest.
+    func manifest(_ name: String, take: String, corpusColumn: (String) -> String? = { _ in nil }) {
+      let lines = files.filter { $0.contains("_\(take)_") }.map { f in
+        let speaker = f.hasPrefix("S1") ? "A" : "B"
+        return "Synth/\(f),\(f.split(separator: "_")[2].dropLast(4)),\(speaker)"
+          + (corpusColumn(f).map { ",\($0)" } ?? "")
+      }
+      XCTAssertTrue(fm.createFile(atPath: dir + "/" + name, contents: Data(lines.joined(separator: "\n").utf8)))
+    }
+    manifest("a.csv", take: "00")
+    manifest("b.csv", take: "01")
+    let extract = { (args: [String]) in try runCommand(["extract", "corpus", "-q"] + args, directory: dir) }
+    for (out, args) in [("a.h5", ["--manifest", "a.csv"]), ("b.h5", ["--manifest", "b.csv", "--corpus", "other"])] {
+      let r = try extract(["-o", out] + args)
+      XCTAssertEqual(r.status, 0, r.stderr)
+    }
+    XCTAssertEqual(Set(try FeatureFile(path: dir + "/a.h5").recordings().map(\.corpus)), ["corpus"])
+    let merged = try runCommand(["merge", "a.h5", "b.h5", "-o", "ab.h5"], directory: dir)
+    XCTAssertEqual(merged.status, 0, merged.stderr)
+    XCTAssertTrue(
+      merged.stdout.contains("note: 2 speaker name(s) are in more than one corpus ('A', 'B')"), merged.stdout)
+    XCTAssertEqual(
+      Set(try FeatureFile(path: dir + "/ab.h5").recordings().map(\.speaker)),
+      ["corpus/A", "corpus/B", "other/A", "other/B"])
+    // The same corpus in two files: the same speakers, said.
+    XCTAssertEqual(try extract(["-o", "b2.h5", "--manifest", "b.csv"]).status, 0)
+    let same = try runCommand(["merge", "a.h5", "b2.h5", "-o", "ab2.h5"], directory: dir)
+    XCTAssertEqual(same.status, 0, same.stderr)
+    XCTAssertTrue(
+      same.stdout.contains("2 speaker(s) of corpus 'corpus' are in more than one file ('A' in a.h5 and b2.h5)"),
+      same.stdout)
+    XCTAssertEqual(Set(try FeatureFile(path: dir + "/ab2.h5").recordings().map(\.speaker)), ["A", "B"])
+    // One recording twice: refused, nothing written.
+    let twice = try runCommand(["merge", "a.h5", "ab2.h5", "-o", "x.h5"], directory: dir)
+    XCTAssertEqual(twice.status, 1)
+    XCTAssertTrue(twice.stderr.contains("ab2.h5: holds recording Synth/S1_00_angry.wav of corpus 'corpus', which a.h5"))
+    let given = try runCommand(["merge", "a.h5", "b.h5", "a.h5", "-o", "x.h5"], directory: dir)
+    XCTAssertTrue(given.status == 1 && given.stderr.contains("a.h5: given twice"), given.stderr)
+    XCTAssertFalse(fm.fileExists(atPath: dir + "/x.h5"))
+    // A fourth column names each recording's corpus; one extraction of two corpora keeps their speakers apart too.
+    manifest("c.csv", take: "00") { $0.contains("angry") || $0.contains("sad") ? "x" : nil }
+    let c = try extract(["-o", "c.h5", "--manifest", "c.csv"])
+    XCTAssertEqual(c.status, 0, c.stderr)
+    XCTAssertTrue(c.stdout.contains("speakers named alike in different corpora are different people: 2"), c.stdout)
+    let recordings = try FeatureFile(path: dir + "/c.h5").recordings()
+    XCTAssertEqual(
+      Set(recordings.map { "\($0.corpus) \($0.speaker)" }), ["corpus corpus/A", "corpus corpus/B", "x x/A", "x x/B"])
+    XCTAssertEqual(try extract(["-o", "d.h5", "--corpus", "y"]).status, 2)
+  }
+}

@@ -84,7 +84,7 @@ final class FuzzTests: XCTestCase {
     for k in 0..<cases {
       try mutate(Data(manifest.utf8), &rng).write(to: URL(fileURLWithPath: path))
       do {
-        for r in try readManifest(path) {
+        for r in try readManifest(path, corpus: "c") {
           XCTAssertFalse(r.path.isEmpty || r.emotion.isEmpty, "case \(k): an empty path or emotion: \(r)")
         }
         read += 1
