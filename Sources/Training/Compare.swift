@@ -9,12 +9,15 @@ import Schema
 // `sertrain compare`: two models' cross-validations on the same folds, paired by fold, with the test for k-fold
 // cross-validation that counts the overlap of the folds' training sets.
 
-/// A cross-validation's `cv.csv`: per fold, its held-out groups, test rows and metrics.
+/// A cross-validation's `cv.csv`: per fold, its held-out groups, test rows, metrics and training rows.
 public struct CrossValidationTable: Sendable {
   public struct Fold: Sendable {
     public var fold: Int
     public var groups: String
     public var rows: Int
+    /// The rows the fold's model trained on; where an older cv.csv does not say, every row not held out
+    /// (validation included).
+    public var trainRows: Int
     /// accuracy, macro F1, UAR: the columns `metricNames` names.
     public var metrics: [Double]
   }
@@ -34,17 +37,20 @@ public struct CrossValidationTable: Sendable {
     }
     let lines = text.split(separator: "\n").map(String.init)
     let header = lines.first?.split(separator: ",").map(String.init) ?? []
-    guard header.count == 7, header[0] == "fold", header[2] == "rows",
-      Array(header[3..<6]) == CrossValidationTable.metricNames
+    guard header.count == 7 || (header.count == 8 && header[7] == "train_rows"), header[0] == "fold",
+      header[2] == "rows", Array(header[3..<6]) == CrossValidationTable.metricNames
     else {
-      throw Failure(path, "line 1 is not the header of a cv.csv (fold,speakers,rows,accuracy,macro_f1,uar,loss)")
+      throw Failure(
+        path, "line 1 is not the header of a cv.csv (fold,speakers,rows,accuracy,macro_f1,uar,loss,train_rows)")
     }
     kind = header[1]
     (folds, totalRows) = ([], 0)
     for (n, line) in lines.enumerated().dropFirst() {
-      // fold, groups (quoted when a name holds a comma), rows and four metrics
+      // fold, groups (quoted when a name holds a comma), rows, four metrics and (not in older files) train rows
       let cells = csvCells(line, separator: ",")
-      guard cells.count == 7 else { throw Failure(path, "line \(n + 1): expected 7 cells, got \(cells.count)") }
+      guard cells.count == header.count else {
+        throw Failure(path, "line \(n + 1): expected \(header.count) cells, got \(cells.count)")
+      }
       if cells[0] == "mean" {
         totalRows = Int(cells[2]) ?? 0
         continue
@@ -57,10 +63,13 @@ public struct CrossValidationTable: Sendable {
       guard metrics.allSatisfy({ $0?.isFinite == true }) else {
         throw Failure(path, "line \(n + 1): the accuracy, macro F1 and UAR are not numbers")
       }
-      folds.append(Fold(fold: fold, groups: cells[1], rows: rows, metrics: metrics.map { $0! }))
+      let trainRows = header.count == 8 ? Int(cells[7]) : -1
+      guard let trainRows, trainRows >= -1 else { throw Failure(path, "line \(n + 1): train_rows is not a count") }
+      folds.append(Fold(fold: fold, groups: cells[1], rows: rows, trainRows: trainRows, metrics: metrics.map { $0! }))
     }
     guard folds.count >= 2 else { throw Failure(path, "holds \(folds.count) fold(s): nothing to pair") }
     if totalRows == 0 { totalRows = folds.reduce(0) { $0 + $1.rows } }
+    for i in folds.indices where folds[i].trainRows == -1 { folds[i].trainRows = totalRows - folds[i].rows }
   }
 }
 
@@ -87,7 +96,7 @@ public struct PairedDifference: Codable, Sendable {
 /// A plain paired t-test over folds is too confident: each fold's model trained on most of the others' rows, so
 /// the differences are correlated. Bouckaert and Frank's correction (2004, for r repetitions of k folds) scales
 /// the variance of the mean difference by `1/n + n_test/n_train` instead of `1/n` (n = k·r differences); with
-/// n_test/n_train the mean over folds of the fold's test rows against the rest.
+/// n_test/n_train the mean over folds of the fold's test rows against the rows its model trained on.
 public func compareCrossValidations(_ pairs: [(base: String, candidate: String)]) throws -> (
   folds: Int, kind: String, differences: [PairedDifference]
 ) {
@@ -112,7 +121,7 @@ public func compareCrossValidations(_ pairs: [(base: String, candidate: String)]
       }
       base.append(f.metrics)
       candidate.append(g.metrics)
-      ratios.append(Double(f.rows) / Double(max(1, x.totalRows - f.rows)))
+      ratios.append(Double(f.rows) / Double(max(1, f.trainRows)))
     }
   }
   let n = Double(base.count)

@@ -22,10 +22,11 @@ public struct CrossValidationOptions: Sendable {
   public init() {}
 }
 
-/// One fold's held-out groups and its test metrics.
+/// One fold's held-out groups, the rows its model trained on (the others less validation), and its test metrics.
 public struct FoldResult: Sendable {
   public var fold: Int
   public var groups: [String]
+  public var trainRows: Int
   public var evaluation: Evaluation
 }
 
@@ -117,16 +118,19 @@ public func crossValidate(_ o: CrossValidationOptions, comm: Communicator) throw
       "fold,rows,\(o.by.rawValue)s\n" + lines.joined(separator: "\n") + "\n", to: o.directory + "/folds.csv")
   }
   comm.barrier()
+  var config = o.config
+  config.testFraction = 0
+  func split(_ fold: Int) throws -> DataSplit {
+    try DataSplit.make(
+      file, kind: config.split, validation: config.validationFraction, test: 0, seed: config.seed,
+      testRows: foldRows[fold])
+  }
   var stopped = 0.0
   for fold in stride(from: color, to: o.folds, by: groups) {
     let dir = o.directory + "/fold-\(fold + 1)"
     let done = dir + "/evaluation.json"
     if access(done, R_OK) == 0 { continue }
-    var config = o.config
-    config.testFraction = 0
-    let split = try DataSplit.make(
-      file, kind: config.split, validation: config.validationFraction, test: 0, seed: config.seed,
-      testRows: foldRows[fold])
+    let split = try split(fold)
     var options = o.trainer
     options.linePrefix = groups > 1 || !o.trainer.quiet ? "fold \(fold + 1)/\(o.folds): " : ""
     let trainer = try Trainer.open(
@@ -157,7 +161,9 @@ public func crossValidate(_ o: CrossValidationOptions, comm: Communicator) throw
     let path = o.directory + "/fold-\(fold + 1)/evaluation.json"
     guard let text = try? String(contentsOfFile: path, encoding: .utf8) else { throw Failure(path, "missing") }
     results.append(
-      FoldResult(fold: fold + 1, groups: foldGroups[fold], evaluation: try decodeJSON(Evaluation.self, from: text)))
+      FoldResult(
+        fold: fold + 1, groups: foldGroups[fold], trainRows: try split(fold).train.count,
+        evaluation: try decodeJSON(Evaluation.self, from: text)))
   }
   let classes = results[0].evaluation.classes
   var confusion = [[Int]](repeating: [Int](repeating: 0, count: classes.count), count: classes.count)
@@ -176,14 +182,14 @@ func writeCrossValidation(_ s: CrossValidationSummary, _ o: CrossValidationOptio
   let metrics: [(String, (Evaluation) -> Double)] = [
     ("accuracy", \.accuracy), ("macro_f1", { $0.macro.f1 }), ("uar", \.unweightedAverageRecall), ("loss", \.loss),
   ]
-  var csv = "fold,\(o.by.rawValue)s,rows," + metrics.map(\.0).joined(separator: ",") + "\n"
+  var csv = "fold,\(o.by.rawValue)s,rows," + metrics.map(\.0).joined(separator: ",") + ",train_rows\n"
   for f in s.folds {
     csv +=
       "\(f.fold),\(csvCell(f.groups.joined(separator: " "))),\(f.evaluation.rows),"
-      + metrics.map { "\($0.1(f.evaluation))" }.joined(separator: ",") + "\n"
+      + metrics.map { "\($0.1(f.evaluation))" }.joined(separator: ",") + ",\(f.trainRows)\n"
   }
-  csv += "mean,,\(s.pooled.rows)," + metrics.map { "\(s.spread($0.1).mean)" }.joined(separator: ",") + "\n"
-  csv += "sd,,," + metrics.map { "\(s.spread($0.1).sd)" }.joined(separator: ",") + "\n"
+  csv += "mean,,\(s.pooled.rows)," + metrics.map { "\(s.spread($0.1).mean)" }.joined(separator: ",") + ",\n"
+  csv += "sd,,," + metrics.map { "\(s.spread($0.1).sd)" }.joined(separator: ",") + ",\n"
   try writeTextAtomically(csv, to: o.directory + "/cv.csv")
   // Each fold's epochs (and the model as the runs resolved it), from its run's last checkpoint.
   var model = o.config.model

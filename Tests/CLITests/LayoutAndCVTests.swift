@@ -116,11 +116,14 @@ final class LayoutAndCVTests: XCTestCase {
     XCTAssertEqual(csv.count, 1 + 2 + 2, csv.joined(separator: "\n"))
     XCTAssertEqual(
       csv.dropFirst().prefix(2).map { Int($0.split(separator: ",")[2])! }.reduce(0, +), seed.rowCount)
+    // Each fold's train_rows: the rows its checkpoint's split trained on.
     for fold in 1...2 {
       let c = try runCommand(
         ["evaluate", "--checkpoint", "cv/fold-\(fold)/checkpoint-last.h5", "--split", "train", "--json"], directory: dir
       )
       XCTAssertEqual(c.status, 0, c.stderr)
+      let trained = (try JSONSerialization.jsonObject(with: Data(c.stdout.utf8)) as! [String: Any])["rows"] as? Int
+      XCTAssertEqual(trained, Int(csv[fold].split(separator: ",", omittingEmptySubsequences: false)[7]), "fold \(fold)")
     }
     let again = try runCommand(
       ["cv", "--data", "seed.h5", "--model", "tiny", "--folds", "2", "--epochs", "1", "--dir", "cv"], directory: dir)

@@ -29,14 +29,17 @@ final class CompareTests: XCTestCase {
     }
   }
 
-  /// A cv.csv as `cv` writes it: per fold (speakers, rows, accuracy, macro F1, UAR, loss), then mean and sd.
-  func write(_ dir: String, _ folds: [(String, Int, Double)]) throws {
+  /// A cv.csv as `cv` writes it: per fold (speakers, rows, accuracy, macro F1, UAR, loss and, given `trainRows`,
+  /// the rows its model trained on), then mean and sd; without `trainRows` as older versions wrote it.
+  func write(_ dir: String, _ folds: [(String, Int, Double)], trainRows: Int? = nil) throws {
     try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
-    var csv = "fold,speakers,rows,accuracy,macro_f1,uar,loss\n"
+    let last = trainRows.map { ",\($0)" } ?? ""
+    var csv = "fold,speakers,rows,accuracy,macro_f1,uar,loss" + (trainRows == nil ? "" : ",train_rows") + "\n"
     for (i, (speakers, rows, accuracy)) in folds.enumerated() {
-      csv += "\(i + 1),\(csvCell(speakers)),\(rows),\(accuracy),\(accuracy - 0.1),\(accuracy - 0.05),1.5\n"
+      csv += "\(i + 1),\(csvCell(speakers)),\(rows),\(accuracy),\(accuracy - 0.1),\(accuracy - 0.05),1.5\(last)\n"
     }
-    csv += "mean,,\(folds.reduce(0) { $0 + $1.1 }),0,0,0,0\nsd,,,0,0,0,0\n"
+    let empty = trainRows == nil ? "" : ","
+    csv += "mean,,\(folds.reduce(0) { $0 + $1.1 }),0,0,0,0\(empty)\nsd,,,0,0,0,0\(empty)\n"
     try csv.write(toFile: dir + "/cv.csv", atomically: true, encoding: .utf8)
   }
 
@@ -59,6 +62,13 @@ final class CompareTests: XCTestCase {
     XCTAssertEqual(accuracy.t, 10.0.squareRoot(), accuracy: 1e-12)
     XCTAssertEqual(accuracy.p, 0.08712907082472313, accuracy: 1e-12)  // SciPy, t = sqrt(10), 2 degrees of freedom
     XCTAssertEqual([accuracy.better, accuracy.worse], [3, 0])
+    // A cv.csv that says the rows each fold trained on (16 of the other 20; 4 were validation): n_test/n_train is
+    // 10/16, not 10/20.
+    try write(dir + "/a16", [("s1 s2", 10, 0.5), ("s3", 10, 0.6), ("s4,x", 10, 0.7)], trainRows: 16)
+    try write(dir + "/b16", [("s1 s2", 10, 0.6), ("s3", 10, 0.65), ("s4,x", 10, 0.8)], trainRows: 16)
+    let counted = try compareCrossValidations([(dir + "/a16", dir + "/b16")]).differences[0]
+    XCTAssertEqual(counted.t, 1200.0.squareRoot() / 12 / (1.0 / 3 + 10.0 / 16).squareRoot(), accuracy: 1e-12)
+    XCTAssertEqual(counted.mean, accuracy.mean, accuracy: 1e-15)
     // Two pairs pool their folds; a candidate no different gives t = 0 and p = 1.
     let pooled = try compareCrossValidations([(dir + "/a", dir + "/b"), (dir + "/a", dir + "/a")])
     XCTAssertEqual(pooled.folds, 6)
