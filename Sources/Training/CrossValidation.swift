@@ -141,7 +141,7 @@ public func crossValidate(_ o: CrossValidationOptions, comm: Communicator) throw
     }
     let path = dir + "/" + Trainer.lastName
     let evaluation = try evaluate(
-      try Checkpoint.read(path), path: path, dataPath: o.config.data, split: "test", comm: team,
+      try Checkpoint.read(path), path: path, data: file, split: "test", comm: team,
       precision: o.config.precision ?? .fp32)
     if team.rank == 0 {
       try writeTextAtomically(jsonText(evaluation, pretty: true) + "\n", to: done)

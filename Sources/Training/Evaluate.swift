@@ -178,10 +178,10 @@ public func rowsOf(split: String, checkpoint: Checkpoint, file: FeatureFile, che
 /// Evaluates a checkpoint on a split of a feature file; under MPI each rank takes a strided share and the counts
 /// are summed (never means of means).
 public func evaluate(
-  _ checkpoint: Checkpoint, path checkpointPath: String, dataPath: String, split: String, comm: Communicator,
+  _ checkpoint: Checkpoint, path checkpointPath: String, data file: FeatureFile, split: String, comm: Communicator,
   progress: Bool = false, precision: Precision = .fp32
 ) throws -> Evaluation {
-  let file = try FeatureFile(path: dataPath)
+  let dataPath = file.path
   // Across corpora the classes are matched by name: rows of classes the model lacks are left out, and the model
   // chooses among the classes the data has (the standard cross-corpus protocol).
   let shared = checkpoint.classNames.filter { file.classes.contains($0) }

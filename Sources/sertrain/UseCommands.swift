@@ -39,16 +39,12 @@ struct Evaluate: ParsableCommand {
     try runOnRanks { comm in
       configureThreads(environment: environment())
       let c = try Checkpoint.read(checkpoint)
-      let path = defaultData(c, data)
+      let file = try FeatureFile(path: defaultData(c, data))
       // Other data than the run's (its split does not cover it): all its rows.
-      var own = data == nil
-      if !own {
-        let f = try FeatureFile(path: path)
-        own = f.classes == c.classNames && c.split?.count == f.rowCount
-      }
+      let own = data == nil || (file.classes == c.classNames && c.split?.count == file.rowCount)
       let split = self.split ?? (own ? "test" : "all")
       let e = try evaluate(
-        c, path: checkpoint, dataPath: path, split: split, comm: comm, precision: try inference.precision.resolved())
+        c, path: checkpoint, data: file, split: split, comm: comm, precision: try inference.precision.resolved())
       guard comm.rank == 0 else { return }
       if json {
         print(e.json())
