@@ -299,7 +299,8 @@ public func makeReport(
   var evaluation: Evaluation?
   do {
     evaluation = try evaluate(
-      last, path: path, data: try FeatureFile(path: defaultData(last, data)), split: split ?? reportSplit(last), comm: comm,
+      last, path: path, data: try FeatureFile(path: defaultData(last, data)), split: split ?? reportSplit(last),
+      comm: comm,
       progress: progress)
   } catch {
     if comm.rank == 0 { printError("sertrain: warning: the report has no evaluation: \(error)") }
