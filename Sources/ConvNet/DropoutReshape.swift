@@ -7,7 +7,7 @@ import Base
 // MARK: - Dropout
 
 /// Inverted dropout: in training each value is kept with probability `1-rate` and scaled by `1/(1-rate)`, with
-/// a mask drawn from the step's dropout seed; identity in inference.
+/// each sample's mask drawn from the step's dropout seed, the layer and the sample's key; identity in inference.
 final class DropoutLayer: Layer {
   let plan: LayerPlan
   let rate: Float
@@ -36,10 +36,10 @@ final class DropoutLayer: Layer {
       x.copy(to: y)
       return
     }
-    var rng = RandomStream(seed: ctx.dropoutSeed, stream: [index])
     let keep = 1 / (1 - rate)
     mask.withUnsafeMutableBufferPointer { m in
       for b in 0..<x.batch {
+        var rng = RandomStream(seed: ctx.dropoutSeed, stream: [index, ctx.dropoutKeys?[b] ?? UInt64(b)])
         let src = x.row(b, 0)
         let dst = y.row(b, 0)
         let mk = m.baseAddress! + b * n

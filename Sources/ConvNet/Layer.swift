@@ -5,8 +5,11 @@
 /// What a forward or backward pass needs besides tensors.
 struct StepContext {
   var training: Bool
-  /// Seeds the dropout masks of this step (derived from the run's seed, epoch, step and rank).
+  /// Seeds the dropout masks of this step (derived from the run's seed, epoch and step).
   var dropoutSeed: UInt64 = 0
+  /// Each sample's key into the step's masks (the trainer gives its row of the data, so that a sample's mask does
+  /// not depend on the rank that holds it or its place there); nil: its place in the batch.
+  var dropoutKeys: [UInt64]?
   /// Sums per-channel statistics across ranks in place (synchronised BatchNorm); nil on one process.
   var reduce: ((UnsafeMutableBufferPointer<Double>) -> Void)?
   /// Scratch that one layer at a time may use during a pass (`Layer.reserve` says how much).

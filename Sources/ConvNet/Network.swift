@@ -39,7 +39,6 @@ public final class Network {
   private var scratch = FloatBuffer(count: 0)
   private var lastBatch = 0
   private var lastTraining = false
-  private var lastDropoutSeed: UInt64 = 0
 
   public var inputLength: Int { spec.inputLength }
   public var inputChannels: Int { spec.inputChannels }
@@ -219,18 +218,21 @@ public final class Network {
   /// - Parameters:
   ///   - training: BatchNorm uses (and updates its moving averages from) batch statistics; dropout is on.
   ///   - dropoutSeed: seeds this step's dropout masks.
+  ///   - dropoutKeys: each row's key into them (a data-parallel trainer gives the rows' indices in the data, so that
+  ///     a row's mask does not depend on the number of ranks); nil: the row's place in the batch.
   @discardableResult
   public func forward(
-    _ input: UnsafePointer<Float>, batch: Int, training: Bool, dropoutSeed: UInt64 = 0
+    _ input: UnsafePointer<Float>, batch: Int, training: Bool, dropoutSeed: UInt64 = 0, dropoutKeys: [UInt64]? = nil
   ) -> UnsafeBufferPointer<Float> {
     precondition(batch > 0, "empty batch")
+    precondition(dropoutKeys.map { $0.count >= batch } ?? true, "a dropout key for each row")
     reserve(batch: batch)
     let x0 = activation(0, batch: batch)
     let width = inputWidth
     for b in 0..<batch { x0.row(b, 0).update(from: input + b * width, count: width) }
     let ctx = StepContext(
-      training: training, dropoutSeed: dropoutSeed, reduce: training ? statisticsReducer : nil,
-      scratch: scratch.pointer)
+      training: training, dropoutSeed: dropoutSeed, dropoutKeys: dropoutKeys,
+      reduce: training ? statisticsReducer : nil, scratch: scratch.pointer)
     for (i, layer) in layers.enumerated() {
       let t0 = profile == nil ? 0 : monotonicSeconds()
       layer.forward(activation(i, batch: batch), activation(i + 1, batch: batch), ctx)
@@ -238,7 +240,6 @@ public final class Network {
     }
     lastBatch = batch
     lastTraining = training
-    lastDropoutSeed = dropoutSeed
     return UnsafeBufferPointer(start: activations[layers.count].pointer, count: batch * classes)
   }
 
@@ -312,7 +313,7 @@ public final class Network {
       for i in 0..<classes { g[i] = (probs[b * classes + i] - (i == y ? 1 : 0)) * rowScale }
     }
     var ctx = StepContext(
-      training: true, dropoutSeed: lastDropoutSeed, reduce: statisticsReducer, scratch: scratch.pointer)
+      training: true, reduce: statisticsReducer, scratch: scratch.pointer)
     // Layer `current` is in backward; `afterLayer` has run for the layers from `reported` up (once each).
     var (current, reported) = (n, n)
     ctx.parametersDone = {

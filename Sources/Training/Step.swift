@@ -38,14 +38,15 @@ public struct StepSums: Sendable {
 
 /// One data-parallel training step, as `Trainer` takes it and the benchmarks time it: forward in training mode on
 /// this rank's `labels.count` rows of `x` (`[rows, inputWidth]`; no rows: the step's collectives are joined with
-/// zeros), the loss, backward scaled by `1/globalRows`, and the sum over ranks of the gradients and the step's sums.
-/// With `bucketBytes` 0 that sum is one blocking allreduce after backward; otherwise the gradients go in buckets of
+/// zeros; `dropoutKeys`: the rows' keys into the step's dropout masks), the loss, backward scaled by
+/// `1/globalRows`, and the sum over ranks of the gradients and the step's sums. With `bucketBytes` 0 that sum is one blocking allreduce after backward; otherwise the gradients go in buckets of
 /// at least that many bytes (`Network.gradientBuckets`), each handed to the communicator's nonblocking reductions as
 /// soon as backward has finished its layers (a thread of the communicator drives them while backward goes on), all
 /// complete before this returns. The caller applies the optimizer (unless the sums are not finite).
 public func trainStep(
   _ network: Network, comm: Communicator, x: UnsafePointer<Float>, labels: UnsafeBufferPointer<Int32>,
-  globalRows: Int, dropoutSeed: UInt64 = 0, stop: Bool = false, bucketBytes: Int = 0, classWeights: [Float]? = nil
+  globalRows: Int, dropoutSeed: UInt64 = 0, dropoutKeys: [UInt64]? = nil, stop: Bool = false, bucketBytes: Int = 0,
+  classWeights: [Float]? = nil
 ) -> StepSums {
   precondition(
     network.reductionTail >= StepSums.reductionFloats,
@@ -76,7 +77,7 @@ public func trainStep(
     if overlap { for k in stride(from: network.layerCount - 1, through: 0, by: -1) { afterLayer(k) } }
   } else {
     let forwardStart = monotonicSeconds()
-    _ = network.forward(x, batch: labels.count, training: true, dropoutSeed: dropoutSeed)
+    _ = network.forward(x, batch: labels.count, training: true, dropoutSeed: dropoutSeed, dropoutKeys: dropoutKeys)
     let (loss, correct) = network.loss(labels: labels, classWeights: classWeights)
     // The tail first: it rides in the first bucket, which leaves before backward is over.
     (tail[.loss], tail[.correct], tail[.rows]) = (Float(loss), Float(correct), Float(labels.count))

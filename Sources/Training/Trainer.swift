@@ -444,12 +444,14 @@ public final class Trainer {
           try x.withUnsafeMutableBufferPointer { try load(local, into: $0) }
           for (i, r) in local.enumerated() { labels[i] = file.labels[r] }
         }
-        var stream = RandomStream(seed: config.seed, stream: [UInt64(epoch), UInt64(step), UInt64(comm.rank)])
+        // Dropout: one seed per step, each row's mask keyed by its index in the data, whatever rank holds it.
+        var stream = RandomStream(seed: config.seed, stream: [UInt64(epoch), UInt64(step)])
         let sums = x.withUnsafeBufferPointer { x in
           labels.withUnsafeBufferPointer {
             trainStep(
               network, comm: comm, x: x.baseAddress!, labels: UnsafeBufferPointer(rebasing: $0[0..<local.count]),
-              globalRows: global.count, dropoutSeed: stream.next(), stop: sertrain_stop_requested() != 0,
+              globalRows: global.count, dropoutSeed: stream.next(), dropoutKeys: local.map { UInt64($0) },
+              stop: sertrain_stop_requested() != 0,
               bucketBytes: options.bucketBytes, classWeights: lossWeights)
           }
         }

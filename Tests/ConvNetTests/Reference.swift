@@ -226,7 +226,8 @@ extension Reference {
   /// layer's for the output and the kernel gradient, its input's for the input gradient) are rounded; none by default.
   static func network(
     _ plans: [LayerPlan], variables: [String: [Double]], x: [Double], batch: Int, labels: [Int], training: Bool,
-    dropoutSeed: UInt64 = 0, rounding: (_ plan: LayerPlan, _ outputs: Int) -> (Double) -> Double = { _, _ in { $0 } }
+    dropoutSeed: UInt64 = 0, dropoutKeys: [UInt64]? = nil,
+    rounding: (_ plan: LayerPlan, _ outputs: Int) -> (Double) -> Double = { _, _ in { $0 } }
   ) -> (probs: [Double], loss: Double, gradients: [String: [Double]]) {
     var acts = [x]
     var caches: [Any] = []
@@ -258,10 +259,13 @@ extension Reference {
       case .dropout:
         var mask = [Double](repeating: 1, count: input.count)
         if training {
-          var rng = RandomStream(seed: dropoutSeed, stream: [UInt64(index)])
           let rate = Float(p.spec.rate!)
           let keep = 1 / (1 - rate)
-          for i in 0..<mask.count { mask[i] = Double(rng.uniformFloat() >= rate ? keep : 0) }
+          let n = mask.count / batch
+          for b in 0..<batch {
+            var rng = RandomStream(seed: dropoutSeed, stream: [UInt64(index), dropoutKeys?[b] ?? UInt64(b)])
+            for i in (b * n)..<((b + 1) * n) { mask[i] = Double(rng.uniformFloat() >= rate ? keep : 0) }
+          }
         }
         acts.append(zip(input, mask).map { $0 * $1 })
         caches.append(mask)

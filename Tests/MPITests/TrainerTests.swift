@@ -54,32 +54,41 @@ final class TrainerTests: XCTestCase {
     comm.barrier()
   }
 
-  /// One step on the same global batch: the ranks' summed gradients equal one process's, up to summation order.
+  /// One step on the same global batch: the ranks' summed gradients equal one process's, up to summation order;
+  /// with dropout too (the frames preset's structure), each row's mask keyed by its place in the global batch.
   func testOneStepGradientsMatchASingleProcess() throws {
     try XCTSkipIf(comm.size == 1, "one rank would compare itself with itself: runs under mpirun (Launch/test.sh mpi)")
-    let spec = ModelSpec.tiny(inputLength: 64)
-    let batch = 12
-    var rng = TestRNG(seed: 3)
-    let x = (0..<(batch * 64)).map { _ in rng.normal() }
-    let labels = (0..<batch).map { Int32($0 % 3) }
-    let whole = try Network(spec: spec, classes: 3, seed: 7)
-    x.withUnsafeBufferPointer { _ = whole.forward($0.baseAddress!, batch: batch, training: true) }
-    labels.withUnsafeBufferPointer { whole.backward(labels: $0, scale: 1 / Float(batch)) }
+    for spec in [ModelSpec.tiny(inputLength: 64), .frames(frames: 8, features: 8)] {
+      let batch = 12
+      var rng = TestRNG(seed: 3)
+      let x = (0..<(batch * 64)).map { _ in rng.normal() }
+      let labels = (0..<batch).map { Int32($0 % 3) }
+      let whole = try Network(spec: spec, classes: 3, seed: 7)
+      x.withUnsafeBufferPointer {
+        _ = whole.forward(
+          $0.baseAddress!, batch: batch, training: true, dropoutSeed: 9, dropoutKeys: (0..<batch).map(UInt64.init))
+      }
+      labels.withUnsafeBufferPointer { whole.backward(labels: $0, scale: 1 / Float(batch)) }
 
-    let part = try Network(spec: spec, classes: 3, seed: 7)
-    part.statisticsReducer = comm.size > 1 ? { [comm] in comm.allreduceSum($0) } : nil
-    let mine = Array(Swift.stride(from: comm.rank, to: batch, by: comm.size))
-    let xs = mine.flatMap { x[($0 * 64)..<(($0 + 1) * 64)] }
-    let ys = mine.map { labels[$0] }
-    xs.withUnsafeBufferPointer { _ = part.forward($0.baseAddress!, batch: mine.count, training: true) }
-    ys.withUnsafeBufferPointer { part.backward(labels: $0, scale: 1 / Float(batch)) }
-    comm.allreduceSum(UnsafeMutableBufferPointer(start: part.gradients.pointer, count: part.trainableCount))
-    for view in whole.parameterLayout.views {
-      let error = relativeToMax(Array(part.gradient(view.name)!), Array(whole.gradient(view.name)!))
-      XCTAssertLessThan(error, 1e-4, "\(view.name) on \(comm.size) ranks")
+      let part = try Network(spec: spec, classes: 3, seed: 7)
+      part.statisticsReducer = comm.size > 1 ? { [comm] in comm.allreduceSum($0) } : nil
+      let mine = Array(Swift.stride(from: comm.rank, to: batch, by: comm.size))
+      let xs = mine.flatMap { x[($0 * 64)..<(($0 + 1) * 64)] }
+      let ys = mine.map { labels[$0] }
+      xs.withUnsafeBufferPointer {
+        _ = part.forward(
+          $0.baseAddress!, batch: mine.count, training: true, dropoutSeed: 9, dropoutKeys: mine.map(UInt64.init))
+      }
+      ys.withUnsafeBufferPointer { part.backward(labels: $0, scale: 1 / Float(batch)) }
+      comm.allreduceSum(UnsafeMutableBufferPointer(start: part.gradients.pointer, count: part.trainableCount))
+      for view in whole.parameterLayout.views {
+        let error = relativeToMax(Array(part.gradient(view.name)!), Array(whole.gradient(view.name)!))
+        XCTAssertLessThan(error, 1e-4, "\(spec.name): \(view.name) on \(comm.size) ranks")
+      }
+      assertClose(
+        part.state.array, whole.state.array, rtol: 1e-5, atol: 1e-7,
+        "\(spec.name): moving statistics, synchronised BatchNorm")
     }
-    assertClose(
-      part.state.array, whole.state.array, rtol: 1e-5, atol: 1e-7, "moving statistics, synchronised BatchNorm")
   }
 
   func config(_ data: String, epochs: Int) -> TrainConfig {
@@ -132,6 +141,36 @@ final class TrainerTests: XCTestCase {
         }
         XCTAssertEqual(a.folds[fold - 1].evaluation.loss, b.folds[fold - 1].evaluation.loss, accuracy: 1e-4)
       }
+    }
+    comm.barrier()
+  }
+
+  /// A model with dropout (the frames preset's structure, dropout 0.5) trained on every rank ends where one process
+  /// ends, within summation-order rounding at a learning rate of 1e-5: each row's dropout mask is keyed by the row,
+  /// not by the rank that holds it or its place there.
+  func testDropoutRunOnRanksMatchesOneProcess() throws {
+    try XCTSkipIf(comm.size == 1, "one rank would compare itself with itself: runs under mpirun (Launch/test.sh mpi)")
+    let dir = sharedDirectory()
+    try writeFeatures(dir + "/f.h5", rows: 60)
+    let spec = """
+      {"name": "dropout", "input_length": 64, "layers": [{"type": "Reshape", "target_shape": [8, 8]},
+      {"type": "Conv1D", "filters": 8, "kernel_size": 3, "activation": "relu"}, {"type": "BatchNormalization"},
+      {"type": "GlobalMaxPooling1D"}, {"type": "Dropout", "rate": 0.5}, {"type": "Dense", "units": 16,
+      "activation": "relu"}, {"type": "Dropout", "rate": 0.5}, {"type": "Dense", "activation": "softmax"}]}
+      """
+    if comm.rank == 0 { try spec.write(toFile: dir + "/spec.json", atomically: true, encoding: .utf8) }
+    comm.barrier()
+    var c = config(dir + "/f.h5", epochs: 2)
+    (c.model, c.learningRate) = (dir + "/spec.json", 1e-5)
+    let ranks = try Trainer.open(
+      config: c, runDir: dir + "/ranks", resume: nil, comm: comm, options: .init(quiet: true))
+    XCTAssertEqual(try ranks.run(), 0)
+    if comm.rank == 0 {
+      let one = try Trainer.open(
+        config: c, runDir: dir + "/one", resume: nil, comm: SingleProcessCommunicator(), options: .init(quiet: true))
+      XCTAssertEqual(try one.run(), 0)
+      let (p, q) = try (finalParameters(dir + "/ranks"), finalParameters(dir + "/one"))
+      assertClose(p, q, rtol: 1e-4, atol: 1e-6, "\(comm.size) ranks against one process")
     }
     comm.barrier()
   }
