@@ -103,7 +103,7 @@ public func compareCrossValidations(_ pairs: [(base: String, candidate: String)]
   var (base, candidate): ([[Double]], [[Double]]) = ([], [])
   var ratios: [Double] = []
   var kind = ""
-  for (b, c) in pairs {
+  for (b, c) in try pairs.flatMap(pairRepeats) {
     let (x, y) = (try CrossValidationTable(b), try CrossValidationTable(c))
     guard x.kind == y.kind, x.folds.count == y.folds.count else {
       throw Failure(
@@ -128,8 +128,7 @@ public func compareCrossValidations(_ pairs: [(base: String, candidate: String)]
   let ratio = ratios.reduce(0, +) / n
   let differences = CrossValidationTable.metricNames.indices.map { m -> PairedDifference in
     let d = zip(base, candidate).map { $1[m] - $0[m] }
-    let mean = d.reduce(0, +) / n
-    let sd = (d.reduce(0) { $0 + ($1 - mean) * ($1 - mean) } / (n - 1)).squareRoot()
+    let (mean, sd) = meanAndSD(d)
     let t = sd > 0 ? mean / (sd * (1 / n + ratio).squareRoot()) : (mean == 0 ? 0 : mean > 0 ? .infinity : -.infinity)
     return PairedDifference(
       metric: CrossValidationTable.metricNames[m], base: base.reduce(0) { $0 + $1[m] } / n,
@@ -138,6 +137,24 @@ public func compareCrossValidations(_ pairs: [(base: String, candidate: String)]
       worse: d.filter { $0 < 0 }.count)
   }
   return (base.count, kind, differences)
+}
+
+/// A pair of cross-validations as pairs of single ones: two directories of `cv --repeats` (`repeat-1`, ...; no
+/// `cv.csv` of their own) pair repeat by repeat, and must hold as many; anything else is one pair.
+func pairRepeats(_ pair: (base: String, candidate: String)) throws -> [(base: String, candidate: String)] {
+  func repeats(_ path: String) -> [String] {
+    guard !path.hasSuffix(".csv"), access(path + "/cv.csv", F_OK) != 0 else { return [] }
+    return (1...).lazy.map { "\(path)/repeat-\($0)" }.prefix { access($0 + "/cv.csv", F_OK) == 0 }.map { $0 }
+  }
+  let (b, c) = (repeats(pair.base), repeats(pair.candidate))
+  if b.isEmpty && c.isEmpty { return [pair] }
+  guard b.count == c.count else {
+    throw Failure(
+      pair.candidate,
+      "holds \(c.count) repeated cross-validation(s) (repeat-i/cv.csv), \(pair.base) \(b.count): pair runs of as "
+        + "many --repeats")
+  }
+  return Array(zip(b, c)).map { (base: $0.0, candidate: $0.1) }
 }
 
 /// The two-sided p of Student's t with `degreesOfFreedom`: `I_{ν/(ν+t²)}(ν/2, 1/2)`.

@@ -37,10 +37,7 @@ public struct CrossValidationSummary: Sendable {
 
   /// Mean and sample standard deviation over the folds of `metric`.
   public func spread(_ metric: (Evaluation) -> Double) -> (mean: Double, sd: Double) {
-    let v = folds.map { metric($0.evaluation) }
-    let mean = v.reduce(0, +) / Double(v.count)
-    let sd = v.count > 1 ? (v.reduce(0) { $0 + ($1 - mean) * ($1 - mean) } / Double(v.count - 1)).squareRoot() : 0
-    return (mean, sd)
+    meanAndSD(folds.map { metric($0.evaluation) })
   }
 }
 
@@ -63,8 +60,11 @@ extension CrossValidationSummary {
   }
 }
 
-/// The folds: whole groups (speakers or recordings), each fold's rows; the largest groups first, each to the fold
-/// with the fewest rows so far (ties in an order drawn from `seed`), so folds hold similar numbers of rows.
+/// The folds: whole groups (speakers or recordings), each fold's rows. The groups go in an order drawn from `seed`,
+/// each to the fold with the fewest rows so far: folds of similar size where the groups are (EmoDB's speakers; a
+/// corpus of a few large speakers gives uneven folds), and another partition for another seed (repeated
+/// cross-validation needs one; largest first, as scikit-learn's GroupKFold without shuffle does, would give nearly
+/// the same folds for every seed).
 public func crossValidationFolds(_ file: FeatureFile, folds k: Int, by: SplitKind, seed: UInt64) throws -> (
   rows: [[Int]], groups: [[String]]
 ) {
@@ -82,10 +82,7 @@ public func crossValidationFolds(_ file: FeatureFile, folds k: Int, by: SplitKin
   }
   var rng = RandomStream(seed: seed, stream: [0xF01D])
   let keys = members.keys.sorted()
-  let tieBreak = rng.permutation(keys.count)
-  let order = keys.indices.sorted {
-    (members[keys[$0]]!.count, tieBreak[$0]) > (members[keys[$1]]!.count, tieBreak[$1])
-  }.map { keys[$0] }
+  let order = rng.permutation(keys.count).map { keys[$0] }
   var rows = [[Int]](repeating: [], count: k)
   var groups = [[String]](repeating: [], count: k)
   for g in order {
@@ -132,7 +129,7 @@ public func crossValidate(_ o: CrossValidationOptions, comm: Communicator) throw
     if access(done, R_OK) == 0 { continue }
     let split = try split(fold)
     var options = o.trainer
-    options.linePrefix = groups > 1 || !o.trainer.quiet ? "fold \(fold + 1)/\(o.folds): " : ""
+    options.linePrefix = groups > 1 || !o.trainer.quiet ? o.trainer.linePrefix + "fold \(fold + 1)/\(o.folds): " : ""
     let trainer = try Trainer.open(
       config: config, runDir: dir, resume: "auto", comm: team, options: options, split: split, file: file)
     if try trainer.run() != 0 {
@@ -147,7 +144,8 @@ public func crossValidate(_ o: CrossValidationOptions, comm: Communicator) throw
       try writeTextAtomically(jsonText(evaluation, pretty: true) + "\n", to: done)
       if !o.trainer.quiet {
         Output.shared.line(
-          "fold \(fold + 1)/\(o.folds) (\(foldGroups[fold].joined(separator: ", "))): \(evaluation.rows) rows, accuracy "
+          o.trainer.linePrefix
+            + "fold \(fold + 1)/\(o.folds) (\(foldGroups[fold].joined(separator: ", "))): \(evaluation.rows) rows, accuracy "
             + "\(fixed(evaluation.accuracy, 4)), macro F1 \(fixed(evaluation.macro.f1, 4)), UAR "
             + "\(fixed(evaluation.unweightedAverageRecall, 4))")
       }
@@ -175,6 +173,56 @@ public func crossValidate(_ o: CrossValidationOptions, comm: Communicator) throw
     folds: results, pooled: Evaluation(split: "pooled test", loss: loss, classes: classes, confusion: confusion))
   try writeCrossValidation(summary, o)
   return (summary, false)
+}
+
+/// Repeated k-fold cross-validation: `repeats` cross-validations in `DIR/repeat-1`, `DIR/repeat-2`, ..., the i-th
+/// with seed + i - 1 (its own folds, validation part, initialisation and order), one after another; `DIR/repeats.csv`
+/// holds each repeat's means and their mean and sd. The corrected test of `compare` is made for such runs (r
+/// repetitions of k folds). Returns the repeats' summaries on rank 0 (nil elsewhere), or nil with `stopped` when a
+/// signal stopped a fold (run again to continue).
+public func crossValidateRepeatedly(_ o: CrossValidationOptions, repeats: Int, comm: Communicator) throws -> (
+  summaries: [CrossValidationSummary]?, stopped: Bool
+) {
+  var summaries: [CrossValidationSummary] = []
+  for r in 0..<repeats {
+    var one = o
+    one.config.seed = o.config.seed &+ UInt64(r)
+    one.directory = o.directory + "/repeat-\(r + 1)"
+    one.trainer.linePrefix = o.trainer.linePrefix + "repeat \(r + 1)/\(repeats), "
+    if comm.rank == 0 { try makeDirectories(o.directory) }
+    let (summary, stopped) = try crossValidate(one, comm: comm)
+    if stopped { return (nil, true) }
+    if let summary {
+      summaries.append(summary)
+      if !o.trainer.quiet {
+        let (mean, sd) = summary.spread(\.accuracy)
+        Output.shared.line(
+          "repeat \(r + 1)/\(repeats) (seed \(one.config.seed)): accuracy \(fixed(mean, 4)) ± \(fixed(sd, 4)) over "
+            + "\(o.folds) folds")
+      }
+    }
+  }
+  guard comm.rank == 0 else { return (nil, false) }
+  let metrics: [(String, (Evaluation) -> Double)] = [
+    ("accuracy", \.accuracy), ("macro_f1", { $0.macro.f1 }), ("uar", \.unweightedAverageRecall),
+  ]
+  let means = summaries.map { s in metrics.map { s.spread($0.1).mean } }
+  var csv = "repeat,seed," + metrics.map(\.0).joined(separator: ",") + "\n"
+  for (r, m) in means.enumerated() {
+    csv += "\(r + 1),\(o.config.seed &+ UInt64(r)),\(m.map { "\($0)" }.joined(separator: ","))\n"
+  }
+  let spreads = metrics.indices.map { j in meanAndSD(means.map { $0[j] }) }
+  csv += "mean,,\(spreads.map { "\($0.mean)" }.joined(separator: ","))\n"
+  csv += "sd,,\(spreads.map { "\($0.sd)" }.joined(separator: ","))\n"
+  try writeTextAtomically(csv, to: o.directory + "/repeats.csv")
+  return (summaries, false)
+}
+
+/// The mean and sample standard deviation (0 for one value).
+public func meanAndSD(_ v: [Double]) -> (mean: Double, sd: Double) {
+  let mean = v.reduce(0, +) / Double(v.count)
+  let sd = v.count > 1 ? (v.reduce(0) { $0 + ($1 - mean) * ($1 - mean) } / Double(v.count - 1)).squareRoot() : 0
+  return (mean, sd)
 }
 
 /// `DIR/cv.csv` (a row per fold, then mean and sd) and `DIR/cv.html`.

@@ -273,7 +273,9 @@ struct CrossValidate: ParsableCommand {
       validation part carved from them for the callbacks (--split, --val-fraction). Under mpirun -n P the ranks \
       split into min(P, K) groups, each training its folds data-parallel. DIR/fold-i is each fold's run directory; \
       run the same command again to continue after a stop. Prints per-fold and mean ± sd accuracy, macro F1 and \
-      unweighted average recall; writes DIR/cv.csv, DIR/cv.html and DIR/folds.csv.
+      unweighted average recall; writes DIR/cv.csv, DIR/cv.html and DIR/folds.csv. With --repeats R, R such \
+      cross-validations with seeds --seed, --seed + 1, ... (other folds each time) in DIR/repeat-1 ... \
+      DIR/repeat-R, and DIR/repeats.csv; compare pairs two such directories repeat by repeat.
       """)
 
   @OptionGroup(title: "Training") var training: TrainingOptions
@@ -293,10 +295,14 @@ struct CrossValidate: ParsableCommand {
   @Option(name: .customLong("dir"), help: "The cross-validation directory.")
   var directory = "cv"
 
+  @Option(help: "Cross-validations, each with the next seed (repeated k-fold: the folds drawn again each time).")
+  var repeats = 1
+
   @OptionGroup var output: OutputOptions
 
   func validate() throws {
     if folds < 2 { throw ValidationError("--folds must be at least 2") }
+    if repeats < 1 { throw ValidationError("--repeats must be at least 1") }
   }
 
   func run() throws {
@@ -305,6 +311,25 @@ struct CrossValidate: ParsableCommand {
       var o = CrossValidationOptions()
       (o.folds, o.by, o.directory) = (folds, by.split, directory)
       (o.config, o.trainer) = (training.configuration().0, output.trainer(training))
+      if repeats > 1 {
+        let (summaries, stopped) = try crossValidateRepeatedly(o, repeats: repeats, comm: comm)
+        if stopped { throw ExitCode(Trainer.exitStopped) }
+        guard let summaries, !output.quiet else { return }
+        print("")
+        let metrics: [(String, (Evaluation) -> Double)] = [
+          ("accuracy", { $0.accuracy }), ("macro F1", { $0.macro.f1 }), ("UAR", { $0.unweightedAverageRecall }),
+        ]
+        print("\(repeats) repeats of \(folds)-fold cross-validation: mean ± sd over each repeat's folds, then over all")
+        for (name, metric) in metrics {
+          let spreads =
+            summaries.map { $0.spread(metric) } + [
+              meanAndSD(summaries.flatMap { $0.folds.map { metric($0.evaluation) } })
+            ]
+          print(pad(name, 10) + spreads.map { "\(fixed($0.mean, 4)) ± \(fixed($0.sd, 4))" }.joined(separator: "  "))
+        }
+        print("\nwrote \(directory)/repeat-1 ... repeat-\(repeats) (cv.csv, cv.html), \(directory)/repeats.csv")
+        return
+      }
       let (summary, stopped) = try crossValidate(o, comm: comm)
       if stopped { throw ExitCode(Trainer.exitStopped) }
       guard let summary, !output.quiet else { return }

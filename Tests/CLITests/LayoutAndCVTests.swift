@@ -1,5 +1,6 @@
 import AudioFeatures
 import FeatureStore
+import ModelFiles
 import XCTest
 import _TestSupport
 
@@ -156,5 +157,48 @@ final class LayoutAndCVTests: XCTestCase {
       )
       XCTAssertEqual(a, b, "fold \(fold) after a stop and a second cv")
     }
+  }
+}
+
+/// `cv --repeats`: each repeat a cross-validation with the next seed (the first the same as a plain `cv` at the
+/// seed), `repeats.csv` their means; `compare` pairs two such directories repeat by repeat.
+extension TrainCommandTests {
+  func testRepeatedCrossValidationAndItsComparison() throws {
+    let dir = temporaryDirectory(self)
+    try makeFeatures(dir, recordings: 24)
+    let cv = [
+      "cv", "--data", "f.h5", "--model", "tiny", "--folds", "3", "--by", "recording", "--epochs", "1", "--batch-size",
+      "16", "--seed", "4", "-q",
+    ]
+    for (name, extra) in [
+      ("a", ["--repeats", "2"]), ("plain", []), ("b", ["--repeats", "2", "--learning-rate", "0.01"]),
+    ] {
+      let r = try runCommand(cv + extra + ["--dir", name], directory: dir)
+      XCTAssertEqual(r.status, 0, r.stderr)
+    }
+    let read = { (path: String) in try String(contentsOfFile: dir + "/" + path, encoding: .utf8) }
+    XCTAssertEqual(try read("a/repeat-1/cv.csv"), try read("plain/cv.csv"), "the first repeat is cv at --seed")
+    let held = { (r: Int) in try Checkpoint.read(dir + "/a/repeat-\(r)/fold-1/checkpoint-last.h5").split! }
+    XCTAssertNotEqual(try held(1), try held(2), "the second repeat's folds are others")
+    let repeats = try read("a/repeats.csv").split(separator: "\n").map {
+      $0.split(separator: ",", omittingEmptySubsequences: false)
+    }
+    XCTAssertEqual(repeats.map { $0[0] }, ["repeat", "1", "2", "mean", "sd"])
+    XCTAssertEqual(repeats[0][2...].joined(separator: ","), "accuracy,macro_f1,uar")
+    for r in 1...2 {
+      let mean = try read("a/repeat-\(r)/cv.csv").split(separator: "\n").first { $0.hasPrefix("mean,") }!
+        .split(separator: ",", omittingEmptySubsequences: false)
+      XCTAssertEqual(Array(repeats[r][2...4]), Array(mean[3...5]), "repeat \(r)'s means")
+      XCTAssertEqual(repeats[r][1], "\(3 + r)", "repeat \(r)'s seed")
+    }
+    let c = try runCommand(["compare", "a", "b", "--json"], directory: dir)
+    XCTAssertEqual(c.status, 0, c.stderr)
+    XCTAssertEqual((try JSONSerialization.jsonObject(with: Data(c.stdout.utf8)) as? [String: Any])?["folds"] as? Int, 6)
+    let pooled = try runCommand(
+      ["compare", "a/repeat-1", "b/repeat-1", "a/repeat-2", "b/repeat-2", "--json"], directory: dir)
+    XCTAssertEqual(pooled.stdout, c.stdout, "the same as the repeats given in pairs")
+    let mixed = try runCommand(["compare", "plain", "b"], directory: dir)
+    XCTAssertEqual(mixed.status, 1)
+    XCTAssertTrue(mixed.stderr.contains("b: holds 2 repeated cross-validation(s)"), mixed.stderr)
   }
 }
