@@ -24,7 +24,6 @@ public func mergeFeatureFiles(_ inputs: [String], into output: String, overwrite
     }
   }
   let classes = Array(Set(files.flatMap(\.classes))).sorted()
-  let writer = try FeatureFileWriter(path: output, width: first.width, overwrite: overwrite)
   var recordings: [RecordingInfo] = []
   var offsets: [Int32] = []
   // Which inputs hold each corpus's speaker.
@@ -71,6 +70,7 @@ public func mergeFeatureFiles(_ inputs: [String], into output: String, overwrite
       "\(shared.count) speaker name(s) are in more than one corpus (\(shared.prefix(3).map { "'\($0)'" }.joined(separator: ", "))): "
         + "different people, named corpus/name")
   }
+  let writer = try FeatureFileWriter(path: output, width: first.width, overwrite: overwrite)
   var rows = 0
   do {
     for (f, offset) in zip(files, offsets) {
