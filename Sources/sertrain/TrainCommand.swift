@@ -270,7 +270,8 @@ struct CrossValidate: ParsableCommand {
     abstract: "K-fold cross-validation by speaker (or recording), the folds trained in turn or at once across ranks.",
     discussion: """
       Each fold holds out whole speakers (or recordings) as its test rows and trains on the others, with a \
-      validation part carved from them for the callbacks (--split, --val-fraction). Under mpirun -n P the ranks \
+      validation part carved from them for the callbacks (--split, --val-fraction). The folds come from --seed: the \
+      speakers in an order drawn from it, each to the fold with the fewest rows so far. Under mpirun -n P the ranks \
       split into min(P, K) groups, each training its folds data-parallel. DIR/fold-i is each fold's run directory; \
       run the same command again to continue after a stop. Prints per-fold and mean ± sd accuracy, macro F1 and \
       unweighted average recall; writes DIR/cv.csv, DIR/cv.html and DIR/folds.csv. With --repeats R, R such \
