@@ -2,6 +2,7 @@ import Base
 import Collective
 import FeatureStore
 import FoundationEssentials
+import HDF5
 import ModelFiles
 import Schema
 
@@ -106,15 +107,27 @@ public func crossValidate(_ o: CrossValidationOptions, comm: Communicator) throw
   let groups = min(comm.size, o.folds)
   let color = comm.rank * groups / comm.size
   let team = comm.split(color: color)
-  if comm.rank == 0 {
-    try makeDirectories(o.directory)
-    let lines = foldGroups.enumerated().map {
-      "\($0.offset + 1),\(foldRows[$0.offset].count),\($0.element.joined(separator: " "))"
-    }
-    try writeTextAtomically(
-      "fold,rows,\(o.by.rawValue)s\n" + lines.joined(separator: "\n") + "\n", to: o.directory + "/folds.csv")
+  // The folds, with a digest of each fold's rows. A directory that holds other folds (other data, --folds, --by or
+  // --seed, or an older sertrain's assignment) is refused: its finished folds would be reported under these.
+  let lines = foldGroups.enumerated().map {
+    "\($0.offset + 1),\(foldRows[$0.offset].count),\(csvCell($0.element.joined(separator: " "))),"
+      + sha256Hex(foldRows[$0.offset].map(Int64.init)).prefix(16)
   }
-  comm.barrier()
+  let folds = "fold,rows,\(o.by.rawValue)s,rows_sha256\n" + lines.joined(separator: "\n") + "\n"
+  try comm.decidedByRoot {
+    let path = o.directory + "/folds.csv"
+    if let old = try? String(contentsOfFile: path, encoding: .utf8), old != folds {
+      let (was, now) = (old.split(separator: "\n").map(String.init), folds.split(separator: "\n").map(String.init))
+      let k = Array(zip(was, now)).firstIndex { $0 != $1 } ?? min(was.count, now.count)
+      throw Failure(
+        path,
+        "holds other folds than this command makes (line \(k + 1): '\(k < was.count ? was[k] : "")' there, "
+          + "'\(k < now.count ? now[k] : "")' now): a cross-validation of other data, --folds, --by or --seed, or of an "
+          + "earlier sertrain; give another --dir")
+    }
+    try makeDirectories(o.directory)
+    try writeTextAtomically(folds, to: path)
+  }
   var config = o.config
   config.testFraction = 0
   func split(_ fold: Int) throws -> DataSplit {

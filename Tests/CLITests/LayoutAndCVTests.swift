@@ -197,6 +197,12 @@ extension TrainCommandTests {
     let pooled = try runCommand(
       ["compare", "a/repeat-1", "b/repeat-1", "a/repeat-2", "b/repeat-2", "--json"], directory: dir)
     XCTAssertEqual(pooled.stdout, c.stdout, "the same as the repeats given in pairs")
+    // The same directory with another seed: other folds, refused (its finished folds are another partition's).
+    let other = try runCommand(
+      cv.map { $0 == "4" ? "5" : $0 } + ["--dir", "plain"], directory: dir)
+    XCTAssertEqual(other.status, 1, other.stdout)
+    XCTAssertTrue(other.stderr.contains("plain/folds.csv: holds other folds than this command makes"), other.stderr)
+    XCTAssertEqual(try read("a/repeat-1/cv.csv"), try read("plain/cv.csv"), "and left as it was")
     let mixed = try runCommand(["compare", "plain", "b"], directory: dir)
     XCTAssertEqual(mixed.status, 1)
     XCTAssertTrue(mixed.stderr.contains("b: holds 2 repeated cross-validation(s)"), mixed.stderr)
