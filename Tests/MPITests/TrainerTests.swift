@@ -147,7 +147,7 @@ final class TrainerTests: XCTestCase {
 
   /// A model with dropout (the frames preset's structure, dropout 0.5) trained on every rank ends where one process
   /// ends, within summation-order rounding at a learning rate of 1e-5: each row's dropout mask is keyed by the row,
-  /// not by the rank that holds it or its place there.
+  /// not by the rank that holds it or its place there. So does such a run stopped on the ranks and resumed by one.
   func testDropoutRunOnRanksMatchesOneProcess() throws {
     try XCTSkipIf(comm.size == 1, "one rank would compare itself with itself: runs under mpirun (Launch/test.sh mpi)")
     let dir = sharedDirectory()
@@ -165,12 +165,28 @@ final class TrainerTests: XCTestCase {
     let ranks = try Trainer.open(
       config: c, runDir: dir + "/ranks", resume: nil, comm: comm, options: .init(quiet: true))
     XCTAssertEqual(try ranks.run(), 0)
+    // Stopped on the ranks mid-epoch (SIGUSR1) and resumed by one process, as a requeued job on fewer nodes.
+    sertrain_clear_stop_request()
+    let moved = try Trainer.open(
+      config: c, runDir: dir + "/moved", resume: nil, comm: comm, options: .init(quiet: true))
+    moved.onStep = { [comm] epoch, step in
+      if epoch == 1 && step == 2 && comm.rank == comm.size - 1 { raise(SIGUSR1) }
+    }
+    XCTAssertEqual(try moved.run(), Trainer.exitStopped)
+    sertrain_clear_stop_request()
     if comm.rank == 0 {
+      let state = try XCTUnwrap(try Checkpoint.read(dir + "/moved/checkpoint-last.h5").training)
+      XCTAssertEqual(state.firstMatch(of: #/"step"\s*:\s*([0-9]+)/#).map { Int($0.1)! }, 3, "stopped mid-epoch")
       let one = try Trainer.open(
         config: c, runDir: dir + "/one", resume: nil, comm: SingleProcessCommunicator(), options: .init(quiet: true))
       XCTAssertEqual(try one.run(), 0)
-      let (p, q) = try (finalParameters(dir + "/ranks"), finalParameters(dir + "/one"))
-      assertClose(p, q, rtol: 1e-4, atol: 1e-6, "\(comm.size) ranks against one process")
+      let resumed = try Trainer.open(
+        config: c, runDir: dir + "/moved", resume: "auto", comm: SingleProcessCommunicator(),
+        options: .init(quiet: true))
+      XCTAssertEqual(try resumed.run(), 0)
+      let q = try finalParameters(dir + "/one")
+      assertClose(try finalParameters(dir + "/ranks"), q, rtol: 1e-4, atol: 1e-6, "\(comm.size) ranks against one")
+      assertClose(try finalParameters(dir + "/moved"), q, rtol: 1e-4, atol: 1e-6, "resumed by one process")
     }
     comm.barrier()
   }
