@@ -21,7 +21,7 @@ public struct CrossValidationTable: Sendable {
     /// accuracy, macro F1, UAR: the columns `metricNames` names.
     public var metrics: [Double]
   }
-  public static let metricNames = ["accuracy", "macro_f1", "uar"]
+  public static let metricNames = CrossValidationSummary.metrics.map(\.name)
   public var path: String
   /// `speakers` or `recordings`: what the folds hold out.
   public var kind: String

@@ -36,6 +36,13 @@ public struct CrossValidationSummary: Sendable {
   public var folds: [FoldResult]
   public var pooled: Evaluation
 
+  /// The metrics a cross-validation reports for each fold, by the names `cv.csv`, `repeats.csv` and `compare` give
+  /// them, with the label a printed table gives them.
+  public static let metrics: [(name: String, label: String, value: @Sendable (Evaluation) -> Double)] = [
+    ("accuracy", "accuracy", { $0.accuracy }), ("macro_f1", "macro F1", { $0.macro.f1 }),
+    ("uar", "UAR", { $0.unweightedAverageRecall }),
+  ]
+
   /// Mean and sample standard deviation over the folds of `metric`.
   public func spread(_ metric: (Evaluation) -> Double) -> (mean: Double, sd: Double) {
     meanAndSD(folds.map { metric($0.evaluation) })
@@ -216,11 +223,9 @@ public func crossValidateRepeatedly(_ o: CrossValidationOptions, repeats: Int, c
     }
   }
   guard comm.rank == 0 else { return (nil, false) }
-  let metrics: [(String, (Evaluation) -> Double)] = [
-    ("accuracy", \.accuracy), ("macro_f1", { $0.macro.f1 }), ("uar", \.unweightedAverageRecall),
-  ]
-  let means = summaries.map { s in metrics.map { s.spread($0.1).mean } }
-  var csv = "repeat,seed," + metrics.map(\.0).joined(separator: ",") + "\n"
+  let metrics = CrossValidationSummary.metrics
+  let means = summaries.map { s in metrics.map { s.spread($0.value).mean } }
+  var csv = "repeat,seed," + metrics.map(\.name).joined(separator: ",") + "\n"
   for (r, m) in means.enumerated() {
     csv += "\(r + 1),\(o.config.seed &+ UInt64(r)),\(m.map { "\($0)" }.joined(separator: ","))\n"
   }
@@ -240,9 +245,7 @@ public func meanAndSD(_ v: [Double]) -> (mean: Double, sd: Double) {
 
 /// `DIR/cv.csv` (a row per fold, then mean and sd) and `DIR/cv.html`.
 func writeCrossValidation(_ s: CrossValidationSummary, _ o: CrossValidationOptions) throws {
-  let metrics: [(String, (Evaluation) -> Double)] = [
-    ("accuracy", \.accuracy), ("macro_f1", { $0.macro.f1 }), ("uar", \.unweightedAverageRecall), ("loss", \.loss),
-  ]
+  let metrics = CrossValidationSummary.metrics.map { ($0.name, $0.value) } + [("loss", { $0.loss })]
   var csv = "fold,\(o.by.rawValue)s,rows," + metrics.map(\.0).joined(separator: ",") + ",train_rows\n"
   for f in s.folds {
     csv +=

@@ -317,11 +317,8 @@ struct CrossValidate: ParsableCommand {
         if stopped { throw ExitCode(Trainer.exitStopped) }
         guard let summaries, !output.quiet else { return }
         print("")
-        let metrics: [(String, (Evaluation) -> Double)] = [
-          ("accuracy", { $0.accuracy }), ("macro F1", { $0.macro.f1 }), ("UAR", { $0.unweightedAverageRecall }),
-        ]
         print("\(repeats) repeats of \(folds)-fold cross-validation: mean ± sd over each repeat's folds, then over all")
-        for (name, metric) in metrics {
+        for (_, name, metric) in CrossValidationSummary.metrics {
           let spreads =
             summaries.map { $0.spread(metric) } + [
               meanAndSD(summaries.flatMap { $0.folds.map { metric($0.evaluation) } })

@@ -275,7 +275,7 @@ struct Compare: ParsableCommand {
           + pad("t", 8) + pad("p", 8) + "better/worse")
       for d in differences {
         print(
-          pad(["accuracy": "accuracy", "macro_f1": "macro F1", "uar": "UAR"][d.metric] ?? d.metric, 10)
+          pad(CrossValidationSummary.metrics.first { $0.name == d.metric }?.label ?? d.metric, 10)
             + pad(fixed(d.base, 4), 9) + pad(fixed(d.candidate, 4), 11)
             + pad(signed(d.mean), 12) + pad(fixed(d.sd, 4), 8) + pad(fixed(d.standardError, 4), 8)
             + pad(fixed(d.t, 2), 8) + pad(d.p < 0.001 ? "<0.001" : fixed(d.p, 3), 8) + "\(d.better)/\(d.worse)")
