@@ -85,9 +85,10 @@ public func extractCorpus(_ o: ExtractOptions, comm: Communicator) throws -> Ext
   }
   var report = ExtractReport()
   var recordings: [LabelledRecording]
+  let resolvedRoot = resolvedPath(o.root)
   if let manifest = o.manifest {
-    let root = resolvedPath(o.root) ?? o.root
-    recordings = try readManifest(manifest, corpus: o.corpus ?? String(root.split(separator: "/").last ?? "corpus"))
+    let name = (resolvedRoot ?? o.root).split(separator: "/").last.map(String.init) ?? "corpus"
+    recordings = try readManifest(manifest, corpus: o.corpus ?? name)
   } else {
     let scan = try scanCorpus(o.root)
     recordings = scan.recordings
@@ -103,7 +104,7 @@ public func extractCorpus(_ o: ExtractOptions, comm: Communicator) throws -> Ext
     report.warnings.append(message + "; each becomes a class of its own")
   }
   // Every file must resolve (symlinks too) inside the corpus root, unless allowed.
-  let root = o.allowOutsideRoot ? nil : resolvedPath(o.root)
+  let root = o.allowOutsideRoot ? nil : resolvedRoot
   // One file listed twice (a.wav, ./a.wav, sub/../a.wav) is one recording: the first listing counts, the others are
   // reported (errors with --strict). Files outside the root are reported as such below.
   var listed: [String: Int] = [:]

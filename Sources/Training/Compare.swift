@@ -63,13 +63,16 @@ public struct CrossValidationTable: Sendable {
       guard metrics.allSatisfy({ $0?.isFinite == true }) else {
         throw Failure(path, "line \(n + 1): the accuracy, macro F1 and UAR are not numbers")
       }
-      let trainRows = header.count == 8 ? Int(cells[7]) : -1
-      guard let trainRows, trainRows >= -1 else { throw Failure(path, "line \(n + 1): train_rows is not a count") }
+      var trainRows = 0  // an older cv.csv's: every row not held out, once the total is known
+      if header.count == 8 {
+        guard let t = Int(cells[7]), t >= 0 else { throw Failure(path, "line \(n + 1): train_rows is not a count") }
+        trainRows = t
+      }
       folds.append(Fold(fold: fold, groups: cells[1], rows: rows, trainRows: trainRows, metrics: metrics.map { $0! }))
     }
     guard folds.count >= 2 else { throw Failure(path, "holds \(folds.count) fold(s): nothing to pair") }
     if totalRows == 0 { totalRows = folds.reduce(0) { $0 + $1.rows } }
-    for i in folds.indices where folds[i].trainRows == -1 { folds[i].trainRows = totalRows - folds[i].rows }
+    if header.count == 7 { for i in folds.indices { folds[i].trainRows = totalRows - folds[i].rows } }
   }
 }
 

@@ -209,7 +209,6 @@ public func crossValidateRepeatedly(_ o: CrossValidationOptions, repeats: Int, c
     one.config.seed = o.config.seed &+ UInt64(r)
     one.directory = o.directory + "/repeat-\(r + 1)"
     one.trainer.linePrefix = o.trainer.linePrefix + "repeat \(r + 1)/\(repeats), "
-    if comm.rank == 0 { try makeDirectories(o.directory) }
     let (summary, stopped) = try crossValidate(one, comm: comm)
     if stopped { return (nil, true) }
     if let summary {

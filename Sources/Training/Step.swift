@@ -39,10 +39,11 @@ public struct StepSums: Sendable {
 /// One data-parallel training step, as `Trainer` takes it and the benchmarks time it: forward in training mode on
 /// this rank's `labels.count` rows of `x` (`[rows, inputWidth]`; no rows: the step's collectives are joined with
 /// zeros; `dropoutKeys`: the rows' keys into the step's dropout masks), the loss, backward scaled by
-/// `1/globalRows`, and the sum over ranks of the gradients and the step's sums. With `bucketBytes` 0 that sum is one blocking allreduce after backward; otherwise the gradients go in buckets of
-/// at least that many bytes (`Network.gradientBuckets`), each handed to the communicator's nonblocking reductions as
-/// soon as backward has finished its layers (a thread of the communicator drives them while backward goes on), all
-/// complete before this returns. The caller applies the optimizer (unless the sums are not finite).
+/// `1/globalRows`, and the sum over ranks of the gradients and the step's sums. With `bucketBytes` 0 that sum is one
+/// blocking allreduce after backward; otherwise the gradients go in buckets of at least that many bytes
+/// (`Network.gradientBuckets`), each handed to the communicator's nonblocking reductions as soon as backward has
+/// finished its layers (a thread of the communicator drives them while backward goes on), all complete before this
+/// returns. The caller applies the optimizer (unless the sums are not finite).
 public func trainStep(
   _ network: Network, comm: Communicator, x: UnsafePointer<Float>, labels: UnsafeBufferPointer<Int32>,
   globalRows: Int, dropoutSeed: UInt64 = 0, dropoutKeys: [UInt64]? = nil, stop: Bool = false, bucketBytes: Int = 0,
