@@ -247,11 +247,12 @@ extension KerasWeights {
   /// Writes `network`'s variables as a Keras file, by the name's ending: `.keras` (Keras 3's native archive, the
   /// scaler as a leading `Normalization` layer), `.weights.h5` (Keras 3 weights), or `.h5` (the legacy HDF5 model
   /// format with a `model_config`; neither `.h5` form carries the scaler). Atomic.
-  /// A `.keras` is compiled as the run trained (Adam at `learningRate`, categorical cross-entropy, accuracy), so that
-  /// `fit` continues it in Keras.
+  /// A `.keras` is compiled as the run trained (Adam at `learningRate`, categorical cross-entropy, accuracy), and
+  /// holds `adam`'s state (the step count and the moments, laid out as `network.parameters`) as Keras saves a
+  /// trained model's, so that `fit` continues the run's optimizer rather than starting its moments from zero.
   public static func write(
     _ network: Network, to path: String, overwrite: Bool, scaler: Scaler? = nil,
-    classNames: [String] = [], learningRate: Double = 1e-3
+    classNames: [String] = [], learningRate: Double = 1e-3, adam: (iterations: Int, m: [Float], v: [Float])? = nil
   ) throws {
     if path.hasSuffix(".keras") {
       let variance = scaler.map { s in s.scale.map { $0 * $0 } }
@@ -259,6 +260,7 @@ extension KerasWeights {
       let weights = try withTemporaryFile { temp in
         let file = try H5File(creating: temp)
         try writeKeras3(network, file, normalization: normalization != nil)
+        if let adam { try writeAdam(adam, learningRate: learningRate, of: network, to: file) }
         try file.close()
         return try readFileBytes(temp)
       }
@@ -304,6 +306,27 @@ extension KerasWeights {
       }
     }
     try file.createGroup("vars").setAttribute("name", "sequential")
+  }
+
+  /// Keras 3's `optimizer/vars` of an Adam: the iteration count (int64) and the learning rate, then, for each
+  /// trainable variable in the model's order, its first moment and its second.
+  static func writeAdam(
+    _ adam: (iterations: Int, m: [Float], v: [Float]), learningRate: Double, of network: Network, to file: H5File
+  ) throws {
+    let vars = try file.createGroup("optimizer/vars")
+    try vars.setAttribute("name", "adam")
+    try vars.write("0", [Int64(adam.iterations)], shape: [])
+    try vars.write("1", [Float(learningRate)], shape: [])
+    var index = 2
+    for plan in network.plans {
+      for (name, shape) in plan.trainable {
+        let view = network.parameterLayout["\(plan.name)/\(name)"]!
+        for moments in [adam.m, adam.v] {
+          try vars.write("\(index)", Array(moments[view.offset..<(view.offset + view.count)]), shape: shape)
+          index += 1
+        }
+      }
+    }
   }
 
   static func writeLegacy(_ network: Network, _ file: H5File) throws {

@@ -108,11 +108,13 @@ struct ExportKeras: ParsableCommand {
       let native = output.hasSuffix(".keras")
       try KerasWeights.write(
         network, to: output, overwrite: force, scaler: identity ? nil : c.scaler,
-        classNames: c.classNames, learningRate: c.learningRate)
+        classNames: c.classNames, learningRate: c.learningRate,
+        adam: c.adamM.flatMap { m in c.adamV.map { (c.adamIterations, m, $0) } })
       let kind =
         native
-        ? "Keras 3 model '\(c.spec.name)', compiled (Adam at \(Float(c.learningRate)), categorical cross-entropy) "
-          + "and ready to fit, its class names in metadata.json"
+        ? "Keras 3 model '\(c.spec.name)', compiled (Adam at \(Float(c.learningRate))"
+          + (c.adamM == nil ? "" : " after \(c.adamIterations) steps, its moments included")
+          + ", categorical cross-entropy) and ready to fit, its class names in metadata.json"
           + (identity ? "" : ", with the input standardisation as its first layer, a Normalization")
         : output.hasSuffix(".weights.h5") ? "Keras 3 weights" : "legacy HDF5 model with model_config"
       print(

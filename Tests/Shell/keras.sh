@@ -43,13 +43,24 @@ line=$("$venv/bin/python" compare.py model.keras f.h5 sertrain.csv 2>&1 | tail -
   || fail "Keras 3 predicts sertrain's .keras export differently: $line"
 pass "sertrain's .keras in Keras 3 (load_model, JAX backend): $line from sertrain predict on raw rows"
 
-# The .keras is ready to fine-tune: named after the model, compiled as the run trained, and `fit` takes a step.
+# The .keras is ready to fine-tune: named after the model, compiled as the run trained, with the run's Adam (its
+# step count, learning rate and moments, which Keras loads without a warning), and `fit` takes a step.
 cat >fit.py <<'EOF'
-import json, sys, zipfile
+import json, sys, warnings, zipfile
 import h5py, keras, numpy as np
-model = keras.models.load_model(sys.argv[1])
+with warnings.catch_warnings(record=True) as said:
+    warnings.simplefilter("always")
+    model = keras.models.load_model(sys.argv[1])
+assert not [w for w in said if "optimizer" in str(w.message)], [str(w.message) for w in said]
 assert model.name == "tiny", model.name
 assert type(model.optimizer).__name__ == "Adam" and model.loss == "categorical_crossentropy", (model.optimizer, model.loss)
+c = h5py.File(sys.argv[3], "r")
+adam = model.optimizer
+assert int(adam.iterations) == c.attrs["optimizer_iterations"] > 0, (int(adam.iterations), c.attrs["optimizer_iterations"])
+assert np.isclose(float(adam.learning_rate), c.attrs["learning_rate"]), float(adam.learning_rate)
+for i, name in ((2, "m"), (3, "v")):  # each trainable variable's momentum, then its velocity, in the model's order
+    mine = np.concatenate([np.ravel(np.asarray(x)) for x in adam.variables[i::2]])
+    assert np.array_equal(mine, c["optimizer/" + name][:]), f"Adam's {name} differs from the checkpoint's"
 names = json.loads(zipfile.ZipFile(sys.argv[1]).read("metadata.json"))["class_names"]
 f = h5py.File(sys.argv[2], "r")
 x, y = f["features"][:], f["labels"][:]
@@ -59,8 +70,9 @@ after = model.predict(x[:16].reshape(16, -1, 1), verbose=0)
 assert float(np.abs(after - before).max()) > 0, "fit changed nothing"
 print(f"model {model.name}, classes {names}, one fit step: loss {history.history['loss'][0]:.4f}")
 EOF
-line=$("$venv/bin/python" fit.py model.keras f.h5 2>&1 | tail -1) || fail "Keras could not fit sertrain's .keras: $line"
-pass "sertrain's .keras is named, compiled and fits in Keras 3: $line"
+line=$("$venv/bin/python" fit.py model.keras f.h5 run/checkpoint-last.h5 2>&1 | tail -1) \
+  || fail "Keras could not fit sertrain's .keras: $line"
+pass "sertrain's .keras is named, compiled with the run's Adam state and fits in Keras 3: $line"
 
 # A model Keras made and saved, a Normalization adapted to data first: import it, predict, compare.
 cat >make.py <<'EOF'
