@@ -145,6 +145,21 @@ final class TrainerTests: XCTestCase {
     comm.barrier()
   }
 
+  /// The communicators `split` makes (`cv`'s groups, one set per repeat of `cv --repeats`) are freed when dropped:
+  /// each new one takes the table slots the last one left.
+  func testSplitCommunicatorsAreFreed() throws {
+    guard let world = comm as? MPICommunicator else {
+      throw XCTSkip("one process has no MPI communicators: runs under mpirun (Launch/test.sh mpi)")
+    }
+    var indices: [Int] = []
+    for _ in 0..<4 {
+      let part = try XCTUnwrap(world.split(color: world.rank % 2) as? MPICommunicator)
+      part.barrier()
+      indices.append(part.handleIndex)
+    }
+    XCTAssertEqual(Set(indices).count, 1, "table slots \(indices): the parts are not freed")
+  }
+
   /// A model with dropout (the frames preset's structure, dropout 0.5) trained on every rank ends where one process
   /// ends, within summation-order rounding at a learning rate of 1e-5: each row's dropout mask is keyed by the row,
   /// not by the rank that holds it or its place there. So does such a run stopped on the ranks and resumed by one.
