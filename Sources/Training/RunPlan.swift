@@ -21,6 +21,8 @@ public struct RunPlan {
   public var resumed: Resumption?
   /// Each row's side of the split: the resumed run's, or the one given for a new run (nil: drawn from `config`).
   public var split: DataSplit?
+  /// The checkpoint at `config.initFrom` a new run starts from (nil: the weights drawn from the seed).
+  public var initial: Checkpoint?
 
   /// A checkpoint and the state it continues, with what the user is told about the continuation.
   public struct Resumption {
@@ -34,9 +36,10 @@ public struct RunPlan {
   ///   - config: what the run runs under (for a resume, `resolveResume`'s state's configuration is used instead).
   ///   - data: the identity of the file at `config.data`, and its `recipe`.
   ///   - split: the rows' sides for a new run, as cross-validation's folds give them.
+  ///   - initial: the checkpoint at `config.initFrom` (read by the caller), for a new run.
   public init(
     config: TrainConfig, resumed: Resumption?, data: DataIdentity, recipe: FeatureRecipe, ranks: Int,
-    split: DataSplit? = nil, build: String = buildIdentity
+    split: DataSplit? = nil, initial: Checkpoint? = nil, build: String = buildIdentity
   ) throws {
     var config = resumed?.state.config ?? config
     if ranks > config.batchSize {
@@ -48,14 +51,32 @@ public struct RunPlan {
     guard data.rows > 0, data.classes.count >= 2 else {
       throw Failure("\(config.data): needs rows of at least 2 classes, has \(data.rows) rows of \(data.classes.count)")
     }
+    if resumed == nil, let path = config.initFrom, let initial {
+      guard config.model == TrainConfig.automaticModel else {
+        throw Failure("--init-from \(path) trains its model, '\(initial.spec.name)': leave out --model \(config.model)")
+      }
+      if let made = initial.recipe, !made.sameFeatures(as: recipe) {
+        throw Failure(
+          path,
+          "was trained on other features than \(config.data)'s (\(made.layout.rawValue) layout, "
+            + "\(made.sampleRate) Hz, offset \(made.offset) s against \(recipe.layout.rawValue), \(recipe.sampleRate) "
+            + "Hz, \(recipe.offset) s): extract the data as that model's was")
+      }
+      config.model = initial.spec.name
+    }
     if config.model == TrainConfig.automaticModel { config.model = TrainConfig.defaultModel(for: recipe) }
-    self.resumed = resumed
+    (self.resumed, self.initial) = (resumed, resumed == nil ? initial : nil)
     guard let resumed else {
       (config.builtBy, config.classWeights) = (build, nil)
-      var spec =
-        ModelSpec.presets.contains(config.model)
-        ? try TrainConfig.preset(config.model, recipe: recipe, width: data.width, path: config.data)
-        : try ModelSpec.load(config.model)
+      var spec: ModelSpec
+      if let initial {
+        spec = RunPlan.unsized(initial)
+      } else {
+        spec =
+          ModelSpec.presets.contains(config.model)
+          ? try TrainConfig.preset(config.model, recipe: recipe, width: data.width, path: config.data)
+          : try ModelSpec.load(config.model)
+      }
       try RunPlan.check(spec, reads: data.width, of: config.data)
       spec = config.scalingMomentum(spec)
       if let split, split.membership.count != data.rows {
@@ -91,6 +112,47 @@ public struct RunPlan {
         path, "its training state is not valid: step \(resumed.state.step) of an epoch of \(steps) steps")
     }
     (self.config, self.spec, self.split) = (config, c.spec, split)
+  }
+
+  /// A checkpoint's model with its output layer sized anew (by the data's classes).
+  static func unsized(_ c: Checkpoint) -> ModelSpec {
+    var spec = c.spec
+    if let last = spec.layers.lastIndex(where: { $0.type == .dense }) { spec.layers[last].units = nil }
+    return spec
+  }
+
+  /// Sets `network`'s weights and BatchNorm statistics from `c` (of the same model, but for `classes`, perhaps
+  /// other than its own): every variable of the same name and shape, and of the output layer the kernel's columns
+  /// and the bias's entries of the classes both have, by name; the rest keeps the values drawn from the seed. Says
+  /// what it took.
+  public static func initialise(_ network: Network, from c: Checkpoint, classes: [String]) -> String {
+    // The output layer maps its classes by name (unless they are the checkpoint's), whatever their number.
+    let output = classes == c.classNames ? nil : network.plans.last { $0.spec.type == .dense }?.name
+    let shared = classes.indices.compactMap { j in c.classNames.firstIndex(of: classes[j]).map { (j, $0) } }
+    for (layout, theirs, values, into) in [
+      (network.parameterLayout, c.parameterLayout, c.parameters, network.parameters),
+      (network.stateLayout, c.stateLayout, c.state, network.state),
+    ] {
+      for view in layout.views {
+        guard let from = theirs[view.name] else { continue }
+        if from.shape == view.shape && view.layer != output {
+          for i in 0..<view.count { into.pointer[view.offset + i] = values[from.offset + i] }
+        } else if view.layer == output, view.shape.dropLast() == from.shape.dropLast() {
+          // The output layer's kernel [inputs, classes] or bias [classes]: the shared classes' columns.
+          let (rows, mine, old) = (view.count / view.shape.last!, view.shape.last!, from.shape.last!)
+          for r in 0..<rows {
+            for (j, k) in shared { into.pointer[view.offset + r * mine + j] = values[from.offset + r * old + k] }
+          }
+        }
+      }
+    }
+    if classes == c.classNames { return "every layer's weights and BatchNorm statistics" }
+    let new = classes.filter { !c.classNames.contains($0) }
+    let dropped = c.classNames.filter { !classes.contains($0) }
+    return "every layer's weights and BatchNorm statistics but the output layer's, which takes "
+      + (shared.isEmpty ? "none of its classes'" : "those of \(shared.map { classes[$0.0] }.joined(separator: ", "))")
+      + (new.isEmpty ? "" : " (new, drawn from the seed: \(new.joined(separator: ", ")))")
+      + (dropped.isEmpty ? "" : " (left out, not in the data: \(dropped.joined(separator: ", ")))")
   }
 
   private static func check(_ spec: ModelSpec, reads width: Int, of data: String) throws {

@@ -18,7 +18,7 @@ public struct TrainConfig: Codable, Equatable, Sendable {
   public enum Setting: String, CaseIterable, Sendable {
     case data, model, epochs, batchSize, learningRate, split, valFraction, testFraction, seed, monitor, patience
     case lrPatience, lrFactor, minLR, cooldown, noRestoreBestWeights, noStandardize, standardize, classWeight
-    case limitRows, stepsPerEpoch, lrScaling, baseBatch, warmupEpochs, precision
+    case limitRows, stepsPerEpoch, lrScaling, baseBatch, warmupEpochs, precision, initFrom
 
     public var flag: String {
       var out = "--"
@@ -58,6 +58,7 @@ public struct TrainConfig: Codable, Equatable, Sendable {
       case .lrScaling: return (c.lrScaling ?? .none).rawValue
       case .baseBatch: return "\(c.baseBatch ?? 64)"
       case .warmupEpochs: return "\(c.warmupEpochs ?? 0)"
+      case .initFrom: return c.initFrom ?? "none"
       }
     }
   }
@@ -98,6 +99,9 @@ public struct TrainConfig: Codable, Equatable, Sendable {
   /// The arithmetic of the convolutions (`--precision`; nil, in runs from before it existed: fp32). May change on
   /// resume: the weights are float either way.
   public var precision: Precision?
+  /// The checkpoint a new run starts from (`--init-from`, fine-tuning): its model, its weights and BatchNorm
+  /// statistics, and the output layer's for the classes both have (`RunPlan.initialise`); nil: drawn from the seed.
+  public var initFrom: String?
   public init() {}
 
   public enum LRScaling: String, Codable, Sendable, CaseIterable {

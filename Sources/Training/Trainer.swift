@@ -141,10 +141,12 @@ public final class Trainer {
     }
     let file = try open.flatMap { $0.path == data ? $0 : nil } ?? openData(data, options: options, ranks: comm.size)
     let identity = try DataIdentity(file)
+    let initial = try (resumed == nil ? config.initFrom : nil).map { try Checkpoint.read($0) }
     let plan: RunPlan
     do {
       plan = try RunPlan(
-        config: config, resumed: resumed, data: identity, recipe: file.recipe, ranks: comm.size, split: split)
+        config: config, resumed: resumed, data: identity, recipe: file.recipe, ranks: comm.size, split: split,
+        initial: initial)
     } catch { throw AgreedFailure(isRoot ? "\(error)" : nil) }
     return try Trainer(
       plan: plan, file: file, identity: identity, runDir: runDir, comm: comm, options: options, lock: lock)
@@ -160,6 +162,7 @@ public final class Trainer {
     (self.comm, self.runDir, self.file, self.options, self.lock) = (comm, runDir, file, options, lock)
     let isRoot = comm.rank == 0
     let resumed = plan.resumed
+    var took: String?  // what --init-from's checkpoint gave
     config = plan.config
     network = try Network(
       spec: plan.spec, classes: file.classes.count, seed: config.seed,
@@ -192,6 +195,7 @@ public final class Trainer {
     } else {
       scaler = .identity(width: file.width)
       state = TrainingState(config: config)
+      if let c = plan.initial { took = RunPlan.initialise(network, from: c, classes: file.classes) }
     }
     split =
       try plan.split
@@ -261,7 +265,10 @@ public final class Trainer {
       say("resuming from \(resumed.path): epoch \(state.epoch + 1), step \(state.step), \(comm.size) rank(s)")
       for note in resumed.notes { say(note) }
     }
-    if isRoot && !quiet { for line in startLines() { say(line) } }
+    if isRoot && !quiet {
+      for line in startLines() { say(line) }
+      if let took, let path = config.initFrom { say("  starting from \(path): \(took)") }
+    }
   }
 
   /// What is about to run, said before the first step: the run directory, model, data, split and ranks.

@@ -177,6 +177,13 @@ struct TrainingOptions: ParsableArguments {
       """)
   var standardize: Standardization?
 
+  @Option(
+    help: """
+      Start from this checkpoint's weights (fine-tuning on other data): its model, every layer's weights and \
+      BatchNorm statistics, and the output layer's for the classes both have (by name); the rest drawn from --seed.
+      """)
+  var initFrom: String?
+
   /// The configuration these options describe (defaults where not given), and the flags given explicitly.
   func configuration() -> (TrainConfig, Set<TrainConfig.Setting>) {
     var c = TrainConfig()
@@ -219,6 +226,7 @@ struct TrainingOptions: ParsableArguments {
     take(lrScaling, .lrScaling) { $0.lrScaling = $1 }
     take(baseBatch, .baseBatch) { $0.baseBatch = $1 }
     take(warmupEpochs, .warmupEpochs) { $0.warmupEpochs = $1 }
+    take(initFrom, .initFrom) { $0.initFrom = $1 }
     return (c, given)
   }
 

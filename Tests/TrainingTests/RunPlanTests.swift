@@ -4,6 +4,7 @@ import ModelFiles
 import Schema
 import Training
 import XCTest
+import _TestSupport
 
 /// The run's resolution (`RunPlan`): what a new run and a resume run under, and what they refuse, with no files
 /// and no ranks.
@@ -110,11 +111,11 @@ final class RunPlanTests: XCTestCase {
 
   func plan(
     _ config: TrainConfig = TrainConfig(), resumed: RunPlan.Resumption? = nil, data: DataIdentity? = nil,
-    layout: FeatureRecipe.Layout = .seed, ranks: Int = 1, split: DataSplit? = nil
+    layout: FeatureRecipe.Layout = .seed, ranks: Int = 1, split: DataSplit? = nil, initial: Checkpoint? = nil
   ) throws -> RunPlan {
     try RunPlan(
       config: config, resumed: resumed, data: data ?? self.data(), recipe: recipe(layout), ranks: ranks, split: split,
-      build: "test-build")
+      initial: initial, build: "test-build")
   }
 
   func testANewRunChoosesAndSizesItsModel() throws {
@@ -150,6 +151,70 @@ final class RunPlanTests: XCTestCase {
     let short = DataSplit(membership: [0, 0, 1])
     XCTAssertTrue(message(try plan(split: short)).contains("the given split covers 3 rows"))
     XCTAssertEqual(try plan(split: DataSplit(membership: [Int8](repeating: 0, count: 40))).split?.train.count, 40)
+  }
+
+  /// `--init-from`: the checkpoint's model, its output layer sized for the data's classes; a `--model` beside it,
+  /// or data of other features than the checkpoint's, is refused; a resume runs its own weights, not the file's.
+  func testANewRunFromACheckpoint() throws {
+    var c = Checkpoint(network: try Network(spec: .frames(), classes: 7), classNames: emotions)
+    c.recipe = recipe(.frames)
+    var config = TrainConfig()
+    config.initFrom = "pre.h5"
+    let p = try plan(config, layout: .frames, initial: c)
+    XCTAssertEqual(p.config.model, "frames")
+    XCTAssertNotNil(p.initial)
+    XCTAssertEqual(try Network(spec: p.spec, classes: 3).plans.last?.outputChannels, 3)
+    XCTAssertEqual(p.spec.layers.dropLast(), c.spec.layers.dropLast())
+    config.model = "small"
+    XCTAssertTrue(message(try plan(config, layout: .frames, initial: c)).contains("leave out --model small"))
+    config.model = TrainConfig.automaticModel
+    let other = message(try plan(config, layout: .aligned, initial: c))
+    XCTAssertTrue(other.contains("pre.h5") && other.contains("frames layout") && other.contains("aligned"), other)
+    XCTAssertNil(try plan(config, resumed: try resume(try recorded(), []) { _ in }, initial: c).initial)
+  }
+
+  /// What `--init-from` takes: every variable of the checkpoint's but the output layer's, of which the columns of
+  /// the classes both have, by name; a class the checkpoint lacks keeps the column drawn from the seed.
+  func testInitialisingFromACheckpointMapsTheClassesByName() throws {
+    let old = try Network(spec: .frames(frames: 8, features: 4), classes: 3, seed: 1)
+    var rng = TestRNG(seed: 2)
+    for i in 0..<old.state.count { old.state.pointer[i] = rng.normal() }
+    let c = Checkpoint(network: old, classNames: ["angry", "happy", "sad"])
+    var spec = c.spec
+    spec.layers[spec.layers.count - 1].units = nil
+    let network = try Network(spec: spec, classes: 3, seed: 7)
+    let drawn = network.parameters.array
+    let said = RunPlan.initialise(network, from: c, classes: ["happy", "sad", "surprise"])
+    XCTAssertTrue(said.contains("those of happy, sad") && said.contains("new, drawn from the seed: surprise"), said)
+    XCTAssertTrue(said.contains("left out, not in the data: angry"), said)
+    XCTAssertEqual(network.state.array, c.state)
+    let output = network.plans.last!.name
+    for view in network.parameterLayout.views {
+      let mine = Array(network.parameters.array[view.offset..<(view.offset + view.count)])
+      let theirs = Array(c.parameters[c.parameterLayout[view.name]!.offset...].prefix(view.count))
+      guard view.layer == output else {
+        XCTAssertEqual(mine, theirs, view.name)
+        continue
+      }
+      // kernel [inputs, classes] or bias [classes]: happy and sad from the checkpoint's columns 1 and 2.
+      for r in 0..<(view.count / 3) {
+        XCTAssertEqual(mine[r * 3], theirs[r * 3 + 1], "\(view.name) row \(r): happy")
+        XCTAssertEqual(mine[r * 3 + 1], theirs[r * 3 + 2], "\(view.name) row \(r): sad")
+        XCTAssertEqual(mine[r * 3 + 2], drawn[view.offset + r * 3 + 2], "\(view.name) row \(r): surprise")
+      }
+    }
+    // Fewer classes, in another order: the output's bias takes sad's entry; neutral keeps its own.
+    let two = try Network(spec: spec, classes: 2, seed: 7)
+    let bias = two.parameterLayout["\(output)/bias"]!
+    let fresh = two.parameters.array[bias.offset + 1]
+    _ = RunPlan.initialise(two, from: c, classes: ["sad", "neutral"])
+    XCTAssertEqual(two.parameters.array[bias.offset], c.parameters[c.parameterLayout["\(output)/bias"]!.offset + 2])
+    XCTAssertEqual(two.parameters.array[bias.offset + 1], fresh)
+    // The same classes: every value.
+    let same = try Network(spec: c.spec, classes: 3, seed: 9)
+    XCTAssertEqual(
+      RunPlan.initialise(same, from: c, classes: c.classNames), "every layer's weights and BatchNorm statistics")
+    XCTAssertEqual(same.parameters.array, c.parameters)
   }
 
   func testAResumeRunsTheRecordedRun() throws {
