@@ -7,7 +7,11 @@
 #
 #   Benchmarks/frames-experiment.sh [SERTRAIN] [WORK_DIR]      (SHARED: ../shared; RUNS: a subset, e.g. "emodb";
 #                                                              VARIANTS=1: also the candidates of Benchmarks/frames/,
-#                                                              the average over time with other settings)
+#                                                              the average over time with other settings;
+#                                                              PEER=1: also Keras on the same folds, the frames
+#                                                              model with column and speaker standardisation, in
+#                                                              keras-cv-..., compared with sertrain's: PEER_VENV, a
+#                                                              venv with tensorflow-cpu and h5py, made if missing)
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 # shellcheck source=Benchmarks/emodb.sh
@@ -61,3 +65,22 @@ for data in ${RUNS:-emodb mini}; do
     "$sertrain" compare $(pairs "$data" $claim) | sed -n '1p;4,6p'
   done
 done
+# The Keras peer on the same folds and rows (Benchmarks/peer_cv.py), paired with sertrain's runs fold by fold.
+if [ -n "${PEER:-}" ]; then
+  venv=${PEER_VENV:-$root/.build/bench-venv}
+  if ! "$venv/bin/python" -c "import tensorflow, h5py" 2>/dev/null; then
+    python3 -m venv "$venv" && "$venv/bin/pip" install -q tensorflow-cpu h5py
+  fi
+  for data in ${RUNS:-emodb mini}; do
+    for norm in column speaker; do
+      for seed in 0 1; do
+        dir=cv-$data-frames-$norm-s$seed
+        [ -f "keras-$dir/cv.csv" ] || "$venv/bin/python" "$root/Benchmarks/peer_cv.py" "$sertrain" "$dir" "$data.h5" \
+          "keras-$dir" --seed "$seed" >"keras-$dir.log" 2>&1 || { tail -5 "keras-$dir.log"; exit 1; }
+        grep '^fold\|^Keras' "keras-$dir.log"
+      done
+      "$sertrain" compare "cv-$data-frames-$norm-s0" "keras-cv-$data-frames-$norm-s0" \
+        "cv-$data-frames-$norm-s1" "keras-cv-$data-frames-$norm-s1" | sed -n '1p;4,6p'
+    done
+  done
+fi

@@ -267,7 +267,14 @@ public final class Trainer {
     }
     if isRoot && !quiet {
       for line in startLines() { say(line) }
-      if let took, let path = config.initFrom { say("  starting from \(path): \(took)") }
+      if let took, let path = config.initFrom, let c = plan.initial {
+        say("  starting from \(path): \(took)")
+        if c.standardization != config.standardizationMode {
+          say(
+            "  note: \(path) was trained on rows standardised by \(c.standardization.rawValue), this run standardises "
+              + "by \(config.standardizationMode.rawValue) (--standardize)")
+        }
+      }
     }
   }
 
