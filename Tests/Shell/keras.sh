@@ -135,3 +135,10 @@ EOF
 line=$("$venv/bin/python" compare.py keras-frames.keras f.h5 imported-frames.csv 2>&1 | tail -1) \
   || fail "sertrain predicts a Keras-made frames model differently from Keras: $line"
 pass "a .keras Keras saved with Reshape and GlobalMaxPooling1D imports: $line from Keras's own predict"
+
+# A model made in Keras, imported, trains on in sertrain (--init-from): its weights are the run's first ones.
+"$SERTRAIN" train --data f.h5 --init-from imported-frames.h5 --epochs 1 --batch-size 16 --run-dir tuned >tuned.log 2>&1 \
+  || { cat tuned.log; fail "train --init-from an imported Keras model"; }
+grep -q "starting from imported-frames.h5: every layer's weights" tuned.log \
+  || fail "train --init-from did not say it took the imported weights: $(head -3 tuned.log)"
+pass "a Keras-made model imported and trained on in sertrain (--init-from): $(grep -o 'val_accuracy [0-9.]*' tuned.log)"
