@@ -106,6 +106,7 @@ public func describeCheckpoint(_ path: String) throws -> String {
       "  training      \(t.finished ? "finished" : "in progress"): \(t.epoch) of \(t.config.epochs) epochs done"
     if t.step > 0 { line += " and \(t.step) steps of epoch \(t.epoch + 1)" }
     line += ", \(t.ranks) rank(s), batch \(t.config.batchSize), split \(t.config.split.rawValue)"
+    if let from = t.config.initFrom { line += ", started from \(from)" }
     out.append(line)
     if let best = t.bestValue, let epoch = t.bestEpoch {
       out.append("  best          \(t.config.earlyStopping.monitor) \(fixed(best, 4)) at epoch \(epoch)")

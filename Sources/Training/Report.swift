@@ -199,7 +199,11 @@ public func writeRunReport(runDir: String, last: Checkpoint, evaluation: Evaluat
   var facts: [(String, String)] = [
     ("run", runDir), ("report written", "\(formatTime(unixTime())) by \(buildIdentity)"),
     ("trained by", c.builtBy ?? "a build from before versions were recorded"),
-    ("model", "\(last.spec.name): \(parameters) parameters\(c.model == last.spec.name ? "" : " (\(c.model))")"),
+    (
+      "model",
+      "\(last.spec.name): \(parameters) parameters\(c.model == last.spec.name ? "" : " (\(c.model))")"
+        + (c.initFrom.map { ", started from \($0)'s weights (--init-from)" } ?? "")
+    ),
     ("data", "\(c.data)\(last.recipe.map { ", \($0.layout.rawValue) layout" } ?? "")"),
     ("classes", last.classNames.joined(separator: ", ")),
     ("epochs", "\(state.history.count) of \(c.epochs)\(state.finished ? ", finished" : ", in progress")"),
