@@ -71,6 +71,35 @@ final class TrainCommandTests: XCTestCase {
     XCTAssertTrue(contradicting.stderr.contains("--limit-rows 60 contradicts"), contradicting.stderr)
   }
 
+  /// `--init-from`: a run from another's checkpoint says what it took, warns when that run trained on the same rows
+  /// (its training rows may be this run's validation and test rows), and records it for inspect; `--model` beside
+  /// it is refused.
+  func testARunFromAnotherRunsCheckpoint() throws {
+    let dir = temporaryDirectory(self)
+    try makeFeatures(dir)
+    try FileManager.default.createDirectory(atPath: dir + "/other", withIntermediateDirectories: true)
+    try makeFeatures(dir + "/other", noise: 0.5)
+    let tiny = ["--model", "tiny", "--epochs", "1", "--batch-size", "16"]
+    XCTAssertEqual(try runCommand(["train", "--data", "f.h5", "--run-dir", "pre"] + tiny, directory: dir).status, 0)
+    func tuned(_ data: String, _ run: String, _ more: [String] = []) throws -> RunResult {
+      try runCommand(
+        ["train", "--data", data, "--run-dir", run, "--init-from", "pre/checkpoint-last.h5", "--epochs", "1"] + more,
+        directory: dir)
+    }
+    let same = try tuned("f.h5", "same")
+    XCTAssertEqual(same.status, 0, same.stderr)
+    XCTAssertTrue(same.stdout.contains("starting from pre/checkpoint-last.h5: every layer's weights"), same.stdout)
+    XCTAssertTrue(same.stdout.contains("warning: pre/checkpoint-last.h5 was trained on these rows"), same.stdout)
+    let other = try tuned("other/f.h5", "other")
+    XCTAssertEqual(other.status, 0, other.stderr)
+    XCTAssertTrue(other.stdout.contains("model tiny") && !other.stdout.contains("warning"), other.stdout)
+    let inspect = try runCommand(["inspect", "other/checkpoint-last.h5"], directory: dir)
+    XCTAssertTrue(inspect.stdout.contains("started from pre/checkpoint-last.h5"), inspect.stdout)
+    let model = try tuned("f.h5", "model", ["--model", "small"])
+    XCTAssertEqual(model.status, 1)
+    XCTAssertTrue(model.stderr.contains("trains its model, 'tiny': leave out --model small"), model.stderr)
+  }
+
   /// On every OpenBLAS kernel family this CPU runs (each rounds differently, so each takes another trajectory): with
   /// noise at 0.6 the best validation accuracy ranged from 0.42 to 0.94 over seeds and kernels, a coin toss for a
   /// threshold; at 0.3 it was 0.85 to 0.98 on all of them (AMD Zen 4, SkylakeX and Haswell kernels, seeds 0-4).
