@@ -9,14 +9,8 @@ set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 # shellcheck source=Benchmarks/emodb.sh
 source "$root/Benchmarks/emodb.sh"
-sertrain=$(realpath "${1:-$root/.build/release/sertrain}")
-work=${2:-$(mktemp -d /tmp/sertrain-finetune-XXXXXX)}
-shared=${SHARED:-$root/../shared}
-mkdir -p "$work"
-cd "$work"
-export OPENBLAS_NUM_THREADS=${OPENBLAS_NUM_THREADS:-2}
-emodb_features "$sertrain" "$shared"
-[ -f mini.h5 ] || "$sertrain" extract "$shared/datasets/ser-mini" -o mini.h5 -q
+experiment_setup finetune "$@"
+mini_features
 # All of ser-mini but a tenth of its recordings for the callbacks; no test rows (EmoDB is the test).
 [ -f pre-mini/checkpoint-best.h5 ] || "$sertrain" train --data mini.h5 --standardize speaker --test-fraction 0 \
   --run-dir pre-mini -q

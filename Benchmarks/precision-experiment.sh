@@ -9,14 +9,8 @@ set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 # shellcheck source=Benchmarks/emodb.sh
 source "$root/Benchmarks/emodb.sh"
-sertrain=$(realpath "${1:-$root/.build/release/sertrain}")
-work=${2:-$(mktemp -d /tmp/sertrain-precision-XXXXXX)}
-shared=${SHARED:-$root/../shared}
 model=${MODEL:-frames}
-mkdir -p "$work"
-cd "$work"
-export OPENBLAS_NUM_THREADS=${OPENBLAS_NUM_THREADS:-2}
-emodb_features "$sertrain" "$shared"
+experiment_setup precision "$@"
 echo -e "precision\tseed\taccuracy\tsd\tUAR\tsd\tseconds/fold"
 for seed in ${SEEDS:-0 1 2}; do
   for precision in fp32 bf16; do
