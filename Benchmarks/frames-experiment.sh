@@ -16,14 +16,8 @@ set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 # shellcheck source=Benchmarks/emodb.sh
 source "$root/Benchmarks/emodb.sh"
-sertrain=$(realpath "${1:-$root/.build/release/sertrain}")
-work=${2:-$(mktemp -d /tmp/sertrain-frames-XXXXXX)}
-shared=${SHARED:-$root/../shared}
-mkdir -p "$work"
-cd "$work"
-export OPENBLAS_NUM_THREADS=${OPENBLAS_NUM_THREADS:-2}
-emodb_features "$sertrain" "$shared"
-[ -f mini.h5 ] || "$sertrain" extract "$shared/datasets/ser-mini" -o mini.h5 -q
+experiment_setup frames "$@"
+mini_features
 # The mean over folds of each fold's best validation accuracy (history.csv's fifth column).
 validation() {
   for h in "$1"/fold-*/history.csv; do tail -n +2 "$h" | cut -d, -f5 | sort -g | tail -1; done \
