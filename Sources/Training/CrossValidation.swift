@@ -10,11 +10,19 @@ import Schema
   import Glibc
 #endif
 
+/// What a fold of `sertrain cv` holds out whole (a random split of rows would leak augmented copies into the test
+/// rows): speakers, recordings, or corpora (leave-one-corpus-out with as many folds as corpora, in a merged file).
+public enum FoldGroups: String, Sendable, CaseIterable {
+  case speaker, recording, corpus
+  /// How `cv.csv`, `folds.csv` and the tables name them.
+  public var plural: String { self == .corpus ? "corpora" : rawValue + "s" }
+}
+
 /// What `sertrain cv` is told.
 public struct CrossValidationOptions: Sendable {
   public var folds = 5
-  /// Whole speakers (or recordings) per fold.
-  public var by = SplitKind.speaker
+  /// Whole speakers, recordings or corpora per fold.
+  public var by = FoldGroups.speaker
   /// Each fold's training; its split carves the validation part from the other folds' rows.
   public var config = TrainConfig()
   public var directory = "cv"
@@ -51,9 +59,9 @@ public struct CrossValidationSummary: Sendable {
 
 extension CrossValidationSummary {
   /// A row per fold, then mean ± sd: accuracy, macro F1, unweighted average recall.
-  public func table(by: SplitKind) -> String {
+  public func table(by: FoldGroups) -> String {
     let width = max(12, folds.map { $0.groups.joined(separator: ",").count }.max() ?? 0) + 2
-    var lines = [pad("fold", 6) + pad(by.rawValue + "s", width) + "rows   accuracy  macro F1  UAR"]
+    var lines = [pad("fold", 6) + pad(by.plural, width) + "rows   accuracy  macro F1  UAR"]
     for f in folds {
       let e = f.evaluation
       lines.append(
@@ -68,25 +76,42 @@ extension CrossValidationSummary {
   }
 }
 
-/// The folds: whole groups (speakers or recordings), each fold's rows. The groups go in an order drawn from `seed`,
+/// The folds: whole groups (speakers, recordings or corpora), each fold's rows. The groups go in an order drawn from `seed`,
 /// each to the fold with the fewest rows so far: folds of similar size where the groups are (EmoDB's speakers; a
 /// corpus of a few large speakers gives uneven folds), and another partition for another seed (repeated
 /// cross-validation needs one; largest first, as scikit-learn's GroupKFold without shuffle does, would give nearly
 /// the same folds for every seed).
-public func crossValidationFolds(_ file: FeatureFile, folds k: Int, by: SplitKind, seed: UInt64) throws -> (
+public func crossValidationFolds(_ file: FeatureFile, folds k: Int, by: FoldGroups, seed: UInt64) throws -> (
   rows: [[Int]], groups: [[String]]
 ) {
-  let groupOf = try DataSplit.groups(file, by)
+  let recordings = try file.recordings()
+  let groupOf: [Int]
+  switch by {
+  case .speaker: groupOf = try DataSplit.groups(file, .speaker)
+  case .recording: groupOf = try DataSplit.groups(file, .recording)
+  case .corpus:
+    let corpora = recordings.map(\.corpus)
+    guard !corpora.isEmpty, corpora.allSatisfy({ !$0.isEmpty }) else {
+      throw Failure(file.path, "has no corpus for its recordings (a converted CSV): --by corpus needs extracted files")
+    }
+    let names = Array(Set(corpora)).sorted()
+    groupOf = file.source.map { names.firstIndex(of: corpora[Int($0)])! }
+  }
   var members: [Int: [Int]] = [:]
   for (row, g) in groupOf.enumerated() { members[g, default: []].append(row) }
   guard members.count >= k else {
     throw Failure(
-      file.path, "has \(members.count) \(by == .speaker ? "speakers" : "recordings"), fewer than --folds \(k)")
+      file.path,
+      "has \(members.count) \(by.plural), fewer than --folds \(k)"
+        + (by == .corpus && members.count >= 2 ? ": --folds \(members.count) leaves each corpus out in turn" : ""))
   }
-  let recordings = try file.recordings()
   func name(_ g: Int) -> String {
-    let row = members[g]![0]
-    return by == .speaker ? recordings[Int(file.source[row])].speaker : recordings[Int(file.source[row])].path
+    let recording = recordings[Int(file.source[members[g]![0]])]
+    switch by {
+    case .speaker: return recording.speaker
+    case .recording: return recording.path
+    case .corpus: return recording.corpus
+    }
   }
   var rng = RandomStream(seed: seed, stream: [0xF01D])
   let keys = members.keys.sorted()
@@ -120,7 +145,7 @@ public func crossValidate(_ o: CrossValidationOptions, comm: Communicator) throw
     "\($0.offset + 1),\(foldRows[$0.offset].count),\(csvCell($0.element.joined(separator: " "))),"
       + sha256Hex(foldRows[$0.offset].map(Int64.init)).prefix(16)
   }
-  let folds = "fold,rows,\(o.by.rawValue)s,rows_sha256\n" + lines.joined(separator: "\n") + "\n"
+  let folds = "fold,rows,\(o.by.plural),rows_sha256\n" + lines.joined(separator: "\n") + "\n"
   try comm.decidedByRoot {
     let path = o.directory + "/folds.csv"
     if let old = try? String(contentsOfFile: path, encoding: .utf8), old != folds {
@@ -245,7 +270,7 @@ public func meanAndSD(_ v: [Double]) -> (mean: Double, sd: Double) {
 /// `DIR/cv.csv` (a row per fold, then mean and sd) and `DIR/cv.html`.
 func writeCrossValidation(_ s: CrossValidationSummary, _ o: CrossValidationOptions) throws {
   let metrics = CrossValidationSummary.metrics.map { ($0.name, $0.value) } + [("loss", { $0.loss })]
-  var csv = "fold,\(o.by.rawValue)s,rows," + metrics.map(\.0).joined(separator: ",") + ",train_rows\n"
+  var csv = "fold,\(o.by.plural),rows," + metrics.map(\.0).joined(separator: ",") + ",train_rows\n"
   for f in s.folds {
     csv +=
       "\(f.fold),\(csvCell(f.groups.joined(separator: " "))),\(f.evaluation.rows),"

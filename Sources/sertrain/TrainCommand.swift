@@ -292,14 +292,12 @@ struct CrossValidate: ParsableCommand {
   @Option(help: "Folds.")
   var folds = 5
 
-  /// What a fold holds out (a random split of rows would leak augmented copies into the test rows).
-  enum FoldKind: String, ExpressibleByArgument, CaseIterable {
-    case speaker, recording
-    var split: SplitKind { self == .speaker ? .speaker : .recording }
-  }
-
-  @Option(help: "What a fold holds out: whole speakers or whole recordings.")
-  var by = FoldKind.speaker
+  @Option(
+    help: """
+      What a fold holds out: whole speakers, whole recordings, or whole corpora (with --folds the number of corpora, \
+      leave-one-corpus-out on a merged file).
+      """)
+  var by = FoldGroups.speaker
 
   @Option(name: .customLong("dir"), help: "The cross-validation directory.")
   var directory = "cv"
@@ -318,7 +316,7 @@ struct CrossValidate: ParsableCommand {
     try runOnRanks { comm in
       configureThreads(environment: environment())
       var o = CrossValidationOptions()
-      (o.folds, o.by, o.directory) = (folds, by.split, directory)
+      (o.folds, o.by, o.directory) = (folds, by, directory)
       (o.config, o.trainer) = (training.configuration().0, output.trainer(training))
       if repeats > 1 {
         let (summaries, stopped) = try crossValidateRepeatedly(o, repeats: repeats, comm: comm)
@@ -339,7 +337,7 @@ struct CrossValidate: ParsableCommand {
       let (summary, stopped) = try crossValidate(o, comm: comm)
       if stopped { throw ExitCode(Trainer.exitStopped) }
       guard let summary, !output.quiet else { return }
-      print("\n" + summary.table(by: by.split))
+      print("\n" + summary.table(by: by))
       print("\npooled confusion matrix (\(summary.pooled.rows) test rows):\n" + summary.pooled.confusionTable)
       print("\nwrote \(directory)/cv.csv, \(directory)/cv.html")
     }
@@ -347,6 +345,7 @@ struct CrossValidate: ParsableCommand {
 }
 
 extension SplitKind: ExpressibleByArgument {}
+extension FoldGroups: ExpressibleByArgument {}
 extension Standardization: ExpressibleByArgument {}
 extension TrainConfig.LRScaling: ExpressibleByArgument {}
 extension Precision: ExpressibleByArgument {}

@@ -299,5 +299,28 @@ extension ExtractCommandTests {
     XCTAssertEqual(
       Set(recordings.map { "\($0.corpus) \($0.speaker)" }), ["corpus corpus/A", "corpus corpus/B", "x x/A", "x x/B"])
     XCTAssertEqual(try extract(["-o", "d.h5", "--corpus", "y"]).status, 2)
+
+    // cv --by corpus on the merged file: each corpus held out in turn, all of it and nothing else.
+    let cv = ["cv", "--data", "ab.h5", "--model", "tiny", "--epochs", "1", "--by", "corpus", "--dir", "loco", "-q"]
+    let three = try runCommand(cv + ["--folds", "3"], directory: dir)
+    XCTAssertEqual(three.status, 1)
+    XCTAssertTrue(three.stderr.contains("has 2 corpora, fewer than --folds 3: --folds 2 leaves each"), three.stderr)
+    let loco = try runCommand(cv + ["--folds", "2"], directory: dir)
+    XCTAssertEqual(loco.status, 0, loco.stderr)
+    let table = try String(contentsOfFile: dir + "/loco/cv.csv", encoding: .utf8).split(separator: "\n")
+    XCTAssertTrue(table[0].hasPrefix("fold,corpora,rows,"), String(table[0]))
+    let ab = try FeatureFile(path: dir + "/ab.h5")
+    let corpusOfRow = try ab.source.map { try ab.recordings()[Int($0)].corpus }
+    var heldOut: [String] = []
+    for fold in 1...2 {
+      let split: [Int8] = try H5File(path: dir + "/loco/fold-\(fold)/checkpoint-last.h5").read("split")
+      let test = Set(split.indices.filter { split[$0] == 2 }.map { corpusOfRow[$0] })
+      let rest = Set(split.indices.filter { split[$0] != 2 }.map { corpusOfRow[$0] })
+      XCTAssertEqual(test.count, 1, "fold \(fold) holds out \(test)")
+      XCTAssertFalse(rest.contains(test.first ?? ""), "fold \(fold) trains on the corpus it holds out")
+      XCTAssertEqual(String(table[fold].split(separator: ",")[1]), test.first, "cv.csv names fold \(fold)'s corpus")
+      heldOut += test
+    }
+    XCTAssertEqual(heldOut.sorted(), ["corpus", "other"])
   }
 }
