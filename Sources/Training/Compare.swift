@@ -99,14 +99,18 @@ public struct PairedDifference: Codable, Sendable {
 /// A plain paired t-test over folds is too confident: each fold's model trained on most of the others' rows, so
 /// the differences are correlated. Bouckaert and Frank's correction (2004, for r repetitions of k folds) scales
 /// the variance of the mean difference by `1/n + n_test/n_train` instead of `1/n` (n = k·r differences); with
-/// n_test/n_train the mean over folds of the fold's test rows against the rows its model trained on.
+/// n_test/n_train the mean over folds of the fold's test rows against the rows its model trained on. The correction
+/// is made for repetitions that partition the data anew; `partitions` counts the different partitions into folds
+/// among the `pairs` compared (seeds that draw the same folds, as a few large groups do, repeat one).
 public func compareCrossValidations(_ pairs: [(base: String, candidate: String)]) throws -> (
-  folds: Int, kind: String, differences: [PairedDifference]
+  folds: Int, kind: String, differences: [PairedDifference], partitions: Int, pairs: Int
 ) {
   var (base, candidate): ([[Double]], [[Double]]) = ([], [])
   var ratios: [Double] = []
   var kind = ""
-  for (b, c) in try pairs.flatMap(pairRepeats) {
+  var partitions: Set<[String]> = []
+  let pairs = try pairs.flatMap(pairRepeats)
+  for (b, c) in pairs {
     let (x, y) = (try CrossValidationTable(b), try CrossValidationTable(c))
     guard x.kind == y.kind, x.folds.count == y.folds.count else {
       throw Failure(
@@ -114,6 +118,7 @@ public func compareCrossValidations(_ pairs: [(base: String, candidate: String)]
         "holds \(y.folds.count) folds of \(y.kind), \(x.path) \(x.folds.count) of \(x.kind): not the same folds")
     }
     if kind.isEmpty { kind = x.kind }
+    partitions.insert(x.folds.map(\.groups).sorted())
     guard x.kind == kind else { throw Failure(x.path, "holds out \(x.kind), the first pair \(kind)") }
     for (f, g) in zip(x.folds, y.folds) {
       guard f.fold == g.fold, f.groups == g.groups, f.rows == g.rows else {
@@ -139,7 +144,7 @@ public func compareCrossValidations(_ pairs: [(base: String, candidate: String)]
       t: t, p: studentTwoSidedP(t: t, degreesOfFreedom: n - 1), better: d.filter { $0 > 0 }.count,
       worse: d.filter { $0 < 0 }.count)
   }
-  return (base.count, kind, differences)
+  return (base.count, kind, differences, partitions.count, pairs.count)
 }
 
 /// A pair of cross-validations as pairs of single ones: two directories of `cv --repeats` (`repeat-1`, ...; no

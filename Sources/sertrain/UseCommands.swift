@@ -256,14 +256,15 @@ struct Compare: ParsableCommand {
   func run() throws {
     try runReportingErrors {
       let pairs = stride(from: 0, to: runs.count, by: 2).map { (base: runs[$0], candidate: runs[$0 + 1]) }
-      let (folds, kind, differences) = try compareCrossValidations(pairs)
+      let (folds, kind, differences, partitions, compared) = try compareCrossValidations(pairs)
       if json {
         struct Output: Encodable {
           var folds: Int
           var by: String
+          var partitions: Int
           var metrics: [PairedDifference]
         }
-        print(jsonText(Output(folds: folds, by: kind, metrics: differences), pretty: true))
+        print(jsonText(Output(folds: folds, by: kind, partitions: partitions, metrics: differences), pretty: true))
         return
       }
       func signed(_ v: Double) -> String { (v >= 0 ? "+" : "") + fixed(v, 4) }
@@ -285,6 +286,12 @@ struct Compare: ParsableCommand {
         "difference: candidate minus base over the \(folds) folds; se: sd / sqrt(\(folds)); t: the corrected "
           + "repeated k-fold cross-validation test (Bouckaert and Frank), \(folds - 1) degrees of freedom; p "
           + "two-sided")
+      if partitions < compared {
+        print(
+          "note: the \(compared) pairs hold out \(partitions) partition(s) into folds: seeds that draw the same folds "
+            + "differ only in initialisation, order and dropout, and the corrected test, made for repetitions that "
+            + "partition anew, is then somewhat too confident")
+      }
     }
   }
 }

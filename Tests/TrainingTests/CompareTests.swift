@@ -49,7 +49,7 @@ final class CompareTests: XCTestCase {
     // the mean is sd² (1/3 + 10/20) and t = sqrt(10), 2 degrees of freedom.
     try write(dir + "/a", [("s1 s2", 10, 0.5), ("s3", 10, 0.6), ("s4,x", 10, 0.7)])
     try write(dir + "/b", [("s1 s2", 10, 0.6), ("s3", 10, 0.65), ("s4,x", 10, 0.8)])
-    let (folds, kind, d) = try compareCrossValidations([(dir + "/a", dir + "/b")])
+    let (folds, kind, d, _, _) = try compareCrossValidations([(dir + "/a", dir + "/b")])
     XCTAssertEqual(folds, 3)
     XCTAssertEqual(kind, "speakers")
     XCTAssertEqual(d.map(\.metric), ["accuracy", "macro_f1", "uar"])
@@ -73,6 +73,15 @@ final class CompareTests: XCTestCase {
     let pooled = try compareCrossValidations([(dir + "/a", dir + "/b"), (dir + "/a", dir + "/a")])
     XCTAssertEqual(pooled.folds, 6)
     XCTAssertEqual(pooled.differences[0].mean, 1.0 / 24, accuracy: 1e-15)
+    // Both pairs hold out one partition into folds (compare says so); folds numbered otherwise are still that one,
+    // other groups together another.
+    XCTAssertEqual([pooled.partitions, pooled.pairs], [1, 2])
+    try write(dir + "/renumbered", [("s3", 10, 0.6), ("s4,x", 10, 0.7), ("s1 s2", 10, 0.5)])
+    try write(dir + "/regrouped", [("s1", 10, 0.6), ("s2 s3", 10, 0.7), ("s4,x", 10, 0.5)])
+    let renumbered = try compareCrossValidations([(dir + "/a", dir + "/b"), (dir + "/renumbered", dir + "/renumbered")])
+    XCTAssertEqual(renumbered.partitions, 1)
+    let regrouped = try compareCrossValidations([(dir + "/a", dir + "/b"), (dir + "/regrouped", dir + "/regrouped")])
+    XCTAssertEqual([regrouped.partitions, regrouped.pairs], [2, 2])
     let same = try compareCrossValidations([(dir + "/a", dir + "/a/cv.csv")])
     XCTAssertEqual([same.differences[0].t, same.differences[0].p], [0, 1])
 
