@@ -76,9 +76,9 @@ extension CrossValidationSummary {
   }
 }
 
-/// The folds: whole groups (speakers, recordings or corpora), each fold's rows. The groups go in an order drawn from `seed`,
-/// each to the fold with the fewest rows so far: folds of similar size where the groups are (EmoDB's speakers; a
-/// corpus of a few large speakers gives uneven folds), and another partition for another seed (repeated
+/// The folds: whole groups (speakers, recordings or corpora), each fold's rows. The groups go in an order drawn from
+/// `seed`, each to the fold with the fewest rows so far: folds of similar size where the groups are (EmoDB's
+/// speakers; a corpus of a few large speakers gives uneven folds), and another partition for another seed (repeated
 /// cross-validation needs one; largest first, as scikit-learn's GroupKFold without shuffle does, would give nearly
 /// the same folds for every seed).
 public func crossValidationFolds(_ file: FeatureFile, folds k: Int, by: FoldGroups, seed: UInt64) throws -> (
