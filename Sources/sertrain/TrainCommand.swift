@@ -275,9 +275,10 @@ struct OutputOptions: ParsableArguments {
 struct CrossValidate: ParsableCommand {
   static let configuration = CommandConfiguration(
     commandName: "cv",
-    abstract: "K-fold cross-validation by speaker (or recording), the folds trained in turn or at once across ranks.",
+    abstract:
+      "K-fold cross-validation by speaker (or recording, or corpus), the folds trained in turn or at once across ranks.",
     discussion: """
-      Each fold holds out whole speakers (or recordings) as its test rows and trains on the others, with a \
+      Each fold holds out whole speakers (or recordings, or corpora) as its test rows and trains on the others, with a \
       validation part carved from them for the callbacks (--split, --val-fraction). The folds come from --seed: the \
       speakers in an order drawn from it, each to the fold with the fewest rows so far. Under mpirun -n P the ranks \
       split into min(P, K) groups, each training its folds data-parallel. DIR/fold-i is each fold's run directory; \

@@ -432,7 +432,7 @@ extension TrainCommandTests {
       XCTAssertTrue(train.contains(text), "train --help lacks '\(text)'")
     }
     let cv = try runCommand(["cv", "--help"]).stdout.replacing("\n", with: " ").replacing(#/ +/#, with: " ")
-    XCTAssertTrue(cv.contains("values: speaker, recording;"), cv)
+    XCTAssertTrue(cv.contains("values: speaker, recording, corpus;"), cv)
     XCTAssertTrue(cv.contains("cv: unused"), "cv --help says --test-fraction is not cv's")
   }
 }
