@@ -114,11 +114,13 @@ public struct RunPlan {
     (self.config, self.spec, self.split) = (config, c.spec, split)
   }
 
-  /// A checkpoint's model with its output layer sized anew (by the data's classes).
+  /// A checkpoint's model with its output layer sized anew (by the data's classes), and BatchNorm's momentum as its
+  /// run was given it, before that run's `--lr-scaling` raised it (the new run scales it for its own batch).
   static func unsized(_ c: Checkpoint) -> ModelSpec {
     var spec = c.spec
     if let last = spec.layers.lastIndex(where: { $0.type == .dense }) { spec.layers[last].units = nil }
-    return spec
+    guard let text = c.training, let run = try? TrainingState.parse(text) else { return spec }
+    return run.config.scalingMomentum(spec, undo: true)
   }
 
   /// Sets `network`'s weights and BatchNorm statistics from `c` (of the same model, but for `classes`, perhaps

@@ -127,12 +127,13 @@ public struct TrainConfig: Codable, Equatable, Sendable {
   /// With `lrScaling`, BatchNorm's moving averages keep their horizon in samples: a batch k times `baseBatch` takes
   /// k times fewer steps, so each step's momentum becomes momentum^k (0.99 at 64 rows is 0.9606 at 256). Without it
   /// the moving statistics of a large-batch run lag far behind the batches' after a few epochs, and validation,
-  /// which uses them, sees another network. The checkpoint's spec records the momentum used.
-  public func scalingMomentum(_ spec: ModelSpec) -> ModelSpec {
+  /// which uses them, sees another network. The checkpoint's spec records the momentum used; `undo` takes it back
+  /// to the one given (for a run that starts from such a checkpoint, `--init-from`, and scales it for itself).
+  public func scalingMomentum(_ spec: ModelSpec, undo: Bool = false) -> ModelSpec {
     guard (lrScaling ?? .none) != .none else { return spec }
     var s = spec
     for i in s.layers.indices where s.layers[i].type == .batchNormalization {
-      s.layers[i].momentum = pow(s.layers[i].momentum ?? 0.99, batchRatio)
+      s.layers[i].momentum = pow(s.layers[i].momentum ?? 0.99, undo ? 1 / batchRatio : batchRatio)
     }
     return s
   }

@@ -171,6 +171,23 @@ final class RunPlanTests: XCTestCase {
     let other = message(try plan(config, layout: .aligned, initial: c))
     XCTAssertTrue(other.contains("pre.h5") && other.contains("frames layout") && other.contains("aligned"), other)
     XCTAssertNil(try plan(config, resumed: try resume(try recorded(), []) { _ in }, initial: c).initial)
+    // BatchNorm's momentum as the checkpoint's run was given it, scaled for this run's batch, not on top of C's.
+    var scaled = TrainConfig()
+    (scaled.lrScaling, scaled.batchSize) = (.linear, 256)
+    var large = c
+    large.spec = scaled.scalingMomentum(c.spec)
+    large.training = jsonText(TrainingState(config: scaled))
+    func momenta(_ p: RunPlan) -> [Double] {
+      let m = p.spec.layers.filter { $0.type == .batchNormalization }.map { $0.momentum ?? 0.99 }
+      XCTAssertEqual(m.count, 3, "the frames model's BatchNorm layers")
+      return m
+    }
+    XCTAssertEqual(large.spec.layers.compactMap(\.momentum).first ?? 0, pow(0.99, 4), accuracy: 1e-12)
+    for m in momenta(try plan(config, layout: .frames, initial: large)) { XCTAssertEqual(m, 0.99, accuracy: 1e-12) }
+    (config.lrScaling, config.batchSize) = (.linear, 128)
+    for m in momenta(try plan(config, layout: .frames, initial: large)) {
+      XCTAssertEqual(m, 0.99 * 0.99, accuracy: 1e-12)
+    }
   }
 
   /// What `--init-from` takes: every variable of the checkpoint's but the output layer's, of which the columns of
