@@ -21,8 +21,11 @@ public struct RunPlan {
   public var resumed: Resumption?
   /// Each row's side of the split: the resumed run's, or the one given for a new run (nil: drawn from `config`).
   public var split: DataSplit?
-  /// The checkpoint at `config.initFrom` a new run starts from (nil: the weights drawn from the seed).
+  /// The checkpoint at `config.initFrom` a new run starts from (nil: the weights drawn from the seed), and what the
+  /// user is told of it beyond what it gives (a warning when its run trained on these rows, a note when it
+  /// standardised otherwise).
   public var initial: Checkpoint?
+  public var initialNotes: [String] = []
 
   /// A checkpoint and the state it continues, with what the user is told about the continuation.
   public struct Resumption {
@@ -51,6 +54,9 @@ public struct RunPlan {
     guard data.rows > 0, data.classes.count >= 2 else {
       throw Failure("\(config.data): needs rows of at least 2 classes, has \(data.rows) rows of \(data.classes.count)")
     }
+    // The run that made --init-from's checkpoint, as it recorded itself.
+    let initialRun = resumed == nil ? initial?.training.flatMap { try? TrainingState.parse($0) } : nil
+    var notes: [String] = []
     if resumed == nil, let path = config.initFrom, let initial {
       guard config.model == TrainConfig.automaticModel else {
         throw Failure("--init-from \(path) trains its model, '\(initial.spec.name)': leave out --model \(config.model)")
@@ -63,14 +69,24 @@ public struct RunPlan {
             + "Hz, \(recipe.offset) s): extract the data as that model's was")
       }
       config.model = initial.spec.name
+      if initialRun?.data == data {
+        notes.append(
+          "warning: \(path) was trained on these rows: those it trained on may be among this run's validation and "
+            + "test rows (in cv, its held-out speakers), whose accuracy then overstates what it does on new ones")
+      }
+      if initial.standardization != config.standardizationMode {
+        notes.append(
+          "note: \(path) was trained on rows standardised by \(initial.standardization.rawValue), this run "
+            + "standardises by \(config.standardizationMode.rawValue) (--standardize)")
+      }
     }
     if config.model == TrainConfig.automaticModel { config.model = TrainConfig.defaultModel(for: recipe) }
-    (self.resumed, self.initial) = (resumed, resumed == nil ? initial : nil)
+    (self.resumed, self.initial, initialNotes) = (resumed, resumed == nil ? initial : nil, notes)
     guard let resumed else {
       (config.builtBy, config.classWeights) = (build, nil)
       var spec: ModelSpec
       if let initial {
-        spec = RunPlan.unsized(initial)
+        spec = RunPlan.unsized(initial, madeBy: initialRun?.config)
       } else {
         spec =
           ModelSpec.presets.contains(config.model)
@@ -114,13 +130,13 @@ public struct RunPlan {
     (self.config, self.spec, self.split) = (config, c.spec, split)
   }
 
-  /// A checkpoint's model with its output layer sized anew (by the data's classes), and BatchNorm's momentum as its
-  /// run was given it, before that run's `--lr-scaling` raised it (the new run scales it for its own batch).
-  static func unsized(_ c: Checkpoint) -> ModelSpec {
+  /// A checkpoint's model with its output layer sized anew (by the data's classes), and BatchNorm's momentum as the
+  /// run that made it (`madeBy`) was given it, before its `--lr-scaling` raised it (the new run scales it for its
+  /// own batch).
+  static func unsized(_ c: Checkpoint, madeBy run: TrainConfig?) -> ModelSpec {
     var spec = c.spec
     if let last = spec.layers.lastIndex(where: { $0.type == .dense }) { spec.layers[last].units = nil }
-    guard let text = c.training, let run = try? TrainingState.parse(text) else { return spec }
-    return run.config.scalingMomentum(spec, undo: true)
+    return run?.scalingMomentum(spec, undo: true) ?? spec
   }
 
   /// Sets `network`'s weights and BatchNorm statistics from `c` (of the same model, but for `classes`, perhaps

@@ -267,18 +267,9 @@ public final class Trainer {
     }
     if isRoot && !quiet {
       for line in startLines() { say(line) }
-      if let took, let path = config.initFrom, let c = plan.initial {
+      if let took, let path = config.initFrom {
         say("  starting from \(path): \(took)")
-        if let text = c.training, (try? TrainingState.parse(text))?.data == identity {
-          say(
-            "  warning: \(path) was trained on these rows: those it trained on may be among this run's validation "
-              + "and test rows (in cv, its held-out speakers), whose accuracy then overstates what it does on new ones")
-        }
-        if c.standardization != config.standardizationMode {
-          say(
-            "  note: \(path) was trained on rows standardised by \(c.standardization.rawValue), this run standardises "
-              + "by \(config.standardizationMode.rawValue) (--standardize)")
-        }
+        for note in plan.initialNotes { say("  " + note) }
       }
     }
   }

@@ -165,6 +165,16 @@ final class RunPlanTests: XCTestCase {
     XCTAssertNotNil(p.initial)
     XCTAssertEqual(try Network(spec: p.spec, classes: 3).plans.last?.outputChannels, 3)
     XCTAssertEqual(p.spec.layers.dropLast(), c.spec.layers.dropLast())
+    XCTAssertEqual(p.initialNotes, [])
+    // A checkpoint whose run trained on these rows is warned of; one standardised otherwise is noted.
+    var same = c
+    var made = TrainingState(config: TrainConfig())
+    made.data = data()
+    (same.training, same.standardization) = (jsonText(made), .speaker)
+    let notes = try plan(config, layout: .frames, initial: same).initialNotes
+    XCTAssertEqual(notes.count, 2, "\(notes)")
+    XCTAssertTrue(notes[0].hasPrefix("warning: pre.h5 was trained on these rows"), notes[0])
+    XCTAssertTrue(notes[1].contains("standardised by speaker, this run standardises by column"), notes[1])
     config.model = "small"
     XCTAssertTrue(message(try plan(config, layout: .frames, initial: c)).contains("leave out --model small"))
     config.model = TrainConfig.automaticModel
