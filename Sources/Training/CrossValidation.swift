@@ -87,15 +87,10 @@ public func crossValidationFolds(_ file: FeatureFile, folds k: Int, by: FoldGrou
   let recordings = try file.recordings()
   let groupOf: [Int]
   switch by {
-  case .speaker: groupOf = try DataSplit.groups(file, .speaker)
+  case .speaker: groupOf = try DataSplit.groups(file, by: \.speaker, "speaker", unless: "use --by recording")
   case .recording: groupOf = try DataSplit.groups(file, .recording)
   case .corpus:
-    let corpora = recordings.map(\.corpus)
-    guard !corpora.isEmpty, corpora.allSatisfy({ !$0.isEmpty }) else {
-      throw Failure(file.path, "has no corpus for its recordings (a converted CSV): --by corpus needs extracted files")
-    }
-    let names = Array(Set(corpora)).sorted()
-    groupOf = file.source.map { names.firstIndex(of: corpora[Int($0)])! }
+    groupOf = try DataSplit.groups(file, by: \.corpus, "corpus", unless: "--by corpus needs extracted files")
   }
   var members: [Int: [Int]] = [:]
   for (row, g) in groupOf.enumerated() { members[g, default: []].append(row) }

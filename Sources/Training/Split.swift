@@ -35,19 +35,25 @@ extension DataSplit {
     switch kind {
     case .random: return Array(0..<file.rowCount)
     case .recording: return file.source.map(Int.init)
-    case .speaker:
-      let speakers = try file.recordings().map(\.speaker)
-      guard !speakers.isEmpty, speakers.allSatisfy({ !$0.isEmpty }) else {
-        throw Failure(
-          file.path, "has no speaker for its recordings (a converted CSV): use --split recording or random")
-      }
-      var ids: [String: Int] = [:]
-      return file.source.map { s in
-        let speaker = speakers[Int(s)]
-        if let id = ids[speaker] { return id }
-        ids[speaker] = ids.count
-        return ids.count - 1
-      }
+    case .speaker: return try groups(file, by: \.speaker, "speaker", unless: "use --split recording or random")
+    }
+  }
+
+  /// Each row's group by a field of its recording (speaker, corpus), numbered from 0 in order of first appearance;
+  /// a file whose recordings lack the field (a converted CSV) is an error that ends with `unless`.
+  public static func groups(
+    _ file: FeatureFile, by field: KeyPath<RecordingInfo, String>, _ name: String, unless: String
+  ) throws -> [Int] {
+    let values = try file.recordings().map { $0[keyPath: field] }
+    guard !values.isEmpty, values.allSatisfy({ !$0.isEmpty }) else {
+      throw Failure(file.path, "has no \(name) for its recordings (a converted CSV): \(unless)")
+    }
+    var ids: [String: Int] = [:]
+    return file.source.map { s in
+      let value = values[Int(s)]
+      if let id = ids[value] { return id }
+      ids[value] = ids.count
+      return ids.count - 1
     }
   }
 

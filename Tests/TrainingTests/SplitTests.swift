@@ -52,5 +52,17 @@ final class SplitTests: XCTestCase {
         }
       }
     }
+    // Without speakers or corpora (as a converted CSV), groups of them are an error that says what to use instead.
+    func refuses(_ call: @autoclosure () throws -> Any, _ message: String) {
+      XCTAssertThrowsError(try call()) { XCTAssertEqual("\($0)", path + ": has no " + message) }
+    }
+    let csv = "for its recordings (a converted CSV):"
+    refuses(
+      try DataSplit.make(file, kind: .speaker, validation: 0.1, test: 0.2, seed: 3),
+      "speaker \(csv) use --split recording or random")
+    refuses(try crossValidationFolds(file, folds: 2, by: .speaker, seed: 0), "speaker \(csv) use --by recording")
+    refuses(
+      try crossValidationFolds(file, folds: 2, by: .corpus, seed: 0), "corpus \(csv) --by corpus needs extracted files")
+    XCTAssertEqual(try crossValidationFolds(file, folds: 4, by: .recording, seed: 0).rows.count, 4)
   }
 }
