@@ -67,3 +67,14 @@ public struct RandomStream: RandomNumberGenerator, Sendable {
 
 @inline(__always) func _log(_ x: Double) -> Double { Glibc.log(x) }
 @inline(__always) func _cos(_ x: Double) -> Double { Glibc.cos(x) }
+
+/// 64-bit FNV-1a over 32-bit words: a quick fingerprint of values (not a defence against a forger).
+public struct FNV1a: Sendable {
+  public var value: UInt64 = 0xcbf2_9ce4_8422_2325
+  public init() {}
+  public mutating func add(_ word: UInt32) { value = (value ^ UInt64(word)) &* 0x100_0000_01b3 }
+  public var hex: String {
+    let s = String(value, radix: 16)
+    return String(repeating: "0", count: 16 - s.count) + s
+  }
+}

@@ -335,6 +335,29 @@ public final class FeatureFile {
     }
   }
 
+  /// The keys of the recordings of `rows`, by recording (`source`): FNV-1a over the bits of a recording's original
+  /// row (augmentation 0, else its first row). Rows are copied bit for bit by `merge`, and extraction gives the same
+  /// bits for the same audio and recipe on a machine, so a recording has one key in every file that holds it, under
+  /// any path. Rows differ in their last bits between machines whose FFT kernels differ: the same audio extracted
+  /// on two such machines has two keys.
+  public func recordingKeys(of rows: [Int]) throws -> [Int32: UInt64] {
+    var first: [Int32: Int] = [:]
+    for row in rows { first[source[row]] = -1 }
+    for (row, s) in source.enumerated().reversed() {
+      guard let kept = first[s] else { continue }
+      if kept < 0 || augmentation[row] == 0 || augmentation[kept] != 0 { first[s] = row }
+    }
+    var keys: [Int32: UInt64] = [:]
+    try forEachPart(of: Array(first.values), size: 1024) { part, x in
+      for (k, row) in part.enumerated() {
+        var h = FNV1a()
+        for c in 0..<width { h.add(x[k * width + c].bitPattern) }
+        keys[source[row]] = h.value
+      }
+    }
+    return keys
+  }
+
   /// Rows per class, in class order.
   public func classCounts() -> [Int] {
     var counts = [Int](repeating: 0, count: classes.count)

@@ -35,6 +35,9 @@ public struct Checkpoint {
   public var training: String?
   /// Each row's side of the split (0 train, 1 validation, 2 test), when it comes from training.
   public var split: [Int8]?
+  /// The keys (`FeatureFile.recordingKeys`, sorted) of the recordings its training saw, in its train and validation
+  /// rows, when it comes from training (`seen_recordings`): which recordings of any file are new to it.
+  public var seenRecordings: [UInt64]?
   /// The feature recipe of the data it was trained on (JSON attribute `recipe`), when known.
   public var recipe: FeatureRecipe?
   /// The weights early stopping would restore (`best/parameters`, `best/state`), kept in the same file as the run's
@@ -79,6 +82,7 @@ public struct Checkpoint {
       let f = try H5File(creating: temp)
       var contents = ["class_names", "parameters", "state", "scaler/mean", "scaler/scale"]
       if split != nil { contents.append("split") }
+      if seenRecordings != nil { contents.append("seen_recordings") }
       if adamM != nil && adamV != nil { contents += ["optimizer/m", "optimizer/v"] }
       if bestParameters != nil && bestState != nil { contents += ["best/parameters", "best/state"] }
       try f.setAttribute("format", Checkpoint.format)
@@ -97,6 +101,7 @@ public struct Checkpoint {
       _ = try f.write("scaler/mean", scaler.mean, digest: true)
       _ = try f.write("scaler/scale", scaler.scale, digest: true)
       if let split { _ = try f.write("split", split) }
+      if let seenRecordings { _ = try f.write("seen_recordings", seenRecordings.map { Int64(bitPattern: $0) }) }
       if let recipe { try f.setAttribute("recipe", String(decoding: try JSONEncoder().encode(recipe), as: UTF8.self)) }
       if let adamM, let adamV {
         _ = try f.write("optimizer/m", adamM, digest: true)
@@ -229,6 +234,13 @@ public struct Checkpoint {
       if let bad = c.split!.firstIndex(where: { !(0...3).contains($0) }) {
         throw Failure(path, "split: row \(bad) is on side \(c.split![bad]); sides are 0 to 3")
       }
+    }
+    if has("seen_recordings") {
+      let keys = try f.readExactly("seen_recordings", as: Int64.self, digest: false).map { UInt64(bitPattern: $0) }
+      guard zip(keys, keys.dropFirst()).allSatisfy({ $0 < $1 }) else {
+        throw Failure(path, "seen_recordings: the keys are not sorted and distinct")
+      }
+      c.seenRecordings = keys
     }
     if f.hasAttribute("recipe") {
       c.recipe = try? JSONDecoder().decode(FeatureRecipe.self, from: Data(try f.stringAttribute("recipe").utf8))

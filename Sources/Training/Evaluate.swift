@@ -32,6 +32,10 @@ public struct Evaluation: Codable, Sendable {
   /// Correct and total rows per corpus and per speaker, where the feature file knows them.
   public var byCorpus: [String: [Int]]?
   public var bySpeaker: [String: [Int]]?
+  /// How many recordings the rows are of (rank 0's), and how many of them the model's training saw (its train and
+  /// validation rows; nil when the checkpoint does not record them: imported, or written before sertrain 0.11).
+  public var recordings: Int?
+  public var seenRecordings: Int?
   /// Across corpora: the classes of the data the model lacks (their rows left out) and the model's classes the data
   /// lacks (never predicted: the most probable of the shared classes is the prediction). Nil when they agree.
   public var leftOut: LeftOut?
@@ -158,11 +162,28 @@ final class Predictor {
 /// too noisy to stand for the voice.
 public let minimumSpeakerRecordings = 10
 
-/// Which rows a split name selects, from the checkpoint's saved split.
+/// The recordings (`source`) among `rows` of `file` that `checkpoint`'s training saw, in its train and validation
+/// rows, found by their keys in any file; nil when the checkpoint does not record them.
+public func recordingsSeen(by checkpoint: Checkpoint, among rows: [Int], of file: FeatureFile) throws -> Set<Int32>? {
+  guard let seen = checkpoint.seenRecordings.map(Set.init) else { return nil }
+  return Set(try file.recordingKeys(of: rows).filter { seen.contains($0.value) }.keys)
+}
+
+/// Which rows a split name selects: from the checkpoint's saved split (train, val, test), all rows, or those of the
+/// recordings its training did not see (unseen).
 public func rowsOf(split: String, checkpoint: Checkpoint, file: FeatureFile, checkpointPath: String) throws -> [Int] {
   if split == "all" { return Array(0..<file.rowCount) }
+  if split == "unseen" {
+    let all = Array(0..<file.rowCount)
+    guard let seen = try recordingsSeen(by: checkpoint, among: all, of: file) else {
+      throw Failure(
+        "\(checkpointPath) does not record the recordings it trained on (imported, or written before sertrain "
+          + "0.11): use --split all")
+    }
+    return all.filter { !seen.contains(file.source[$0]) }
+  }
   guard let part = DataSplit.names.firstIndex(of: split) else {
-    throw Failure("--split \(split): expected train, val, test or all")
+    throw Failure("--split \(split): expected train, val, test, all or unseen")
   }
   guard let membership = checkpoint.split else {
     throw Failure("\(checkpointPath) has no saved split (an imported model): use --split all")
@@ -170,7 +191,14 @@ public func rowsOf(split: String, checkpoint: Checkpoint, file: FeatureFile, che
   guard membership.count == file.rowCount else {
     throw Failure(
       "\(checkpointPath)'s split covers \(membership.count) rows but \(file.path) has \(file.rowCount): it was "
-        + "trained on another file; use --split all")
+        + "trained on another file; use --split all or unseen")
+  }
+  if let trained = checkpoint.training.flatMap({ try? TrainingState.parse($0) })?.data,
+    let difference = trained.difference(from: try DataIdentity(file))
+  {
+    throw Failure(
+      "\(checkpointPath) was trained on other data than \(file.path) (\(difference)), so its split does not name "
+        + "these rows: use --split all or unseen")
   }
   return membership.indices.filter { membership[$0] == Int8(part) }
 }
@@ -263,6 +291,10 @@ public func evaluate(
     return present.count > 1 ? Dictionary(uniqueKeysWithValues: present) : nil
   }
   (e.byCorpus, e.bySpeaker) = (scores(corpora, from: groupsAt), scores(speakers, from: groupsAt + 2 * corpora.count))
+  if comm.rank == 0 {
+    e.recordings = Set(rows.map { file.source[$0] }).count
+    e.seenRecordings = split == "unseen" ? 0 : try recordingsSeen(by: checkpoint, among: rows, of: file)?.count
+  }
   return e
 }
 

@@ -124,7 +124,8 @@ public func describeCheckpoint(_ path: String) throws -> String {
     let counts = DataSplit(membership: split).sizes
     out.append(
       "  split         train \(counts[0]), val \(counts[1]), test \(counts[2]) rows"
-        + (counts[3] > 0 ? ", \(counts[3]) left out (--limit-rows)" : ""))
+        + (counts[3] > 0 ? ", \(counts[3]) left out (--limit-rows)" : "")
+        + (c.seenRecordings.map { "; saw \($0.count) recordings (evaluate --split unseen leaves them out)" } ?? ""))
   }
   out.append("  digest        \(weightsDigest(c)) (parameters and moving statistics, bit for bit)")
   return out.joined(separator: "\n")

@@ -189,16 +189,6 @@ public struct DataIdentity: Codable, Equatable, Sendable {
   }
 }
 
-/// 64-bit FNV-1a over 32-bit words.
-struct FNV1a {
-  var value: UInt64 = 0xcbf2_9ce4_8422_2325
-  mutating func add(_ word: UInt32) { value = (value ^ UInt64(word)) &* 0x100_0000_01b3 }
-  var hex: String {
-    let s = String(value, radix: 16)
-    return String(repeating: "0", count: 16 - s.count) + s
-  }
-}
-
 /// Where a `train` runs: the directory given, or under `runs/` a new `runs/<date-time>`, or with `--resume auto`
 /// the newest unfinished run there (by the time its last checkpoint was saved, which the checkpoint records).
 /// `note` says which was chosen and why, for rank 0 to print.

@@ -69,7 +69,8 @@ public struct RunPlan {
             + "Hz, \(recipe.offset) s): extract the data as that model's was")
       }
       config.model = initial.spec.name
-      if initialRun?.data == data {
+      // A checkpoint that records the recordings it saw gets the trainer's count of them instead.
+      if initial.seenRecordings == nil && initialRun?.data == data {
         notes.append(
           "warning: \(path) was trained on these rows: those it trained on may be among this run's validation and "
             + "test rows (in cv, its held-out speakers), whose accuracy then overstates what it does on new ones")

@@ -64,6 +64,8 @@ public final class Trainer {
   var standardiser = RowStandardiser.columns(.identity(width: 0))
   let trainRows: [Int]
   let validationRows: [Int]
+  /// The keys of the train and validation rows' recordings, which the checkpoints record (rank 0's).
+  var seenRecordings: [UInt64]?
   var bestWeights: (parameters: [Float], state: [Float])?
   var earlyStopping: EarlyStopping
   var reduceLR: ReduceLROnPlateau
@@ -221,6 +223,15 @@ public final class Trainer {
       (config.classWeights, state.config.classWeights) = (weights, weights)
     }
     try checkMonitors()
+    var initialSaw: [String] = []  // this run's test and validation recordings that --init-from's model saw
+    if isRoot {
+      seenRecordings = Set(try file.recordingKeys(of: trainRows + validationRows).values).sorted()
+      for (name, rows) in [("test", split.test), ("validation", validationRows)] {
+        if let c = plan.initial, let seen = try recordingsSeen(by: c, among: rows, of: file), !seen.isEmpty {
+          initialSaw.append("\(seen.count) of the \(Set(rows.map { file.source[$0] }).count) \(name)")
+        }
+      }
+    }
     if resumed == nil {
       try fitScaler()
       broadcastInitialParameters()
@@ -270,6 +281,11 @@ public final class Trainer {
       if let took, let path = config.initFrom {
         say("  starting from \(path): \(took)")
         for note in plan.initialNotes { say("  " + note) }
+        if !initialSaw.isEmpty {
+          say(
+            "  warning: \(path) trained on \(initialSaw.joined(separator: " and ")) recordings of this run: their "
+              + "accuracy overstates what the model does on new recordings")
+        }
       }
     }
   }
@@ -639,6 +655,7 @@ public final class Trainer {
     c.learningRate = Double(adam.learningRate)
     c.training = jsonText(saved)
     c.split = split.membership
+    c.seenRecordings = seenRecordings
     c.recipe = file.recipe
     c.standardization = config.standardizationMode
     if earlyStopping.restoreBestWeights, let bestWeights { (c.bestParameters, c.bestState) = bestWeights }

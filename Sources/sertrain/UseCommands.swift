@@ -25,8 +25,9 @@ struct Evaluate: ParsableCommand {
 
   @Option(
     help: """
-      Rows: test, val, train (the checkpoint's split) or all (default: test of the data the checkpoint was trained \
-      on, all of other data, such as another corpus, evaluated on the classes both have).
+      Rows: test, val, train (the checkpoint's split), all, or unseen: those of recordings the model did not train \
+      on, in any file (default: test of the data the checkpoint was trained on; unseen of other data, such as \
+      another corpus or a merged file, evaluated on the classes both have).
       """)
   var split: String?
 
@@ -40,9 +41,13 @@ struct Evaluate: ParsableCommand {
       configureThreads(environment: environment())
       let c = try Checkpoint.read(checkpoint)
       let file = try FeatureFile(path: defaultData(c, data))
-      // Other data than the run's (its split does not cover it): all its rows.
-      let own = data == nil || (file.classes == c.classNames && c.split?.count == file.rowCount)
-      let split = self.split ?? (own ? "test" : "all")
+      // Other data than the run's (its split does not cover it): the rows of recordings it did not see, or all.
+      let trained = c.training.flatMap { try? TrainingState.parse($0) }?.data
+      let own =
+        data == nil
+        || (trained.map { $0 == (try? DataIdentity(file)) }
+          ?? (file.classes == c.classNames && c.split?.count == file.rowCount))
+      let split = self.split ?? (own ? "test" : c.seenRecordings == nil ? "all" : "unseen")
       let e = try evaluate(
         c, path: checkpoint, data: file, split: split, comm: comm, precision: try inference.precision.resolved())
       guard comm.rank == 0 else { return }
@@ -52,6 +57,13 @@ struct Evaluate: ParsableCommand {
         print(
           "\(checkpoint) on \(e.rows) \(split) rows: loss \(fixed(e.loss, 4)), accuracy \(fixed(e.accuracy, 4)), UAR "
             + fixed(e.unweightedAverageRecall, 4))
+        if split == "unseen" {
+          print("unseen: the rows of recordings the model did not train on (--split all evaluates every row)")
+        } else if let seen = e.seenRecordings, seen > 0, split != "train" && split != "val" {
+          print(
+            "warning: the model trained on \(seen) of the \(e.recordings ?? 0) recordings evaluated (its train and "
+              + "validation rows): this overstates its accuracy on new recordings; --split unseen leaves them out")
+        }
         if let left = e.leftOut {
           print(
             "across corpora: evaluated on the \(e.classes.count) classes both have (\(e.classes.joined(separator: ", ")))"
@@ -84,7 +96,9 @@ struct Predict: ParsableCommand {
   @Option(help: "Predict the rows of this feature file instead.")
   var features: String?
 
-  @Option(help: "With --features: test, val, train (the checkpoint's split) or all.")
+  @Option(
+    help: "With --features: test, val, train (the checkpoint's split), all, or unseen (recordings it did not train on)."
+  )
   var split = "all"
 
   @Flag(help: "Print JSON.")

@@ -71,9 +71,8 @@ final class TrainCommandTests: XCTestCase {
     XCTAssertTrue(contradicting.stderr.contains("--limit-rows 60 contradicts"), contradicting.stderr)
   }
 
-  /// `--init-from`: a run from another's checkpoint says what it took, warns when that run trained on the same rows
-  /// (its training rows may be this run's validation and test rows), and records it for inspect; `--model` beside
-  /// it is refused.
+  /// `--init-from`: a run from another's checkpoint says what it took, warns when that run trained on this run's
+  /// validation or test recordings (how many), and records it for inspect; `--model` beside it is refused.
   func testARunFromAnotherRunsCheckpoint() throws {
     let dir = temporaryDirectory(self)
     try makeFeatures(dir)
@@ -89,7 +88,10 @@ final class TrainCommandTests: XCTestCase {
     let same = try tuned("f.h5", "same")
     XCTAssertEqual(same.status, 0, same.stderr)
     XCTAssertTrue(same.stdout.contains("starting from pre/checkpoint-last.h5: every layer's weights"), same.stdout)
-    XCTAssertTrue(same.stdout.contains("warning: pre/checkpoint-last.h5 was trained on these rows"), same.stdout)
+    // The same rows and seed: the same split, so the checkpoint saw this run's validation recordings, not its test's.
+    XCTAssertTrue(
+      same.stdout.contains("warning: pre/checkpoint-last.h5 trained on 6 of the 6 validation recordings of this run"),
+      same.stdout)
     let other = try tuned("other/f.h5", "other")
     XCTAssertEqual(other.status, 0, other.stderr)
     XCTAssertTrue(other.stdout.contains("model tiny") && !other.stdout.contains("warning"), other.stdout)

@@ -1,6 +1,7 @@
 import AudioFeatures
 import FeatureStore
 import HDF5
+import ModelFiles
 import Training
 import XCTest
 import _TestSupport
@@ -179,5 +180,101 @@ final class PredictWindowsTests: XCTestCase {
     let usage = try runCommand(
       ["predict", "--checkpoint", "run/checkpoint-last.h5", "--windows", "--features", "f.h5"], directory: dir)
     XCTAssertEqual(usage.status, 2)
+  }
+}
+
+/// A checkpoint records the recordings its training saw (by the bits of their original rows): in another file that
+/// holds some of them, under other paths, `evaluate` leaves them out by default (`unseen`) or warns, and a run from
+/// it (`--init-from`) counts them among its validation and test recordings.
+final class SeenRecordingsTests: XCTestCase {
+  func testAModelKnowsTheRecordingsItTrainedOnInAnyFile() throws {
+    let dir = temporaryDirectory(self)
+    let run = { (args: [String]) in try runCommand(args, directory: dir) }
+    XCTAssertEqual(try run(["synth", "-o", "corpus", "--speakers", "2", "--per-class", "3"]).status, 0)
+    XCTAssertEqual(try run(["extract", "corpus", "-o", "all.h5", "-q"]).status, 0)
+    // Two thirds of the recordings, extracted from the corpus's subfolder: paths without the `Synth/` prefix.
+    let names = try FileManager.default.contentsOfDirectory(atPath: dir + "/corpus/Synth").filter {
+      $0.hasSuffix(".wav") && !$0.contains("_02_")
+    }
+    let manifest = names.map { "\($0),\($0.split(separator: "_")[2].dropLast(4)),\($0.prefix(2))" }
+    try manifest.joined(separator: "\n").write(toFile: dir + "/part.csv", atomically: false, encoding: .utf8)
+    let part = try run(["extract", "corpus/Synth", "--manifest", "part.csv", "-o", "part.h5", "-q"])
+    XCTAssertEqual(part.status, 0, part.stderr)
+    let train = try run(["train", "--data", "part.h5", "--model", "tiny", "--epochs", "1", "--run-dir", "run", "-q"])
+    XCTAssertEqual(train.status, 0, train.stderr)
+
+    // The recordings of part.h5's train and validation rows, by path, and all.h5's rows of the others.
+    let (partFile, allFile) = (try FeatureFile(path: dir + "/part.h5"), try FeatureFile(path: dir + "/all.h5"))
+    let checkpoint = try Checkpoint.read(dir + "/run/checkpoint-last.h5")
+    let partPaths = try partFile.recordings().map(\.path)
+    let split = checkpoint.split!
+    let seen = Set(split.indices.filter { split[$0] < 2 }.map { partPaths[Int(partFile.source[$0])] })
+    XCTAssertEqual(checkpoint.seenRecordings?.count, seen.count)
+    XCTAssertTrue(seen.count > 10 && seen.count < names.count, "\(seen.count)")
+    let allPaths = try allFile.recordings().map(\.path)
+    let unseenRows = (0..<allFile.rowCount).filter {
+      !seen.contains(String(allPaths[Int(allFile.source[$0])].dropFirst(6)))
+    }
+    XCTAssertEqual(unseenRows.count, (42 - seen.count) * 4)
+
+    func evaluate(_ args: [String]) throws -> [String: Any] {
+      let r = try run(["evaluate", "--checkpoint", "run/checkpoint-last.h5", "--json"] + args)
+      XCTAssertEqual(r.status, 0, r.stderr)
+      return try JSONSerialization.jsonObject(with: Data(r.stdout.utf8)) as? [String: Any] ?? [:]
+    }
+    let unseen = try evaluate(["--data", "all.h5"])
+    XCTAssertEqual(unseen["split"] as? String, "unseen")
+    XCTAssertEqual(unseen["rows"] as? Int, unseenRows.count)
+    XCTAssertEqual(unseen["recordings"] as? Int, 42 - seen.count)
+    let all = try evaluate(["--data", "all.h5", "--split", "all"])
+    XCTAssertEqual(all["seenRecordings"] as? Int, seen.count)
+    let own = try evaluate([])
+    XCTAssertEqual(own["split"] as? String, "test")
+    XCTAssertEqual(own["seenRecordings"] as? Int, 0, "a split by recording keeps the test recordings unseen")
+    let warned = try run(["evaluate", "--checkpoint", "run/checkpoint-last.h5", "--data", "all.h5", "--split", "all"])
+    XCTAssertTrue(
+      warned.stdout.contains("warning: the model trained on \(seen.count) of the 42 recordings evaluated"),
+      warned.stdout)
+    // The saved split names part.h5's rows, not those of another file, even one of as many rows (its noise differs).
+    let wrong = try run(["evaluate", "--checkpoint", "run/checkpoint-last.h5", "--data", "all.h5", "--split", "test"])
+    XCTAssertTrue(wrong.status == 1 && wrong.stderr.contains("trained on another file"), wrong.stderr)
+    XCTAssertEqual(
+      try run(["extract", "corpus/Synth", "--manifest", "part.csv", "-o", "noise.h5", "--seed", "7", "-q"]).status, 0)
+    let other = try run(["evaluate", "--checkpoint", "run/checkpoint-last.h5", "--data", "noise.h5", "--split", "test"])
+    XCTAssertEqual(other.status, 1)
+    XCTAssertTrue(
+      other.stderr.contains("was trained on other data than noise.h5 (its feature values differ"), other.stderr)
+    XCTAssertEqual(try evaluate(["--data", "noise.h5"])["recordings"] as? Int, names.count - seen.count)
+    let inspect = try run(["inspect", "run/checkpoint-last.h5"])
+    XCTAssertTrue(inspect.stdout.contains("saw \(seen.count) recordings"), inspect.stdout)
+
+    // A run from it on all.h5: its test and validation recordings that the checkpoint saw are counted.
+    let from = try run([
+      "train", "--data", "all.h5", "--init-from", "run/checkpoint-last.h5", "--epochs", "1",
+      "--run-dir", "from",
+    ])
+    XCTAssertEqual(from.status, 0, from.stderr)
+    let fromSplit = try Checkpoint.read(dir + "/from/checkpoint-last.h5").split!
+    func count(_ side: Int8) -> (Int, Int) {
+      let paths = Set(fromSplit.indices.filter { fromSplit[$0] == side }.map { allPaths[Int(allFile.source[$0])] })
+      return (paths.filter { seen.contains(String($0.dropFirst(6))) }.count, paths.count)
+    }
+    let ((t, tn), (v, vn)) = (count(2), count(1))
+    let said = [(t, tn, "test"), (v, vn, "validation")].filter { $0.0 > 0 }.map { "\($0.0) of the \($0.1) \($0.2)" }
+    XCTAssertFalse(said.isEmpty)
+    XCTAssertTrue(
+      from.stdout.contains("trained on \(said.joined(separator: " and ")) recordings of this run"), from.stdout)
+
+    // A checkpoint that does not record them (imported, or older): unseen is an error that says what to use.
+    var older = checkpoint
+    older.seenRecordings = nil
+    try older.write(to: dir + "/older.h5")
+    let refused = try run(["evaluate", "--checkpoint", "older.h5", "--data", "all.h5", "--split", "unseen"])
+    XCTAssertEqual(refused.status, 1)
+    XCTAssertTrue(refused.stderr.contains("older.h5 does not record the recordings it trained on"), refused.stderr)
+    let olderAll = try run(["evaluate", "--checkpoint", "older.h5", "--data", "all.h5", "--json"])
+    XCTAssertEqual(
+      (try JSONSerialization.jsonObject(with: Data(olderAll.stdout.utf8)) as? [String: Any])?["split"] as? String, "all"
+    )
   }
 }
