@@ -222,6 +222,13 @@ public final class FeatureFileWriter {
   deinit { cleanUp() }
 }
 
+/// A recording's key from its original row, unstandardised (`FeatureFile.recordingKeys`): FNV-1a over the bits.
+public func recordingKey(_ row: some Collection<Float>) -> UInt64 {
+  var h = FNV1a()
+  for v in row { h.add(v.bitPattern) }
+  return h.value
+}
+
 // MARK: - Reading
 
 /// An open feature file. Small per-row metadata is read at open; feature rows are read on demand by range.
@@ -349,11 +356,7 @@ public final class FeatureFile {
     }
     var keys: [Int32: UInt64] = [:]
     try forEachPart(of: Array(first.values), size: 1024) { part, x in
-      for (k, row) in part.enumerated() {
-        var h = FNV1a()
-        for c in 0..<width { h.add(x[k * width + c].bitPattern) }
-        keys[source[row]] = h.value
-      }
+      for (k, row) in part.enumerated() { keys[source[row]] = recordingKey(x[(k * width)..<((k + 1) * width)]) }
     }
     return keys
   }

@@ -357,12 +357,16 @@ public func predictFiles(
   var x: [Float] = []
   var rows: [(recording: Int, start: Double, seconds: Double, warning: String?)] = []
   var errors: [Int: String] = [:]
+  let seen = checkpoint.seenRecordings.map(Set.init) ?? []
   for (i, p) in paths.enumerated() {
     do {
       let clip = try loadClip(p, recipe: extractor.recipe)
       let seconds = Double(clip.nativeFrames) / Double(clip.nativeRate)
-      var mine = [(i, extractor.recipe.offset, seconds, clip.flag(offset: extractor.recipe.offset))]
       var values = extractor.row(clip.samples)
+      // Its original row, as extract made it on this machine: the key of a recording the model trained on.
+      let trained = seen.contains(recordingKey(values)) ? "the model trained on this recording" : nil
+      let flags = [clip.flag(offset: extractor.recipe.offset), trained].compactMap { $0 }
+      var mine = [(i, extractor.recipe.offset, seconds, flags.isEmpty ? nil : flags.joined(separator: "; "))]
       for start in windows ? windowStarts(seconds: seconds, recipe: extractor.recipe).dropFirst() : [] {
         var at = extractor.recipe
         at.offset = start

@@ -58,7 +58,8 @@ final class UseCommandTests: XCTestCase {
     let audio = ["corpus/Synth/S1_00_angry.wav", "corpus/Synth/S2_01_sad.wav", "corpus/Synth/S1_02_fear.wav"]
     let table = try runCommand(["predict", "--checkpoint", "run/checkpoint-last.h5"] + audio, directory: dir)
     XCTAssertEqual(table.status, 0, table.stderr)
-    XCTAssertEqual(table.stdout.split(separator: "\n").count, 4, table.stdout)
+    XCTAssertEqual(predictionLines(table.stdout).count, 4, table.stdout)
+    XCTAssertTrue(table.stdout.contains("warning: the model trained on this recording"), table.stdout)
     let json = try runCommand(["predict", "--checkpoint", "run/checkpoint-last.h5", "--json"] + audio, directory: dir)
     let predictions = try JSONSerialization.jsonObject(with: Data(json.stdout.utf8)) as! [[String: Any]]
     XCTAssertEqual(predictions.count, 3)
@@ -69,11 +70,11 @@ final class UseCommandTests: XCTestCase {
     let bad = try runCommand(
       ["predict", "--checkpoint", "run/checkpoint-last.h5", audio[0], "notes.wav", audio[1]], directory: dir)
     XCTAssertEqual(bad.status, 1)
-    let badLines = bad.stdout.split(separator: "\n")
+    let badLines = predictionLines(bad.stdout)
     XCTAssertEqual(badLines.count, 4, bad.stdout)
     XCTAssertTrue(badLines[2].hasPrefix("notes.wav") && badLines[2].contains("error: "), bad.stdout)
     XCTAssertTrue(badLines[1].hasPrefix(audio[0]) && badLines[3].hasPrefix(audio[1]), bad.stdout)
-    XCTAssertEqual(badLines[1], table.stdout.split(separator: "\n")[1])
+    XCTAssertEqual(badLines[1], predictionLines(table.stdout)[1])
     XCTAssertTrue(bad.stderr.contains("1 of 3") && bad.stderr.contains("notes.wav"), bad.stderr)
     // Stored rows show their recording, true class and augmentation.
     let stored = try runCommand(
@@ -169,7 +170,7 @@ final class PredictWindowsTests: XCTestCase {
     let short = "corpus/Synth/S1_00_angry.wav"
     let text = try runCommand(
       ["predict", "--checkpoint", "run/checkpoint-last.h5", "--windows", short], directory: dir)
-    let lines = text.stdout.split(separator: "\n")
+    let lines = predictionLines(text.stdout)
     XCTAssertEqual(lines.count, 3, text.stdout)
     XCTAssertTrue(lines[1].hasSuffix("(one window)") && lines[2].hasPrefix("  0.60-"), text.stdout)
     let csv = try runCommand(
@@ -247,6 +248,14 @@ final class SeenRecordingsTests: XCTestCase {
     XCTAssertEqual(try evaluate(["--data", "noise.h5"])["recordings"] as? Int, names.count - seen.count)
     let inspect = try run(["inspect", "run/checkpoint-last.h5"])
     XCTAssertTrue(inspect.stdout.contains("saw \(seen.count) recordings"), inspect.stdout)
+    // predict extracts a recording's original row as extract did: one it trained on is said to be one.
+    let (trainedOn, new) = ("corpus/Synth/" + seen.sorted()[0], "corpus/Synth/S1_02_angry.wav")
+    let predicted = try run(["predict", "--checkpoint", "run/checkpoint-last.h5", "--csv", trainedOn, new])
+    XCTAssertEqual(predicted.status, 0, predicted.stderr)
+    let warnings = predicted.stdout.split(separator: "\n").dropFirst().map {
+      $0.split(separator: ",", omittingEmptySubsequences: false).last ?? ""
+    }
+    XCTAssertEqual(warnings, ["the model trained on this recording", ""], predicted.stdout)
 
     // A run from it on all.h5: its test and validation recordings that the checkpoint saw are counted.
     let from = try run([

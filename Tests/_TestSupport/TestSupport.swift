@@ -95,6 +95,11 @@ public func runCommand(
 
 /// Runs a bash script.
 @discardableResult
+/// The lines of `predict`'s table without the warnings under a prediction (a recording the model trained on, say).
+public func predictionLines(_ table: String) -> [Substring] {
+  table.split(separator: "\n").filter { !$0.drop { $0 == " " }.hasPrefix("warning: ") }
+}
+
 public func bash(_ script: String, environment: [String: String] = [:], directory: String? = nil) throws
   -> RunResult
 {
