@@ -55,6 +55,23 @@ public func mergeFeatureFiles(_ inputs: [String], into output: String, overwrite
     }
     seen[key] = k
   }
+  // Nor under another path or corpus name: the same rows (`recordingKeys`) in two files are one recording.
+  var holder: [UInt64: (file: Int, recording: Int32)] = [:]
+  for (k, f) in files.enumerated() {
+    for (recording, key) in try f.recordingKeys(of: Array(0..<f.rowCount)).sorted(by: { $0.key < $1.key }) {
+      if let (j, other) = holder[key], j != k {
+        func name(_ i: Int, _ r: Int32) -> String {
+          let path = recordings[Int(offsets[i] + r)].path
+          return "recording " + (path.isEmpty ? "\(r)" : path)
+        }
+        throw Failure(
+          inputs[k],
+          "its \(name(k, recording)) has the rows of \(inputs[j])'s \(name(j, other)) (the same audio under another "
+            + "path or corpus name): merge each corpus once")
+      }
+      holder[key] = holder[key] ?? (k, recording)
+    }
+  }
   var notes: [String] = []
   for corpus in holders.keys.sorted() {
     let inMany = holders[corpus]!.filter { $0.value.count > 1 }

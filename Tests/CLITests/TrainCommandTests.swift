@@ -8,10 +8,14 @@ import _TestSupport
 
 /// `sertrain train` as a user runs it: learning, the run directory, stop and resume, a killed run.
 final class TrainCommandTests: XCTestCase {
-  /// 240 rows of 3 classes (noisy tones of different frequencies), 4 rows per recording, converted from a CSV.
-  /// `noise`: the deviation of the noise on each value (0.6 by default; the rows' signal has amplitude 1).
-  func makeFeatures(_ dir: String, recordings: Int = 60, width: Int = 96, noise: Double = 0.6) throws {
-    var rng = TestRNG(seed: 2)
+  /// `name.h5`: 240 rows of 3 classes (noisy tones of different frequencies), 4 rows per recording, converted from
+  /// `name.csv`. `noise`: the deviation of the noise on each value (0.6 by default; the rows' signal has amplitude
+  /// 1), drawn from `seed`.
+  func makeFeatures(
+    _ dir: String, recordings: Int = 60, width: Int = 96, noise: Double = 0.6, name: String = "f", seed: UInt64 = 2,
+    classes: [String] = ["angry", "calm", "sad"]
+  ) throws {
+    var rng = TestRNG(seed: seed)
     var csv = (0..<width).map(String.init).joined(separator: ",") + ",labels\n"
     for r in 0..<recordings {
       let c = r % 3
@@ -19,11 +23,12 @@ final class TrainCommandTests: XCTestCase {
         let row = (0..<width).map { t in
           String(format: "%.5f", sin(0.15 * Double((c + 1) * t)) + noise * Double(rng.normal()))
         }
-        csv += row.joined(separator: ",") + "," + ["angry", "calm", "sad"][c] + "\n"
+        csv += row.joined(separator: ",") + "," + classes[c] + "\n"
       }
     }
-    XCTAssertTrue(FileManager.default.createFile(atPath: dir + "/f.csv", contents: Data(csv.utf8)))
-    let r = try runCommand(["convert", "f.csv", "-o", "f.h5", "--rows-per-recording", "4"], directory: dir)
+    XCTAssertTrue(FileManager.default.createFile(atPath: "\(dir)/\(name).csv", contents: Data(csv.utf8)))
+    let r = try runCommand(
+      ["convert", "\(name).csv", "-o", "\(name).h5", "--rows-per-recording", "4"], directory: dir)
     XCTAssertEqual(r.status, 0, r.stderr)
   }
 

@@ -185,8 +185,9 @@ final class PredictWindowsTests: XCTestCase {
 }
 
 /// A checkpoint records the recordings its training saw (by the bits of their original rows): in another file that
-/// holds some of them, under other paths, `evaluate` leaves them out by default (`unseen`) or warns, and a run from
-/// it (`--init-from`) counts them among its validation and test recordings.
+/// holds some of them, under other paths, `evaluate` leaves them out by default (`unseen`) or warns, `predict` warns
+/// on such a file, a run from it (`--init-from`) counts them among its validation and test recordings; `merge`
+/// refuses one recording in two files by the same key.
 final class SeenRecordingsTests: XCTestCase {
   func testAModelKnowsTheRecordingsItTrainedOnInAnyFile() throws {
     let dir = temporaryDirectory(self)
@@ -246,6 +247,13 @@ final class SeenRecordingsTests: XCTestCase {
     XCTAssertTrue(
       other.stderr.contains("was trained on other data than noise.h5 (its feature values differ"), other.stderr)
     XCTAssertEqual(try evaluate(["--data", "noise.h5"])["recordings"] as? Int, names.count - seen.count)
+    // merge refuses one recording twice, whatever its path: part.h5's recordings are all.h5's.
+    let twice = try run(["merge", "all.h5", "part.h5", "-o", "both.h5"])
+    XCTAssertEqual(twice.status, 1)
+    XCTAssertTrue(
+      twice.stderr.contains("part.h5: its recording S") && twice.stderr.contains("has the rows of all.h5's recording "),
+      twice.stderr)
+    XCTAssertFalse(FileManager.default.fileExists(atPath: dir + "/both.h5"))
     let inspect = try run(["inspect", "run/checkpoint-last.h5"])
     XCTAssertTrue(inspect.stdout.contains("saw \(seen.count) recordings"), inspect.stdout)
     // predict extracts a recording's original row as extract did: one it trained on is said to be one.
