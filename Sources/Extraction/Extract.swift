@@ -225,6 +225,19 @@ public func extractCorpus(_ o: ExtractOptions, comm: Communicator) throws -> Ext
       labels += [String](repeating: rec.emotion, count: o.augmentations.count)
       sources += [Int32](repeating: source, count: o.augmentations.count)
     }
+    // One audio twice under two names would be two recordings to a split, on both sides of it: said.
+    let original = (o.augmentations.firstIndex(of: .original) ?? 0) * width
+    var first: [UInt64: Int] = [:]
+    var twice: [(Int, Int)] = []
+    for i in infos.indices {
+      let key = recordingKey(rows[(i * perFile + original)..<(i * perFile + original + width)])
+      if let j = first[key] { twice.append((j, i)) } else { first[key] = i }
+    }
+    if let (j, i) = twice.first {
+      report.warnings.append(
+        "\(twice.count) recording(s) have the features of another (the same audio, or silence; \(infos[i].path) "
+          + "those of \(infos[j].path)): a split may put the two on both sides")
+    }
     let shared = qualifySharedSpeakers(&infos)
     if !shared.isEmpty {
       report.warnings.append(

@@ -254,6 +254,14 @@ final class SeenRecordingsTests: XCTestCase {
       twice.stderr.contains("part.h5: its recording S") && twice.stderr.contains("has the rows of all.h5's recording "),
       twice.stderr)
     XCTAssertFalse(FileManager.default.fileExists(atPath: dir + "/both.h5"))
+    // extract says so of one audio under two names in a corpus.
+    try FileManager.default.copyItem(
+      atPath: dir + "/corpus/Synth/S1_00_angry.wav", toPath: dir + "/corpus/Synth/S2_09_angry.wav")
+    let doubled = try run(["extract", "corpus", "-o", "doubled.h5"])
+    XCTAssertTrue(
+      doubled.stdout.contains(
+        "warning: 1 recording(s) have the features of another (the same audio, or silence; Synth/S2_09_angry.wav "
+          + "those of Synth/S1_00_angry.wav)"), doubled.stdout)
     let inspect = try run(["inspect", "run/checkpoint-last.h5"])
     XCTAssertTrue(inspect.stdout.contains("saw \(seen.count) recordings"), inspect.stdout)
     // predict extracts a recording's original row as extract did: one it trained on is said to be one.
