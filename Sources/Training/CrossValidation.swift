@@ -238,6 +238,13 @@ public func crossValidateRepeatedly(_ o: CrossValidationOptions, repeats: Int, c
         Output.shared.line(
           "repeat \(r + 1)/\(repeats) (seed \(one.config.seed)): accuracy \(fixed(mean, 4)) ± \(fixed(sd, 4)) over "
             + "\(o.folds) folds")
+        let partition = { (s: CrossValidationSummary) in Set(s.folds.map { Set($0.groups) }) }
+        if r == 1 && partition(summary) == partition(summaries[0]) {
+          Output.shared.line(
+            "note: repeat 2 holds out the same \(o.by.plural) in its folds as repeat 1 (each fold one of "
+              + "\(o.folds)): the repeats differ in their initialisation, validation rows and order only, and compare "
+              + "counts them as one partition")
+        }
       }
     }
   }

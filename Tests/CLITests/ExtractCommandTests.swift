@@ -322,5 +322,11 @@ extension ExtractCommandTests {
       heldOut += test
     }
     XCTAssertEqual(heldOut.sorted(), ["corpus", "other"])
+    // Repeated, leave-one-corpus-out draws the same folds for every seed: said.
+    let repeated = try runCommand(
+      Array(cv.dropLast(3)) + ["--folds", "2", "--repeats", "2", "--dir", "loco2"], directory: dir)
+    XCTAssertEqual(repeated.status, 0, repeated.stderr)
+    XCTAssertTrue(
+      repeated.stdout.contains("note: repeat 2 holds out the same corpora in its folds as repeat 1"), repeated.stdout)
   }
 }
