@@ -88,6 +88,15 @@ public struct Evaluation: Codable, Sendable {
     return present.isEmpty ? .nan : present.reduce(0) { $0 + $1.recall } / Double(present.count)
   }
 
+  /// Said when rows other than the model's own train or validation split are of recordings it trained on (all rows,
+  /// another file's, the test rows of a split at random), or nil.
+  public var seenWarning: String? {
+    guard let seen = seenRecordings, seen > 0, !["train", "val"].contains(split) else { return nil }
+    return
+      "the model trained on \(seen) of the \(recordings ?? 0) recordings evaluated (its train and validation rows): "
+      + "these figures overstate its accuracy on new recordings"
+  }
+
   /// The per-class table laid out as scikit-learn's `classification_report`.
   public var report: String {
     let width = max(12, (classes.map(\.count) + ["weighted avg".count]).max()!)

@@ -271,6 +271,10 @@ public func writeRunReport(runDir: String, last: Checkpoint, evaluation: Evaluat
       w == state.history.last?.epoch ? "its last epoch's (\(w))" : "epoch \(w)'s, the best, restored at the end"
     } ?? "its last"
   facts.append(("evaluated", "the run's final weights, \(weights) (\(Trainer.lastName))"))
+  if let warning = evaluation?.seenWarning {
+    facts.append(
+      ("warning", warning + (c.split == .random ? " (split by random: a recording's rows are on both sides)" : "")))
+  }
   let html = reportHTML(title: "sertrain report", facts: facts, history: state.history, evaluation: evaluation)
   let path = output ?? runDir + "/report.html"
   try writeTextAtomically(html, to: path)

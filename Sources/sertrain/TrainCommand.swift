@@ -52,8 +52,8 @@ struct Train: ParsableCommand {
       if let (path, evaluation) = try makeReport(runDir: dir, data: nil, split: nil, comm: comm), !output.quiet {
         if let e = evaluation {
           print(
-            "\n\(e.split) split, \(e.rows) rows: loss \(fixed(e.loss, 4)), accuracy \(fixed(e.accuracy, 4))\n\n\(e.report)"
-          )
+            "\n\(e.split) split, \(e.rows) rows: loss \(fixed(e.loss, 4)), accuracy \(fixed(e.accuracy, 4))"
+              + (e.seenWarning.map { "\nwarning: \($0)" } ?? "") + "\n\n\(e.report)")
         }
         print("report: \(path)")
       }

@@ -59,10 +59,8 @@ struct Evaluate: ParsableCommand {
             + fixed(e.unweightedAverageRecall, 4))
         if split == "unseen" {
           print("unseen: the rows of recordings the model did not train on (--split all evaluates every row)")
-        } else if let seen = e.seenRecordings, seen > 0, split != "train" && split != "val" {
-          print(
-            "warning: the model trained on \(seen) of the \(e.recordings ?? 0) recordings evaluated (its train and "
-              + "validation rows): this overstates its accuracy on new recordings; --split unseen leaves them out")
+        } else if let warning = e.seenWarning {
+          print("warning: \(warning); --split unseen leaves them out")
         }
         if let left = e.leftOut {
           print(

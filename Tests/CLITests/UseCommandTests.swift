@@ -262,6 +262,16 @@ final class SeenRecordingsTests: XCTestCase {
       doubled.stdout.contains(
         "warning: 1 recording(s) have the features of another (the same audio, or silence; Synth/S2_09_angry.wav "
           + "those of Synth/S1_00_angry.wav)"), doubled.stdout)
+    // A split at random puts a recording's rows on both sides: the report says its test rows are not new to it.
+    let random = try run(
+      ["train", "--data", "part.h5", "--model", "tiny", "--epochs", "1", "--split", "random", "--run-dir", "random"])
+    XCTAssertEqual(random.status, 0, random.stderr)
+    XCTAssertTrue(random.stdout.contains("warning: the model trained on "), random.stdout)
+    XCTAssertTrue(
+      try String(contentsOfFile: dir + "/random/report.html", encoding: .utf8).contains(
+        "new recordings (split by random: a recording's rows are on both sides)"))
+    XCTAssertFalse(
+      try String(contentsOfFile: dir + "/run/report.html", encoding: .utf8).contains("recordings evaluated here"))
     let inspect = try run(["inspect", "run/checkpoint-last.h5"])
     XCTAssertTrue(inspect.stdout.contains("saw \(seen.count) recordings"), inspect.stdout)
     // predict extracts a recording's original row as extract did: one it trained on is said to be one.
