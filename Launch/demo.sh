@@ -33,7 +33,7 @@ echo "== training on 2 ranks, split by speaker: validation and test are voices i
 
 echo "== evaluate on the held-out speaker's recordings"
 "$bin" evaluate --checkpoint run/checkpoint-last.h5 --split test
-echo "== predict three recordings"
+echo "== predict three recordings (a recording the model trained on is said to be one)"
 "$bin" predict --checkpoint run/checkpoint-last.h5 corpus/Synth/S1_03_angry.wav corpus/Synth/S3_07_sad.wav \
   corpus/Synth/S5_09_surprise.wav
 
