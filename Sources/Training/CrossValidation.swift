@@ -20,7 +20,8 @@ public enum FoldGroups: String, Sendable, CaseIterable {
 
 /// What `sertrain cv` is told.
 public struct CrossValidationOptions: Sendable {
-  public var folds = 5
+  /// How many folds; nil: one for each group (leave-one-speaker-out, leave-one-corpus-out).
+  public var folds: Int? = 5
   /// Whole speakers, recordings or corpora per fold.
   public var by = FoldGroups.speaker
   /// Each fold's training; its split carves the validation part from the other folds' rows.
@@ -81,7 +82,7 @@ extension CrossValidationSummary {
 /// speakers; a corpus of a few large speakers gives uneven folds), and another partition for another seed (repeated
 /// cross-validation needs one; largest first, as scikit-learn's GroupKFold without shuffle does, would give nearly
 /// the same folds for every seed).
-public func crossValidationFolds(_ file: FeatureFile, folds k: Int, by: FoldGroups, seed: UInt64) throws -> (
+public func crossValidationFolds(_ file: FeatureFile, folds: Int?, by: FoldGroups, seed: UInt64) throws -> (
   rows: [[Int]], groups: [[String]]
 ) {
   let recordings = try file.recordings()
@@ -94,11 +95,13 @@ public func crossValidationFolds(_ file: FeatureFile, folds k: Int, by: FoldGrou
   }
   var members: [Int: [Int]] = [:]
   for (row, g) in groupOf.enumerated() { members[g, default: []].append(row) }
-  guard members.count >= k else {
+  let k = folds ?? members.count
+  guard members.count >= max(k, 2) else {
     throw Failure(
       file.path,
-      "has \(members.count) \(by.plural), fewer than --folds \(k)"
-        + (by == .corpus && members.count >= 2 ? ": --folds \(members.count) leaves each corpus out in turn" : ""))
+      "has \(members.count) \(by.plural), fewer than "
+        + (folds.map { "--folds \($0)" } ?? "2 folds")
+        + (members.count >= 2 ? ": --folds all (\(members.count)) leaves each \(by.rawValue) out in turn" : ""))
   }
   func name(_ g: Int) -> String {
     let recording = recordings[Int(file.source[members[g]![0]])]
@@ -131,7 +134,8 @@ public func crossValidate(_ o: CrossValidationOptions, comm: Communicator) throw
   // Open once, with the row cache, for every fold's trainer and evaluation.
   let file = try Trainer.openData(o.config.data, options: o.trainer, ranks: comm.size)
   let (foldRows, foldGroups) = try crossValidationFolds(file, folds: o.folds, by: o.by, seed: o.config.seed)
-  let groups = min(comm.size, o.folds)
+  let k = foldRows.count
+  let groups = min(comm.size, k)
   let color = comm.rank * groups / comm.size
   let team = comm.split(color: color)
   // The folds, with a digest of each fold's rows. A directory that holds other folds (other data, --folds, --by or
@@ -163,13 +167,13 @@ public func crossValidate(_ o: CrossValidationOptions, comm: Communicator) throw
       testRows: foldRows[fold])
   }
   var stopped = 0.0
-  for fold in stride(from: color, to: o.folds, by: groups) {
+  for fold in stride(from: color, to: k, by: groups) {
     let dir = o.directory + "/fold-\(fold + 1)"
     let done = dir + "/evaluation.json"
     if access(done, R_OK) == 0 { continue }
     let split = try split(fold)
     var options = o.trainer
-    options.linePrefix = groups > 1 || !o.trainer.quiet ? o.trainer.linePrefix + "fold \(fold + 1)/\(o.folds): " : ""
+    options.linePrefix = groups > 1 || !o.trainer.quiet ? o.trainer.linePrefix + "fold \(fold + 1)/\(k): " : ""
     let trainer = try Trainer.open(
       config: config, runDir: dir, resume: "auto", comm: team, options: options, split: split, file: file)
     if try trainer.run() != 0 {
@@ -185,7 +189,7 @@ public func crossValidate(_ o: CrossValidationOptions, comm: Communicator) throw
       if !o.trainer.quiet {
         Output.shared.line(
           o.trainer.linePrefix
-            + "fold \(fold + 1)/\(o.folds) (\(foldGroups[fold].joined(separator: ", "))): \(evaluation.rows) rows, accuracy "
+            + "fold \(fold + 1)/\(k) (\(foldGroups[fold].joined(separator: ", "))): \(evaluation.rows) rows, accuracy "
             + "\(fixed(evaluation.accuracy, 4)), macro F1 \(fixed(evaluation.macro.f1, 4)), UAR "
             + "\(fixed(evaluation.unweightedAverageRecall, 4))")
       }
@@ -195,7 +199,7 @@ public func crossValidate(_ o: CrossValidationOptions, comm: Communicator) throw
   if comm.sum(stopped) > 0 { return (nil, true) }
   guard comm.rank == 0 else { return (nil, false) }
   var results: [FoldResult] = []
-  for fold in 0..<o.folds {
+  for fold in 0..<k {
     let path = o.directory + "/fold-\(fold + 1)/evaluation.json"
     guard let text = try? String(contentsOfFile: path, encoding: .utf8) else { throw Failure(path, "missing") }
     results.append(
@@ -237,12 +241,12 @@ public func crossValidateRepeatedly(_ o: CrossValidationOptions, repeats: Int, c
         let (mean, sd) = summary.spread(\.accuracy)
         Output.shared.line(
           "repeat \(r + 1)/\(repeats) (seed \(one.config.seed)): accuracy \(fixed(mean, 4)) ± \(fixed(sd, 4)) over "
-            + "\(o.folds) folds")
+            + "\(summary.folds.count) folds")
         let partition = { (s: CrossValidationSummary) in Set(s.folds.map { Set($0.groups) }) }
         if r == 1 && partition(summary) == partition(summaries[0]) {
           Output.shared.line(
             "note: repeat 2 holds out the same \(o.by.plural) in its folds as repeat 1 (each fold one of "
-              + "\(o.folds)): the repeats differ in their initialisation, validation rows and order only, and compare "
+              + "\(summary.folds.count)): the repeats differ in their initialisation, validation rows and order only, and compare "
               + "counts them as one partition")
         }
       }
@@ -292,7 +296,7 @@ func writeCrossValidation(_ s: CrossValidationSummary, _ o: CrossValidationOptio
   }
   var facts: [(String, String)] = [
     ("data", o.config.data), ("model", model),
-    ("folds", "\(o.folds) by \(o.by.rawValue), \(s.pooled.rows) test rows in all"),
+    ("folds", "\(s.folds.count) by \(o.by.rawValue), \(s.pooled.rows) test rows in all"),
     ("training", "up to \(o.config.epochs) epochs, batch \(o.config.batchSize), seed \(o.config.seed)"),
   ]
   for (name, metric) in metrics.prefix(3) {

@@ -290,12 +290,13 @@ struct CrossValidate: ParsableCommand {
 
   @OptionGroup(title: "Training") var training: TrainingOptions
 
-  @Option(help: "Folds.")
-  var folds = 5
+  @Option(
+    help: "Folds: a number (2 or more), or all: one for each speaker (recording, corpus), leave-one-out.")
+  var folds = FoldCount(5)
 
   @Option(
     help: """
-      What a fold holds out: whole speakers, whole recordings, or whole corpora (with --folds the number of corpora, \
+      What a fold holds out: whole speakers, whole recordings, or whole corpora (with --folds all, \
       leave-one-corpus-out on a merged file).
       """)
   var by = FoldGroups.speaker
@@ -309,7 +310,6 @@ struct CrossValidate: ParsableCommand {
   @OptionGroup var output: OutputOptions
 
   func validate() throws {
-    if folds < 2 { throw ValidationError("--folds must be at least 2") }
     if repeats < 1 { throw ValidationError("--repeats must be at least 1") }
   }
 
@@ -317,14 +317,16 @@ struct CrossValidate: ParsableCommand {
     try runOnRanks { comm in
       configureThreads(environment: environment())
       var o = CrossValidationOptions()
-      (o.folds, o.by, o.directory) = (folds, by, directory)
+      (o.folds, o.by, o.directory) = (folds.value, by, directory)
       (o.config, o.trainer) = (training.configuration().0, output.trainer(training))
       if repeats > 1 {
         let (summaries, stopped) = try crossValidateRepeatedly(o, repeats: repeats, comm: comm)
         if stopped { throw ExitCode(Trainer.exitStopped) }
         guard let summaries, !output.quiet else { return }
         print("")
-        print("\(repeats) repeats of \(folds)-fold cross-validation: mean ± sd over each repeat's folds, then over all")
+        print(
+          "\(repeats) repeats of \(summaries[0].folds.count)-fold cross-validation: mean ± sd over each repeat's "
+            + "folds, then over all")
         for (_, name, metric) in CrossValidationSummary.metrics {
           let spreads =
             summaries.map { $0.spread(metric) } + [
@@ -363,4 +365,20 @@ enum PrecisionOption: String, ExpressibleByArgument, CaseIterable {
     try meaning.check()
     return meaning
   }
+}
+
+/// `--folds`: how many, or `all` (nil): one fold for each group.
+struct FoldCount: ExpressibleByArgument {
+  var value: Int?
+  init(_ folds: Int) { value = folds }
+  init?(argument: String) {
+    if argument == "all" {
+      value = nil
+    } else if let folds = Int(argument), folds >= 2 {
+      value = folds
+    } else {
+      return nil
+    }
+  }
+  var defaultValueDescription: String { value.map(String.init) ?? "all" }
 }

@@ -64,5 +64,9 @@ final class SplitTests: XCTestCase {
     refuses(
       try crossValidationFolds(file, folds: 2, by: .corpus, seed: 0), "corpus \(csv) --by corpus needs extracted files")
     XCTAssertEqual(try crossValidationFolds(file, folds: 4, by: .recording, seed: 0).rows.count, 4)
+    // --folds all: a fold for each recording, its rows.
+    let each = try crossValidationFolds(file, folds: nil, by: .recording, seed: 0)
+    XCTAssertEqual(each.rows.count, file.rowCount / 4)
+    XCTAssertTrue(each.rows.allSatisfy { Set($0.map { file.source[$0] }).count == 1 && $0.count == 4 })
   }
 }
