@@ -291,9 +291,16 @@ public func defaultData(_ c: Checkpoint, _ given: String?) -> String {
   return "features.h5"
 }
 
-/// The split a report evaluates: test when the run held one out, else validation.
-public func reportSplit(_ c: Checkpoint) -> String {
-  guard let split = c.split else { return "all" }
+/// The rows evaluate and the report take when none are named: of the data the checkpoint was trained on (`own`: no
+/// `--data`, or a file of the same identity), its test split (validation, train when it held none out); of other
+/// data, the rows of recordings it did not see (all when it does not record them).
+public func defaultSplit(_ c: Checkpoint, data file: FeatureFile, own given: Bool) -> String {
+  let trained = c.training.flatMap { try? TrainingState.parse($0) }?.data
+  let own =
+    given
+    || (trained.map { $0 == (try? DataIdentity(file)) }
+      ?? (file.classes == c.classNames && c.split?.count == file.rowCount))
+  guard own, let split = c.split else { return c.seenRecordings == nil ? "all" : "unseen" }
   return split.contains(2) ? "test" : split.contains(1) ? "val" : "train"
 }
 
@@ -306,9 +313,9 @@ public func makeReport(
   let last = try Checkpoint.read(path)
   var evaluation: Evaluation?
   do {
+    let file = try FeatureFile(path: defaultData(last, data))
     evaluation = try evaluate(
-      last, path: path, data: try FeatureFile(path: defaultData(last, data)), split: split ?? reportSplit(last),
-      comm: comm,
+      last, path: path, data: file, split: split ?? defaultSplit(last, data: file, own: data == nil), comm: comm,
       progress: progress)
   } catch {
     if comm.rank == 0 { printError("sertrain: warning: the report has no evaluation: \(error)") }

@@ -26,8 +26,8 @@ struct Evaluate: ParsableCommand {
   @Option(
     help: """
       Rows: test, val, train (the checkpoint's split), all, or unseen: those of recordings the model did not train \
-      on, in any file (default: test of the data the checkpoint was trained on; unseen of other data, such as \
-      another corpus or a merged file, evaluated on the classes both have).
+      on, in any file (default: test of the data the checkpoint was trained on, or val when it held out no test \
+      rows; unseen of other data, such as another corpus or a merged file, evaluated on the classes both have).
       """)
   var split: String?
 
@@ -41,13 +41,7 @@ struct Evaluate: ParsableCommand {
       configureThreads(environment: environment())
       let c = try Checkpoint.read(checkpoint)
       let file = try FeatureFile(path: defaultData(c, data))
-      // Other data than the run's (its split does not cover it): the rows of recordings it did not see, or all.
-      let trained = c.training.flatMap { try? TrainingState.parse($0) }?.data
-      let own =
-        data == nil
-        || (trained.map { $0 == (try? DataIdentity(file)) }
-          ?? (file.classes == c.classNames && c.split?.count == file.rowCount))
-      let split = self.split ?? (own ? "test" : c.seenRecordings == nil ? "all" : "unseen")
+      let split = self.split ?? defaultSplit(c, data: file, own: data == nil)
       let e = try evaluate(
         c, path: checkpoint, data: file, split: split, comm: comm, precision: try inference.precision.resolved())
       guard comm.rank == 0 else { return }
