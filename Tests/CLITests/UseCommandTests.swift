@@ -232,6 +232,12 @@ final class SeenRecordingsTests: XCTestCase {
     XCTAssertEqual(all["seenRecordings"] as? Int, seen.count)
     let own = try evaluate([])
     XCTAssertEqual(own["split"] as? String, "test")
+    // A run that held out no test rows: its validation rows.
+    let noTest = ["train", "--data", "part.h5", "--model", "tiny", "--epochs", "1", "--test-fraction", "0", "-q"]
+    XCTAssertEqual(try run(noTest + ["--run-dir", "no-test"]).status, 0)
+    let val = try run(["evaluate", "--checkpoint", "no-test/checkpoint-last.h5", "--json"])
+    XCTAssertEqual(
+      (try JSONSerialization.jsonObject(with: Data(val.stdout.utf8)) as? [String: Any])?["split"] as? String, "val")
     XCTAssertEqual(own["seenRecordings"] as? Int, 0, "a split by recording keeps the test recordings unseen")
     let warned = try run(["evaluate", "--checkpoint", "run/checkpoint-last.h5", "--data", "all.h5", "--split", "all"])
     XCTAssertTrue(
