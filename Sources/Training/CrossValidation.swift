@@ -246,8 +246,8 @@ public func crossValidateRepeatedly(_ o: CrossValidationOptions, repeats: Int, c
         if r == 1 && partition(summary) == partition(summaries[0]) {
           Output.shared.line(
             "note: repeat 2 holds out the same \(o.by.plural) in its folds as repeat 1 (each fold one of "
-              + "\(summary.folds.count)): the repeats differ in their initialisation, validation rows and order only, and compare "
-              + "counts them as one partition")
+              + "\(summary.folds.count)): the repeats differ in their initialisation, validation rows and order "
+              + "only, and compare counts them as one partition")
         }
       }
     }
