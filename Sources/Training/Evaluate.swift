@@ -171,11 +171,14 @@ final class Predictor {
 /// too noisy to stand for the voice.
 public let minimumSpeakerRecordings = 10
 
-/// The recordings (`source`) among `rows` of `file` that `checkpoint`'s training saw, in its train and validation
-/// rows, found by their keys in any file; nil when the checkpoint does not record them.
-public func recordingsSeen(by checkpoint: Checkpoint, among rows: [Int], of file: FeatureFile) throws -> Set<Int32>? {
+/// The recordings (`source`) of `keys` (a file's, `FeatureFile.recordingKeys`) that `checkpoint`'s training saw, in
+/// its train and validation rows, whatever file it trained on; nil when the checkpoint does not record them (the
+/// keys are then not read).
+public func recordingsSeen(by checkpoint: Checkpoint, keys: @autoclosure () throws -> [Int32: UInt64]) rethrows
+  -> Set<Int32>?
+{
   guard let seen = checkpoint.seenRecordings.map(Set.init) else { return nil }
-  return Set(try file.recordingKeys(of: rows).filter { seen.contains($0.value) }.keys)
+  return Set(try keys().filter { seen.contains($0.value) }.keys)
 }
 
 /// Which rows a split name selects: from the checkpoint's saved split (train, val, test), all rows, or those of the
@@ -184,7 +187,7 @@ public func rowsOf(split: String, checkpoint: Checkpoint, file: FeatureFile, che
   if split == "all" { return Array(0..<file.rowCount) }
   if split == "unseen" {
     let all = Array(0..<file.rowCount)
-    guard let seen = try recordingsSeen(by: checkpoint, among: all, of: file) else {
+    guard let seen = try recordingsSeen(by: checkpoint, keys: file.recordingKeys(of: all)) else {
       throw Failure(
         "\(checkpointPath) does not record the recordings it trained on (imported, or written before sertrain "
           + "0.11): use --split all")
@@ -302,7 +305,8 @@ public func evaluate(
   (e.byCorpus, e.bySpeaker) = (scores(corpora, from: groupsAt), scores(speakers, from: groupsAt + 2 * corpora.count))
   if comm.rank == 0 {
     e.recordings = Set(rows.map { file.source[$0] }).count
-    e.seenRecordings = split == "unseen" ? 0 : try recordingsSeen(by: checkpoint, among: rows, of: file)?.count
+    e.seenRecordings =
+      split == "unseen" ? 0 : try recordingsSeen(by: checkpoint, keys: file.recordingKeys(of: rows))?.count
   }
   return e
 }

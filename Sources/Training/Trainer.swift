@@ -225,10 +225,15 @@ public final class Trainer {
     try checkMonitors()
     var initialSaw: [String] = []  // this run's test and validation recordings that --init-from's model saw
     if isRoot {
-      seenRecordings = Set(try file.recordingKeys(of: trainRows + validationRows).values).sorted()
+      // One read of the recordings' keys: the ones this run sees, and the test ones when a checkpoint may have.
+      let keys = try file.recordingKeys(of: trainRows + validationRows + (plan.initial == nil ? [] : split.test))
+      seenRecordings = Set((trainRows + validationRows).map { keys[file.source[$0]]! }).sorted()
       for (name, rows) in [("test", split.test), ("validation", validationRows)] {
-        if let c = plan.initial, let seen = try recordingsSeen(by: c, among: rows, of: file), !seen.isEmpty {
-          initialSaw.append("\(seen.count) of the \(Set(rows.map { file.source[$0] }).count) \(name)")
+        let part = Set(rows.map { file.source[$0] })
+        if let c = plan.initial, let seen = recordingsSeen(by: c, keys: keys.filter { part.contains($0.key) }),
+          !seen.isEmpty
+        {
+          initialSaw.append("\(seen.count) of the \(part.count) \(name)")
         }
       }
     }
