@@ -96,10 +96,12 @@ def main():
         labels = f["labels"][:]
         classes = [c.decode() for c in f["classes"][:]]
         source = f["source"][:]
+        augmentation = f["augmentation"][:]
         speakers = np.array([s.decode() for s in f["sources/speaker"][:]])[source]
         features = column_features(dict(f.attrs), x.shape[1])
     os.makedirs(a.out_dir, exist_ok=True)
-    lines = [header[:7] + ["train_rows", "epochs", "seconds"]]
+    lines = [header[:3] + ["accuracy", "macro_f1", "uar", "original_accuracy", "original_uar", "loss", "train_rows",
+                           "epochs", "seconds"]]
     results = []
     for row in folds:
         fold = int(row[0])
@@ -163,6 +165,9 @@ def main():
         seconds = time.time() - start
         probabilities = model.predict(xs[test], batch_size=256, verbose=0)
         m = metrics(probabilities, labels[test], classes)
+        original = augmentation[test] == 0  # the original rows alone, without extraction's copies
+        o = metrics(probabilities[original], labels[test][original], classes) if original.any() else (np.nan,) * 4
+        m = m[:3] + o[:1] + o[2:3] + m[3:]
         results.append(m)
         epochs = len(history.history["loss"])
         lines.append(row[:3] + [repr(float(v)) for v in m] + [str(len(train)), str(epochs), f"{seconds:.1f}"])
@@ -173,9 +178,9 @@ def main():
     total = str(sum(int(row[2]) for row in folds))
     lines.append(["mean", "", total] + [repr(float(v)) for v in r.mean(axis=0)] + ["", "", ""])
     lines.append(["sd", "", ""] + [repr(float(v)) for v in r.std(axis=0, ddof=1)] + ["", "", ""])
-    # cv.csv as sertrain writes it (eight columns, for compare); the epochs and seconds in peer.csv beside it.
+    # cv.csv as sertrain writes it (ten columns, for compare); the epochs and seconds in peer.csv beside it.
     with open(os.path.join(a.out_dir, "cv.csv"), "w", newline="") as f:
-        csv.writer(f, lineterminator="\n").writerows([line[:8] for line in lines])
+        csv.writer(f, lineterminator="\n").writerows([line[:10] for line in lines])
     with open(os.path.join(a.out_dir, "peer.csv"), "w", newline="") as f:
         csv.writer(f, lineterminator="\n").writerows(lines)
     print(f"Keras {keras.__version__} on {a.cv_dir}'s folds: accuracy {r[:, 0].mean():.4f} +- "

@@ -53,7 +53,7 @@ public func cgroupMemoryLimit(_ cgroups: String, read: (String) -> String?) -> I
 }
 
 /// sertrain's version, and the build's (`sertrain --version`, config.json, checkpoints, the report).
-public let sertrainVersion = "0.11.0"
+public let sertrainVersion = "0.12.0"
 public var buildIdentity: String { "sertrain \(sertrainVersion) (commit \(String(cString: sertrain_build_commit())))" }
 
 /// The process environment as a dictionary (no Foundation).

@@ -94,7 +94,13 @@ public func extractCorpus(_ o: ExtractOptions, comm: Communicator) throws -> Ext
     recordings = scan.recordings
     report.skipped = scan.skipped
   }
-  guard !recordings.isEmpty else { throw Failure(o.root, "no labelled audio files found") }
+  guard !recordings.isEmpty else {
+    if let first = report.skipped.first {
+      let count = report.skipped.count
+      throw Failure(o.root, "none of its \(count) audio file(s) is labelled: \(first.path) has \(first.reason)")
+    }
+    throw Failure(o.root, o.manifest == nil ? "no audio files found" : "the manifest lists no recordings")
+  }
   // Labels other than the seven emotions: errors with --strict, else one warning with their counts.
   let unknown = Dictionary(grouping: recordings.map(\.emotion).filter { !emotions.contains($0) }) { $0 }
   if !unknown.isEmpty {

@@ -18,10 +18,12 @@ public struct CrossValidationTable: Sendable {
     /// The rows the fold's model trained on; where an older cv.csv does not say, every row not held out
     /// (validation included).
     public var trainRows: Int
-    /// accuracy, macro F1, UAR: the columns `metricNames` names.
-    public var metrics: [Double]
+    /// The metrics of `CrossValidationSummary.metrics` the file gives as numbers, by name (an older cv.csv has
+    /// no original_ columns; a converted CSV's rows have no original rows: NaN).
+    public var metrics: [String: Double]
   }
-  public static let metricNames = CrossValidationSummary.metrics.map(\.name)
+  /// The metrics every cv.csv gives.
+  static let required = ["accuracy", "macro_f1", "uar"]
   public var path: String
   /// `speakers` or `recordings`: what the folds hold out.
   public var kind: String
@@ -29,7 +31,7 @@ public struct CrossValidationTable: Sendable {
   /// Every fold's test rows together: the data's rows.
   public var totalRows: Int
 
-  /// Reads `DIR/cv.csv` (or the file itself), as `cv` writes it.
+  /// Reads `DIR/cv.csv` (or the file itself), as `cv` writes it (its columns by name: those of older versions too).
   public init(_ directory: String) throws {
     path = directory.hasSuffix(".csv") ? directory : directory + "/cv.csv"
     guard let text = try? String(contentsOfFile: path, encoding: .utf8) else {
@@ -37,16 +39,16 @@ public struct CrossValidationTable: Sendable {
     }
     let lines = text.split(separator: "\n").map(String.init)
     let header = lines.first?.split(separator: ",").map(String.init) ?? []
-    guard header.count == 7 || (header.count == 8 && header[7] == "train_rows"), header[0] == "fold",
-      header[2] == "rows", Array(header[3..<6]) == CrossValidationTable.metricNames
+    let column = Dictionary(header.enumerated().map { ($1, $0) }) { first, _ in first }
+    guard header.count >= 6, header[0] == "fold", header[2] == "rows", Self.required.allSatisfy({ column[$0] != nil })
     else {
       throw Failure(
-        path, "line 1 is not the header of a cv.csv (fold,speakers,rows,accuracy,macro_f1,uar,loss,train_rows)")
+        path, "line 1 is not the header of a cv.csv (fold,speakers,rows,accuracy,macro_f1,uar,...,train_rows)")
     }
     kind = header[1]
     (folds, totalRows) = ([], 0)
     for (n, line) in lines.enumerated().dropFirst() {
-      // fold, groups (quoted when a name holds a comma), rows, four metrics and (not in older files) train rows
+      // fold, groups (quoted when a name holds a comma), rows, the metrics, loss and (not in older files) train rows
       let cells = csvCells(line, separator: ",")
       guard cells.count == header.count else {
         throw Failure(path, "line \(n + 1): expected \(header.count) cells, got \(cells.count)")
@@ -59,20 +61,23 @@ public struct CrossValidationTable: Sendable {
       guard let fold = Int(cells[0]), let rows = Int(cells[2]) else {
         throw Failure(path, "line \(n + 1): expected a fold number and its rows")
       }
-      let metrics = cells[3..<6].map { Double($0) }
-      guard metrics.allSatisfy({ $0?.isFinite == true }) else {
+      var metrics: [String: Double] = [:]
+      for (name, _, _) in CrossValidationSummary.metrics {
+        if let at = column[name], let v = Double(cells[at]), v.isFinite { metrics[name] = v }
+      }
+      guard Self.required.allSatisfy({ metrics[$0] != nil }) else {
         throw Failure(path, "line \(n + 1): the accuracy, macro F1 and UAR are not numbers")
       }
       var trainRows = 0  // an older cv.csv's: every row not held out, once the total is known
-      if header.count == 8 {
-        guard let t = Int(cells[7]), t >= 0 else { throw Failure(path, "line \(n + 1): train_rows is not a count") }
+      if let at = column["train_rows"] {
+        guard let t = Int(cells[at]), t >= 0 else { throw Failure(path, "line \(n + 1): train_rows is not a count") }
         trainRows = t
       }
-      folds.append(Fold(fold: fold, groups: cells[1], rows: rows, trainRows: trainRows, metrics: metrics.map { $0! }))
+      folds.append(Fold(fold: fold, groups: cells[1], rows: rows, trainRows: trainRows, metrics: metrics))
     }
     guard folds.count >= 2 else { throw Failure(path, "holds \(folds.count) fold(s): nothing to pair") }
     if totalRows == 0 { totalRows = folds.reduce(0) { $0 + $1.rows } }
-    if header.count == 7 { for i in folds.indices { folds[i].trainRows = totalRows - folds[i].rows } }
+    if column["train_rows"] == nil { for i in folds.indices { folds[i].trainRows = totalRows - folds[i].rows } }
   }
 }
 
@@ -105,7 +110,7 @@ public struct PairedDifference: Codable, Sendable {
 public func compareCrossValidations(_ pairs: [(base: String, candidate: String)]) throws -> (
   folds: Int, kind: String, differences: [PairedDifference], partitions: Int, pairs: Int
 ) {
-  var (base, candidate): ([[Double]], [[Double]]) = ([], [])
+  var (base, candidate): ([[String: Double]], [[String: Double]]) = ([], [])
   var ratios: [Double] = []
   var kind = ""
   var partitions: Set<[String]> = []
@@ -134,13 +139,16 @@ public func compareCrossValidations(_ pairs: [(base: String, candidate: String)]
   }
   let n = Double(base.count)
   let ratio = ratios.reduce(0, +) / n
-  let differences = CrossValidationTable.metricNames.indices.map { m -> PairedDifference in
-    let d = zip(base, candidate).map { $1[m] - $0[m] }
+  // The metrics every fold of both sides gives (the original rows' only where every cv.csv has them).
+  let names = CrossValidationSummary.metrics.map(\.name).filter { m in (base + candidate).allSatisfy { $0[m] != nil } }
+  let differences = names.map { m -> PairedDifference in
+    let (x, y) = (base.map { $0[m]! }, candidate.map { $0[m]! })
+    let d = zip(x, y).map { $1 - $0 }
     let (mean, sd) = meanAndSD(d)
     let t = sd > 0 ? mean / (sd * (1 / n + ratio).squareRoot()) : (mean == 0 ? 0 : mean > 0 ? .infinity : -.infinity)
     return PairedDifference(
-      metric: CrossValidationTable.metricNames[m], base: base.reduce(0) { $0 + $1[m] } / n,
-      candidate: candidate.reduce(0) { $0 + $1[m] } / n, mean: mean, sd: sd, standardError: sd / n.squareRoot(),
+      metric: m, base: x.reduce(0, +) / n,
+      candidate: y.reduce(0, +) / n, mean: mean, sd: sd, standardError: sd / n.squareRoot(),
       t: t, p: studentTwoSidedP(t: t, degreesOfFreedom: n - 1), better: d.filter { $0 > 0 }.count,
       worse: d.filter { $0 < 0 }.count)
   }

@@ -46,10 +46,13 @@ public struct CrossValidationSummary: Sendable {
   public var pooled: Evaluation
 
   /// The metrics a cross-validation reports for each fold, by the names `cv.csv`, `repeats.csv` and `compare` give
-  /// them, with the label a printed table gives them.
+  /// them, with the label a printed table gives them. The original rows' (without extraction's noise and pitch
+  /// copies) are NaN where no row is known to be one (a converted CSV's).
   public static let metrics: [(name: String, label: String, value: @Sendable (Evaluation) -> Double)] = [
     ("accuracy", "accuracy", { $0.accuracy }), ("macro_f1", "macro F1", { $0.macro.f1 }),
     ("uar", "UAR", { $0.unweightedAverageRecall }),
+    ("original_accuracy", "original accuracy", { $0.original?.accuracy ?? .nan }),
+    ("original_uar", "original UAR", { $0.original?.unweightedAverageRecall ?? .nan }),
   ]
 
   /// Mean and sample standard deviation over the folds of `metric`.
@@ -59,20 +62,28 @@ public struct CrossValidationSummary: Sendable {
 }
 
 extension CrossValidationSummary {
-  /// A row per fold, then mean ± sd: accuracy, macro F1, unweighted average recall.
+  /// A row per fold, then mean ± sd, of the metrics (the original rows' where the folds hold their copies too).
   public func table(by: FoldGroups) -> String {
     let width = max(12, folds.map { $0.groups.joined(separator: ",").count }.max() ?? 0) + 2
-    var lines = [pad("fold", 6) + pad(by.plural, width) + "rows   accuracy  macro F1  UAR"]
+    // The original rows' columns where some fold's rows are more than its original rows.
+    let metrics = Self.metrics.filter { m in
+      !m.name.hasPrefix("original_")
+        || folds.contains { f in f.evaluation.original.map { $0.rows < f.evaluation.rows } ?? false }
+    }
+    let widths = metrics.map { max(10, $0.label.count + 2) }
+    func line(_ fold: String, _ groups: String, _ rows: String, _ cells: [String]) -> String {
+      let text = pad(fold, 6) + pad(groups, width) + pad(rows, 7) + zip(cells, widths).map { pad($0, $1) }.joined()
+      return String(text.reversed().drop { $0 == " " }.reversed())
+    }
+    var lines = [line("fold", by.plural, "rows", metrics.map(\.label))]
     for f in folds {
       let e = f.evaluation
       lines.append(
-        pad("\(f.fold)", 6) + pad(f.groups.joined(separator: ","), width) + pad("\(e.rows)", 7)
-          + pad(fixed(e.accuracy, 4), 10) + pad(fixed(e.macro.f1, 4), 10) + fixed(e.unweightedAverageRecall, 4))
+        line("\(f.fold)", f.groups.joined(separator: ","), "\(e.rows)", metrics.map { fixed($0.value(e), 4) }))
     }
-    let columns = [spread(\.accuracy), spread { $0.macro.f1 }, spread(\.unweightedAverageRecall)]
     lines.append(
       pad("mean ± sd", 6 + width + 7)
-        + columns.map { "\(fixed($0.mean, 4)) ± \(fixed($0.sd, 4))" }.joined(separator: ", "))
+        + metrics.map { spread($0.value) }.map { "\(fixed($0.mean, 4)) ± \(fixed($0.sd, 4))" }.joined(separator: ", "))
     return lines.joined(separator: "\n")
   }
 }
@@ -299,9 +310,10 @@ func writeCrossValidation(_ s: CrossValidationSummary, _ o: CrossValidationOptio
     ("folds", "\(s.folds.count) by \(o.by.rawValue), \(s.pooled.rows) test rows in all"),
     ("training", "up to \(o.config.epochs) epochs, batch \(o.config.batchSize), seed \(o.config.seed)"),
   ]
-  for (name, metric) in metrics.prefix(3) {
+  for (_, label, metric) in CrossValidationSummary.metrics where s.folds.allSatisfy({ metric($0.evaluation).isFinite })
+  {
     let (mean, sd) = s.spread(metric)
-    facts.append((name.replacing("_", with: " "), "\(fixed(mean, 4)) ± \(fixed(sd, 4)) (mean ± sd over folds)"))
+    facts.append((label, "\(fixed(mean, 4)) ± \(fixed(sd, 4)) (mean ± sd over folds)"))
   }
   for f in s.folds {
     facts.append(

@@ -32,6 +32,16 @@ public struct Evaluation: Codable, Sendable {
   /// Correct and total rows per corpus and per speaker, where the feature file knows them.
   public var byCorpus: [String: [Int]]?
   public var bySpeaker: [String: [Int]]?
+  /// Correct and total rows per augmentation (original, noise, pitch, ...), where the rows are of more than one.
+  public var byAugmentation: [String: [Int]]?
+  /// The original rows alone, without the noise and pitch copies extraction adds: a clean test set, as a new
+  /// recording meets `predict`. Nil when no row evaluated is known to be an original (a converted CSV's rows).
+  public var original: Subset?
+  public struct Subset: Codable, Sendable {
+    public var rows: Int
+    public var accuracy: Double
+    public var unweightedAverageRecall: Double
+  }
   /// How many recordings the rows are of (rank 0's), and how many of them the model's training saw (its train and
   /// validation rows; nil when the checkpoint does not record them: imported, or written before sertrain 0.11).
   public var recordings: Int?
@@ -95,6 +105,18 @@ public struct Evaluation: Codable, Sendable {
     return
       "the model trained on \(seen) of the \(recordings ?? 0) recordings evaluated (its train and validation rows): "
       + "these figures overstate its accuracy on new recordings"
+  }
+
+  /// The original rows' accuracy and UAR and each augmentation's accuracy, when the rows are more than their
+  /// originals (extraction's noise and pitch copies), else nil.
+  public var originalSummary: String? {
+    guard let o = original, o.rows < rows else { return nil }
+    let kinds = FeatureFormat.augmentationNames.compactMap { name in
+      byAugmentation?[name].map { "\(name) \(fixed(Double($0[0]) / Double($0[1]), 4))" }
+    }
+    return "original rows alone (without the noise and pitch copies, as new recordings are): \(o.rows) rows, "
+      + "accuracy \(fixed(o.accuracy, 4)), UAR \(fixed(o.unweightedAverageRecall, 4))"
+      + (kinds.isEmpty ? "" : "\naccuracy by augmentation: " + kinds.joined(separator: ", "))
   }
 
   /// The per-class table laid out as scikit-learn's `classification_report`.
@@ -242,7 +264,6 @@ public func evaluate(
     .filter { dataToShared[Int(file.labels[$0])] != nil }
   try predictor.use(file)
   let (k, outputs) = (shared.count, checkpoint.classNames.count)
-  // [confusion k*k, loss, then correct and total per corpus and per speaker]
   let recordings = try file.recordings()
   let corpora = Array(Set(recordings.map(\.corpus).filter { !$0.isEmpty })).sorted()
   let speakers = Array(Set(recordings.map(\.speaker).filter { !$0.isEmpty })).sorted()
@@ -250,8 +271,14 @@ public func evaluate(
     Dictionary(uniqueKeysWithValues: corpora.enumerated().map { ($1, $0) }),
     Dictionary(uniqueKeysWithValues: speakers.enumerated().map { ($1, $0) })
   )
-  let groupsAt = k * k + 1
-  var counts = [Double](repeating: 0, count: groupsAt + 2 * (corpora.count + speakers.count))
+  // [confusion k*k, loss, the original rows' confusion k*k, then correct and total per augmentation, per corpus and
+  // per speaker]
+  let kinds = FeatureFormat.augmentationNames
+  let originalAt = k * k + 1
+  let augmentationAt = originalAt + k * k
+  let corpusAt = augmentationAt + 2 * kinds.count
+  let speakerAt = corpusAt + 2 * corpora.count
+  var counts = [Double](repeating: 0, count: speakerAt + 2 * speakers.count)
   let mine = comm.share(rows)
   let bar = progress && comm.rank == 0 ? ProgressBar(label: "evaluate \(split)", unit: "rows") : nil
   var done = 0
@@ -271,17 +298,17 @@ public func evaluate(
       let predicted = modelToShared[best]!
       counts[truth * k + predicted] += 1
       counts[k * k] -= Double(log(max(p[i * outputs + model], 1e-7)))
-      if !recordings.isEmpty {
-        let recording = recordings[Int(file.source[r])]
-        let hit: Double = predicted == truth ? 1 : 0
-        let slots = [
-          corpusIndex[recording.corpus].map { groupsAt + 2 * $0 },
-          speakerIndex[recording.speaker].map { groupsAt + 2 * (corpora.count + $0) },
-        ]
-        for at in slots.compactMap({ $0 }) {
-          counts[at] += hit
-          counts[at + 1] += 1
-        }
+      let kind = Int(file.augmentation[r])
+      if kind == 0 { counts[originalAt + truth * k + predicted] += 1 }
+      let recording = recordings.isEmpty ? nil : recordings[Int(file.source[r])]
+      let slots = [
+        kinds.indices.contains(kind) ? augmentationAt + 2 * kind : nil,
+        recording.flatMap { corpusIndex[$0.corpus] }.map { corpusAt + 2 * $0 },
+        recording.flatMap { speakerIndex[$0.speaker] }.map { speakerAt + 2 * $0 },
+      ]
+      for at in slots.compactMap({ $0 }) {
+        counts[at] += predicted == truth ? 1 : 0
+        counts[at + 1] += 1
       }
     }
     done += chunk.count
@@ -302,7 +329,15 @@ public func evaluate(
     let present = pairs.filter { $0.1[1] > 0 }
     return present.count > 1 ? Dictionary(uniqueKeysWithValues: present) : nil
   }
-  (e.byCorpus, e.bySpeaker) = (scores(corpora, from: groupsAt), scores(speakers, from: groupsAt + 2 * corpora.count))
+  (e.byCorpus, e.bySpeaker) = (scores(corpora, from: corpusAt), scores(speakers, from: speakerAt))
+  e.byAugmentation = scores(kinds, from: augmentationAt)
+  let original = Evaluation(
+    split: split, loss: 0, classes: shared,
+    confusion: (0..<k).map { t in (0..<k).map { Int(counts[originalAt + t * k + $0]) } })
+  if original.rows > 0 {
+    e.original = Evaluation.Subset(
+      rows: original.rows, accuracy: original.accuracy, unweightedAverageRecall: original.unweightedAverageRecall)
+  }
   if comm.rank == 0 {
     e.recordings = Set(rows.map { file.source[$0] }).count
     e.seenRecordings =

@@ -14,7 +14,7 @@ struct Train: ParsableCommand {
   static let configuration = CommandConfiguration(
     abstract: "Train the model on a feature file, on one process or data-parallel under mpirun/srun.",
     discussion: """
-      Every rank takes a strided share of each global batch; gradients are summed in one allreduce per step and
+      Every rank takes a strided share of each global batch; gradients are summed in one allreduce per step and \
       BatchNorm statistics are synchronised, so the number of ranks changes only the order of summation.
       SIGUSR1, SIGTERM or Ctrl-C (SIGINT; a second one ends it at once) writes a checkpoint at the next step and \
       exits with 75; --resume auto continues. A run directory that holds a run is refused unless --resume or --force.
@@ -53,7 +53,8 @@ struct Train: ParsableCommand {
         if let e = evaluation {
           print(
             "\n\(e.split) split, \(e.rows) rows: loss \(fixed(e.loss, 4)), accuracy \(fixed(e.accuracy, 4))"
-              + (e.seenWarning.map { "\nwarning: \($0)" } ?? "") + "\n\n\(e.report)")
+              + (e.originalSummary.map { "\n\($0)" } ?? "") + (e.seenWarning.map { "\nwarning: \($0)" } ?? "")
+              + "\n\n\(e.report)")
         }
         print("report: \(path)")
       }
@@ -327,12 +328,13 @@ struct CrossValidate: ParsableCommand {
         print(
           "\(repeats) repeats of \(summaries[0].folds.count)-fold cross-validation: mean ± sd over each repeat's "
             + "folds, then over all")
-        for (_, name, metric) in CrossValidationSummary.metrics {
+        for (_, label, metric) in CrossValidationSummary.metrics {
           let spreads =
             summaries.map { $0.spread(metric) } + [
               meanAndSD(summaries.flatMap { $0.folds.map { metric($0.evaluation) } })
             ]
-          print(pad(name, 10) + spreads.map { "\(fixed($0.mean, 4)) ± \(fixed($0.sd, 4))" }.joined(separator: "  "))
+          guard spreads.allSatisfy({ $0.mean.isFinite }) else { continue }  // no original rows
+          print(pad(label, 19) + spreads.map { "\(fixed($0.mean, 4)) ± \(fixed($0.sd, 4))" }.joined(separator: "  "))
         }
         print("\nwrote \(directory)/repeat-1 ... repeat-\(repeats) (cv.csv, cv.html), \(directory)/repeats.csv")
         return

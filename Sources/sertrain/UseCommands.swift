@@ -51,6 +51,7 @@ struct Evaluate: ParsableCommand {
         print(
           "\(checkpoint) on \(e.rows) \(split) rows: loss \(fixed(e.loss, 4)), accuracy \(fixed(e.accuracy, 4)), UAR "
             + fixed(e.unweightedAverageRecall, 4))
+        if let original = e.originalSummary { print(original) }
         if split == "unseen" {
           print("unseen: the rows of recordings the model did not train on (--split all evaluates every row)")
         } else if let warning = e.seenWarning {
@@ -277,13 +278,16 @@ struct Compare: ParsableCommand {
       let more = pairs.count > 1 ? " (and \(pairs.count - 1) more pair\(pairs.count > 2 ? "s" : ""))" : ""
       print("\(pairs[0].candidate) against \(pairs[0].base)\(more): \(folds) folds of held-out \(kind), paired by fold")
       print("")
+      let labels = differences.map { d in
+        CrossValidationSummary.metrics.first { $0.name == d.metric }?.label ?? d.metric
+      }
+      let width = labels.map(\.count).max()! + 2
       print(
-        pad("metric", 10) + pad("base", 9) + pad("candidate", 11) + pad("difference", 12) + pad("sd", 8) + pad("se", 8)
-          + pad("t", 8) + pad("p", 8) + "better/worse")
-      for d in differences {
+        pad("metric", width) + pad("base", 9) + pad("candidate", 11) + pad("difference", 12) + pad("sd", 8)
+          + pad("se", 8) + pad("t", 8) + pad("p", 8) + "better/worse")
+      for (d, label) in zip(differences, labels) {
         print(
-          pad(CrossValidationSummary.metrics.first { $0.name == d.metric }?.label ?? d.metric, 10)
-            + pad(fixed(d.base, 4), 9) + pad(fixed(d.candidate, 4), 11)
+          pad(label, width) + pad(fixed(d.base, 4), 9) + pad(fixed(d.candidate, 4), 11)
             + pad(signed(d.mean), 12) + pad(fixed(d.sd, 4), 8) + pad(fixed(d.standardError, 4), 8)
             + pad(fixed(d.t, 2), 8) + pad(d.p < 0.001 ? "<0.001" : fixed(d.p, 3), 8) + "\(d.better)/\(d.worse)")
       }

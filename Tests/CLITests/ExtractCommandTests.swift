@@ -149,6 +149,12 @@ final class SynthCommandTests: XCTestCase {
     let none = try runCommand(["predict", "--checkpoint", "run/checkpoint-last.h5", "run"], directory: dir)
     XCTAssertEqual(none.status, 1, none.stdout)
     XCTAssertTrue(none.stderr.contains("run: a directory without audio files"), none.stderr)
+    // Extracting a folder of unlabelled names says what it found and what to give.
+    let unlabelled = try runCommand(["extract", "new", "-o", "new.h5"], directory: dir)
+    XCTAssertEqual(unlabelled.status, 1, unlabelled.stdout)
+    XCTAssertTrue(
+      unlabelled.stderr.contains("new: none of its 2 audio file(s) is labelled: b.WAV has no emotion in its name")
+        && unlabelled.stderr.contains("use --manifest"), unlabelled.stderr)
     // A stored row holding NaN gets an error line too, never `nan` probabilities.
     let f = try FeatureFile(path: dir + "/f.h5")
     var rows = try f.readRows(0..<f.rowCount)

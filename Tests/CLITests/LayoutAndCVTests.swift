@@ -124,7 +124,9 @@ final class LayoutAndCVTests: XCTestCase {
       )
       XCTAssertEqual(c.status, 0, c.stderr)
       let trained = (try JSONSerialization.jsonObject(with: Data(c.stdout.utf8)) as! [String: Any])["rows"] as? Int
-      XCTAssertEqual(trained, Int(csv[fold].split(separator: ",", omittingEmptySubsequences: false)[7]), "fold \(fold)")
+      let column = csv[0].split(separator: ",").firstIndex(of: "train_rows")!
+      XCTAssertEqual(
+        trained, Int(csv[fold].split(separator: ",", omittingEmptySubsequences: false)[column]), "fold \(fold)")
     }
     let again = try runCommand(
       ["cv", "--data", "seed.h5", "--model", "tiny", "--folds", "2", "--epochs", "1", "--dir", "cv"], directory: dir)
@@ -184,11 +186,11 @@ extension TrainCommandTests {
       $0.split(separator: ",", omittingEmptySubsequences: false)
     }
     XCTAssertEqual(repeats.map { $0[0] }, ["repeat", "1", "2", "mean", "sd"])
-    XCTAssertEqual(repeats[0][2...].joined(separator: ","), "accuracy,macro_f1,uar")
+    XCTAssertEqual(repeats[0][2...].joined(separator: ","), "accuracy,macro_f1,uar,original_accuracy,original_uar")
     for r in 1...2 {
       let mean = try read("a/repeat-\(r)/cv.csv").split(separator: "\n").first { $0.hasPrefix("mean,") }!
         .split(separator: ",", omittingEmptySubsequences: false)
-      XCTAssertEqual(Array(repeats[r][2...4]), Array(mean[3...5]), "repeat \(r)'s means")
+      XCTAssertEqual(Array(repeats[r][2...6]), Array(mean[3...7]), "repeat \(r)'s means")
       XCTAssertEqual(repeats[r][1], "\(3 + r)", "repeat \(r)'s seed")
     }
     let c = try runCommand(["compare", "a", "b", "--json"], directory: dir)

@@ -46,13 +46,31 @@ final class UseCommandTests: XCTestCase {
       "path_or_row,emotion,angry,disgust,fear,happy,neutral,sad,surprise,path,truth,augmentation,error,warning")
     let file = try FeatureFile(path: dir + "/f.h5")
     var correct = 0
+    var byKind: [String: [Int]] = [:]  // correct and total rows per augmentation
     for line in lines.dropFirst() {
       let cells = line.split(separator: ",")
       let row = Int(cells[0])!
-      if String(cells[1]) == file.classes[Int(file.labels[row])] { correct += 1 }
+      let hit = String(cells[1]) == file.classes[Int(file.labels[row])] ? 1 : 0
+      correct += hit
+      byKind[String(cells[11]), default: [0, 0]][0] += hit
+      byKind[String(cells[11]), default: [0, 0]][1] += 1
     }
     XCTAssertEqual(evaluation["rows"] as? Int, lines.count - 1)
     XCTAssertEqual(evaluation["accuracy"] as! Double, Double(correct) / Double(lines.count - 1), accuracy: 1e-12)
+    // The original rows alone (no noise copies), and each augmentation's accuracy, as the rows' predictions say.
+    XCTAssertEqual(evaluation["byAugmentation"] as? [String: [Int]], byKind)
+    let original = evaluation["original"] as! [String: Any]
+    XCTAssertEqual(original["rows"] as? Int, byKind["original"]![1])
+    XCTAssertEqual(
+      original["accuracy"] as! Double, Double(byKind["original"]![0]) / Double(byKind["original"]![1]), accuracy: 1e-12)
+    let text = try runCommand(["evaluate", "--checkpoint", "run/checkpoint-last.h5"], directory: dir)
+    XCTAssertTrue(
+      text.stdout.contains(
+        "original rows alone (without the noise and pitch copies, as new recordings are): "
+          + "\(byKind["original"]![1]) rows, accuracy"), text.stdout)
+    XCTAssertTrue(text.stdout.contains("accuracy by augmentation: original "), text.stdout)
+    XCTAssertTrue(train.stdout.contains("original rows alone"), train.stdout)
+    XCTAssertTrue(html.contains("<th>augmentation</th><th>accuracy</th>"), "report.html has the augmentation table")
 
     // Audio files: a table, JSON; an unreadable file is a clear error.
     let audio = ["corpus/Synth/S1_00_angry.wav", "corpus/Synth/S2_01_sad.wav", "corpus/Synth/S1_02_fear.wav"]

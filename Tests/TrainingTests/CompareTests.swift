@@ -29,16 +29,21 @@ final class CompareTests: XCTestCase {
     }
   }
 
-  /// A cv.csv as `cv` writes it: per fold (speakers, rows, accuracy, macro F1, UAR, loss and, given `trainRows`,
-  /// the rows its model trained on), then mean and sd; without `trainRows` as older versions wrote it.
-  func write(_ dir: String, _ folds: [(String, Int, Double)], trainRows: Int? = nil) throws {
+  /// A cv.csv as `cv` writes it: per fold (speakers, rows, accuracy, macro F1, UAR, given `original` the original
+  /// rows' accuracy (the accuracy plus it, or NaN) and UAR, loss and, given `trainRows`, the rows its model trained
+  /// on), then mean and sd; without `original` and `trainRows` as older versions wrote it.
+  func write(_ dir: String, _ folds: [(String, Int, Double)], trainRows: Int? = nil, original: Double? = nil) throws {
     try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
     let last = trainRows.map { ",\($0)" } ?? ""
-    var csv = "fold,speakers,rows,accuracy,macro_f1,uar,loss" + (trainRows == nil ? "" : ",train_rows") + "\n"
+    var csv =
+      "fold,speakers,rows,accuracy,macro_f1,uar" + (original == nil ? "" : ",original_accuracy,original_uar") + ",loss"
+      + (trainRows == nil ? "" : ",train_rows") + "\n"
     for (i, (speakers, rows, accuracy)) in folds.enumerated() {
-      csv += "\(i + 1),\(csvCell(speakers)),\(rows),\(accuracy),\(accuracy - 0.1),\(accuracy - 0.05),1.5\(last)\n"
+      let originals = original.map { ",\(accuracy + $0),\(accuracy + $0 - 0.05)" } ?? ""
+      csv +=
+        "\(i + 1),\(csvCell(speakers)),\(rows),\(accuracy),\(accuracy - 0.1),\(accuracy - 0.05)\(originals),1.5\(last)\n"
     }
-    let empty = trainRows == nil ? "" : ","
+    let empty = (trainRows == nil ? "" : ",") + (original == nil ? "" : ",0,0")
     csv += "mean,,\(folds.reduce(0) { $0 + $1.1 }),0,0,0,0\(empty)\nsd,,,0,0,0,0\(empty)\n"
     try csv.write(toFile: dir + "/cv.csv", atomically: true, encoding: .utf8)
   }
@@ -84,6 +89,20 @@ final class CompareTests: XCTestCase {
     XCTAssertEqual([regrouped.partitions, regrouped.pairs], [2, 2])
     let same = try compareCrossValidations([(dir + "/a", dir + "/a/cv.csv")])
     XCTAssertEqual([same.differences[0].t, same.differences[0].p], [0, 1])
+    // The original rows' metrics are compared where every cv.csv has them (not an older one's, nor NaN: no rows
+    // known to be originals).
+    try write(dir + "/ao", [("s1 s2", 10, 0.5), ("s3", 10, 0.6), ("s4,x", 10, 0.7)], original: 0.02)
+    try write(dir + "/bo", [("s1 s2", 10, 0.6), ("s3", 10, 0.65), ("s4,x", 10, 0.8)], original: 0.05)
+    try write(dir + "/bn", [("s1 s2", 10, 0.6), ("s3", 10, 0.65), ("s4,x", 10, 0.8)], original: .nan)
+    let originals = try compareCrossValidations([(dir + "/ao", dir + "/bo")]).differences
+    XCTAssertEqual(originals.map(\.metric), ["accuracy", "macro_f1", "uar", "original_accuracy", "original_uar"])
+    XCTAssertEqual(originals[0].mean, accuracy.mean, accuracy: 1e-15)
+    XCTAssertEqual(originals[3].mean, 1.0 / 12 + 0.03, accuracy: 1e-15)
+    XCTAssertEqual(originals[3].base, 0.62, accuracy: 1e-15)
+    for other in ["b", "bn"] {
+      let d = try compareCrossValidations([(dir + "/ao", dir + "/" + other)]).differences
+      XCTAssertEqual(d.map(\.metric), ["accuracy", "macro_f1", "uar"], other)
+    }
 
     // Other folds are refused, naming the file and the fold.
     try write(dir + "/c", [("s1 s2", 10, 0.6), ("s5", 10, 0.65), ("s4,x", 10, 0.8)])
