@@ -147,7 +147,19 @@ public struct Evaluation: Codable, Sendable {
     return out.joined(separator: "\n")
   }
 
-  public func json() -> String { jsonText(self, pretty: true) }
+  /// Its fields and the unweighted average recall (computed, so not a field of its own).
+  public func json() -> String {
+    struct WithRecall: Encodable {
+      var evaluation: Evaluation
+      enum Key: CodingKey { case unweightedAverageRecall }
+      func encode(to encoder: Encoder) throws {
+        try evaluation.encode(to: encoder)
+        var c = encoder.container(keyedBy: Key.self)
+        try c.encode(evaluation.unweightedAverageRecall, forKey: .unweightedAverageRecall)
+      }
+    }
+    return jsonText(WithRecall(evaluation: self), pretty: true)
+  }
 }
 
 /// Rows of a feature file standardised with a checkpoint's scaler, and the network's probabilities for them.

@@ -47,16 +47,22 @@ final class UseCommandTests: XCTestCase {
     let file = try FeatureFile(path: dir + "/f.h5")
     var correct = 0
     var byKind: [String: [Int]] = [:]  // correct and total rows per augmentation
+    var byClass: [String: [Int]] = [:]  // correct and total rows per true class
     for line in lines.dropFirst() {
       let cells = line.split(separator: ",")
       let row = Int(cells[0])!
-      let hit = String(cells[1]) == file.classes[Int(file.labels[row])] ? 1 : 0
+      let truth = file.classes[Int(file.labels[row])]
+      let hit = String(cells[1]) == truth ? 1 : 0
       correct += hit
+      byClass[truth, default: [0, 0]][0] += hit
+      byClass[truth, default: [0, 0]][1] += 1
       byKind[String(cells[11]), default: [0, 0]][0] += hit
       byKind[String(cells[11]), default: [0, 0]][1] += 1
     }
     XCTAssertEqual(evaluation["rows"] as? Int, lines.count - 1)
     XCTAssertEqual(evaluation["accuracy"] as! Double, Double(correct) / Double(lines.count - 1), accuracy: 1e-12)
+    let recall = byClass.values.map { Double($0[0]) / Double($0[1]) }.reduce(0, +) / Double(byClass.count)
+    XCTAssertEqual(evaluation["unweightedAverageRecall"] as! Double, recall, accuracy: 1e-12)
     // The original rows alone (no noise copies), and each augmentation's accuracy, as the rows' predictions say.
     XCTAssertEqual(evaluation["byAugmentation"] as? [String: [Int]], byKind)
     let original = evaluation["original"] as! [String: Any]

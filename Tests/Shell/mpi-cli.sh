@@ -11,6 +11,18 @@ timeout 300 mpirun -n 3 --bind-to none "$SERTRAIN" train --data f.h5 --model tin
 [ "$(wc -l <uneven/history.csv)" -eq 4 ] || fail "3 ranks: expected 3 epochs of history"
 pass "mpirun -n 3 train on 101 rows: 3 epochs, history written"
 
+# evaluate on 3 ranks counts what one process counts (the loss aside: its sum's order differs), the original rows'
+# and each augmentation's figures included.
+make_features g.h5 120 64 --rows-per-recording 4
+"$SERTRAIN" evaluate --checkpoint uneven/checkpoint-last.h5 --data g.h5 --split all >eval-1.txt \
+  || fail "evaluate on one process"
+timeout 120 mpirun -n 3 --bind-to none "$SERTRAIN" evaluate --checkpoint uneven/checkpoint-last.h5 --data g.h5 \
+  --split all >eval-3.txt || fail "mpirun -n 3 evaluate"
+grep -q "original rows alone (.*): 30 rows" eval-1.txt || { cat eval-1.txt; fail "evaluate: no original rows' line"; }
+diff <(sed 's/loss [0-9.]*, //' eval-1.txt) <(sed 's/loss [0-9.]*, //' eval-3.txt) \
+  || fail "evaluate on 3 ranks differs from one process"
+pass "mpirun -n 3 evaluate: the same counts as one process, the original rows' too"
+
 (exec mpirun -n 2 --bind-to none "$SERTRAIN" train --data f.h5 --model tiny --epochs 500 --patience 1000 \
   --batch-size 8 --run-dir killed -q >killed.log 2>&1) &
 launcher=$!
