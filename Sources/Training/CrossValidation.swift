@@ -218,14 +218,8 @@ public func crossValidate(_ o: CrossValidationOptions, comm: Communicator) throw
         fold: fold + 1, groups: foldGroups[fold], trainRows: try split(fold).train.count,
         evaluation: try decodeJSON(Evaluation.self, from: text)))
   }
-  let classes = results[0].evaluation.classes
-  var confusion = [[Int]](repeating: [Int](repeating: 0, count: classes.count), count: classes.count)
-  for r in results {
-    for t in classes.indices { for p in classes.indices { confusion[t][p] += r.evaluation.confusion[t][p] } }
-  }
-  let loss = results.reduce(0.0) { $0 + $1.evaluation.loss * Double($1.evaluation.rows) }
   let summary = CrossValidationSummary(
-    folds: results, pooled: Evaluation(split: "pooled test", loss: loss, classes: classes, confusion: confusion))
+    folds: results, pooled: Evaluation.pooled(results.map(\.evaluation), split: "pooled test"))
   try writeCrossValidation(summary, o)
   return (summary, false)
 }

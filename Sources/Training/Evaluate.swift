@@ -29,10 +29,11 @@ public struct Evaluation: Codable, Sendable {
   public var perClass: [ClassScore]
   public var macro: ClassScore
   public var weighted: ClassScore
-  /// Correct and total rows per corpus and per speaker, where the feature file knows them.
+  /// Correct and total rows per corpus and per speaker, where the feature file knows them (shown where more than
+  /// one).
   public var byCorpus: [String: [Int]]?
   public var bySpeaker: [String: [Int]]?
-  /// Correct and total rows per augmentation (original, noise, pitch, ...), where the rows are of more than one.
+  /// Correct and total rows per augmentation (original, noise, pitch, ...), where the file knows them.
   public var byAugmentation: [String: [Int]]?
   /// The original rows alone, without the noise and pitch copies extraction adds: a clean test set, as a new
   /// recording meets `predict`. Nil when no row evaluated is known to be an original (a converted CSV's rows).
@@ -41,6 +42,12 @@ public struct Evaluation: Codable, Sendable {
     public var rows: Int
     public var accuracy: Double
     public var unweightedAverageRecall: Double
+    public var confusion: [[Int]]
+    init?(_ e: Evaluation) {
+      guard e.rows > 0 else { return nil }
+      (rows, accuracy, confusion) = (e.rows, e.accuracy, e.confusion)
+      unweightedAverageRecall = e.unweightedAverageRecall
+    }
   }
   /// How many recordings the rows are of (rank 0's), and how many of them the model's training saw (its train and
   /// validation rows; nil when the checkpoint does not record them: imported, or written before sertrain 0.11).
@@ -89,6 +96,32 @@ public struct Evaluation: Codable, Sendable {
     perClass = scores
     macro = average([Double](repeating: 1, count: scores.count), "macro avg")
     weighted = average(scores.map { Double($0.support) }, "weighted avg")
+  }
+
+  /// Evaluations of disjoint rows with the same classes (a cross-validation's folds) as one: their counts summed.
+  public static func pooled(_ parts: [Evaluation], split: String) -> Evaluation {
+    let classes = parts[0].classes
+    func sum(_ matrices: [[[Int]]]) -> [[Int]] {
+      classes.indices.map { t in classes.indices.map { p in matrices.reduce(0) { $0 + $1[t][p] } } }
+    }
+    var e = Evaluation(
+      split: split, loss: parts.reduce(0) { $0 + $1.loss * Double($1.rows) }, classes: classes,
+      confusion: sum(parts.map(\.confusion)))
+    let originals = parts.compactMap(\.original?.confusion)
+    if originals.count == parts.count {
+      e.original = Subset(Evaluation(split: split, loss: 0, classes: classes, confusion: sum(originals)))
+    }
+    func merged(_ tables: [[String: [Int]]?]) -> [String: [Int]]? {
+      let present = tables.compactMap { $0 }
+      guard present.count == tables.count else { return nil }  // a part that does not say (an older one)
+      return present.reduce(into: [:]) { all, table in
+        for (key, counts) in table { all[key] = zip(all[key] ?? [0, 0], counts).map { $0 + $1 } }
+      }
+    }
+    (e.byAugmentation, e.byCorpus, e.bySpeaker) = (
+      merged(parts.map(\.byAugmentation)), merged(parts.map(\.byCorpus)), merged(parts.map(\.bySpeaker))
+    )
+    return e
   }
 
   /// The mean recall over the classes that have rows (unweighted average recall, the usual measure in speech
@@ -339,17 +372,14 @@ public func evaluate(
   func scores(_ names: [String], from at: Int) -> [String: [Int]]? {
     let pairs = names.enumerated().map { ($1, [Int(counts[at + 2 * $0]), Int(counts[at + 2 * $0 + 1])]) }
     let present = pairs.filter { $0.1[1] > 0 }
-    return present.count > 1 ? Dictionary(uniqueKeysWithValues: present) : nil
+    return present.isEmpty ? nil : Dictionary(uniqueKeysWithValues: present)
   }
   (e.byCorpus, e.bySpeaker) = (scores(corpora, from: corpusAt), scores(speakers, from: speakerAt))
   e.byAugmentation = scores(kinds, from: augmentationAt)
-  let original = Evaluation(
-    split: split, loss: 0, classes: shared,
-    confusion: (0..<k).map { t in (0..<k).map { Int(counts[originalAt + t * k + $0]) } })
-  if original.rows > 0 {
-    e.original = Evaluation.Subset(
-      rows: original.rows, accuracy: original.accuracy, unweightedAverageRecall: original.unweightedAverageRecall)
-  }
+  e.original = Evaluation.Subset(
+    Evaluation(
+      split: split, loss: 0, classes: shared,
+      confusion: (0..<k).map { t in (0..<k).map { Int(counts[originalAt + t * k + $0]) } }))
   if comm.rank == 0 {
     e.recordings = Set(rows.map { file.source[$0] }).count
     e.seenRecordings =

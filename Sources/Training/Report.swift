@@ -56,7 +56,7 @@ public func reportHTML(
     body += "<div class=\"charts\">" + heatMap(e) + classTable(e)
     let kinds = FeatureFormat.augmentationNames
     for (name, scores) in [("augmentation", e.byAugmentation), ("corpus", e.byCorpus), ("speaker", e.bySpeaker)] {
-      guard let scores else { continue }
+      guard let scores, scores.count > 1 else { continue }
       body += "<table class=\"scores\"><tr><th>\(name)</th><th>accuracy</th><th>rows</th></tr>"
       for key in scores.keys.sorted(by: { (kinds.firstIndex(of: $0) ?? 0, $0) < (kinds.firstIndex(of: $1) ?? 0, $1) }) {
         let (correct, total) = (scores[key]![0], scores[key]![1])
