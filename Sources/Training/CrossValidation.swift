@@ -181,7 +181,15 @@ public func crossValidate(_ o: CrossValidationOptions, comm: Communicator) throw
   for fold in stride(from: color, to: k, by: groups) {
     let dir = o.directory + "/fold-\(fold + 1)"
     let done = dir + "/evaluation.json"
-    if access(done, R_OK) == 0 { continue }
+    // Done, unless an older sertrain's evaluation lacks the per-augmentation counts (the finished run is then
+    // evaluated again, not trained).
+    if let text = try? String(contentsOfFile: done, encoding: .utf8) {
+      if let e = try? decodeJSON(Evaluation.self, from: text), e.byAugmentation != nil || e.original != nil { continue }
+      if team.rank == 0 && !o.trainer.quiet {
+        Output.shared.line(
+          o.trainer.linePrefix + "fold \(fold + 1)/\(k): \(done) is an older sertrain's: its run is evaluated again")
+      }
+    }
     let split = try split(fold)
     var options = o.trainer
     options.linePrefix = groups > 1 || !o.trainer.quiet ? o.trainer.linePrefix + "fold \(fold + 1)/\(k): " : ""

@@ -134,6 +134,22 @@ final class LayoutAndCVTests: XCTestCase {
     XCTAssertFalse(again.stdout.contains("Epoch 1/1"), again.stdout)
     XCTAssertEqual(
       try String(contentsOfFile: dir + "/cv/cv.csv", encoding: .utf8).split(separator: "\n"), csv)
+    // A fold's evaluation.json as sertrain 0.11 wrote it (no per-augmentation counts): the finished run is evaluated
+    // again, not trained, and cv.csv is what a fresh cv writes.
+    let done = dir + "/cv/fold-2/evaluation.json"
+    var older = try JSONSerialization.jsonObject(with: Data(contentsOf: URL(fileURLWithPath: done))) as! [String: Any]
+    (older["byAugmentation"], older["original"]) = (nil, nil)
+    try JSONSerialization.data(withJSONObject: older).write(to: URL(fileURLWithPath: done))
+    let weights = try checkpointParameters(dir + "/cv/fold-2/checkpoint-last.h5")
+    let upgraded = try runCommand(
+      ["cv", "--data", "seed.h5", "--model", "tiny", "--folds", "2", "--epochs", "1", "--dir", "cv"], directory: dir)
+    XCTAssertEqual(upgraded.status, 0, upgraded.stderr)
+    XCTAssertTrue(
+      upgraded.stdout.contains("fold 2/2: cv/fold-2/evaluation.json is an older sertrain's"), upgraded.stdout)
+    XCTAssertFalse(upgraded.stdout.contains("Epoch 1/1"), upgraded.stdout)
+    XCTAssertEqual(
+      try String(contentsOfFile: dir + "/cv/cv.csv", encoding: .utf8).split(separator: "\n"), csv)
+    XCTAssertEqual(try checkpointParameters(dir + "/cv/fold-2/checkpoint-last.h5"), weights)
 
     // A stop (SIGUSR1) in a fold: checkpoint, exit 75; the same command continues, and every fold ends bit for bit
     // where an uninterrupted cv ends.
