@@ -315,6 +315,12 @@ public func makeReport(
   runDir: String, data: String?, split: String?, comm: Communicator, output: String? = nil, progress: Bool = false
 ) throws -> (String, Evaluation?)? {
   let path = runDir + "/" + Trainer.lastName
+  if access(path, F_OK) != 0 && access(runDir + "/folds.csv", F_OK) == 0 {
+    throw Failure(
+      runDir,
+      "is a cross-validation directory: its report is cv.html, which the same sertrain cv command writes again; "
+        + "each fold's run is \(runDir)/fold-i")
+  }
   let last = try Checkpoint.read(path)
   var evaluation: Evaluation?
   do {

@@ -150,6 +150,9 @@ final class LayoutAndCVTests: XCTestCase {
     XCTAssertEqual(
       try String(contentsOfFile: dir + "/cv/cv.csv", encoding: .utf8).split(separator: "\n"), csv)
     XCTAssertEqual(try checkpointParameters(dir + "/cv/fold-2/checkpoint-last.h5"), weights)
+    let report = try runCommand(["report", "cv"], directory: dir)
+    XCTAssertEqual(report.status, 1, report.stdout)
+    XCTAssertTrue(report.stderr.contains("cv: is a cross-validation directory: its report is cv.html"), report.stderr)
 
     // A stop (SIGUSR1) in a fold: checkpoint, exit 75; the same command continues, and every fold ends bit for bit
     // where an uninterrupted cv ends.
