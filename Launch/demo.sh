@@ -33,9 +33,9 @@ echo "== training on 2 ranks, split by speaker: validation and test are voices i
 
 echo "== evaluate on the held-out speaker's recordings"
 "$bin" evaluate --checkpoint run/checkpoint-last.h5 --split test
-echo "== predict three recordings (a recording the model trained on is said to be one)"
-"$bin" predict --checkpoint run/checkpoint-last.h5 corpus/Synth/S1_03_angry.wav corpus/Synth/S3_07_sad.wav \
-  corpus/Synth/S5_09_surprise.wav
+echo "== predict three recordings: two of the held-out speaker (S4), one the model trained on (said so)"
+"$bin" predict --checkpoint run/checkpoint-last.h5 corpus/Synth/S4_07_sad.wav corpus/Synth/S4_09_surprise.wav \
+  corpus/Synth/S1_03_angry.wav
 
 echo "== stop a run with SIGUSR1 (checkpoint, exit 75), then resume it where it stopped"
 "$bin" train --model tiny --epochs 12 --patience 100 --batch-size 16 --learning-rate 0.01 --run-dir run-stopped -q &
