@@ -238,7 +238,7 @@ public final class Trainer {
       }
     }
     if resumed == nil {
-      try fitScaler()
+      try fitTrainRowsScaler()
       broadcastInitialParameters()
     }
     if config.standardizationMode == .speaker {
@@ -348,7 +348,7 @@ public final class Trainer {
   /// reduced), as scikit-learn's StandardScaler computes them; a zero deviation becomes 1.
   /// With `--standardize feature`, one mean and deviation per feature over its columns. `none` and `speaker` leave
   /// the identity.
-  private func fitScaler() throws {
+  private func fitTrainRowsScaler() throws {
     let mode = config.standardizationMode
     guard mode == .column || mode == .feature else { return }
     let features = mode == .feature ? file.recipe.columnFeatures : nil
@@ -358,7 +358,7 @@ public final class Trainer {
         "--standardize feature needs rows of whole frames (\(file.recipe.featuresPerFrame) features each); this "
           + "file's are \(file.width) wide: use --standardize column")
     }
-    scaler = try Training.fitScaler(file, rows: trainRows, features: features, comm: comm)
+    scaler = try fitScaler(file, rows: trainRows, features: features, comm: comm)
   }
 
   /// Rank 0's initial parameters go to every rank, which checks them by checksum.
