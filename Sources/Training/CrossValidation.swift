@@ -184,10 +184,12 @@ public func crossValidate(_ o: CrossValidationOptions, comm: Communicator) throw
     // Done, unless an older sertrain's evaluation lacks the per-augmentation counts (the finished run is then
     // evaluated again, not trained).
     if let text = try? String(contentsOfFile: done, encoding: .utf8) {
-      if let e = try? decodeJSON(Evaluation.self, from: text), e.byAugmentation != nil || e.original != nil { continue }
+      let e = try? decodeJSON(Evaluation.self, from: text)
+      if let e, e.byAugmentation != nil || e.original != nil { continue }
       if team.rank == 0 && !o.trainer.quiet {
         Output.shared.line(
-          o.trainer.linePrefix + "fold \(fold + 1)/\(k): \(done) is an older sertrain's: its run is evaluated again")
+          o.trainer.linePrefix + "fold \(fold + 1)/\(k): \(done) "
+            + (e == nil ? "cannot be read" : "is an older sertrain's") + ": its run is evaluated again")
       }
     }
     let split = try split(fold)

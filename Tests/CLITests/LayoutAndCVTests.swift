@@ -150,6 +150,13 @@ final class LayoutAndCVTests: XCTestCase {
     XCTAssertEqual(
       try String(contentsOfFile: dir + "/cv/cv.csv", encoding: .utf8).split(separator: "\n"), csv)
     XCTAssertEqual(try checkpointParameters(dir + "/cv/fold-2/checkpoint-last.h5"), weights)
+    // One cut short (a disk that filled) is written again the same way.
+    try "{\"split\": \"te".write(toFile: done, atomically: true, encoding: .utf8)
+    let mended = try runCommand(
+      ["cv", "--data", "seed.h5", "--model", "tiny", "--folds", "2", "--epochs", "1", "--dir", "cv"], directory: dir)
+    XCTAssertTrue(mended.stdout.contains("fold 2/2: cv/fold-2/evaluation.json cannot be read"), mended.stdout)
+    XCTAssertEqual(
+      try String(contentsOfFile: dir + "/cv/cv.csv", encoding: .utf8).split(separator: "\n"), csv)
     let report = try runCommand(["report", "cv"], directory: dir)
     XCTAssertEqual(report.status, 1, report.stdout)
     XCTAssertTrue(report.stderr.contains("cv: is a cross-validation directory: its report is cv.html"), report.stderr)
