@@ -150,7 +150,7 @@ final class LayoutAndCVTests: XCTestCase {
     XCTAssertEqual(
       try String(contentsOfFile: dir + "/cv/cv.csv", encoding: .utf8).split(separator: "\n"), csv)
     XCTAssertEqual(try checkpointParameters(dir + "/cv/fold-2/checkpoint-last.h5"), weights)
-    // One cut short (a disk that filled) is written again the same way.
+    // One damaged (a copy cut short, an edit by hand) is written again the same way.
     try "{\"split\": \"te".write(toFile: done, atomically: true, encoding: .utf8)
     let mended = try runCommand(
       ["cv", "--data", "seed.h5", "--model", "tiny", "--folds", "2", "--epochs", "1", "--dir", "cv"], directory: dir)
