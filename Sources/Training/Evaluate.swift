@@ -422,11 +422,19 @@ public func windowStarts(seconds: Double, recipe: FeatureRecipe) -> [Double] {
 
 /// Predicts recordings (their original row, extracted as in training) with a checkpoint; with `windows`, every
 /// window of each (`windowStarts`), each read as `extract` reads a recording at that offset, and the recording by the
-/// mean of its windows' probabilities.
+/// mean of its windows' probabilities. Under `--standardize speaker` the recordings given are one speaker's, whose
+/// statistics are over their rows and those of `reference` (more recordings of that speaker, not predicted).
 public func predictFiles(
-  _ paths: [String], checkpoint: Checkpoint, path checkpointPath: String, precision: Precision = .fp32,
-  windows: Bool = false
+  _ given: [String], checkpoint: Checkpoint, path checkpointPath: String, precision: Precision = .fp32,
+  windows: Bool = false, reference: [String] = []
 ) throws -> [Prediction] {
+  guard reference.isEmpty || checkpoint.standardization == .speaker else {
+    throw Failure(
+      "--speaker-reference: \(checkpointPath) does not standardise by speaker (--standardize speaker), so it needs "
+        + "no other recordings")
+  }
+  // The recordings read: those to predict, then the reference's (one given twice is read once).
+  let paths = given + reference.filter { !Set(given).contains($0) }
   let predictor = try Predictor(checkpoint, path: checkpointPath, precision: precision)
   var recipe = FeatureRecipe()
   recipe.layout = checkpoint.recipe?.layout ?? .seed  // rows as the model was trained on
@@ -467,6 +475,7 @@ public func predictFiles(
       x += values
       rows += mine
     } catch let e as AudioError {
+      if i >= given.count { throw Failure(p, "--speaker-reference: \(e.message)") }
       errors[i] = e.message
     }
   }
@@ -478,27 +487,30 @@ public func predictFiles(
       throw Failure(
         "\(checkpointPath) standardises each speaker's rows by that speaker's own statistics (--standardize "
           + "speaker): predict needs at least \(minimumSpeakerRecordings) readable recordings of one speaker at "
-          + "once, got \(good)")
+          + "once (with those of --speaker-reference), got \(good)")
     }
     let w = extractor.recipe.width
     let key = { (r: Int) in (paths[rows[r].recording], rows[r].start) }
     let sorted = rows.indices.sorted { key($0) < key($1) }.flatMap { x[($0 * w)..<(($0 + 1) * w)] }
     let speaker = featureStatistics(sorted, width: w, features: extractor.recipe.columnFeatures!)
     x.withUnsafeMutableBufferPointer { speaker.standardise($0, rows: rows.count) }
+    // The reference's rows served the statistics only.
+    let predicted = rows.indices.filter { rows[$0].recording < given.count }
+    (x, rows) = (predicted.flatMap { x[($0 * w)..<(($0 + 1) * w)] }, predicted.map { rows[$0] })
   } else {
     predictor.standardise(&x, rows: Array(rows.indices))
   }
   let predicted = label(
     predictor.probabilities(x, count: rows.count), sources: rows.map { paths[$0.recording] },
     classes: checkpoint.classNames)
-  var parts = [[Prediction]](repeating: [], count: paths.count)
+  var parts = [[Prediction]](repeating: [], count: given.count)
   for (row, p) in zip(rows, predicted) {
     var p = p
     (p.warning, p.seconds) = (row.warning, row.seconds)
     if windows { (p.start, p.end) = (row.start, min(row.start + extractor.recipe.duration, row.seconds)) }
     parts[row.recording].append(p)
   }
-  return paths.indices.map { i in
+  return given.indices.map { i in
     guard let error = errors[i] else {
       return windows ? meanOfWindows(parts[i], classes: checkpoint.classNames) : parts[i][0]
     }

@@ -106,10 +106,22 @@ struct Predict: ParsableCommand {
         + "(a last window needs half a window of audio), and each recording by their mean."))
   var windows = false
 
+  @Option(
+    name: .customLong("speaker-reference"),
+    help: ArgumentHelp(
+      "For a --standardize speaker checkpoint: more recordings of the same speaker (files or directories; repeat the "
+        + "option), whose rows join the speaker's statistics but are not predicted: one new recording can then be "
+        + "predicted with ten or more of its speaker's.",
+      valueName: "path"))
+  var speakerReference: [String] = []
+
   @OptionGroup var inference: InferenceOptions
 
   func validate() throws {
     if files.isEmpty == (features == nil) { throw ValidationError("give audio files or --features, not both") }
+    if !speakerReference.isEmpty && features != nil {
+      throw ValidationError("--speaker-reference is for audio files, not --features")
+    }
     if json && csv { throw ValidationError("--json or --csv, not both") }
     if windows && features != nil { throw ValidationError("--windows is for audio files, not --features") }
   }
@@ -119,17 +131,20 @@ struct Predict: ParsableCommand {
       configureThreads(environment: environment())
       let c = try Checkpoint.read(checkpoint)
       let recordings = try audioFiles(files)
+      let reference = try audioFiles(speakerReference)
       if c.standardization == .speaker {
         printError(
           "note: \(checkpoint) standardises each speaker by that speaker's own statistics: "
             + (features == nil
-              ? "they are computed over the \(recordings.count) recordings given, as one speaker's"
+              ? "they are computed over the \(recordings.count) recordings given"
+                + (reference.isEmpty ? "" : " and the \(reference.count) of --speaker-reference") + ", as one speaker's"
               : "they are computed for each speaker of \(features!)"))
       }
       let predictions =
         features == nil
         ? try predictFiles(
-          recordings, checkpoint: c, path: checkpoint, precision: try inference.precision.resolved(), windows: windows)
+          recordings, checkpoint: c, path: checkpoint, precision: try inference.precision.resolved(), windows: windows,
+          reference: reference)
         : try predictRows(
           featuresPath: features!, split: split, checkpoint: c, path: checkpoint,
           precision: try inference.precision.resolved())

@@ -57,5 +57,29 @@ final class FramesModelTests: XCTestCase {
     let lines = { (r: RunResult) in Set(r.stdout.split(separator: "\n").dropFirst().map(String.init)) }
     XCTAssertEqual(lines(forward), lines(backward))
     XCTAssertEqual(lines(forward).count, first.count)
+    // One recording with --speaker-reference (the speaker's others, not predicted): its line as when all are given.
+    try FileManager.default.createDirectory(atPath: dir + "/reference", withIntermediateDirectories: true)
+    for path in first.dropFirst() {
+      try FileManager.default.copyItem(
+        atPath: dir + "/" + path, toPath: dir + "/reference/" + String(path.split(separator: "/").last!))
+    }
+    let one = ["predict", "--checkpoint", "speaker/checkpoint-last.h5", "--csv", first[0]]
+    let referenced = try runCommand(one + ["--speaker-reference", "reference"], directory: dir)
+    XCTAssertEqual(referenced.status, 0, referenced.stderr)
+    XCTAssertTrue(referenced.stderr.contains("the \(first.count - 1) of --speaker-reference"), referenced.stderr)
+    let together = try runCommand(one + ["reference"], directory: dir)
+    let line = { (r: RunResult) in r.stdout.split(separator: "\n").first { $0.hasPrefix(first[0] + ",") } }
+    XCTAssertEqual(referenced.stdout.split(separator: "\n").count, 2, referenced.stdout)
+    XCTAssertNotNil(line(referenced))
+    XCTAssertEqual(line(referenced), line(together))
+    let unreadable = try runCommand(
+      one + ["--speaker-reference", "reference", "--speaker-reference", "speaker/status"], directory: dir)
+    XCTAssertEqual(unreadable.status, 1)
+    XCTAssertTrue(unreadable.stderr.contains("speaker/status: --speaker-reference: "), unreadable.stderr)
+    let column = try runCommand(
+      ["predict", "--checkpoint", "column/checkpoint-last.h5", first[0], "--speaker-reference", "reference"],
+      directory: dir)
+    XCTAssertEqual(column.status, 1)
+    XCTAssertTrue(column.stderr.contains("does not standardise by speaker"), column.stderr)
   }
 }
