@@ -487,7 +487,7 @@ public func predictFiles(
       throw Failure(
         "\(checkpointPath) standardises each speaker's rows by that speaker's own statistics (--standardize "
           + "speaker): predict needs at least \(minimumSpeakerRecordings) readable recordings of one speaker at "
-          + "once (with those of --speaker-reference), got \(good)")
+          + "once, got \(good): --speaker-reference PATH adds more of the speaker's, which are not predicted")
     }
     let w = extractor.recipe.width
     let key = { (r: Int) in (paths[rows[r].recording], rows[r].start) }
