@@ -27,6 +27,9 @@ public struct Checkpoint {
   /// leaves the scaler the identity and standardises each speaker's rows by their own statistics, at prediction
   /// time too (`SpeakerStatistics`).
   public var standardization = Standardization.column
+  /// Under `speaker`, the train rows' statistics per feature (`speaker_fallback/mean`, `/scale`): what `predict`
+  /// standardises with when it is given too few of a speaker's recordings for their own (from sertrain 0.12).
+  public var speakerFallback: Scaler?
   public var adamM: [Float]?
   public var adamV: [Float]?
   public var adamIterations = 0
@@ -83,6 +86,7 @@ public struct Checkpoint {
       var contents = ["class_names", "parameters", "state", "scaler/mean", "scaler/scale"]
       if split != nil { contents.append("split") }
       if seenRecordings != nil { contents.append("seen_recordings") }
+      if speakerFallback != nil { contents += ["speaker_fallback/mean", "speaker_fallback/scale"] }
       if adamM != nil && adamV != nil { contents += ["optimizer/m", "optimizer/v"] }
       if bestParameters != nil && bestState != nil { contents += ["best/parameters", "best/state"] }
       try f.setAttribute("format", Checkpoint.format)
@@ -100,6 +104,10 @@ public struct Checkpoint {
       try writeLayout(stateLayout, f, "state_layout")
       _ = try f.write("scaler/mean", scaler.mean, digest: true)
       _ = try f.write("scaler/scale", scaler.scale, digest: true)
+      if let speakerFallback {
+        _ = try f.write("speaker_fallback/mean", speakerFallback.mean, digest: true)
+        _ = try f.write("speaker_fallback/scale", speakerFallback.scale, digest: true)
+      }
       if let split { _ = try f.write("split", split) }
       if let seenRecordings { _ = try f.write("seen_recordings", seenRecordings.map { Int64(bitPattern: $0) }) }
       if let recipe { try f.setAttribute("recipe", String(decoding: try JSONEncoder().encode(recipe), as: UTF8.self)) }
@@ -170,19 +178,23 @@ public struct Checkpoint {
     }
     // A spec that cannot be built is an error here, not later; so is a layout that is not the spec's.
     let plans = try spec.plan(classes: names.count)
-    let (mean, scale) = (try floats("scaler/mean"), try floats("scaler/scale"))
     let width = spec.inputLength * spec.inputChannels
-    guard mean.count == width, scale.count == width else {
-      throw Failure(
-        path, "the scaler has \(mean.count) means and \(scale.count) scales, the model reads \(width) columns")
-    }
-    guard mean.allSatisfy(\.isFinite), scale.allSatisfy({ $0.isFinite && $0 > 0 }) else {
-      throw Failure(path, "the scaler holds a mean that is not finite or a scale that is not positive and finite")
+    func scaler(_ group: String) throws -> Scaler {
+      let (mean, scale) = (try floats(group + "/mean"), try floats(group + "/scale"))
+      guard mean.count == width, scale.count == width else {
+        throw Failure(
+          path, "\(group) has \(mean.count) means and \(scale.count) scales, the model reads \(width) columns")
+      }
+      guard mean.allSatisfy(\.isFinite), scale.allSatisfy({ $0.isFinite && $0 > 0 }) else {
+        throw Failure(path, "\(group) holds a mean that is not finite or a scale that is not positive and finite")
+      }
+      return Scaler(mean: mean, scale: scale)
     }
     var c = Checkpoint(
       spec: spec, classNames: names, parameterLayout: try readLayout(f, "layout", path),
       parameters: try floats("parameters"), stateLayout: try readLayout(f, "state_layout", path),
-      state: try floats("state"), scaler: Scaler(mean: mean, scale: scale))
+      state: try floats("state"), scaler: try scaler("scaler"))
+    if has("speaker_fallback/mean") { c.speakerFallback = try scaler("speaker_fallback") }
     let expected = Network.layouts(plans)
     guard c.parameterLayout == expected.parameters, c.stateLayout == expected.state else {
       throw Failure(path, "the stored parameter layout is not the one its model spec gives")

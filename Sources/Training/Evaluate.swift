@@ -426,7 +426,7 @@ public func windowStarts(seconds: Double, recipe: FeatureRecipe) -> [Double] {
 /// statistics are over their rows and those of `reference` (more recordings of that speaker, not predicted).
 public func predictFiles(
   _ given: [String], checkpoint: Checkpoint, path checkpointPath: String, precision: Precision = .fp32,
-  windows: Bool = false, reference: [String] = []
+  windows: Bool = false, reference: [String] = [], note: (String) -> Void = { _ in }
 ) throws -> [Prediction] {
   guard reference.isEmpty || checkpoint.standardization == .speaker else {
     throw Failure(
@@ -479,27 +479,39 @@ public func predictFiles(
       errors[i] = e.message
     }
   }
-  if checkpoint.standardization == .speaker {
+  let w = extractor.recipe.width
+  let good = Set(rows.map { paths[$0.recording] }).count
+  if checkpoint.standardization != .speaker {
+    predictor.standardise(&x, rows: Array(rows.indices))
+  } else if good >= minimumSpeakerRecordings {
     // One speaker's statistics over the rows of the recordings given, in the order of their paths and windows (any
     // order of the arguments gives the same rows).
-    let good = Set(rows.map { paths[$0.recording] }).count
-    guard good >= minimumSpeakerRecordings else {
-      throw Failure(
-        "\(checkpointPath) standardises each speaker's rows by that speaker's own statistics (--standardize "
-          + "speaker): predict needs at least \(minimumSpeakerRecordings) readable recordings of one speaker at "
-          + "once, got \(good): --speaker-reference PATH adds more of the speaker's, which are not predicted")
-    }
-    let w = extractor.recipe.width
+    let referenced = paths.count - given.count
+    note(
+      "\(checkpointPath) standardises each speaker by that speaker's own statistics: they are computed over the "
+        + "\(given.count) recording(s) given" + (referenced == 0 ? "" : " and the \(referenced) of --speaker-reference")
+        + ", as one speaker's")
     let key = { (r: Int) in (paths[rows[r].recording], rows[r].start) }
     let sorted = rows.indices.sorted { key($0) < key($1) }.flatMap { x[($0 * w)..<(($0 + 1) * w)] }
     let speaker = featureStatistics(sorted, width: w, features: extractor.recipe.columnFeatures!)
     x.withUnsafeMutableBufferPointer { speaker.standardise($0, rows: rows.count) }
-    // The reference's rows served the statistics only.
-    let predicted = rows.indices.filter { rows[$0].recording < given.count }
-    (x, rows) = (predicted.flatMap { x[($0 * w)..<(($0 + 1) * w)] }, predicted.map { rows[$0] })
+  } else if let fallback = checkpoint.speakerFallback {
+    // Too few for the speaker's own statistics: the training speakers' together.
+    note(
+      "\(good) recording(s) are too few for a speaker's own statistics (\(minimumSpeakerRecordings) or more): "
+        + "standardised by the training speakers' together instead, which costs accuracy (about as a --standardize "
+        + "feature model does; EXPERIMENTS.md); --speaker-reference PATH adds more of the speaker's recordings")
+    x.withUnsafeMutableBufferPointer { fallback.standardise($0, rows: rows.count) }
   } else {
-    predictor.standardise(&x, rows: Array(rows.indices))
+    throw Failure(
+      "\(checkpointPath) standardises each speaker's rows by that speaker's own statistics (--standardize "
+        + "speaker): predict needs at least \(minimumSpeakerRecordings) readable recordings of one speaker at "
+        + "once, got \(good): --speaker-reference PATH adds more of the speaker's, which are not predicted (a "
+        + "checkpoint of sertrain 0.12 or later falls back to its training speakers' statistics)")
   }
+  // The reference's rows served the statistics only.
+  let kept = rows.indices.filter { rows[$0].recording < given.count }
+  (x, rows) = (kept.flatMap { x[($0 * w)..<(($0 + 1) * w)] }, kept.map { rows[$0] })
   let predicted = label(
     predictor.probabilities(x, count: rows.count), sources: rows.map { paths[$0.recording] },
     classes: checkpoint.classNames)

@@ -94,7 +94,8 @@ public func describeCheckpoint(_ path: String) throws -> String {
   out.append(
     "  scaler        "
       + (c.standardization == .speaker
-        ? "per speaker (each speaker's rows by that speaker's own statistics per feature)"
+        ? "per speaker (each speaker's rows by that speaker's own statistics per feature"
+          + (c.speakerFallback == nil ? ")" : "; fewer than 10 recordings by the train rows' statistics per feature)")
         : identity
           ? "identity (no standardisation)"
           : "standardise \(c.scaler.width) columns" + (c.standardization == .feature ? " (by feature)" : "")))

@@ -59,6 +59,9 @@ public final class Trainer {
   var state: TrainingState
   let split: DataSplit
   var scaler: Scaler
+  /// Under `--standardize speaker`, the train rows' statistics per feature, for `predict` given too few of a
+  /// speaker's recordings (nil for a run an older sertrain began).
+  var speakerFallback: Scaler?
   /// How the run's rows are standardised: by the scaler, or each speaker's by its own statistics
   /// (`--standardize speaker`; the scaler is then the identity). Set once the scaler is known.
   var standardiser = RowStandardiser.columns(.identity(width: 0))
@@ -192,7 +195,7 @@ public final class Trainer {
       }
       adam.iterations = c.adamIterations
       adam.learningRate = Float(c.learningRate)
-      scaler = c.scaler
+      (scaler, speakerFallback) = (c.scaler, c.speakerFallback)
       state = resumed!.state
     } else {
       scaler = .identity(width: file.width)
@@ -347,9 +350,12 @@ public final class Trainer {
   /// Per-column mean and population deviation of the train rows (each rank sums a strided share; the sums are
   /// reduced), as scikit-learn's StandardScaler computes them; a zero deviation becomes 1.
   /// With `--standardize feature`, one mean and deviation per feature over its columns. `none` and `speaker` leave
-  /// the identity.
+  /// the identity; `speaker` keeps the feature statistics as its fallback.
   private func fitTrainRowsScaler() throws {
     let mode = config.standardizationMode
+    if mode == .speaker, let features = file.recipe.columnFeatures, file.width == file.recipe.width {
+      speakerFallback = try fitScaler(file, rows: trainRows, features: features, comm: comm)
+    }
     guard mode == .column || mode == .feature else { return }
     let features = mode == .feature ? file.recipe.columnFeatures : nil
     if mode == .feature && (features == nil || file.width != file.recipe.width) {
@@ -663,6 +669,7 @@ public final class Trainer {
     c.seenRecordings = seenRecordings
     c.recipe = file.recipe
     c.standardization = config.standardizationMode
+    c.speakerFallback = speakerFallback
     if earlyStopping.restoreBestWeights, let bestWeights { (c.bestParameters, c.bestState) = bestWeights }
     try c.write(to: lastPath, overwrite: true)
     if best {

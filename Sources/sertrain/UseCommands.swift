@@ -132,19 +132,16 @@ struct Predict: ParsableCommand {
       let c = try Checkpoint.read(checkpoint)
       let recordings = try audioFiles(files)
       let reference = try audioFiles(speakerReference)
-      if c.standardization == .speaker {
+      if c.standardization == .speaker, let features {
         printError(
-          "note: \(checkpoint) standardises each speaker by that speaker's own statistics: "
-            + (features == nil
-              ? "they are computed over the \(recordings.count) recordings given"
-                + (reference.isEmpty ? "" : " and the \(reference.count) of --speaker-reference") + ", as one speaker's"
-              : "they are computed for each speaker of \(features!)"))
+          "note: \(checkpoint) standardises each speaker by that speaker's own statistics: they are computed for "
+            + "each speaker of \(features)")
       }
       let predictions =
         features == nil
         ? try predictFiles(
           recordings, checkpoint: c, path: checkpoint, precision: try inference.precision.resolved(), windows: windows,
-          reference: reference)
+          reference: reference, note: { printError("note: " + $0) })
         : try predictRows(
           featuresPath: features!, split: split, checkpoint: c, path: checkpoint,
           precision: try inference.precision.resolved())
