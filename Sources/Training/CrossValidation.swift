@@ -212,7 +212,9 @@ public func crossValidate(_ o: CrossValidationOptions, comm: Communicator) throw
           o.trainer.linePrefix
             + "fold \(fold + 1)/\(k) (\(foldGroups[fold].joined(separator: ", "))): \(evaluation.rows) rows, accuracy "
             + "\(fixed(evaluation.accuracy, 4)), macro F1 \(fixed(evaluation.macro.f1, 4)), UAR "
-            + "\(fixed(evaluation.unweightedAverageRecall, 4))")
+            + "\(fixed(evaluation.unweightedAverageRecall, 4))"
+            + (evaluation.original.map { $0.rows < evaluation.rows ? "; original rows \(fixed($0.accuracy, 4))" : "" }
+              ?? ""))
       }
     }
   }
