@@ -143,7 +143,11 @@ struct TrainingOptions: ParsableArguments {
       valueName: "MiB"))
   var rowCacheMB: Double?
 
-  @Option(help: "For trying things out: use at most N rows (whole recordings, drawn from --seed).")
+  @Option(
+    help: """
+      For trying things out: use at most N rows (whole recordings, drawn from --seed; under cv, of those a fold \
+      trains and validates on: its test rows are all its own).
+      """)
   var limitRows: Int?
 
   @Option(
