@@ -497,10 +497,12 @@ public func predictFiles(
     x.withUnsafeMutableBufferPointer { speaker.standardise($0, rows: rows.count) }
   } else if let fallback = checkpoint.speakerFallback {
     // Too few for the speaker's own statistics: the training speakers' together.
-    note(
-      "\(good) recording(s) are too few for a speaker's own statistics (\(minimumSpeakerRecordings) or more): "
-        + "standardised by the training speakers' together instead, which costs accuracy (about as a --standardize "
-        + "feature model does; EXPERIMENTS.md); --speaker-reference PATH adds more of the speaker's recordings")
+    if good > 0 {
+      note(
+        "\(good) recording(s) are too few for a speaker's own statistics (\(minimumSpeakerRecordings) or more): "
+          + "standardised by the training speakers' together instead, which costs accuracy (about down to a column-"
+          + "standardised model's; EXPERIMENTS.md); --speaker-reference PATH adds more of the speaker's recordings")
+    }
     x.withUnsafeMutableBufferPointer { fallback.standardise($0, rows: rows.count) }
   } else {
     throw Failure(
