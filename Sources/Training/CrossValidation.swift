@@ -67,8 +67,7 @@ extension CrossValidationSummary {
     let width = max(12, folds.map { $0.groups.joined(separator: ",").count }.max() ?? 0) + 2
     // The original rows' columns where some fold's rows are more than its original rows.
     let metrics = Self.metrics.filter { m in
-      !m.name.hasPrefix("original_")
-        || folds.contains { f in f.evaluation.original.map { $0.rows < f.evaluation.rows } ?? false }
+      !m.name.hasPrefix("original_") || folds.contains { $0.evaluation.originalAlone != nil }
     }
     let widths = metrics.map { max(10, $0.label.count + 2) }
     func line(_ fold: String, _ groups: String, _ rows: String, _ cells: [String]) -> String {
@@ -213,8 +212,7 @@ public func crossValidate(_ o: CrossValidationOptions, comm: Communicator) throw
             + "fold \(fold + 1)/\(k) (\(foldGroups[fold].joined(separator: ", "))): \(evaluation.rows) rows, accuracy "
             + "\(fixed(evaluation.accuracy, 4)), macro F1 \(fixed(evaluation.macro.f1, 4)), UAR "
             + "\(fixed(evaluation.unweightedAverageRecall, 4))"
-            + (evaluation.original.map { $0.rows < evaluation.rows ? "; original rows \(fixed($0.accuracy, 4))" : "" }
-              ?? ""))
+            + (evaluation.originalAlone.map { "; original rows \(fixed($0.accuracy, 4))" } ?? ""))
       }
     }
   }

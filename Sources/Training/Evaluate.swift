@@ -140,10 +140,14 @@ public struct Evaluation: Codable, Sendable {
       + "these figures overstate its accuracy on new recordings"
   }
 
+  /// The original rows' figures where they differ from all rows' (the rows hold extraction's copies too), else nil:
+  /// what evaluate, train, the report and cv show beside the headline.
+  public var originalAlone: Subset? { original.flatMap { $0.rows < rows ? $0 : nil } }
+
   /// The original rows' accuracy and UAR and each augmentation's accuracy, when the rows are more than their
   /// originals (extraction's noise and pitch copies), else nil.
   public var originalSummary: String? {
-    guard let o = original, o.rows < rows else { return nil }
+    guard let o = originalAlone else { return nil }
     let kinds = FeatureFormat.augmentationNames.compactMap { name in
       byAugmentation?[name].map { "\(name) \(fixed(Double($0[0]) / Double($0[1]), 4))" }
     }
@@ -434,7 +438,8 @@ public func predictFiles(
         + "no other recordings")
   }
   // The recordings read: those to predict, then the reference's (one given twice is read once).
-  let paths = given + reference.filter { !Set(given).contains($0) }
+  let toPredict = Set(given)
+  let paths = given + reference.filter { !toPredict.contains($0) }
   let predictor = try Predictor(checkpoint, path: checkpointPath, precision: precision)
   var recipe = FeatureRecipe()
   recipe.layout = checkpoint.recipe?.layout ?? .seed  // rows as the model was trained on

@@ -47,18 +47,20 @@ public func reportHTML(
   }
   body += "</div>\n"
   if let e = evaluation {
-    let original = e.original.flatMap { o in
-      o.rows < e.rows ? "; original rows alone: accuracy \(fixed(o.accuracy, 3)), \(o.rows) rows" : nil
-    }
+    let original = e.originalAlone.map { "; original rows alone: accuracy \(fixed($0.accuracy, 3)), \($0.rows) rows" }
     body +=
       "<h2>\(esc(e.split)) split: accuracy \(fixed(e.accuracy, 3)), loss \(fixed(e.loss, 3)), \(e.rows) rows"
       + "\(original ?? "")</h2>\n"
     body += "<div class=\"charts\">" + heatMap(e) + classTable(e)
+    // Augmentations in extraction's order, corpora and speakers by name.
     let kinds = FeatureFormat.augmentationNames
-    for (name, scores) in [("augmentation", e.byAugmentation), ("corpus", e.byCorpus), ("speaker", e.bySpeaker)] {
+    for (name, scores, order) in [
+      ("augmentation", e.byAugmentation, { kinds.filter(($0 as [String: [Int]]).keys.contains) }),
+      ("corpus", e.byCorpus, { $0.keys.sorted() }), ("speaker", e.bySpeaker, { $0.keys.sorted() }),
+    ] {
       guard let scores, scores.count > 1 else { continue }
       body += "<table class=\"scores\"><tr><th>\(name)</th><th>accuracy</th><th>rows</th></tr>"
-      for key in scores.keys.sorted(by: { (kinds.firstIndex(of: $0) ?? 0, $0) < (kinds.firstIndex(of: $1) ?? 0, $1) }) {
+      for key in order(scores) {
         let (correct, total) = (scores[key]![0], scores[key]![1])
         body += "<tr><th>\(esc(key))</th><td>\(fixed(Double(correct) / Double(total), 3))</td><td>\(total)</td></tr>"
       }
