@@ -187,4 +187,5 @@ def main():
           f"{r[:, 0].std(ddof=1):.4f}")
 
 
-main()
+if __name__ == "__main__":
+    main()

@@ -15,15 +15,7 @@ import numpy as np
 os.environ.setdefault("KERAS_BACKEND", "tensorflow")
 import keras  # noqa: E402
 
-
-def statistics(x, features):
-    """Mean and population deviation per feature over its columns; a zero deviation becomes 1."""
-    x = x.astype(np.float64)
-    k = features.max() + 1
-    mean = np.array([x[:, features == f].mean() for f in range(k)])[features]
-    sd = np.array([x[:, features == f].std() for f in range(k)])[features]
-    sd[sd == 0] = 1
-    return mean, sd
+from peer_cv import statistics  # noqa: E402  per column or per feature, as sertrain's scalers
 
 
 def main():
@@ -60,8 +52,10 @@ def main():
             pooled = (x[test] - mean) / sd
             each = [statistics(x[train & (speakers == s)], features) for s in np.unique(speakers[train])]
             average = (x[test] - np.mean([m for m, _ in each], 0)) / np.mean([s for _, s in each], 0)
-            alone = np.array([(x[i] - statistics(x[i:i + 1], features)[0]) / statistics(x[i:i + 1], features)[1]
-                              for i in test])
+            def by_itself(i):
+                mean, sd = statistics(x[i:i + 1], features)
+                return (x[i] - mean) / sd
+            alone = np.array([by_itself(i) for i in test])
             for way, z in zip(ways, (own, pooled, average, alone)):
                 results[way].append(accuracy(z))
             print(os.path.basename(d.rstrip("/")), fold, *("%.4f" % results[w][-1] for w in ways), sep="\t",
